@@ -1,0 +1,70 @@
+//! The API version table Sluice advertises in ApiVersions, and the check every request
+//! passes before it is decoded.
+//!
+//! Ranges are chosen so that current librdkafka, kafka-python and the Java client negotiate
+//! versions whose bodies the `kafka-protocol` crate decodes. Produce is advertised from v0
+//! because librdkafka 2.0.2 (Debian's kcat) turns compression off unless Produce starts at
+//! v0; clients still pick their highest version. Fetch stops at v12 and Produce at v11, the
+//! last versions that address topics by name.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One advertised API: key and inclusive version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+const fn range(key: ApiKey, min: i16, max: i16) -> ApiRange {
+    ApiRange { key, min, max }
+}
+
+/// Every API Sluice answers, with the versions it accepts.
+pub const SUPPORTED_APIS: &[ApiRange] = &[
+    range(ApiKey::Produce, 0, 11),
+    range(ApiKey::Fetch, 4, 12),
+    range(ApiKey::ListOffsets, 1, 8),
+    range(ApiKey::Metadata, 0, 12),
+    range(ApiKey::ApiVersions, 0, 4),
+    range(ApiKey::CreateTopics, 2, 7),
+    range(ApiKey::DeleteTopics, 1, 6),
+    range(ApiKey::CreatePartitions, 0, 3),
+    range(ApiKey::DescribeConfigs, 1, 4),
+    range(ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The advertised range for an API key, if Sluice supports it.
+pub fn supported_range(api_key: i16) -> Option<ApiRange> {
+    SUPPORTED_APIS.iter().copied().find(|r| r.key as i16 == api_key)
+}
+
+/// Whether Sluice can decode and answer this API key at this version.
+pub fn is_supported(api_key: i16, api_version: i16) -> bool {
+    supported_range(api_key).is_some_and(|r| r.min <= api_version && api_version <= r.max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_version_is_decodable_by_the_codec_crate() {
+        for api in SUPPORTED_APIS {
+            let valid = api.key.valid_versions();
+            // Produce v0-v2 are advertised for old librdkafka but never chosen by it.
+            if api.key != ApiKey::Produce {
+                assert!(valid.min <= api.min, "{:?}", api.key);
+            }
+            assert!(api.max <= valid.max, "{:?}", api.key);
+        }
+    }
+
+    #[test]
+    fn unsupported_versions_are_refused() {
+        assert!(is_supported(ApiKey::Fetch as i16, 12));
+        assert!(!is_supported(ApiKey::Fetch as i16, 13));
+        assert!(!is_supported(9999, 0));
+    }
+}

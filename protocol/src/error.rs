@@ -1,0 +1,158 @@
+//! Errors raised while reading bytes off the wire, and the Kafka error codes Sluice uses.
+//!
+//! Wire error codes live in one place, [`ErrorCode`]; everything else maps onto it.
+
+use thiserror::Error;
+
+/// Something in a peer's bytes was wrong. `Display` says what, for the log line.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("frame length {0} is negative")]
+    NegativeFrameLength(i32),
+    #[error("frame length {length} exceeds the limit of {limit} bytes")]
+    FrameTooLarge { length: usize, limit: usize },
+    #[error("request is shorter than a header ({0} bytes)")]
+    TruncatedHeader(usize),
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    #[error("unsupported record batch magic {0} (only v2 is supported)")]
+    UnsupportedMagic(i8),
+    #[error("compression: {0}")]
+    Compression(String),
+}
+
+impl ProtocolError {
+    /// The Kafka error code a response should carry for this error, where one exists.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::CorruptBatch(_) => ErrorCode::CorruptMessage,
+            ProtocolError::Compression(_) => ErrorCode::CorruptMessage,
+            ProtocolError::UnsupportedMagic(_) => ErrorCode::UnsupportedForMessageFormat,
+            ProtocolError::UnknownApiKey(_) => ErrorCode::UnsupportedVersion,
+            ProtocolError::FrameTooLarge { .. } => ErrorCode::MessageTooLarge,
+            _ => ErrorCode::InvalidRequest,
+        }
+    }
+}
+
+/// The Kafka error codes Sluice sends. Values are Kafka's (see `Errors.java`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i16)]
+pub enum ErrorCode {
+    UnknownServerError = -1,
+    None = 0,
+    OffsetOutOfRange = 1,
+    CorruptMessage = 2,
+    UnknownTopicOrPartition = 3,
+    InvalidFetchSize = 4,
+    LeaderNotAvailable = 5,
+    NotLeaderOrFollower = 6,
+    RequestTimedOut = 7,
+    MessageTooLarge = 10,
+    NetworkException = 13,
+    CoordinatorNotAvailable = 15,
+    InvalidTopicException = 17,
+    RecordListTooLarge = 18,
+    NotEnoughReplicas = 19,
+    NotEnoughReplicasAfterAppend = 20,
+    InvalidRequiredAcks = 21,
+    InvalidTimestamp = 32,
+    UnsupportedVersion = 35,
+    TopicAlreadyExists = 36,
+    InvalidPartitions = 37,
+    InvalidReplicationFactor = 38,
+    InvalidConfig = 40,
+    NotController = 41,
+    InvalidRequest = 42,
+    UnsupportedForMessageFormat = 43,
+    PolicyViolation = 44,
+    KafkaStorageError = 56,
+    FetchSessionIdNotFound = 70,
+    InvalidFetchSessionEpoch = 71,
+    FencedLeaderEpoch = 74,
+    UnknownLeaderEpoch = 75,
+    OffsetNotAvailable = 78,
+    InvalidRecord = 87,
+    UnknownTopicId = 100,
+}
+
+impl ErrorCode {
+    pub const fn code(self) -> i16 {
+        self as i16
+    }
+
+    /// Whether a client should retry the request that got this code (after a metadata
+    /// refresh where the code says leadership moved).
+    pub const fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::CorruptMessage
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::NetworkException
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::NotEnoughReplicasAfterAppend
+                | ErrorCode::KafkaStorageError
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::OffsetNotAvailable
+        )
+    }
+
+    /// Name as Kafka spells it, for logs and CLI output.
+    pub fn from_code(code: i16) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        const ALL: &[ErrorCode] = &[
+            UnknownServerError,
+            None,
+            OffsetOutOfRange,
+            CorruptMessage,
+            UnknownTopicOrPartition,
+            InvalidFetchSize,
+            LeaderNotAvailable,
+            NotLeaderOrFollower,
+            RequestTimedOut,
+            MessageTooLarge,
+            NetworkException,
+            CoordinatorNotAvailable,
+            InvalidTopicException,
+            RecordListTooLarge,
+            NotEnoughReplicas,
+            NotEnoughReplicasAfterAppend,
+            InvalidRequiredAcks,
+            InvalidTimestamp,
+            UnsupportedVersion,
+            TopicAlreadyExists,
+            InvalidPartitions,
+            InvalidReplicationFactor,
+            InvalidConfig,
+            NotController,
+            InvalidRequest,
+            UnsupportedForMessageFormat,
+            PolicyViolation,
+            KafkaStorageError,
+            FetchSessionIdNotFound,
+            InvalidFetchSessionEpoch,
+            FencedLeaderEpoch,
+            UnknownLeaderEpoch,
+            OffsetNotAvailable,
+            InvalidRecord,
+            UnknownTopicId,
+        ];
+        ALL.iter().copied().find(|e| e.code() == code)
+    }
+}
+
+/// A human-readable description of any Kafka error code, including ones Sluice never sends.
+pub fn describe_code(code: i16) -> String {
+    match kafka_protocol::error::ResponseError::try_from_code(code) {
+        Some(e) => format!("{e:?} ({code})"),
+        None => format!("NONE ({code})"),
+    }
+}

@@ -1,0 +1,23 @@
+//! The Kafka wire protocol as Sluice speaks it.
+//!
+//! This crate owns everything that is a matter of bytes on the wire and nothing that runs:
+//! no runtime, no sockets, no logging setup. Broker and client both build on it, so nothing
+//! is encoded twice.
+//!
+//! - [`frame`]: the 4-byte length-prefixed framing as a tokio-util codec, with the size limit
+//!   checked before any buffer is reserved.
+//! - [`header`]: request header parsing (v0-v2, flexible versions) in front of the
+//!   `kafka-protocol` message codecs.
+//! - [`api`]: the API version table Sluice advertises.
+//! - [`batch`]: a zero-copy view over RecordBatch v2: iterate, validate, stamp offsets.
+//! - [`records`]: building and decoding batches with keys, values, headers and the four codecs.
+//! - [`error`]: errors of this crate and the Kafka error codes.
+
+pub mod api;
+pub mod batch;
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod records;
+
+pub use kafka_protocol;

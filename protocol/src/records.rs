@@ -1,0 +1,1 @@
+//! Building and decoding record batches (see the module docs once written).
