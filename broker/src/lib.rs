@@ -1,1 +1,10 @@
+//! The Sluice broker.
+//!
+//! Dependencies point one way: [`storage`] <- [`server`] (replication and the controller
+//! will sit between them), and [`node`] wires one running broker together.
 
+pub mod config;
+pub mod metrics;
+pub mod node;
+pub mod server;
+pub mod storage;

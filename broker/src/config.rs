@@ -1,0 +1,314 @@
+//! Broker configuration: flags, a TOML file (`--config`) and `SLUICE_*` environment
+//! variables, in that order of precedence, over built-in defaults.
+//!
+//! Every option is declared once in the [`options!`] table below, which generates the clap
+//! flags (all optional so that "not given" can be told apart from "given the default"), the
+//! TOML file struct, the environment lookup and the merged [`Config`]. `sluiced --help`
+//! lists each option with its default and environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::storage::{Durability, LogConfig};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format '{other}' (expected text or json)")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Durability {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_durability(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parse a boolean the way operators write it.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(format!("'{other}' is not a boolean (true/false)")),
+    }
+}
+
+macro_rules! options {
+    ($( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $default:expr, $flag:literal, $env:literal, $parse:expr; )*) => {
+        /// Command-line flags. Every option is optional here; defaults are applied after
+        /// merging with the TOML file and the environment.
+        #[derive(Debug, Parser, Default)]
+        #[command(
+            name = "sluiced",
+            version,
+            about = "Sluice broker: a Kafka-protocol commit-log broker in one binary",
+            long_about = "Sluice broker: a partitioned commit-log broker that speaks the Kafka wire protocol.\n\n\
+                Options come from flags, then the TOML file given by --config, then SLUICE_* environment \
+                variables, then the defaults shown. TOML keys are the flag names with '-' replaced by '_' \
+                (e.g. data_dir = \"/var/lib/sluice\").",
+        )]
+        pub struct Flags {
+            /// TOML configuration file (keys are flag names with '_' for '-')
+            #[arg(long, value_name = "FILE")]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long = $flag, value_parser = $parse, help_heading = None,
+                      long_help = concat!($($doc, "\n",)* "\n[default: ", stringify!($default), "] [env: ", $env, "]"))]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        /// The TOML file's contents.
+        #[derive(Debug, Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        pub struct FileConfig {
+            $( pub $field: Option<$ty>, )*
+        }
+
+        /// The merged configuration the broker runs with.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Config {
+            /// Merge flags over the file over the environment over defaults.
+            pub fn merge(
+                flags: Flags,
+                file: FileConfig,
+                env: &dyn Fn(&str) -> Option<String>,
+            ) -> Result<Config, String> {
+                Ok(Config {
+                    $(
+                        $field: match flags.$field.or(file.$field) {
+                            Some(v) => v,
+                            None => match env($env) {
+                                Some(raw) => ($parse)(raw.as_str())
+                                    .map_err(|e| format!("environment variable {}: {}", $env, e))?,
+                                None => $default,
+                            },
+                        },
+                    )*
+                })
+            }
+        }
+    };
+}
+
+fn parse_from_str<T: FromStr>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>().map_err(|e| format!("'{s}': {e}"))
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    s.parse::<Durability>().map_err(|e| e.to_string())
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+options! {
+    /// This broker's id in the cluster
+    node_id: i32 = 1, "node-id", "SLUICE_NODE_ID", parse_from_str::<i32>;
+    /// Directory holding the partition logs and metadata
+    data_dir: PathBuf = PathBuf::from("./sluice-data"), "data-dir", "SLUICE_DATA_DIR", parse_from_str::<PathBuf>;
+    /// Address the Kafka listener binds to
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9092)), "listen", "SLUICE_LISTEN", parse_from_str::<SocketAddr>;
+    /// HOST:PORT clients are told to connect to (default: the listen address)
+    advertised_listener: String = String::new(), "advertised-listener", "SLUICE_ADVERTISED_LISTENER", parse_from_str::<String>;
+    /// Address serving Prometheus metrics at /metrics
+    metrics_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9644)), "metrics-listen", "SLUICE_METRICS_LISTEN", parse_from_str::<SocketAddr>;
+    /// Create unknown topics on Metadata and Produce requests (true|false)
+    auto_create_topics: bool = true, "auto-create-topics", "SLUICE_AUTO_CREATE_TOPICS", parse_bool;
+    /// Partitions of a topic created without a partition count (Kafka num.partitions)
+    default_partitions: i32 = 1, "default-partitions", "SLUICE_DEFAULT_PARTITIONS", parse_from_str::<i32>;
+    /// Segment size in bytes before a new segment is rolled (Kafka segment.bytes)
+    segment_bytes: u64 = 1 << 30, "segment-bytes", "SLUICE_SEGMENT_BYTES", parse_from_str::<u64>;
+    /// Segment age in milliseconds before a new segment is rolled (Kafka segment.ms)
+    segment_ms: u64 = 7 * DAY_MS as u64, "segment-ms", "SLUICE_SEGMENT_MS", parse_from_str::<u64>;
+    /// Delete segments older than this many milliseconds; -1 keeps them forever (retention.ms)
+    retention_ms: i64 = 7 * DAY_MS, "retention-ms", "SLUICE_RETENTION_MS", parse_from_str::<i64>;
+    /// Delete old segments while a partition is larger than this many bytes; -1 = no limit
+    retention_bytes: i64 = -1, "retention-bytes", "SLUICE_RETENTION_BYTES", parse_from_str::<i64>;
+    /// How often the retention task runs, in milliseconds
+    retention_check_interval_ms: u64 = 300_000, "retention-check-interval-ms", "SLUICE_RETENTION_CHECK_INTERVAL_MS", parse_from_str::<u64>;
+    /// replicated: acknowledge from the page cache; fsync: group-commit fsync before acks=all answers and records become visible
+    durability: Durability = Durability::Replicated, "durability", "SLUICE_DURABILITY", parse_durability;
+    /// Largest record batch accepted, in bytes (Kafka message.max.bytes)
+    message_max_bytes: usize = 1_048_588, "message-max-bytes", "SLUICE_MESSAGE_MAX_BYTES", parse_from_str::<usize>;
+    /// Largest request frame accepted, in bytes (Kafka socket.request.max.bytes)
+    frame_bytes_max: usize = 100 * 1024 * 1024, "frame-bytes-max", "SLUICE_FRAME_BYTES_MAX", parse_from_str::<usize>;
+    /// Largest fetch response, in bytes (Kafka fetch.max.bytes)
+    fetch_bytes_max: usize = 55 * 1024 * 1024, "fetch-bytes-max", "SLUICE_FETCH_BYTES_MAX", parse_from_str::<usize>;
+    /// Maximum open client connections; further connections are closed at once
+    connections_max: usize = 4096, "connections-max", "SLUICE_CONNECTIONS_MAX", parse_from_str::<usize>;
+    /// Requests read ahead per connection while earlier ones are still being answered
+    in_flight_requests_max: usize = 32, "in-flight-requests-max", "SLUICE_IN_FLIGHT_REQUESTS_MAX", parse_from_str::<usize>;
+    /// Milliseconds to let in-flight requests finish on SIGTERM before closing connections
+    shutdown_timeout_ms: u64 = 10_000, "shutdown-timeout-ms", "SLUICE_SHUTDOWN_TIMEOUT_MS", parse_from_str::<u64>;
+    /// Log line format: text or json
+    log_format: LogFormat = LogFormat::Text, "log-format", "SLUICE_LOG_FORMAT", parse_from_str::<LogFormat>;
+}
+
+impl Config {
+    /// Load from the process's flags, the TOML file they name, and the environment.
+    pub fn load() -> Result<Config, String> {
+        Self::load_from(Flags::parse(), &|name| std::env::var(name).ok())
+    }
+
+    pub fn load_from(flags: Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let config_path = flags
+            .config
+            .clone()
+            .or_else(|| env("SLUICE_CONFIG").map(PathBuf::from));
+        let file = match config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let config = Config::merge(flags, file, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.default_partitions < 1 {
+            return Err(format!("default-partitions must be at least 1, got {}", self.default_partitions));
+        }
+        if self.segment_bytes < 1024 {
+            return Err(format!("segment-bytes must be at least 1024, got {}", self.segment_bytes));
+        }
+        if self.message_max_bytes < 64 || self.message_max_bytes > self.frame_bytes_max {
+            return Err(format!(
+                "message-max-bytes must be between 64 and frame-bytes-max ({}), got {}",
+                self.frame_bytes_max, self.message_max_bytes
+            ));
+        }
+        if self.connections_max == 0 || self.in_flight_requests_max == 0 {
+            return Err("connections-max and in-flight-requests-max must be at least 1".into());
+        }
+        if self.retention_ms < -1 || self.retention_bytes < -1 {
+            return Err("retention-ms and retention-bytes must be -1 (no limit) or positive".into());
+        }
+        self.advertised()?;
+        Ok(())
+    }
+
+    /// The host and port clients are told to connect to.
+    pub fn advertised(&self) -> Result<(String, i32), String> {
+        if self.advertised_listener.is_empty() {
+            return Ok((self.listen.ip().to_string(), i32::from(self.listen.port())));
+        }
+        let (host, port) = self
+            .advertised_listener
+            .rsplit_once(':')
+            .ok_or_else(|| format!("advertised-listener '{}' is not HOST:PORT", self.advertised_listener))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("advertised-listener '{}' has a bad port", self.advertised_listener))?;
+        Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), i32::from(port)))
+    }
+
+    /// Defaults for every partition log, before per-topic overrides.
+    pub fn log_defaults(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes_max: self.segment_bytes,
+            segment_ms_max: self.segment_ms,
+            retention_ms: u64::try_from(self.retention_ms).ok(),
+            retention_bytes: u64::try_from(self.retention_bytes).ok(),
+            batch_bytes_max: self.message_max_bytes,
+            durability: self.durability,
+            ..LogConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = Config::load_from(Flags::default(), &no_env).unwrap();
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9644");
+        assert_eq!(config.data_dir, PathBuf::from("./sluice-data"));
+        assert!(config.auto_create_topics);
+        assert_eq!(config.message_max_bytes, 1_048_588);
+    }
+
+    #[test]
+    fn flags_beat_file_beat_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "node_id = 7\ndefault_partitions = 3\n").unwrap();
+        let flags = Flags::parse_from(["sluiced", "--config", path.to_str().unwrap(), "--node-id", "9"]);
+        let env = |name: &str| match name {
+            "SLUICE_NODE_ID" => Some("5".to_string()),
+            "SLUICE_DEFAULT_PARTITIONS" => Some("4".to_string()),
+            "SLUICE_SEGMENT_BYTES" => Some("4096".to_string()),
+            _ => None,
+        };
+        let config = Config::load_from(flags, &env).unwrap();
+        assert_eq!(config.node_id, 9, "flag wins");
+        assert_eq!(config.default_partitions, 3, "file beats environment");
+        assert_eq!(config.segment_bytes, 4096, "environment beats default");
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_source() {
+        let env = |name: &str| (name == "SLUICE_DURABILITY").then(|| "sometimes".to_string());
+        let err = Config::load_from(Flags::default(), &env).unwrap_err();
+        assert!(err.contains("SLUICE_DURABILITY"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "no_such_option = 1\n").unwrap();
+        let flags = Flags::parse_from(["sluiced", "--config", path.to_str().unwrap()]);
+        let err = Config::load_from(flags, &no_env).unwrap_err();
+        assert!(err.contains("no_such_option"), "{err}");
+    }
+
+    #[test]
+    fn advertised_listener_defaults_to_listen_address() {
+        let flags = Flags::parse_from(["sluiced", "--listen", "127.0.0.1:19092"]);
+        let config = Config::load_from(flags, &no_env).unwrap();
+        assert_eq!(config.advertised().unwrap(), ("127.0.0.1".to_string(), 19092));
+        let flags = Flags::parse_from(["sluiced", "--advertised-listener", "broker1:9092"]);
+        let config = Config::load_from(flags, &no_env).unwrap();
+        assert_eq!(config.advertised().unwrap(), ("broker1".to_string(), 9092));
+    }
+}

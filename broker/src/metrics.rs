@@ -1,0 +1,73 @@
+//! Metric names and the Prometheus exporter.
+//!
+//! Names follow Kafka's meanings with a `sluice_` prefix. Every limit that refuses work and
+//! every malformed input is counted, so an operator can see why clients got errors.
+
+use std::net::SocketAddr;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+/// Requests handled, by `api`.
+pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
+/// Request handling time in seconds, by `api`.
+pub const REQUEST_DURATION_SECONDS: &str = "sluice_request_duration_seconds";
+/// Partition- or request-level error codes returned, by `api` and `error`.
+pub const REQUEST_ERRORS_TOTAL: &str = "sluice_request_errors_total";
+/// Frames or requests that could not be parsed, by `reason`.
+pub const MALFORMED_REQUESTS_TOTAL: &str = "sluice_malformed_requests_total";
+/// Requests for an API key or version Sluice does not support, by `api_key`.
+pub const UNSUPPORTED_REQUESTS_TOTAL: &str = "sluice_unsupported_requests_total";
+/// Work refused because a configured limit was reached, by `limit`.
+pub const LIMIT_EXCEEDED_TOTAL: &str = "sluice_limit_exceeded_total";
+/// Open client connections.
+pub const CONNECTIONS_ACTIVE: &str = "sluice_connections_active";
+/// Connections accepted since start.
+pub const CONNECTIONS_TOTAL: &str = "sluice_connections_total";
+/// Bytes of record batches appended.
+pub const BYTES_IN_TOTAL: &str = "sluice_bytes_in_total";
+/// Records appended.
+pub const MESSAGES_IN_TOTAL: &str = "sluice_messages_in_total";
+/// Bytes of record batches returned by Fetch.
+pub const BYTES_OUT_TOTAL: &str = "sluice_bytes_out_total";
+/// Topics created automatically on Metadata/Produce.
+pub const TOPICS_AUTO_CREATED_TOTAL: &str = "sluice_topics_auto_created_total";
+/// Segments deleted by retention.
+pub const RETENTION_SEGMENTS_DELETED_TOTAL: &str = "sluice_retention_segments_deleted_total";
+/// Partitions known to this broker.
+pub const PARTITIONS: &str = "sluice_partitions";
+
+/// Start the Prometheus exporter's HTTP listener on `address` (serves `/metrics`).
+pub fn install(address: SocketAddr) -> Result<(), String> {
+    PrometheusBuilder::new()
+        .with_http_listener(address)
+        .set_buckets_for_metric(
+            Matcher::Suffix("seconds".to_string()),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .map_err(|e| e.to_string())?
+        .install()
+        .map_err(|e| format!("cannot serve metrics on {address}: {e}"))?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS_TOTAL, "Requests handled, by API");
+    describe_histogram!(REQUEST_DURATION_SECONDS, Unit::Seconds, "Request handling time, by API");
+    describe_counter!(REQUEST_ERRORS_TOTAL, "Error codes returned, by API and error");
+    describe_counter!(MALFORMED_REQUESTS_TOTAL, "Frames or requests that could not be parsed");
+    describe_counter!(UNSUPPORTED_REQUESTS_TOTAL, "Requests for unsupported API keys or versions");
+    describe_counter!(LIMIT_EXCEEDED_TOTAL, "Work refused because a configured limit was reached");
+    describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections");
+    describe_counter!(CONNECTIONS_TOTAL, "Connections accepted");
+    describe_counter!(BYTES_IN_TOTAL, Unit::Bytes, "Record batch bytes appended");
+    describe_counter!(MESSAGES_IN_TOTAL, "Records appended");
+    describe_counter!(BYTES_OUT_TOTAL, Unit::Bytes, "Record batch bytes served by Fetch");
+    describe_counter!(TOPICS_AUTO_CREATED_TOTAL, "Topics created automatically");
+    describe_counter!(RETENTION_SEGMENTS_DELETED_TOTAL, "Segments deleted by retention");
+    describe_gauge!(PARTITIONS, "Partitions hosted by this broker");
+}

@@ -1,0 +1,112 @@
+//! One client connection: read frames, work on up to `in_flight_requests_max` requests at
+//! once, write the responses in request order.
+//!
+//! A frame with a negative or oversized length, or a request that cannot be parsed, closes
+//! the connection with a logged reason and a metric: after a framing error the byte stream
+//! cannot be trusted. An acks=0 produce that fails closes the connection too, as Kafka
+//! does, since there is no response to carry the error.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use sluice_protocol::frame::{FrameCodec, FrameError};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::watch;
+use tokio_util::codec::FramedRead;
+
+use super::dispatch::{self, Reply};
+use super::Broker;
+use crate::metrics as m;
+
+pub async fn serve_connection<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    let mut frames = FramedRead::new(read, FrameCodec::new(broker.limits.frame_bytes_max));
+    let mut writer = BufWriter::with_capacity(64 * 1024, write);
+    let mut pending = FuturesOrdered::new();
+    let in_flight_max = broker.limits.in_flight_requests_max;
+    let mut reading = !*shutdown.borrow();
+    let mut limit_noted = false;
+
+    loop {
+        if !reading && pending.is_empty() {
+            break;
+        }
+        let can_read = reading && pending.len() < in_flight_max;
+        if reading && !can_read && !limit_noted {
+            // Stop reading until a response is written: TCP backpressure does the rest.
+            metrics::counter!(m::LIMIT_EXCEEDED_TOTAL, "limit" => "in_flight_requests_max").increment(1);
+            limit_noted = true;
+        }
+        tokio::select! {
+            biased;
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                // Write this reply and every one already finished behind it, then flush once.
+                let mut next = Some(reply);
+                while let Some(reply) = next.take() {
+                    match reply {
+                        Reply::Frame(bytes) => {
+                            if let Err(e) = writer.write_all(&bytes).await {
+                                tracing::debug!(%peer, error = %e, "write failed; closing connection");
+                                return;
+                            }
+                        }
+                        Reply::None => {}
+                        Reply::Close(reason) => {
+                            tracing::info!(%peer, %reason, "closing connection");
+                            let _ = writer.flush().await;
+                            return;
+                        }
+                    }
+                    next = pending.next().now_or_never().flatten();
+                }
+                if let Err(e) = writer.flush().await {
+                    tracing::debug!(%peer, error = %e, "flush failed; closing connection");
+                    return;
+                }
+                limit_noted = false;
+            }
+            frame = frames.next(), if can_read => {
+                match frame {
+                    None => reading = false,
+                    Some(Ok(frame)) => {
+                        let broker = broker.clone();
+                        pending.push_back(dispatch::handle(broker, Bytes::from(frame)));
+                    }
+                    Some(Err(FrameError::Io(e))) => {
+                        tracing::debug!(%peer, error = %e, "read failed");
+                        reading = false;
+                    }
+                    Some(Err(FrameError::Protocol(e))) => {
+                        tracing::warn!(%peer, reason = %e, "bad frame; closing connection");
+                        let reason = match e {
+                            sluice_protocol::error::ProtocolError::FrameTooLarge { .. } => "frame_too_large",
+                            sluice_protocol::error::ProtocolError::NegativeFrameLength(_) => "negative_frame_length",
+                            _ => "bad_frame",
+                        };
+                        metrics::counter!(m::MALFORMED_REQUESTS_TOTAL, "reason" => reason).increment(1);
+                        if reason == "frame_too_large" {
+                            metrics::counter!(m::LIMIT_EXCEEDED_TOTAL, "limit" => "frame_bytes_max").increment(1);
+                        }
+                        // Answer what was already accepted, then close.
+                        reading = false;
+                    }
+                }
+            }
+            _ = shutdown.changed(), if reading => {
+                reading = false;
+            }
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}

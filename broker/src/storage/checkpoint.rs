@@ -1,0 +1,101 @@
+//! Small files that must be either the old version or the new one after a crash, never a
+//! mix: per-partition offset checkpoints, topic metadata and the clean-shutdown marker.
+//!
+//! Protocol of [`write_atomic`]: write the whole content to a temporary file in the same
+//! directory, fsync it, rename it over the final name, fsync the directory. A crash before
+//! the rename leaves the old file (and a stray temp file, removed on open); after the
+//! directory fsync the new one is durable.
+//!
+//! An offset checkpoint is text, `0\n<offset>\n` (format version, then the offset), like
+//! Kafka's checkpoint files. A checkpoint that cannot be parsed is treated as absent, which
+//! is always safe: a missing recovery point means "scan everything", a missing log start
+//! offset means "the first segment's base offset".
+
+use std::io;
+use std::path::Path;
+
+use super::fs::FileSystem;
+
+/// Offset below which every segment's log and indexes are flushed.
+pub(super) const RECOVERY_POINT_FILE: &str = "recovery-point-checkpoint";
+/// First offset retained in the partition.
+pub(super) const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
+/// Suffix of the temporary files [`write_atomic`] renames into place.
+pub(super) const TEMP_SUFFIX: &str = ".tmp";
+
+const OFFSET_CHECKPOINT_VERSION: &str = "0";
+
+/// Replace `dir/name` atomically with `contents`, via `dir/temp_name`.
+pub(super) fn write_atomic(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    temp_name: &str,
+    contents: &[u8],
+) -> io::Result<()> {
+    let temp = dir.join(temp_name);
+    let file = fs.open(&temp)?;
+    file.truncate(0)?;
+    file.write_at(contents, 0)?;
+    file.sync()?;
+    drop(file);
+    fs.rename(&temp, &dir.join(name))?;
+    fs.sync_dir(dir)
+}
+
+/// The whole content of a file, or `None` if it does not exist.
+pub(super) fn read_all(fs: &dyn FileSystem, path: &Path) -> io::Result<Option<Vec<u8>>> {
+    if !fs.exists(path)? {
+        return Ok(None);
+    }
+    let file = fs.open(path)?;
+    let len = usize::try_from(file.len()?)
+        .map_err(|_| io::Error::other(format!("{} is too large", path.display())))?;
+    let mut contents = vec![0u8; len];
+    file.read_exact_at(&mut contents, 0)?;
+    Ok(Some(contents))
+}
+
+pub(super) fn write_offset(fs: &dyn FileSystem, dir: &Path, name: &str, offset: i64) -> io::Result<()> {
+    let contents = format!("{OFFSET_CHECKPOINT_VERSION}\n{offset}\n");
+    write_atomic(fs, dir, name, &format!("{name}{TEMP_SUFFIX}"), contents.as_bytes())
+}
+
+/// The offset stored in `dir/name`; `None` if the file is missing or unreadable as a
+/// checkpoint (logged), which callers treat as the safe default.
+pub(super) fn read_offset(fs: &dyn FileSystem, dir: &Path, name: &str) -> io::Result<Option<i64>> {
+    let path = dir.join(name);
+    let Some(contents) = read_all(fs, &path)? else {
+        return Ok(None);
+    };
+    let parsed = std::str::from_utf8(&contents).ok().and_then(|text| {
+        let mut lines = text.lines();
+        if lines.next()? != OFFSET_CHECKPOINT_VERSION {
+            return None;
+        }
+        let offset: i64 = lines.next()?.trim().parse().ok()?;
+        (offset >= 0 && lines.next().is_none()).then_some(offset)
+    });
+    if parsed.is_none() {
+        tracing::warn!(path = %path.display(), "ignoring unreadable checkpoint file");
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::fs::StdFileSystem;
+
+    #[test]
+    fn offset_checkpoint_round_trips_and_garbage_reads_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = StdFileSystem;
+        assert_eq!(read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(), None);
+        write_offset(&fs, dir.path(), RECOVERY_POINT_FILE, 1234).unwrap();
+        assert_eq!(read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(), Some(1234));
+        assert!(!dir.path().join("recovery-point-checkpoint.tmp").exists());
+        std::fs::write(dir.path().join(RECOVERY_POINT_FILE), "0\n12x\n").unwrap();
+        assert_eq!(read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(), None);
+    }
+}

@@ -1,0 +1,630 @@
+//! [`LogManager`]: every partition of every topic in one data directory, and the topics'
+//! metadata.
+//!
+//! A topic exists exactly when its metadata file `topics/<name>.toml` exists (name, 16-byte
+//! id, partition count, explicit config overrides). The file is written atomically (temp
+//! file, fsync, rename, fsync dir) *after* the partition directories it describes are
+//! created, and removed *before* they are deleted. So after a crash at any point, partition
+//! directories without metadata (or numbered past the topic's count) are leftovers of an
+//! unfinished create or delete, and opening removes them.
+//!
+//! Clean shutdown: [`LogManager::shutdown`] closes every log for writes, flushes it (data,
+//! indexes, recovery point) and then writes `.clean-shutdown`. [`LogManager::open`] skips
+//! recovery scans when the marker is present and deletes it before anything can be
+//! appended, so a later crash is detected.
+//!
+//! Topic configs use Kafka's names ([`SUPPORTED_TOPIC_CONFIGS`]); an override replaces the
+//! broker default given to [`LogManager::open`]. Configs cannot be altered after creation yet.
+//!
+//! Locking: one `RwLock` over the topic map. Lookups (`partition`, `topic`) take it shared;
+//! admin operations take it exclusively for their whole duration, file-system work included
+//! (they are rare, and this keeps create/delete of the same name serial). It is never held
+//! while a partition log's lock is waited on for long: logs are used through their `Arc`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{self, TEMP_SUFFIX};
+use super::fs::{remove_file_if_exists, FileSystem};
+use super::log::PartitionLog;
+use super::recovery::ShutdownState;
+use super::{LogConfig, StorageError};
+
+/// The topic config keys [`LogManager::create_topic`] accepts, in the order
+/// [`LogManager::describe_configs`] lists them.
+pub const SUPPORTED_TOPIC_CONFIGS: &[&str] = &[
+    "cleanup.policy",
+    "durability",
+    "max.message.bytes",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+/// Most partitions one topic may have. It bounds the directories one request can create
+/// and keeps `<topic>-<partition>` within the 255-byte file-name limit.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+/// Kafka's limit on topic name length.
+const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Kafka's smallest `segment.bytes`.
+const SEGMENT_BYTES_MIN: u64 = 14;
+const TOPICS_DIR: &str = "topics";
+const METADATA_SUFFIX: &str = ".toml";
+const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+const METADATA_VERSION: u32 = 1;
+
+/// What the broker knows about a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: [u8; 16],
+    pub partitions: i32,
+    /// Explicit overrides only, with normalised values.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One line of a topic's effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    /// True when the value is the broker default rather than a topic override.
+    pub is_default: bool,
+}
+
+/// All partition logs in one data directory.
+#[derive(Debug)]
+pub struct LogManager {
+    fs: Arc<dyn FileSystem>,
+    data_dir: PathBuf,
+    defaults: LogConfig,
+    topics: RwLock<BTreeMap<String, Topic>>,
+}
+
+#[derive(Debug)]
+struct Topic {
+    info: TopicInfo,
+    settings: TopicSettings,
+    partitions: Vec<Arc<PartitionLog>>,
+}
+
+/// A topic's effective settings: broker defaults with its overrides applied.
+#[derive(Debug, Clone)]
+struct TopicSettings {
+    log: LogConfig,
+    min_insync_replicas: i32,
+}
+
+/// The on-disk form of a topic's metadata.
+#[derive(Debug, Serialize, Deserialize)]
+struct MetadataFile {
+    version: u32,
+    name: String,
+    /// 32 hex digits.
+    id: String,
+    partitions: i32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+impl LogManager {
+    /// Open the data directory: load topic metadata, remove leftovers of unfinished creates
+    /// and deletes, open (recovering as needed) every partition, then delete the
+    /// clean-shutdown marker.
+    pub fn open(fs: Arc<dyn FileSystem>, data_dir: PathBuf, defaults: LogConfig) -> Result<LogManager, StorageError> {
+        let topics_dir = data_dir.join(TOPICS_DIR);
+        fs.create_dir_all(&topics_dir)?;
+        let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
+        let shutdown = if fs.exists(&marker)? {
+            ShutdownState::Clean
+        } else {
+            ShutdownState::Unclean
+        };
+
+        let mut topics = BTreeMap::new();
+        for file_name in fs.list_dir(&topics_dir)? {
+            if file_name.ends_with(TEMP_SUFFIX) {
+                remove_file_if_exists(&*fs, &topics_dir.join(&file_name))?;
+                continue;
+            }
+            let Some(name) = file_name.strip_suffix(METADATA_SUFFIX) else {
+                continue;
+            };
+            let (info, settings) = load_metadata(&*fs, &topics_dir.join(&file_name), name, &defaults)?;
+            topics.insert(
+                info.name.clone(),
+                Topic {
+                    info,
+                    settings,
+                    partitions: Vec::new(),
+                },
+            );
+        }
+
+        for dir_name in fs.list_dir(&data_dir)? {
+            let Some((topic, partition)) = parse_partition_dir(&dir_name) else {
+                continue;
+            };
+            if topics.get(topic).is_none_or(|topic| partition >= topic.info.partitions) {
+                tracing::warn!(dir = %dir_name, "removing a partition directory of no topic (an unfinished create or delete)");
+                fs.remove_dir_all(&data_dir.join(&dir_name))?;
+            }
+        }
+
+        let manager = LogManager {
+            fs,
+            data_dir,
+            defaults,
+            topics: RwLock::new(BTreeMap::new()),
+        };
+        for topic in topics.values_mut() {
+            for partition in 0..topic.info.partitions {
+                let log = PartitionLog::open(
+                    Arc::clone(&manager.fs),
+                    manager.partition_dir(&topic.info.name, partition),
+                    format!("{}-{partition}", topic.info.name),
+                    topic.settings.log.clone(),
+                    shutdown,
+                )?;
+                topic.partitions.push(Arc::new(log));
+            }
+        }
+        if shutdown == ShutdownState::Clean {
+            manager.fs.remove_file(&marker)?;
+            manager.fs.sync_dir(&manager.data_dir)?;
+        }
+        tracing::info!(data_dir = %manager.data_dir.display(), topics = topics.len(), ?shutdown, "opened log manager");
+        *manager.write_topics() = topics;
+        Ok(manager)
+    }
+
+    fn read_topics(&self) -> RwLockReadGuard<'_, BTreeMap<String, Topic>> {
+        self.topics.read().expect("the topic map lock was poisoned by a panic")
+    }
+
+    fn write_topics(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Topic>> {
+        self.topics.write().expect("the topic map lock was poisoned by a panic")
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The broker-wide defaults topics start from.
+    pub fn defaults(&self) -> &LogConfig {
+        &self.defaults
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Create a topic with `partitions` partitions and config overrides (Kafka names, see
+    /// [`SUPPORTED_TOPIC_CONFIGS`]).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, StorageError> {
+        validate_topic_name(name)?;
+        validate_partition_count(partitions)?;
+        let (settings, configs) = parse_overrides(&self.defaults, &configs)?;
+        let mut topics = self.write_topics();
+        if topics.contains_key(name) {
+            return Err(StorageError::TopicAlreadyExists(name.to_string()));
+        }
+        let info = TopicInfo {
+            name: name.to_string(),
+            id: new_topic_id(),
+            partitions,
+            configs,
+        };
+        let logs = self.create_partition_logs(name, 0..partitions, &settings.log)?;
+        if let Err(error) = self.write_metadata(&info) {
+            self.remove_partition_dirs(name, 0..partitions);
+            return Err(error);
+        }
+        tracing::info!(topic = name, partitions, "created topic");
+        topics.insert(
+            name.to_string(),
+            Topic {
+                info: info.clone(),
+                settings,
+                partitions: logs,
+            },
+        );
+        Ok(info)
+    }
+
+    /// Delete a topic and its partition directories.
+    pub fn delete_topic(&self, name: &str) -> Result<(), StorageError> {
+        let mut topics = self.write_topics();
+        let topic = topics
+            .get(name)
+            .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
+        let topics_dir = self.data_dir.join(TOPICS_DIR);
+        remove_file_if_exists(&*self.fs, &topics_dir.join(format!("{name}{METADATA_SUFFIX}")))?;
+        self.fs.sync_dir(&topics_dir)?;
+        for log in &topic.partitions {
+            log.close_for_writes();
+        }
+        let partitions = topic.info.partitions;
+        topics.remove(name);
+        // The topic is gone once its metadata is; a directory left behind by a crash here is
+        // removed by the next open.
+        self.remove_partition_dirs(name, 0..partitions);
+        self.fs.sync_dir(&self.data_dir)?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Grow a topic to `new_total` partitions.
+    pub fn create_partitions(&self, name: &str, new_total: i32) -> Result<(), StorageError> {
+        validate_partition_count(new_total)?;
+        let mut topics = self.write_topics();
+        let topic = topics
+            .get_mut(name)
+            .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
+        let current = topic.info.partitions;
+        if new_total <= current {
+            return Err(StorageError::InvalidPartitions(format!(
+                "topic {name:?} has {current} partitions; the count can only grow, not become {new_total}"
+            )));
+        }
+        let logs = self.create_partition_logs(name, current..new_total, &topic.settings.log)?;
+        let info = TopicInfo {
+            partitions: new_total,
+            ..topic.info.clone()
+        };
+        if let Err(error) = self.write_metadata(&info) {
+            self.remove_partition_dirs(name, current..new_total);
+            return Err(error);
+        }
+        tracing::info!(topic = name, from = current, to = new_total, "added partitions");
+        topic.info = info;
+        topic.partitions.extend(logs);
+        Ok(())
+    }
+
+    /// Create empty partition logs (removing any stale directory of the same name first).
+    fn create_partition_logs(
+        &self,
+        topic: &str,
+        partitions: std::ops::Range<i32>,
+        config: &LogConfig,
+    ) -> Result<Vec<Arc<PartitionLog>>, StorageError> {
+        let mut logs = Vec::new();
+        for partition in partitions.clone() {
+            let dir = self.partition_dir(topic, partition);
+            let opened = self.fs.exists(&dir).map_err(StorageError::from).and_then(|stale| {
+                if stale {
+                    self.fs.remove_dir_all(&dir)?;
+                }
+                PartitionLog::open(
+                    Arc::clone(&self.fs),
+                    dir,
+                    format!("{topic}-{partition}"),
+                    config.clone(),
+                    ShutdownState::Clean,
+                )
+            });
+            match opened {
+                Ok(log) => logs.push(Arc::new(log)),
+                Err(error) => {
+                    self.remove_partition_dirs(topic, partitions.start..partition + 1);
+                    return Err(error);
+                }
+            }
+        }
+        self.fs.sync_dir(&self.data_dir)?;
+        Ok(logs)
+    }
+
+    /// Best-effort removal (used on paths that already report an error, or after the
+    /// metadata is gone); failures are logged.
+    fn remove_partition_dirs(&self, topic: &str, partitions: std::ops::Range<i32>) {
+        for partition in partitions {
+            let dir = self.partition_dir(topic, partition);
+            match self.fs.remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(dir = %dir.display(), %error, "could not remove partition directory"),
+            }
+        }
+    }
+
+    fn write_metadata(&self, info: &TopicInfo) -> Result<(), StorageError> {
+        let file = MetadataFile {
+            version: METADATA_VERSION,
+            name: info.name.clone(),
+            id: hex(&info.id),
+            partitions: info.partitions,
+            configs: info.configs.clone(),
+        };
+        let text = toml::to_string(&file)
+            .map_err(|error| StorageError::Corrupt(format!("encoding metadata of topic {:?}: {error}", info.name)))?;
+        checkpoint::write_atomic(
+            &*self.fs,
+            &self.data_dir.join(TOPICS_DIR),
+            &format!("{}{METADATA_SUFFIX}", info.name),
+            &format!("{}{TEMP_SUFFIX}", info.name),
+            text.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        let topics = self.read_topics();
+        let index = usize::try_from(partition).ok()?;
+        topics.get(topic)?.partitions.get(index).cloned()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.read_topics().get(name).map(|topic| topic.info.clone())
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        self.read_topics().values().map(|topic| topic.info.clone()).collect()
+    }
+
+    /// Every supported config key of a topic with its effective value.
+    pub fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>, StorageError> {
+        let topics = self.read_topics();
+        let topic = topics
+            .get(name)
+            .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
+        Ok(SUPPORTED_TOPIC_CONFIGS
+            .iter()
+            .map(|key| ConfigEntry {
+                name: key.to_string(),
+                value: Some(config_value(&topic.settings, key)),
+                is_default: !topic.info.configs.contains_key(*key),
+            })
+            .collect())
+    }
+
+    /// The topic's `min.insync.replicas` (1 for an unknown topic).
+    pub fn min_insync_replicas(&self, topic: &str) -> i32 {
+        self.read_topics()
+            .get(topic)
+            .map_or(1, |topic| topic.settings.min_insync_replicas)
+    }
+
+    /// One retention pass over every partition; returns the segments deleted. Errors are
+    /// logged and the pass goes on with the next partition.
+    pub fn apply_retention(&self, now_ms: i64) -> usize {
+        let logs: Vec<Arc<PartitionLog>> = self
+            .read_topics()
+            .values()
+            .flat_map(|topic| topic.partitions.iter().cloned())
+            .collect();
+        let mut deleted = 0;
+        for log in logs {
+            match log.apply_retention(now_ms) {
+                Ok(count) => deleted += count,
+                Err(error) => tracing::warn!(partition = log.name(), %error, "retention failed"),
+            }
+        }
+        deleted
+    }
+
+    /// Clean shutdown: close every log for writes, flush it, then write the clean-shutdown
+    /// marker. If any flush fails the marker is not written, so the next open recovers.
+    pub fn shutdown(&self) -> Result<(), StorageError> {
+        let topics = self.read_topics();
+        let mut first_error = None;
+        for log in topics.values().flat_map(|topic| topic.partitions.iter()) {
+            log.close_for_writes();
+            if let Err(error) = log.flush() {
+                tracing::error!(partition = log.name(), %error, "flush at shutdown failed");
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        checkpoint::write_atomic(
+            &*self.fs,
+            &self.data_dir,
+            CLEAN_SHUTDOWN_FILE,
+            &format!("{CLEAN_SHUTDOWN_FILE}{TEMP_SUFFIX}"),
+            b"",
+        )?;
+        tracing::info!(data_dir = %self.data_dir.display(), "storage shut down cleanly");
+        Ok(())
+    }
+}
+
+/// Kafka's topic name rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn validate_topic_name(name: &str) -> Result<(), StorageError> {
+    let invalid = |why: &str| Err(StorageError::InvalidTopic(format!("{name:?} {why}")));
+    if name.is_empty() {
+        return invalid("is empty");
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return invalid(&format!("is longer than {TOPIC_NAME_BYTES_MAX} characters"));
+    }
+    if name == "." || name == ".." {
+        return invalid("is not allowed");
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return invalid(&format!("contains {bad:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+fn validate_partition_count(partitions: i32) -> Result<(), StorageError> {
+    if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+        return Err(StorageError::InvalidPartitions(format!(
+            "{partitions}: a topic has 1 to {TOPIC_PARTITIONS_MAX} partitions"
+        )));
+    }
+    Ok(())
+}
+
+/// `<topic>-<partition>` back into its parts, if the name is a partition directory's.
+fn parse_partition_dir(name: &str) -> Option<(&str, i32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    if partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    validate_topic_name(topic).ok()?;
+    Some((topic, partition.parse().ok()?))
+}
+
+fn load_metadata(
+    fs: &dyn FileSystem,
+    path: &Path,
+    name: &str,
+    defaults: &LogConfig,
+) -> Result<(TopicInfo, TopicSettings), StorageError> {
+    let corrupt = |why: String| StorageError::Corrupt(format!("topic metadata {}: {why}", path.display()));
+    let bytes = checkpoint::read_all(fs, path)?.unwrap_or_default();
+    let text = std::str::from_utf8(&bytes).map_err(|error| corrupt(error.to_string()))?;
+    let file: MetadataFile = toml::from_str(text).map_err(|error| corrupt(error.to_string()))?;
+    if file.version != METADATA_VERSION {
+        return Err(corrupt(format!("unsupported version {}", file.version)));
+    }
+    if file.name != name {
+        return Err(corrupt(format!("names topic {:?}", file.name)));
+    }
+    validate_topic_name(&file.name).map_err(|error| corrupt(error.to_string()))?;
+    validate_partition_count(file.partitions).map_err(|error| corrupt(error.to_string()))?;
+    let id = parse_hex_id(&file.id).ok_or_else(|| corrupt(format!("bad topic id {:?}", file.id)))?;
+    let (settings, configs) = parse_overrides(defaults, &file.configs).map_err(|error| corrupt(error.to_string()))?;
+    Ok((
+        TopicInfo {
+            name: file.name,
+            id,
+            partitions: file.partitions,
+            configs,
+        },
+        settings,
+    ))
+}
+
+/// Apply overrides to the defaults. Returns the settings and the overrides with normalised
+/// values; an unknown key or a bad value is `InvalidConfig` naming the key.
+fn parse_overrides(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(TopicSettings, BTreeMap<String, String>), StorageError> {
+    let mut settings = TopicSettings {
+        log: defaults.clone(),
+        min_insync_replicas: 1,
+    };
+    for (key, value) in overrides {
+        let value = value.trim();
+        match key.as_str() {
+            "cleanup.policy" => {
+                if value != "delete" {
+                    return Err(StorageError::InvalidConfig(format!(
+                        "cleanup.policy: only \"delete\" is supported, not {value:?}"
+                    )));
+                }
+            }
+            "durability" => {
+                settings.log.durability = value.parse()?;
+            }
+            "max.message.bytes" => {
+                settings.log.batch_bytes_max = parse_in_range(key, value, 0, i64::from(i32::MAX))? as usize;
+            }
+            "min.insync.replicas" => {
+                settings.min_insync_replicas = parse_in_range(key, value, 1, i64::from(i32::MAX))? as i32;
+            }
+            "retention.bytes" => settings.log.retention_bytes = parse_limit(key, value)?,
+            "retention.ms" => settings.log.retention_ms = parse_limit(key, value)?,
+            "segment.bytes" => {
+                settings.log.segment_bytes_max =
+                    parse_in_range(key, value, SEGMENT_BYTES_MIN as i64, i64::from(i32::MAX))? as u64;
+            }
+            "segment.ms" => settings.log.segment_ms_max = parse_in_range(key, value, 1, i64::MAX)? as u64,
+            _ => {
+                return Err(StorageError::InvalidConfig(format!(
+                    "{key}: unknown topic config; supported: {}",
+                    SUPPORTED_TOPIC_CONFIGS.join(", ")
+                )))
+            }
+        }
+    }
+    let normalised = overrides
+        .keys()
+        .map(|key| (key.clone(), config_value(&settings, key)))
+        .collect();
+    Ok((settings, normalised))
+}
+
+fn parse_in_range(key: &str, value: &str, min: i64, max: i64) -> Result<i64, StorageError> {
+    let parsed: i64 = value
+        .parse()
+        .map_err(|_| StorageError::InvalidConfig(format!("{key}: expected an integer, got {value:?}")))?;
+    if !(min..=max).contains(&parsed) {
+        return Err(StorageError::InvalidConfig(format!(
+            "{key}: {parsed} is outside {min}..={max}"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// A limit where -1 means "none".
+fn parse_limit(key: &str, value: &str) -> Result<Option<u64>, StorageError> {
+    match parse_in_range(key, value, -1, i64::MAX)? {
+        -1 => Ok(None),
+        limit => Ok(Some(limit as u64)),
+    }
+}
+
+/// A setting's value as Kafka prints it.
+fn config_value(settings: &TopicSettings, key: &str) -> String {
+    let limit = |limit: Option<u64>| limit.map_or_else(|| "-1".to_string(), |limit| limit.to_string());
+    match key {
+        "cleanup.policy" => "delete".to_string(),
+        "durability" => settings.log.durability.to_string(),
+        "max.message.bytes" => settings.log.batch_bytes_max.to_string(),
+        "min.insync.replicas" => settings.min_insync_replicas.to_string(),
+        "retention.bytes" => limit(settings.log.retention_bytes),
+        "retention.ms" => limit(settings.log.retention_ms),
+        "segment.bytes" => settings.log.segment_bytes_max.to_string(),
+        "segment.ms" => settings.log.segment_ms_max.to_string(),
+        other => unreachable!("config_value of unsupported key {other}"),
+    }
+}
+
+/// 16 random bytes, avoiding the ids Kafka reserves (all zeros, and the metadata topic's
+/// `...0001`).
+fn new_topic_id() -> [u8; 16] {
+    let mut reserved_metadata = [0u8; 16];
+    reserved_metadata[15] = 1;
+    loop {
+        let id: [u8; 16] = rand::random();
+        if id != [0u8; 16] && id != reserved_metadata {
+            return id;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}

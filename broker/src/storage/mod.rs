@@ -1,0 +1,238 @@
+//! Storage: the single-node log engine.
+//!
+//! Storage owns the bytes on disk: for every partition an append-only log of Kafka
+//! RecordBatch v2 batches, the sparse indexes over it, the checkpoints that say how much of
+//! it is known to be flushed, and the topic metadata. It never sees a request type or a
+//! socket; replication and the server build on it.
+//!
+//! # Layout
+//!
+//! ```text
+//! <data_dir>/
+//!   .clean-shutdown                  written last by LogManager::shutdown, deleted by open
+//!   topics/<topic>.toml              one metadata file per topic (name, id, partitions, overrides)
+//!   <topic>-<partition>/
+//!     00000000000000000000.log       batches back to back, exactly as received (offsets stamped)
+//!     00000000000000000000.index     sparse: 4-byte relative offset -> 4-byte file position
+//!     00000000000000000000.timeindex sparse: 8-byte timestamp -> 4-byte relative offset
+//!     recovery-point-checkpoint      offset below which log and indexes are flushed
+//!     log-start-offset-checkpoint    first offset retained
+//! ```
+//!
+//! # Modules, one noun each
+//!
+//! - [`fs`]: the file-system boundary ([`FileSystem`], [`StorageFile`]); everything below
+//!   reaches the disk only through it, so a simulated file system can stand in for it.
+//! - `index`: a segment's offset index and time index.
+//! - `segment`: one segment's three files; `ActiveSegment` (appends) vs `SealedSegment`
+//!   (read-only) as types.
+//! - `log`: [`PartitionLog`], the ordered segments of one partition: append, read, roll,
+//!   retention, group-commit fsync, poisoning.
+//! - `recovery`: opening a partition's segments after a clean or unclean shutdown.
+//! - `checkpoint`: small files written atomically (temp file, fsync, rename, fsync dir).
+//! - `manager`: [`LogManager`], every partition of every topic, and topic metadata.
+//!
+//! # Invariants
+//!
+//! - Offsets are contiguous: each batch's baseOffset is the previous batch's last offset + 1,
+//!   within a segment and across segments (a segment's base offset is the next offset of the
+//!   segment before it). Append asserts it; recovery treats a gap as corruption.
+//! - Nothing malformed reaches the files: append re-validates every batch (length, magic,
+//!   CRC-32C, record count) with `sluice_protocol::batch::validate` although the server
+//!   already did.
+//! - `log_start_offset <= log_end_offset`, and only whole segments are removed.
+//! - The active segment is never deleted by retention.
+//! - A failed fsync (or any failed write) poisons the partition's log: it refuses writes until
+//!   the broker restarts and recovery decides what the disk really holds. Retrying an fsync
+//!   after a failure can report success for data the kernel already dropped.
+//! - The clean-shutdown marker exists on disk only while no log is open for writing.
+//!
+//! # Left out on purpose
+//!
+//! Compaction, transactions (producer state snapshots), leader-epoch checkpoints and
+//! follower truncation belong to later layers and are not here yet. Files are not
+//! memory-mapped: indexes are searched with `pread`, which a simulated file system can
+//! provide and mmap cannot.
+
+mod checkpoint;
+mod fs;
+mod index;
+mod log;
+mod manager;
+mod recovery;
+mod segment;
+#[cfg(test)]
+mod testing;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use fs::{FaultInjectingFileSystem, FileSystem, StdFileSystem, StorageFile};
+pub use log::{AppendInfo, PartitionLog};
+pub use manager::{ConfigEntry, LogManager, TopicInfo, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX};
+pub use recovery::{RecoveryReport, ShutdownState};
+
+/// A timestamp field that carries no timestamp (Kafka's `RecordBatch.NO_TIMESTAMP`).
+pub const NO_TIMESTAMP: i64 = -1;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// When an appended batch counts as safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge from the page cache; safety comes from replication (Kafka's default).
+    /// Logs are flushed on segment roll and on shutdown.
+    Replicated,
+    /// Group-commit fsync before a batch counts as written (Redpanda's default).
+    Fsync,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Replicated => "replicated",
+            Durability::Fsync => "fsync",
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Durability {
+    type Err = StorageError;
+
+    /// Parse `replicated` or `fsync` (case-insensitive).
+    fn from_str(s: &str) -> Result<Durability, StorageError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "replicated" => Ok(Durability::Replicated),
+            "fsync" => Ok(Durability::Fsync),
+            _ => Err(StorageError::InvalidConfig(format!(
+                "durability: expected \"replicated\" or \"fsync\", got {s:?}"
+            ))),
+        }
+    }
+}
+
+/// How one partition's log behaves. The broker's defaults, overridden per topic with Kafka's
+/// config names (see [`LogManager::create_topic`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll the active segment before it would exceed this many bytes (Kafka `segment.bytes`).
+    /// A batch larger than this still gets a segment of its own.
+    pub segment_bytes_max: u64,
+    /// Roll the active segment once it is this old (Kafka `segment.ms`).
+    pub segment_ms_max: u64,
+    /// Bytes appended between two sparse index entries (Kafka `index.interval.bytes`).
+    pub index_interval_bytes: u32,
+    /// Delete sealed segments whose newest record is older than this; `None` keeps them
+    /// forever (Kafka `retention.ms` = -1).
+    pub retention_ms: Option<u64>,
+    /// Delete the oldest sealed segments while the log would stay at least this big; `None`
+    /// means no size limit (Kafka `retention.bytes` = -1).
+    pub retention_bytes: Option<u64>,
+    /// Largest batch a producer may send (Kafka `max.message.bytes`). Enforced by the server
+    /// before append; storage does not refuse larger batches so that a follower can always
+    /// copy what its leader accepted.
+    pub batch_bytes_max: usize,
+    pub durability: Durability,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            segment_bytes_max: 1 << 30,
+            segment_ms_max: 7 * DAY_MS,
+            index_interval_bytes: 4096,
+            retention_ms: Some(7 * DAY_MS),
+            retention_bytes: None,
+            batch_bytes_max: (1 << 20) + 12,
+            durability: Durability::Replicated,
+        }
+    }
+}
+
+/// What went wrong in storage, shaped by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The offset is outside `[log_start_offset, log_end_offset]`: the consumer must reset.
+    #[error("offset {requested} is out of range: the log holds offsets {log_start_offset}..{log_end_offset}")]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// A failed fsync or write poisoned the log: it refuses writes until the broker restarts.
+    #[error("log refuses writes: {0}")]
+    Poisoned(String),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bytes on disk are not what storage wrote.
+    #[error("corrupt log data: {0}")]
+    Corrupt(String),
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    /// A topic name that breaks Kafka's rules; the message says which and why.
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    /// An unknown config key or a bad value; the message names the key.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+}
+
+impl StorageError {
+    /// Whether the same operation may succeed if retried later (possibly against another
+    /// broker): I/O errors may be transient and unknown topics may be metadata in flight.
+    /// A poisoned log stays poisoned until restart, so retrying against it is pointless.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            StorageError::Io(_)
+            | StorageError::UnknownTopic(_)
+            | StorageError::UnknownPartition { .. } => true,
+            StorageError::OffsetOutOfRange { .. }
+            | StorageError::Poisoned(_)
+            | StorageError::Corrupt(_)
+            | StorageError::TopicAlreadyExists(_)
+            | StorageError::InvalidTopic(_)
+            | StorageError::InvalidPartitions(_)
+            | StorageError::InvalidConfig(_) => false,
+        }
+    }
+}
+
+impl From<sluice_protocol::error::ProtocolError> for StorageError {
+    fn from(error: sluice_protocol::error::ProtocolError) -> StorageError {
+        StorageError::Corrupt(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_parses_and_displays_both_modes() {
+        assert_eq!("replicated".parse::<Durability>().unwrap(), Durability::Replicated);
+        assert_eq!("FSYNC".parse::<Durability>().unwrap(), Durability::Fsync);
+        assert_eq!(Durability::Fsync.to_string(), "fsync");
+        let error = "sometimes".parse::<Durability>().unwrap_err();
+        assert!(error.to_string().contains("durability"), "{error}");
+    }
+
+    #[test]
+    fn retriable_errors_are_the_transient_ones() {
+        assert!(StorageError::Io(std::io::Error::other("disk")).is_retriable());
+        assert!(StorageError::UnknownTopic("t".into()).is_retriable());
+        assert!(!StorageError::Poisoned("fsync failed".into()).is_retriable());
+        assert!(!StorageError::InvalidConfig("retention.ms".into()).is_retriable());
+    }
+}
