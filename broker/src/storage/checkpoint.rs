@@ -56,9 +56,20 @@ pub(super) fn read_all(fs: &dyn FileSystem, path: &Path) -> io::Result<Option<Ve
     Ok(Some(contents))
 }
 
-pub(super) fn write_offset(fs: &dyn FileSystem, dir: &Path, name: &str, offset: i64) -> io::Result<()> {
+pub(super) fn write_offset(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    offset: i64,
+) -> io::Result<()> {
     let contents = format!("{OFFSET_CHECKPOINT_VERSION}\n{offset}\n");
-    write_atomic(fs, dir, name, &format!("{name}{TEMP_SUFFIX}"), contents.as_bytes())
+    write_atomic(
+        fs,
+        dir,
+        name,
+        &format!("{name}{TEMP_SUFFIX}"),
+        contents.as_bytes(),
+    )
 }
 
 /// The offset stored in `dir/name`; `None` if the file is missing or unreadable as a
@@ -91,11 +102,20 @@ mod tests {
     fn offset_checkpoint_round_trips_and_garbage_reads_as_absent() {
         let dir = tempfile::tempdir().unwrap();
         let fs = StdFileSystem;
-        assert_eq!(read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(), None);
+        assert_eq!(
+            read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            None
+        );
         write_offset(&fs, dir.path(), RECOVERY_POINT_FILE, 1234).unwrap();
-        assert_eq!(read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(), Some(1234));
+        assert_eq!(
+            read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            Some(1234)
+        );
         assert!(!dir.path().join("recovery-point-checkpoint.tmp").exists());
         std::fs::write(dir.path().join(RECOVERY_POINT_FILE), "0\n12x\n").unwrap();
-        assert_eq!(read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(), None);
+        assert_eq!(
+            read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            None
+        );
     }
 }

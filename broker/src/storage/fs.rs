@@ -52,6 +52,9 @@ pub trait StorageFile: Send + Sync + Debug {
     fn truncate(&self, len: u64) -> io::Result<()>;
     /// Current size in bytes.
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
 }
 
 /// The real file system, through `std::fs` and `std::os::unix::fs::FileExt`.
@@ -169,7 +172,9 @@ struct Faults {
 impl Faults {
     fn check_sync(&self, what: &dyn Debug) -> io::Result<()> {
         if self.fail_syncs.load(Ordering::SeqCst) {
-            return Err(io::Error::other(format!("injected fsync failure on {what:?}")));
+            return Err(io::Error::other(format!(
+                "injected fsync failure on {what:?}"
+            )));
         }
         Ok(())
     }

@@ -69,9 +69,10 @@ impl IndexEntry for OffsetEntry {
     }
 
     fn check_order(previous: &OffsetEntry, next: &OffsetEntry) -> Result<(), String> {
-        if next.relative_offset <= previous.relative_offset || next.position <= previous.position
-        {
-            return Err(format!("entry {next:?} does not increase past {previous:?}"));
+        if next.relative_offset <= previous.relative_offset || next.position <= previous.position {
+            return Err(format!(
+                "entry {next:?} does not increase past {previous:?}"
+            ));
         }
         Ok(())
     }
@@ -96,9 +97,10 @@ impl IndexEntry for TimeEntry {
     }
 
     fn check_order(previous: &TimeEntry, next: &TimeEntry) -> Result<(), String> {
-        if next.timestamp <= previous.timestamp || next.relative_offset < previous.relative_offset
-        {
-            return Err(format!("entry {next:?} does not increase past {previous:?}"));
+        if next.timestamp <= previous.timestamp || next.relative_offset < previous.relative_offset {
+            return Err(format!(
+                "entry {next:?} does not increase past {previous:?}"
+            ));
         }
         Ok(())
     }
@@ -164,7 +166,8 @@ impl<E: IndexEntry> IndexFile<E> {
         let mut last: Option<E> = None;
         for chunk in bytes.chunks_exact(E::BYTES) {
             let entry = E::decode(chunk);
-            check_entry(&entry).map_err(|why| IndexLoadError::Invalid(format!("{}: {why}", E::KIND)))?;
+            check_entry(&entry)
+                .map_err(|why| IndexLoadError::Invalid(format!("{}: {why}", E::KIND)))?;
             if let Some(previous) = &last {
                 E::check_order(previous, &entry)
                     .map_err(|why| IndexLoadError::Invalid(format!("{}: {why}", E::KIND)))?;
@@ -189,7 +192,8 @@ impl<E: IndexEntry> IndexFile<E> {
         }
         let mut bytes = [0u8; 16];
         entry.encode(&mut bytes[..E::BYTES]);
-        self.file.write_at(&bytes[..E::BYTES], self.entries * E::BYTES as u64)?;
+        self.file
+            .write_at(&bytes[..E::BYTES], self.entries * E::BYTES as u64)?;
         self.entries += 1;
         self.last = Some(entry);
         Ok(())
@@ -264,7 +268,12 @@ mod tests {
         let mut index = offset_index(&dir);
         assert_eq!(index.lookup(5).unwrap(), None);
         for (relative_offset, position) in [(10, 100), (20, 200), (30, 300)] {
-            index.append(OffsetEntry { relative_offset, position }).unwrap();
+            index
+                .append(OffsetEntry {
+                    relative_offset,
+                    position,
+                })
+                .unwrap();
         }
         assert_eq!(index.lookup(9).unwrap(), None);
         assert_eq!(index.lookup(10).unwrap().unwrap().position, 100);
@@ -277,8 +286,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut index: TimeIndex =
             IndexFile::create(StdFileSystem.open(&dir.path().join("t")).unwrap()).unwrap();
-        index.append(TimeEntry { timestamp: 1000, relative_offset: 0 }).unwrap();
-        index.append(TimeEntry { timestamp: 2000, relative_offset: 7 }).unwrap();
+        index
+            .append(TimeEntry {
+                timestamp: 1000,
+                relative_offset: 0,
+            })
+            .unwrap();
+        index
+            .append(TimeEntry {
+                timestamp: 2000,
+                relative_offset: 7,
+            })
+            .unwrap();
         assert_eq!(index.lookup(999).unwrap(), None);
         assert_eq!(index.lookup(1999).unwrap().unwrap().relative_offset, 0);
         assert_eq!(index.lookup(2000).unwrap().unwrap().relative_offset, 7);
@@ -288,8 +307,18 @@ mod tests {
     fn load_refuses_partial_entries_and_disorder() {
         let dir = tempfile::tempdir().unwrap();
         let mut index = offset_index(&dir);
-        index.append(OffsetEntry { relative_offset: 1, position: 10 }).unwrap();
-        index.append(OffsetEntry { relative_offset: 2, position: 20 }).unwrap();
+        index
+            .append(OffsetEntry {
+                relative_offset: 1,
+                position: 10,
+            })
+            .unwrap();
+        index
+            .append(OffsetEntry {
+                relative_offset: 2,
+                position: 20,
+            })
+            .unwrap();
         let file = Arc::clone(index.file());
         let loaded = OffsetIndex::load(Arc::clone(&file), |_| Ok(())).unwrap();
         assert_eq!(loaded.entry_count(), 2);
@@ -297,19 +326,41 @@ mod tests {
 
         // An entry pointing backwards.
         let mut bytes = [0u8; 8];
-        OffsetEntry { relative_offset: 3, position: 5 }.encode(&mut bytes);
+        OffsetEntry {
+            relative_offset: 3,
+            position: 5,
+        }
+        .encode(&mut bytes);
         file.write_at(&bytes, 16).unwrap();
-        assert!(matches!(OffsetIndex::load(Arc::clone(&file), |_| Ok(())), Err(IndexLoadError::Invalid(_))));
+        assert!(matches!(
+            OffsetIndex::load(Arc::clone(&file), |_| Ok(())),
+            Err(IndexLoadError::Invalid(_))
+        ));
 
         // A torn entry.
         file.truncate(12).unwrap();
-        assert!(matches!(OffsetIndex::load(Arc::clone(&file), |_| Ok(())), Err(IndexLoadError::Invalid(_))));
+        assert!(matches!(
+            OffsetIndex::load(Arc::clone(&file), |_| Ok(())),
+            Err(IndexLoadError::Invalid(_))
+        ));
 
         // A position the caller says lies outside the log.
-        file.truncate(16).unwrap();
+        OffsetEntry {
+            relative_offset: 2,
+            position: 20,
+        }
+        .encode(&mut bytes);
+        file.write_at(&bytes, 8).unwrap();
+        assert_eq!(file.len().unwrap(), 16);
         let outside = OffsetIndex::load(file, |entry| {
-            if entry.position >= 15 { Err("past the end".into()) } else { Ok(()) }
+            if entry.position >= 15 {
+                Err("past the end".into())
+            } else {
+                Ok(())
+            }
         });
-        assert!(matches!(outside, Err(IndexLoadError::Invalid(why)) if why.contains("past the end")));
+        assert!(
+            matches!(outside, Err(IndexLoadError::Invalid(why)) if why.contains("past the end"))
+        );
     }
 }

@@ -132,7 +132,9 @@ impl LogState {
     /// The segments from the one containing `offset` (which must be below the log end
     /// offset) onwards.
     fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
-        let skip = self.sealed.partition_point(|segment| segment.next_offset() <= offset);
+        let skip = self
+            .sealed
+            .partition_point(|segment| segment.next_offset() <= offset);
         self.segments().skip(skip)
     }
 
@@ -140,7 +142,9 @@ impl LogState {
     fn check_appendable(&self) -> Result<(), StorageError> {
         match &self.writes {
             Writes::Open => Ok(()),
-            Writes::Closed(reason) | Writes::Poisoned(reason) => Err(StorageError::Poisoned(reason.clone())),
+            Writes::Closed(reason) | Writes::Poisoned(reason) => {
+                Err(StorageError::Poisoned(reason.clone()))
+            }
         }
     }
 
@@ -168,7 +172,9 @@ struct Durable {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a log lock means an invariant broke mid-update: do not go on.
-    mutex.lock().expect("a partition log lock was poisoned by a panic")
+    mutex
+        .lock()
+        .expect("a partition log lock was poisoned by a panic")
 }
 
 impl PartitionLog {
@@ -185,7 +191,8 @@ impl PartitionLog {
         let recovery_point = checkpoint::read_offset(&*fs, &dir, RECOVERY_POINT_FILE)?.unwrap_or(0);
         let recovered = recovery::recover(&*fs, &dir, &config, shutdown)?;
         let report = recovered.report.clone();
-        if report.segments_scanned > 0 || report.indexes_rebuilt > 0 || report.corruption.is_some() {
+        if report.segments_scanned > 0 || report.indexes_rebuilt > 0 || report.corruption.is_some()
+        {
             tracing::info!(
                 partition = %name,
                 ?shutdown,
@@ -226,7 +233,10 @@ impl PartitionLog {
         };
         // Make what recovery changed (truncations, rebuilt indexes) durable and move the
         // recovery point to the end, so the next crash does not scan all of it again.
-        if shutdown == ShutdownState::Unclean || recovery_point != log_end_offset || report_changed_files(&log.recovery_report) {
+        if shutdown == ShutdownState::Unclean
+            || recovery_point != log_end_offset
+            || report_changed_files(&log.recovery_report)
+        {
             log.flush_everything()?;
         }
         Ok(log)
@@ -248,7 +258,16 @@ impl PartitionLog {
 
     /// Append already-validated batches (as received in a Produce request; may be several
     /// back to back). See the module documentation.
-    pub fn append(&self, mut records: BytesMut, leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, StorageError> {
+    ///
+    /// Refuses (`Poisoned`) once the log is poisoned or closed. A corrupt batch is refused
+    /// (`Corrupt`) before anything is written. If the flush that follows a segment roll
+    /// fails, the batches are in the log but the log is poisoned and the error is returned.
+    pub fn append(
+        &self,
+        mut records: BytesMut,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
         let batches = validate_all(&records)?;
         let mut state = lock(&self.state);
         state.check_appendable()?;
@@ -263,14 +282,23 @@ impl PartitionLog {
                 partition_leader_epoch: leader_epoch,
                 ..header
             };
-            if state.active.should_roll(bytes.len(), header.last_offset(), now_ms, &self.config) {
+            if state
+                .active
+                .should_roll(bytes.len(), header.last_offset(), now_ms, &self.config)
+            {
                 if let Err(error) = self.roll(&mut state) {
-                    return Err(self.poison(&mut state, format!("rolling a new segment at offset {offset} failed: {error}")));
+                    return Err(self.poison(
+                        &mut state,
+                        format!("rolling a new segment at offset {offset} failed: {error}"),
+                    ));
                 }
                 rolled = true;
             }
             if let Err(error) = state.active.append(bytes, &header, now_ms) {
-                return Err(self.poison(&mut state, format!("writing the batch at offset {offset} failed: {error}")));
+                return Err(self.poison(
+                    &mut state,
+                    format!("writing the batch at offset {offset} failed: {error}"),
+                ));
             }
         }
         let log_end_offset = state.log_end_offset();
@@ -292,10 +320,18 @@ impl PartitionLog {
     /// Seal the active segment and start a new one at the log end offset.
     fn roll(&self, state: &mut LogState) -> Result<(), StorageError> {
         let base_offset = state.log_end_offset();
-        let fresh = ActiveSegment::create(&*self.fs, &self.dir, base_offset, self.config.index_interval_bytes)?;
+        // Everything fallible happens before the swap, so a failure leaves the segments as
+        // they were (and the log poisoned).
+        state.active.update_time_index()?;
+        let fresh = ActiveSegment::create(
+            &*self.fs,
+            &self.dir,
+            base_offset,
+            self.config.index_interval_bytes,
+        )?;
         // The new files' directory entries must be durable before data in them can be.
         self.fs.sync_dir(&self.dir)?;
-        let sealed = std::mem::replace(&mut state.active, fresh).seal()?;
+        let sealed = std::mem::replace(&mut state.active, fresh).seal();
         tracing::debug!(partition = %self.name, base_offset, sealed_base_offset = sealed.base_offset(), "rolled segment");
         state.unflushed.push(sealed.files());
         state.sealed.push_back(sealed);
@@ -315,7 +351,8 @@ impl PartitionLog {
             Writes::Open | Writes::Closed(_) => reason,
         };
         state.writes = Writes::Poisoned(reason.clone());
-        self.durable.send_modify(|durable| durable.refusal = Some(reason.clone()));
+        self.durable
+            .send_modify(|durable| durable.refusal = Some(reason.clone()));
         StorageError::Poisoned(reason)
     }
 
@@ -346,7 +383,9 @@ impl PartitionLog {
             let synced = match self.sync.try_lock() {
                 Ok(_guard) => Some(self.sync_log_files()),
                 Err(std::sync::TryLockError::WouldBlock) => None,
-                Err(std::sync::TryLockError::Poisoned(_)) => panic!("the sync lock was poisoned by a panic"),
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    panic!("the sync lock was poisoned by a panic")
+                }
             };
             match synced {
                 Some(result) => {
@@ -369,8 +408,11 @@ impl PartitionLog {
         let (log_end_offset, files) = {
             let state = lock(&self.state);
             state.check_not_poisoned()?;
-            let mut files: Vec<Arc<dyn StorageFile>> =
-                state.unflushed.iter().map(|segment| Arc::clone(&segment.log)).collect();
+            let mut files: Vec<Arc<dyn StorageFile>> = state
+                .unflushed
+                .iter()
+                .map(|segment| Arc::clone(&segment.log))
+                .collect();
             files.push(Arc::clone(state.active.log()));
             (state.log_end_offset(), files)
         };
@@ -385,7 +427,8 @@ impl PartitionLog {
     }
 
     fn publish_durable(&self, offset: i64) {
-        self.durable.send_modify(|durable| durable.offset = durable.offset.max(offset));
+        self.durable
+            .send_modify(|durable| durable.offset = durable.offset.max(offset));
     }
 
     /// Wake every durability waiter to look again (after the sync lock is released).
@@ -453,7 +496,10 @@ impl PartitionLog {
 
     /// The first batch whose max timestamp is `>= timestamp_ms`: `(its base offset, its max
     /// timestamp)`, or `None` if no batch has such a timestamp.
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, StorageError> {
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
         let state = lock(&self.state);
         for segment in state.segments() {
             if let Some(found) = segment.find_timestamp(timestamp_ms)? {
@@ -474,29 +520,36 @@ impl PartitionLog {
                 let expired = match self.config.retention_ms {
                     // A segment without timestamps never expires by time.
                     Some(retention_ms) if oldest.max_timestamp() >= 0 => {
-                        i128::from(now_ms) - i128::from(oldest.max_timestamp()) > i128::from(retention_ms)
+                        i128::from(now_ms) - i128::from(oldest.max_timestamp())
+                            > i128::from(retention_ms)
                     }
                     _ => false,
                 };
-                let oversized = self
-                    .config
-                    .retention_bytes
-                    .is_some_and(|retention_bytes| total_bytes - oldest.size_bytes() >= retention_bytes);
+                let oversized = self.config.retention_bytes.is_some_and(|retention_bytes| {
+                    total_bytes - oldest.size_bytes() >= retention_bytes
+                });
                 if !(expired || oversized) {
                     break;
                 }
-                let Some(oldest) = state.sealed.pop_front() else { break };
+                let Some(oldest) = state.sealed.pop_front() else {
+                    break;
+                };
                 total_bytes -= oldest.size_bytes();
                 doomed.push(oldest);
             }
             if doomed.is_empty() {
                 return Ok(0);
             }
-            let new_start = state.sealed.front().map_or(state.active.base_offset(), |segment| segment.base_offset());
+            let new_start = state
+                .sealed
+                .front()
+                .map_or(state.active.base_offset(), |segment| segment.base_offset());
             state.log_start_offset = state.log_start_offset.max(new_start);
-            state
-                .unflushed
-                .retain(|files| doomed.iter().all(|segment| segment.base_offset() != files.base_offset));
+            state.unflushed.retain(|files| {
+                doomed
+                    .iter()
+                    .all(|segment| segment.base_offset() != files.base_offset)
+            });
             for segment in &doomed {
                 segment.paths().remove(&*self.fs)?;
             }
@@ -504,7 +557,12 @@ impl PartitionLog {
         };
         tracing::info!(partition = %self.name, deleted, log_start_offset, "retention deleted segments");
         if *checkpointed != log_start_offset {
-            checkpoint::write_offset(&*self.fs, &self.dir, LOG_START_OFFSET_FILE, log_start_offset)?;
+            checkpoint::write_offset(
+                &*self.fs,
+                &self.dir,
+                LOG_START_OFFSET_FILE,
+                log_start_offset,
+            )?;
             *checkpointed = log_start_offset;
         }
         Ok(deleted)
@@ -549,7 +607,10 @@ impl PartitionLog {
                 return Ok(());
             }
             if let Err(error) = state.active.update_time_index() {
-                return Err(self.poison(&mut state, format!("updating the time index failed: {error}")));
+                return Err(self.poison(
+                    &mut state,
+                    format!("updating the time index failed: {error}"),
+                ));
             }
             let mut files = std::mem::take(&mut state.unflushed);
             files.push(state.active.files());
@@ -559,24 +620,32 @@ impl PartitionLog {
             for file in [&segment.log, &segment.offset_index, &segment.time_index] {
                 if let Err(error) = file.sync() {
                     let mut state = lock(&self.state);
-                    return Err(self.poison(&mut state, format!("fsync of {file:?} failed: {error}")));
+                    return Err(
+                        self.poison(&mut state, format!("fsync of {file:?} failed: {error}"))
+                    );
                 }
             }
         }
         self.publish_durable(log_end_offset);
-        if let Err(error) = checkpoint::write_offset(&*self.fs, &self.dir, RECOVERY_POINT_FILE, log_end_offset) {
+        if let Err(error) =
+            checkpoint::write_offset(&*self.fs, &self.dir, RECOVERY_POINT_FILE, log_end_offset)
+        {
             let mut state = lock(&self.state);
-            return Err(self.poison(&mut state, format!("writing the recovery point checkpoint failed: {error}")));
+            return Err(self.poison(
+                &mut state,
+                format!("writing the recovery point checkpoint failed: {error}"),
+            ));
         }
         sync.recovery_point = log_end_offset;
         Ok(())
     }
 
-    /// Refuse writes from now on (the broker is shutting down). Reads still work.
-    pub(super) fn close_for_writes(&self) {
+    /// Refuse appends from now on (`why`: the broker is shutting down, the topic was
+    /// deleted). Flushes and reads still work.
+    pub(super) fn close_for_writes(&self, why: &str) {
         let mut state = lock(&self.state);
         if let Writes::Open = state.writes {
-            state.writes = Writes::Closed(format!("the log of {} is closed: the broker is shutting down", self.name));
+            state.writes = Writes::Closed(format!("the log of {} is closed: {why}", self.name));
         }
     }
 
@@ -587,7 +656,10 @@ impl PartitionLog {
 
 /// Whether recovery rewrote anything that a flush must make durable.
 fn report_changed_files(report: &RecoveryReport) -> bool {
-    report.segments_scanned > 0 || report.indexes_rebuilt > 0 || report.segments_dropped > 0 || report.bytes_truncated > 0
+    report.segments_scanned > 0
+        || report.indexes_rebuilt > 0
+        || report.segments_dropped > 0
+        || report.bytes_truncated > 0
 }
 
 /// Check every batch of an append: whole, valid, back to back. Returns each batch's start
@@ -603,15 +675,544 @@ fn validate_all(records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, StorageErro
                 start += bytes.len();
             }
             Err(BatchIterError::Partial { position }) => {
-                return Err(StorageError::Corrupt(format!("records end inside the batch at byte {position}")))
+                return Err(StorageError::Corrupt(format!(
+                    "records end inside the batch at byte {position}"
+                )))
             }
             Err(BatchIterError::Corrupt { position, error }) => {
-                return Err(StorageError::Corrupt(format!("batch at byte {position}: {error}")))
+                return Err(StorageError::Corrupt(format!(
+                    "batch at byte {position}: {error}"
+                )))
             }
         }
     }
     if batches.is_empty() {
-        return Err(StorageError::Corrupt("an append must carry at least one batch".into()));
+        return Err(StorageError::Corrupt(
+            "an append must carry at least one batch".into(),
+        ));
     }
     Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::storage::fs::FaultInjectingFileSystem;
+    use crate::storage::testing::{batch, headers, open_log, stamped, std_fs, test_config};
+
+    fn one_record(timestamp: i64, seed: u64) -> BytesMut {
+        batch(1, timestamp, 20, seed)
+    }
+
+    #[test]
+    fn append_assigns_contiguous_offsets_and_stamps_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(&std_fs(), dir.path(), &test_config(), ShutdownState::Clean);
+        let mut two = batch(3, 100, 10, 1);
+        two.extend_from_slice(&batch(2, 200, 10, 2));
+        let info = log.append(two, 7, 0).unwrap();
+        assert_eq!(
+            (info.base_offset, info.last_offset, info.log_start_offset),
+            (0, 4, 0)
+        );
+        let info = log.append(batch(1, 300, 10, 3), 8, 0).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (5, 5));
+        assert_eq!(log.log_end_offset(), 6);
+
+        let read = log.read(0, usize::MAX).unwrap();
+        let found: Vec<(i64, i32, i32)> = headers(&read)
+            .iter()
+            .map(|header| {
+                (
+                    header.base_offset,
+                    header.records_count,
+                    header.partition_leader_epoch,
+                )
+            })
+            .collect();
+        assert_eq!(found, vec![(0, 3, 7), (3, 2, 7), (5, 1, 8)]);
+    }
+
+    #[test]
+    fn append_refuses_a_corrupt_batch_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(&std_fs(), dir.path(), &test_config(), ShutdownState::Clean);
+        let mut records = batch(1, 100, 10, 1);
+        let mut bad = batch(2, 100, 10, 2);
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        records.extend_from_slice(&bad);
+        assert!(
+            matches!(log.append(records, 0, 0), Err(StorageError::Corrupt(why)) if why.contains("CRC"))
+        );
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.size_bytes(), 0);
+    }
+
+    #[test]
+    fn reads_cross_segment_boundaries_from_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes_max: 400,
+            ..test_config()
+        };
+        let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+        let mut appended = Vec::new();
+        for i in 0..20 {
+            let records = batch(2, 1000 + i, 30, i as u64);
+            let info = log.append(records.clone(), 0, 0).unwrap();
+            appended.push(stamped(&records, info.base_offset, 0));
+        }
+        assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+        assert_eq!(log.log_end_offset(), 40);
+        let everything: Vec<u8> = appended.concat();
+        for offset in 0..40 {
+            let read = log.read(offset, usize::MAX).unwrap();
+            let first = (offset / 2) as usize;
+            assert_eq!(
+                &read[..],
+                &appended[first..].concat()[..],
+                "read from offset {offset}"
+            );
+        }
+        assert_eq!(&log.read(0, usize::MAX).unwrap()[..], &everything[..]);
+    }
+
+    #[test]
+    fn segments_roll_before_exceeding_segment_bytes_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes_max: 500,
+            ..test_config()
+        };
+        let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+        for i in 0..30 {
+            log.append(batch(1, i, 50, i as u64), 0, 0).unwrap();
+        }
+        let sizes: Vec<u64> = lock(&log.state)
+            .segments()
+            .map(Segment::size_bytes)
+            .collect();
+        assert!(sizes.len() > 3);
+        assert!(sizes.iter().all(|size| *size <= 500), "{sizes:?}");
+        // A batch larger than a segment still gets a segment of its own.
+        log.append(batch(1, 99, 2000, 99), 0, 0).unwrap();
+        assert_eq!(lock(&log.state).active.base_offset(), 30);
+    }
+
+    #[test]
+    fn read_honours_max_bytes_and_returns_an_oversized_first_batch_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes_max: 250,
+            ..test_config()
+        };
+        let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+        let sizes: Vec<usize> = (0..6)
+            .map(|i| {
+                let records = batch(1, i, 40, i as u64);
+                let size = records.len();
+                log.append(records, 0, 0).unwrap();
+                size
+            })
+            .collect();
+        assert!(log.segment_count() >= 2);
+        // Smaller than the first batch: that batch alone, whole.
+        let read = log.read(0, 1).unwrap();
+        assert_eq!(read.len(), sizes[0]);
+        // One byte short of two batches: one.
+        assert_eq!(
+            log.read(0, sizes[0] + sizes[1] - 1).unwrap().len(),
+            sizes[0]
+        );
+        // Room for exactly four batches, across a segment boundary: four whole batches.
+        let four: usize = sizes[..4].iter().sum();
+        let read = log.read(0, four).unwrap();
+        assert_eq!(headers(&read).len(), 4);
+        assert_eq!(read.len(), four);
+        // From the middle.
+        assert_eq!(
+            headers(&log.read(3, sizes[3] + 5).unwrap())[0].base_offset,
+            3
+        );
+    }
+
+    #[test]
+    fn reading_at_the_end_is_empty_and_past_it_is_out_of_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(&std_fs(), dir.path(), &test_config(), ShutdownState::Clean);
+        assert!(log.read(0, 100).unwrap().is_empty());
+        log.append(batch(2, 0, 10, 0), 0, 0).unwrap();
+        assert!(log.read(2, 100).unwrap().is_empty());
+        assert!(matches!(
+            log.read(3, 100),
+            Err(StorageError::OffsetOutOfRange {
+                requested: 3,
+                log_start_offset: 0,
+                log_end_offset: 2
+            })
+        ));
+        assert!(matches!(
+            log.read(-1, 100),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn segment_rolls_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms_max: 1000,
+            ..test_config()
+        };
+        let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+        log.append(one_record(0, 0), 0, 10_000).unwrap();
+        log.append(one_record(0, 1), 0, 11_000).unwrap();
+        assert_eq!(
+            log.segment_count(),
+            1,
+            "exactly segment_ms_max old does not roll"
+        );
+        log.append(one_record(0, 2), 0, 11_001).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        // The new segment's age counts from its first append.
+        log.append(one_record(0, 3), 0, 12_000).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        log.append(one_record(0, 4), 0, 12_002).unwrap();
+        assert_eq!(log.segment_count(), 3);
+        assert_eq!(headers(&log.read(0, usize::MAX).unwrap()).len(), 5);
+    }
+
+    /// One batch per segment, batch `i` with timestamp `i * 1000`.
+    fn log_of_ten_segments(dir: &tempfile::TempDir, config: LogConfig) -> (PartitionLog, u64) {
+        let config = LogConfig {
+            segment_bytes_max: 100,
+            ..config
+        };
+        let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+        let mut size = 0;
+        for i in 0..10 {
+            let records = one_record(i * 1000, i as u64);
+            size = records.len() as u64;
+            log.append(records, 0, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 10);
+        (log, size)
+    }
+
+    #[test]
+    fn retention_by_time_deletes_old_sealed_segments_and_advances_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: Some(5000),
+            ..test_config()
+        };
+        let (log, _) = log_of_ten_segments(&dir, config);
+        assert_eq!(log.apply_retention(10_000).unwrap(), 5);
+        assert_eq!(log.log_start_offset(), 5);
+        assert_eq!(log.segment_count(), 5);
+        assert!(matches!(
+            log.read(4, 100),
+            Err(StorageError::OffsetOutOfRange {
+                requested: 4,
+                log_start_offset: 5,
+                ..
+            })
+        ));
+        assert_eq!(headers(&log.read(5, 1).unwrap())[0].base_offset, 5);
+        assert_eq!(crate::storage::testing::segment_logs(dir.path()).len(), 5);
+
+        // Everything expired: the active segment stays.
+        assert_eq!(log.apply_retention(1_000_000).unwrap(), 4);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_start_offset(), 9);
+        assert_eq!(headers(&log.read(9, 1).unwrap())[0].base_offset, 9);
+
+        // The log start offset survives a reopen.
+        drop(log);
+        let log = open_log(
+            &std_fs(),
+            dir.path(),
+            &test_config(),
+            ShutdownState::Unclean,
+        );
+        assert_eq!(log.log_start_offset(), 9);
+    }
+
+    #[test]
+    fn retention_by_bytes_keeps_at_least_the_limit_and_never_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, size) = log_of_ten_segments(&dir, test_config());
+        drop(log);
+        let config = LogConfig {
+            segment_bytes_max: 100,
+            retention_bytes: Some(3 * size + 1),
+            ..test_config()
+        };
+        let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+        assert_eq!(log.apply_retention(0).unwrap(), 6);
+        assert_eq!(log.size_bytes(), 4 * size);
+        assert_eq!(log.log_start_offset(), 6);
+        assert_eq!(log.apply_retention(0).unwrap(), 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = log_of_ten_segments(
+            &dir,
+            LogConfig {
+                retention_bytes: Some(0),
+                ..test_config()
+            },
+        );
+        assert_eq!(log.apply_retention(0).unwrap(), 9);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_end_offset(), 10);
+    }
+
+    #[test]
+    fn offset_for_timestamp_finds_the_first_batch_at_or_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes_max: 300,
+            index_interval_bytes: 1,
+            ..test_config()
+        };
+        let fs = std_fs();
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
+        // Timestamps are not monotonic across batches.
+        for (i, timestamp) in [100, 300, 200, 500, 400, 450, 600, 550]
+            .into_iter()
+            .enumerate()
+        {
+            log.append(one_record(timestamp, i as u64), 0, 0).unwrap();
+        }
+        assert!(log.segment_count() >= 3);
+        let expect = [
+            (0, Some((0, 100))),
+            (100, Some((0, 100))),
+            (150, Some((1, 300))),
+            (300, Some((1, 300))),
+            (301, Some((3, 500))),
+            (450, Some((3, 500))),
+            (501, Some((6, 600))),
+            (600, Some((6, 600))),
+            (601, None),
+        ];
+        for (timestamp, expected) in expect {
+            assert_eq!(
+                log.offset_for_timestamp(timestamp).unwrap(),
+                expected,
+                "timestamp {timestamp}"
+            );
+        }
+        // The same answers from indexes loaded off disk.
+        log.flush().unwrap();
+        drop(log);
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
+        assert_eq!(log.recovery_report().segments_scanned, 0);
+        for (timestamp, expected) in expect {
+            assert_eq!(
+                log.offset_for_timestamp(timestamp).unwrap(),
+                expected,
+                "reopened, timestamp {timestamp}"
+            );
+        }
+    }
+
+    #[test]
+    fn subscribe_sees_every_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(&std_fs(), dir.path(), &test_config(), ShutdownState::Clean);
+        let mut end = log.subscribe();
+        assert_eq!(*end.borrow_and_update(), 0);
+        log.append(batch(3, 0, 1, 0), 0, 0).unwrap();
+        assert!(end.has_changed().unwrap());
+        assert_eq!(*end.borrow_and_update(), 3);
+    }
+
+    #[test]
+    fn roll_flushes_and_moves_the_recovery_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes_max: 100,
+            ..test_config()
+        };
+        let fs = std_fs();
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
+        for i in 0..3 {
+            log.append(one_record(i, i as u64), 0, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 3);
+        let recovery_point =
+            checkpoint::read_offset(&*fs, dir.path(), RECOVERY_POINT_FILE).unwrap();
+        assert_eq!(recovery_point, Some(3));
+        // So an unclean reopen scans only the active segment.
+        drop(log);
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Unclean);
+        assert_eq!(log.recovery_report().segments_scanned, 1);
+        assert_eq!(log.log_end_offset(), 3);
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn replicated_durability_resolves_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(&std_fs(), dir.path(), &test_config(), ShutdownState::Clean);
+        log.append(batch(2, 0, 1, 0), 0, 0).unwrap();
+        assert_eq!(log.durable_offset(), 2);
+        runtime().block_on(log.wait_durable(1)).unwrap();
+    }
+
+    #[test]
+    fn group_commit_covers_every_waiter_with_one_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultInjectingFileSystem::new(std_fs()));
+        let fs: Arc<dyn FileSystem> = faulty.clone();
+        let config = LogConfig {
+            durability: Durability::Fsync,
+            ..test_config()
+        };
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
+        let offsets: Vec<i64> = (0..50)
+            .map(|i| {
+                log.append(batch(1, i, 1, i as u64), 0, 0)
+                    .unwrap()
+                    .last_offset
+            })
+            .collect();
+        assert_eq!(log.durable_offset(), 0);
+        let before = faulty.file_sync_count();
+        let results = runtime().block_on(futures::future::join_all(
+            offsets.iter().map(|offset| log.wait_durable(*offset)),
+        ));
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(
+            faulty.file_sync_count() - before,
+            1,
+            "one fsync of the active log covers all 50 waiters"
+        );
+        assert_eq!(log.durable_offset(), 50);
+        // Already durable: no further fsync.
+        runtime().block_on(log.wait_durable(10)).unwrap();
+        assert_eq!(faulty.file_sync_count() - before, 1);
+    }
+
+    #[test]
+    fn group_commit_with_concurrent_appenders_makes_everything_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            durability: Durability::Fsync,
+            segment_bytes_max: 2000,
+            ..test_config()
+        };
+        let log = Arc::new(open_log(
+            &std_fs(),
+            dir.path(),
+            &config,
+            ShutdownState::Clean,
+        ));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..4)
+                .map(|task| {
+                    let log = Arc::clone(&log);
+                    tokio::spawn(async move {
+                        for i in 0..25 {
+                            let info = log
+                                .append(batch(1, i, 8, task * 100 + i as u64), 0, 0)
+                                .unwrap();
+                            log.wait_durable(info.last_offset).await.unwrap();
+                            assert!(log.durable_offset() > info.last_offset);
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        assert_eq!(log.log_end_offset(), 100);
+        assert_eq!(log.durable_offset(), 100);
+        assert!(log.segment_count() > 1);
+    }
+
+    #[test]
+    fn a_failed_fsync_poisons_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultInjectingFileSystem::new(std_fs()));
+        let fs: Arc<dyn FileSystem> = faulty.clone();
+        let config = LogConfig {
+            durability: Durability::Fsync,
+            ..test_config()
+        };
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
+        log.append(batch(2, 0, 1, 0), 0, 0).unwrap();
+        faulty.start_failing_syncs();
+        let results = runtime().block_on(futures::future::join(
+            log.wait_durable(0),
+            log.wait_durable(1),
+        ));
+        for result in [results.0, results.1] {
+            assert!(matches!(result, Err(StorageError::Poisoned(why)) if why.contains("fsync")));
+        }
+        faulty.stop_failing_syncs();
+        // Poisoned for good: appends, flushes and waits all refuse, with a message that says so.
+        let error = log.append(batch(1, 0, 1, 1), 0, 0).unwrap_err();
+        assert!(
+            matches!(&error, StorageError::Poisoned(why) if why.contains("fsync") && why.contains("poisoned")),
+            "{error}"
+        );
+        assert!(matches!(log.flush(), Err(StorageError::Poisoned(_))));
+        assert!(matches!(
+            runtime().block_on(log.wait_durable(1)),
+            Err(StorageError::Poisoned(_))
+        ));
+        assert_eq!(log.durable_offset(), 0);
+        // Reads still work.
+        assert_eq!(headers(&log.read(0, usize::MAX).unwrap()).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_flush_poisons_a_replicated_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultInjectingFileSystem::new(std_fs()));
+        let fs: Arc<dyn FileSystem> = faulty.clone();
+        let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Clean);
+        log.append(batch(2, 0, 1, 0), 0, 0).unwrap();
+        faulty.start_failing_syncs();
+        assert!(matches!(log.flush(), Err(StorageError::Poisoned(_))));
+        faulty.stop_failing_syncs();
+        assert!(matches!(
+            log.append(batch(1, 0, 1, 1), 0, 0),
+            Err(StorageError::Poisoned(_))
+        ));
+        assert!(matches!(
+            runtime().block_on(log.wait_durable(0)),
+            Err(StorageError::Poisoned(_))
+        ));
+    }
+
+    #[test]
+    fn waiting_for_an_offset_not_yet_written_is_out_of_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            durability: Durability::Fsync,
+            ..test_config()
+        };
+        let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+        log.append(batch(2, 0, 1, 0), 0, 0).unwrap();
+        assert!(matches!(
+            runtime().block_on(log.wait_durable(2)),
+            Err(StorageError::OffsetOutOfRange { requested: 2, .. })
+        ));
+    }
 }

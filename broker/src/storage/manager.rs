@@ -117,7 +117,11 @@ impl LogManager {
     /// Open the data directory: load topic metadata, remove leftovers of unfinished creates
     /// and deletes, open (recovering as needed) every partition, then delete the
     /// clean-shutdown marker.
-    pub fn open(fs: Arc<dyn FileSystem>, data_dir: PathBuf, defaults: LogConfig) -> Result<LogManager, StorageError> {
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        data_dir: PathBuf,
+        defaults: LogConfig,
+    ) -> Result<LogManager, StorageError> {
         let topics_dir = data_dir.join(TOPICS_DIR);
         fs.create_dir_all(&topics_dir)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
@@ -136,7 +140,8 @@ impl LogManager {
             let Some(name) = file_name.strip_suffix(METADATA_SUFFIX) else {
                 continue;
             };
-            let (info, settings) = load_metadata(&*fs, &topics_dir.join(&file_name), name, &defaults)?;
+            let (info, settings) =
+                load_metadata(&*fs, &topics_dir.join(&file_name), name, &defaults)?;
             topics.insert(
                 info.name.clone(),
                 Topic {
@@ -151,7 +156,10 @@ impl LogManager {
             let Some((topic, partition)) = parse_partition_dir(&dir_name) else {
                 continue;
             };
-            if topics.get(topic).is_none_or(|topic| partition >= topic.info.partitions) {
+            if topics
+                .get(topic)
+                .is_none_or(|topic| partition >= topic.info.partitions)
+            {
                 tracing::warn!(dir = %dir_name, "removing a partition directory of no topic (an unfinished create or delete)");
                 fs.remove_dir_all(&data_dir.join(&dir_name))?;
             }
@@ -165,9 +173,13 @@ impl LogManager {
         };
         for topic in topics.values_mut() {
             for partition in 0..topic.info.partitions {
+                let dir = manager.partition_dir(&topic.info.name, partition);
+                if !manager.fs.exists(&dir)? {
+                    tracing::warn!(dir = %dir.display(), "partition directory is missing; starting the partition empty");
+                }
                 let log = PartitionLog::open(
                     Arc::clone(&manager.fs),
-                    manager.partition_dir(&topic.info.name, partition),
+                    dir,
                     format!("{}-{partition}", topic.info.name),
                     topic.settings.log.clone(),
                     shutdown,
@@ -185,11 +197,15 @@ impl LogManager {
     }
 
     fn read_topics(&self) -> RwLockReadGuard<'_, BTreeMap<String, Topic>> {
-        self.topics.read().expect("the topic map lock was poisoned by a panic")
+        self.topics
+            .read()
+            .expect("the topic map lock was poisoned by a panic")
     }
 
     fn write_topics(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Topic>> {
-        self.topics.write().expect("the topic map lock was poisoned by a panic")
+        self.topics
+            .write()
+            .expect("the topic map lock was poisoned by a panic")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -250,10 +266,13 @@ impl LogManager {
             .get(name)
             .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
         let topics_dir = self.data_dir.join(TOPICS_DIR);
-        remove_file_if_exists(&*self.fs, &topics_dir.join(format!("{name}{METADATA_SUFFIX}")))?;
+        remove_file_if_exists(
+            &*self.fs,
+            &topics_dir.join(format!("{name}{METADATA_SUFFIX}")),
+        )?;
         self.fs.sync_dir(&topics_dir)?;
         for log in &topic.partitions {
-            log.close_for_writes();
+            log.close_for_writes("its topic was deleted");
         }
         let partitions = topic.info.partitions;
         topics.remove(name);
@@ -287,7 +306,12 @@ impl LogManager {
             self.remove_partition_dirs(name, current..new_total);
             return Err(error);
         }
-        tracing::info!(topic = name, from = current, to = new_total, "added partitions");
+        tracing::info!(
+            topic = name,
+            from = current,
+            to = new_total,
+            "added partitions"
+        );
         topic.info = info;
         topic.partitions.extend(logs);
         Ok(())
@@ -303,18 +327,22 @@ impl LogManager {
         let mut logs = Vec::new();
         for partition in partitions.clone() {
             let dir = self.partition_dir(topic, partition);
-            let opened = self.fs.exists(&dir).map_err(StorageError::from).and_then(|stale| {
-                if stale {
-                    self.fs.remove_dir_all(&dir)?;
-                }
-                PartitionLog::open(
-                    Arc::clone(&self.fs),
-                    dir,
-                    format!("{topic}-{partition}"),
-                    config.clone(),
-                    ShutdownState::Clean,
-                )
-            });
+            let opened = self
+                .fs
+                .exists(&dir)
+                .map_err(StorageError::from)
+                .and_then(|stale| {
+                    if stale {
+                        self.fs.remove_dir_all(&dir)?;
+                    }
+                    PartitionLog::open(
+                        Arc::clone(&self.fs),
+                        dir,
+                        format!("{topic}-{partition}"),
+                        config.clone(),
+                        ShutdownState::Clean,
+                    )
+                });
             match opened {
                 Ok(log) => logs.push(Arc::new(log)),
                 Err(error) => {
@@ -335,7 +363,9 @@ impl LogManager {
             match self.fs.remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(dir = %dir.display(), %error, "could not remove partition directory"),
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "could not remove partition directory")
+                }
             }
         }
     }
@@ -348,8 +378,12 @@ impl LogManager {
             partitions: info.partitions,
             configs: info.configs.clone(),
         };
-        let text = toml::to_string(&file)
-            .map_err(|error| StorageError::Corrupt(format!("encoding metadata of topic {:?}: {error}", info.name)))?;
+        let text = toml::to_string(&file).map_err(|error| {
+            StorageError::Corrupt(format!(
+                "encoding metadata of topic {:?}: {error}",
+                info.name
+            ))
+        })?;
         checkpoint::write_atomic(
             &*self.fs,
             &self.data_dir.join(TOPICS_DIR),
@@ -372,7 +406,10 @@ impl LogManager {
 
     /// Every topic, sorted by name.
     pub fn topics(&self) -> Vec<TopicInfo> {
-        self.read_topics().values().map(|topic| topic.info.clone()).collect()
+        self.read_topics()
+            .values()
+            .map(|topic| topic.info.clone())
+            .collect()
     }
 
     /// Every supported config key of a topic with its effective value.
@@ -422,7 +459,7 @@ impl LogManager {
         let topics = self.read_topics();
         let mut first_error = None;
         for log in topics.values().flat_map(|topic| topic.partitions.iter()) {
-            log.close_for_writes();
+            log.close_for_writes("the broker is shutting down");
             if let Err(error) = log.flush() {
                 tracing::error!(partition = log.name(), %error, "flush at shutdown failed");
                 first_error.get_or_insert(error);
@@ -459,7 +496,9 @@ fn validate_topic_name(name: &str) -> Result<(), StorageError> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return invalid(&format!("contains {bad:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"));
+        return invalid(&format!(
+            "contains {bad:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        ));
     }
     Ok(())
 }
@@ -489,7 +528,8 @@ fn load_metadata(
     name: &str,
     defaults: &LogConfig,
 ) -> Result<(TopicInfo, TopicSettings), StorageError> {
-    let corrupt = |why: String| StorageError::Corrupt(format!("topic metadata {}: {why}", path.display()));
+    let corrupt =
+        |why: String| StorageError::Corrupt(format!("topic metadata {}: {why}", path.display()));
     let bytes = checkpoint::read_all(fs, path)?.unwrap_or_default();
     let text = std::str::from_utf8(&bytes).map_err(|error| corrupt(error.to_string()))?;
     let file: MetadataFile = toml::from_str(text).map_err(|error| corrupt(error.to_string()))?;
@@ -501,8 +541,10 @@ fn load_metadata(
     }
     validate_topic_name(&file.name).map_err(|error| corrupt(error.to_string()))?;
     validate_partition_count(file.partitions).map_err(|error| corrupt(error.to_string()))?;
-    let id = parse_hex_id(&file.id).ok_or_else(|| corrupt(format!("bad topic id {:?}", file.id)))?;
-    let (settings, configs) = parse_overrides(defaults, &file.configs).map_err(|error| corrupt(error.to_string()))?;
+    let id =
+        parse_hex_id(&file.id).ok_or_else(|| corrupt(format!("bad topic id {:?}", file.id)))?;
+    let (settings, configs) =
+        parse_overrides(defaults, &file.configs).map_err(|error| corrupt(error.to_string()))?;
     Ok((
         TopicInfo {
             name: file.name,
@@ -538,18 +580,23 @@ fn parse_overrides(
                 settings.log.durability = value.parse()?;
             }
             "max.message.bytes" => {
-                settings.log.batch_bytes_max = parse_in_range(key, value, 0, i64::from(i32::MAX))? as usize;
+                settings.log.batch_bytes_max =
+                    parse_in_range(key, value, 0, i64::from(i32::MAX))? as usize;
             }
             "min.insync.replicas" => {
-                settings.min_insync_replicas = parse_in_range(key, value, 1, i64::from(i32::MAX))? as i32;
+                settings.min_insync_replicas =
+                    parse_in_range(key, value, 1, i64::from(i32::MAX))? as i32;
             }
             "retention.bytes" => settings.log.retention_bytes = parse_limit(key, value)?,
             "retention.ms" => settings.log.retention_ms = parse_limit(key, value)?,
             "segment.bytes" => {
                 settings.log.segment_bytes_max =
-                    parse_in_range(key, value, SEGMENT_BYTES_MIN as i64, i64::from(i32::MAX))? as u64;
+                    parse_in_range(key, value, SEGMENT_BYTES_MIN as i64, i64::from(i32::MAX))?
+                        as u64;
             }
-            "segment.ms" => settings.log.segment_ms_max = parse_in_range(key, value, 1, i64::MAX)? as u64,
+            "segment.ms" => {
+                settings.log.segment_ms_max = parse_in_range(key, value, 1, i64::MAX)? as u64
+            }
             _ => {
                 return Err(StorageError::InvalidConfig(format!(
                     "{key}: unknown topic config; supported: {}",
@@ -566,9 +613,9 @@ fn parse_overrides(
 }
 
 fn parse_in_range(key: &str, value: &str, min: i64, max: i64) -> Result<i64, StorageError> {
-    let parsed: i64 = value
-        .parse()
-        .map_err(|_| StorageError::InvalidConfig(format!("{key}: expected an integer, got {value:?}")))?;
+    let parsed: i64 = value.parse().map_err(|_| {
+        StorageError::InvalidConfig(format!("{key}: expected an integer, got {value:?}"))
+    })?;
     if !(min..=max).contains(&parsed) {
         return Err(StorageError::InvalidConfig(format!(
             "{key}: {parsed} is outside {min}..={max}"
@@ -587,7 +634,8 @@ fn parse_limit(key: &str, value: &str) -> Result<Option<u64>, StorageError> {
 
 /// A setting's value as Kafka prints it.
 fn config_value(settings: &TopicSettings, key: &str) -> String {
-    let limit = |limit: Option<u64>| limit.map_or_else(|| "-1".to_string(), |limit| limit.to_string());
+    let limit =
+        |limit: Option<u64>| limit.map_or_else(|| "-1".to_string(), |limit| limit.to_string());
     match key {
         "cleanup.policy" => "delete".to_string(),
         "durability" => settings.log.durability.to_string(),
@@ -627,4 +675,322 @@ fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
         *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::{batch, headers, std_fs, test_config};
+    use crate::storage::Durability;
+
+    fn open(dir: &tempfile::TempDir) -> LogManager {
+        LogManager::open(std_fs(), dir.path().to_path_buf(), test_config()).unwrap()
+    }
+
+    fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn topic_metadata_and_data_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        let info = manager
+            .create_topic(
+                "orders",
+                3,
+                configs(&[("retention.ms", "1000"), ("durability", "FSYNC")]),
+            )
+            .unwrap();
+        assert_eq!(
+            info.configs,
+            configs(&[("durability", "fsync"), ("retention.ms", "1000")])
+        );
+        assert_ne!(info.id, [0u8; 16]);
+        manager
+            .partition("orders", 1)
+            .unwrap()
+            .append(batch(4, 0, 5, 0), 0, 0)
+            .unwrap();
+        manager.shutdown().unwrap();
+        drop(manager);
+
+        let manager = open(&dir);
+        assert_eq!(manager.topic("orders"), Some(info));
+        assert_eq!(manager.topics().len(), 1);
+        let partition = manager.partition("orders", 1).unwrap();
+        assert_eq!(partition.log_end_offset(), 4);
+        assert_eq!(partition.config().durability, Durability::Fsync);
+        assert_eq!(partition.config().retention_ms, Some(1000));
+        assert_eq!(manager.partition("orders", 0).unwrap().log_end_offset(), 0);
+        assert!(manager.partition("orders", 3).is_none());
+        assert!(manager.partition("orders", -1).is_none());
+        assert!(manager.partition("other", 0).is_none());
+    }
+
+    #[test]
+    fn clean_shutdown_marker_skips_scan_and_is_deleted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join(CLEAN_SHUTDOWN_FILE);
+        let manager = open(&dir);
+        manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+        manager
+            .partition("t", 0)
+            .unwrap()
+            .append(batch(2, 0, 5, 0), 0, 0)
+            .unwrap();
+        manager.shutdown().unwrap();
+        assert!(marker.exists());
+        drop(manager);
+
+        let manager = open(&dir);
+        assert!(
+            !marker.exists(),
+            "the marker must go so that a later crash is detected"
+        );
+        assert_eq!(
+            manager
+                .partition("t", 0)
+                .unwrap()
+                .recovery_report()
+                .segments_scanned,
+            0
+        );
+        drop(manager); // a crash: no shutdown
+
+        let manager = open(&dir);
+        let partition = manager.partition("t", 0).unwrap();
+        assert_eq!(partition.recovery_report().segments_scanned, 1);
+        assert_eq!(partition.log_end_offset(), 2);
+    }
+
+    #[test]
+    fn appends_after_shutdown_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let partition = manager.partition("t", 0).unwrap();
+        manager.shutdown().unwrap();
+        assert!(
+            matches!(partition.append(batch(1, 0, 1, 0), 0, 0), Err(StorageError::Poisoned(why)) if why.contains("shutting down"))
+        );
+    }
+
+    #[test]
+    fn invalid_topic_names_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        let too_long = "x".repeat(250);
+        for name in ["", ".", "..", "a/b", "a b", "ü", too_long.as_str()] {
+            assert!(
+                matches!(
+                    manager.create_topic(name, 1, BTreeMap::new()),
+                    Err(StorageError::InvalidTopic(_))
+                ),
+                "{name:?} must be refused"
+            );
+        }
+        manager
+            .create_topic(&"x".repeat(249), 1, BTreeMap::new())
+            .unwrap();
+        manager
+            .create_topic("a.b_c-D9", 1, BTreeMap::new())
+            .unwrap();
+        assert!(matches!(
+            manager.create_topic("a.b_c-D9", 1, BTreeMap::new()),
+            Err(StorageError::TopicAlreadyExists(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_configs_are_rejected_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        for (key, value) in [
+            ("no.such.config", "1"),
+            ("retention.ms", "soon"),
+            ("retention.ms", "-2"),
+            ("retention.bytes", "1.5"),
+            ("segment.bytes", "10"),
+            ("segment.ms", "0"),
+            ("max.message.bytes", "-1"),
+            ("cleanup.policy", "compact"),
+            ("min.insync.replicas", "0"),
+            ("durability", "sometimes"),
+        ] {
+            let result = manager.create_topic("t", 1, configs(&[(key, value)]));
+            assert!(
+                matches!(&result, Err(StorageError::InvalidConfig(why)) if why.contains(key)),
+                "{key}={value}: {result:?}"
+            );
+        }
+        assert!(manager.topics().is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "only topics/ exists"
+        );
+    }
+
+    #[test]
+    fn partition_counts_must_be_positive_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        for partitions in [0, -1, TOPIC_PARTITIONS_MAX + 1] {
+            assert!(matches!(
+                manager.create_topic("t", partitions, BTreeMap::new()),
+                Err(StorageError::InvalidPartitions(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn delete_topic_removes_its_directories_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        let first = manager.create_topic("t", 2, BTreeMap::new()).unwrap();
+        manager.create_topic("t-1", 1, BTreeMap::new()).unwrap();
+        manager
+            .partition("t", 0)
+            .unwrap()
+            .append(batch(1, 0, 1, 0), 0, 0)
+            .unwrap();
+        manager.delete_topic("t").unwrap();
+        assert!(manager.topic("t").is_none());
+        assert!(manager.partition("t", 0).is_none());
+        assert!(!dir.path().join("t-0").exists());
+        assert!(!dir.path().join("t-1").exists());
+        assert!(
+            dir.path().join("t-1-0").exists(),
+            "another topic's partition stays"
+        );
+        assert!(matches!(
+            manager.delete_topic("t"),
+            Err(StorageError::UnknownTopic(_))
+        ));
+        drop(manager);
+
+        let manager = open(&dir);
+        assert!(manager.topic("t").is_none());
+        let again = manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+        assert_ne!(again.id, first.id);
+        assert_eq!(manager.partition("t", 0).unwrap().log_end_offset(), 0);
+    }
+
+    #[test]
+    fn create_partitions_only_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        manager.create_topic("t", 2, BTreeMap::new()).unwrap();
+        manager.create_partitions("t", 4).unwrap();
+        assert_eq!(manager.topic("t").unwrap().partitions, 4);
+        assert!(manager.partition("t", 3).is_some());
+        for total in [4, 3] {
+            assert!(matches!(
+                manager.create_partitions("t", total),
+                Err(StorageError::InvalidPartitions(_))
+            ));
+        }
+        assert!(matches!(
+            manager.create_partitions("nope", 5),
+            Err(StorageError::UnknownTopic(_))
+        ));
+        drop(manager);
+        let manager = open(&dir);
+        assert_eq!(manager.topic("t").unwrap().partitions, 4);
+        assert!(manager.partition("t", 3).is_some());
+    }
+
+    #[test]
+    fn describe_configs_lists_every_key_and_marks_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        manager
+            .create_topic(
+                "t",
+                1,
+                configs(&[("retention.ms", "-1"), ("min.insync.replicas", "2")]),
+            )
+            .unwrap();
+        let entries = manager.describe_configs("t").unwrap();
+        let names: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
+        assert_eq!(names, SUPPORTED_TOPIC_CONFIGS);
+        let get = |name: &str| {
+            entries
+                .iter()
+                .find(|entry| entry.name == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            get("retention.ms"),
+            ConfigEntry {
+                name: "retention.ms".into(),
+                value: Some("-1".into()),
+                is_default: false
+            }
+        );
+        assert_eq!(get("min.insync.replicas").value.as_deref(), Some("2"));
+        let segment_bytes = get("segment.bytes");
+        assert!(segment_bytes.is_default);
+        assert_eq!(
+            segment_bytes.value,
+            Some(test_config().segment_bytes_max.to_string())
+        );
+        assert_eq!(get("durability").value.as_deref(), Some("replicated"));
+        assert_eq!(manager.min_insync_replicas("t"), 2);
+        assert_eq!(manager.min_insync_replicas("unknown"), 1);
+        assert!(matches!(
+            manager.describe_configs("unknown"),
+            Err(StorageError::UnknownTopic(_))
+        ));
+    }
+
+    #[test]
+    fn leftover_partition_directories_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+        drop(manager);
+        // An unfinished create (no metadata) and a partition past the topic's count.
+        std::fs::create_dir(dir.path().join("ghost-0")).unwrap();
+        std::fs::create_dir(dir.path().join("t-5")).unwrap();
+        std::fs::create_dir(dir.path().join("not-a-partition")).unwrap();
+        let manager = open(&dir);
+        assert!(!dir.path().join("ghost-0").exists());
+        assert!(!dir.path().join("t-5").exists());
+        assert!(dir.path().join("t-0").exists());
+        assert!(
+            dir.path().join("not-a-partition").exists(),
+            "only partition directories are touched"
+        );
+        assert!(manager.topic("ghost").is_none());
+    }
+
+    #[test]
+    fn retention_pass_covers_every_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(&dir);
+        manager
+            .create_topic(
+                "t",
+                2,
+                configs(&[("segment.bytes", "100"), ("retention.ms", "1000")]),
+            )
+            .unwrap();
+        for partition in 0..2 {
+            let log = manager.partition("t", partition).unwrap();
+            for i in 0..3 {
+                log.append(batch(1, i, 20, i as u64), 0, 0).unwrap();
+            }
+            assert_eq!(log.segment_count(), 3);
+        }
+        assert_eq!(manager.apply_retention(1_000_000), 4);
+        let log = manager.partition("t", 1).unwrap();
+        assert_eq!(log.log_start_offset(), 2);
+        assert_eq!(headers(&log.read(2, 1).unwrap())[0].base_offset, 2);
+    }
 }

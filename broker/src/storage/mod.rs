@@ -69,7 +69,9 @@ use std::str::FromStr;
 
 pub use fs::{FaultInjectingFileSystem, FileSystem, StdFileSystem, StorageFile};
 pub use log::{AppendInfo, PartitionLog};
-pub use manager::{ConfigEntry, LogManager, TopicInfo, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX};
+pub use manager::{
+    ConfigEntry, LogManager, TopicInfo, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
+};
 pub use recovery::{RecoveryReport, ShutdownState};
 
 /// A timestamp field that carries no timestamp (Kafka's `RecordBatch.NO_TIMESTAMP`).
@@ -166,6 +168,8 @@ pub enum StorageError {
         log_end_offset: i64,
     },
     /// A failed fsync or write poisoned the log: it refuses writes until the broker restarts.
+    /// Also returned by appends to a log closed by shutdown or by deleting its topic; the
+    /// message says which.
     #[error("log refuses writes: {0}")]
     Poisoned(String),
     #[error("storage I/O error: {0}")]
@@ -221,7 +225,10 @@ mod tests {
 
     #[test]
     fn durability_parses_and_displays_both_modes() {
-        assert_eq!("replicated".parse::<Durability>().unwrap(), Durability::Replicated);
+        assert_eq!(
+            "replicated".parse::<Durability>().unwrap(),
+            Durability::Replicated
+        );
         assert_eq!("FSYNC".parse::<Durability>().unwrap(), Durability::Fsync);
         assert_eq!(Durability::Fsync.to_string(), "fsync");
         let error = "sometimes".parse::<Durability>().unwrap_err();

@@ -169,7 +169,9 @@ impl Segment {
         match segment {
             Ok(segment) => Ok(segment),
             Err(IndexLoadError::Io(error)) => Err(error),
-            Err(IndexLoadError::Invalid(why)) => unreachable!("creating an index cannot find it invalid: {why}"),
+            Err(IndexLoadError::Invalid(why)) => {
+                unreachable!("creating an index cannot find it invalid: {why}")
+            }
         }
     }
 
@@ -186,7 +188,10 @@ impl Segment {
         let paths = SegmentPaths::new(dir, base_offset);
         for path in [&paths.offset_index, &paths.time_index] {
             if !fs.exists(path)? {
-                return Err(IndexLoadError::Invalid(format!("{} is missing", path.display())));
+                return Err(IndexLoadError::Invalid(format!(
+                    "{} is missing",
+                    path.display()
+                )));
             }
         }
         let log_len = fs.open(&paths.log)?.len()?;
@@ -198,7 +203,9 @@ impl Segment {
             |file| {
                 IndexFile::load(file, |entry: &OffsetEntry| {
                     if u64::from(entry.position) >= log_len {
-                        return Err(format!("entry {entry:?} points past the log's {log_len} bytes"));
+                        return Err(format!(
+                            "entry {entry:?} points past the log's {log_len} bytes"
+                        ));
                     }
                     Ok(())
                 })
@@ -218,19 +225,30 @@ impl Segment {
 
     /// Declare a trusted sealed segment to end at `size_bytes` with next offset
     /// `next_offset` (its successor's base offset), checking the indexes agree.
-    pub(super) fn assume_ends_at(&mut self, size_bytes: u64, next_offset: i64) -> Result<(), String> {
+    pub(super) fn assume_ends_at(
+        &mut self,
+        size_bytes: u64,
+        next_offset: i64,
+    ) -> Result<(), String> {
         let end = next_offset - self.base_offset;
         if end < 0 {
-            return Err(format!("next offset {next_offset} is below the base offset {}", self.base_offset));
+            return Err(format!(
+                "next offset {next_offset} is below the base offset {}",
+                self.base_offset
+            ));
         }
         if let Some(entry) = self.offset_index.last() {
             if i64::from(entry.relative_offset) >= end {
-                return Err(format!("offset index entry {entry:?} lies past the segment's end offset {next_offset}"));
+                return Err(format!(
+                    "offset index entry {entry:?} lies past the segment's end offset {next_offset}"
+                ));
             }
         }
         if let Some(entry) = self.time_index.last() {
             if i64::from(entry.relative_offset) >= end {
-                return Err(format!("time index entry {entry:?} lies past the segment's end offset {next_offset}"));
+                return Err(format!(
+                    "time index entry {entry:?} lies past the segment's end offset {next_offset}"
+                ));
             }
         }
         self.size_bytes = size_bytes;
@@ -241,10 +259,14 @@ impl Segment {
     /// Check that the time index does not point past the end (after a tail scan).
     pub(super) fn check_time_index_end(&self) -> Result<(), String> {
         match self.time_index.last() {
-            Some(entry) if self.base_offset + i64::from(entry.relative_offset) >= self.next_offset => Err(format!(
-                "time index entry {entry:?} lies past the segment's end offset {}",
-                self.next_offset
-            )),
+            Some(entry)
+                if self.base_offset + i64::from(entry.relative_offset) >= self.next_offset =>
+            {
+                Err(format!(
+                    "time index entry {entry:?} lies past the segment's end offset {}",
+                    self.next_offset
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -277,16 +299,6 @@ impl Segment {
         &self.paths
     }
 
-    #[cfg(test)]
-    pub(super) fn offset_index_entries(&self) -> u64 {
-        self.offset_index.entry_count()
-    }
-
-    #[cfg(test)]
-    pub(super) fn time_index_entries(&self) -> u64 {
-        self.time_index.entry_count()
-    }
-
     pub(super) fn files(&self) -> SegmentFiles {
         SegmentFiles {
             base_offset: self.base_offset,
@@ -308,17 +320,28 @@ impl Segment {
     /// Account for a whole, valid batch lying at `position` (appended, or found by recovery):
     /// advance size and next offset, track the largest timestamp, and write index entries
     /// by the sparse rule.
-    pub(super) fn note_batch(&mut self, position: u64, header: &BatchHeader) -> Result<(), StorageError> {
+    pub(super) fn note_batch(
+        &mut self,
+        position: u64,
+        header: &BatchHeader,
+    ) -> Result<(), StorageError> {
         assert_eq!(
             header.base_offset, self.next_offset,
             "batches must be contiguous in segment {}",
             self.base_offset
         );
-        assert_eq!(position, self.size_bytes, "batches must lie back to back in segment {}", self.base_offset);
+        assert_eq!(
+            position, self.size_bytes,
+            "batches must lie back to back in segment {}",
+            self.base_offset
+        );
         let relative_offset = self.relative(header.base_offset)?;
         self.relative(header.last_offset())?;
         let file_position = u32::try_from(position).map_err(|_| {
-            StorageError::Corrupt(format!("position {position} in segment {} exceeds 4 bytes", self.base_offset))
+            StorageError::Corrupt(format!(
+                "position {position} in segment {} exceeds 4 bytes",
+                self.base_offset
+            ))
         })?;
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
@@ -341,7 +364,10 @@ impl Segment {
 
     /// Record the largest timestamp in the time index if it grew since the last entry.
     pub(super) fn maybe_append_time_entry(&mut self) -> Result<(), StorageError> {
-        let last = self.time_index.last().map_or(NO_TIMESTAMP, |entry| entry.timestamp);
+        let last = self
+            .time_index
+            .last()
+            .map_or(NO_TIMESTAMP, |entry| entry.timestamp);
         if self.max_timestamp > last {
             let relative_offset = self.relative(self.offset_of_max_timestamp)?;
             self.time_index.append(TimeEntry {
@@ -419,7 +445,10 @@ impl Segment {
             match item {
                 Ok((_, bytes)) => whole += bytes.len(),
                 Err(BatchIterError::Partial { .. }) => break,
-                Err(BatchIterError::Corrupt { position: at, error }) => {
+                Err(BatchIterError::Corrupt {
+                    position: at,
+                    error,
+                }) => {
                     return Err(StorageError::Corrupt(format!(
                         "segment {} at position {}: {error}",
                         self.base_offset,
@@ -438,7 +467,10 @@ impl Segment {
 
     /// The first batch in this segment whose max timestamp is `>= timestamp`:
     /// `(base offset, max timestamp)`.
-    pub(super) fn find_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
+    pub(super) fn find_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
         if self.max_timestamp < timestamp || self.is_empty() {
             return Ok(None);
         }
@@ -447,7 +479,9 @@ impl Segment {
         let start_offset = self
             .time_index
             .lookup(timestamp)?
-            .map_or(self.base_offset, |entry| self.base_offset + i64::from(entry.relative_offset));
+            .map_or(self.base_offset, |entry| {
+                self.base_offset + i64::from(entry.relative_offset)
+            });
         let mut position = self.find_position(start_offset)?;
         while position < self.size_bytes {
             let header = self.read_header(position)?;
@@ -513,21 +547,32 @@ impl ActiveSegment {
 
     /// Whether a batch of `batch_bytes` ending at `last_offset` must go to a new segment.
     /// An empty segment never rolls, so an oversized batch gets a segment of its own.
-    pub(super) fn should_roll(&self, batch_bytes: usize, last_offset: i64, now_ms: i64, config: &LogConfig) -> bool {
+    pub(super) fn should_roll(
+        &self,
+        batch_bytes: usize,
+        last_offset: i64,
+        now_ms: i64,
+        config: &LogConfig,
+    ) -> bool {
         if self.is_empty() {
             return false;
         }
         let size_after = self.size_bytes + batch_bytes as u64;
         let too_big = size_after > config.segment_bytes_max || size_after > u64::from(u32::MAX);
-        let too_old = self
-            .rolling_base_ms
-            .is_some_and(|base| i128::from(now_ms) - i128::from(base) > i128::from(config.segment_ms_max));
+        let too_old = self.rolling_base_ms.is_some_and(|base| {
+            i128::from(now_ms) - i128::from(base) > i128::from(config.segment_ms_max)
+        });
         let offsets_overflow = last_offset - self.base_offset > i64::from(i32::MAX);
         too_big || too_old || offsets_overflow
     }
 
     /// Write one validated, stamped batch at the end of the log and index it.
-    pub(super) fn append(&mut self, batch: &[u8], header: &BatchHeader, now_ms: i64) -> Result<(), StorageError> {
+    pub(super) fn append(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
         let position = self.segment.size_bytes;
         self.segment.log.write_at(batch, position)?;
         self.segment.note_batch(position, header)?;
@@ -535,16 +580,17 @@ impl ActiveSegment {
         Ok(())
     }
 
-    /// Bring the time index up to the largest timestamp, before a flush.
+    /// Bring the time index up to the largest timestamp: before a flush, and before
+    /// sealing so that a reopened sealed segment knows its largest timestamp without a scan.
     pub(super) fn update_time_index(&mut self) -> Result<(), StorageError> {
         self.segment.maybe_append_time_entry()
     }
 
-    /// Stop taking appends. The time index gets its final entry so that a reopened sealed
-    /// segment knows its largest timestamp without a scan.
-    pub(super) fn seal(mut self) -> Result<SealedSegment, StorageError> {
-        self.segment.maybe_append_time_entry()?;
-        Ok(SealedSegment { segment: self.segment })
+    /// Stop taking appends. Call [`ActiveSegment::update_time_index`] first.
+    pub(super) fn seal(self) -> SealedSegment {
+        SealedSegment {
+            segment: self.segment,
+        }
     }
 }
 

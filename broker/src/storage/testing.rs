@@ -27,8 +27,20 @@ pub(crate) fn std_fs() -> Arc<dyn FileSystem> {
     Arc::new(StdFileSystem)
 }
 
-pub(crate) fn open_log(fs: &Arc<dyn FileSystem>, dir: &Path, config: &LogConfig, shutdown: ShutdownState) -> PartitionLog {
-    PartitionLog::open(Arc::clone(fs), dir.to_path_buf(), "test-0".into(), config.clone(), shutdown).unwrap()
+pub(crate) fn open_log(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    config: &LogConfig,
+    shutdown: ShutdownState,
+) -> PartitionLog {
+    PartitionLog::open(
+        Arc::clone(fs),
+        dir.to_path_buf(),
+        "test-0".into(),
+        config.clone(),
+        shutdown,
+    )
+    .unwrap()
 }
 
 /// Every batch in `bytes`, which must be whole, valid batches back to back.
@@ -113,4 +125,242 @@ fn built_batches_validate() {
     let header = sluice_protocol::batch::validate(&built).unwrap();
     assert_eq!(header.records_count, 3);
     assert_eq!(header.max_timestamp, 1002);
+}
+
+/// An in-memory file system that, on [`CrashFileSystem::crash`], forgets what was not made
+/// durable, as a machine losing power would (and as turmoil's simulated file system does):
+/// file contents revert to their last `sync` and directory entries to their directory's
+/// last `sync_dir`, except that unsynced bytes appended past the synced contents may
+/// survive in part (a torn write). Directories themselves, and their removal, are treated
+/// as durable at once: storage creates them rarely and tests do not crash in between.
+#[derive(Debug, Default)]
+pub(crate) struct CrashFileSystem {
+    state: std::sync::Mutex<CrashState>,
+}
+
+#[derive(Debug, Default)]
+struct CrashState {
+    dirs: std::collections::BTreeSet<PathBuf>,
+    live: std::collections::BTreeMap<PathBuf, Arc<SimFile>>,
+    durable: std::collections::BTreeMap<PathBuf, Arc<SimFile>>,
+}
+
+#[derive(Debug, Default)]
+struct SimFile {
+    contents: std::sync::Mutex<SimContents>,
+}
+
+#[derive(Debug, Default)]
+struct SimContents {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+/// A file that kept unsynced bytes through a crash: they lie in `durable_len..len`.
+#[derive(Debug, Clone)]
+pub(crate) struct TornFile {
+    pub path: PathBuf,
+    pub durable_len: usize,
+    pub len: usize,
+}
+
+impl CrashFileSystem {
+    fn state(&self) -> std::sync::MutexGuard<'_, CrashState> {
+        self.state.lock().unwrap()
+    }
+
+    /// Lose everything not durable. `keep(unsynced_bytes)` says how many of a file's unsynced
+    /// appended bytes survive. Returns the files that kept some.
+    pub(crate) fn crash(&self, mut keep: impl FnMut(usize) -> usize) -> Vec<TornFile> {
+        let mut state = self.state();
+        state.live = state.durable.clone();
+        let mut torn = Vec::new();
+        for (path, file) in &state.live {
+            let mut contents = file.contents.lock().unwrap();
+            let mut survived = contents.durable.clone();
+            if contents.current.starts_with(&contents.durable) {
+                let unsynced = contents.current.len() - contents.durable.len();
+                let kept = keep(unsynced).min(unsynced);
+                survived = contents.current[..contents.durable.len() + kept].to_vec();
+                if kept > 0 {
+                    torn.push(TornFile {
+                        path: path.clone(),
+                        durable_len: contents.durable.len(),
+                        len: survived.len(),
+                    });
+                }
+            }
+            contents.current = survived.clone();
+            contents.durable = survived;
+        }
+        torn
+    }
+
+    /// Corrupt one byte (after a crash, in bytes that were never synced).
+    pub(crate) fn flip(&self, path: &Path, position: usize, mask: u8) {
+        let state = self.state();
+        let mut contents = state.live[path].contents.lock().unwrap();
+        contents.current[position] ^= mask;
+        contents.durable[position] ^= mask;
+    }
+
+    pub(crate) fn read(&self, path: &Path) -> Vec<u8> {
+        self.state().live[path]
+            .contents
+            .lock()
+            .unwrap()
+            .current
+            .clone()
+    }
+
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        self.state().live.keys().cloned().collect()
+    }
+}
+
+fn not_found(path: &Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
+}
+
+impl FileSystem for CrashFileSystem {
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        let mut state = self.state();
+        for ancestor in path.ancestors() {
+            state.dirs.insert(ancestor.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn super::StorageFile>> {
+        let mut state = self.state();
+        if !path
+            .parent()
+            .is_some_and(|parent| state.dirs.contains(parent))
+        {
+            return Err(not_found(path));
+        }
+        let file = Arc::clone(state.live.entry(path.to_path_buf()).or_default());
+        Ok(file)
+    }
+
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        let state = self.state();
+        if !state.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let files = state.live.keys();
+        let dirs = state.dirs.iter();
+        Ok(files
+            .chain(dirs)
+            .filter(|entry| entry.parent() == Some(path))
+            .filter_map(|entry| entry.file_name()?.to_str().map(str::to_string))
+            .collect())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let mut state = self.state();
+        let file = state.live.remove(from).ok_or_else(|| not_found(from))?;
+        state.live.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.state()
+            .live
+            .remove(path)
+            .map(drop)
+            .ok_or_else(|| not_found(path))
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        let mut state = self.state();
+        if !state.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        state.dirs.retain(|dir| !dir.starts_with(path));
+        state.live.retain(|file, _| !file.starts_with(path));
+        state.durable.retain(|file, _| !file.starts_with(path));
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        let state = self.state();
+        Ok(state.live.contains_key(path) || state.dirs.contains(path))
+    }
+
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        let mut state = self.state();
+        let CrashState { live, durable, .. } = &mut *state;
+        durable.retain(|file, _| file.parent() != Some(path));
+        for (file, contents) in live.iter().filter(|(file, _)| file.parent() == Some(path)) {
+            durable.insert(file.clone(), Arc::clone(contents));
+        }
+        Ok(())
+    }
+}
+
+impl super::StorageFile for SimFile {
+    fn write_at(&self, buf: &[u8], position: u64) -> std::io::Result<()> {
+        let mut contents = self.contents.lock().unwrap();
+        let end = position as usize + buf.len();
+        if contents.current.len() < end {
+            contents.current.resize(end, 0);
+        }
+        contents.current[position as usize..end].copy_from_slice(buf);
+        Ok(())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> std::io::Result<()> {
+        let contents = self.contents.lock().unwrap();
+        let end = position as usize + buf.len();
+        if end > contents.current.len() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.copy_from_slice(&contents.current[position as usize..end]);
+        Ok(())
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        let mut contents = self.contents.lock().unwrap();
+        contents.durable = contents.current.clone();
+        Ok(())
+    }
+
+    fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.contents
+            .lock()
+            .unwrap()
+            .current
+            .resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.contents.lock().unwrap().current.len() as u64)
+    }
+}
+
+#[test]
+fn crash_file_system_forgets_what_was_not_synced() {
+    let fs = CrashFileSystem::default();
+    let dir = Path::new("/data");
+    fs.create_dir_all(dir).unwrap();
+    let synced = fs.open(&dir.join("a")).unwrap();
+    synced.write_at(b"durable", 0).unwrap();
+    synced.sync().unwrap();
+    synced.write_at(b"+lost", 7).unwrap();
+    fs.sync_dir(dir).unwrap();
+    let unnamed = fs.open(&dir.join("b")).unwrap();
+    unnamed.write_at(b"x", 0).unwrap();
+    unnamed.sync().unwrap();
+    let torn = fs.crash(|_| 0);
+    assert!(torn.is_empty());
+    assert_eq!(fs.read(&dir.join("a")), b"durable");
+    assert!(
+        !fs.exists(&dir.join("b")).unwrap(),
+        "its directory entry was never synced"
+    );
 }

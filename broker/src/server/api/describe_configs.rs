@@ -16,13 +16,16 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
+/// One config entry: name, value, Kafka ConfigSource.
+type Entry = (String, Option<String>, i8);
+
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
     for resource in request.resources {
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
-        let entries: Result<Vec<(String, Option<String>, i8)>, (ErrorCode, String)> =
+        let entries: Result<Vec<Entry>, (ErrorCode, String)> =
             match resource.resource_type {
                 RESOURCE_TOPIC => broker
                     .logs
@@ -76,7 +79,7 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
     response
 }
 
-fn broker_configs(broker: &Broker) -> Vec<(String, Option<String>, i8)> {
+fn broker_configs(broker: &Broker) -> Vec<Entry> {
     let (auto_create, partitions) = match broker.auto_create {
         AutoCreate::Enabled { partitions } => (true, partitions),
         AutoCreate::Disabled => (false, 1),
