@@ -22,6 +22,7 @@ use sluice_protocol::error::{ErrorCode, ProtocolError};
 use super::{count_error, str_bytes};
 use crate::metrics as m;
 use crate::server::{now_ms, storage_error_code, Broker};
+use crate::storage::Durability;
 
 /// What the connection should do with the result.
 pub enum Outcome {
@@ -139,7 +140,18 @@ async fn append(
         })?;
     metrics::counter!(m::BYTES_IN_TOTAL).increment(size as u64);
     metrics::counter!(m::MESSAGES_IN_TOTAL).increment(summary.record_count as u64);
-    if acks == -1 {
+    if acks != -1 {
+        if log.config().durability == Durability::Fsync {
+            // Nobody waits for this fsync, but consumers only see what it covers: start
+            // (or join) the group commit in the background.
+            let log = log.clone();
+            tokio::spawn(async move {
+                if let Err(e) = log.wait_durable(appended.last_offset).await {
+                    tracing::warn!(error = %e, "background fsync failed");
+                }
+            });
+        }
+    } else {
         match tokio::time::timeout(timeout, log.wait_durable(appended.last_offset)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err((storage_error_code(&e), Some(e.to_string()))),
