@@ -17,6 +17,7 @@ use crate::storage::{LogManager, StdFileSystem};
 /// clean-shutdown marker is written.
 pub async fn run(config: Config) -> Result<(), String> {
     let cluster_id = cluster_id(&config.data_dir)?;
+    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     m::install(config.metrics_listen)?;
     let fs = Arc::new(StdFileSystem);
     let logs = LogManager::open(fs, config.data_dir.clone(), config.log_defaults())
@@ -92,6 +93,26 @@ async fn retention_loop(logs: Arc<LogManager>, every: Duration, mut shutdown: wa
                 }
             }
         }
+    }
+}
+
+/// Hold an exclusive lock on the data dir for the life of the process, so that a second
+/// broker pointed at the same directory refuses to start instead of corrupting it.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, String> {
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "data dir {} is in use by another sluiced process",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 
