@@ -37,7 +37,10 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
 
 /// The advertised range for an API key, if Sluice supports it.
 pub fn supported_range(api_key: i16) -> Option<ApiRange> {
-    SUPPORTED_APIS.iter().copied().find(|r| r.key as i16 == api_key)
+    SUPPORTED_APIS
+        .iter()
+        .copied()
+        .find(|r| r.key as i16 == api_key)
 }
 
 /// Whether Sluice can decode and answer this API key at this version.

@@ -204,7 +204,11 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, ProtocolError> {
             header.crc
         )));
     }
-    if header.last_offset_delta < 0 || header.records_count != header.last_offset_delta + 1 {
+    // Widened: `last_offset_delta + 1` in i32 overflows at i32::MAX (a panic in debug builds,
+    // and in release it wraps to i32::MIN, which a records_count of i32::MIN would then match).
+    if header.last_offset_delta < 0
+        || i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1
+    {
         return Err(ProtocolError::CorruptBatch(format!(
             "record count {} does not match lastOffsetDelta {}",
             header.records_count, header.last_offset_delta
@@ -239,7 +243,10 @@ pub fn validate_for_append(batch: &[u8]) -> Result<BatchHeader, ProtocolError> {
 /// Stamp a batch's baseOffset and partitionLeaderEpoch in place. Neither is covered by the
 /// CRC, so the batch stays valid.
 pub fn stamp(batch: &mut [u8], base_offset: i64, partition_leader_epoch: i32) {
-    assert!(batch.len() >= BATCH_HEADER_BYTES, "stamping a batch shorter than its header");
+    assert!(
+        batch.len() >= BATCH_HEADER_BYTES,
+        "stamping a batch shorter than its header"
+    );
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
         .copy_from_slice(&partition_leader_epoch.to_be_bytes());
@@ -248,7 +255,7 @@ pub fn stamp(batch: &mut [u8], base_offset: i64, partition_leader_epoch: i32) {
 /// Iterate over the batches laid back to back in a buffer. Yields each batch's header and
 /// bytes; stops at the end of the buffer or at the first batch whose length runs past it or
 /// is invalid, reporting that as one error item (after which the iterator is exhausted).
-/// A trailing partial batch (as a fetch response may carry) yields [`Partial`] once.
+/// A trailing partial batch (as a fetch response may carry) yields [`BatchIterError::Partial`] once.
 pub struct Batches<'a> {
     buf: &'a [u8],
     position: usize,
@@ -261,7 +268,10 @@ pub enum BatchIterError {
     /// The buffer ends inside a batch: `position` is where that batch starts.
     Partial { position: usize },
     /// The batch at `position` has an impossible length.
-    Corrupt { position: usize, error: ProtocolError },
+    Corrupt {
+        position: usize,
+        error: ProtocolError,
+    },
 }
 
 impl<'a> Batches<'a> {
@@ -362,7 +372,9 @@ pub fn validate_records(
                     "records end inside a batch".into(),
                 )))
             }
-            Err(BatchIterError::Corrupt { error, .. }) => return Err(ValidateError::Invalid(error)),
+            Err(BatchIterError::Corrupt { error, .. }) => {
+                return Err(ValidateError::Invalid(error))
+            }
         };
         if batch.len() > batch_bytes_max {
             return Err(ValidateError::TooLarge {
@@ -373,7 +385,8 @@ pub fn validate_records(
         validate_for_append(batch).map_err(ValidateError::Invalid)?;
         if header.max_timestamp > summary.max_timestamp {
             summary.max_timestamp = header.max_timestamp;
-            summary.max_timestamp_offset_delta = summary.record_count + i64::from(header.last_offset_delta);
+            summary.max_timestamp_offset_delta =
+                summary.record_count + i64::from(header.last_offset_delta);
         }
         summary.batch_count += 1;
         summary.record_count += i64::from(header.records_count);
@@ -436,7 +449,9 @@ mod tests {
         let mut batch = hand_built_batch(2);
         let last = batch.len() - 1;
         batch[last] ^= 0x40;
-        assert!(matches!(validate(&batch), Err(ProtocolError::CorruptBatch(m)) if m.contains("CRC")));
+        assert!(
+            matches!(validate(&batch), Err(ProtocolError::CorruptBatch(m)) if m.contains("CRC"))
+        );
     }
 
     #[test]
@@ -445,7 +460,21 @@ mod tests {
         batch[57..61].copy_from_slice(&5i32.to_be_bytes());
         let crc = crc32c::crc32c(&batch[21..]);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(validate(&batch), Err(ProtocolError::CorruptBatch(m)) if m.contains("record count")));
+        assert!(
+            matches!(validate(&batch), Err(ProtocolError::CorruptBatch(m)) if m.contains("record count"))
+        );
+    }
+
+    #[test]
+    fn last_offset_delta_at_i32_max_is_refused_without_overflow() {
+        let mut batch = hand_built_batch(1);
+        batch[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+        batch[57..61].copy_from_slice(&i32::MIN.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(
+            matches!(validate(&batch), Err(ProtocolError::CorruptBatch(m)) if m.contains("record count"))
+        );
     }
 
     #[test]

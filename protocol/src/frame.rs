@@ -53,8 +53,8 @@ impl Decoder for FrameCodec {
             return Ok(None);
         }
         let length = i32::from_be_bytes([src[0], src[1], src[2], src[3]]);
-        let length = usize::try_from(length)
-            .map_err(|_| ProtocolError::NegativeFrameLength(length))?;
+        let length =
+            usize::try_from(length).map_err(|_| ProtocolError::NegativeFrameLength(length))?;
         if length > self.frame_bytes_max {
             return Err(ProtocolError::FrameTooLarge {
                 length,
@@ -135,7 +135,9 @@ mod tests {
     fn encode_then_decode_round_trips() {
         let mut codec = FrameCodec::new(1024);
         let mut buf = BytesMut::new();
-        codec.encode(Bytes::from_static(b"hello"), &mut buf).unwrap();
+        codec
+            .encode(Bytes::from_static(b"hello"), &mut buf)
+            .unwrap();
         assert_eq!(&codec.decode(&mut buf).unwrap().unwrap()[..], b"hello");
     }
 }

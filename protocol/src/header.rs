@@ -38,7 +38,8 @@ pub fn decode_request_header(frame: &mut Bytes) -> Result<(ApiKey, RequestHeader
     let api_key = ApiKey::try_from(preamble.api_key)
         .map_err(|_| ProtocolError::UnknownApiKey(preamble.api_key))?;
     let header_version = api_key.request_header_version(preamble.api_version);
-    let header = RequestHeader::decode(frame, header_version).map_err(|e| malformed("request header", e))?;
+    let header =
+        RequestHeader::decode(frame, header_version).map_err(|e| malformed("request header", e))?;
     Ok((api_key, header))
 }
 
@@ -99,8 +100,8 @@ pub fn decode_response<T: Decodable>(
     frame: &mut Bytes,
 ) -> Result<(i32, T), ProtocolError> {
     let header_version = api_key.response_header_version(api_version);
-    let header =
-        ResponseHeader::decode(frame, header_version).map_err(|e| malformed("response header", e))?;
+    let header = ResponseHeader::decode(frame, header_version)
+        .map_err(|e| malformed("response header", e))?;
     let body = T::decode(frame, api_version).map_err(|e| malformed("response body", e))?;
     Ok((header.correlation_id, body))
 }

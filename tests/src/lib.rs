@@ -1,1 +1,611 @@
-pub fn _placeholder() {}
+//! Harness for the end-to-end tests in `tests/tests/`: real `sluiced` processes on
+//! 127.0.0.1, and the paths of the third-party clients that `scripts/test.sh` provisions.
+//!
+//! What it owns:
+//! - Finding the workspace binaries (`sluiced`, `sluice`) next to the test executable and
+//!   building them once per test process when they are missing.
+//! - [`Broker`]: one `sluiced` child process with its own free ports, a temporary data
+//!   directory (unless given one), and a log file that failure messages quote. Start-up is
+//!   over only when the broker answers a Kafka ApiVersions request; Drop kills the child.
+//! - [`run_program`]: running an external program (a Python script, `java`, `kcat`) with a
+//!   deadline, its output captured to files so a chatty child can never block on a pipe.
+//! - [`interop_bootstrap`]: the interop tests run against a fresh `sluiced`, or, with
+//!   `SLUICE_INTEROP_BOOTSTRAP=host:port`, against a broker that is already running (the
+//!   reference Kafka of `scripts/kafka-reference.sh`), to check the test programs
+//!   themselves.
+//!
+//! Every wait here is a poll of a condition against a deadline; no sleep stands in for
+//! synchronisation.
+
+pub mod raw;
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long [`Broker::start`] waits for the first ApiVersions answer.
+pub const BROKER_START_DEADLINE: Duration = Duration::from_secs(30);
+/// How many times a start is tried with fresh ports when the child exits before it is
+/// ready (another process may have taken a port between our probe and its bind).
+const BROKER_START_ATTEMPTS_MAX: usize = 3;
+/// How much of the broker log [`Broker::log`] returns: the tail, so that a failure
+/// message stays readable.
+const LOG_TAIL_BYTES_MAX: u64 = 64 * 1024;
+/// Polling interval of every wait in this module.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The repository root (the parent of this crate's directory).
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .expect("the tests crate lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// `target/<profile>/`, the directory that holds the test executable's `deps/`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe
+        .parent()
+        .expect("test executable has a parent directory");
+    if deps.file_name() == Some(OsStr::new("deps")) {
+        deps.parent().expect("deps/ has a parent").to_path_buf()
+    } else {
+        deps.to_path_buf()
+    }
+}
+
+/// One cargo build per (package, binary) per test process; parallel tests wait for it.
+fn workspace_binary(package: &str, bin: &str, env_override: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_override) {
+        return PathBuf::from(path);
+    }
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let path = profile_dir().join(bin);
+    let mut built = BUILT
+        .get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if !path.exists() && !built.iter().any(|b| b == bin) {
+        let profile = profile_dir();
+        let release = profile.file_name() == Some(OsStr::new("release"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(repo_root())
+            .args(["build", "-p", package, "--bin", bin]);
+        if release {
+            command.arg("--release");
+        }
+        let status = command
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo build for {bin}: {e}"));
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {bin} failed: {status}"
+        );
+        built.push(bin.to_string());
+    }
+    assert!(
+        path.exists(),
+        "{} does not exist after building it",
+        path.display()
+    );
+    path
+}
+
+/// The `sluiced` broker binary of this build profile (`SLUICED_BIN` overrides it).
+pub fn sluiced_binary() -> PathBuf {
+    workspace_binary("sluice-broker", "sluiced", "SLUICED_BIN")
+}
+
+/// The `sluice` CLI binary of this build profile (`SLUICE_BIN` overrides it).
+pub fn sluice_binary() -> PathBuf {
+    workspace_binary("sluice-client", "sluice", "SLUICE_BIN")
+}
+
+/// The Python of the virtualenv that `scripts/test.sh` creates, with kafka-python and
+/// confluent-kafka installed.
+pub fn venv_python() -> PathBuf {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/test.sh to provision the interop clients",
+        python.display()
+    );
+    python
+}
+
+/// The class path of the Java Kafka client that `scripts/test.sh` copies into
+/// `tests/java/target/lib` (a `dir/*` wildcard, as `java -cp` takes it).
+pub fn java_classpath() -> String {
+    let lib = repo_root().join("tests/java/target/lib");
+    let has_client = std::fs::read_dir(&lib)
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("kafka-clients-")
+            })
+        })
+        .unwrap_or(false);
+    assert!(
+        has_client,
+        "{} has no kafka-clients jar: run ./scripts/test.sh to provision the interop clients",
+        lib.display()
+    );
+    format!("{}/*", lib.display())
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read and released: the caller must bind it soon).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// A hand-encoded ApiVersions v0 request (the version every Kafka broker answers).
+fn api_versions_v0_frame(correlation_id: i32) -> Vec<u8> {
+    const API_VERSIONS: i16 = 18;
+    let client_id = b"sluice-tests";
+    let mut body = Vec::new();
+    body.extend_from_slice(&API_VERSIONS.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    let client_id_len = i16::try_from(client_id.len()).expect("short client id");
+    body.extend_from_slice(&client_id_len.to_be_bytes());
+    body.extend_from_slice(client_id);
+    let len = i32::try_from(body.len()).expect("small frame");
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Whether a Kafka broker on `address` answers an ApiVersions v0 request.
+pub fn answers_api_versions(address: SocketAddr, timeout: Duration) -> bool {
+    let attempt = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let correlation_id = 0x51_u32 as i32;
+        stream.write_all(&api_versions_v0_frame(correlation_id))?;
+        let mut header = [0u8; 8];
+        stream.read_exact(&mut header)?;
+        let len = i32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let got = i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        Ok(len >= 4 && got == correlation_id)
+    };
+    attempt().unwrap_or(false)
+}
+
+/// How a test wants its broker started.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerOptions {
+    /// Data directory; a fresh temporary directory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Flags appended after the harness's own (`--node-id`, `--data-dir`, `--listen`,
+    /// `--metrics-listen`).
+    pub extra_args: Vec<String>,
+    /// Environment variables for the child (e.g. `RUST_LOG`). `SLUICE_*` variables of the
+    /// test process are not inherited.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running `sluiced` process on 127.0.0.1. Dropping it kills the process.
+pub struct Broker {
+    child: Option<Child>,
+    options: BrokerOptions,
+    listen: SocketAddr,
+    metrics_listen: SocketAddr,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    /// Holds the log file and, unless the caller gave one, the data directory.
+    _temp: TempDir,
+}
+
+impl Broker {
+    /// Start a broker with default options.
+    pub fn start() -> Broker {
+        Broker::start_with(BrokerOptions::default())
+    }
+
+    /// Start a broker and wait until it answers ApiVersions.
+    pub fn start_with(options: BrokerOptions) -> Broker {
+        let temp = tempfile::Builder::new()
+            .prefix("sluice-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().join("data"));
+        let log_path = temp.path().join("sluiced.log");
+        let mut broker = Broker {
+            child: None,
+            options,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            log_path,
+            _temp: temp,
+        };
+        for attempt in 1..=BROKER_START_ATTEMPTS_MAX {
+            broker.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            broker.metrics_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            match broker.spawn_and_wait() {
+                Ok(()) => return broker,
+                Err(StartError::Exited(status)) if attempt < BROKER_START_ATTEMPTS_MAX => {
+                    broker.append_log_line(&format!(
+                        "[sluice-tests] sluiced exited during start-up ({status}); retrying with new ports"
+                    ));
+                }
+                Err(e) => panic!("{e}\n--- sluiced log ---\n{}", broker.log()),
+            }
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+
+    /// Start the process again on the same ports and data directory, after
+    /// [`kill9`](Self::kill9) or [`sigterm`](Self::sigterm) (a running process is killed
+    /// first).
+    pub fn restart(&mut self) {
+        if self.is_running() {
+            self.kill9();
+        }
+        self.append_log_line("[sluice-tests] ---- restart ----");
+        if let Err(e) = self.spawn_and_wait() {
+            panic!("restart failed: {e}\n--- sluiced log ---\n{}", self.log());
+        }
+    }
+
+    fn append_log_line(&self, line: &str) {
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), StartError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(StartError::Io)?;
+        let log_err = log.try_clone().map_err(StartError::Io)?;
+        let mut command = Command::new(sluiced_binary());
+        command
+            .arg("--node-id")
+            .arg("1")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(self.listen.to_string())
+            .arg("--metrics-listen")
+            .arg(self.metrics_listen.to_string())
+            .args(&self.options.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SLUICE_") {
+                command.env_remove(key);
+            }
+        }
+        // Plain text logs: tracing-subscriber colours its output unless NO_COLOR is set.
+        command.env("NO_COLOR", "1");
+        for (key, value) in &self.options.env {
+            command.env(key, value);
+        }
+        let child = command.spawn().map_err(StartError::Io)?;
+        self.child = Some(child);
+
+        let deadline = Instant::now() + BROKER_START_DEADLINE;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Err(StartError::Exited(status));
+            }
+            if answers_api_versions(self.listen, Duration::from_secs(1)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill9();
+                return Err(StartError::Timeout(self.listen));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        child.try_wait().expect("try_wait on the sluiced child")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_some() && self.try_wait().is_none()
+    }
+
+    /// The Kafka bootstrap address, `127.0.0.1:PORT`.
+    pub fn bootstrap(&self) -> String {
+        self.listen.to_string()
+    }
+
+    /// The Kafka listener's address.
+    pub fn listen_address(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The metrics listener, `127.0.0.1:PORT`.
+    pub fn metrics_address(&self) -> String {
+        self.metrics_listen.to_string()
+    }
+
+    /// The Prometheus scrape URL, `http://127.0.0.1:PORT/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_listen)
+    }
+
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The process id, while a process has been started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL the process and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            // Child::kill sends SIGKILL on Unix; an error means it has already exited.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Send SIGTERM (a graceful shutdown request); pair with [`wait_exit`](Self::wait_exit).
+    pub fn sigterm(&mut self) {
+        let pid = self.pid().expect("sigterm: no process started");
+        if self.try_wait().is_some() {
+            return;
+        }
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill -TERM {pid}: {e}"));
+        assert!(status.success(), "kill -TERM {pid} failed: {status}");
+    }
+
+    /// Wait for the process to exit, at most `timeout`; panics (with the log) if it does
+    /// not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "sluiced did not exit within {timeout:?}\n--- sluiced log ---\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The path of the broker's combined stdout/stderr log.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The broker's stdout and stderr so far (the last 64 KiB), for failure messages.
+    pub fn log(&self) -> String {
+        read_tail(&self.log_path, LOG_TAIL_BYTES_MAX)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Debug)]
+enum StartError {
+    Io(std::io::Error),
+    Exited(ExitStatus),
+    Timeout(SocketAddr),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Io(e) => write!(f, "cannot start sluiced: {e}"),
+            StartError::Exited(status) => write!(f, "sluiced exited during start-up: {status}"),
+            StartError::Timeout(address) => write!(
+                f,
+                "sluiced did not answer ApiVersions on {address} within {BROKER_START_DEADLINE:?}"
+            ),
+        }
+    }
+}
+
+/// The last `max_bytes` of a file, lossily decoded.
+pub fn read_tail(path: &Path, max_bytes: u64) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return format!("(no log at {})", path.display());
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut prefix = String::new();
+    if len > max_bytes {
+        let _ = file.seek(SeekFrom::Start(len - max_bytes));
+        prefix = format!("(first {} bytes not shown)\n", len - max_bytes);
+    }
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    prefix + &String::from_utf8_lossy(&bytes)
+}
+
+/// What [`run_program`] saw.
+#[derive(Debug)]
+pub struct ProgramOutput {
+    /// The exit status, or `None` when the program was killed at its deadline.
+    pub status: Option<ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+impl ProgramOutput {
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    pub fn stdout_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Status, elapsed time and the (tails of the) two streams, for failure messages.
+    pub fn describe(&self) -> String {
+        const TAIL: usize = 32 * 1024;
+        let tail = |b: &[u8]| {
+            let start = b.len().saturating_sub(TAIL);
+            String::from_utf8_lossy(&b[start..]).into_owned()
+        };
+        let status = match self.status {
+            Some(s) => s.to_string(),
+            None => "killed at its deadline".to_string(),
+        };
+        format!(
+            "status: {status} after {:.1}s\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.elapsed.as_secs_f64(),
+            tail(&self.stdout),
+            tail(&self.stderr)
+        )
+    }
+}
+
+/// Run `command` to completion or until `timeout`, then kill it. Its stdin is `input`
+/// (or empty); stdout and stderr go to temporary files, so no pipe can fill up.
+pub fn run_program(
+    command: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> ProgramOutput {
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-program-")
+        .tempdir()
+        .expect("temporary directory");
+    let stdout_path = dir.path().join("stdout");
+    let stderr_path = dir.path().join("stderr");
+    let stdin = match input {
+        Some(bytes) => {
+            let path = dir.path().join("stdin");
+            std::fs::write(&path, bytes).expect("write program input");
+            Stdio::from(File::open(&path).expect("open program input"))
+        }
+        None => Stdio::null(),
+    };
+    let started = Instant::now();
+    let mut child = command
+        .stdin(stdin)
+        .stdout(File::create(&stdout_path).expect("create stdout file"))
+        .stderr(File::create(&stderr_path).expect("create stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let deadline = started + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    };
+    ProgramOutput {
+        status,
+        stdout: std::fs::read(&stdout_path).unwrap_or_default(),
+        stderr: std::fs::read(&stderr_path).unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The broker an interop test talks to: a fresh `sluiced`, or an external broker named by
+/// `SLUICE_INTEROP_BOOTSTRAP` (used to check the interop programs against the reference
+/// Kafka of `scripts/kafka-reference.sh`).
+pub enum InteropBroker {
+    Sluiced(Box<Broker>),
+    External(String),
+}
+
+impl InteropBroker {
+    pub fn bootstrap(&self) -> String {
+        match self {
+            InteropBroker::Sluiced(broker) => broker.bootstrap(),
+            InteropBroker::External(bootstrap) => bootstrap.clone(),
+        }
+    }
+
+    /// The broker log for failure messages (empty for an external broker).
+    pub fn log(&self) -> String {
+        match self {
+            InteropBroker::Sluiced(broker) => broker.log(),
+            InteropBroker::External(bootstrap) => {
+                format!("(external broker {bootstrap}: see its own log)")
+            }
+        }
+    }
+}
+
+/// Start the broker for an interop test (see [`InteropBroker`]).
+pub fn interop_broker(options: BrokerOptions) -> InteropBroker {
+    match std::env::var("SLUICE_INTEROP_BOOTSTRAP") {
+        Ok(bootstrap) if !bootstrap.is_empty() => InteropBroker::External(bootstrap),
+        _ => InteropBroker::Sluiced(Box::new(Broker::start_with(options))),
+    }
+}
+
+/// Run an interop program against `broker`, and panic with its output and the broker log
+/// unless it exits 0 and prints a line starting with `SUMMARY`.
+pub fn assert_interop_program(
+    name: &str,
+    command: &mut Command,
+    broker: &InteropBroker,
+    timeout: Duration,
+) {
+    let output = run_program(command, None, timeout);
+    let stdout = output.stdout_lossy();
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("SUMMARY"))
+        .map(str::to_string);
+    if !output.success() || summary.is_none() {
+        panic!(
+            "{name} against {} failed\n{}\n--- broker log ---\n{}",
+            broker.bootstrap(),
+            output.describe(),
+            broker.log()
+        );
+    }
+    eprintln!(
+        "{name}: {} ({:.1}s)",
+        summary.unwrap_or_default(),
+        output.elapsed.as_secs_f64()
+    );
+}

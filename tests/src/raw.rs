@@ -1,0 +1,127 @@
+//! A blocking, minimal Kafka client for tests that need to send exact bytes: well-formed
+//! requests through the `kafka-protocol` codecs, or deliberately broken frames.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_protocol::header;
+
+/// A raw connection with a 10-second read timeout.
+pub struct RawConnection {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl RawConnection {
+    pub fn connect(address: &str) -> std::io::Result<RawConnection> {
+        let stream = TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(RawConnection {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    /// Send a well-formed request and read its response.
+    pub fn request<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> std::io::Result<Resp> {
+        self.send(api_key, version, request)?;
+        let mut frame = self.read_frame()?;
+        let (correlation_id, response) =
+            header::decode_response::<Resp>(api_key, version, &mut frame)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        assert_eq!(
+            correlation_id, self.correlation_id,
+            "responses must come back in order"
+        );
+        Ok(response)
+    }
+
+    /// Send a well-formed request without reading a response (acks=0).
+    pub fn send<Req: Encodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> std::io::Result<()> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("sluice-raw-test")));
+        let frame = header::encode_request(api_key, &header, request)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.stream.write_all(&frame)
+    }
+
+    /// Write arbitrary bytes.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Read one response frame (without its length prefix).
+    pub fn read_frame(&mut self) -> std::io::Result<Bytes> {
+        let mut length = [0u8; 4];
+        self.stream.read_exact(&mut length)?;
+        let length = i32::from_be_bytes(length);
+        let length = usize::try_from(length)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "negative length"))?;
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+
+    /// Whether the broker closed the connection (read returns EOF or reset) within the
+    /// read timeout.
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    pub fn last_correlation_id(&self) -> i32 {
+        self.correlation_id
+    }
+}
+
+/// GET a path from an HTTP server on `address` (HOST:PORT) and return the body. Enough
+/// HTTP/1.0 for the metrics endpoint.
+pub fn http_get(address: &str, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((_, body)) => Ok(body.to_string()),
+        None => Ok(response),
+    }
+}
+
+/// Sum of every sample of a Prometheus metric whose name and labels start with `prefix`.
+pub fn metric_sum(metrics_text: &str, prefix: &str) -> f64 {
+    metrics_text
+        .lines()
+        .filter(|line| !line.starts_with('#') && line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -1,0 +1,27 @@
+//! confluent-kafka (the librdkafka bundled in its wheel, from the venv that
+//! `scripts/test.sh` creates) against a real `sluiced`: for acks 0, 1 and all, times codecs
+//! none, gzip, snappy, lz4 and zstd, 10,000 records with keys and headers go in and come
+//! back byte for byte, in order per partition. The program is
+//! `tests/interop/confluent_roundtrip.py`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_tests::{assert_interop_program, interop_broker, repo_root, venv_python, BrokerOptions};
+
+#[test]
+fn confluent_kafka_round_trips_every_acks_mode_and_codec() {
+    let broker = interop_broker(BrokerOptions::default());
+    let script = repo_root().join("tests/interop/confluent_roundtrip.py");
+    let mut command = Command::new(venv_python());
+    command
+        .arg(script)
+        .arg("--bootstrap")
+        .arg(broker.bootstrap());
+    assert_interop_program(
+        "confluent-kafka",
+        &mut command,
+        &broker,
+        Duration::from_secs(240),
+    );
+}
