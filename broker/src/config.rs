@@ -28,7 +28,9 @@ impl FromStr for LogFormat {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!("unknown log format '{other}' (expected text or json)")),
+            other => Err(format!(
+                "unknown log format '{other}' (expected text or json)"
+            )),
         }
     }
 }
@@ -57,7 +59,7 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 macro_rules! options {
-    ($( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $default:expr, $flag:literal, $env:literal, $parse:expr; )*) => {
+    ($( $help:literal $field:ident : $ty:ty = $default:expr, $shown:literal, $flag:literal, $env:literal, $parse:expr; )*) => {
         /// Command-line flags. Every option is optional here; defaults are applied after
         /// merging with the TOML file and the environment.
         #[derive(Debug, Parser, Default)]
@@ -75,9 +77,8 @@ macro_rules! options {
             #[arg(long, value_name = "FILE")]
             pub config: Option<PathBuf>,
             $(
-                $(#[doc = $doc])*
-                #[arg(long = $flag, value_parser = $parse, help_heading = None,
-                      long_help = concat!($($doc, "\n",)* "\n[default: ", stringify!($default), "] [env: ", $env, "]"))]
+                #[arg(long = $flag, value_parser = $parse, help = concat!($help, " [default: ", $shown, "]"),
+                      long_help = concat!($help, "\n[default: ", $shown, "] [env: ", $env, "]"))]
                 pub $field: Option<$ty>,
             )*
         }
@@ -92,7 +93,7 @@ macro_rules! options {
         /// The merged configuration the broker runs with.
         #[derive(Debug, Clone)]
         pub struct Config {
-            $( $(#[doc = $doc])* pub $field: $ty, )*
+            $( #[doc = $help] pub $field: $ty, )*
         }
 
         impl Config {
@@ -133,46 +134,46 @@ fn parse_durability(s: &str) -> Result<Durability, String> {
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 options! {
-    /// This broker's id in the cluster
-    node_id: i32 = 1, "node-id", "SLUICE_NODE_ID", parse_from_str::<i32>;
-    /// Directory holding the partition logs and metadata
-    data_dir: PathBuf = PathBuf::from("./sluice-data"), "data-dir", "SLUICE_DATA_DIR", parse_from_str::<PathBuf>;
-    /// Address the Kafka listener binds to
-    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9092)), "listen", "SLUICE_LISTEN", parse_from_str::<SocketAddr>;
-    /// HOST:PORT clients are told to connect to (default: the listen address)
-    advertised_listener: String = String::new(), "advertised-listener", "SLUICE_ADVERTISED_LISTENER", parse_from_str::<String>;
-    /// Address serving Prometheus metrics at /metrics
-    metrics_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9644)), "metrics-listen", "SLUICE_METRICS_LISTEN", parse_from_str::<SocketAddr>;
-    /// Create unknown topics on Metadata and Produce requests (true|false)
-    auto_create_topics: bool = true, "auto-create-topics", "SLUICE_AUTO_CREATE_TOPICS", parse_bool;
-    /// Partitions of a topic created without a partition count (Kafka num.partitions)
-    default_partitions: i32 = 1, "default-partitions", "SLUICE_DEFAULT_PARTITIONS", parse_from_str::<i32>;
-    /// Segment size in bytes before a new segment is rolled (Kafka segment.bytes)
-    segment_bytes: u64 = 1 << 30, "segment-bytes", "SLUICE_SEGMENT_BYTES", parse_from_str::<u64>;
-    /// Segment age in milliseconds before a new segment is rolled (Kafka segment.ms)
-    segment_ms: u64 = 7 * DAY_MS as u64, "segment-ms", "SLUICE_SEGMENT_MS", parse_from_str::<u64>;
-    /// Delete segments older than this many milliseconds; -1 keeps them forever (retention.ms)
-    retention_ms: i64 = 7 * DAY_MS, "retention-ms", "SLUICE_RETENTION_MS", parse_from_str::<i64>;
-    /// Delete old segments while a partition is larger than this many bytes; -1 = no limit
-    retention_bytes: i64 = -1, "retention-bytes", "SLUICE_RETENTION_BYTES", parse_from_str::<i64>;
-    /// How often the retention task runs, in milliseconds
-    retention_check_interval_ms: u64 = 300_000, "retention-check-interval-ms", "SLUICE_RETENTION_CHECK_INTERVAL_MS", parse_from_str::<u64>;
-    /// replicated: acknowledge from the page cache; fsync: group-commit fsync before acks=all answers and records become visible
-    durability: Durability = Durability::Replicated, "durability", "SLUICE_DURABILITY", parse_durability;
-    /// Largest record batch accepted, in bytes (Kafka message.max.bytes)
-    message_max_bytes: usize = 1_048_588, "message-max-bytes", "SLUICE_MESSAGE_MAX_BYTES", parse_from_str::<usize>;
-    /// Largest request frame accepted, in bytes (Kafka socket.request.max.bytes)
-    frame_bytes_max: usize = 100 * 1024 * 1024, "frame-bytes-max", "SLUICE_FRAME_BYTES_MAX", parse_from_str::<usize>;
-    /// Largest fetch response, in bytes (Kafka fetch.max.bytes)
-    fetch_bytes_max: usize = 55 * 1024 * 1024, "fetch-bytes-max", "SLUICE_FETCH_BYTES_MAX", parse_from_str::<usize>;
-    /// Maximum open client connections; further connections are closed at once
-    connections_max: usize = 4096, "connections-max", "SLUICE_CONNECTIONS_MAX", parse_from_str::<usize>;
-    /// Requests read ahead per connection while earlier ones are still being answered
-    in_flight_requests_max: usize = 32, "in-flight-requests-max", "SLUICE_IN_FLIGHT_REQUESTS_MAX", parse_from_str::<usize>;
-    /// Milliseconds to let in-flight requests finish on SIGTERM before closing connections
-    shutdown_timeout_ms: u64 = 10_000, "shutdown-timeout-ms", "SLUICE_SHUTDOWN_TIMEOUT_MS", parse_from_str::<u64>;
-    /// Log line format: text or json
-    log_format: LogFormat = LogFormat::Text, "log-format", "SLUICE_LOG_FORMAT", parse_from_str::<LogFormat>;
+    "This broker's id in the cluster"
+    node_id: i32 = 1, "1", "node-id", "SLUICE_NODE_ID", parse_from_str::<i32>;
+    "Directory holding the partition logs and metadata"
+    data_dir: PathBuf = PathBuf::from("./sluice-data"), "./sluice-data", "data-dir", "SLUICE_DATA_DIR", parse_from_str::<PathBuf>;
+    "Address the Kafka listener binds to"
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9092)), "127.0.0.1:9092", "listen", "SLUICE_LISTEN", parse_from_str::<SocketAddr>;
+    "HOST:PORT clients are told to connect to (default: the listen address)"
+    advertised_listener: String = String::new(), "the listen address", "advertised-listener", "SLUICE_ADVERTISED_LISTENER", parse_from_str::<String>;
+    "Address serving Prometheus metrics at /metrics"
+    metrics_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9644)), "127.0.0.1:9644", "metrics-listen", "SLUICE_METRICS_LISTEN", parse_from_str::<SocketAddr>;
+    "Create unknown topics on Metadata and Produce requests (true|false)"
+    auto_create_topics: bool = true, "true", "auto-create-topics", "SLUICE_AUTO_CREATE_TOPICS", parse_bool;
+    "Partitions of a topic created without a partition count (Kafka num.partitions)"
+    default_partitions: i32 = 1, "1", "default-partitions", "SLUICE_DEFAULT_PARTITIONS", parse_from_str::<i32>;
+    "Segment size in bytes before a new segment is rolled (Kafka segment.bytes)"
+    segment_bytes: u64 = 1 << 30, "1073741824 (1 GiB)", "segment-bytes", "SLUICE_SEGMENT_BYTES", parse_from_str::<u64>;
+    "Segment age in milliseconds before a new segment is rolled (Kafka segment.ms)"
+    segment_ms: u64 = 7 * DAY_MS as u64, "604800000 (7 days)", "segment-ms", "SLUICE_SEGMENT_MS", parse_from_str::<u64>;
+    "Delete segments older than this many milliseconds; -1 keeps them forever (retention.ms)"
+    retention_ms: i64 = 7 * DAY_MS, "604800000 (7 days)", "retention-ms", "SLUICE_RETENTION_MS", parse_from_str::<i64>;
+    "Delete old segments while a partition is larger than this many bytes; -1 = no limit"
+    retention_bytes: i64 = -1, "-1", "retention-bytes", "SLUICE_RETENTION_BYTES", parse_from_str::<i64>;
+    "How often the retention task runs, in milliseconds"
+    retention_check_interval_ms: u64 = 300_000, "300000 (5 minutes)", "retention-check-interval-ms", "SLUICE_RETENTION_CHECK_INTERVAL_MS", parse_from_str::<u64>;
+    "replicated: acknowledge from the page cache; fsync: group-commit fsync before acks=all answers and records become visible"
+    durability: Durability = Durability::Replicated, "replicated", "durability", "SLUICE_DURABILITY", parse_durability;
+    "Largest record batch accepted, in bytes (Kafka message.max.bytes)"
+    message_max_bytes: usize = 1_048_588, "1048588", "message-max-bytes", "SLUICE_MESSAGE_MAX_BYTES", parse_from_str::<usize>;
+    "Largest request frame accepted, in bytes (Kafka socket.request.max.bytes)"
+    frame_bytes_max: usize = 100 * 1024 * 1024, "104857600 (100 MiB)", "frame-bytes-max", "SLUICE_FRAME_BYTES_MAX", parse_from_str::<usize>;
+    "Largest fetch response, in bytes (Kafka fetch.max.bytes)"
+    fetch_bytes_max: usize = 55 * 1024 * 1024, "57671680 (55 MiB)", "fetch-bytes-max", "SLUICE_FETCH_BYTES_MAX", parse_from_str::<usize>;
+    "Maximum open client connections; further connections are closed at once"
+    connections_max: usize = 4096, "4096", "connections-max", "SLUICE_CONNECTIONS_MAX", parse_from_str::<usize>;
+    "Requests read ahead per connection while earlier ones are still being answered"
+    in_flight_requests_max: usize = 32, "32", "in-flight-requests-max", "SLUICE_IN_FLIGHT_REQUESTS_MAX", parse_from_str::<usize>;
+    "Milliseconds to let in-flight requests finish on SIGTERM before closing connections"
+    shutdown_timeout_ms: u64 = 10_000, "10000", "shutdown-timeout-ms", "SLUICE_SHUTDOWN_TIMEOUT_MS", parse_from_str::<u64>;
+    "Log line format: text or json"
+    log_format: LogFormat = LogFormat::Text, "text", "log-format", "SLUICE_LOG_FORMAT", parse_from_str::<LogFormat>;
 }
 
 impl Config {
@@ -202,10 +203,16 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         if self.default_partitions < 1 {
-            return Err(format!("default-partitions must be at least 1, got {}", self.default_partitions));
+            return Err(format!(
+                "default-partitions must be at least 1, got {}",
+                self.default_partitions
+            ));
         }
         if self.segment_bytes < 1024 {
-            return Err(format!("segment-bytes must be at least 1024, got {}", self.segment_bytes));
+            return Err(format!(
+                "segment-bytes must be at least 1024, got {}",
+                self.segment_bytes
+            ));
         }
         if self.message_max_bytes < 64 || self.message_max_bytes > self.frame_bytes_max {
             return Err(format!(
@@ -217,7 +224,9 @@ impl Config {
             return Err("connections-max and in-flight-requests-max must be at least 1".into());
         }
         if self.retention_ms < -1 || self.retention_bytes < -1 {
-            return Err("retention-ms and retention-bytes must be -1 (no limit) or positive".into());
+            return Err(
+                "retention-ms and retention-bytes must be -1 (no limit) or positive".into(),
+            );
         }
         self.advertised()?;
         Ok(())
@@ -228,14 +237,22 @@ impl Config {
         if self.advertised_listener.is_empty() {
             return Ok((self.listen.ip().to_string(), i32::from(self.listen.port())));
         }
-        let (host, port) = self
-            .advertised_listener
-            .rsplit_once(':')
-            .ok_or_else(|| format!("advertised-listener '{}' is not HOST:PORT", self.advertised_listener))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("advertised-listener '{}' has a bad port", self.advertised_listener))?;
-        Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), i32::from(port)))
+        let (host, port) = self.advertised_listener.rsplit_once(':').ok_or_else(|| {
+            format!(
+                "advertised-listener '{}' is not HOST:PORT",
+                self.advertised_listener
+            )
+        })?;
+        let port: u16 = port.parse().map_err(|_| {
+            format!(
+                "advertised-listener '{}' has a bad port",
+                self.advertised_listener
+            )
+        })?;
+        Ok((
+            host.trim_matches(|c| c == '[' || c == ']').to_string(),
+            i32::from(port),
+        ))
     }
 
     /// Defaults for every partition log, before per-topic overrides.
@@ -276,7 +293,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, "node_id = 7\ndefault_partitions = 3\n").unwrap();
-        let flags = Flags::parse_from(["sluiced", "--config", path.to_str().unwrap(), "--node-id", "9"]);
+        let flags = Flags::parse_from([
+            "sluiced",
+            "--config",
+            path.to_str().unwrap(),
+            "--node-id",
+            "9",
+        ]);
         let env = |name: &str| match name {
             "SLUICE_NODE_ID" => Some("5".to_string()),
             "SLUICE_DEFAULT_PARTITIONS" => Some("4".to_string()),
@@ -306,7 +329,10 @@ mod tests {
     fn advertised_listener_defaults_to_listen_address() {
         let flags = Flags::parse_from(["sluiced", "--listen", "127.0.0.1:19092"]);
         let config = Config::load_from(flags, &no_env).unwrap();
-        assert_eq!(config.advertised().unwrap(), ("127.0.0.1".to_string(), 19092));
+        assert_eq!(
+            config.advertised().unwrap(),
+            ("127.0.0.1".to_string(), 19092)
+        );
         let flags = Flags::parse_from(["sluiced", "--advertised-listener", "broker1:9092"]);
         let config = Config::load_from(flags, &no_env).unwrap();
         assert_eq!(config.advertised().unwrap(), ("broker1".to_string(), 9092));
