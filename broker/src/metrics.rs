@@ -33,6 +33,17 @@ pub const BYTES_OUT_TOTAL: &str = "sluice_bytes_out_total";
 pub const TOPICS_AUTO_CREATED_TOTAL: &str = "sluice_topics_auto_created_total";
 /// Segments deleted by retention.
 pub const RETENTION_SEGMENTS_DELETED_TOTAL: &str = "sluice_retention_segments_deleted_total";
+/// Producer ids handed out by InitProducerId.
+pub const PRODUCER_IDS_ALLOCATED_TOTAL: &str = "sluice_producer_ids_allocated_total";
+/// Idempotent batches recognised as retries of batches already appended: not written
+/// again, answered with the original offsets.
+pub const PRODUCER_DUPLICATES_TOTAL: &str = "sluice_producer_duplicate_batches_total";
+/// Idempotent batches refused, by `reason`: `out_of_order` (OUT_OF_ORDER_SEQUENCE_NUMBER)
+/// or `fenced_epoch` (INVALID_PRODUCER_EPOCH).
+pub const PRODUCER_SEQUENCE_ERRORS_TOTAL: &str = "sluice_producer_sequence_errors_total";
+/// Partitions whose producer state was rebuilt from the log's tail, by `outcome`
+/// (`rebuilt`, or `gave_up` when the tail could not be scanned and the state starts empty).
+pub const PRODUCER_STATE_REBUILDS_TOTAL: &str = "sluice_producer_state_rebuilds_total";
 /// Partitions known to this broker.
 pub const PARTITIONS: &str = "sluice_partitions";
 
@@ -57,17 +68,56 @@ pub fn install(address: SocketAddr) -> Result<(), String> {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(REQUESTS_TOTAL, "Requests handled, by API");
-    describe_histogram!(REQUEST_DURATION_SECONDS, Unit::Seconds, "Request handling time, by API");
-    describe_counter!(REQUEST_ERRORS_TOTAL, "Error codes returned, by API and error");
-    describe_counter!(MALFORMED_REQUESTS_TOTAL, "Frames or requests that could not be parsed");
-    describe_counter!(UNSUPPORTED_REQUESTS_TOTAL, "Requests for unsupported API keys or versions");
-    describe_counter!(LIMIT_EXCEEDED_TOTAL, "Work refused because a configured limit was reached");
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Request handling time, by API"
+    );
+    describe_counter!(
+        REQUEST_ERRORS_TOTAL,
+        "Error codes returned, by API and error"
+    );
+    describe_counter!(
+        MALFORMED_REQUESTS_TOTAL,
+        "Frames or requests that could not be parsed"
+    );
+    describe_counter!(
+        UNSUPPORTED_REQUESTS_TOTAL,
+        "Requests for unsupported API keys or versions"
+    );
+    describe_counter!(
+        LIMIT_EXCEEDED_TOTAL,
+        "Work refused because a configured limit was reached"
+    );
     describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections");
     describe_counter!(CONNECTIONS_TOTAL, "Connections accepted");
     describe_counter!(BYTES_IN_TOTAL, Unit::Bytes, "Record batch bytes appended");
     describe_counter!(MESSAGES_IN_TOTAL, "Records appended");
-    describe_counter!(BYTES_OUT_TOTAL, Unit::Bytes, "Record batch bytes served by Fetch");
+    describe_counter!(
+        BYTES_OUT_TOTAL,
+        Unit::Bytes,
+        "Record batch bytes served by Fetch"
+    );
     describe_counter!(TOPICS_AUTO_CREATED_TOTAL, "Topics created automatically");
-    describe_counter!(RETENTION_SEGMENTS_DELETED_TOTAL, "Segments deleted by retention");
+    describe_counter!(
+        RETENTION_SEGMENTS_DELETED_TOTAL,
+        "Segments deleted by retention"
+    );
+    describe_counter!(
+        PRODUCER_IDS_ALLOCATED_TOTAL,
+        "Producer ids handed out by InitProducerId"
+    );
+    describe_counter!(
+        PRODUCER_DUPLICATES_TOTAL,
+        "Idempotent batches answered as duplicates instead of appended"
+    );
+    describe_counter!(
+        PRODUCER_SEQUENCE_ERRORS_TOTAL,
+        "Idempotent batches refused (out of order sequence or fenced epoch)"
+    );
+    describe_counter!(
+        PRODUCER_STATE_REBUILDS_TOTAL,
+        "Partitions whose producer state was rebuilt from the log"
+    );
     describe_gauge!(PARTITIONS, "Partitions hosted by this broker");
 }

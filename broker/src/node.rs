@@ -78,7 +78,11 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-async fn retention_loop(logs: Arc<LogManager>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn retention_loop(
+    logs: Arc<LogManager>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
@@ -126,8 +130,10 @@ fn cluster_id(data_dir: &Path) -> Result<String, String> {
         _ => {
             let id = uuid_string();
             let tmp = data_dir.join("cluster.id.tmp");
-            std::fs::write(&tmp, &id).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            std::fs::write(&tmp, &id)
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             Ok(id)
         }
     }

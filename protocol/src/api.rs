@@ -33,6 +33,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DescribeConfigs, 1, 4),
     range(ApiKey::DescribeCluster, 0, 1),
+    // Idempotent producers only: a transactional id is refused (see the broker's handler).
+    // v6 (KIP-939, two-phase commit) has a request the codec crate cannot decode.
+    range(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The advertised range for an API key, if Sluice supports it.
@@ -62,6 +65,15 @@ mod tests {
             }
             assert!(api.max <= valid.max, "{:?}", api.key);
         }
+    }
+
+    #[test]
+    fn init_producer_id_is_advertised_for_idempotent_producers() {
+        use kafka_protocol::messages::InitProducerIdRequest;
+        use kafka_protocol::protocol::Message;
+        let range = supported_range(ApiKey::InitProducerId as i16).unwrap();
+        assert_eq!((range.min, range.max), (0, 5));
+        assert!(range.max <= InitProducerIdRequest::VERSIONS.max);
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     UnsupportedForMessageFormat = 43,
     PolicyViolation = 44,
+    /// An idempotent producer's batch does not continue its sequence on the partition.
+    OutOfOrderSequenceNumber = 45,
+    /// An idempotent producer's batch carries an epoch older than one already seen: the
+    /// producer instance is fenced.
+    InvalidProducerEpoch = 47,
     KafkaStorageError = 56,
     FetchSessionIdNotFound = 70,
     InvalidFetchSessionEpoch = 71,
@@ -136,6 +141,8 @@ impl ErrorCode {
             InvalidRequest,
             UnsupportedForMessageFormat,
             PolicyViolation,
+            OutOfOrderSequenceNumber,
+            InvalidProducerEpoch,
             KafkaStorageError,
             FetchSessionIdNotFound,
             InvalidFetchSessionEpoch,

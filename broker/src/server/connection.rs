@@ -1,6 +1,14 @@
 //! One client connection: read frames, work on up to `in_flight_requests_max` requests at
 //! once, write the responses in request order.
 //!
+//! In-flight requests sit in a `FuturesOrdered` in the order they were read, and are first
+//! polled in that order (its ready queue is FIFO, and the `select!` is biased towards the
+//! pending requests, so a request is usually polled before the next frame is even read).
+//! The produce handler relies on that: it appends before its first `.await`, so one
+//! connection's appends happen in request order, which an idempotent producer pipelining
+//! several requests needs (see `api/produce.rs`, "Ordering"). Keep request handling on this
+//! task: spawning requests onto other tasks would lose that order.
+//!
 //! A frame with a negative or oversized length, or a request that cannot be parsed, closes
 //! the connection with a logged reason and a metric: after a framing error the byte stream
 //! cannot be trusted. An acks=0 produce that fails closes the connection too, as Kafka
@@ -44,7 +52,8 @@ pub async fn serve_connection<S>(
         let can_read = reading && pending.len() < in_flight_max;
         if reading && !can_read && !limit_noted {
             // Stop reading until a response is written: TCP backpressure does the rest.
-            metrics::counter!(m::LIMIT_EXCEEDED_TOTAL, "limit" => "in_flight_requests_max").increment(1);
+            metrics::counter!(m::LIMIT_EXCEEDED_TOTAL, "limit" => "in_flight_requests_max")
+                .increment(1);
             limit_noted = true;
         }
         tokio::select! {

@@ -34,7 +34,8 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
     let preamble = match header::peek_preamble(&frame) {
         Ok(p) => p,
         Err(e) => {
-            metrics::counter!(m::MALFORMED_REQUESTS_TOTAL, "reason" => "truncated_header").increment(1);
+            metrics::counter!(m::MALFORMED_REQUESTS_TOTAL, "reason" => "truncated_header")
+                .increment(1);
             return Reply::Close(e.to_string());
         }
     };
@@ -66,8 +67,12 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
     }
 
     let reply = match api_key {
-        ApiKey::ApiVersions => call!(ApiVersionsRequest, |_req| handlers::api_versions::handle(ErrorCode::None)),
-        ApiKey::Metadata => call!(MetadataRequest, |req| handlers::metadata::handle(&broker, req, version)),
+        ApiKey::ApiVersions => call!(ApiVersionsRequest, |_req| handlers::api_versions::handle(
+            ErrorCode::None
+        )),
+        ApiKey::Metadata => call!(MetadataRequest, |req| handlers::metadata::handle(
+            &broker, req, version
+        )),
         ApiKey::Produce => match ProduceRequest::decode(&mut frame, version) {
             Ok(req) => match handlers::produce::handle(&broker, req, version).await {
                 handlers::produce::Outcome::Respond(response) => {
@@ -78,13 +83,31 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
             },
             Err(e) => malformed(name, e),
         },
-        ApiKey::Fetch => call!(FetchRequest, |req| handlers::fetch::handle(&broker, req, version).await),
-        ApiKey::ListOffsets => call!(ListOffsetsRequest, |req| handlers::list_offsets::handle(&broker, req, version)),
-        ApiKey::CreateTopics => call!(CreateTopicsRequest, |req| handlers::create_topics::handle(&broker, req, version)),
-        ApiKey::DeleteTopics => call!(DeleteTopicsRequest, |req| handlers::delete_topics::handle(&broker, req, version)),
-        ApiKey::CreatePartitions => call!(CreatePartitionsRequest, |req| handlers::create_partitions::handle(&broker, req)),
-        ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, |req| handlers::describe_configs::handle(&broker, req)),
-        ApiKey::DescribeCluster => call!(DescribeClusterRequest, |_req| handlers::describe_cluster::handle(&broker)),
+        ApiKey::Fetch => call!(FetchRequest, |req| handlers::fetch::handle(
+            &broker, req, version
+        )
+        .await),
+        ApiKey::ListOffsets => call!(ListOffsetsRequest, |req| handlers::list_offsets::handle(
+            &broker, req, version
+        )),
+        ApiKey::CreateTopics => call!(CreateTopicsRequest, |req| handlers::create_topics::handle(
+            &broker, req, version
+        )),
+        ApiKey::DeleteTopics => call!(DeleteTopicsRequest, |req| handlers::delete_topics::handle(
+            &broker, req, version
+        )),
+        ApiKey::CreatePartitions => call!(CreatePartitionsRequest, |req| {
+            handlers::create_partitions::handle(&broker, req)
+        }),
+        ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, |req| {
+            handlers::describe_configs::handle(&broker, req)
+        }),
+        ApiKey::DescribeCluster => call!(DescribeClusterRequest, |_req| {
+            handlers::describe_cluster::handle(&broker)
+        }),
+        ApiKey::InitProducerId => call!(InitProducerIdRequest, |req| {
+            handlers::init_producer_id::handle(&broker, req, version)
+        }),
         // The version table and this match must agree; a key in the table without a
         // handler is a bug, answered like any unsupported API.
         _ => unsupported(&RequestPreamble {
@@ -94,7 +117,8 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
         }),
     };
     metrics::counter!(m::REQUESTS_TOTAL, "api" => name).increment(1);
-    metrics::histogram!(m::REQUEST_DURATION_SECONDS, "api" => name).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(m::REQUEST_DURATION_SECONDS, "api" => name)
+        .record(started.elapsed().as_secs_f64());
     reply
 }
 
@@ -122,7 +146,8 @@ fn unsupported(preamble: &RequestPreamble) -> Reply {
         api_version = preamble.api_version,
         "unsupported API or version; answering UNSUPPORTED_VERSION"
     );
-    metrics::counter!(m::UNSUPPORTED_REQUESTS_TOTAL, "api_key" => preamble.api_key.to_string()).increment(1);
+    metrics::counter!(m::UNSUPPORTED_REQUESTS_TOTAL, "api_key" => preamble.api_key.to_string())
+        .increment(1);
     if known == Some(ApiKey::ApiVersions) {
         let response = handlers::api_versions::handle(ErrorCode::UnsupportedVersion);
         return encode(ApiKey::ApiVersions, 0, preamble.correlation_id, &response);
@@ -148,6 +173,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::InitProducerId => "InitProducerId",
         _ => "Other",
     }
 }

@@ -14,10 +14,16 @@ pub fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartit
         result.name = topic.name.clone();
         let name = topic.name.0.to_string();
         let outcome = match broker.logs.topic(&name) {
-            None => Err((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))),
+            None => Err((
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )),
             Some(info) if topic.count <= info.partitions => Err((
                 ErrorCode::InvalidPartitions,
-                format!("topic '{name}' has {} partitions; the new count {} must be larger", info.partitions, topic.count),
+                format!(
+                    "topic '{name}' has {} partitions; the new count {} must be larger",
+                    info.partitions, topic.count
+                ),
             )),
             Some(_) if request.validate_only => Ok(()),
             Some(_) => broker

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use sluice_protocol::error::ErrorCode;
 
@@ -20,25 +22,48 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
         let name = topic.name.0.to_string();
-        let partitions = if topic.num_partitions == -1 { default_partitions } else { topic.num_partitions };
-        let replication_factor = if topic.replication_factor == -1 { 1 } else { topic.replication_factor };
+        let partitions = if topic.num_partitions == -1 {
+            default_partitions
+        } else {
+            topic.num_partitions
+        };
+        let replication_factor = if topic.replication_factor == -1 {
+            1
+        } else {
+            topic.replication_factor
+        };
         let configs: BTreeMap<String, String> = topic
             .configs
             .iter()
-            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.to_string(), v.to_string()))
+            })
             .collect();
         let outcome = if replication_factor != 1 {
             Err((
                 ErrorCode::InvalidReplicationFactor,
-                format!("replication factor {replication_factor} is larger than the 1 available broker"),
+                format!(
+                    "replication factor {replication_factor} is larger than the 1 available broker"
+                ),
             ))
         } else if !topic.assignments.is_empty() {
-            Err((ErrorCode::InvalidRequest, "manual replica assignment is not supported".to_string()))
+            Err((
+                ErrorCode::InvalidRequest,
+                "manual replica assignment is not supported".to_string(),
+            ))
         } else if request.validate_only {
             if broker.logs.topic(&name).is_some() {
-                Err((ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")))
+                Err((
+                    ErrorCode::TopicAlreadyExists,
+                    format!("topic '{name}' already exists"),
+                ))
             } else if partitions < 1 {
-                Err((ErrorCode::InvalidPartitions, format!("partition count must be at least 1, got {partitions}")))
+                Err((
+                    ErrorCode::InvalidPartitions,
+                    format!("partition count must be at least 1, got {partitions}"),
+                ))
             } else {
                 Ok(None)
             }

@@ -23,7 +23,12 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
     for (name, id) in targets {
         let mut result = DeletableTopicResult::default();
         let name = name.or_else(|| {
-            broker.logs.topics().into_iter().find(|t| topic_id(t.id) == id).map(|t| t.name)
+            broker
+                .logs
+                .topics()
+                .into_iter()
+                .find(|t| topic_id(t.id) == id)
+                .map(|t| t.name)
         });
         let Some(name) = name else {
             result.topic_id = id;
@@ -37,8 +42,14 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
                 result.topic_id = topic_id(info.id);
             }
         }
+        let deleted_id = broker.logs.topic(&name).map(|t| t.id);
         match broker.logs.delete_topic(&name) {
-            Ok(()) => tracing::info!(topic = %name, "deleted topic"),
+            Ok(()) => {
+                if let Some(id) = deleted_id {
+                    broker.producers.forget_topic(id);
+                }
+                tracing::info!(topic = %name, "deleted topic")
+            }
             Err(e) => {
                 result.error_code = count_error("DeleteTopics", storage_error_code(&e));
                 if version >= 5 {

@@ -25,32 +25,41 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
-        let entries: Result<Vec<Entry>, (ErrorCode, String)> =
-            match resource.resource_type {
-                RESOURCE_TOPIC => broker
-                    .logs
-                    .describe_configs(&resource.resource_name)
-                    .map(|entries| {
-                        entries
-                            .into_iter()
-                            .map(|e| {
-                                let source = if e.is_default { SOURCE_DEFAULT } else { SOURCE_DYNAMIC_TOPIC };
-                                (e.name, e.value, source)
-                            })
-                            .collect()
-                    })
-                    .map_err(|e| (storage_error_code(&e), e.to_string())),
-                RESOURCE_BROKER => {
-                    if resource.resource_name.as_str() == broker.identity.node_id.to_string()
-                        || resource.resource_name.is_empty()
-                    {
-                        Ok(broker_configs(broker))
-                    } else {
-                        Err((ErrorCode::InvalidRequest, format!("unknown broker '{}'", &*resource.resource_name)))
-                    }
+        let entries: Result<Vec<Entry>, (ErrorCode, String)> = match resource.resource_type {
+            RESOURCE_TOPIC => broker
+                .logs
+                .describe_configs(&resource.resource_name)
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|e| {
+                            let source = if e.is_default {
+                                SOURCE_DEFAULT
+                            } else {
+                                SOURCE_DYNAMIC_TOPIC
+                            };
+                            (e.name, e.value, source)
+                        })
+                        .collect()
+                })
+                .map_err(|e| (storage_error_code(&e), e.to_string())),
+            RESOURCE_BROKER => {
+                if resource.resource_name.as_str() == broker.identity.node_id.to_string()
+                    || resource.resource_name.is_empty()
+                {
+                    Ok(broker_configs(broker))
+                } else {
+                    Err((
+                        ErrorCode::InvalidRequest,
+                        format!("unknown broker '{}'", &*resource.resource_name),
+                    ))
                 }
-                other => Err((ErrorCode::InvalidRequest, format!("unsupported resource type {other}"))),
-            };
+            }
+            other => Err((
+                ErrorCode::InvalidRequest,
+                format!("unsupported resource type {other}"),
+            )),
+        };
         match entries {
             Ok(entries) => {
                 result.configs = entries
@@ -64,7 +73,8 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
                         c.name = str_bytes(name);
                         c.value = value.map(str_bytes);
                         c.config_source = source;
-                        c.read_only = source != SOURCE_DYNAMIC_TOPIC && resource.resource_type == RESOURCE_BROKER;
+                        c.read_only = source != SOURCE_DYNAMIC_TOPIC
+                            && resource.resource_type == RESOURCE_BROKER;
                         c
                     })
                     .collect();
@@ -85,10 +95,30 @@ fn broker_configs(broker: &Broker) -> Vec<Entry> {
         AutoCreate::Disabled => (false, 1),
     };
     vec![
-        ("broker.id".into(), Some(broker.identity.node_id.to_string()), SOURCE_STATIC_BROKER),
-        ("auto.create.topics.enable".into(), Some(auto_create.to_string()), SOURCE_STATIC_BROKER),
-        ("num.partitions".into(), Some(partitions.to_string()), SOURCE_STATIC_BROKER),
-        ("socket.request.max.bytes".into(), Some(broker.limits.frame_bytes_max.to_string()), SOURCE_STATIC_BROKER),
-        ("fetch.max.bytes".into(), Some(broker.limits.fetch_bytes_max.to_string()), SOURCE_STATIC_BROKER),
+        (
+            "broker.id".into(),
+            Some(broker.identity.node_id.to_string()),
+            SOURCE_STATIC_BROKER,
+        ),
+        (
+            "auto.create.topics.enable".into(),
+            Some(auto_create.to_string()),
+            SOURCE_STATIC_BROKER,
+        ),
+        (
+            "num.partitions".into(),
+            Some(partitions.to_string()),
+            SOURCE_STATIC_BROKER,
+        ),
+        (
+            "socket.request.max.bytes".into(),
+            Some(broker.limits.frame_bytes_max.to_string()),
+            SOURCE_STATIC_BROKER,
+        ),
+        (
+            "fetch.max.bytes".into(),
+            Some(broker.limits.fetch_bytes_max.to_string()),
+            SOURCE_STATIC_BROKER,
+        ),
     ]
 }

@@ -27,7 +27,10 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
             if version >= 4 {
                 p.leader_epoch = 0;
             }
-            let Some(log) = broker.logs.partition(&topic.name.0, partition.partition_index) else {
+            let Some(log) = broker
+                .logs
+                .partition(&topic.name.0, partition.partition_index)
+            else {
                 p.error_code = count_error("ListOffsets", ErrorCode::UnknownTopicOrPartition);
                 topic_response.partitions.push(p);
                 continue;

@@ -33,7 +33,12 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         Some(list) => version == 0 && list.is_empty(),
     };
     if all_topics {
-        response.topics = broker.logs.topics().iter().map(|t| describe(broker, t, version)).collect();
+        response.topics = broker
+            .logs
+            .topics()
+            .iter()
+            .map(|t| describe(broker, t, version))
+            .collect();
         return response;
     }
     for requested in request.topics.unwrap_or_default() {
@@ -47,7 +52,10 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         let lookup = if request.allow_auto_topic_creation {
             broker.topic_or_auto_create(&name.0)
         } else {
-            broker.logs.topic(&name.0).ok_or(ErrorCode::UnknownTopicOrPartition)
+            broker
+                .logs
+                .topic(&name.0)
+                .ok_or(ErrorCode::UnknownTopicOrPartition)
         };
         match lookup {
             Ok(info) => response.topics.push(describe(broker, &info, version)),

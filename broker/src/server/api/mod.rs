@@ -8,6 +8,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -33,7 +34,8 @@ pub(crate) fn topic_id(id: [u8; 16]) -> uuid::Uuid {
 /// Count an error code returned by an API (NONE is not counted).
 pub(crate) fn count_error(api: &'static str, code: ErrorCode) -> i16 {
     if code != ErrorCode::None {
-        metrics::counter!(m::REQUEST_ERRORS_TOTAL, "api" => api, "error" => format!("{code:?}")).increment(1);
+        metrics::counter!(m::REQUEST_ERRORS_TOTAL, "api" => api, "error" => format!("{code:?}"))
+            .increment(1);
     }
     code.code()
 }
