@@ -51,6 +51,12 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
     };
     let version = request_header.request_api_version;
     let correlation_id = request_header.correlation_id;
+    tracing::trace!(
+        api = api_name(api_key),
+        version,
+        client_id = request_header.client_id.as_deref().unwrap_or(""),
+        "request"
+    );
     let started = Instant::now();
     let name = api_name(api_key);
 
