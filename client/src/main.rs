@@ -1,1 +1,684 @@
-fn main() {}
+//! `sluice`: the command-line client.
+//!
+//! Owns argument parsing (clap derive) and the text formats of the commands; every
+//! operation is a thin wrapper over the library's [`Admin`], [`Producer`] and [`Consumer`].
+//! Errors end the program with one line on stderr and a non-zero exit code. Logs go to
+//! stderr, filtered by `RUST_LOG` (default: warnings only).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use sluice_client::{
+    Acks, Admin, Compression, ConfigSource, Consumer, ConsumerConfig, DeliveryFuture, Producer,
+    ProducerConfig, ProducerRecord, SeekTo,
+};
+use tokio::io::AsyncBufReadExt;
+
+/// How long produce and consume wait for a topic to appear in metadata (it may have just
+/// been created) before reporting that it does not exist.
+const CLI_METADATA_WAIT: Duration = Duration::from_secs(5);
+
+/// Command-line client for Sluice and any Kafka-protocol broker.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, propagate_version = true)]
+struct Cli {
+    /// Brokers to bootstrap from, comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT[,HOST:PORT...]"
+    )]
+    bootstrap: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, describe, grow and delete topics.
+    Topic {
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Produce stdin to a topic, one record per line.
+    Produce(ProduceArgs),
+    /// Print a topic's records to stdout, one value per line.
+    Consume(ConsumeArgs),
+    /// Show the cluster id, the controller and the brokers.
+    Cluster,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    /// Create a topic; returns once every partition has a leader.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Number of partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        /// Replicas per partition.
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i16,
+        /// Topic config override, e.g. --config retention.ms=86400000 (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+    },
+    /// List topics (internal topics are left out).
+    List,
+    /// Show a topic's partitions (leader, replicas, in-sync replicas) and config overrides.
+    Describe {
+        /// Topic name.
+        name: String,
+        /// Show every config, not only the ones set on this topic.
+        #[arg(long)]
+        all_configs: bool,
+    },
+    /// Grow a topic to a larger number of partitions.
+    Alter {
+        /// Topic name.
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        partitions: i32,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ProduceArgs {
+    /// Topic to write to.
+    topic: String,
+    /// Split each line at the first SEP into key and value (lines without SEP are errors).
+    /// Without it, records have no key.
+    #[arg(long, value_name = "SEP")]
+    key_separator: Option<String>,
+    /// Acknowledgement: 0 (none), 1 (leader) or all (every in-sync replica).
+    #[arg(long, default_value = "1", value_parser = parse_acks)]
+    acks: Acks,
+    /// Batch compression: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_parser = parse_compression)]
+    compression: Compression,
+    /// Write every record to this partition (default: by key hash; keyless records stick
+    /// to one partition per batch).
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Header added to every record, e.g. --header source=cli (repeatable).
+    #[arg(long = "header", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    headers: Vec<(String, String)>,
+    /// How long a batch waits for more records before it is sent.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// Largest batch in bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    batch_bytes_max: usize,
+}
+
+#[derive(Debug, Args)]
+struct ConsumeArgs {
+    /// Topic to read.
+    topic: String,
+    /// Start at the earliest retained record (default: only records produced from now on).
+    #[arg(long)]
+    from_beginning: bool,
+    /// Read only this partition (default: all partitions).
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Exit after printing this many records.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Exit once no record has arrived for this long (default: run until interrupted).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Print the key (or "null") and the key separator before each value.
+    #[arg(long)]
+    print_key: bool,
+    /// Separator printed between key and value with --print-key.
+    #[arg(long, default_value = "\t", value_name = "SEP")]
+    key_separator: String,
+    /// Consumer group (not supported yet: the command fails with a message saying so).
+    #[arg(long)]
+    group: Option<String>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
+}
+
+fn parse_acks(text: &str) -> Result<Acks, String> {
+    Acks::parse(text).ok_or_else(|| format!("expected 0, 1 or all, got '{text}'"))
+}
+
+fn parse_compression(text: &str) -> Result<Compression, String> {
+    Compression::parse(text)
+        .ok_or_else(|| format!("expected none, gzip, snappy, lz4 or zstd, got '{text}'"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let bootstrap = cli.bootstrap;
+    match cli.command {
+        Command::Topic { command } => topic(&bootstrap, command).await,
+        Command::Produce(args) => produce(&bootstrap, args).await,
+        Command::Consume(args) => consume(&bootstrap, args).await,
+        Command::Cluster => cluster(&bootstrap).await,
+    }
+}
+
+async fn topic(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
+    let admin = Admin::new(bootstrap).await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            admin
+                .create_topic(&name, partitions, replication_factor, &configs)
+                .await?;
+            writeln!(out, "Created topic {name}.")?;
+        }
+        TopicCommand::List => {
+            for name in admin.list_topics().await? {
+                writeln!(out, "{name}")?;
+            }
+        }
+        TopicCommand::Describe { name, all_configs } => {
+            let description = admin.describe_topic(&name).await?;
+            let replication_factor = description
+                .partitions
+                .first()
+                .map_or(0, |p| p.replicas.len());
+            let configs: Vec<String> = description
+                .configs
+                .iter()
+                .filter(|c| all_configs || c.source == ConfigSource::TopicOverride)
+                .map(|c| format!("{}={}", c.name, c.value.as_deref().unwrap_or("<sensitive>")))
+                .collect();
+            writeln!(
+                out,
+                "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
+                description.name,
+                description.partitions.len(),
+                replication_factor,
+                configs.join(",")
+            )?;
+            for p in &description.partitions {
+                let ids =
+                    |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+                writeln!(
+                    out,
+                    "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
+                    description.name,
+                    p.partition,
+                    p.leader.map_or("none".to_string(), |l| l.to_string()),
+                    ids(&p.replicas),
+                    ids(&p.isr)
+                )?;
+            }
+        }
+        TopicCommand::Alter { name, partitions } => {
+            admin.create_partitions(&name, partitions).await?;
+            writeln!(out, "Topic {name} now has {partitions} partitions.")?;
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            writeln!(out, "Deleted topic {name}.")?;
+        }
+    }
+    Ok(())
+}
+
+async fn cluster(bootstrap: &str) -> anyhow::Result<()> {
+    let admin = Admin::new(bootstrap).await?;
+    let description = admin.describe_cluster().await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "ClusterId: {}\tController: {}",
+        description.cluster_id.as_deref().unwrap_or("unknown"),
+        description
+            .controller_id
+            .map_or("unknown".to_string(), |c| c.to_string())
+    )?;
+    for broker in &description.brokers {
+        writeln!(
+            out,
+            "\tBroker: {}\tAddress: {}\tRack: {}",
+            broker.id,
+            broker.address(),
+            broker.rack.as_deref().unwrap_or("none")
+        )?;
+    }
+    Ok(())
+}
+
+/// Outcome of waiting on every delivery future, in send order.
+struct DeliveryTally {
+    delivered: u64,
+    failed: u64,
+    first_error: Option<sluice_client::Error>,
+}
+
+async fn produce(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
+    let mut config = ProducerConfig::new(bootstrap);
+    config.client_id = "sluice-cli".to_string();
+    config.acks = args.acks;
+    config.compression = args.compression;
+    config.linger_ms = args.linger_ms;
+    config.batch_bytes_max = args.batch_bytes_max;
+    config.metadata_wait_ms = CLI_METADATA_WAIT.as_millis() as u64;
+    let producer = Producer::new(config).await?;
+
+    // Delivery futures are awaited by a second task, in order, so reading stdin never
+    // waits for acknowledgements; the bounded channel keeps memory bounded.
+    let (futures_tx, mut futures_rx) = tokio::sync::mpsc::channel::<DeliveryFuture>(64 * 1024);
+    let waiter = tokio::spawn(async move {
+        let mut tally = DeliveryTally {
+            delivered: 0,
+            failed: 0,
+            first_error: None,
+        };
+        while let Some(future) = futures_rx.recv().await {
+            match future.await {
+                Ok(_) => tally.delivered += 1,
+                Err(error) => {
+                    tally.failed += 1;
+                    tally.first_error.get_or_insert(error);
+                }
+            }
+        }
+        tally
+    });
+
+    let headers: Vec<(String, Option<Bytes>)> = args
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(Bytes::copy_from_slice(v.as_bytes()))))
+        .collect();
+    let separator = args.key_separator.as_deref().map(str::as_bytes);
+    let mut reader = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin());
+    let mut line = Vec::new();
+    let mut line_number: u64 = 0;
+    let read_result: anyhow::Result<()> = async {
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).await? == 0 {
+                return Ok(());
+            }
+            line_number += 1;
+            let text = strip_line_end(&line);
+            let (key, value) = match separator {
+                None => (None, text),
+                Some(separator) => match split_at_separator(text, separator) {
+                    Some((key, value)) => (Some(Bytes::copy_from_slice(key)), value),
+                    None => bail!("line {line_number} has no key separator"),
+                },
+            };
+            let record = ProducerRecord {
+                topic: args.topic.clone(),
+                partition: args.partition,
+                key,
+                value: Some(Bytes::copy_from_slice(value)),
+                headers: headers.clone(),
+                timestamp: None,
+            };
+            let future = producer
+                .send(record)
+                .await
+                .with_context(|| format!("producing line {line_number}"))?;
+            if futures_tx.send(future).await.is_err() {
+                bail!("delivery reporting stopped unexpectedly");
+            }
+        }
+    }
+    .await;
+    drop(futures_tx);
+    producer.close().await;
+    let tally = waiter.await.context("delivery reporting task failed")?;
+    read_result?;
+    if let Some(error) = tally.first_error {
+        bail!(
+            "{} of {} records were not delivered; first error: {error}",
+            tally.failed,
+            tally.failed + tally.delivered
+        );
+    }
+    tracing::info!(records = tally.delivered, "produced");
+    Ok(())
+}
+
+fn strip_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn split_at_separator<'a>(line: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    if separator.is_empty() {
+        return None;
+    }
+    let at = line
+        .windows(separator.len())
+        .position(|window| window == separator)?;
+    Some((&line[..at], &line[at + separator.len()..]))
+}
+
+async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = &args.group {
+        bail!(
+            "consumer groups are not supported yet (--group {group}); omit --group to read \
+             all partitions, or pick one with --partition"
+        );
+    }
+    let mut config = ConsumerConfig::new(bootstrap);
+    config.client_id = "sluice-cli".to_string();
+    let mut consumer = Consumer::new(config).await?;
+    let info = consumer
+        .cluster()
+        .topic(&args.topic, CLI_METADATA_WAIT)
+        .await?;
+    let partitions: Vec<i32> = match args.partition {
+        Some(partition) => vec![partition],
+        None => (0..info.partition_count()).collect(),
+    };
+    consumer
+        .assign(
+            partitions
+                .iter()
+                .map(|p| (args.topic.clone(), *p))
+                .collect(),
+        )
+        .await?;
+    let start = if args.from_beginning {
+        SeekTo::Earliest
+    } else {
+        SeekTo::Latest
+    };
+    for partition in &partitions {
+        consumer.seek(&args.topic, *partition, start).await?;
+    }
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let idle_limit = args.timeout_ms.map(Duration::from_millis);
+    let mut printed: u64 = 0;
+    let mut last_record = Instant::now();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        if args.count.is_some_and(|count| printed >= count) {
+            break;
+        }
+        let poll_timeout = match idle_limit {
+            Some(limit) => limit
+                .saturating_sub(last_record.elapsed())
+                .min(Duration::from_secs(1)),
+            None => Duration::from_secs(1),
+        };
+        let records = tokio::select! {
+            records = consumer.poll(poll_timeout) => records?,
+            _ = &mut interrupted => break,
+        };
+        if records.is_empty() {
+            if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {
+                break;
+            }
+            continue;
+        }
+        last_record = Instant::now();
+        for record in records {
+            if args.count.is_some_and(|count| printed >= count) {
+                break;
+            }
+            let written = (|| -> std::io::Result<()> {
+                if args.print_key {
+                    match &record.key {
+                        Some(key) => out.write_all(key)?,
+                        None => out.write_all(b"null")?,
+                    }
+                    out.write_all(args.key_separator.as_bytes())?;
+                }
+                if let Some(value) = &record.value {
+                    out.write_all(value)?;
+                }
+                out.write_all(b"\n")
+            })();
+            if let Err(error) = written {
+                return quiet_on_broken_pipe(error);
+            }
+            printed += 1;
+        }
+        if let Err(error) = out.flush() {
+            return quiet_on_broken_pipe(error);
+        }
+    }
+    if let Err(error) = out.flush() {
+        return quiet_on_broken_pipe(error);
+    }
+    Ok(())
+}
+
+/// A reader that went away (`| head`) is a normal end, not an error.
+fn quiet_on_broken_pipe(error: std::io::Error) -> anyhow::Result<()> {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(error).context("writing to stdout")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn bootstrap_is_accepted_before_or_after_the_subcommand() {
+        let before = parse(&["sluice", "--bootstrap", "x:1", "topic", "list"]);
+        let after = parse(&["sluice", "topic", "list", "--bootstrap", "x:1"]);
+        assert_eq!(before.bootstrap, "x:1");
+        assert_eq!(after.bootstrap, "x:1");
+        assert!(matches!(
+            after.command,
+            Command::Topic {
+                command: TopicCommand::List
+            }
+        ));
+    }
+
+    #[test]
+    fn bootstrap_defaults_to_local_broker() {
+        if std::env::var_os("SLUICE_BOOTSTRAP").is_some() {
+            return; // The environment overrides the default; nothing to check here.
+        }
+        assert_eq!(
+            parse(&["sluice", "topic", "list"]).bootstrap,
+            "127.0.0.1:9092"
+        );
+    }
+
+    #[test]
+    fn topic_create_takes_partitions_replication_and_configs() {
+        let cli = parse(&[
+            "sluice",
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "2",
+            "--config",
+            "retention.ms=1000",
+            "--config",
+            "cleanup.policy=compact",
+        ]);
+        match cli.command {
+            Command::Topic {
+                command:
+                    TopicCommand::Create {
+                        name,
+                        partitions,
+                        replication_factor,
+                        configs,
+                    },
+            } => {
+                assert_eq!(name, "orders");
+                assert_eq!(partitions, 3);
+                assert_eq!(replication_factor, 2);
+                assert_eq!(
+                    configs,
+                    vec![
+                        ("retention.ms".to_string(), "1000".to_string()),
+                        ("cleanup.policy".to_string(), "compact".to_string())
+                    ]
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["sluice", "topic", "create", "t", "--config", "novalue"]).is_err()
+        );
+    }
+
+    #[test]
+    fn produce_parses_acks_compression_and_partition() {
+        let cli = parse(&[
+            "sluice",
+            "produce",
+            "t",
+            "--acks",
+            "all",
+            "--compression",
+            "zstd",
+            "--partition",
+            "2",
+            "--key-separator",
+            ":",
+        ]);
+        let Command::Produce(args) = cli.command else {
+            panic!("not produce");
+        };
+        assert_eq!(args.acks, Acks::All);
+        assert_eq!(args.compression, Compression::Zstd);
+        assert_eq!(args.partition, Some(2));
+        assert_eq!(args.key_separator.as_deref(), Some(":"));
+        let defaults = parse(&["sluice", "produce", "t"]);
+        let Command::Produce(args) = defaults.command else {
+            panic!("not produce");
+        };
+        assert_eq!(args.acks, Acks::Leader);
+        assert_eq!(args.compression, Compression::None);
+        assert!(Cli::try_parse_from(["sluice", "produce", "t", "--acks", "2"]).is_err());
+        assert!(
+            Cli::try_parse_from(["sluice", "produce", "t", "--compression", "brotli"]).is_err()
+        );
+    }
+
+    #[test]
+    fn consume_parses_its_options() {
+        let cli = parse(&[
+            "sluice",
+            "consume",
+            "t",
+            "--from-beginning",
+            "--partition",
+            "1",
+            "--count",
+            "10",
+            "--timeout-ms",
+            "500",
+            "--print-key",
+            "--group",
+            "g",
+        ]);
+        let Command::Consume(args) = cli.command else {
+            panic!("not consume");
+        };
+        assert!(args.from_beginning && args.print_key);
+        assert_eq!(args.partition, Some(1));
+        assert_eq!(args.count, Some(10));
+        assert_eq!(args.timeout_ms, Some(500));
+        assert_eq!(args.group.as_deref(), Some("g"));
+        assert_eq!(args.key_separator, "\t");
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        for args in [
+            &["sluice", "--help"][..],
+            &["sluice", "topic", "--help"],
+            &["sluice", "topic", "create", "--help"],
+            &["sluice", "produce", "--help"],
+            &["sluice", "consume", "--help"],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp,
+                "{args:?}"
+            );
+        }
+        Cli::command_for_tests().debug_assert();
+    }
+
+    #[test]
+    fn lines_split_at_the_first_separator_and_lose_their_line_end() {
+        assert_eq!(strip_line_end(b"abc\r\n"), b"abc");
+        assert_eq!(strip_line_end(b"abc"), b"abc");
+        assert_eq!(
+            split_at_separator(b"k::v::w", b"::"),
+            Some((&b"k"[..], &b"v::w"[..]))
+        );
+        assert_eq!(split_at_separator(b"nosep", b":"), None);
+    }
+
+    impl Cli {
+        fn command_for_tests() -> clap::Command {
+            <Cli as clap::CommandFactory>::command()
+        }
+    }
+}

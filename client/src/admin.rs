@@ -1,0 +1,471 @@
+//! Topic and cluster administration: create, delete, list, describe, grow.
+//!
+//! Owns nothing but a cluster handle: each call is one admin request (CreateTopics,
+//! DeleteTopics, CreatePartitions, DescribeConfigs, DescribeCluster) or a Metadata read.
+//!
+//! - Requests that change topics go to the controller named in metadata (KRaft brokers
+//!   also forward them, so any broker does when the controller is unknown). A retriable
+//!   error or NOT_CONTROLLER refreshes metadata and tries again, a few times.
+//! - `create_topic` returns once metadata shows a leader for every partition and each
+//!   leader answers ListOffsets for it (bounded by the timeout), so a produce right after
+//!   it does not race the topic's creation.
+//! - Errors name the Kafka error: "topic 'x' already exists (TOPIC_ALREADY_EXISTS)".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::{BrokerInfo, Cluster, ClusterConfig, PartitionInfo};
+use crate::connection::Connection;
+use crate::error::{kafka_error_name, Error, Result};
+use crate::offsets::{self, IsolationLevel, OffsetSpec};
+
+/// Kafka's codes that get a sentence of their own.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+const NOT_CONTROLLER: i16 = 41;
+/// DescribeConfigs resource type of a topic.
+const RESOURCE_TYPE_TOPIC: i8 = 2;
+/// Attempts for an admin request that meets a retriable error.
+const ADMIN_ATTEMPTS: u32 = 3;
+
+/// Where a config value comes from (Kafka's `ConfigSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on this topic.
+    TopicOverride,
+    /// Set for brokers dynamically.
+    DynamicBroker,
+    /// From the broker's configuration file.
+    StaticBroker,
+    /// Kafka's default.
+    Default,
+    Other(i8),
+}
+
+impl ConfigSource {
+    fn from_wire(value: i8) -> ConfigSource {
+        match value {
+            1 => ConfigSource::TopicOverride,
+            2..=3 => ConfigSource::DynamicBroker,
+            4 => ConfigSource::StaticBroker,
+            5 => ConfigSource::Default,
+            other => ConfigSource::Other(other),
+        }
+    }
+}
+
+/// One topic config as the broker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    /// None for sensitive values.
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+/// A topic's partitions and configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    pub is_internal: bool,
+    pub partitions: Vec<PartitionInfo>,
+    pub configs: Vec<ConfigEntry>,
+}
+
+/// The cluster's id, controller and brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    pub cluster_id: Option<String>,
+    pub controller_id: Option<i32>,
+    pub brokers: Vec<BrokerInfo>,
+}
+
+/// Administrative operations on one cluster.
+pub struct Admin {
+    cluster: Arc<Cluster>,
+    timeout: Duration,
+}
+
+impl Admin {
+    /// Connect through `HOST:PORT[,HOST:PORT...]`.
+    pub async fn new(bootstrap: &str) -> Result<Admin> {
+        let mut config = ClusterConfig::new(bootstrap)?;
+        config.connection.client_id = "sluice-admin".to_string();
+        Ok(Admin::with_cluster(Cluster::connect(config).await?))
+    }
+
+    pub fn with_cluster(cluster: Arc<Cluster>) -> Admin {
+        let timeout = cluster.config().connection.request_timeout;
+        Admin { cluster, timeout }
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    fn timeout_ms(&self) -> i32 {
+        i32::try_from(self.timeout.as_millis()).unwrap_or(i32::MAX)
+    }
+
+    /// Create a topic and wait until every partition has a leader.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, String)],
+    ) -> Result<()> {
+        let topic = CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(key, value)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(key.clone()))
+                            .with_value(Some(StrBytes::from_string(value.clone())))
+                    })
+                    .collect(),
+            );
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(self.timeout_ms())
+            .with_validate_only(false);
+        let response = self
+            .with_controller(|connection| {
+                let request = request.clone();
+                async move { connection.send(request).await }
+            })
+            .await?;
+        let result = response
+            .topics
+            .iter()
+            .find(|t| &*t.name.0 == name)
+            .ok_or_else(|| missing_from_response("CreateTopics", name))?;
+        match result.error_code {
+            0 => {}
+            TOPIC_ALREADY_EXISTS => {
+                return Err(Error::broker(
+                    format!("topic '{name}' already exists"),
+                    TOPIC_ALREADY_EXISTS,
+                    None,
+                ))
+            }
+            code => {
+                return Err(Error::broker(
+                    format!("creating topic '{name}'"),
+                    code,
+                    message(&result.error_message),
+                ))
+            }
+        }
+        let info = self.cluster.topic(name, self.timeout).await?;
+        if !info.all_leaders_known() {
+            tracing::warn!(
+                topic = name,
+                "topic created but not every partition has a leader yet"
+            );
+            return Ok(());
+        }
+        // Metadata can name a leader a moment before that broker serves the partition; a
+        // ListOffsets answered by every leader shows they do (an acks=0 produce sent in
+        // that moment would be dropped silently).
+        if let Err(error) = self.list_offsets(name, OffsetSpec::Latest).await {
+            tracing::warn!(topic = name, %error, "topic created but its leaders are not serving yet");
+        }
+        Ok(())
+    }
+
+    /// The offset `spec` names in every partition of a topic, by partition.
+    pub async fn list_offsets(&self, topic: &str, spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
+        let info = self.cluster.topic(topic, self.timeout).await?;
+        let name: Arc<str> = Arc::from(topic);
+        let targets: Vec<_> = info
+            .partitions
+            .iter()
+            .map(|p| ((name.clone(), p.partition), spec))
+            .collect();
+        let resolved =
+            offsets::list_offsets(&self.cluster, IsolationLevel::ReadUncommitted, &targets).await?;
+        let mut offsets: Vec<(i32, i64)> = resolved
+            .into_iter()
+            .map(|((_, partition), offset)| (partition, offset))
+            .collect();
+        offsets.sort_unstable();
+        Ok(offsets)
+    }
+
+    /// Delete a topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let response = self
+            .with_controller(|connection| async move {
+                let version = connection.version(ApiKey::DeleteTopics)?;
+                let mut request = DeleteTopicsRequest::default().with_timeout_ms(self.timeout_ms());
+                if version >= 6 {
+                    request.topics =
+                        vec![DeleteTopicState::default().with_name(Some(topic_name(name)))];
+                } else {
+                    request.topic_names = vec![topic_name(name)];
+                }
+                connection
+                    .send_versioned(request, version, connection.request_timeout())
+                    .await
+            })
+            .await?;
+        let result = response
+            .responses
+            .iter()
+            .find(|r| r.name.as_ref().is_some_and(|n| &*n.0 == name))
+            .or(response.responses.first())
+            .ok_or_else(|| missing_from_response("DeleteTopics", name))?;
+        match result.error_code {
+            0 => {
+                // Drop it from the cache; a failed refresh only leaves a stale entry.
+                let _ = self.cluster.refresh().await;
+                Ok(())
+            }
+            UNKNOWN_TOPIC_OR_PARTITION => Err(Error::UnknownTopic(name.to_string())),
+            code => Err(Error::broker(
+                format!("deleting topic '{name}'"),
+                code,
+                message(&result.error_message),
+            )),
+        }
+    }
+
+    /// Names of all topics except internal ones, sorted.
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let metadata = self.cluster.refresh_all_topics().await?;
+        let mut names: Vec<String> = metadata
+            .topics
+            .values()
+            .filter(|t| !t.is_internal)
+            .map(|t| t.name.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Partitions (leader, replicas, ISR) and configs of a topic.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        self.cluster.add_interest([name]);
+        let metadata = self.cluster.refresh().await?;
+        let Some(info) = metadata.topic(name) else {
+            return Err(Error::UnknownTopic(name.to_string()));
+        };
+        if info.error_code != 0 {
+            return Err(Error::broker(
+                format!("describing topic '{name}'"),
+                info.error_code,
+                None,
+            ));
+        }
+        let configs = self.describe_topic_configs(name).await?;
+        Ok(TopicDescription {
+            name: info.name.clone(),
+            is_internal: info.is_internal,
+            partitions: info.partitions.clone(),
+            configs,
+        })
+    }
+
+    /// A topic's configs via DescribeConfigs.
+    pub async fn describe_topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TYPE_TOPIC)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configuration_keys(None),
+        ]);
+        let response = self.cluster.send_any(request).await?;
+        let result = response
+            .results
+            .iter()
+            .find(|r| &*r.resource_name == name)
+            .ok_or_else(|| missing_from_response("DescribeConfigs", name))?;
+        if result.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+            return Err(Error::UnknownTopic(name.to_string()));
+        }
+        if result.error_code != 0 {
+            return Err(Error::broker(
+                format!("describing the configs of topic '{name}'"),
+                result.error_code,
+                message(&result.error_message),
+            ));
+        }
+        let mut configs: Vec<ConfigEntry> = result
+            .configs
+            .iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.as_ref().map(|v| v.to_string()),
+                source: ConfigSource::from_wire(c.config_source),
+                read_only: c.read_only,
+                sensitive: c.is_sensitive,
+            })
+            .collect();
+        configs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(configs)
+    }
+
+    /// Grow a topic to `total_partitions` partitions.
+    pub async fn create_partitions(&self, name: &str, total_partitions: i32) -> Result<()> {
+        let request = CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(name))
+                .with_count(total_partitions)
+                .with_assignments(None)])
+            .with_timeout_ms(self.timeout_ms())
+            .with_validate_only(false);
+        let response = self
+            .with_controller(|connection| {
+                let request = request.clone();
+                async move { connection.send(request).await }
+            })
+            .await?;
+        let result = response
+            .results
+            .iter()
+            .find(|r| &*r.name.0 == name)
+            .ok_or_else(|| missing_from_response("CreatePartitions", name))?;
+        match result.error_code {
+            0 => {
+                let _ = self.cluster.refresh().await;
+                Ok(())
+            }
+            UNKNOWN_TOPIC_OR_PARTITION => Err(Error::UnknownTopic(name.to_string())),
+            code => Err(Error::broker(
+                format!("growing topic '{name}' to {total_partitions} partitions"),
+                code,
+                message(&result.error_message),
+            )),
+        }
+    }
+
+    /// Cluster id, controller and brokers: DescribeCluster where the broker supports it,
+    /// else Metadata.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let connection = self.cluster.any_connection().await?;
+        if connection.version(ApiKey::DescribeCluster).is_ok() {
+            let response = connection
+                .send(DescribeClusterRequest::default().with_endpoint_type(1))
+                .await?;
+            if response.error_code != 0 {
+                return Err(Error::broker(
+                    "describing the cluster",
+                    response.error_code,
+                    message(&response.error_message),
+                ));
+            }
+            let mut brokers: Vec<BrokerInfo> = response
+                .brokers
+                .iter()
+                .map(|b| BrokerInfo {
+                    id: b.broker_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.as_ref().map(|r| r.to_string()),
+                })
+                .collect();
+            brokers.sort_by_key(|b| b.id);
+            return Ok(ClusterDescription {
+                cluster_id: Some(response.cluster_id.to_string()),
+                controller_id: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
+                brokers,
+            });
+        }
+        let metadata = self.cluster.refresh().await?;
+        Ok(ClusterDescription {
+            cluster_id: metadata.cluster_id.clone(),
+            controller_id: metadata.controller_id,
+            brokers: metadata.brokers.values().cloned().collect(),
+        })
+    }
+
+    /// Run an admin request against the controller, retrying (after a metadata refresh)
+    /// on connection errors and NOT_CONTROLLER-like top-level failures.
+    async fn with_controller<T, F, Fut>(&self, request: F) -> Result<T>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut last_error = None;
+        for attempt in 0..ADMIN_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                let _ = self.cluster.refresh().await;
+            }
+            let connection = match self.cluster.controller_connection().await {
+                Ok(connection) => connection,
+                Err(error) if error.is_retriable() => {
+                    last_error = Some(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            match request(connection).await {
+                Ok(response) => return Ok(response),
+                Err(error)
+                    if error.is_retriable() || error.kafka_code() == Some(NOT_CONTROLLER) =>
+                {
+                    last_error = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| Error::NoBrokerAvailable("no controller reachable".into())))
+    }
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn message(message: &Option<StrBytes>) -> Option<String> {
+    message.as_ref().map(|m| m.to_string())
+}
+
+fn missing_from_response(api: &str, topic: &str) -> Error {
+    Error::Broker {
+        context: format!("{api} response does not mention topic '{topic}'"),
+        code: -1,
+        name: kafka_error_name(-1),
+        message: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_sources_map_from_the_wire() {
+        assert_eq!(ConfigSource::from_wire(1), ConfigSource::TopicOverride);
+        assert_eq!(ConfigSource::from_wire(5), ConfigSource::Default);
+        assert_eq!(ConfigSource::from_wire(9), ConfigSource::Other(9));
+    }
+
+    #[test]
+    fn topic_already_exists_reads_as_kafka_names_it() {
+        let error = Error::broker("topic 'x' already exists", TOPIC_ALREADY_EXISTS, None);
+        assert_eq!(
+            error.to_string(),
+            "topic 'x' already exists (TOPIC_ALREADY_EXISTS)"
+        );
+    }
+}
