@@ -21,7 +21,10 @@ use sluice_client::{Acks, Compression, Producer, ProducerConfig, ProducerRecord}
 use tokio::sync::mpsc;
 
 #[derive(Parser)]
-#[command(name = "sluice-bench", about = "Sluice throughput and latency benchmarks")]
+#[command(
+    name = "sluice-bench",
+    about = "Sluice throughput and latency benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: BenchCommand,
@@ -87,7 +90,9 @@ struct Outcome {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         BenchCommand::Produce(args) => runtime.block_on(produce_bench(args)),
     }
@@ -101,7 +106,12 @@ async fn produce_bench(args: ProduceArgs) -> Result<()> {
         let acks = Acks::parse(acks_label).with_context(|| format!("bad acks '{acks_label}'"))?;
         for &size in &args.sizes {
             for &partitions in &args.partitions {
-                scenarios.push(Scenario { acks, acks_label: acks_label.clone(), size, partitions });
+                scenarios.push(Scenario {
+                    acks,
+                    acks_label: acks_label.clone(),
+                    size,
+                    partitions,
+                });
             }
         }
     }
@@ -169,14 +179,17 @@ async fn run_scenario(
     // Payloads vary a little so compression has realistic work, and cost nothing to make.
     let payloads: Vec<bytes::Bytes> = (0..64u8)
         .map(|seed| {
-            let v: Vec<u8> = (0..scenario.size).map(|i| b'a' + ((i as u8).wrapping_mul(31) ^ seed) % 26).collect();
+            let v: Vec<u8> = (0..scenario.size)
+                .map(|i| b'a' + ((i as u8).wrapping_mul(31) ^ seed) % 26)
+                .collect();
             bytes::Bytes::from(v)
         })
         .collect();
 
     let (tx, mut rx) = mpsc::channel::<(Instant, sluice_client::DeliveryFuture)>(1 << 16);
     let collector = tokio::spawn(async move {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+        let mut histogram =
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
         let mut failures = 0u64;
         let mut last = Instant::now();
         while let Some((sent, delivery)) = rx.recv().await {
@@ -250,7 +263,9 @@ fn start_broker(args: &ProduceArgs, data_dir: &Path) -> Result<(Child, String)> 
     if let Some(extra) = &args.broker_args {
         command.args(extra.split_whitespace());
     }
-    let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&bootstrap).is_err() {
         if Instant::now() > deadline {
@@ -262,7 +277,10 @@ fn start_broker(args: &ProduceArgs, data_dir: &Path) -> Result<(Child, String)> 
 }
 
 fn stop_broker(child: &mut Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -275,22 +293,36 @@ fn stop_broker(child: &mut Child) {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn machine_description() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".to_string());
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
         .and_then(|kb| kb.parse::<u64>().ok())
         .map(|kb| format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0))
         .unwrap_or_default();
-    format!("{cpus} cores ({model}), {memory} RAM; broker and producer on the same machine, loopback")
+    format!(
+        "{cpus} cores ({model}), {memory} RAM; broker and producer on the same machine, loopback"
+    )
 }
 
 fn write_results(path: &Path, args: &ProduceArgs, rows: &[(&Scenario, Outcome)]) -> Result<()> {
@@ -304,21 +336,37 @@ fn write_results(path: &Path, args: &ProduceArgs, rows: &[(&Scenario, Outcome)])
     table.push_str(&format!("Machine: {}\n\n", machine_description()));
     table.push_str(&format!(
         "Broker: {}\n\n",
-        args.bootstrap.as_deref().map(|b| format!("existing broker at {b}")).unwrap_or_else(|| format!(
-            "sluiced started by the harness{}",
-            args.broker_args.as_deref().map(|a| format!(" with `{a}`")).unwrap_or_default()
-        ))
+        args.bootstrap
+            .as_deref()
+            .map(|b| format!("existing broker at {b}"))
+            .unwrap_or_else(|| format!(
+                "sluiced started by the harness{}",
+                args.broker_args
+                    .as_deref()
+                    .map(|a| format!(" with `{a}`"))
+                    .unwrap_or_default()
+            ))
     ));
-    table.push_str("| acks | record bytes | partitions | records/s | MB/s | p50 ms | p99 ms | p99.9 ms |\n");
+    table.push_str(
+        "| acks | record bytes | partitions | records/s | MB/s | p50 ms | p99 ms | p99.9 ms |\n",
+    );
     table.push_str("|---|---|---|---|---|---|---|---|\n");
     for (s, o) in rows {
         table.push_str(&format!(
             "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
-            s.acks_label, s.size, s.partitions, o.records_per_second, o.megabytes_per_second, o.p50_ms, o.p99_ms, o.p999_ms
+            s.acks_label,
+            s.size,
+            s.partitions,
+            o.records_per_second,
+            o.megabytes_per_second,
+            o.p50_ms,
+            o.p99_ms,
+            o.p999_ms
         ));
     }
     table.push('\n');
-    let mut existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n\n".to_string());
+    let mut existing =
+        std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n\n".to_string());
     existing.push_str(&table);
     std::fs::write(path, existing)?;
     Ok(())

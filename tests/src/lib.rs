@@ -18,6 +18,7 @@
 //! synchronisation.
 
 pub mod raw;
+pub mod roundtrip;
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
