@@ -39,7 +39,7 @@ enum BenchCommand {
 #[derive(Parser, Clone)]
 struct ProduceArgs {
     /// Records per scenario
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     records: u64,
     /// Record value sizes in bytes, comma separated
     #[arg(long, value_delimiter = ',', default_value = "100,1024")]
