@@ -84,7 +84,20 @@ fn list_offset(conn: &mut RawConnection, topic: &str, timestamp: i64) -> (i16, i
 
 #[test]
 fn long_poll_returns_when_data_arrives_not_at_the_deadline() {
-    let broker = Broker::start();
+    long_poll_returns_on_new_data(Broker::start());
+}
+
+/// With fsync durability records become visible when an fsync covers them; the long poll
+/// must wake for that too, not sit until its deadline.
+#[test]
+fn long_poll_wakes_when_an_fsync_makes_data_visible() {
+    long_poll_returns_on_new_data(Broker::start_with(sluice_tests::BrokerOptions {
+        extra_args: vec!["--durability".into(), "fsync".into()],
+        ..Default::default()
+    }));
+}
+
+fn long_poll_returns_on_new_data(broker: Broker) {
     let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
     produce(&mut conn, "longpoll", 1, 1_000, 10);
 

@@ -494,6 +494,35 @@ impl PartitionLog {
         self.end_offset.subscribe()
     }
 
+    /// A future that resolves at the next change of what consumers may see: an append, or
+    /// with `Durability::Fsync` a completed fsync. It is armed when this is called, so a
+    /// caller that calls it *before* reading cannot miss a change that lands in between.
+    pub fn durable_end_changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        enum Armed {
+            End(watch::Receiver<i64>),
+            Durable(watch::Receiver<Durable>),
+        }
+        let mut armed = match self.config.durability {
+            Durability::Replicated => Armed::End(self.end_offset.subscribe()),
+            Durability::Fsync => Armed::Durable(self.durable.subscribe()),
+        };
+        match &mut armed {
+            Armed::End(rx) => {
+                rx.borrow_and_update();
+            }
+            Armed::Durable(rx) => {
+                rx.borrow_and_update();
+            }
+        }
+        async move {
+            // An error means the log was dropped (topic deleted): wake up and re-read.
+            let _ = match &mut armed {
+                Armed::End(rx) => rx.changed().await,
+                Armed::Durable(rx) => rx.changed().await,
+            };
+        }
+    }
+
     /// The first batch whose max timestamp is `>= timestamp_ms`: `(its base offset, its max
     /// timestamp)`, or `None` if no batch has such a timestamp.
     pub fn offset_for_timestamp(

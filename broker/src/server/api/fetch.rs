@@ -5,13 +5,16 @@
 //!   `fetch_bytes_max`) the whole response, except that the first batch of the first
 //!   non-empty partition is always returned whole so a consumer can make progress.
 //! - Long poll: if fewer than `min_bytes` are ready the request waits, up to
-//!   `max_wait_ms`, for an append to any requested partition, then reads again.
+//!   `max_wait_ms`, for the visible end of any requested partition to move (an append, or
+//!   with fsync durability a completed fsync), then reads again.
 //! - Incremental fetch sessions (KIP-227) are refused cleanly: every response carries
 //!   session id 0, so clients keep sending full fetch requests; a request naming a session
 //!   gets FETCH_SESSION_ID_NOT_FOUND.
 //! - An empty partition gets `records: Some(empty)`, never null (librdkafka logs "invalid
 //!   MessageSetSize -1" on null).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +23,6 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use sluice_protocol::batch::Batches;
 use sluice_protocol::error::ErrorCode;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::count_error;
@@ -43,14 +45,14 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
 
     loop {
         // Subscribe before reading so an append between the read and the wait wakes us.
-        let mut watches = subscribe(broker, &request);
+        let watches = subscribe(broker, &request);
         let (built, bytes, any_error) = read_once(broker, &request, max_bytes, version);
         let now = Instant::now();
         if bytes >= min_bytes || any_error || now >= deadline || watches.is_empty() {
             metrics::counter!(m::BYTES_OUT_TOTAL).increment(bytes as u64);
             return built;
         }
-        let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        let changed = select_all(watches);
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Deadline: answer with whatever is there now.
             let (built, bytes, _) = read_once(broker, &request, max_bytes, version);
@@ -60,14 +62,16 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     }
 }
 
-fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<i64>> {
-    let mut watches = Vec::new();
+/// One armed "visible end changed" future per requested partition that exists.
+fn subscribe(
+    broker: &Broker,
+    request: &FetchRequest,
+) -> Vec<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    let mut watches: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
     for topic in &request.topics {
         for partition in &topic.partitions {
             if let Some(log) = broker.logs.partition(&topic.topic.0, partition.partition) {
-                let mut rx = log.subscribe();
-                rx.borrow_and_update();
-                watches.push(rx);
+                watches.push(Box::pin(log.durable_end_changed()));
             }
         }
     }
