@@ -22,7 +22,7 @@ use kafka_protocol::messages::{
     ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 
 use crate::cluster::{BrokerInfo, Cluster, ClusterConfig, PartitionInfo};
 use crate::connection::Connection;
@@ -145,12 +145,7 @@ impl Admin {
             .with_topics(vec![topic])
             .with_timeout_ms(self.timeout_ms())
             .with_validate_only(false);
-        let response = self
-            .with_controller(|connection| {
-                let request = request.clone();
-                async move { connection.send(request).await }
-            })
-            .await?;
+        let response = self.send_to_controller(request).await?;
         let result = response
             .topics
             .iter()
@@ -232,19 +227,10 @@ impl Admin {
             .find(|r| r.name.as_ref().is_some_and(|n| &*n.0 == name))
             .or(response.responses.first())
             .ok_or_else(|| missing_from_response("DeleteTopics", name))?;
-        match result.error_code {
-            0 => {
-                // Drop it from the cache; a failed refresh only leaves a stale entry.
-                let _ = self.cluster.refresh().await;
-                Ok(())
-            }
-            UNKNOWN_TOPIC_OR_PARTITION => Err(Error::UnknownTopic(name.to_string())),
-            code => Err(Error::broker(
-                format!("deleting topic '{name}'"),
-                code,
-                message(&result.error_message),
-            )),
-        }
+        self.topic_changed(name, result.error_code, &result.error_message, || {
+            format!("deleting topic '{name}'")
+        })
+        .await
     }
 
     /// Names of all topics except internal ones, sorted.
@@ -331,29 +317,16 @@ impl Admin {
                 .with_assignments(None)])
             .with_timeout_ms(self.timeout_ms())
             .with_validate_only(false);
-        let response = self
-            .with_controller(|connection| {
-                let request = request.clone();
-                async move { connection.send(request).await }
-            })
-            .await?;
+        let response = self.send_to_controller(request).await?;
         let result = response
             .results
             .iter()
             .find(|r| &*r.name.0 == name)
             .ok_or_else(|| missing_from_response("CreatePartitions", name))?;
-        match result.error_code {
-            0 => {
-                let _ = self.cluster.refresh().await;
-                Ok(())
-            }
-            UNKNOWN_TOPIC_OR_PARTITION => Err(Error::UnknownTopic(name.to_string())),
-            code => Err(Error::broker(
-                format!("growing topic '{name}' to {total_partitions} partitions"),
-                code,
-                message(&result.error_message),
-            )),
-        }
+        self.topic_changed(name, result.error_code, &result.error_message, || {
+            format!("growing topic '{name}' to {total_partitions} partitions")
+        })
+        .await
     }
 
     /// Cluster id, controller and brokers: DescribeCluster where the broker supports it,
@@ -394,6 +367,36 @@ impl Admin {
             controller_id: metadata.controller_id,
             brokers: metadata.brokers.values().cloned().collect(),
         })
+    }
+
+    /// The outcome of a change to topic `name` from its result in the controller's answer:
+    /// on success the metadata cache is refreshed (a failed refresh only leaves a stale
+    /// entry); an unknown topic is [`Error::UnknownTopic`]; any other code is a broker
+    /// error while `doing` the change.
+    async fn topic_changed(
+        &self,
+        name: &str,
+        error_code: i16,
+        error_message: &Option<StrBytes>,
+        doing: impl FnOnce() -> String,
+    ) -> Result<()> {
+        match error_code {
+            0 => {
+                let _ = self.cluster.refresh().await;
+                Ok(())
+            }
+            UNKNOWN_TOPIC_OR_PARTITION => Err(Error::UnknownTopic(name.to_string())),
+            code => Err(Error::broker(doing(), code, message(error_message))),
+        }
+    }
+
+    /// Send `request` to the controller, retrying as [`Admin::with_controller`] does.
+    async fn send_to_controller<R: Request + Clone>(&self, request: R) -> Result<R::Response> {
+        self.with_controller(|connection| {
+            let request = request.clone();
+            async move { connection.send(request).await }
+        })
+        .await
     }
 
     /// Run an admin request against the controller, retrying (after a metadata refresh)

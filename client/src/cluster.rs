@@ -511,16 +511,12 @@ fn metadata_request(topics: TopicSelection<'_>, version: i16) -> MetadataRequest
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::CLIENT_API_VERSIONS;
+    use crate::connection::client_versions;
     use kafka_protocol::protocol::Encodable;
 
     #[test]
     fn metadata_request_encodes_at_every_version_we_may_pick() {
-        let (_, min, max) = CLIENT_API_VERSIONS
-            .iter()
-            .find(|(key, _, _)| *key == ApiKey::Metadata)
-            .copied()
-            .unwrap();
+        let (min, max) = client_versions(ApiKey::Metadata).unwrap();
         let topics = vec!["t".to_string()];
         for version in min..=max {
             for selection in [TopicSelection::All, TopicSelection::Some(&topics)] {

@@ -71,6 +71,30 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
 ];
 
+/// The (lowest, highest) version of `api` in [`CLIENT_API_VERSIONS`], if the client speaks
+/// it at all.
+pub(crate) fn client_versions(api: ApiKey) -> Option<(i16, i16)> {
+    CLIENT_API_VERSIONS
+        .iter()
+        .find(|(key, _, _)| *key == api)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// Panics unless `request` encodes at every version of `api` the client may pick.
+#[cfg(test)]
+pub(crate) fn assert_encodes_at_every_client_version(
+    request: &impl kafka_protocol::protocol::Encodable,
+    api: ApiKey,
+) {
+    let (min, max) = client_versions(api).expect("an API the client speaks");
+    for version in min..=max {
+        let mut buf = bytes::BytesMut::new();
+        request
+            .encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+    }
+}
+
 /// The ApiVersions request version tried first; Kafka >= 2.4 and Sluice support it.
 const API_VERSIONS_FIRST_TRY: i16 = 3;
 
@@ -138,11 +162,7 @@ impl BrokerApiVersions {
 
     /// The version to use for `api`: the highest both sides support.
     pub fn negotiate(&self, api: ApiKey, broker: &str) -> Result<i16> {
-        let (ours_min, ours_max) = CLIENT_API_VERSIONS
-            .iter()
-            .find(|(key, _, _)| *key == api)
-            .map(|(_, min, max)| (*min, *max))
-            .unwrap_or((0, 0));
+        let (ours_min, ours_max) = client_versions(api).unwrap_or((0, 0));
         let unsupported = |theirs: String| Error::UnsupportedVersion {
             broker: broker.to_string(),
             api,

@@ -634,24 +634,12 @@ mod tests {
 
     #[test]
     fn fetch_request_encodes_at_every_version_we_may_pick() {
-        use crate::connection::CLIENT_API_VERSIONS;
-        use kafka_protocol::protocol::Encodable;
-        let (_, min, max) = CLIENT_API_VERSIONS
-            .iter()
-            .find(|(key, _, _)| *key == ApiKey::Fetch)
-            .copied()
-            .unwrap();
         let config = ConsumerConfig::new("127.0.0.1:9092");
         let partitions = vec![((Arc::from("t"), 0), 5), ((Arc::from("t"), 1), 7)];
         let request = fetch_request(&config, &partitions, Duration::from_millis(100));
         assert_eq!(request.topics.len(), 1);
         assert_eq!(request.topics[0].partitions.len(), 2);
-        for version in min..=max {
-            let mut buf = bytes::BytesMut::new();
-            request
-                .encode(&mut buf, version)
-                .unwrap_or_else(|e| panic!("v{version}: {e}"));
-        }
+        crate::connection::assert_encodes_at_every_client_version(&request, ApiKey::Fetch);
     }
 
     #[test]

@@ -200,17 +200,11 @@ fn list_offsets_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::CLIENT_API_VERSIONS;
+    use crate::connection::assert_encodes_at_every_client_version;
     use kafka_protocol::messages::ApiKey;
-    use kafka_protocol::protocol::Encodable;
 
     #[test]
     fn list_offsets_request_encodes_at_every_version_we_may_pick() {
-        let (_, min, max) = CLIENT_API_VERSIONS
-            .iter()
-            .find(|(key, _, _)| *key == ApiKey::ListOffsets)
-            .copied()
-            .unwrap();
         let items = vec![
             ((Arc::from("t"), 0), OffsetSpec::Earliest.wire_timestamp()),
             (
@@ -220,11 +214,6 @@ mod tests {
         ];
         let request = list_offsets_request(IsolationLevel::ReadUncommitted, &items);
         assert_eq!(request.topics[0].partitions.len(), 2);
-        for version in min..=max {
-            let mut buf = bytes::BytesMut::new();
-            request
-                .encode(&mut buf, version)
-                .unwrap_or_else(|e| panic!("v{version}: {e}"));
-        }
+        assert_encodes_at_every_client_version(&request, ApiKey::ListOffsets);
     }
 }

@@ -9,10 +9,11 @@
 //!   over only when the broker answers a Kafka ApiVersions request; Drop kills the child.
 //! - [`run_program`]: running an external program (a Python script, `java`, `kcat`) with a
 //!   deadline, its output captured to files so a chatty child can never block on a pipe.
-//! - [`interop_bootstrap`]: the interop tests run against a fresh `sluiced`, or, with
+//! - [`interop_broker`]: the interop tests run against a fresh `sluiced`, or, with
 //!   `SLUICE_INTEROP_BOOTSTRAP=host:port`, against a broker that is already running (the
 //!   reference Kafka of `scripts/kafka-reference.sh`), to check the test programs
-//!   themselves.
+//!   themselves. [`assert_interop_program`] runs a client program against it and checks its
+//!   `SUMMARY`; [`assert_python_interop_program`] does so for the venv's Python scripts.
 //!
 //! Every wait here is a poll of a condition against a deadline; no sleep stands in for
 //! synchronisation.
@@ -609,4 +610,17 @@ pub fn assert_interop_program(
         summary.unwrap_or_default(),
         output.elapsed.as_secs_f64()
     );
+}
+
+/// Run the Python interop program `script` (a path under the repository root) with the
+/// venv's Python against the interop broker (see [`interop_broker`]), passing it
+/// `--bootstrap`, and assert that it succeeds as [`assert_interop_program`] defines.
+pub fn assert_python_interop_program(name: &str, script: &str, timeout: Duration) {
+    let broker = interop_broker(BrokerOptions::default());
+    let mut command = Command::new(venv_python());
+    command
+        .arg(repo_root().join(script))
+        .arg("--bootstrap")
+        .arg(broker.bootstrap());
+    assert_interop_program(name, &mut command, &broker, timeout);
 }

@@ -1,12 +1,20 @@
 //! A blocking, minimal Kafka client for tests that need to send exact bytes: well-formed
 //! requests through the `kafka-protocol` codecs, or deliberately broken frames.
+//!
+//! Besides the connection it has builders for the single-partition requests the tests
+//! send (Produce v9, Fetch v11), so each test states only what it varies.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_protocol::header;
 
@@ -98,6 +106,80 @@ impl RawConnection {
     pub fn last_correlation_id(&self) -> i32 {
         self.correlation_id
     }
+}
+
+/// The Produce version the builders here are sent at.
+pub const PRODUCE_VERSION: i16 = 9;
+/// The Fetch version the builders here are sent at.
+pub const FETCH_VERSION: i16 = 11;
+/// How long an acks=all produce may wait for the ISR (unused by acks 0 and 1).
+pub const PRODUCE_TIMEOUT_MS: i32 = 10_000;
+/// The whole-response byte limit of [`fetch_request`]; the partition limit is what tests vary.
+pub const FETCH_RESPONSE_BYTES_MAX: i32 = 50 << 20;
+
+/// `topic` as the protocol's topic name.
+pub fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+/// A Produce request carrying one record batch (`records`, already encoded) for one
+/// partition.
+pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
+}
+
+/// Produce one record batch and return the partition's (error code, base offset). Panics
+/// if no response comes back, so not for acks=0.
+pub fn produce_batch(
+    conn: &mut RawConnection,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> (i16, i64) {
+    let response: ProduceResponse = conn
+        .request(
+            ApiKey::Produce,
+            PRODUCE_VERSION,
+            &produce_request(topic, partition, records, acks),
+        )
+        .expect("produce response");
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// A consumer's Fetch of one partition from `offset` that answers at once (max wait 0,
+/// min bytes 0); a long poll sets `with_max_wait_ms` and `with_min_bytes` on the result.
+pub fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    partition_max_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(FETCH_RESPONSE_BYTES_MAX)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max_bytes)])])
+}
+
+/// Send a Fetch and return its response; panics if none comes back.
+pub fn fetch(conn: &mut RawConnection, request: &FetchRequest) -> FetchResponse {
+    conn.request(ApiKey::Fetch, FETCH_VERSION, request)
+        .expect("fetch response")
 }
 
 /// GET a path from an HTTP server on `address` (HOST:PORT) and return the body. Enough

@@ -6,20 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use sluice_protocol::batch::Compression;
 use sluice_protocol::records::{decode_records, encode_batch, Record};
-use sluice_tests::raw::RawConnection;
+use sluice_tests::raw::{
+    fetch, fetch_request, produce_batch, produce_request, RawConnection, PRODUCE_VERSION,
+};
 use sluice_tests::{Broker, BrokerOptions};
 
 const TOPIC: &str = "crash";
-
-fn name() -> TopicName {
-    TopicName(StrBytes::from_static_str(TOPIC))
-}
 
 /// Produce numbered batches of 50 records with acks=1 until the connection fails; return
 /// (first value number, base offset) of every acknowledged batch.
@@ -43,16 +38,8 @@ fn produce_until_failure(
             })
             .collect();
         let batch = encode_batch(&records, Compression::Lz4).unwrap();
-        let partition = PartitionProduceData::default()
-            .with_index(0)
-            .with_records(Some(batch));
-        let request = ProduceRequest::default()
-            .with_acks(1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name())
-                .with_partition_data(vec![partition])]);
-        match conn.request::<_, ProduceResponse>(ApiKey::Produce, 9, &request) {
+        let request = produce_request(TOPIC, 0, batch, 1);
+        match conn.request::<_, ProduceResponse>(ApiKey::Produce, PRODUCE_VERSION, &request) {
             Ok(response) => {
                 let p = &response.responses[0].partition_responses[0];
                 assert_eq!(p.error_code, 0, "produce failed before the kill");
@@ -69,18 +56,7 @@ fn fetch_everything(address: &str) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     let mut offset = 0i64;
     for _ in 0..10_000 {
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_min_bytes(0)
-            .with_max_bytes(8 << 20)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(name())
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(4 << 20)])]);
-        let response: FetchResponse = conn.request(ApiKey::Fetch, 11, &request).unwrap();
+        let response = fetch(&mut conn, &fetch_request(TOPIC, 0, offset, 4 << 20));
         let p = &response.responses[0].partitions[0];
         assert_eq!(p.error_code, 0);
         let records = decode_records(p.records.as_ref().unwrap()).unwrap();
@@ -160,17 +136,6 @@ fn acknowledged_records_survive_kill_9() {
         Compression::None,
     )
     .unwrap();
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name())
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])]);
-    let response: ProduceResponse = conn.request(ApiKey::Produce, 9, &request).unwrap();
-    assert_eq!(
-        response.responses[0].partition_responses[0].base_offset,
-        stored.len() as i64
-    );
+    let (_, base_offset) = produce_batch(&mut conn, TOPIC, 0, batch, 1);
+    assert_eq!(base_offset, stored.len() as i64);
 }

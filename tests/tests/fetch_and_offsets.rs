@@ -4,19 +4,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::Compression;
 use sluice_protocol::records::{decode_records, encode_batch, Record};
-use sluice_tests::raw::RawConnection;
+use sluice_tests::raw::{fetch, fetch_request, produce_batch, topic_name, RawConnection};
 use sluice_tests::Broker;
-
-fn name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_string()))
-}
 
 /// Produce one batch of `count` records with timestamps `base_ts..`; returns its base offset.
 fn produce(
@@ -35,45 +28,16 @@ fn produce(
         })
         .collect();
     let batch = encode_batch(&records, Compression::None).unwrap();
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])]);
-    let response: ProduceResponse = conn.request(ApiKey::Produce, 9, &request).unwrap();
-    let p = &response.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0);
-    p.base_offset
-}
-
-fn fetch_request(
-    topic: &str,
-    offset: i64,
-    partition_max_bytes: i32,
-    max_wait_ms: i32,
-    min_bytes: i32,
-) -> FetchRequest {
-    FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(min_bytes)
-        .with_max_bytes(50 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(partition_max_bytes)])])
+    let (error_code, base_offset) = produce_batch(conn, topic, 0, batch, 1);
+    assert_eq!(error_code, 0);
+    base_offset
 }
 
 fn list_offset(conn: &mut RawConnection, topic: &str, timestamp: i64) -> (i16, i64, i64) {
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name(topic))
+            .with_name(topic_name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
                 .with_timestamp(timestamp)])]);
@@ -109,13 +73,12 @@ fn long_poll_returns_on_new_data(broker: Broker) {
     });
     let started = Instant::now();
     // Wait up to 20 s for at least one byte past offset 1.
-    let response: FetchResponse = conn
-        .request(
-            ApiKey::Fetch,
-            11,
-            &fetch_request("longpoll", 1, 1 << 20, 20_000, 1),
-        )
-        .unwrap();
+    let response = fetch(
+        &mut conn,
+        &fetch_request("longpoll", 0, 1, 1 << 20)
+            .with_max_wait_ms(20_000)
+            .with_min_bytes(1),
+    );
     let waited = started.elapsed();
     writer.join().unwrap();
     let p = &response.responses[0].partitions[0];
@@ -130,13 +93,12 @@ fn long_poll_returns_on_new_data(broker: Broker) {
 
     // With nothing to wait for, max_wait bounds the answer, which is empty.
     let started = Instant::now();
-    let response: FetchResponse = conn
-        .request(
-            ApiKey::Fetch,
-            11,
-            &fetch_request("longpoll", 2, 1 << 20, 200, 1),
-        )
-        .unwrap();
+    let response = fetch(
+        &mut conn,
+        &fetch_request("longpoll", 0, 2, 1 << 20)
+            .with_max_wait_ms(200)
+            .with_min_bytes(1),
+    );
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert_eq!(
         response.responses[0].partitions[0]
@@ -157,55 +119,39 @@ fn fetch_limits_out_of_range_and_sessions() {
     }
 
     // partition_max_bytes of 1 still returns the first batch whole (about 10 KB).
-    let response: FetchResponse = conn
-        .request(ApiKey::Fetch, 11, &fetch_request("limits", 0, 1, 0, 0))
-        .unwrap();
+    let response = fetch(&mut conn, &fetch_request("limits", 0, 0, 1));
     let records = response.responses[0].partitions[0].records.clone().unwrap();
     let decoded = decode_records(&records).unwrap();
     assert_eq!(decoded.len(), 10, "exactly one whole batch");
     assert_eq!(response.responses[0].partitions[0].high_watermark, 100);
 
     // 25 KB: two whole batches, never a partial one.
-    let response: FetchResponse = conn
-        .request(ApiKey::Fetch, 11, &fetch_request("limits", 0, 25_000, 0, 0))
-        .unwrap();
+    let response = fetch(&mut conn, &fetch_request("limits", 0, 0, 25_000));
     let records = response.responses[0].partitions[0].records.clone().unwrap();
     assert!(records.len() <= 25_000);
     assert_eq!(decode_records(&records).unwrap().len(), 20);
 
     // Mid-batch offset: the batch holding it comes back (clients skip the earlier records).
-    let response: FetchResponse = conn
-        .request(ApiKey::Fetch, 11, &fetch_request("limits", 15, 1, 0, 0))
-        .unwrap();
+    let response = fetch(&mut conn, &fetch_request("limits", 0, 15, 1));
     let decoded =
         decode_records(&response.responses[0].partitions[0].records.clone().unwrap()).unwrap();
     assert!(decoded.iter().any(|r| r.offset == 15));
 
     // Past the log end: OFFSET_OUT_OF_RANGE (1).
-    let response: FetchResponse = conn
-        .request(
-            ApiKey::Fetch,
-            11,
-            &fetch_request("limits", 1000, 1 << 20, 0, 0),
-        )
-        .unwrap();
+    let response = fetch(&mut conn, &fetch_request("limits", 0, 1000, 1 << 20));
     assert_eq!(response.responses[0].partitions[0].error_code, 1);
 
     // Unknown topic: UNKNOWN_TOPIC_OR_PARTITION (3), without auto-creating it.
-    let response: FetchResponse = conn
-        .request(ApiKey::Fetch, 11, &fetch_request("nope", 0, 1 << 20, 0, 0))
-        .unwrap();
+    let response = fetch(&mut conn, &fetch_request("nope", 0, 0, 1 << 20));
     assert_eq!(response.responses[0].partitions[0].error_code, 3);
 
     // Full fetches get session id 0 (no session); naming a session is refused cleanly.
-    let response: FetchResponse = conn
-        .request(ApiKey::Fetch, 11, &fetch_request("limits", 0, 1, 0, 0))
-        .unwrap();
+    let response = fetch(&mut conn, &fetch_request("limits", 0, 0, 1));
     assert_eq!(response.session_id, 0);
-    let incremental = fetch_request("limits", 0, 1, 0, 0)
+    let incremental = fetch_request("limits", 0, 0, 1)
         .with_session_id(1234)
         .with_session_epoch(1);
-    let response: FetchResponse = conn.request(ApiKey::Fetch, 11, &incremental).unwrap();
+    let response = fetch(&mut conn, &incremental);
     assert_eq!(response.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
 
     // ListOffsets: earliest, latest, by timestamp.

@@ -4,24 +4,15 @@
 //! back byte for byte, in order per partition. The program is
 //! `tests/interop/confluent_roundtrip.py`.
 
-use std::process::Command;
 use std::time::Duration;
 
-use sluice_tests::{assert_interop_program, interop_broker, repo_root, venv_python, BrokerOptions};
+use sluice_tests::assert_python_interop_program;
 
 #[test]
 fn confluent_kafka_round_trips_every_acks_mode_and_codec() {
-    let broker = interop_broker(BrokerOptions::default());
-    let script = repo_root().join("tests/interop/confluent_roundtrip.py");
-    let mut command = Command::new(venv_python());
-    command
-        .arg(script)
-        .arg("--bootstrap")
-        .arg(broker.bootstrap());
-    assert_interop_program(
+    assert_python_interop_program(
         "confluent-kafka",
-        &mut command,
-        &broker,
+        "tests/interop/confluent_roundtrip.py",
         Duration::from_secs(240),
     );
 }

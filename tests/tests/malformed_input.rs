@@ -2,13 +2,13 @@
 //! closed connection, the broker stays up, and data written before is intact.
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::Compression;
 use sluice_protocol::records::{decode_records, encode_batch, Record};
-use sluice_tests::raw::{http_get, metric_sum, RawConnection};
+use sluice_tests::raw::{
+    fetch, fetch_request, http_get, metric_sum, produce_batch, produce_request, RawConnection,
+    PRODUCE_VERSION,
+};
 use sluice_tests::Broker;
 
 const TOPIC: &str = "malformed-safe";
@@ -24,44 +24,14 @@ fn records(n: usize) -> Vec<Record> {
         .collect()
 }
 
-fn produce_request(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
-    let partition = PartitionProduceData::default()
-        .with_index(0)
-        .with_records(Some(records));
-    let topic = TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partition_data(vec![partition]);
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![topic])
-}
-
+/// Produce to partition 0 with acks=all; (error code, base offset).
 fn produce(conn: &mut RawConnection, topic: &str, records: Bytes) -> (i16, i64) {
-    let response: ProduceResponse = conn
-        .request(ApiKey::Produce, 9, &produce_request(topic, records, -1))
-        .expect("produce response");
-    let p = &response.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    produce_batch(conn, topic, 0, records, -1)
 }
 
+/// Everything in partition 0, which must fit in one fetch.
 fn fetch_all(conn: &mut RawConnection, topic: &str) -> Bytes {
-    let partition = FetchPartition::default()
-        .with_partition(0)
-        .with_fetch_offset(0)
-        .with_partition_max_bytes(10 << 20);
-    let topic = FetchTopic::default()
-        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partitions(vec![partition]);
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(50 << 20)
-        .with_topics(vec![topic]);
-    let response: FetchResponse = conn
-        .request(ApiKey::Fetch, 11, &request)
-        .expect("fetch response");
+    let response = fetch(conn, &fetch_request(topic, 0, 0, 10 << 20));
     let p = &response.responses[0].partitions[0];
     assert_eq!(p.error_code, 0, "fetch error");
     p.records.clone().unwrap_or_default()
@@ -237,8 +207,8 @@ fn malformed_input_gets_errors_and_never_hurts_stored_data() {
     corrupt[70] ^= 0x01;
     c.send(
         ApiKey::Produce,
-        9,
-        &produce_request(TOPIC, Bytes::from(corrupt), 0),
+        PRODUCE_VERSION,
+        &produce_request(TOPIC, 0, Bytes::from(corrupt), 0),
     )
     .unwrap();
     assert!(c.is_closed_by_peer(), "acks=0 error closes the connection");

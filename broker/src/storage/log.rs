@@ -1089,6 +1089,20 @@ mod tests {
             .unwrap()
     }
 
+    /// A fresh log in `dir` on a file system whose syncs the test can make fail.
+    fn log_with_faulty_syncs(
+        dir: &Path,
+        durability: Durability,
+    ) -> (PartitionLog, Arc<FaultInjectingFileSystem>) {
+        let faulty = Arc::new(FaultInjectingFileSystem::new(std_fs()));
+        let fs: Arc<dyn FileSystem> = faulty.clone();
+        let config = LogConfig {
+            durability,
+            ..test_config()
+        };
+        (open_log(&fs, dir, &config, ShutdownState::Clean), faulty)
+    }
+
     #[test]
     fn replicated_durability_resolves_at_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -1101,13 +1115,7 @@ mod tests {
     #[test]
     fn group_commit_covers_every_waiter_with_one_fsync() {
         let dir = tempfile::tempdir().unwrap();
-        let faulty = Arc::new(FaultInjectingFileSystem::new(std_fs()));
-        let fs: Arc<dyn FileSystem> = faulty.clone();
-        let config = LogConfig {
-            durability: Durability::Fsync,
-            ..test_config()
-        };
-        let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
+        let (log, faulty) = log_with_faulty_syncs(dir.path(), Durability::Fsync);
         let offsets: Vec<i64> = (0..50)
             .map(|i| {
                 log.append(batch(1, i, 1, i as u64), 0, 0)
@@ -1177,13 +1185,7 @@ mod tests {
     #[test]
     fn a_failed_fsync_poisons_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let faulty = Arc::new(FaultInjectingFileSystem::new(std_fs()));
-        let fs: Arc<dyn FileSystem> = faulty.clone();
-        let config = LogConfig {
-            durability: Durability::Fsync,
-            ..test_config()
-        };
-        let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
+        let (log, faulty) = log_with_faulty_syncs(dir.path(), Durability::Fsync);
         log.append(batch(2, 0, 1, 0), 0, 0).unwrap();
         faulty.start_failing_syncs();
         let results = runtime().block_on(futures::future::join(
@@ -1213,9 +1215,7 @@ mod tests {
     #[test]
     fn a_failed_flush_poisons_a_replicated_log() {
         let dir = tempfile::tempdir().unwrap();
-        let faulty = Arc::new(FaultInjectingFileSystem::new(std_fs()));
-        let fs: Arc<dyn FileSystem> = faulty.clone();
-        let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Clean);
+        let (log, faulty) = log_with_faulty_syncs(dir.path(), Durability::Replicated);
         log.append(batch(2, 0, 1, 0), 0, 0).unwrap();
         faulty.start_failing_syncs();
         assert!(matches!(log.flush(), Err(StorageError::Poisoned(_))));

@@ -586,6 +586,81 @@ mod tests {
         assert_eq!(log.log_end_offset(), 4);
     }
 
+    /// The log config of the crash tests: fsync durability, segments of at most
+    /// `segment_bytes_max`.
+    fn fsync_config(segment_bytes_max: u64) -> LogConfig {
+        LogConfig {
+            segment_bytes_max,
+            durability: Durability::Fsync,
+            ..test_config()
+        }
+    }
+
+    /// Open a fresh log in `dir`, append one batch per `(records, value bytes, fsync)`,
+    /// waiting for an fsync after those marked so, and close it. Returns every batch as
+    /// stored and the offset the log reported durable.
+    fn append_fsyncing(
+        fs: &Arc<dyn FileSystem>,
+        dir: &Path,
+        config: &LogConfig,
+        runtime: &tokio::runtime::Runtime,
+        appends: &[(i32, usize, bool)],
+    ) -> (Vec<Vec<u8>>, i64) {
+        let log = open_log(fs, dir, config, ShutdownState::Clean);
+        let mut appended = Vec::new();
+        for (i, (records, value_bytes, fsync)) in appends.iter().enumerate() {
+            let records = batch(*records, i as i64, *value_bytes, i as u64);
+            let info = log.append(records.clone(), 3, 0).unwrap();
+            appended.push(stamped(&records, info.base_offset, 3));
+            if *fsync {
+                runtime
+                    .block_on(log.wait_durable(info.last_offset))
+                    .unwrap();
+            }
+        }
+        (appended, log.durable_offset())
+    }
+
+    /// The recovered `log` holds every offset below `durable`, is a prefix of `appended`,
+    /// and ends where its last batch does. Returns the headers of its batches.
+    fn check_durable_prefix(
+        log: &PartitionLog,
+        appended: &[Vec<u8>],
+        durable: i64,
+    ) -> Result<Vec<sluice_protocol::batch::BatchHeader>, TestCaseError> {
+        let end = log.log_end_offset();
+        prop_assert!(
+            end >= durable,
+            "lost fsynced data: end {} < durable {}",
+            end,
+            durable
+        );
+        let read = log.read(0, usize::MAX).unwrap();
+        let everything = appended.concat();
+        prop_assert!(read.len() <= everything.len());
+        prop_assert_eq!(&read[..], &everything[..read.len()]);
+        let recovered = headers(&read);
+        prop_assert_eq!(
+            recovered.last().map_or(0, |header| header.next_offset()),
+            end
+        );
+        Ok(recovered)
+    }
+
+    /// The recovered `log` takes an append at its end, and fsyncs it.
+    fn check_appends_at_end(
+        log: &PartitionLog,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<(), TestCaseError> {
+        let end = log.log_end_offset();
+        let info = log.append(batch(1, 0, 1, 0), 3, 0).unwrap();
+        prop_assert_eq!(info.base_offset, end);
+        runtime
+            .block_on(log.wait_durable(info.last_offset))
+            .unwrap();
+        Ok(())
+    }
+
     /// Positions of the batches lying back to back in `bytes`.
     fn batch_starts(bytes: &[u8]) -> Vec<usize> {
         let mut starts = Vec::new();
@@ -614,24 +689,9 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
-            let config = LogConfig {
-                segment_bytes_max,
-                durability: Durability::Fsync,
-                ..test_config()
-            };
+            let config = fsync_config(segment_bytes_max);
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
-            let mut appended = Vec::new();
-            for (i, (records, value_bytes, fsync)) in appends.iter().enumerate() {
-                let records = batch(*records, i as i64, *value_bytes, i as u64);
-                let info = log.append(records.clone(), 3, 0).unwrap();
-                appended.push(stamped(&records, info.base_offset, 3));
-                if *fsync {
-                    runtime.block_on(log.wait_durable(info.last_offset)).unwrap();
-                }
-            }
-            let durable = log.durable_offset();
-            drop(log);
+            let (appended, durable) = append_fsyncing(&fs, dir.path(), &config, &runtime, &appends);
 
             // Crash: only bytes of the last segment past the durable offset may change.
             let last = segment_logs(dir.path()).pop().unwrap();
@@ -654,21 +714,12 @@ mod tests {
             std::fs::write(&last, &bytes).unwrap();
 
             let log = open_log(&fs, dir.path(), &config, ShutdownState::Unclean);
-            let end = log.log_end_offset();
-            prop_assert!(end >= durable, "lost fsynced data: end {} < durable {}", end, durable);
-            let read = log.read(0, usize::MAX).unwrap();
-            let everything = appended.concat();
-            prop_assert!(read.len() <= everything.len());
-            prop_assert_eq!(&read[..], &everything[..read.len()]);
-            let recovered = headers(&read);
-            prop_assert_eq!(recovered.last().map_or(0, |header| header.next_offset()), end);
+            let recovered = check_durable_prefix(&log, &appended, durable)?;
             for header in &recovered {
                 let found = headers(&log.read(header.last_offset(), 1).unwrap());
                 prop_assert_eq!(found[0].base_offset, header.base_offset);
             }
-            let info = log.append(batch(1, 0, 1, 0), 3, 0).unwrap();
-            prop_assert_eq!(info.base_offset, end);
-            runtime.block_on(log.wait_durable(info.last_offset)).unwrap();
+            check_appends_at_end(&log, &runtime)?;
         }
     }
 
@@ -699,24 +750,9 @@ mod tests {
             let crashing = Arc::new(crate::storage::testing::CrashFileSystem::default());
             let fs: Arc<dyn FileSystem> = crashing.clone();
             let dir = Path::new("/data/t-0");
-            let config = LogConfig {
-                segment_bytes_max,
-                durability: Durability::Fsync,
-                ..test_config()
-            };
+            let config = fsync_config(segment_bytes_max);
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let log = open_log(&fs, dir, &config, ShutdownState::Clean);
-            let mut appended = Vec::new();
-            for (i, (records, value_bytes, fsync)) in appends.iter().enumerate() {
-                let records = batch(*records, i as i64, *value_bytes, i as u64);
-                let info = log.append(records.clone(), 3, 0).unwrap();
-                appended.push(stamped(&records, info.base_offset, 3));
-                if *fsync {
-                    runtime.block_on(log.wait_durable(info.last_offset)).unwrap();
-                }
-            }
-            let durable = log.durable_offset();
-            drop(log);
+            let (appended, durable) = append_fsyncing(&fs, dir, &config, &runtime, &appends);
 
             let mut keep = keep.into_iter();
             let torn = crashing.crash(|unsynced| keep.next().map_or(0, |index| index.index(unsynced + 1)));
@@ -729,16 +765,8 @@ mod tests {
             }
 
             let log = open_log(&fs, dir, &config, ShutdownState::Unclean);
-            let end = log.log_end_offset();
-            prop_assert!(end >= durable, "lost fsynced data: end {} < durable {}", end, durable);
-            let read = log.read(0, usize::MAX).unwrap();
-            let everything = appended.concat();
-            prop_assert!(read.len() <= everything.len());
-            prop_assert_eq!(&read[..], &everything[..read.len()]);
-            prop_assert_eq!(headers(&read).last().map_or(0, |header| header.next_offset()), end);
-            let info = log.append(batch(1, 0, 1, 0), 3, 0).unwrap();
-            prop_assert_eq!(info.base_offset, end);
-            runtime.block_on(log.wait_durable(info.last_offset)).unwrap();
+            check_durable_prefix(&log, &appended, durable)?;
+            check_appends_at_end(&log, &runtime)?;
             prop_assert!(crashing.files().iter().all(|file| !file.to_string_lossy().ends_with(".tmp")));
         }
     }
