@@ -119,4 +119,12 @@ cargo build --workspace --bins
 
 # ---------------------------------------------------------------------------------------
 step "5/5 cargo test --workspace $*"
-cargo test --workspace "$@"
+# Keep cargo's output as it is, and end with one line that totals every test binary
+# (cargo's own last line is the doc-test run of the last crate, often "0 passed").
+test_log="$(mktemp)"
+trap 'rm -f "$test_log"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$test_log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\nsluice: %d passed, %d failed\n", p, f }' "$test_log"
+exit "$status"
