@@ -1,11 +1,12 @@
 //! The `sluice` CLI against a real `sluiced`: topic create / list / describe / delete,
 //! produce lines from stdin with keys, consume them back; `--bootstrap` before or after the
-//! subcommand; clear errors.
+//! subcommand; clear errors. Set `SLUICE_INTEROP_BOOTSTRAP` to run the same test against
+//! another broker (the CLI only speaks the Kafka protocol, so it must work on Apache Kafka).
 
 use std::process::Command;
 use std::time::Duration;
 
-use sluice_tests::{run_program, sluice_binary, Broker, ProgramOutput};
+use sluice_tests::{interop_broker, run_program, sluice_binary, ProgramOutput};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -22,7 +23,7 @@ fn ok(output: ProgramOutput, what: &str) -> String {
 
 #[test]
 fn cli_manages_topics_and_round_trips_records() {
-    let broker = Broker::start_with(sluice_tests::BrokerOptions {
+    let broker = interop_broker(sluice_tests::BrokerOptions {
         extra_args: vec!["--auto-create-topics".into(), "false".into()],
         ..Default::default()
     });
