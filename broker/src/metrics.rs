@@ -46,6 +46,9 @@ pub const PRODUCER_SEQUENCE_ERRORS_TOTAL: &str = "sluice_producer_sequence_error
 pub const PRODUCER_STATE_REBUILDS_TOTAL: &str = "sluice_producer_state_rebuilds_total";
 /// Partitions known to this broker.
 pub const PARTITIONS: &str = "sluice_partitions";
+/// Leaders elected from outside the ISR (Kafka's UncleanLeaderElectionsPerSec), counted by
+/// every controller node as it applies the metadata log.
+pub const UNCLEAN_LEADER_ELECTIONS_TOTAL: &str = "sluice_unclean_leader_elections_total";
 
 /// Start the Prometheus exporter's HTTP listener on `address` (serves `/metrics`).
 pub fn install(address: SocketAddr) -> Result<(), String> {
@@ -114,6 +117,10 @@ fn describe() {
     describe_counter!(
         PRODUCER_SEQUENCE_ERRORS_TOTAL,
         "Idempotent batches refused (out of order sequence or fenced epoch)"
+    );
+    describe_counter!(
+        UNCLEAN_LEADER_ELECTIONS_TOTAL,
+        "Partition leaders elected from outside the ISR"
     );
     describe_counter!(
         PRODUCER_STATE_REBUILDS_TOTAL,

@@ -80,9 +80,16 @@ pub enum ErrorCode {
     InvalidFetchSessionEpoch = 71,
     FencedLeaderEpoch = 74,
     UnknownLeaderEpoch = 75,
+    /// A broker's request carries a broker epoch other than its current registration's.
+    StaleBrokerEpoch = 77,
     OffsetNotAvailable = 78,
     InvalidRecord = 87,
+    /// An AlterPartition's partition epoch is not the controller's current one.
+    InvalidUpdateVersion = 95,
     UnknownTopicId = 100,
+    BrokerIdNotRegistered = 102,
+    /// A proposed ISR names a broker that is fenced or shutting down.
+    IneligibleReplica = 107,
 }
 
 impl ErrorCode {
@@ -148,9 +155,13 @@ impl ErrorCode {
             InvalidFetchSessionEpoch,
             FencedLeaderEpoch,
             UnknownLeaderEpoch,
+            StaleBrokerEpoch,
             OffsetNotAvailable,
             InvalidRecord,
+            InvalidUpdateVersion,
             UnknownTopicId,
+            BrokerIdNotRegistered,
+            IneligibleReplica,
         ];
         ALL.iter().copied().find(|e| e.code() == code)
     }

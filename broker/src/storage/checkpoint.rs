@@ -1,5 +1,6 @@
 //! Small files that must be either the old version or the new one after a crash, never a
-//! mix: per-partition offset checkpoints, topic metadata and the clean-shutdown marker.
+//! mix: per-partition offset checkpoints (recovery point, log start, high watermark), the
+//! leader-epoch checkpoint, topic metadata and the clean-shutdown marker.
 //!
 //! Protocol of [`write_atomic`]: write the whole content to a temporary file in the same
 //! directory, fsync it, rename it over the final name, fsync the directory. A crash before
@@ -20,6 +21,8 @@ use super::fs::FileSystem;
 pub(super) const RECOVERY_POINT_FILE: &str = "recovery-point-checkpoint";
 /// First offset retained in the partition.
 pub(super) const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
+/// The high watermark replication last asked storage to keep.
+pub(super) const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
 /// Suffix of the temporary files [`write_atomic`] renames into place.
 pub(super) const TEMP_SUFFIX: &str = ".tmp";
 

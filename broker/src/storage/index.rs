@@ -219,9 +219,9 @@ impl<E: IndexEntry> IndexFile<E> {
         Ok(E::decode(&bytes[..E::BYTES]))
     }
 
-    /// The last entry for which `at_or_before` holds, given that it holds for a prefix of the
-    /// entries (true for every entry up to some point, false after).
-    fn floor(&self, at_or_before: impl Fn(&E) -> bool) -> io::Result<Option<E>> {
+    /// How many leading entries `at_or_before` holds for, given that it holds for a prefix
+    /// of the entries (true for every entry up to some point, false after).
+    fn partition_point(&self, at_or_before: impl Fn(&E) -> bool) -> io::Result<u64> {
         let (mut low, mut high) = (0u64, self.entries);
         while low < high {
             let middle = low + (high - low) / 2;
@@ -231,11 +231,33 @@ impl<E: IndexEntry> IndexFile<E> {
                 high = middle;
             }
         }
-        if low == 0 {
-            Ok(None)
-        } else {
-            self.read_entry(low - 1).map(Some)
+        Ok(low)
+    }
+
+    /// The last entry for which `at_or_before` holds, given that it holds for a prefix of the
+    /// entries.
+    fn floor(&self, at_or_before: impl Fn(&E) -> bool) -> io::Result<Option<E>> {
+        match self.partition_point(at_or_before)? {
+            0 => Ok(None),
+            count => self.read_entry(count - 1).map(Some),
         }
+    }
+
+    /// Keep only the leading entries for which `keep` holds (a prefix, as for
+    /// [`IndexFile::floor`]); cut the file after them.
+    pub(super) fn truncate_to_prefix(&mut self, keep: impl Fn(&E) -> bool) -> io::Result<()> {
+        let count = self.partition_point(keep)?;
+        if count == self.entries {
+            return Ok(());
+        }
+        let last = match count {
+            0 => None,
+            count => Some(self.read_entry(count - 1)?),
+        };
+        self.file.truncate(count * E::BYTES as u64)?;
+        self.entries = count;
+        self.last = last;
+        Ok(())
     }
 }
 
@@ -279,6 +301,39 @@ mod tests {
         assert_eq!(index.lookup(10).unwrap().unwrap().position, 100);
         assert_eq!(index.lookup(29).unwrap().unwrap().position, 200);
         assert_eq!(index.lookup(1000).unwrap().unwrap().position, 300);
+    }
+
+    #[test]
+    fn truncate_to_prefix_cuts_the_file_after_the_kept_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = offset_index(&dir);
+        for (relative_offset, position) in [(10, 100), (20, 200), (30, 300)] {
+            index
+                .append(OffsetEntry {
+                    relative_offset,
+                    position,
+                })
+                .unwrap();
+        }
+        index
+            .truncate_to_prefix(|entry| entry.relative_offset < 25)
+            .unwrap();
+        assert_eq!(index.entry_count(), 2);
+        assert_eq!(index.file().len().unwrap(), 16);
+        assert_eq!(index.last().unwrap().relative_offset, 20);
+        assert_eq!(index.lookup(1000).unwrap().unwrap().position, 200);
+        // Appends continue after the kept entries.
+        index
+            .append(OffsetEntry {
+                relative_offset: 22,
+                position: 220,
+            })
+            .unwrap();
+        index
+            .truncate_to_prefix(|entry| entry.relative_offset < 10)
+            .unwrap();
+        assert_eq!((index.entry_count(), index.last()), (0, None));
+        assert!(index.file().is_empty().unwrap());
     }
 
     #[test]

@@ -11,6 +11,74 @@
 //! end of the active segment and updates the sparse indexes. Batches are written exactly as
 //! received otherwise.
 //!
+//! # Leader epochs
+//! The log keeps its partition's leader-epoch cache (`epoch_cache`, persisted as
+//! `leader-epoch-checkpoint`) in step with its batches: whenever an append brings a new
+//! epoch, the cache records `(epoch, first offset)` and its checkpoint is made durable
+//! *before* the batches are written, under the state lock. A leader taking over records its
+//! epoch at once with [`PartitionLog::begin_leader_epoch`]. An epoch lower than the latest
+//! is refused (`Corrupt`, nothing written): epochs never go back along the log.
+//! [`PartitionLog::end_offset_for_epoch`] answers OffsetsForLeaderEpoch.
+//!
+//! On open the checkpoint is reconciled with what recovery found: entries at or past the
+//! log end offset are dropped (the crash lost their batches), entries below the log start
+//! offset collapse into it, and the batches of every segment recovery scanned are checked
+//! against the cache (epochs the checkpoint lacks at the end of the log are learnt). A
+//! checkpoint that is missing, unreadable, does not cover the log from its first record
+//! (every batch carries an epoch) or is contradicted by the scanned batches is **rebuilt
+//! from every batch header** (`RecoveryReport::epoch_cache_rebuilt`). A new, empty log
+//! writes no checkpoint until it has an epoch.
+//!
+//! # Follower append
+//! [`PartitionLog::append_as_follower`] takes batches fetched from the leader as they are:
+//! they already carry their offsets and epochs, so nothing is stamped and the bytes on disk
+//! are the leader's bytes. Each batch is validated; the first must start at the log end
+//! offset (else `OffsetOutOfRange`, nothing written) and each next one where the previous
+//! ended; each must carry an epoch, and epochs must not go back (else `Corrupt`).
+//!
+//! # Truncation
+//! A follower whose tail diverges from its leader's removes it with
+//! [`PartitionLog::truncate_to`]; one that fell behind the leader's log start starts over
+//! with [`PartitionLog::truncate_fully_and_start_at`]. Both hold the `sync` and `state`
+//! locks throughout (no append, read or fsync interleaves) and are durable when they
+//! return. The order of `truncate_to(offset)`, and why a crash at any point leaves a log
+//! that recovery turns into either the old log or a prefix of it (never truncated records
+//! coming back *after* the truncation was reported done, never a log with a hole):
+//! 1. Lower the recovery-point checkpoint to `offset` (if above). From now on an unclean
+//!    open scans the segment containing `offset` and everything after it instead of
+//!    trusting their sizes: a sealed segment is trusted to end where its successor starts,
+//!    which a half-done truncation would make a lie.
+//! 2. Detach the later segments and delete their files, last segment first.
+//! 3. Cut the segment containing `offset` at the batch boundary (log, offset index, time
+//!    index) and make it the active segment.
+//! 4. Fsync its three files, then fsync the directory. Until this point a crash leaves
+//!    either the old bytes of each file or the new ones; recovery's scan and its contiguity
+//!    check (a segment that does not start where the previous one ends is dropped with
+//!    everything after it) turn every mix into a prefix of the old log, at least `offset`
+//!    long. After it the truncation is durable.
+//! 5. Drop the epoch-cache entries at or past `offset` and write the checkpoint. Written
+//!    only now, so the checkpoint never lacks an epoch of data that is still on disk; if the
+//!    crash comes before, open drops the stale entries (they start past the end).
+//! 6. Publish the new log end offset (subscribers wake), clamp the durable offset to it.
+//!
+//! A crash during `truncate_fully_and_start_at(offset)` (for `offset >=` the log end
+//! offset) is safe by the same kind of argument: (1) the epoch cache is emptied (an empty
+//! cache over a non-empty log is rebuilt on open), (2) an empty segment at `offset` is
+//! created and its directory entry made durable (before the log-start checkpoint moves it
+//! is dropped by the contiguity check), (3) the log-start checkpoint moves to `offset`
+//! (from now on recovery deletes every older segment), (4) the old segments are deleted and
+//! (5) the recovery point moves to `offset`.
+//!
+//! Any failure after the first change poisons the log: memory and disk may disagree until
+//! a restart recovers the log.
+//!
+//! # High watermark
+//! Replication owns the high watermark; storage only persists it
+//! ([`PartitionLog::checkpoint_high_watermark`], `high-watermark-checkpoint`, atomic) and
+//! hands the last stored value back ([`PartitionLog::high_watermark_checkpoint`]), clamped
+//! into `[log_start_offset, log_end_offset]` since truncation may have cut below it. Each
+//! checkpoint costs two fsyncs: call it periodically, not on every advance.
+//!
 //! # Read
 //! [`PartitionLog::read`] finds the segment holding the offset, the nearest offset-index
 //! entry at or before it, scans batch headers forward to the batch containing the offset,
@@ -39,21 +107,27 @@
 //! advances to the new first segment and is checkpointed.
 //!
 //! # Locks
-//! - `state`: segments, offsets, poison. Held by append, read, retention and briefly by the
-//!   syncer, never during an fsync (except that roll creates and syncs a directory entry).
-//! - `sync`: held by whoever fsyncs (group-commit syncer or flush); it also guards the
-//!   recovery-point checkpoint. Whoever releases it then notifies the durable watch, so a
-//!   waiter that found it taken always wakes and looks again.
+//! - `state`: segments, offsets, epoch cache, poison. Held by append, read, retention and
+//!   briefly by the syncer, never during an fsync, except for rare events: roll creates and
+//!   syncs a directory entry, a new epoch writes the epoch checkpoint, truncation holds it
+//!   throughout.
+//! - `sync`: held by whoever fsyncs (group-commit syncer or flush) and by truncation; it
+//!   also guards the recovery-point checkpoint. Whoever releases it then notifies the
+//!   durable watch, so a waiter that found it taken always wakes and looks again.
 //! - `log_start_checkpoint`: serialises writes of the log-start-offset checkpoint.
+//! - `high_watermark`: serialises writes of the high-watermark checkpoint.
 //!
-//! Lock order: `sync` before `state`; `log_start_checkpoint` before `state`. `state` is
-//! never held while taking either.
+//! Lock order: `sync` before `log_start_checkpoint` before `state`; `high_watermark` before
+//! `state`. `state` is never held while taking another.
 //!
 //! # Invariants
 //! - `log_start_offset <= log_end_offset`; offsets are contiguous (asserted on append).
 //! - The segments are ordered by base offset; each sealed segment ends where the next begins;
 //!   the last one is the active segment.
-//! - `durable_offset <= log_end_offset`, and both only grow.
+//! - `durable_offset <= log_end_offset`. Both only grow, except that a truncation lowers
+//!   both to the truncation offset.
+//! - The epoch cache describes the batches (see `epoch_cache`): epochs never go back, and
+//!   no entry starts past the log end offset.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -63,10 +137,13 @@ use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::{self, BatchHeader, BatchIterError, Batches};
 use tokio::sync::watch;
 
-use super::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use super::checkpoint::{self, HIGH_WATERMARK_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use super::epoch_cache::{self, EpochCache, EpochEndOffset, EpochEntry, EpochRegression};
 use super::fs::{FileSystem, StorageFile};
-use super::recovery::{self, RecoveryReport, ShutdownState};
-use super::segment::{ActiveSegment, FirstBatch, ReadEnd, SealedSegment, Segment, SegmentFiles};
+use super::recovery::{self, Recovered, RecoveryReport, ShutdownState};
+use super::segment::{
+    ActiveSegment, FirstBatch, ReadEnd, SealedSegment, Segment, SegmentFiles, SegmentPaths,
+};
 use super::{Durability, LogConfig, StorageError};
 
 /// Where an append put its batches.
@@ -92,6 +169,8 @@ pub struct PartitionLog {
     sync: Mutex<SyncState>,
     /// The last log start offset written to its checkpoint.
     log_start_checkpoint: Mutex<i64>,
+    /// The last high watermark stored in (or read from) its checkpoint.
+    high_watermark: Mutex<Option<i64>>,
     end_offset: watch::Sender<i64>,
     durable: watch::Sender<Durable>,
     recovery_report: RecoveryReport,
@@ -104,6 +183,8 @@ struct LogState {
     log_start_offset: i64,
     /// Sealed segments whose files have not been flushed since they were sealed.
     unflushed: Vec<SegmentFiles>,
+    /// Which leader epoch wrote which offsets; its checkpoint is written under this lock.
+    epochs: EpochCache,
     writes: Writes,
 }
 
@@ -168,6 +249,59 @@ struct Durable {
     /// Every offset below this is fsynced.
     offset: i64,
     refusal: Option<String>,
+    /// Truncations so far, and the most recent ones, so that a durability waiter whose
+    /// offset was truncated away learns it even if new records reached that offset since.
+    truncations: u64,
+    recent_truncations: VecDeque<Truncation>,
+}
+
+/// Most truncations a durability waiter can look back over; one that slept through more
+/// is answered as if its offset was truncated (it may have been).
+const RECENT_TRUNCATIONS_MAX: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+struct Truncation {
+    /// Its number: the first truncation is 1.
+    number: u64,
+    /// The first offset it removed.
+    removed_from: i64,
+}
+
+impl Durable {
+    fn new(offset: i64) -> Durable {
+        Durable {
+            offset,
+            refusal: None,
+            truncations: 0,
+            recent_truncations: VecDeque::new(),
+        }
+    }
+
+    /// Whether a truncation after the first `since` ones removed `offset`.
+    fn truncated_since(&self, since: u64, offset: i64) -> bool {
+        if self.truncations == since {
+            return false;
+        }
+        let oldest_known = self.truncations + 1 - self.recent_truncations.len() as u64;
+        since + 1 < oldest_known
+            || self
+                .recent_truncations
+                .iter()
+                .any(|truncation| truncation.number > since && truncation.removed_from <= offset)
+    }
+
+    /// Every offset from `removed_from` on was removed; the log now ends at `log_end_offset`.
+    fn note_truncation(&mut self, removed_from: i64, log_end_offset: i64) {
+        self.truncations += 1;
+        if self.recent_truncations.len() == RECENT_TRUNCATIONS_MAX {
+            self.recent_truncations.pop_front();
+        }
+        self.recent_truncations.push_back(Truncation {
+            number: self.truncations,
+            removed_from,
+        });
+        self.offset = self.offset.min(log_end_offset);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,9 +323,14 @@ impl PartitionLog {
     ) -> Result<PartitionLog, StorageError> {
         fs.create_dir_all(&dir)?;
         let recovery_point = checkpoint::read_offset(&*fs, &dir, RECOVERY_POINT_FILE)?.unwrap_or(0);
-        let recovered = recovery::recover(&*fs, &dir, &config, shutdown)?;
+        let mut recovered = recovery::recover(&*fs, &dir, &config, shutdown)?;
+        let (epochs, epochs_changed) = open_epoch_cache(&*fs, &dir, &mut recovered)?;
+        let high_watermark = checkpoint::read_offset(&*fs, &dir, HIGH_WATERMARK_FILE)?;
         let report = recovered.report.clone();
-        if report.segments_scanned > 0 || report.indexes_rebuilt > 0 || report.corruption.is_some()
+        if report.segments_scanned > 0
+            || report.indexes_rebuilt > 0
+            || report.corruption.is_some()
+            || report.epoch_cache_rebuilt
         {
             tracing::info!(
                 partition = %name,
@@ -202,6 +341,7 @@ impl PartitionLog {
                 indexes_rebuilt = report.indexes_rebuilt,
                 bytes_truncated = report.bytes_truncated,
                 segments_dropped = report.segments_dropped,
+                epoch_cache_rebuilt = report.epoch_cache_rebuilt,
                 corruption = report.corruption.as_deref().unwrap_or("none"),
                 "recovered partition log"
             );
@@ -219,16 +359,15 @@ impl PartitionLog {
                 active: recovered.active,
                 log_start_offset: recovered.log_start_offset,
                 unflushed: Vec::new(),
+                epochs,
                 writes: Writes::Open,
             }),
             sync: Mutex::new(SyncState { recovery_point }),
             log_start_checkpoint: Mutex::new(-1),
+            high_watermark: Mutex::new(high_watermark),
             end_offset: watch::Sender::new(log_end_offset),
             // What recovery kept is durable once the flush below has run.
-            durable: watch::Sender::new(Durable {
-                offset: log_end_offset,
-                refusal: None,
-            }),
+            durable: watch::Sender::new(Durable::new(log_end_offset)),
             recovery_report: report,
         };
         // Make what recovery changed (truncations, rebuilt indexes) durable and move the
@@ -238,6 +377,11 @@ impl PartitionLog {
             || report_changed_files(&log.recovery_report)
         {
             log.flush_everything()?;
+        }
+        // After the flush: the checkpoint may now describe the recovered batches.
+        if epochs_changed {
+            let state = lock(&log.state);
+            epoch_cache::persist(&*log.fs, &log.dir, &state.epochs)?;
         }
         Ok(log)
     }
@@ -257,50 +401,173 @@ impl PartitionLog {
     }
 
     /// Append already-validated batches (as received in a Produce request; may be several
-    /// back to back). See the module documentation.
+    /// back to back) as the leader of `leader_epoch`. See the module documentation.
     ///
-    /// Refuses (`Poisoned`) once the log is poisoned or closed. A corrupt batch is refused
-    /// (`Corrupt`) before anything is written. If the flush that follows a segment roll
-    /// fails, the batches are in the log but the log is poisoned and the error is returned.
+    /// Refuses (`Poisoned`) once the log is poisoned or closed. A corrupt batch, or a
+    /// `leader_epoch` older than the log's latest epoch, is refused (`Corrupt`) before
+    /// anything is written. If the flush that follows a segment roll fails, the batches are
+    /// in the log but the log is poisoned and the error is returned.
     pub fn append(
         &self,
         mut records: BytesMut,
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        let mut batches = validate_all(&records)?;
+        let mut state = lock(&self.state);
+        state.check_appendable()?;
+        let base_offset = state.log_end_offset();
+        let mut next_offset = base_offset;
+        for (start, header) in &mut batches {
+            batch::stamp(
+                &mut records[*start..*start + header.size_bytes()],
+                next_offset,
+                leader_epoch,
+            );
+            header.base_offset = next_offset;
+            header.partition_leader_epoch = leader_epoch;
+            next_offset = header.next_offset();
+        }
+        self.record_epochs(&mut state, &[(leader_epoch, base_offset)])?;
+        let rolled = self.write_batches(&mut state, &records, &batches, now_ms)?;
+        self.finish_append(state, base_offset, rolled)
+    }
+
+    /// Append batches fetched from the leader, exactly as they are: they already carry
+    /// their offsets and leader epochs, and nothing is stamped. See the module
+    /// documentation.
+    ///
+    /// Refuses before writing anything: `OffsetOutOfRange` if the first batch does not
+    /// start at the log end offset; `Corrupt` if a batch is invalid, does not start where
+    /// the previous one ended, carries no leader epoch or an epoch older than the one
+    /// before it (or than the log's latest); `Poisoned` once the log is poisoned or closed.
+    pub fn append_as_follower(
+        &self,
+        records: BytesMut,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
         let batches = validate_all(&records)?;
         let mut state = lock(&self.state);
         state.check_appendable()?;
         let base_offset = state.log_end_offset();
+        if batches[0].1.base_offset != base_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: batches[0].1.base_offset,
+                log_start_offset: state.log_start_offset,
+                log_end_offset: base_offset,
+            });
+        }
+        let mut next_offset = base_offset;
+        let mut epochs: Vec<(i32, i64)> = Vec::new();
+        for (start, header) in &batches {
+            if header.base_offset != next_offset {
+                return Err(StorageError::Corrupt(format!(
+                    "{}: the replicated batch at byte {start} has base offset {}, expected {next_offset}: batches must be contiguous",
+                    self.name, header.base_offset
+                )));
+            }
+            if header.partition_leader_epoch < 0 {
+                return Err(StorageError::Corrupt(format!(
+                    "{}: the replicated batch at offset {next_offset} carries no leader epoch",
+                    self.name
+                )));
+            }
+            if epochs
+                .last()
+                .is_none_or(|(epoch, _)| *epoch != header.partition_leader_epoch)
+            {
+                epochs.push((header.partition_leader_epoch, header.base_offset));
+            }
+            next_offset = header.next_offset();
+        }
+        self.record_epochs(&mut state, &epochs)?;
+        let rolled = self.write_batches(&mut state, &records, &batches, now_ms)?;
+        self.finish_append(state, base_offset, rolled)
+    }
+
+    /// Record in the epoch cache that each `(epoch, start offset)` begins (in offset order),
+    /// making the checkpoint durable before the batches are written. Refuses (`Corrupt`)
+    /// an epoch going back, changing nothing. A failed checkpoint write poisons the log.
+    fn record_epochs(
+        &self,
+        state: &mut LogState,
+        epochs: &[(i32, i64)],
+    ) -> Result<(), StorageError> {
+        // The common case: every batch of the latest epoch.
+        if let ([(epoch, start_offset)], Some(latest)) = (epochs, state.epochs.latest()) {
+            if *epoch == latest.epoch && *start_offset >= latest.start_offset {
+                return Ok(());
+            }
+        }
+        let mut next = state.epochs.clone();
+        let mut changed = false;
+        for &(epoch, start_offset) in epochs {
+            changed |= next
+                .assign(epoch, start_offset)
+                .map_err(|regression| self.epoch_refusal(regression))?;
+        }
+        if changed {
+            if let Err(error) = epoch_cache::persist(&*self.fs, &self.dir, &next) {
+                return Err(self.poison(
+                    state,
+                    format!("writing the leader-epoch checkpoint failed: {error}"),
+                ));
+            }
+            tracing::info!(partition = %self.name, epochs = ?next.entries().last(), "new leader epoch");
+            state.epochs = next;
+        }
+        Ok(())
+    }
+
+    fn epoch_refusal(&self, regression: EpochRegression) -> StorageError {
+        StorageError::Corrupt(format!(
+            "{}: {regression}; leader epochs never go back along a log",
+            self.name
+        ))
+    }
+
+    /// Write validated, stamped batches at the end of the log, rolling as needed. Returns
+    /// whether a segment rolled. A failure poisons the log.
+    fn write_batches(
+        &self,
+        state: &mut LogState,
+        records: &[u8],
+        batches: &[(usize, BatchHeader)],
+        now_ms: i64,
+    ) -> Result<bool, StorageError> {
         let mut rolled = false;
         for (start, header) in batches {
-            let offset = state.log_end_offset();
-            let bytes = &mut records[start..start + header.size_bytes()];
-            batch::stamp(bytes, offset, leader_epoch);
-            let header = BatchHeader {
-                base_offset: offset,
-                partition_leader_epoch: leader_epoch,
-                ..header
-            };
+            let bytes = &records[*start..*start + header.size_bytes()];
+            let offset = header.base_offset;
             if state
                 .active
                 .should_roll(bytes.len(), header.last_offset(), now_ms, &self.config)
             {
-                if let Err(error) = self.roll(&mut state) {
+                if let Err(error) = self.roll(state) {
                     return Err(self.poison(
-                        &mut state,
+                        state,
                         format!("rolling a new segment at offset {offset} failed: {error}"),
                     ));
                 }
                 rolled = true;
             }
-            if let Err(error) = state.active.append(bytes, &header, now_ms) {
+            if let Err(error) = state.active.append(bytes, header, now_ms) {
                 return Err(self.poison(
-                    &mut state,
+                    state,
                     format!("writing the batch at offset {offset} failed: {error}"),
                 ));
             }
         }
+        Ok(rolled)
+    }
+
+    /// Publish the new log end offset and, after a roll, flush.
+    fn finish_append(
+        &self,
+        state: MutexGuard<'_, LogState>,
+        base_offset: i64,
+        rolled: bool,
+    ) -> Result<AppendInfo, StorageError> {
         let log_end_offset = state.log_end_offset();
         let info = AppendInfo {
             base_offset,
@@ -315,6 +582,40 @@ impl PartitionLog {
             self.flush()?;
         }
         Ok(info)
+    }
+
+    /// A replica becoming leader of `epoch` records that the epoch starts at its log end
+    /// offset, before its first append (Kafka's `maybeAssignEpochStartOffset`): followers
+    /// asking where the previous epoch ended then get this offset. Returns the epoch's start
+    /// offset, which a follower must reach to join the ISR. Refuses (`Corrupt`) an epoch
+    /// older than the log's latest; for the latest epoch it only returns its start offset.
+    pub fn begin_leader_epoch(&self, epoch: i32) -> Result<i64, StorageError> {
+        let mut state = lock(&self.state);
+        state.check_appendable()?;
+        let log_end_offset = state.log_end_offset();
+        self.record_epochs(&mut state, &[(epoch, log_end_offset)])?;
+        Ok(state
+            .epochs
+            .latest()
+            .map_or(log_end_offset, |latest| latest.start_offset))
+    }
+
+    /// The latest leader epoch that wrote to (or took over) this log, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        lock(&self.state).epochs.latest_epoch()
+    }
+
+    /// Where `epoch` ends in this log (OffsetsForLeaderEpoch, KIP-279): the largest known
+    /// epoch `<= epoch` and the offset one past its last record; `None` if undefined. See
+    /// `EpochCache::end_offset_for` for Kafka's cases.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<EpochEndOffset> {
+        let state = lock(&self.state);
+        state.epochs.end_offset_for(epoch, state.log_end_offset())
+    }
+
+    /// The leader-epoch cache's entries, oldest first.
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        lock(&self.state).epochs.entries().to_vec()
     }
 
     /// Seal the active segment and start a new one at the log end offset.
@@ -358,13 +659,26 @@ impl PartitionLog {
 
     /// Group commit (see the module documentation). With `Durability::Replicated` this
     /// resolves at once.
+    ///
+    /// If a truncation removes `offset` while waiting, the answer is `OffsetOutOfRange`, even
+    /// if new records have reached that offset since: those are not the records waited for.
     pub async fn wait_durable(&self, offset: i64) -> Result<(), StorageError> {
         let mut durable = self.durable.subscribe();
+        let truncations = durable.borrow().truncations;
         loop {
             {
                 let current = durable.borrow_and_update();
                 if let Some(reason) = &current.refusal {
                     return Err(StorageError::Poisoned(reason.clone()));
+                }
+                if current.truncated_since(truncations, offset) {
+                    drop(current);
+                    let (log_start_offset, log_end_offset) = self.offsets();
+                    return Err(StorageError::OffsetOutOfRange {
+                        requested: offset,
+                        log_start_offset,
+                        log_end_offset,
+                    });
                 }
                 if self.config.durability == Durability::Replicated || current.offset > offset {
                     return Ok(());
@@ -582,7 +896,13 @@ impl PartitionLog {
             for segment in &doomed {
                 segment.paths().remove(&*self.fs)?;
             }
-            (doomed.len(), state.log_start_offset)
+            // Entries below the log start are harmless on disk (open drops them), so a
+            // failed write here only fails this pass.
+            let log_start_offset = state.log_start_offset;
+            if state.epochs.truncate_from_start(log_start_offset) {
+                epoch_cache::persist(&*self.fs, &self.dir, &state.epochs)?;
+            }
+            (doomed.len(), log_start_offset)
         };
         tracing::info!(partition = %self.name, deleted, log_start_offset, "retention deleted segments");
         if *checkpointed != log_start_offset {
@@ -604,6 +924,252 @@ impl PartitionLog {
 
     pub fn segment_count(&self) -> usize {
         lock(&self.state).sealed.len() + 1
+    }
+
+    /// Remove every record at or past `offset`: a follower cutting the tail where its log
+    /// diverges from its leader's. Durable when it returns; see the module documentation
+    /// for the order of the steps and why a crash at any point is safe. Returns whether
+    /// any record was removed (none is when `offset >=` the log end offset; epochs that
+    /// start at the log end offset, which wrote nothing, are still forgotten).
+    ///
+    /// Refuses, changing nothing: `OffsetOutOfRange` below the log start offset; `Corrupt`
+    /// if `offset` lies inside a batch (replicas truncate only where an epoch or a batch
+    /// ends, and the batches are the leader's, so its boundaries are theirs);
+    /// `Poisoned` once the log is poisoned or closed. A failure part-way poisons the log.
+    pub fn truncate_to(&self, offset: i64) -> Result<bool, StorageError> {
+        let result = {
+            let mut sync = lock(&self.sync);
+            let mut state = lock(&self.state);
+            self.truncate_locked(&mut sync, &mut state, offset)
+        };
+        self.notify_durable_waiters();
+        result
+    }
+
+    fn truncate_locked(
+        &self,
+        sync: &mut SyncState,
+        state: &mut LogState,
+        offset: i64,
+    ) -> Result<bool, StorageError> {
+        state.check_appendable()?;
+        let log_end_offset = state.log_end_offset();
+        if offset >= log_end_offset {
+            // No record to remove, but an epoch that starts at the end wrote nothing: this
+            // replica led it briefly. As a follower it must forget it, or it would name it
+            // as its last fetched epoch and refuse its leader's older-epoch batches at this
+            // offset (Kafka's `UnifiedLog.truncateTo` does the same). Dropping entries past
+            // the data is safe at any time, so a failed write does not poison.
+            if state.epochs.truncate_from_end(log_end_offset) {
+                epoch_cache::persist(&*self.fs, &self.dir, &state.epochs)?;
+            }
+            return Ok(false);
+        }
+        if offset < state.log_start_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start_offset: state.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let containing = state
+            .sealed
+            .partition_point(|segment| segment.next_offset() <= offset);
+        let segment: &Segment = state
+            .sealed
+            .get(containing)
+            .map_or(&*state.active, |sealed| &**sealed);
+        if segment.batch_start_position(offset)?.is_none() {
+            return Err(StorageError::Corrupt(format!(
+                "{}: cannot truncate to offset {offset}, which lies inside a batch: replicas truncate only at batch boundaries",
+                self.name
+            )));
+        }
+        let result = self.truncate_segments(sync, state, containing, offset);
+        // Whatever happened, publish what memory now holds.
+        let log_end_offset = state.log_end_offset();
+        self.end_offset.send_replace(log_end_offset);
+        self.durable
+            .send_modify(|durable| durable.note_truncation(offset, log_end_offset));
+        match result {
+            Ok(()) => {
+                tracing::info!(partition = %self.name, log_end_offset, "truncated log");
+                Ok(true)
+            }
+            Err(error) => Err(self.poison(
+                state,
+                format!("truncating to offset {offset} failed: {error}"),
+            )),
+        }
+    }
+
+    /// Steps 1 to 5 of truncation (module documentation); `containing` indexes the sealed
+    /// segment holding `offset`, or is the sealed count if the active one does.
+    fn truncate_segments(
+        &self,
+        sync: &mut SyncState,
+        state: &mut LogState,
+        containing: usize,
+        offset: i64,
+    ) -> Result<(), StorageError> {
+        // 1. From now on an unclean open scans everything from `offset` on.
+        if sync.recovery_point > offset {
+            checkpoint::write_offset(&*self.fs, &self.dir, RECOVERY_POINT_FILE, offset)?;
+            sync.recovery_point = offset;
+        }
+        // 2. Detach the later segments, delete their files, last first.
+        let mut doomed: Vec<SegmentPaths> = Vec::new();
+        if containing < state.sealed.len() {
+            let later = state.sealed.split_off(containing + 1);
+            let Some(sealed) = state.sealed.pop_back() else {
+                unreachable!("the containing segment is sealed");
+            };
+            let reopened = ActiveSegment::reopen(sealed)?;
+            let old_active = std::mem::replace(&mut state.active, reopened);
+            doomed.extend(later.iter().map(|segment| segment.paths().clone()));
+            doomed.push(old_active.paths().clone());
+        }
+        let containing_base = state.active.base_offset();
+        state
+            .unflushed
+            .retain(|files| files.base_offset < containing_base);
+        for paths in doomed.iter().rev() {
+            paths.remove(&*self.fs)?;
+        }
+        // 3. Cut the containing segment, now the active one.
+        state.active.truncate_to(offset)?;
+        // 4. Make the cut and the deletions durable.
+        let files = state.active.files();
+        for file in [&files.log, &files.offset_index, &files.time_index] {
+            file.sync()?;
+        }
+        self.fs.sync_dir(&self.dir)?;
+        // 5. Only now may the checkpoint forget the epochs of the removed records.
+        if state.epochs.truncate_from_end(offset) {
+            epoch_cache::persist(&*self.fs, &self.dir, &state.epochs)?;
+        }
+        Ok(())
+    }
+
+    /// Remove every record and start the log over, empty, at `offset` (`>=` the log end
+    /// offset): a follower whose log ends before its leader's log start offset. The log
+    /// start offset becomes `offset` and the epoch cache is emptied. Durable when it
+    /// returns; see the module documentation for the crash-safe order.
+    ///
+    /// Refuses, changing nothing: `OffsetOutOfRange` below the log end offset (use
+    /// [`PartitionLog::truncate_to`]); `Poisoned` once the log is poisoned or closed. A
+    /// failure part-way poisons the log.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+        let result = {
+            let mut sync = lock(&self.sync);
+            let mut checkpointed = lock(&self.log_start_checkpoint);
+            let mut state = lock(&self.state);
+            state.check_appendable()?;
+            let log_end_offset = state.log_end_offset();
+            if offset < log_end_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: offset,
+                    log_start_offset: state.log_start_offset,
+                    log_end_offset,
+                });
+            }
+            let removed_from = state.log_start_offset;
+            let result = self.restart_segments(&mut sync, &mut checkpointed, &mut state, offset);
+            let log_end_offset = state.log_end_offset();
+            self.end_offset.send_replace(log_end_offset);
+            self.durable.send_modify(|durable| {
+                durable.note_truncation(removed_from, log_end_offset);
+                if result.is_ok() {
+                    // Nothing below the new start remains to be fsynced.
+                    durable.offset = log_end_offset;
+                }
+            });
+            match result {
+                Ok(()) => {
+                    tracing::info!(partition = %self.name, offset, "emptied log and restarted it");
+                    Ok(())
+                }
+                Err(error) => Err(self.poison(
+                    &mut state,
+                    format!("restarting the log at offset {offset} failed: {error}"),
+                )),
+            }
+        };
+        self.notify_durable_waiters();
+        result
+    }
+
+    fn restart_segments(
+        &self,
+        sync: &mut SyncState,
+        checkpointed: &mut i64,
+        state: &mut LogState,
+        offset: i64,
+    ) -> Result<(), StorageError> {
+        // 1. An empty cache over a non-empty log is rebuilt on open.
+        if !state.epochs.is_empty() {
+            state.epochs = EpochCache::default();
+            epoch_cache::persist(&*self.fs, &self.dir, &state.epochs)?;
+        }
+        // 2. The new, empty segment (unless the active one already is it).
+        let reuse_active = state.active.base_offset() == offset;
+        assert!(
+            !reuse_active || state.active.is_empty(),
+            "a segment at or past the log end offset is empty"
+        );
+        if !reuse_active {
+            let fresh = ActiveSegment::create(
+                &*self.fs,
+                &self.dir,
+                offset,
+                self.config.index_interval_bytes,
+            )?;
+            self.fs.sync_dir(&self.dir)?;
+            let old_active = std::mem::replace(&mut state.active, fresh);
+            state.sealed.push_back(old_active.seal());
+        }
+        // 3. From now on recovery deletes every older segment.
+        checkpoint::write_offset(&*self.fs, &self.dir, LOG_START_OFFSET_FILE, offset)?;
+        *checkpointed = offset;
+        state.log_start_offset = offset;
+        // 4. Delete the old segments, last first.
+        let doomed = std::mem::take(&mut state.sealed);
+        state.unflushed.clear();
+        for segment in doomed.iter().rev() {
+            segment.paths().remove(&*self.fs)?;
+        }
+        self.fs.sync_dir(&self.dir)?;
+        // 5. Nothing to recover below the new start.
+        checkpoint::write_offset(&*self.fs, &self.dir, RECOVERY_POINT_FILE, offset)?;
+        sync.recovery_point = offset;
+        Ok(())
+    }
+
+    /// Persist the high watermark (owned by replication) to `high-watermark-checkpoint`,
+    /// clamped into `[log_start_offset, log_end_offset]`; returns the value stored. A
+    /// failure is returned, not poisoning: the checkpoint is advisory and rewritten whole
+    /// next time. Refuses (`Poisoned`) on a poisoned log.
+    pub fn checkpoint_high_watermark(&self, high_watermark: i64) -> Result<i64, StorageError> {
+        let mut stored = lock(&self.high_watermark);
+        let clamped = {
+            let state = lock(&self.state);
+            state.check_not_poisoned()?;
+            high_watermark.clamp(state.log_start_offset, state.log_end_offset())
+        };
+        if *stored != Some(clamped) {
+            checkpoint::write_offset(&*self.fs, &self.dir, HIGH_WATERMARK_FILE, clamped)?;
+            *stored = Some(clamped);
+        }
+        Ok(clamped)
+    }
+
+    /// The last high watermark checkpointed (in this run or, after a restart, found on
+    /// disk), clamped into `[log_start_offset, log_end_offset]`: a truncation or a crash may
+    /// have cut the log below it. `None` if none was ever checkpointed.
+    pub fn high_watermark_checkpoint(&self) -> Option<i64> {
+        let stored = *lock(&self.high_watermark);
+        let (log_start_offset, log_end_offset) = self.offsets();
+        stored.map(|high_watermark| high_watermark.clamp(log_start_offset, log_end_offset))
     }
 
     /// Fsync every unflushed segment (log and indexes) and move the recovery point to the
@@ -681,6 +1247,132 @@ impl PartitionLog {
     pub fn config(&self) -> LogConfig {
         self.config.clone()
     }
+}
+
+/// Load the leader-epoch cache and reconcile it with the recovered segments (module
+/// documentation, "Leader epochs"). Returns the cache and whether it differs from the
+/// checkpoint on disk; sets `epoch_cache_rebuilt` in the report.
+fn open_epoch_cache(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    recovered: &mut Recovered,
+) -> Result<(EpochCache, bool), StorageError> {
+    let log_start_offset = recovered.log_start_offset;
+    let log_end_offset = recovered.active.next_offset();
+    let segments: Vec<&Segment> = recovered
+        .sealed
+        .iter()
+        .map(|segment| &**segment)
+        .chain(std::iter::once(&*recovered.active))
+        .collect();
+    let loaded = epoch_cache::load(fs, dir)?;
+    if let Some(loaded) = &loaded {
+        let mut epochs = loaded.clone();
+        epochs.truncate_from_end(log_end_offset);
+        epochs.truncate_from_start(log_start_offset);
+        let scanned = segments
+            .iter()
+            .filter(|segment| recovered.scanned.contains(&segment.base_offset()));
+        // Every batch has an epoch, so the cache of a non-empty log covers it from its start.
+        let first_start = epochs.entries().first().map(|entry| entry.start_offset);
+        let mut verdict = if log_start_offset < log_end_offset
+            && first_start.is_none_or(|start| start > log_start_offset)
+        {
+            Err(format!(
+                "it starts at {first_start:?} but the log holds records from {log_start_offset}"
+            ))
+        } else {
+            Ok(())
+        };
+        for segment in scanned {
+            if verdict.is_err() {
+                break;
+            }
+            verdict = check_epochs(&mut epochs, segment, log_start_offset)?;
+        }
+        match verdict {
+            Ok(()) => {
+                let changed = epochs != *loaded;
+                return Ok((epochs, changed));
+            }
+            Err(why) => {
+                tracing::warn!(dir = %dir.display(), %why, "the leader-epoch checkpoint does not match the log; rebuilding it from the batches");
+            }
+        }
+    }
+    let mut epochs = EpochCache::default();
+    for segment in &segments {
+        for run in segment.epoch_runs()? {
+            // Kafka's rule when reading epochs off batches: only ever move forward.
+            if epochs
+                .latest_epoch()
+                .is_none_or(|latest| run.epoch > latest)
+            {
+                if let Err(regression) = epochs.assign(run.epoch, run.start_offset) {
+                    unreachable!(
+                        "a newer epoch at a later offset is always accepted: {regression}"
+                    );
+                }
+            } else {
+                tracing::warn!(dir = %dir.display(), epoch = run.epoch, offset = run.start_offset, "ignoring a batch whose leader epoch goes back");
+            }
+        }
+    }
+    epochs.truncate_from_start(log_start_offset);
+    // A new, empty log has no checkpoint and needs none (no fsyncs per created partition).
+    let existed = fs.exists(&dir.join(epoch_cache::LEADER_EPOCH_FILE))?;
+    let rebuilt = existed || log_start_offset < log_end_offset;
+    recovered.report.epoch_cache_rebuilt = rebuilt;
+    Ok((epochs, rebuilt))
+}
+
+/// Check that the batches of a scanned `segment` carry the epochs `epochs` says they do;
+/// epochs past the cache's latest, at the end of the log, are added (their checkpoint
+/// write did not survive). `Ok(Err(why))` if they contradict it.
+fn check_epochs(
+    epochs: &mut EpochCache,
+    segment: &Segment,
+    log_start_offset: i64,
+) -> Result<Result<(), String>, StorageError> {
+    let runs = segment.epoch_runs()?;
+    for (i, run) in runs.iter().enumerate() {
+        let run_end = runs
+            .get(i + 1)
+            .map_or(segment.next_offset(), |next| next.start_offset);
+        if run_end <= log_start_offset {
+            continue;
+        }
+        let start = run.start_offset.max(log_start_offset);
+        if epochs
+            .entry_for_offset(start)
+            .is_none_or(|owner| owner.epoch != run.epoch)
+        {
+            let newer = epochs
+                .latest()
+                .is_none_or(|latest| run.epoch > latest.epoch && start >= latest.start_offset);
+            if !newer {
+                return Ok(Err(format!(
+                    "the batches from offset {start} have epoch {}, the checkpoint says {:?}",
+                    run.epoch,
+                    epochs.entry_for_offset(start)
+                )));
+            }
+            if let Err(regression) = epochs.assign(run.epoch, start) {
+                return Ok(Err(regression.0));
+            }
+        }
+        if let Some(entry) = epochs
+            .entries()
+            .iter()
+            .find(|entry| entry.start_offset > start && entry.start_offset < run_end)
+        {
+            return Ok(Err(format!(
+                "the checkpoint has epoch {} start at offset {}, inside a run of epoch {} batches",
+                entry.epoch, entry.start_offset, run.epoch
+            )));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Whether recovery rewrote anything that a flush must make durable.
@@ -1245,3 +1937,6 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod replica_tests;

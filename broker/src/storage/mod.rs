@@ -17,6 +17,8 @@
 //!     00000000000000000000.timeindex sparse: 8-byte timestamp -> 4-byte relative offset
 //!     recovery-point-checkpoint      offset below which log and indexes are flushed
 //!     log-start-offset-checkpoint    first offset retained
+//!     leader-epoch-checkpoint        leader epoch -> first offset it wrote (Kafka's format)
+//!     high-watermark-checkpoint      the high watermark replication last asked to keep
 //! ```
 //!
 //! # Modules, one noun each
@@ -26,8 +28,10 @@
 //! - `index`: a segment's offset index and time index.
 //! - `segment`: one segment's three files; `ActiveSegment` (appends) vs `SealedSegment`
 //!   (read-only) as types.
-//! - `log`: [`PartitionLog`], the ordered segments of one partition: append, read, roll,
-//!   retention, group-commit fsync, poisoning.
+//! - `log`: [`PartitionLog`], the ordered segments of one partition: append (as leader or
+//!   follower), read, roll, retention, truncation, group-commit fsync, poisoning.
+//! - `epoch_cache`: which leader epoch wrote which offsets (KIP-101/279), and its
+//!   checkpoint.
 //! - `recovery`: opening a partition's segments after a clean or unclean shutdown.
 //! - `checkpoint`: small files written atomically (temp file, fsync, rename, fsync dir).
 //! - `manager`: [`LogManager`], every partition of every topic, and topic metadata.
@@ -46,15 +50,20 @@
 //!   the broker restarts and recovery decides what the disk really holds. Retrying an fsync
 //!   after a failure can report success for data the kernel already dropped.
 //! - The clean-shutdown marker exists on disk only while no log is open for writing.
+//! - Leader epochs never go back along a log; the epoch checkpoint on disk may be ahead of
+//!   the durable batches but never behind them.
+//! - A truncation is durable before it returns; a crash during one leaves the old log or a
+//!   prefix of it, never a log with a hole.
 //!
 //! # Left out on purpose
 //!
-//! Compaction, transactions (producer state snapshots), leader-epoch checkpoints and
-//! follower truncation belong to later layers and are not here yet. Files are not
-//! memory-mapped: indexes are searched with `pread`, which a simulated file system can
-//! provide and mmap cannot.
+//! Compaction and transactions (producer state snapshots) belong to later layers and are not
+//! here yet. Storage persists the high watermark but does not own it: replication decides
+//! it (and should bound retention by it). Files are not memory-mapped: indexes are searched
+//! with `pread`, which a simulated file system can provide and mmap cannot.
 
 mod checkpoint;
+mod epoch_cache;
 mod fs;
 mod index;
 mod log;
@@ -67,6 +76,7 @@ mod testing;
 use std::fmt;
 use std::str::FromStr;
 
+pub use epoch_cache::{EpochEndOffset, EpochEntry};
 pub use fs::{FaultInjectingFileSystem, FileSystem, StdFileSystem, StorageFile};
 pub use log::{AppendInfo, PartitionLog};
 pub use manager::{
@@ -161,6 +171,9 @@ impl Default for LogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// The offset is outside `[log_start_offset, log_end_offset]`: the consumer must reset.
+    /// Also: a follower append that does not start at the log end offset (fetch again from
+    /// `log_end_offset`), a durability wait whose offset was truncated away, or a
+    /// truncation target the operation cannot take (the docs of each say which).
     #[error("offset {requested} is out of range: the log holds offsets {log_start_offset}..{log_end_offset}")]
     OffsetOutOfRange {
         requested: i64,
@@ -174,7 +187,10 @@ pub enum StorageError {
     Poisoned(String),
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// Bytes on disk are not what storage wrote.
+    /// Bytes on disk are not what storage wrote, or records handed to storage are not a
+    /// valid continuation of the log (an invalid batch, a gap in replicated offsets, a
+    /// leader epoch going back, a truncation inside a batch): a bug or bad data, never
+    /// worth retrying as is.
     #[error("corrupt log data: {0}")]
     Corrupt(String),
     #[error("unknown topic {0:?}")]

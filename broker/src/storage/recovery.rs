@@ -67,6 +67,9 @@ pub struct RecoveryReport {
     pub segments_dropped: usize,
     /// Why the scan stopped early, if it did.
     pub corruption: Option<String>,
+    /// Whether the leader-epoch checkpoint was missing, unreadable or inconsistent with the
+    /// scanned batches, so the cache was rebuilt from every batch header.
+    pub epoch_cache_rebuilt: bool,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
 }
@@ -77,6 +80,9 @@ pub(super) struct Recovered {
     pub sealed: VecDeque<SealedSegment>,
     pub active: ActiveSegment,
     pub log_start_offset: i64,
+    /// Base offsets of the segments that were scanned (rebuilt from their batches), in
+    /// offset order: the leader-epoch cache is checked against their batches.
+    pub scanned: Vec<i64>,
     pub report: RecoveryReport,
 }
 
@@ -120,6 +126,7 @@ pub(super) fn recover(
     }
 
     let mut segments: Vec<Segment> = Vec::new();
+    let mut scanned = Vec::new();
     let mut kept = bases.len();
     for (i, &base) in bases.iter().enumerate() {
         if let Some(previous) = segments.last() {
@@ -152,6 +159,7 @@ pub(super) fn recover(
             Some(segment) => segment,
             None => {
                 report.segments_scanned += 1;
+                scanned.push(base);
                 let (segment, stop, truncated) = scan_whole(fs, dir, base, config)?;
                 report.bytes_truncated += truncated;
                 if let Some(why) = stop {
@@ -199,6 +207,7 @@ pub(super) fn recover(
         sealed,
         active,
         log_start_offset,
+        scanned,
         report,
     })
 }

@@ -6,9 +6,16 @@
 //! the batch at `p + 12 + batchLength`.
 //!
 //! The lifecycle is in the types: an [`ActiveSegment`] takes appends; rolling seals it into
-//! a [`SealedSegment`], which is only read, until retention deletes it. Both dereference to
+//! a [`SealedSegment`], which is only read, until retention deletes it, or until a follower
+//! truncates the log into it, which makes it the active segment again. Both dereference to
 //! [`Segment`], which holds the read path: find the batch containing an offset (offset index,
 //! then a forward scan of batch headers), read whole batches, search by timestamp.
+//!
+//! Truncation ([`ActiveSegment::truncate_to`]) cuts the log file at a batch boundary and
+//! both indexes after their last entry below the cut, then re-derives the segment's end
+//! state the way recovery does for a trusted last segment: from the last kept index
+//! entries, scanning the few batch headers between them and the cut. So a truncated segment
+//! is in the state it would have had if its batches past the cut had never been appended.
 //!
 //! Invariants:
 //! - `size_bytes` is where the next batch goes, and every byte before it belongs to a whole,
@@ -26,6 +33,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use sluice_protocol::batch::{self, BatchHeader, BatchIterError, Batches, BATCH_HEADER_BYTES};
 
+use super::epoch_cache::EpochEntry;
 use super::fs::{remove_file_if_exists, FileSystem, StorageFile};
 use super::index::{IndexFile, IndexLoadError, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use super::{LogConfig, StorageError, NO_TIMESTAMP};
@@ -212,15 +220,31 @@ impl Segment {
             },
             |file| IndexFile::load(file, |_| Ok(())),
         )?;
-        if let Some(entry) = segment.offset_index.last() {
-            segment.size_bytes = u64::from(entry.position);
-            segment.next_offset = base_offset + i64::from(entry.relative_offset);
-        }
-        if let Some(entry) = segment.time_index.last() {
-            segment.max_timestamp = entry.timestamp;
-            segment.offset_of_max_timestamp = base_offset + i64::from(entry.relative_offset);
-        }
+        segment.position_at_last_index_entries();
         Ok(segment)
+    }
+
+    /// Position the segment at its last offset-index entry (or the start), with the largest
+    /// timestamp taken from the time index, ready for [`Segment::note_batch`] to be fed the
+    /// batches from there on. The time index's last entry accounts for every batch before
+    /// the last offset-index entry: whenever an offset-index entry is written, a time entry
+    /// is too if the largest timestamp grew.
+    fn position_at_last_index_entries(&mut self) {
+        (self.size_bytes, self.next_offset) = match self.offset_index.last() {
+            Some(entry) => (
+                u64::from(entry.position),
+                self.base_offset + i64::from(entry.relative_offset),
+            ),
+            None => (0, self.base_offset),
+        };
+        (self.max_timestamp, self.offset_of_max_timestamp) = match self.time_index.last() {
+            Some(entry) => (
+                entry.timestamp,
+                self.base_offset + i64::from(entry.relative_offset),
+            ),
+            None => (NO_TIMESTAMP, self.base_offset),
+        };
+        self.bytes_since_index_entry = 0;
     }
 
     /// Declare a trusted sealed segment to end at `size_bytes` with next offset
@@ -380,16 +404,89 @@ impl Segment {
 
     /// Read the header of the batch at `position`.
     pub(super) fn read_header(&self, position: u64) -> Result<BatchHeader, StorageError> {
-        if position + BATCH_HEADER_BYTES as u64 > self.size_bytes {
+        self.read_header_before(position, self.size_bytes)
+    }
+
+    /// Read the header of the batch at `position`, which must end by `end`.
+    fn read_header_before(&self, position: u64, end: u64) -> Result<BatchHeader, StorageError> {
+        if position + BATCH_HEADER_BYTES as u64 > end {
             return Err(StorageError::Corrupt(format!(
-                "segment {}: no batch header fits at position {position} (size {})",
-                self.base_offset, self.size_bytes
+                "segment {}: no batch header fits at position {position} (end {end})",
+                self.base_offset
             )));
         }
         let mut bytes = [0u8; BATCH_HEADER_BYTES];
         self.log.read_exact_at(&mut bytes, position)?;
         batch::batch_size_from_prefix(&bytes)?;
-        Ok(BatchHeader::parse(&bytes)?)
+        let header = BatchHeader::parse(&bytes)?;
+        if position + header.size_bytes() as u64 > end {
+            return Err(StorageError::Corrupt(format!(
+                "segment {}: the batch at position {position} runs past the end {end}",
+                self.base_offset
+            )));
+        }
+        Ok(header)
+    }
+
+    /// File position of the batch that starts exactly at `offset` (which must lie in this
+    /// segment), or `None` if `offset` lies inside a batch.
+    pub(super) fn batch_start_position(&self, offset: i64) -> Result<Option<u64>, StorageError> {
+        let position = self.find_position(offset)?;
+        let header = self.read_header(position)?;
+        Ok((header.base_offset == offset).then_some(position))
+    }
+
+    /// The epoch changes along this segment's batches: the first batch's `(epoch, base
+    /// offset)` and then one entry wherever the epoch differs from the batch before. Batches
+    /// without an epoch (negative, Kafka's `NO_PARTITION_LEADER_EPOCH`) are skipped. One
+    /// header read per batch.
+    pub(super) fn epoch_runs(&self) -> Result<Vec<EpochEntry>, StorageError> {
+        let mut runs: Vec<EpochEntry> = Vec::new();
+        let mut position = 0;
+        while position < self.size_bytes {
+            let header = self.read_header(position)?;
+            let epoch = header.partition_leader_epoch;
+            if epoch >= 0 && runs.last().is_none_or(|run| run.epoch != epoch) {
+                runs.push(EpochEntry {
+                    epoch,
+                    start_offset: header.base_offset,
+                });
+            }
+            position += header.size_bytes() as u64;
+        }
+        Ok(runs)
+    }
+
+    /// Remove every batch at or past `offset`, which must be the base offset of one of this
+    /// segment's batches (or its next offset: nothing to do). See the module documentation.
+    fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset == self.next_offset {
+            return Ok(());
+        }
+        let Some(position) = self.batch_start_position(offset)? else {
+            return Err(StorageError::Corrupt(format!(
+                "segment {}: offset {offset} is not the start of a batch",
+                self.base_offset
+            )));
+        };
+        let relative_offset = self.relative(offset)?;
+        self.offset_index
+            .truncate_to_prefix(|entry| entry.relative_offset < relative_offset)?;
+        self.time_index
+            .truncate_to_prefix(|entry| entry.relative_offset < relative_offset)?;
+        self.log.truncate(position)?;
+        self.position_at_last_index_entries();
+        while self.size_bytes < position {
+            let header = self.read_header_before(self.size_bytes, position)?;
+            if header.base_offset != self.next_offset {
+                return Err(StorageError::Corrupt(format!(
+                    "segment {}: the batch at position {} has base offset {}, expected {}",
+                    self.base_offset, self.size_bytes, header.base_offset, self.next_offset
+                )));
+            }
+            self.note_batch(self.size_bytes, &header)?;
+        }
+        Ok(())
     }
 
     /// File position of the batch that contains `offset` (which must lie in this segment).
@@ -534,15 +631,28 @@ impl ActiveSegment {
 
     /// Make the last segment found by recovery the active one.
     pub(super) fn from_recovered(segment: Segment) -> Result<ActiveSegment, StorageError> {
-        let rolling_base_ms = if segment.is_empty() {
-            None
-        } else {
-            Some(segment.read_header(0)?.max_timestamp).filter(|timestamp| *timestamp >= 0)
-        };
+        let rolling_base_ms = first_batch_rolling_base(&segment)?;
         Ok(ActiveSegment {
             segment,
             rolling_base_ms,
         })
+    }
+
+    /// Make a sealed segment take appends again (a truncation reached into it). Its age
+    /// counts from its first batch's timestamp, as after a restart.
+    pub(super) fn reopen(sealed: SealedSegment) -> Result<ActiveSegment, StorageError> {
+        ActiveSegment::from_recovered(sealed.segment)
+    }
+
+    /// Remove every batch at or past `offset`, a batch boundary inside this segment (or
+    /// its base offset: the segment becomes empty). Refuses (`Corrupt`) an offset inside a
+    /// batch before changing anything. The files are cut but not fsynced.
+    pub(super) fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.segment.truncate_to(offset)?;
+        if self.segment.is_empty() {
+            self.rolling_base_ms = None;
+        }
+        Ok(())
     }
 
     /// Whether a batch of `batch_bytes` ending at `last_offset` must go to a new segment.
@@ -592,6 +702,15 @@ impl ActiveSegment {
             segment: self.segment,
         }
     }
+}
+
+/// When an existing segment's age started counting: its first batch's max timestamp (Kafka's
+/// rule after a restart), `None` if it is empty or has no timestamps.
+fn first_batch_rolling_base(segment: &Segment) -> Result<Option<i64>, StorageError> {
+    if segment.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(segment.read_header(0)?.max_timestamp).filter(|timestamp| *timestamp >= 0))
 }
 
 /// A segment that no longer takes appends.

@@ -133,9 +133,36 @@ fn built_batches_validate() {
 /// last `sync_dir`, except that unsynced bytes appended past the synced contents may
 /// survive in part (a torn write). Directories themselves, and their removal, are treated
 /// as durable at once: storage creates them rarely and tests do not crash in between.
+///
+/// To crash *during* an operation, [`CrashFileSystem::lose_power_after`] lets a number of
+/// mutations (writes, truncations, fsyncs, creations, renames, removals) through and fails
+/// every later one, as if the machine stopped there; [`CrashFileSystem::crash`] then
+/// reverts to what was durable.
 #[derive(Debug, Default)]
 pub(crate) struct CrashFileSystem {
     state: std::sync::Mutex<CrashState>,
+    power: Arc<Power>,
+}
+
+/// Mutations so far, and how many may still happen.
+#[derive(Debug, Default)]
+struct Power {
+    mutations: std::sync::atomic::AtomicU64,
+    left: std::sync::Mutex<Option<u64>>,
+}
+
+impl Power {
+    fn mutate(&self) -> std::io::Result<()> {
+        let mut left = self.left.lock().unwrap();
+        match &mut *left {
+            Some(0) => return Err(std::io::Error::other("simulated power loss")),
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        self.mutations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -148,6 +175,7 @@ struct CrashState {
 #[derive(Debug, Default)]
 struct SimFile {
     contents: std::sync::Mutex<SimContents>,
+    power: Arc<Power>,
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +195,23 @@ pub(crate) struct TornFile {
 impl CrashFileSystem {
     fn state(&self) -> std::sync::MutexGuard<'_, CrashState> {
         self.state.lock().unwrap()
+    }
+
+    /// Mutations so far (to count those of an operation).
+    pub(crate) fn mutations(&self) -> u64 {
+        self.power
+            .mutations
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Let `mutations` more mutations happen, then fail every later one.
+    pub(crate) fn lose_power_after(&self, mutations: u64) {
+        *self.power.left.lock().unwrap() = Some(mutations);
+    }
+
+    /// Power is back: every mutation succeeds again.
+    pub(crate) fn restore_power(&self) {
+        *self.power.left.lock().unwrap() = None;
     }
 
     /// Lose everything not durable. `keep(unsynced_bytes)` says how many of a file's unsynced
@@ -227,6 +272,7 @@ fn not_found(path: &Path) -> std::io::Error {
 
 impl FileSystem for CrashFileSystem {
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.power.mutate()?;
         let mut state = self.state();
         for ancestor in path.ancestors() {
             state.dirs.insert(ancestor.to_path_buf());
@@ -242,7 +288,16 @@ impl FileSystem for CrashFileSystem {
         {
             return Err(not_found(path));
         }
-        let file = Arc::clone(state.live.entry(path.to_path_buf()).or_default());
+        if !state.live.contains_key(path) {
+            self.power.mutate()?;
+        }
+        let power = Arc::clone(&self.power);
+        let file = Arc::clone(state.live.entry(path.to_path_buf()).or_insert_with(|| {
+            Arc::new(SimFile {
+                contents: Default::default(),
+                power,
+            })
+        }));
         Ok(file)
     }
 
@@ -261,6 +316,7 @@ impl FileSystem for CrashFileSystem {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.power.mutate()?;
         let mut state = self.state();
         let file = state.live.remove(from).ok_or_else(|| not_found(from))?;
         state.live.insert(to.to_path_buf(), file);
@@ -268,6 +324,7 @@ impl FileSystem for CrashFileSystem {
     }
 
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.power.mutate()?;
         self.state()
             .live
             .remove(path)
@@ -276,6 +333,7 @@ impl FileSystem for CrashFileSystem {
     }
 
     fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.power.mutate()?;
         let mut state = self.state();
         if !state.dirs.contains(path) {
             return Err(not_found(path));
@@ -292,6 +350,7 @@ impl FileSystem for CrashFileSystem {
     }
 
     fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.power.mutate()?;
         let mut state = self.state();
         let CrashState { live, durable, .. } = &mut *state;
         durable.retain(|file, _| file.parent() != Some(path));
@@ -304,6 +363,7 @@ impl FileSystem for CrashFileSystem {
 
 impl super::StorageFile for SimFile {
     fn write_at(&self, buf: &[u8], position: u64) -> std::io::Result<()> {
+        self.power.mutate()?;
         let mut contents = self.contents.lock().unwrap();
         let end = position as usize + buf.len();
         if contents.current.len() < end {
@@ -324,12 +384,14 @@ impl super::StorageFile for SimFile {
     }
 
     fn sync(&self) -> std::io::Result<()> {
+        self.power.mutate()?;
         let mut contents = self.contents.lock().unwrap();
         contents.durable = contents.current.clone();
         Ok(())
     }
 
     fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.power.mutate()?;
         self.contents
             .lock()
             .unwrap()
@@ -341,6 +403,24 @@ impl super::StorageFile for SimFile {
     fn len(&self) -> std::io::Result<u64> {
         Ok(self.contents.lock().unwrap().current.len() as u64)
     }
+}
+
+#[test]
+fn crash_file_system_fails_every_mutation_after_power_loss() {
+    let fs = CrashFileSystem::default();
+    let dir = Path::new("/data");
+    fs.create_dir_all(dir).unwrap();
+    let file = fs.open(&dir.join("a")).unwrap();
+    let before = fs.mutations();
+    fs.lose_power_after(1);
+    file.write_at(b"x", 0).unwrap();
+    assert!(file.sync().is_err());
+    assert!(fs.sync_dir(dir).is_err());
+    assert_eq!(fs.mutations(), before + 1);
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, 0).unwrap();
+    fs.restore_power();
+    file.sync().unwrap();
 }
 
 #[test]

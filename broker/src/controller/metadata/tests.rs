@@ -1,0 +1,971 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::*;
+
+/// Drives a [`MetadataState`] with growing log indexes, as the Raft log would.
+struct Harness {
+    state: MetadataState,
+    next_index: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            state: MetadataState::new(),
+            next_index: 1,
+        }
+    }
+
+    fn apply(&mut self, command: MetadataCommand) -> CommandResult {
+        let index = self.next_index;
+        self.next_index += 1;
+        let result = self.state.apply(index, &command);
+        if let Err(broken) = self.state.check_invariants() {
+            panic!("invariant broken after {command:?}: {broken}");
+        }
+        result
+    }
+
+    fn register(&mut self, id: BrokerId) -> BrokerEpoch {
+        let command = MetadataCommand::RegisterBroker {
+            id,
+            incarnation: Uuid::from_u128(id as u128 + 1000 * self.next_index as u128),
+            endpoints: vec![Endpoint {
+                listener: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092 + id as u16,
+            }],
+            rack: None,
+        };
+        match self.apply(command) {
+            Ok(CommandOutcome::BrokerRegistered { broker_epoch, .. }) => broker_epoch,
+            other => panic!("registration failed: {other:?}"),
+        }
+    }
+
+    /// Register and unfence brokers `0..count`.
+    fn live_brokers(&mut self, count: BrokerId) {
+        for id in 0..count {
+            let epoch = self.register(id);
+            self.apply(MetadataCommand::UnfenceBroker { id, epoch })
+                .unwrap();
+        }
+    }
+
+    fn epoch(&self, id: BrokerId) -> BrokerEpoch {
+        self.state.broker(id).unwrap().epoch
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32, factor: i16) -> Uuid {
+        self.create_topic_with(name, partitions, factor, BTreeMap::new())
+    }
+
+    fn create_topic_with(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        factor: i16,
+        configs: BTreeMap<String, String>,
+    ) -> Uuid {
+        let id = Uuid::from_u128(0xAB00 + self.next_index as u128);
+        self.apply(MetadataCommand::CreateTopic {
+            name: name.into(),
+            id,
+            partitions,
+            replication_factor: factor,
+            configs,
+        })
+        .unwrap();
+        id
+    }
+
+    fn fence(&mut self, id: BrokerId) -> CommandResult {
+        let epoch = self.epoch(id);
+        self.apply(MetadataCommand::FenceBroker { id, epoch })
+    }
+
+    fn unfence(&mut self, id: BrokerId) -> CommandResult {
+        let epoch = self.epoch(id);
+        self.apply(MetadataCommand::UnfenceBroker { id, epoch })
+    }
+
+    fn partition(&self, topic: Uuid, partition: i32) -> Partition {
+        self.state.partition(&topic, partition).unwrap().clone()
+    }
+
+    fn alter(&mut self, topic: Uuid, partition: i32, new_isr: Vec<BrokerId>) -> CommandResult {
+        let current = self.partition(topic, partition);
+        let leader = current.leader.expect("partition has a leader");
+        let request = AlterPartition {
+            leader_id: leader,
+            broker_epoch: self.epoch(leader),
+            topic_id: topic,
+            partition,
+            leader_epoch: current.leader_epoch,
+            partition_epoch: current.partition_epoch,
+            new_isr,
+            leader_recovery_state: current.leader_recovery_state,
+        };
+        self.apply(MetadataCommand::AlterPartition(request))
+    }
+}
+
+fn unclean_allowed() -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        UNCLEAN_LEADER_ELECTION_CONFIG.to_string(),
+        "true".to_string(),
+    )])
+}
+
+#[test]
+fn registration_assigns_the_log_index_as_broker_epoch() {
+    let mut h = Harness::new();
+    h.next_index = 7;
+    assert_eq!(h.register(3), 7);
+    let broker = h.state.broker(3).unwrap();
+    assert_eq!(broker.status, BrokerStatus::Fenced);
+    assert_eq!(broker.endpoints[0].port, 9095);
+    h.next_index = 12;
+    assert_eq!(h.register(3), 12, "re-registration takes the new index");
+}
+
+#[test]
+fn unfence_with_a_stale_epoch_is_rejected() {
+    let mut h = Harness::new();
+    let old = h.register(1);
+    let new = h.register(1);
+    assert_eq!(
+        h.apply(MetadataCommand::UnfenceBroker { id: 1, epoch: old }),
+        Err(MetadataError::StaleBrokerEpoch {
+            broker: 1,
+            requested: old,
+            current: new
+        })
+    );
+    assert_eq!(h.state.broker(1).unwrap().status, BrokerStatus::Fenced);
+    assert!(matches!(
+        h.apply(MetadataCommand::UnfenceBroker { id: 9, epoch: 1 }),
+        Err(MetadataError::BrokerNotRegistered(9))
+    ));
+}
+
+#[test]
+fn create_topic_spreads_leaders_round_robin_on_distinct_brokers() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("orders", 6, 2);
+    let mut leaders = BTreeMap::new();
+    for p in 0..6 {
+        let partition = h.partition(topic, p);
+        assert_eq!(partition.replicas.len(), 2);
+        assert_ne!(partition.replicas[0], partition.replicas[1]);
+        assert_eq!(partition.isr, partition.replicas);
+        assert_eq!(partition.leader, Some(partition.replicas[0]));
+        assert_eq!((partition.leader_epoch, partition.partition_epoch), (0, 0));
+        *leaders.entry(partition.replicas[0]).or_insert(0) += 1;
+    }
+    assert_eq!(leaders, BTreeMap::from([(0, 2), (1, 2), (2, 2)]));
+}
+
+#[test]
+fn placement_starts_where_the_last_topic_ended() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let first = h.create_topic("a", 1, 1);
+    let second = h.create_topic("b", 1, 1);
+    assert_eq!(h.partition(first, 0).leader, Some(0));
+    assert_eq!(h.partition(second, 0).leader, Some(1));
+}
+
+#[test]
+fn create_topic_only_places_on_unfenced_brokers() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    h.fence(1).unwrap();
+    let topic = h.create_topic("t", 4, 2);
+    for p in 0..4 {
+        assert!(!h.partition(topic, p).replicas.contains(&1));
+    }
+}
+
+#[test]
+fn create_topic_rejects_a_replication_factor_above_the_live_brokers() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    h.register(5); // registered but fenced: does not count
+    let result = h.apply(MetadataCommand::CreateTopic {
+        name: "t".into(),
+        id: Uuid::from_u128(1),
+        partitions: 1,
+        replication_factor: 3,
+        configs: BTreeMap::new(),
+    });
+    assert_eq!(
+        result,
+        Err(MetadataError::InvalidReplicationFactor {
+            requested: 3,
+            available: 2
+        })
+    );
+    assert_eq!(
+        result.unwrap_err().code(),
+        ErrorCode::InvalidReplicationFactor
+    );
+    assert!(h.state.topic_by_name("t").is_none());
+}
+
+#[test]
+fn create_topic_rejects_duplicates_bad_names_and_bad_counts() {
+    let mut h = Harness::new();
+    h.live_brokers(1);
+    let id = h.create_topic("t", 1, 1);
+    let create = |name: &str, id: Uuid, partitions: i32| MetadataCommand::CreateTopic {
+        name: name.into(),
+        id,
+        partitions,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+    };
+    assert!(matches!(
+        h.apply(create("t", Uuid::from_u128(99), 1)),
+        Err(MetadataError::TopicAlreadyExists(_))
+    ));
+    assert!(matches!(
+        h.apply(create("u", id, 1)),
+        Err(MetadataError::TopicIdInUse(_))
+    ));
+    assert!(matches!(
+        h.apply(create("bad name", Uuid::from_u128(98), 1)),
+        Err(MetadataError::InvalidTopicName { .. })
+    ));
+    assert!(matches!(
+        h.apply(create("u", Uuid::from_u128(98), 0)),
+        Err(MetadataError::InvalidPartitions { .. })
+    ));
+    assert!(matches!(
+        h.apply(create("u", Uuid::from_u128(98), TOPIC_PARTITIONS_MAX + 1)),
+        Err(MetadataError::InvalidPartitions { .. })
+    ));
+    let mut bad_config = BTreeMap::new();
+    bad_config.insert(
+        UNCLEAN_LEADER_ELECTION_CONFIG.to_string(),
+        "yes".to_string(),
+    );
+    assert!(matches!(
+        h.apply(MetadataCommand::CreateTopic {
+            name: "u".into(),
+            id: Uuid::from_u128(98),
+            partitions: 1,
+            replication_factor: 1,
+            configs: bad_config,
+        }),
+        Err(MetadataError::InvalidConfig(_))
+    ));
+    assert_eq!(h.state.topics().count(), 1);
+}
+
+#[test]
+fn delete_topic_frees_the_name() {
+    let mut h = Harness::new();
+    h.live_brokers(1);
+    let id = h.create_topic("t", 2, 1);
+    assert_eq!(
+        h.apply(MetadataCommand::DeleteTopic { id }),
+        Ok(CommandOutcome::TopicDeleted { name: "t".into() })
+    );
+    assert!(h.state.topic_by_name("t").is_none());
+    assert!(matches!(
+        h.apply(MetadataCommand::DeleteTopic { id }),
+        Err(MetadataError::UnknownTopicId(_))
+    ));
+    h.create_topic("t", 1, 1);
+}
+
+#[test]
+fn create_partitions_grows_a_topic_with_the_same_replication_factor() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 2, 2);
+    let outcome = h
+        .apply(MetadataCommand::CreatePartitions {
+            topic_id: topic,
+            count: 5,
+        })
+        .unwrap();
+    let CommandOutcome::PartitionsCreated { assignment } = outcome else {
+        panic!("unexpected {outcome:?}");
+    };
+    assert_eq!(assignment.len(), 3);
+    assert_eq!(h.state.topic(&topic).unwrap().partitions.len(), 5);
+    assert!(assignment.iter().all(|replicas| replicas.len() == 2));
+    assert!(matches!(
+        h.apply(MetadataCommand::CreatePartitions {
+            topic_id: topic,
+            count: 5
+        }),
+        Err(MetadataError::InvalidPartitions { .. })
+    ));
+}
+
+#[test]
+fn fencing_a_follower_shrinks_the_isr_and_bumps_only_the_partition_epoch() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    let before = h.partition(topic, 0);
+    let follower = before.replicas[2];
+    let outcome = h.fence(follower).unwrap();
+    let after = h.partition(topic, 0);
+    assert!(!after.isr.contains(&follower));
+    assert_eq!(after.leader, before.leader);
+    assert_eq!(after.leader_epoch, before.leader_epoch);
+    assert_eq!(after.partition_epoch, before.partition_epoch + 1);
+    assert_eq!(outcome.changes().len(), 1);
+    assert_eq!(outcome.changes()[0].election, None);
+}
+
+#[test]
+fn fencing_the_leader_elects_the_first_live_isr_member_in_replica_order() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    let before = h.partition(topic, 0);
+    let [leader, second, third] = before.replicas[..] else {
+        panic!()
+    };
+    // The second replica is fenced first: the election must skip it.
+    h.fence(second).unwrap();
+    let epoch_before = h.partition(topic, 0).leader_epoch;
+    let outcome = h.fence(leader).unwrap();
+    let after = h.partition(topic, 0);
+    assert_eq!(after.leader, Some(third));
+    assert_eq!(after.isr, vec![third]);
+    assert_eq!(after.leader_epoch, epoch_before + 1);
+    assert_eq!(outcome.changes()[0].election, Some(Election::Clean));
+}
+
+#[test]
+fn fencing_the_last_isr_member_leaves_the_partition_offline_with_that_member_in_the_isr() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    let topic = h.create_topic("t", 1, 2);
+    let [leader, follower] = h.partition(topic, 0).replicas[..] else {
+        panic!()
+    };
+    h.fence(follower).unwrap();
+    h.fence(leader).unwrap();
+    let after = h.partition(topic, 0);
+    assert_eq!(after.leader, None);
+    assert_eq!(after.leader_id(), -1);
+    assert_eq!(after.isr, vec![leader], "the ISR never becomes empty");
+    // The follower coming back is not in the ISR: no clean election.
+    h.unfence(follower).unwrap();
+    assert_eq!(h.partition(topic, 0).leader, None);
+    // The last ISR member coming back leads again, with a new epoch.
+    let offline_epoch = h.partition(topic, 0).leader_epoch;
+    let outcome = h.unfence(leader).unwrap();
+    let back = h.partition(topic, 0);
+    assert_eq!(back.leader, Some(leader));
+    assert_eq!(back.leader_epoch, offline_epoch + 1);
+    assert_eq!(outcome.changes()[0].election, Some(Election::Clean));
+}
+
+#[test]
+fn unclean_election_picks_a_live_replica_when_the_topic_allows_it() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    let topic = h.create_topic_with("t", 1, 2, unclean_allowed());
+    let [leader, follower] = h.partition(topic, 0).replicas[..] else {
+        panic!()
+    };
+    let shrunk = h.alter(topic, 0, vec![leader]).unwrap();
+    assert!(matches!(shrunk, CommandOutcome::PartitionAltered { .. }));
+    let outcome = h.fence(leader).unwrap();
+    let after = h.partition(topic, 0);
+    assert_eq!(after.leader, Some(follower));
+    assert_eq!(after.isr, vec![follower]);
+    assert_eq!(after.leader_recovery_state, LeaderRecoveryState::Recovering);
+    assert_eq!(outcome.changes()[0].election, Some(Election::Unclean));
+}
+
+#[test]
+fn unclean_election_is_off_by_default() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    let topic = h.create_topic("t", 1, 2);
+    let [leader, _] = h.partition(topic, 0).replicas[..] else {
+        panic!()
+    };
+    h.alter(topic, 0, vec![leader]).unwrap();
+    h.fence(leader).unwrap();
+    assert_eq!(h.partition(topic, 0).leader, None);
+}
+
+#[test]
+fn an_offline_partition_elects_uncleanly_when_a_replica_is_unfenced() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    let topic = h.create_topic_with("t", 1, 2, unclean_allowed());
+    let [leader, follower] = h.partition(topic, 0).replicas[..] else {
+        panic!()
+    };
+    h.fence(follower).unwrap();
+    h.fence(leader).unwrap();
+    assert_eq!(h.partition(topic, 0).leader, None);
+    let outcome = h.unfence(follower).unwrap();
+    assert_eq!(h.partition(topic, 0).leader, Some(follower));
+    assert_eq!(outcome.changes()[0].election, Some(Election::Unclean));
+}
+
+#[test]
+fn fencing_twice_or_with_an_old_epoch_changes_nothing() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    h.create_topic("t", 2, 2);
+    let old_epoch = h.epoch(1);
+    h.fence(1).unwrap();
+    let before = h.state.clone();
+    assert_eq!(
+        h.fence(1),
+        Ok(CommandOutcome::BrokerFenced { changes: vec![] })
+    );
+    h.register(1);
+    let before_stale = h.state.clone();
+    assert!(matches!(
+        h.apply(MetadataCommand::FenceBroker {
+            id: 1,
+            epoch: old_epoch
+        }),
+        Err(MetadataError::StaleBrokerEpoch { .. })
+    ));
+    assert_eq!(h.state.topics().count(), before.topics().count());
+    assert_eq!(
+        h.state.topics().collect::<Vec<_>>(),
+        before_stale.topics().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn reregistration_fences_the_old_incarnation() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    let topic = h.create_topic("t", 1, 2);
+    let leader = h.partition(topic, 0).leader.unwrap();
+    let outcome = h
+        .apply(MetadataCommand::RegisterBroker {
+            id: leader,
+            incarnation: Uuid::from_u128(4242),
+            endpoints: vec![],
+            rack: Some("r1".into()),
+        })
+        .unwrap();
+    assert_eq!(outcome.changes().len(), 1);
+    let after = h.partition(topic, 0);
+    assert_ne!(after.leader, Some(leader));
+    assert!(!after.isr.contains(&leader));
+    let broker = h.state.broker(leader).unwrap();
+    assert_eq!(broker.status, BrokerStatus::Fenced);
+    assert_eq!(broker.rack.as_deref(), Some("r1"));
+}
+
+#[test]
+fn alter_partition_with_current_epochs_changes_the_isr_and_bumps_the_partition_epoch() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    let before = h.partition(topic, 0);
+    let leader = before.leader.unwrap();
+    let outcome = h.alter(topic, 0, vec![leader]).unwrap();
+    let CommandOutcome::PartitionAltered { partition } = outcome else {
+        panic!()
+    };
+    assert_eq!(partition.isr, vec![leader]);
+    assert_eq!(partition.partition_epoch, before.partition_epoch + 1);
+    assert_eq!(partition.leader_epoch, before.leader_epoch);
+    assert_eq!(h.partition(topic, 0), partition);
+    // Growing it back works the same way.
+    let grown = h.alter(topic, 0, before.replicas.clone()).unwrap();
+    let CommandOutcome::PartitionAltered { partition } = grown else {
+        panic!()
+    };
+    assert_eq!(partition.isr, before.replicas);
+    assert_eq!(partition.partition_epoch, before.partition_epoch + 2);
+}
+
+#[test]
+fn alter_partition_that_changes_nothing_keeps_the_epoch() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    let topic = h.create_topic("t", 1, 2);
+    let before = h.partition(topic, 0);
+    let outcome = h.alter(topic, 0, before.isr.clone()).unwrap();
+    assert_eq!(
+        outcome,
+        CommandOutcome::PartitionAltered { partition: before }
+    );
+}
+
+/// A valid AlterPartition for the partition's current state, to be spoiled by each case.
+fn valid_request(h: &Harness, topic: Uuid) -> AlterPartition {
+    let current = h.partition(topic, 0);
+    let leader = current.leader.unwrap();
+    AlterPartition {
+        leader_id: leader,
+        broker_epoch: h.epoch(leader),
+        topic_id: topic,
+        partition: 0,
+        leader_epoch: current.leader_epoch,
+        partition_epoch: current.partition_epoch,
+        new_isr: vec![leader],
+        leader_recovery_state: LeaderRecoveryState::Recovered,
+    }
+}
+
+#[test]
+fn alter_partition_from_a_deposed_leader_fails_with_fenced_leader_epoch() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    let stale = valid_request(&h, topic);
+    // The controller moves leadership (the old leader's session expired and it came back).
+    h.fence(stale.leader_id).unwrap();
+    let result = h.apply(MetadataCommand::AlterPartition(AlterPartition {
+        broker_epoch: h.epoch(stale.leader_id),
+        ..stale.clone()
+    }));
+    let error = result.unwrap_err();
+    assert!(matches!(error, MetadataError::FencedLeaderEpoch { .. }));
+    assert_eq!(error.code(), ErrorCode::FencedLeaderEpoch);
+}
+
+#[test]
+fn alter_partition_with_an_old_partition_epoch_fails_with_invalid_update_version() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    let first = valid_request(&h, topic);
+    h.apply(MetadataCommand::AlterPartition(first.clone()))
+        .unwrap();
+    let before = h.partition(topic, 0);
+    let replay = AlterPartition {
+        new_isr: vec![first.leader_id, before.replicas[1]],
+        ..first
+    };
+    let error = h
+        .apply(MetadataCommand::AlterPartition(replay))
+        .unwrap_err();
+    assert_eq!(
+        error,
+        MetadataError::InvalidUpdateVersion {
+            requested: 0,
+            current: 1
+        }
+    );
+    assert_eq!(error.code(), ErrorCode::InvalidUpdateVersion);
+    assert_eq!(h.partition(topic, 0), before);
+}
+
+#[test]
+fn alter_partition_adding_a_fenced_broker_fails_with_ineligible_replica() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    let replicas = h.partition(topic, 0).replicas;
+    h.fence(replicas[2]).unwrap();
+    let request = AlterPartition {
+        new_isr: replicas.clone(),
+        ..valid_request(&h, topic)
+    };
+    let error = h
+        .apply(MetadataCommand::AlterPartition(request))
+        .unwrap_err();
+    assert_eq!(error, MetadataError::IneligibleReplica(replicas[2]));
+    assert_eq!(error.code(), ErrorCode::IneligibleReplica);
+}
+
+#[test]
+fn alter_partition_without_the_leader_in_the_isr_is_an_invalid_request() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    let replicas = h.partition(topic, 0).replicas;
+    let request = AlterPartition {
+        new_isr: vec![replicas[1], replicas[2]],
+        ..valid_request(&h, topic)
+    };
+    let error = h
+        .apply(MetadataCommand::AlterPartition(request))
+        .unwrap_err();
+    assert!(matches!(error, MetadataError::InvalidRequest(_)));
+    assert_eq!(error.code(), ErrorCode::InvalidRequest);
+}
+
+#[test]
+fn alter_partition_rejects_non_replicas_duplicates_and_non_leaders() {
+    let mut h = Harness::new();
+    h.live_brokers(4);
+    let topic = h.create_topic("t", 1, 2);
+    let current = h.partition(topic, 0);
+    let outsider = (0..4).find(|b| !current.replicas.contains(b)).unwrap();
+    let base = valid_request(&h, topic);
+    let with_outsider = AlterPartition {
+        new_isr: vec![base.leader_id, outsider],
+        ..base.clone()
+    };
+    let duplicated = AlterPartition {
+        new_isr: vec![base.leader_id, base.leader_id],
+        ..base.clone()
+    };
+    let follower = current.replicas[1];
+    let from_follower = AlterPartition {
+        leader_id: follower,
+        broker_epoch: h.epoch(follower),
+        new_isr: vec![follower],
+        ..base.clone()
+    };
+    for request in [with_outsider, duplicated, from_follower] {
+        assert!(matches!(
+            h.apply(MetadataCommand::AlterPartition(request)),
+            Err(MetadataError::InvalidRequest(_))
+        ));
+    }
+    let stale_broker = AlterPartition {
+        broker_epoch: base.broker_epoch - 1,
+        ..base.clone()
+    };
+    assert!(matches!(
+        h.apply(MetadataCommand::AlterPartition(stale_broker)),
+        Err(MetadataError::StaleBrokerEpoch { .. })
+    ));
+    let missing = AlterPartition {
+        partition: 7,
+        ..base
+    };
+    assert!(matches!(
+        h.apply(MetadataCommand::AlterPartition(missing)),
+        Err(MetadataError::UnknownPartition { .. })
+    ));
+    assert_eq!(h.partition(topic, 0), current);
+}
+
+#[test]
+fn a_recovering_partition_recovers_before_its_isr_grows() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic_with("t", 1, 3, unclean_allowed());
+    let [leader, second, third] = h.partition(topic, 0).replicas[..] else {
+        panic!()
+    };
+    h.alter(topic, 0, vec![leader]).unwrap();
+    h.fence(leader).unwrap();
+    let recovering = h.partition(topic, 0);
+    assert_eq!(recovering.leader, Some(second));
+    assert_eq!(
+        recovering.leader_recovery_state,
+        LeaderRecoveryState::Recovering
+    );
+    let grow_early = AlterPartition {
+        new_isr: vec![second, third],
+        leader_recovery_state: LeaderRecoveryState::Recovering,
+        ..valid_request(&h, topic)
+    };
+    assert!(matches!(
+        h.apply(MetadataCommand::AlterPartition(grow_early)),
+        Err(MetadataError::InvalidRequest(_))
+    ));
+    let recovered = AlterPartition {
+        new_isr: vec![second],
+        leader_recovery_state: LeaderRecoveryState::Recovered,
+        ..valid_request(&h, topic)
+    };
+    h.apply(MetadataCommand::AlterPartition(recovered)).unwrap();
+    let after = h.partition(topic, 0);
+    assert_eq!(after.leader_recovery_state, LeaderRecoveryState::Recovered);
+    assert_eq!(after.partition_epoch, recovering.partition_epoch + 1);
+    h.alter(topic, 0, vec![second, third]).unwrap();
+}
+
+#[test]
+fn controlled_shutdown_moves_every_leadership_away() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 6, 2);
+    let leaving = 0;
+    let led_before: Vec<i32> = (0..6)
+        .filter(|&p| h.partition(topic, p).leader == Some(leaving))
+        .collect();
+    assert!(!led_before.is_empty());
+    let epoch = h.epoch(leaving);
+    let outcome = h
+        .apply(MetadataCommand::ControlledShutdown { id: leaving, epoch })
+        .unwrap();
+    assert!(matches!(outcome, CommandOutcome::ShutdownControlled { .. }));
+    for p in 0..6 {
+        let partition = h.partition(topic, p);
+        assert_ne!(partition.leader, Some(leaving));
+        assert!(
+            !partition.isr.contains(&leaving),
+            "others remain in every ISR"
+        );
+        assert!(partition.leader.is_some());
+    }
+    for p in led_before {
+        assert_eq!(h.partition(topic, p).leader_epoch, 1);
+    }
+    assert_eq!(
+        h.state.broker(leaving).unwrap().status,
+        BrokerStatus::ShuttingDown
+    );
+    // A broker shutting down is not placed on and cannot be unfenced without registering.
+    assert!(matches!(
+        h.unfence(leaving),
+        Err(MetadataError::InvalidRequest(_))
+    ));
+    let later = h.create_topic("later", 4, 2);
+    for p in 0..4 {
+        assert!(!h.partition(later, p).replicas.contains(&leaving));
+    }
+}
+
+#[test]
+fn controlled_shutdown_of_the_only_isr_member_takes_the_partition_offline() {
+    let mut h = Harness::new();
+    h.live_brokers(1);
+    let topic = h.create_topic("t", 1, 1);
+    let epoch = h.epoch(0);
+    h.apply(MetadataCommand::ControlledShutdown { id: 0, epoch })
+        .unwrap();
+    let partition = h.partition(topic, 0);
+    assert_eq!(partition.leader, None);
+    assert_eq!(partition.isr, vec![0]);
+    // After a restart (a new registration) the broker leads again once unfenced.
+    let epoch = h.register(0);
+    h.apply(MetadataCommand::UnfenceBroker { id: 0, epoch })
+        .unwrap();
+    assert_eq!(h.partition(topic, 0).leader, Some(0));
+}
+
+#[test]
+fn failed_commands_change_nothing_but_the_applied_index() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    h.create_topic("t", 2, 2);
+    let mut before = h.state.clone();
+    h.apply(MetadataCommand::CreateTopic {
+        name: "x".into(),
+        id: Uuid::from_u128(5),
+        partitions: 1,
+        replication_factor: 3,
+        configs: BTreeMap::new(),
+    })
+    .unwrap_err();
+    before.last_command_index = h.state.last_command_index;
+    assert_eq!(h.state, before);
+}
+
+#[test]
+fn snapshot_serialisation_round_trips_the_whole_state() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    h.create_topic_with("t", 3, 3, unclean_allowed());
+    h.fence(2).unwrap();
+    let bytes = serde_json::to_vec(&h.state).unwrap();
+    let restored: MetadataState = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(restored, h.state);
+    restored.check_invariants().unwrap();
+}
+
+#[test]
+#[should_panic(expected = "applied after index")]
+fn applying_an_index_twice_is_a_bug() {
+    let mut state = MetadataState::new();
+    let command = MetadataCommand::DeleteTopic {
+        id: Uuid::from_u128(1),
+    };
+    let _ = state.apply(5, &command);
+    let _ = state.apply(5, &command);
+}
+
+#[test]
+fn placement_is_distinct_for_every_factor_and_broker_count() {
+    for n in 1..7 {
+        let brokers: Vec<BrokerId> = (0..n).map(|b| b * 10).collect();
+        for factor in 1..=n as usize {
+            for cursor in 0..10 {
+                for replicas in assign_replicas(&brokers, 20, factor, cursor) {
+                    assert_eq!(replicas.len(), factor);
+                    assert!(!has_duplicates(&replicas), "{replicas:?}");
+                }
+            }
+        }
+    }
+}
+
+// ---- property tests: random command sequences keep every invariant ----
+
+/// Turn random numbers into a command that makes sense against the current state often
+/// enough to reach interesting states (right epochs most of the time, wrong ones sometimes).
+fn command_from(h: &Harness, seed: (u8, u8, u8, u8, u8)) -> MetadataCommand {
+    let (kind, a, b, c, d) = seed;
+    let broker = BrokerId::from(a % 5);
+    let epoch_of = |id: BrokerId| {
+        let current = h.state.broker(id).map_or(1, |broker| broker.epoch);
+        if b % 8 == 0 {
+            current - 1
+        } else {
+            current
+        }
+    };
+    let topics: Vec<&Topic> = h.state.topics().collect();
+    let topic = (!topics.is_empty()).then(|| topics[usize::from(c) % topics.len()]);
+    match kind % 9 {
+        0 | 1 => MetadataCommand::RegisterBroker {
+            id: broker,
+            incarnation: Uuid::from_u128(u128::from(b)),
+            endpoints: vec![],
+            rack: None,
+        },
+        2 | 3 => MetadataCommand::UnfenceBroker {
+            id: broker,
+            epoch: epoch_of(broker),
+        },
+        4 => MetadataCommand::FenceBroker {
+            id: broker,
+            epoch: epoch_of(broker),
+        },
+        5 => MetadataCommand::ControlledShutdown {
+            id: broker,
+            epoch: epoch_of(broker),
+        },
+        6 => {
+            let mut configs = BTreeMap::new();
+            if d % 2 == 0 {
+                configs.insert(UNCLEAN_LEADER_ELECTION_CONFIG.to_string(), "true".into());
+            }
+            MetadataCommand::CreateTopic {
+                name: format!("t{}", c % 6),
+                id: Uuid::from_u128(u128::from(c % 6) + 1),
+                partitions: i32::from(b % 4) + 1,
+                replication_factor: i16::from(d % 4) + 1,
+                configs,
+            }
+        }
+        7 => match topic {
+            Some(topic) if d % 4 == 0 => MetadataCommand::DeleteTopic { id: topic.id },
+            Some(topic) => MetadataCommand::CreatePartitions {
+                topic_id: topic.id,
+                count: i32::try_from(topic.partitions.len()).unwrap() + i32::from(b % 3),
+            },
+            None => MetadataCommand::DeleteTopic {
+                id: Uuid::from_u128(1),
+            },
+        },
+        _ => {
+            let Some(topic) = topic else {
+                return MetadataCommand::DeleteTopic {
+                    id: Uuid::from_u128(1),
+                };
+            };
+            let number = usize::from(b) % topic.partitions.len();
+            let partition = &topic.partitions[number];
+            let leader = partition.leader.unwrap_or(broker);
+            // A random subset of the replicas, usually with the leader.
+            let mut new_isr: Vec<BrokerId> = partition
+                .replicas
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| d & (1 << i) != 0)
+                .map(|(_, &r)| r)
+                .collect();
+            if d & 0x80 == 0 && !new_isr.contains(&leader) {
+                new_isr.insert(0, leader);
+            }
+            let stale = |epoch: i32| if a % 7 == 0 { epoch - 1 } else { epoch };
+            MetadataCommand::AlterPartition(AlterPartition {
+                leader_id: leader,
+                broker_epoch: epoch_of(leader),
+                topic_id: topic.id,
+                partition: i32::try_from(number).unwrap(),
+                leader_epoch: stale(partition.leader_epoch),
+                partition_epoch: if c % 5 == 0 {
+                    partition.partition_epoch + 1
+                } else {
+                    partition.partition_epoch
+                },
+                new_isr,
+                leader_recovery_state: if d & 0x40 == 0 {
+                    LeaderRecoveryState::Recovered
+                } else {
+                    partition.leader_recovery_state
+                },
+            })
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn random_command_sequences_keep_every_invariant(
+        seeds in prop::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 1..150)
+    ) {
+        let mut h = Harness::new();
+        for seed in seeds {
+            let command = command_from(&h, seed);
+            let before = h.state.clone();
+            // `Harness::apply` checks the whole-state invariants after every command.
+            let result = h.apply(command.clone());
+            if result.is_err() {
+                let mut unchanged = before.clone();
+                unchanged.last_command_index = h.state.last_command_index;
+                prop_assert_eq!(&unchanged, &h.state, "a failed {:?} changed the state", command);
+            }
+            for broker in before.brokers() {
+                let now = h.state.broker(broker.id).expect("brokers are never removed");
+                prop_assert!(now.epoch >= broker.epoch, "broker epoch went back");
+            }
+            for old_topic in before.topics() {
+                let Some(topic) = h.state.topic(&old_topic.id) else { continue };
+                for (old, new) in old_topic.partitions.iter().zip(&topic.partitions) {
+                    prop_assert!(new.leader_epoch >= old.leader_epoch, "leader epoch went back");
+                    prop_assert!(new.partition_epoch >= old.partition_epoch);
+                    if new.differs_from(old) {
+                        prop_assert_eq!(new.partition_epoch, old.partition_epoch + 1,
+                            "a change without a partition epoch bump: {} -> {}", old, new);
+                    } else {
+                        prop_assert_eq!(new.partition_epoch, old.partition_epoch);
+                    }
+                    let leader_changed = new.leader != old.leader;
+                    prop_assert_eq!(new.leader_epoch, old.leader_epoch + i32::from(leader_changed));
+                    if let Some(leader) = new.leader {
+                        prop_assert_eq!(h.state.broker(leader).unwrap().status, BrokerStatus::Unfenced);
+                        prop_assert!(new.isr.contains(&leader));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_commands_give_the_same_state(
+        seeds in prop::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 1..80)
+    ) {
+        let mut first = Harness::new();
+        let mut commands = Vec::new();
+        let mut results = Vec::new();
+        for seed in seeds {
+            let command = command_from(&first, seed);
+            results.push(first.apply(command.clone()));
+            commands.push(command);
+        }
+        let mut second = Harness::new();
+        for (command, expected) in commands.into_iter().zip(results) {
+            prop_assert_eq!(second.apply(command), expected);
+        }
+        prop_assert_eq!(first.state, second.state);
+    }
+}

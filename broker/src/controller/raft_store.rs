@@ -1,0 +1,563 @@
+//! The Raft state machine: committed entries applied to [`MetadataState`], and snapshots.
+//!
+//! [`StateMachineStore`] implements openraft's `RaftStateMachine` (storage-v2). It keeps the
+//! applied metadata in memory and persists it only as snapshots, in
+//! `<data_dir>/controller/snapshot`:
+//!
+//! ```text
+//! [record: snapshot meta (JSON)][record: the MetadataState (JSON)]
+//! ```
+//!
+//! framed like every controller file (length + CRC-32, see
+//! [`record_file`](super::record_file)) and written atomically (temporary file, fsync,
+//! rename, fsync of the directory), so a crash leaves the old snapshot or the new one.
+//!
+//! After a restart the state machine is the last snapshot; openraft then re-applies the
+//! committed entries after it from the log (the log store saves the committed id for this),
+//! and the leader supplies the rest. Because the metadata state machine is deterministic and
+//! broker epochs are log indexes, re-applying gives exactly the state the node had.
+//!
+//! `apply` answers every entry: a normal entry with its [`CommandResult`], a blank entry (a
+//! new leader's first entry) and a membership entry with a marker. openraft requires one
+//! response per entry.
+//!
+//! Readers elsewhere in the broker see the applied state through a [`MetadataReader`]: a
+//! shared, read-locked view that is never ahead of what this node applied.
+//!
+//! # Invariants
+//! - `last_applied` only grows (asserted), except when a snapshot from the leader replaces
+//!   the whole state.
+//! - A snapshot holds every entry up to its `last_log_id` and nothing after it: it is taken
+//!   from one consistent view (under the state lock) in `get_snapshot_builder`.
+//! - An installed or loaded snapshot passes [`MetadataState::check_invariants`] before it is
+//!   used.
+//! - The current snapshot never moves backwards: a build that finishes after a newer install
+//!   is discarded.
+
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftLogId, RaftSnapshotBuilder,
+    Snapshot, SnapshotMeta, StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::metadata::{CommandResult, Election, MetadataState};
+use super::record_file::{read_records, remove_leftover_temporary, replace_atomically};
+use super::{NodeId, TypeConfig};
+use crate::storage::FileSystem;
+
+/// File name of the snapshot inside the controller directory.
+pub const SNAPSHOT_FILE_NAME: &str = "snapshot";
+
+/// The response to one applied log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryResponse {
+    /// A blank entry (each new leader appends one).
+    Blank,
+    /// A membership change entry.
+    Membership,
+    /// A metadata command, and what applying it gave.
+    Command(CommandResult),
+}
+
+/// What has been applied, shared by the state machine and every [`MetadataReader`].
+#[derive(Debug, Default)]
+struct Applied {
+    last_applied: Option<LogId<NodeId>>,
+    last_membership: StoredMembership<NodeId, BasicNode>,
+    metadata: MetadataState,
+}
+
+/// A read-only view of the applied metadata, for the rest of the broker.
+#[derive(Debug, Clone)]
+pub struct MetadataReader {
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl MetadataReader {
+    /// Run `f` on the applied metadata (under a read lock: keep it short).
+    pub fn read<R>(&self, f: impl FnOnce(&MetadataState) -> R) -> R {
+        f(&read_lock(&self.applied).metadata)
+    }
+
+    /// Index of the last entry this node applied.
+    pub fn last_applied_index(&self) -> Option<u64> {
+        read_lock(&self.applied).last_applied.map(|id| id.index)
+    }
+}
+
+/// A snapshot as kept on disk and in memory.
+#[derive(Debug, Clone)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The current snapshot and where it lives; shared with snapshot builders.
+#[derive(Debug)]
+struct SnapshotSlot {
+    fs: Arc<dyn FileSystem>,
+    path: PathBuf,
+    current: Mutex<Option<StoredSnapshot>>,
+}
+
+impl SnapshotSlot {
+    /// Make `snapshot` the current one (on disk first) unless a newer one is already current.
+    fn store(&self, snapshot: StoredSnapshot) -> io::Result<bool> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = current.as_ref() {
+            if existing.meta.last_log_id > snapshot.meta.last_log_id {
+                return Ok(false);
+            }
+        }
+        let meta = serde_json::to_vec(&snapshot.meta).map_err(io::Error::other)?;
+        replace_atomically(
+            self.fs.as_ref(),
+            &self.path,
+            [meta.as_slice(), snapshot.data.as_slice()],
+        )?;
+        *current = Some(snapshot);
+        Ok(true)
+    }
+
+    fn current(&self) -> Option<StoredSnapshot> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The state machine storage. See the module docs.
+#[derive(Debug)]
+pub struct StateMachineStore {
+    applied: Arc<RwLock<Applied>>,
+    snapshot: Arc<SnapshotSlot>,
+    /// Snapshots built by this process, for unique snapshot ids.
+    snapshots_built: u64,
+}
+
+impl StateMachineStore {
+    /// Open the state machine in `dir`: the last snapshot if there is one, else empty.
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> io::Result<StateMachineStore> {
+        fs.create_dir_all(dir)?;
+        let path = dir.join(SNAPSHOT_FILE_NAME);
+        remove_leftover_temporary(fs.as_ref(), &path)?;
+        let mut applied = Applied::default();
+        let mut current = None;
+        if fs.exists(&path)? {
+            let snapshot = load_snapshot(fs.as_ref(), &path)?;
+            applied = applied_from(&snapshot)?;
+            current = Some(snapshot);
+        }
+        Ok(StateMachineStore {
+            applied: Arc::new(RwLock::new(applied)),
+            snapshot: Arc::new(SnapshotSlot {
+                fs,
+                path,
+                current: Mutex::new(current),
+            }),
+            snapshots_built: 0,
+        })
+    }
+
+    /// A view of the applied metadata for the rest of the broker.
+    pub fn reader(&self) -> MetadataReader {
+        MetadataReader {
+            applied: self.applied.clone(),
+        }
+    }
+}
+
+/// Read a snapshot file. Unlike a log, a snapshot is written atomically, so anything short
+/// of two whole records is corruption, not a torn write.
+fn load_snapshot(fs: &dyn FileSystem, path: &Path) -> io::Result<StoredSnapshot> {
+    let recovered = read_records(fs, path)?;
+    let invalid = |reason: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot {} is corrupt: {reason}", path.display()),
+        )
+    };
+    if recovered.truncated_bytes != 0 || recovered.records.len() != 2 {
+        return Err(invalid(format!(
+            "{} whole records and {} bad bytes",
+            recovered.records.len(),
+            recovered.truncated_bytes
+        )));
+    }
+    let mut records = recovered.records.into_iter().map(|(_, payload)| payload);
+    let meta_bytes = records.next().expect("two records");
+    let data = records.next().expect("two records");
+    let meta = serde_json::from_slice(&meta_bytes).map_err(|e| invalid(e.to_string()))?;
+    Ok(StoredSnapshot { meta, data })
+}
+
+/// The applied state a snapshot describes, checked.
+fn applied_from(snapshot: &StoredSnapshot) -> io::Result<Applied> {
+    let metadata: MetadataState = serde_json::from_slice(&snapshot.data).map_err(|error| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("undecodable snapshot: {error}"),
+        )
+    })?;
+    metadata.check_invariants().map_err(|broken| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot breaks a metadata invariant: {broken}"),
+        )
+    })?;
+    Ok(Applied {
+        last_applied: snapshot.meta.last_log_id,
+        last_membership: snapshot.meta.last_membership.clone(),
+        metadata,
+    })
+}
+
+fn read_lock(applied: &RwLock<Applied>) -> std::sync::RwLockReadGuard<'_, Applied> {
+    applied
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn snapshot_error(
+    meta: Option<&SnapshotMeta<NodeId, BasicNode>>,
+    verb: ErrorVerb,
+    error: io::Error,
+) -> StorageError<NodeId> {
+    let subject = ErrorSubject::Snapshot(meta.map(SnapshotMeta::signature));
+    StorageError::from_io_error(subject, verb, error)
+}
+
+/// Builds a snapshot from a view taken when the builder was made.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    slot: Arc<SnapshotSlot>,
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let snapshot = StoredSnapshot {
+            meta: self.meta.clone(),
+            data: std::mem::take(&mut self.data),
+        };
+        let stored = self
+            .slot
+            .store(snapshot.clone())
+            .map_err(|error| snapshot_error(Some(&snapshot.meta), ErrorVerb::Write, error))?;
+        if !stored {
+            tracing::info!(snapshot = %snapshot.meta.snapshot_id, "a newer snapshot is already current");
+        }
+        Ok(Snapshot {
+            meta: snapshot.meta,
+            snapshot: Box::new(Cursor::new(snapshot.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        let applied = read_lock(&self.applied);
+        Ok((applied.last_applied, applied.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<EntryResponse>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut responses = Vec::new();
+        let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
+        for entry in entries {
+            let log_id = *entry.get_log_id();
+            assert!(
+                applied.last_applied < Some(log_id),
+                "entry {log_id} applied after {:?}",
+                applied.last_applied
+            );
+            applied.last_applied = Some(log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => EntryResponse::Blank,
+                EntryPayload::Membership(membership) => {
+                    applied.last_membership = StoredMembership::new(Some(log_id), membership);
+                    EntryResponse::Membership
+                }
+                EntryPayload::Normal(command) => {
+                    let result = applied.metadata.apply(log_id.index, &command);
+                    report(log_id.index, &result);
+                    EntryResponse::Command(result)
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshots_built += 1;
+        let applied = read_lock(&self.applied);
+        let data = serde_json::to_vec(&applied.metadata).expect("metadata serialises");
+        let snapshot_id = match applied.last_applied {
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id.term, id.index, self.snapshots_built
+            ),
+            None => format!("none-{}", self.snapshots_built),
+        };
+        SnapshotBuilder {
+            slot: self.snapshot.clone(),
+            meta: SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.last_membership.clone(),
+                snapshot_id,
+            },
+            data,
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: snapshot.into_inner(),
+        };
+        let new_state = applied_from(&stored)
+            .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, error))?;
+        self.snapshot
+            .store(stored)
+            .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, error))?;
+        *self.applied.write().unwrap_or_else(|p| p.into_inner()) = new_state;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.snapshot.current().map(|snapshot| Snapshot {
+            meta: snapshot.meta,
+            snapshot: Box::new(Cursor::new(snapshot.data)),
+        }))
+    }
+}
+
+/// Log and count what deserves attention: unclean elections and partitions going offline.
+fn report(index: u64, result: &CommandResult) {
+    let Ok(outcome) = result else {
+        return;
+    };
+    for change in outcome.changes() {
+        if change.election == Some(Election::Unclean) {
+            metrics::counter!(crate::metrics::UNCLEAN_LEADER_ELECTIONS_TOTAL).increment(1);
+            tracing::warn!(
+                index,
+                topic_id = %change.topic_id,
+                partition = change.partition,
+                leader = ?change.leader,
+                "unclean leader election: acknowledged records may be lost"
+            );
+        }
+        if change.leader.is_none() {
+            tracing::warn!(
+                index,
+                topic_id = %change.topic_id,
+                partition = change.partition,
+                "partition offline: no eligible ISR member"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use openraft::testing::{blank_ent, log_id, membership_ent};
+    use openraft::Membership;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::controller::metadata::{CommandOutcome, Endpoint, MetadataCommand};
+    use crate::storage::StdFileSystem;
+
+    fn open(dir: &Path) -> StateMachineStore {
+        StateMachineStore::open(Arc::new(StdFileSystem), dir).unwrap()
+    }
+
+    fn normal(index: u64, command: MetadataCommand) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(1, 1, index),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    fn register(id: i32) -> MetadataCommand {
+        MetadataCommand::RegisterBroker {
+            id,
+            incarnation: Uuid::from_u128(7),
+            endpoints: vec![Endpoint {
+                listener: "INTERNAL".into(),
+                host: "localhost".into(),
+                port: 9093,
+            }],
+            rack: None,
+        }
+    }
+
+    /// A membership entry, a broker registered and unfenced, and a topic.
+    async fn apply_some(sm: &mut StateMachineStore) -> Vec<EntryResponse> {
+        let entries = vec![
+            membership_ent::<TypeConfig>(1, 1, 1, vec![BTreeSet::from([1])]),
+            blank_ent::<TypeConfig>(1, 1, 2),
+            normal(3, register(1)),
+            normal(4, MetadataCommand::UnfenceBroker { id: 1, epoch: 3 }),
+            normal(
+                5,
+                MetadataCommand::CreateTopic {
+                    name: "t".into(),
+                    id: Uuid::from_u128(55),
+                    partitions: 2,
+                    replication_factor: 1,
+                    configs: Default::default(),
+                },
+            ),
+        ];
+        sm.apply(entries).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn apply_answers_every_entry_including_blank_and_membership() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        let responses = apply_some(&mut sm).await;
+        assert_eq!(responses.len(), 5);
+        assert_eq!(responses[0], EntryResponse::Membership);
+        assert_eq!(responses[1], EntryResponse::Blank);
+        assert!(matches!(
+            responses[2],
+            EntryResponse::Command(Ok(CommandOutcome::BrokerRegistered {
+                broker_epoch: 3,
+                ..
+            }))
+        ));
+        let (applied, membership) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(1, 1, 5)));
+        assert_eq!(
+            membership.membership(),
+            &Membership::new(vec![BTreeSet::from([1])], None)
+        );
+        let reader = sm.reader();
+        assert_eq!(reader.last_applied_index(), Some(5));
+        assert_eq!(
+            reader.read(|m| m.topic_by_name("t").unwrap().partitions.len()),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_round_trips_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        apply_some(&mut sm).await;
+        let built = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let expected = sm.reader().read(Clone::clone);
+        drop(sm);
+
+        let mut reopened = open(dir.path());
+        assert_eq!(reopened.reader().read(Clone::clone), expected);
+        let (applied, _) = reopened.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(1, 1, 5)));
+        let current = reopened.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, built.meta);
+        assert_eq!(current.snapshot.into_inner(), built.snapshot.into_inner());
+    }
+
+    #[tokio::test]
+    async fn installing_a_snapshot_replaces_the_state() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let follower_dir = tempfile::tempdir().unwrap();
+        let mut leader = open(leader_dir.path());
+        apply_some(&mut leader).await;
+        let snapshot = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let mut follower = open(follower_dir.path());
+        follower.apply([normal(1, register(9))]).await.unwrap();
+        let mut receiving = follower.begin_receiving_snapshot().await.unwrap();
+        *receiving = *snapshot.snapshot;
+        follower
+            .install_snapshot(&snapshot.meta, receiving)
+            .await
+            .unwrap();
+        let expected = leader.reader().read(Clone::clone);
+        assert_eq!(follower.reader().read(Clone::clone), expected);
+        assert!(follower.reader().read(|m| m.broker(9).is_none()));
+        drop(follower);
+        assert_eq!(
+            open(follower_dir.path()).reader().read(Clone::clone),
+            expected
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_that_breaks_an_invariant_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        let mut receiving = sm.begin_receiving_snapshot().await.unwrap();
+        *receiving = Cursor::new(b"{\"not\": \"metadata\"}".to_vec());
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(1, 1, 9)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "bad".into(),
+        };
+        assert!(sm.install_snapshot(&meta, receiving).await.is_err());
+        assert_eq!(sm.applied_state().await.unwrap().0, None);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_snapshot_file_is_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        apply_some(&mut sm).await;
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        drop(sm);
+        let path = dir.path().join(SNAPSHOT_FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let error = StateMachineStore::open(Arc::new(StdFileSystem), dir.path()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+}
