@@ -4,6 +4,7 @@
 //! will sit between them), and [`node`] wires one running broker together.
 
 pub mod config;
+pub mod controller;
 pub mod metrics;
 pub mod node;
 pub mod server;
