@@ -7,5 +7,6 @@ pub mod config;
 pub mod controller;
 pub mod metrics;
 pub mod node;
+pub mod replication;
 pub mod server;
 pub mod storage;
