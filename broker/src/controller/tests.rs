@@ -334,8 +334,10 @@ async fn a_single_controller_restarts_from_its_snapshot_and_log() {
     let mut cluster = Cluster::start_quorum(config, 1).await;
     let (epochs, _) = live_brokers(&cluster, &[1, 2, 3, 4]).await;
     cluster.submit(create_topic("t", 4, 8, 3)).await;
-    // Wait for a snapshot to exist (the policy takes one every 5 entries) and the log
-    // behind it to be purged.
+    // Take a snapshot now (the policy's own every-5-entries snapshot may be mid-build or
+    // behind, which made this test flaky) and wait for it and for the log behind it to be
+    // purged.
+    cluster.nodes[&1].raft().trigger().snapshot().await.unwrap();
     cluster.nodes[&1]
         .raft()
         .wait(Some(WAIT))
