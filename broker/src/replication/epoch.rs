@@ -13,13 +13,9 @@
 //! rules exactly, spelled out on [`EpochLookup::end_offset_for`].
 
 /// An epoch and the offset at which it ended: the answer to [`EpochLookup::end_offset_for`],
-/// and what a leader sends as `DivergingEpoch` in a fetch response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EpochEndOffset {
-    pub epoch: i32,
-    /// The first offset *not* written in `epoch` (exclusive).
-    pub end_offset: i64,
-}
+/// and what a leader sends as `DivergingEpoch` in a fetch response. The storage layer's type,
+/// so a log's answer needs no conversion.
+pub use crate::storage::EpochEndOffset;
 
 /// The leader-epoch history of one log, as replication needs it.
 pub trait EpochLookup {
@@ -325,6 +321,57 @@ mod tests {
             let cut = cut.min(epochs.len());
             history.truncate_to(cut as i64);
             prop_assert_eq!(history, build(&epochs[..cut]));
+        }
+    }
+}
+
+/// A partition's log answers from its persisted leader-epoch cache.
+impl EpochLookup for crate::storage::PartitionLog {
+    fn end_offset_for(&self, epoch: i32) -> Option<EpochEndOffset> {
+        self.end_offset_for_epoch(epoch)
+    }
+}
+
+#[cfg(test)]
+mod log_agreement_tests {
+    use proptest::prelude::*;
+
+    use super::{EpochHistory, EpochLookup};
+    use crate::storage::testing::{batch, open_log, std_fs, test_config};
+    use crate::storage::ShutdownState;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The storage log's epoch cache and the value model replication is tested against
+        /// give the same answer for every epoch, after leader appends across epochs and a
+        /// truncation at a batch boundary: the simulation's guarantees carry over to the log.
+        #[test]
+        fn partition_log_answers_epoch_lookups_like_the_model(
+            appends in proptest::collection::vec((0i32..3, 1i32..5), 1..25),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(&std_fs(), dir.path(), &test_config(), ShutdownState::Clean);
+            let mut model = EpochHistory::new(0);
+            let mut epoch = 0;
+            let mut boundaries = vec![0i64];
+            for (i, (epoch_step, records)) in appends.iter().enumerate() {
+                epoch += epoch_step;
+                let info = log.append(batch(*records, 1_000 + i as i64, 8, i as u64), epoch, 0).unwrap();
+                model.append(epoch, info.base_offset, info.last_offset + 1);
+                boundaries.push(info.last_offset + 1);
+            }
+            let highest = epoch + 2;
+            for e in -1..=highest {
+                prop_assert_eq!(log.end_offset_for(e), model.end_offset_for(e), "epoch {}", e);
+            }
+            let offset = boundaries[cut.index(boundaries.len())];
+            log.truncate_to(offset).unwrap();
+            model.truncate_to(offset);
+            for e in -1..=highest {
+                prop_assert_eq!(log.end_offset_for(e), model.end_offset_for(e), "after truncation to {}, epoch {}", offset, e);
+            }
         }
     }
 }

@@ -71,7 +71,7 @@ mod manager;
 mod recovery;
 mod segment;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::fmt;
 use std::str::FromStr;
