@@ -17,8 +17,10 @@
 //! - [`raft_log`]: openraft log storage (entries, vote, committed id) in one write-ahead file.
 //! - [`raft_store`]: openraft state machine storage: applies entries to [`MetadataState`]
 //!   and persists snapshots; [`MetadataReader`] is the read view for the rest of the broker.
-//! - [`network`]: how Raft messages travel. Today an in-process router for tests; the TCP
-//!   transport over the internal listener comes next.
+//! - [`network`]: an in-process router for tests (it can isolate and heal a node).
+//! - [`tcp`]: the TCP transport: `[u32 len][u32 crc32][json]` frames, lazily reconnected
+//!   peers, [`serve_raft`] for the listening side. Not yet bound to the broker's internal
+//!   listener.
 //!
 //! # Files
 //!
@@ -53,7 +55,8 @@
 //!
 //! # Left out (for now)
 //!
-//! The TCP transport, learners (non-voter brokers following the log), membership changes
+//! Wiring the TCP transport into `sluiced` (`--internal-listen`, `--controller-voters`),
+//! learners (non-voter brokers following the log), membership changes
 //! after initialization, heartbeat handling and session expiry (the active controller's
 //! loop around this state machine), and linearizable reads for requests that need them.
 
@@ -62,6 +65,7 @@ pub mod network;
 pub mod raft_log;
 pub mod raft_store;
 pub mod record_file;
+pub mod tcp;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -77,6 +81,7 @@ pub use metadata::{
 };
 pub use raft_log::RaftLogStore;
 pub use raft_store::{EntryResponse, MetadataReader, StateMachineStore};
+pub use tcp::{serve_raft, TcpNetworkConfig, TcpRaftNetwork};
 
 use crate::storage::FileSystem;
 
