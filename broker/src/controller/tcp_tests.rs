@@ -19,9 +19,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::*;
+use crate::controller::tests::{register, test_config};
 use crate::controller::{
-    CommandOutcome, Controller, ControllerConfig, ControllerError, Endpoint, MetadataCommand,
-    MetadataState,
+    CommandOutcome, Controller, ControllerError, MetadataCommand, MetadataState,
 };
 use crate::storage::StdFileSystem;
 
@@ -103,15 +103,6 @@ async fn a_truncated_frame_is_an_error_not_a_clean_close() {
 }
 
 // ---- one server ----
-
-fn test_config() -> ControllerConfig {
-    ControllerConfig {
-        heartbeat_interval_ms: 50,
-        election_timeout_min_ms: 200,
-        election_timeout_max_ms: 400,
-        ..ControllerConfig::default()
-    }
-}
 
 /// A controller node serving Raft on its own 127.0.0.1 listener.
 struct TcpNode {
@@ -302,19 +293,6 @@ async fn converged(nodes: &BTreeMap<NodeId, TcpNode>, index: u64) -> MetadataSta
     }
     states[0].check_invariants().unwrap();
     states.into_iter().next().unwrap()
-}
-
-fn register(id: i32) -> MetadataCommand {
-    MetadataCommand::RegisterBroker {
-        id,
-        incarnation: Uuid::from_u128(id as u128),
-        endpoints: vec![Endpoint {
-            listener: "PLAINTEXT".into(),
-            host: "127.0.0.1".into(),
-            port: 9000 + id as u16,
-        }],
-        rack: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

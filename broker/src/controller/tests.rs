@@ -36,7 +36,8 @@ fn storage_passes_the_openraft_suite() {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn test_config() -> ControllerConfig {
+/// Fast elections for tests; the TCP transport's tests use it too.
+pub(super) fn test_config() -> ControllerConfig {
     ControllerConfig {
         heartbeat_interval_ms: 50,
         election_timeout_min_ms: 200,
@@ -183,7 +184,7 @@ async fn submit_among<'a>(
     }
 }
 
-fn register(id: BrokerId) -> MetadataCommand {
+pub(super) fn register(id: BrokerId) -> MetadataCommand {
     MetadataCommand::RegisterBroker {
         id,
         incarnation: Uuid::from_u128(id as u128),
