@@ -127,6 +127,47 @@ where
     s.parse::<T>().map_err(|e| format!("'{s}': {e}"))
 }
 
+/// The controller quorum: voter ids and their internal listener addresses, from
+/// `1@host:port,2@host:port,...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Voters(pub Vec<(i32, String)>);
+
+impl FromStr for Voters {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Voters, String> {
+        let mut voters: Vec<(i32, String)> = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+            let (id, address) = item
+                .split_once('@')
+                .ok_or_else(|| format!("voter '{item}' is not ID@HOST:PORT"))?;
+            let id: i32 = id
+                .parse()
+                .map_err(|_| format!("voter '{item}' has a bad id '{id}'"))?;
+            if id < 0 {
+                return Err(format!("voter '{item}': ids are non-negative"));
+            }
+            let (host, port) = address
+                .rsplit_once(':')
+                .ok_or_else(|| format!("voter '{item}' has no port"))?;
+            if host.is_empty() || port.parse::<u16>().is_err() {
+                return Err(format!("voter '{item}' is not ID@HOST:PORT"));
+            }
+            if voters.iter().any(|(existing, _)| *existing == id) {
+                return Err(format!("voter id {id} is listed twice"));
+            }
+            voters.push((id, address.to_string()));
+        }
+        Ok(Voters(voters))
+    }
+}
+
+impl<'de> Deserialize<'de> for Voters {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 fn parse_durability(s: &str) -> Result<Durability, String> {
     s.parse::<Durability>().map_err(|e| e.to_string())
 }
@@ -172,6 +213,24 @@ options! {
     in_flight_requests_max: usize = 32, "32", "in-flight-requests-max", "SLUICE_IN_FLIGHT_REQUESTS_MAX", parse_from_str::<usize>;
     "Milliseconds to let in-flight requests finish on SIGTERM before closing connections"
     shutdown_timeout_ms: u64 = 10_000, "10000", "shutdown-timeout-ms", "SLUICE_SHUTDOWN_TIMEOUT_MS", parse_from_str::<u64>;
+    "Address of the internal listener carrying controller (Raft) and broker-to-controller traffic; required with --controller-voters"
+    internal_listen: String = String::new(), "none (single node)", "internal-listen", "SLUICE_INTERNAL_LISTEN", parse_from_str::<String>;
+    "The controller quorum as ID@HOST:PORT,...; each voter's address is its --internal-listen. Empty: this node is a single-node cluster and its own controller"
+    controller_voters: Voters = Voters::default(), "none (single node)", "controller-voters", "SLUICE_CONTROLLER_VOTERS", parse_from_str::<Voters>;
+    "Milliseconds between a broker's heartbeats to the active controller"
+    broker_heartbeat_interval_ms: u64 = 500, "500", "broker-heartbeat-interval-ms", "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", parse_from_str::<u64>;
+    "A broker not heard from for this many milliseconds is fenced: removed from ISRs, its leaderships moved (Kafka broker.session.timeout.ms)"
+    broker_session_timeout_ms: u64 = 9_000, "9000", "broker-session-timeout-ms", "SLUICE_BROKER_SESSION_TIMEOUT_MS", parse_from_str::<u64>;
+    "A follower that has not caught up for this many milliseconds leaves the ISR (Kafka replica.lag.time.max.ms)"
+    replica_lag_time_max_ms: u64 = 30_000, "30000", "replica-lag-time-max-ms", "SLUICE_REPLICA_LAG_TIME_MAX_MS", parse_from_str::<u64>;
+    "Longest a follower's fetch waits at the leader for new records, in milliseconds (Kafka replica.fetch.wait.max.ms)"
+    replica_fetch_wait_max_ms: u64 = 500, "500", "replica-fetch-wait-max-ms", "SLUICE_REPLICA_FETCH_WAIT_MAX_MS", parse_from_str::<u64>;
+    "Default min.insync.replicas of topics: acks=all needs this many in-sync replicas (clamped to the replication factor)"
+    min_insync_replicas: i32 = 1, "1", "min-insync-replicas", "SLUICE_MIN_INSYNC_REPLICAS", parse_from_str::<i32>;
+    "Replication factor of topics created without one (auto-created topics included; Kafka default.replication.factor)"
+    default_replication_factor: i16 = 1, "1", "default-replication-factor", "SLUICE_DEFAULT_REPLICATION_FACTOR", parse_from_str::<i16>;
+    "Default unclean.leader.election.enable of topics: elect a leader from outside the ISR when no in-sync replica is left (may lose acknowledged records)"
+    unclean_leader_election: bool = false, "false", "unclean-leader-election", "SLUICE_UNCLEAN_LEADER_ELECTION", parse_bool;
     "Log line format: text or json"
     log_format: LogFormat = LogFormat::Text, "text", "log-format", "SLUICE_LOG_FORMAT", parse_from_str::<LogFormat>;
 }
@@ -228,8 +287,64 @@ impl Config {
                 "retention-ms and retention-bytes must be -1 (no limit) or positive".into(),
             );
         }
+        if self.broker_heartbeat_interval_ms == 0
+            || self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms
+        {
+            return Err(format!(
+                "broker-session-timeout-ms ({}) must be larger than broker-heartbeat-interval-ms ({}), which must be positive",
+                self.broker_session_timeout_ms, self.broker_heartbeat_interval_ms
+            ));
+        }
+        if self.replica_lag_time_max_ms == 0 || self.replica_fetch_wait_max_ms == 0 {
+            return Err(
+                "replica-lag-time-max-ms and replica-fetch-wait-max-ms must be positive".into(),
+            );
+        }
+        if self.min_insync_replicas < 1 || self.default_replication_factor < 1 {
+            return Err(format!(
+                "min-insync-replicas ({}) and default-replication-factor ({}) must be at least 1",
+                self.min_insync_replicas, self.default_replication_factor
+            ));
+        }
+        let internal_listen = self.internal_listen()?;
+        if !self.controller_voters.0.is_empty() {
+            let Some(internal) = internal_listen else {
+                return Err(
+                    "--controller-voters needs --internal-listen (this node's controller address)"
+                        .into(),
+                );
+            };
+            if let Some((_, address)) = self
+                .controller_voters
+                .0
+                .iter()
+                .find(|(id, _)| *id == self.node_id)
+            {
+                let port_matches = address
+                    .rsplit_once(':')
+                    .and_then(|(_, port)| port.parse::<u16>().ok())
+                    == Some(internal.port());
+                if !port_matches {
+                    return Err(format!(
+                        "node {} is voter {address} but --internal-listen is {internal}: a voter's address is its internal listener",
+                        self.node_id
+                    ));
+                }
+            }
+        }
         self.advertised()?;
         Ok(())
+    }
+
+    /// The internal listener's address, if one is configured.
+    pub fn internal_listen(&self) -> Result<Option<SocketAddr>, String> {
+        if self.internal_listen.is_empty() {
+            return Ok(None);
+        }
+        self.internal_listen
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("internal-listen '{}': {e}", self.internal_listen))
     }
 
     /// The host and port clients are told to connect to.

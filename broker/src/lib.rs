@@ -3,6 +3,7 @@
 //! Dependencies point one way: [`storage`] <- [`server`] (replication and the controller
 //! will sit between them), and [`node`] wires one running broker together.
 
+pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod metrics;

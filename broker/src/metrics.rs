@@ -49,6 +49,25 @@ pub const PARTITIONS: &str = "sluice_partitions";
 /// Leaders elected from outside the ISR (Kafka's UncleanLeaderElectionsPerSec), counted by
 /// every controller node as it applies the metadata log.
 pub const UNCLEAN_LEADER_ELECTIONS_TOTAL: &str = "sluice_unclean_leader_elections_total";
+/// Brokers fenced by the active controller because their session expired.
+pub const BROKERS_FENCED_TOTAL: &str = "sluice_brokers_fenced_total";
+/// ISR shrinks and expands this broker proposed as leader and the controller committed.
+pub const ISR_SHRINKS_TOTAL: &str = "sluice_isr_shrinks_total";
+pub const ISR_EXPANDS_TOTAL: &str = "sluice_isr_expands_total";
+/// Follower truncations after a divergence (KIP-320).
+pub const TRUNCATIONS_TOTAL: &str = "sluice_replica_truncations_total";
+/// Leader elections this broker saw for partitions it hosts (it became leader).
+pub const LEADERSHIPS_TAKEN_TOTAL: &str = "sluice_leaderships_taken_total";
+/// Partitions this broker leads / follows.
+pub const PARTITIONS_LED: &str = "sluice_partitions_led";
+pub const PARTITIONS_FOLLOWED: &str = "sluice_partitions_followed";
+/// Partitions this broker leads whose ISR is smaller than the replica set / min ISR.
+pub const UNDER_REPLICATED_PARTITIONS: &str = "sluice_under_replicated_partitions";
+pub const UNDER_MIN_ISR_PARTITIONS: &str = "sluice_under_min_isr_partitions";
+/// Bytes a follower copied from leaders.
+pub const REPLICATION_BYTES_IN_TOTAL: &str = "sluice_replication_bytes_in_total";
+/// 1 while this node is the active controller.
+pub const ACTIVE_CONTROLLER: &str = "sluice_active_controller";
 
 /// Start the Prometheus exporter's HTTP listener on `address` (serves `/metrics`).
 pub fn install(address: SocketAddr) -> Result<(), String> {

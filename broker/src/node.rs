@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::ClusterNode;
 use crate::config::Config;
 use crate::metrics as m;
 use crate::server::{self, now_ms, Broker};
@@ -19,14 +20,28 @@ pub async fn run(config: Config) -> Result<(), String> {
     let cluster_id = cluster_id(&config.data_dir)?;
     let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     m::install(config.metrics_listen)?;
-    let fs = Arc::new(StdFileSystem);
-    let logs = LogManager::open(fs, config.data_dir.clone(), config.log_defaults())
+    let fs: Arc<dyn crate::storage::FileSystem> = Arc::new(StdFileSystem);
+    let logs = LogManager::open(fs.clone(), config.data_dir.clone(), config.log_defaults())
         .map_err(|e| format!("cannot open data dir {}: {e}", config.data_dir.display()))?;
     let logs = Arc::new(logs);
-    let broker = Arc::new(Broker::new(&config, logs.clone(), cluster_id.clone())?);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Bind first, so a taken port fails fast; accept only once the cluster is joined.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let cluster = tokio::select! {
+        joined = ClusterNode::start(&config, fs, logs.clone(), shutdown_rx.clone()) => joined?,
+        signal = shutdown_signal() => {
+            let _ = shutdown_tx.send(true);
+            return Err(format!("{signal} before the broker joined the cluster"));
+        }
+    };
+    let broker = Arc::new(Broker::new(
+        &config,
+        logs.clone(),
+        cluster_id.clone(),
+        &cluster,
+    )?);
     let (host, port) = config.advertised()?;
     tracing::info!(
         node_id = config.node_id,
@@ -37,10 +52,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         cluster_id = %cluster_id,
         durability = %config.durability,
         topics = logs.topics().len(),
+        internal = %config.internal_listen,
+        broker_epoch = cluster.broker_epoch,
         "sluiced listening"
     );
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let retention = tokio::spawn(retention_loop(
         logs.clone(),
         Duration::from_millis(config.retention_check_interval_ms.max(1)),
@@ -51,9 +67,14 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let signal = shutdown_signal().await;
     tracing::info!(signal, "shutting down");
+    if !config.controller_voters.0.is_empty() {
+        // Hand leaderships over while still serving, so clients are redirected, not failed.
+        cluster.controlled_shutdown(grace).await;
+    }
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = retention.await;
+    cluster.stop().await;
     let logs_for_flush = logs.clone();
     tokio::task::spawn_blocking(move || logs_for_flush.shutdown())
         .await

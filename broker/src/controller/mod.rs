@@ -65,6 +65,7 @@ pub mod network;
 pub mod raft_log;
 pub mod raft_store;
 pub mod record_file;
+pub mod service;
 pub mod tcp;
 
 use std::collections::BTreeMap;
@@ -81,7 +82,10 @@ pub use metadata::{
 };
 pub use raft_log::RaftLogStore;
 pub use raft_store::{EntryResponse, MetadataReader, StateMachineStore};
-pub use tcp::{serve_raft, TcpNetworkConfig, TcpRaftNetwork};
+pub use service::{ControllerRequest, ControllerResponse, ControllerService, HeartbeatReply};
+pub use tcp::{
+    call_controller, serve_raft, serve_raft_with_config, TcpNetworkConfig, TcpRaftNetwork,
+};
 
 use crate::storage::FileSystem;
 

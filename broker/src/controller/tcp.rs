@@ -67,6 +67,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::service::{ControllerRequest, ControllerResponse, ControllerService};
 use super::{NodeId, TypeConfig};
 
 /// Largest frame payload accepted or sent by default: 64 MiB.
@@ -105,6 +106,8 @@ pub enum RaftRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A broker's request to the controller (registration, heartbeat, a metadata change).
+    Controller(ControllerRequest),
 }
 
 /// The answer to a [`RaftRequest`] of the same variant: what the callee's Raft returned.
@@ -115,6 +118,7 @@ pub enum RaftResponse {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
+    Controller(ControllerResponse),
 }
 
 /// Why a frame could not be read or written.
@@ -400,6 +404,45 @@ impl RaftNetwork<TypeConfig> for TcpRaftConnection {
     }
 }
 
+/// Send one controller request to the node at `addr` on a fresh connection and return its
+/// answer, within `timeout`.
+pub async fn call_controller(
+    addr: &str,
+    request: ControllerRequest,
+    timeout: Duration,
+) -> Result<ControllerResponse, String> {
+    let exchange = async {
+        let mut stream =
+            TcpStream::connect(addr)
+                .await
+                .map_err(|source| TransportError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+        stream.set_nodelay(true).map_err(FrameError::Io)?;
+        write_message(
+            &mut stream,
+            &RaftRequest::Controller(request),
+            FRAME_BYTES_MAX,
+        )
+        .await?;
+        let payload = read_frame(&mut stream, FRAME_BYTES_MAX)
+            .await?
+            .ok_or(TransportError::Closed)?;
+        match serde_json::from_slice(&payload).map_err(TransportError::Decode)? {
+            RaftResponse::Controller(response) => Ok(response),
+            _ => Err(TransportError::Mismatched("controller")),
+        }
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result.map_err(|error| error.to_string()),
+        Err(_) => Err(format!(
+            "no answer from {addr} within {} ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
 /// Serve Raft RPCs arriving on `listener` with `raft`, with the default limits, until
 /// `shutdown` turns true (or its sender is dropped).
 pub async fn serve_raft(
@@ -407,13 +450,14 @@ pub async fn serve_raft(
     raft: Raft<TypeConfig>,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve_raft_with_config(listener, raft, shutdown, TcpNetworkConfig::default()).await
+    serve_raft_with_config(listener, raft, None, shutdown, TcpNetworkConfig::default()).await
 }
 
 /// [`serve_raft`] with explicit limits. Open connections are closed when this returns.
 pub async fn serve_raft_with_config(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
+    service: Option<Arc<ControllerService>>,
     mut shutdown: watch::Receiver<bool>,
     config: TcpNetworkConfig,
 ) {
@@ -438,9 +482,10 @@ pub async fn serve_raft_with_config(
                     continue;
                 };
                 let raft = raft.clone();
+                let service = service.clone();
                 let frame_bytes_max = config.frame_bytes_max;
                 connections.spawn(async move {
-                    serve_connection(stream, peer, raft, frame_bytes_max).await;
+                    serve_connection(stream, peer, raft, service, frame_bytes_max).await;
                     drop(permit);
                 });
             }
@@ -451,7 +496,7 @@ pub async fn serve_raft_with_config(
 }
 
 /// Resolve once `shutdown` is true or its sender is gone (the guard is not held across awaits).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
@@ -460,6 +505,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     raft: Raft<TypeConfig>,
+    service: Option<Arc<ControllerService>>,
     frame_bytes_max: usize,
 ) {
     if let Err(error) = stream.set_nodelay(true) {
@@ -489,6 +535,10 @@ async fn serve_connection(
             RaftRequest::InstallSnapshot(request) => {
                 RaftResponse::InstallSnapshot(raft.install_snapshot(request).await)
             }
+            RaftRequest::Controller(request) => RaftResponse::Controller(match &service {
+                Some(service) => service.handle(request).await,
+                None => ControllerResponse::Error("this node serves no controller requests".into()),
+            }),
         };
         if let Err(error) = write_message(&mut stream, &response, frame_bytes_max).await {
             tracing::warn!(%peer, %error, "raft connection: answering failed; closing the connection");

@@ -78,7 +78,8 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
         )),
         ApiKey::Metadata => call!(MetadataRequest, |req| handlers::metadata::handle(
             &broker, req, version
-        )),
+        )
+        .await),
         ApiKey::Produce => match ProduceRequest::decode(&mut frame, version) {
             Ok(req) => match handlers::produce::handle(&broker, req, version).await {
                 handlers::produce::Outcome::Respond(response) => {
@@ -98,12 +99,14 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
         )),
         ApiKey::CreateTopics => call!(CreateTopicsRequest, |req| handlers::create_topics::handle(
             &broker, req, version
-        )),
+        )
+        .await),
         ApiKey::DeleteTopics => call!(DeleteTopicsRequest, |req| handlers::delete_topics::handle(
             &broker, req, version
-        )),
+        )
+        .await),
         ApiKey::CreatePartitions => call!(CreatePartitionsRequest, |req| {
-            handlers::create_partitions::handle(&broker, req)
+            handlers::create_partitions::handle(&broker, req).await
         }),
         ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, |req| {
             handlers::describe_configs::handle(&broker, req)

@@ -29,9 +29,13 @@ use sluice_protocol::error::ErrorCode;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use std::collections::BTreeMap;
+
+use crate::cluster::{ClusterNode, ControllerClient, Replica, ReplicaManager};
 use crate::config::Config;
+use crate::controller::{MetadataCommand, MetadataError};
 use crate::metrics as m;
-use crate::storage::{LogManager, PartitionLog, StorageError, TopicInfo};
+use crate::storage::{LogManager, PartitionLog, StorageError};
 use net::Listener;
 use producer_ids::ProducerIdAllocator;
 use producer_state::ProducerStateRegistry;
@@ -61,12 +65,37 @@ pub enum AutoCreate {
     Disabled,
 }
 
+/// Broker-wide defaults for new topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicDefaults {
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub min_insync_replicas: i32,
+    pub unclean_leader_election: bool,
+}
+
+/// A topic as the metadata log knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicView {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub partitions: i32,
+}
+
+/// How long an admin request waits for the controller.
+const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// What the request handlers share. Handlers take the parts they need.
 pub struct Broker {
     pub identity: Identity,
     pub limits: Limits,
     pub auto_create: AutoCreate,
+    pub topic_defaults: TopicDefaults,
     pub logs: Arc<LogManager>,
+    /// The partitions this broker hosts and their replication state.
+    pub replicas: Arc<ReplicaManager>,
+    /// The way to the active controller, for admin requests.
+    pub controller: ControllerClient,
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
     /// Idempotent-producer state of every partition, for Produce.
@@ -78,6 +107,7 @@ impl Broker {
         config: &Config,
         logs: Arc<LogManager>,
         cluster_id: String,
+        cluster: &ClusterNode,
     ) -> Result<Broker, String> {
         let (host, port) = config.advertised()?;
         let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
@@ -101,33 +131,182 @@ impl Broker {
             } else {
                 AutoCreate::Disabled
             },
+            topic_defaults: TopicDefaults {
+                partitions: config.default_partitions,
+                replication_factor: config.default_replication_factor,
+                min_insync_replicas: config.min_insync_replicas,
+                unclean_leader_election: config.unclean_leader_election,
+            },
             logs,
+            replicas: cluster.replicas.clone(),
+            controller: cluster.client.clone(),
             producer_ids,
             producers: ProducerStateRegistry::default(),
         })
     }
 
-    /// The topic, created with the default partition count if auto-creation is on.
-    pub fn topic_or_auto_create(&self, name: &str) -> Result<TopicInfo, ErrorCode> {
-        if let Some(topic) = self.logs.topic(name) {
+    /// The topic as the metadata knows it.
+    pub fn topic(&self, name: &str) -> Option<TopicView> {
+        self.replicas.metadata().read(|state| {
+            state.topic_by_name(name).map(|topic| TopicView {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions: topic.partitions.len() as i32,
+            })
+        })
+    }
+
+    /// The topic, created with the defaults if it does not exist and auto-creation is on.
+    pub async fn topic_or_auto_create(&self, name: &str) -> Result<TopicView, ErrorCode> {
+        if let Some(topic) = self.topic(name) {
             return Ok(topic);
         }
         let AutoCreate::Enabled { partitions } = self.auto_create else {
             return Err(ErrorCode::UnknownTopicOrPartition);
         };
-        match self.logs.create_topic(name, partitions, Default::default()) {
-            Ok(topic) => {
+        match self
+            .create_topic(name, partitions, -1, BTreeMap::new(), false)
+            .await
+        {
+            Ok(_) => {
                 tracing::info!(topic = name, partitions, "auto-created topic");
                 metrics::counter!(m::TOPICS_AUTO_CREATED_TOTAL).increment(1);
-                Ok(topic)
             }
-            Err(StorageError::TopicAlreadyExists(_)) => self
-                .logs
-                .topic(name)
-                .ok_or(ErrorCode::UnknownTopicOrPartition),
-            Err(e) => Err(storage_error_code(&e)),
+            Err((ErrorCode::TopicAlreadyExists, _)) => {}
+            Err((code, message)) => {
+                tracing::info!(topic = name, ?code, %message, "auto-creating topic failed");
+                return Err(match code {
+                    // Not enough brokers yet, say: the client retries.
+                    ErrorCode::InvalidReplicationFactor => ErrorCode::LeaderNotAvailable,
+                    other => other,
+                });
+            }
+        }
+        self.topic(name).ok_or(ErrorCode::LeaderNotAvailable)
+    }
+
+    /// Create a topic through the controller and wait until this broker hosts it.
+    /// `replication_factor` -1 means the broker default. Returns the topic and its configs.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        mut configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(TopicView, i16), (ErrorCode, String)> {
+        let defaults = self.topic_defaults;
+        let replication_factor = if replication_factor == -1 {
+            defaults.replication_factor
+        } else {
+            replication_factor
+        };
+        if defaults.min_insync_replicas != 1 {
+            configs
+                .entry("min.insync.replicas".to_string())
+                .or_insert_with(|| defaults.min_insync_replicas.to_string());
+        }
+        if defaults.unclean_leader_election {
+            configs
+                .entry("unclean.leader.election.enable".to_string())
+                .or_insert_with(|| "true".to_string());
+        }
+        self.logs
+            .validate_configs(&configs)
+            .map_err(|e| (storage_error_code(&e), e.to_string()))?;
+        if partitions < 1 {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("partition count must be at least 1, got {partitions}"),
+            ));
+        }
+        if replication_factor < 1 {
+            return Err((
+                ErrorCode::InvalidReplicationFactor,
+                format!("replication factor must be at least 1, got {replication_factor}"),
+            ));
+        }
+        if let Some(existing) = self.topic(name) {
+            return Err((
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{}' already exists", existing.name),
+            ));
+        }
+        if validate_only {
+            let brokers = self
+                .replicas
+                .metadata()
+                .read(|state| state.brokers().filter(|b| b.is_eligible()).count());
+            if usize::try_from(replication_factor).unwrap_or(0) > brokers {
+                return Err((
+                    ErrorCode::InvalidReplicationFactor,
+                    format!("replication factor {replication_factor} needs that many eligible brokers; {brokers} are"),
+                ));
+            }
+            let view = TopicView {
+                name: name.to_string(),
+                id: uuid::Uuid::nil(),
+                partitions,
+            };
+            return Ok((view, replication_factor));
+        }
+        let command = MetadataCommand::CreateTopic {
+            name: name.to_string(),
+            id: uuid::Uuid::from_bytes(rand::random()),
+            partitions,
+            replication_factor,
+            configs,
+        };
+        let index = self.controller_command(command).await?;
+        self.caught_up_to(index).await;
+        let view = self.topic(name).ok_or((
+            ErrorCode::RequestTimedOut,
+            format!("topic '{name}' was created but is not visible here yet"),
+        ))?;
+        Ok((view, replication_factor))
+    }
+
+    /// Submit a metadata command; its log index on success, or the Kafka error.
+    pub async fn controller_command(
+        &self,
+        command: MetadataCommand,
+    ) -> Result<u64, (ErrorCode, String)> {
+        match self.controller.submit(command, CONTROLLER_TIMEOUT).await {
+            Ok((index, Ok(_outcome))) => Ok(index),
+            Ok((_, Err(error))) => Err((metadata_error_code(&error), error.to_string())),
+            Err(error) => Err((
+                ErrorCode::RequestTimedOut,
+                format!("the controller did not answer: {error}"),
+            )),
         }
     }
+
+    /// Wait (bounded) until this broker's metadata and hosted replicas reflect log `index`.
+    pub async fn caught_up_to(&self, index: u64) {
+        self.controller
+            .wait_applied(index, CONTROLLER_TIMEOUT)
+            .await;
+        self.replicas.reconcile();
+    }
+
+    /// The replica of a partition this broker leads, or the error to answer with.
+    pub fn leader_replica(&self, topic: &str, partition: i32) -> Result<Arc<Replica>, ErrorCode> {
+        match self.replicas.replica(topic, partition) {
+            Some(replica) if replica.lock().is_leader() => Ok(replica),
+            Some(_) => Err(ErrorCode::NotLeaderOrFollower),
+            None => match self.topic(topic) {
+                Some(view) if partition >= 0 && partition < view.partitions => {
+                    Err(ErrorCode::NotLeaderOrFollower)
+                }
+                _ => Err(ErrorCode::UnknownTopicOrPartition),
+            },
+        }
+    }
+}
+
+/// Metadata (controller) errors as wire error codes.
+pub fn metadata_error_code(error: &MetadataError) -> ErrorCode {
+    error.code()
 }
 
 /// The one place storage errors become wire error codes.
@@ -147,9 +326,8 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
     }
 }
 
-/// The offset below which records are visible to consumers. On a single node that is the
-/// log end offset, or with fsync durability the end of what has been fsynced.
-pub fn high_watermark(log: &PartitionLog) -> i64 {
+/// The offset below which a log's records are on disk (fsync durability) or written.
+pub fn durable_end(log: &PartitionLog) -> i64 {
     log.durable_offset().min(log.log_end_offset())
 }
 
@@ -214,28 +392,75 @@ pub async fn serve<L: Listener>(
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! An in-process [`Broker`] over a temporary data dir, for handler tests.
+    //! An in-process single-node [`Broker`] (its own controller) over a temporary data dir,
+    //! for handler tests.
 
     use std::path::Path;
     use std::sync::Arc;
 
-    use super::Broker;
-    use crate::config::{Config, Flags};
-    use crate::storage::{LogManager, StdFileSystem};
+    use tokio::sync::watch;
 
-    /// A broker with default settings on `data_dir` (opened, recovering if needed).
-    pub fn broker(data_dir: &Path) -> Broker {
+    use super::Broker;
+    use crate::cluster::ClusterNode;
+    use crate::config::{Config, Flags};
+    use crate::storage::{FileSystem, LogManager, StdFileSystem};
+
+    /// A running single-node broker; stopped (background tasks, controller) on [`stop`].
+    pub struct TestBroker {
+        broker: Option<Broker>,
+        cluster: Option<ClusterNode>,
+        shutdown: watch::Sender<bool>,
+    }
+
+    impl std::ops::Deref for TestBroker {
+        type Target = Broker;
+        fn deref(&self) -> &Broker {
+            self.broker.as_ref().expect("broker")
+        }
+    }
+
+    impl TestBroker {
+        /// Stop everything and flush the logs, as a clean shutdown does.
+        pub async fn stop(mut self) {
+            let _ = self.shutdown.send(true);
+            let broker = self.broker.take().expect("broker");
+            broker.logs.shutdown().expect("flush logs");
+            drop(broker);
+            if let Some(cluster) = self.cluster.take() {
+                cluster.stop().await;
+            }
+        }
+    }
+
+    impl Drop for TestBroker {
+        fn drop(&mut self) {
+            let _ = self.shutdown.send(true);
+        }
+    }
+
+    /// A broker with default settings on `data_dir` (opened, recovering if needed), led by
+    /// its own controller.
+    pub async fn broker(data_dir: &Path) -> TestBroker {
         let flags = Flags {
             data_dir: Some(data_dir.to_path_buf()),
             ..Flags::default()
         };
         let config = Config::load_from(flags, &|_| None).expect("default config");
-        let logs = LogManager::open(
-            Arc::new(StdFileSystem),
-            data_dir.to_path_buf(),
-            config.log_defaults(),
-        )
-        .expect("open data dir");
-        Broker::new(&config, Arc::new(logs), "test-cluster".to_string()).expect("broker")
+        let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
+        let logs = Arc::new(
+            LogManager::open(fs.clone(), data_dir.to_path_buf(), config.log_defaults())
+                .expect("open data dir"),
+        );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let cluster = ClusterNode::start(&config, fs, logs.clone(), shutdown_rx)
+            .await
+            .expect("single-node cluster");
+        let broker =
+            Broker::new(&config, logs, "test-cluster".to_string(), &cluster).expect("broker");
+        TestBroker {
+            broker: Some(broker),
+            cluster: Some(cluster),
+            shutdown,
+        }
     }
 }

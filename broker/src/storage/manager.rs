@@ -44,6 +44,7 @@ pub const SUPPORTED_TOPIC_CONFIGS: &[&str] = &[
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 /// Most partitions one topic may have. It bounds the directories one request can create
@@ -99,6 +100,7 @@ struct Topic {
 struct TopicSettings {
     log: LogConfig,
     min_insync_replicas: i32,
+    unclean_leader_election: bool,
 }
 
 /// The on-disk form of a topic's metadata.
@@ -229,6 +231,17 @@ impl LogManager {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicInfo, StorageError> {
+        self.create_topic_with_id(name, new_topic_id(), partitions, configs)
+    }
+
+    /// [`LogManager::create_topic`] with the id the controller gave the topic.
+    pub fn create_topic_with_id(
+        &self,
+        name: &str,
+        id: [u8; 16],
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, StorageError> {
         validate_topic_name(name)?;
         validate_partition_count(partitions)?;
         let (settings, configs) = parse_overrides(&self.defaults, &configs)?;
@@ -238,7 +251,7 @@ impl LogManager {
         }
         let info = TopicInfo {
             name: name.to_string(),
-            id: new_topic_id(),
+            id,
             partitions,
             configs,
         };
@@ -428,6 +441,11 @@ impl LogManager {
             .collect())
     }
 
+    /// Check config overrides (Kafka names) as topic creation would, without creating.
+    pub fn validate_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
+        parse_overrides(&self.defaults, configs).map(|_| ())
+    }
+
     /// The topic's `min.insync.replicas` (1 for an unknown topic).
     pub fn min_insync_replicas(&self, topic: &str) -> i32 {
         self.read_topics()
@@ -565,6 +583,7 @@ fn parse_overrides(
     let mut settings = TopicSettings {
         log: defaults.clone(),
         min_insync_replicas: 1,
+        unclean_leader_election: false,
     };
     for (key, value) in overrides {
         let value = value.trim();
@@ -596,6 +615,17 @@ fn parse_overrides(
             }
             "segment.ms" => {
                 settings.log.segment_ms_max = parse_in_range(key, value, 1, i64::MAX)? as u64
+            }
+            "unclean.leader.election.enable" => {
+                settings.unclean_leader_election = match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(StorageError::InvalidConfig(format!(
+                            "{key}: expected true or false, got {value:?}"
+                        )))
+                    }
+                }
             }
             _ => {
                 return Err(StorageError::InvalidConfig(format!(
@@ -645,6 +675,7 @@ fn config_value(settings: &TopicSettings, key: &str) -> String {
         "retention.ms" => limit(settings.log.retention_ms),
         "segment.bytes" => settings.log.segment_bytes_max.to_string(),
         "segment.ms" => settings.log.segment_ms_max.to_string(),
+        "unclean.leader.election.enable" => settings.unclean_leader_election.to_string(),
         other => unreachable!("config_value of unsupported key {other}"),
     }
 }

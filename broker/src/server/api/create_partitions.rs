@@ -1,19 +1,21 @@
-//! CreatePartitions: grow a topic's partition count (never shrink).
+//! CreatePartitions: grow a topic's partition count (never shrink), through the controller,
+//! which places the new partitions' replicas.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, str_bytes};
-use crate::server::{storage_error_code, Broker};
+use crate::controller::MetadataCommand;
+use crate::server::Broker;
 
-pub fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut response = CreatePartitionsResponse::default();
     for topic in request.topics {
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
         let name = topic.name.0.to_string();
-        let outcome = match broker.logs.topic(&name) {
+        let outcome = match broker.topic(&name) {
             None => Err((
                 ErrorCode::UnknownTopicOrPartition,
                 format!("topic '{name}' does not exist"),
@@ -26,10 +28,19 @@ pub fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartit
                 ),
             )),
             Some(_) if request.validate_only => Ok(()),
-            Some(_) => broker
-                .logs
-                .create_partitions(&name, topic.count)
-                .map_err(|e| (storage_error_code(&e), e.to_string())),
+            Some(info) => match broker
+                .controller_command(MetadataCommand::CreatePartitions {
+                    topic_id: info.id,
+                    count: topic.count,
+                })
+                .await
+            {
+                Ok(index) => {
+                    broker.caught_up_to(index).await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
         };
         if let Err((code, message)) = outcome {
             result.error_code = count_error("CreatePartitions", code);

@@ -1,5 +1,6 @@
-//! CreateTopics. A single node can only host replication factor 1; manual replica
-//! assignments are refused with INVALID_REQUEST until there is a cluster to assign across.
+//! CreateTopics, through the controller: it assigns replicas across the eligible brokers
+//! (spreading leaders) and the answer comes once the topic is in this broker's metadata.
+//! Manual replica assignments are refused with INVALID_REQUEST (reassignment is later work).
 
 use std::collections::BTreeMap;
 
@@ -9,28 +10,23 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use sluice_protocol::error::ErrorCode;
 
-use super::{count_error, str_bytes, topic_id};
-use crate::server::{storage_error_code, AutoCreate, Broker};
+use super::{count_error, str_bytes};
+use crate::server::Broker;
 
-pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
-    let default_partitions = match broker.auto_create {
-        AutoCreate::Enabled { partitions } => partitions,
-        AutoCreate::Disabled => 1,
-    };
     for topic in request.topics {
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
         let name = topic.name.0.to_string();
         let partitions = if topic.num_partitions == -1 {
-            default_partitions
+            broker.topic_defaults.partitions
         } else {
             topic.num_partitions
-        };
-        let replication_factor = if topic.replication_factor == -1 {
-            1
-        } else {
-            topic.replication_factor
         };
         let configs: BTreeMap<String, String> = topic
             .configs
@@ -41,45 +37,28 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let outcome = if replication_factor != 1 {
-            Err((
-                ErrorCode::InvalidReplicationFactor,
-                format!(
-                    "replication factor {replication_factor} is larger than the 1 available broker"
-                ),
-            ))
-        } else if !topic.assignments.is_empty() {
+        let outcome = if !topic.assignments.is_empty() {
             Err((
                 ErrorCode::InvalidRequest,
                 "manual replica assignment is not supported".to_string(),
             ))
-        } else if request.validate_only {
-            if broker.logs.topic(&name).is_some() {
-                Err((
-                    ErrorCode::TopicAlreadyExists,
-                    format!("topic '{name}' already exists"),
-                ))
-            } else if partitions < 1 {
-                Err((
-                    ErrorCode::InvalidPartitions,
-                    format!("partition count must be at least 1, got {partitions}"),
-                ))
-            } else {
-                Ok(None)
-            }
         } else {
             broker
-                .logs
-                .create_topic(&name, partitions, configs)
-                .map(Some)
-                .map_err(|e| (storage_error_code(&e), e.to_string()))
+                .create_topic(
+                    &name,
+                    partitions,
+                    topic.replication_factor,
+                    configs,
+                    request.validate_only,
+                )
+                .await
         };
         match outcome {
-            Ok(info) => {
-                if let Some(info) = &info {
-                    tracing::info!(topic = %name, partitions, "created topic");
+            Ok((view, replication_factor)) => {
+                if !request.validate_only {
+                    tracing::info!(topic = %name, partitions, replication_factor, "created topic");
                     if version >= 7 {
-                        result.topic_id = topic_id(info.id);
+                        result.topic_id = view.id;
                     }
                 }
                 if version < 5 {
@@ -87,7 +66,7 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                     continue;
                 }
                 result.num_partitions = partitions;
-                result.replication_factor = 1;
+                result.replication_factor = replication_factor;
                 result.configs = Some(
                     broker
                         .logs

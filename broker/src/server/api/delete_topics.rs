@@ -1,14 +1,19 @@
-//! DeleteTopics, by name (v0-v5 `topic_names`, v6 `topics`). Deletion by topic id only is
-//! answered with UNKNOWN_TOPIC_ID unless the id matches a topic.
+//! DeleteTopics, by name (v0-v5 `topic_names`, v6 `topics`) or by id, through the
+//! controller. Every broker deletes its local logs when it applies the deletion.
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use sluice_protocol::error::ErrorCode;
 
-use super::{count_error, str_bytes, topic_id, topic_name};
-use crate::server::{storage_error_code, Broker};
+use super::{count_error, str_bytes, topic_name};
+use crate::controller::MetadataCommand;
+use crate::server::Broker;
 
-pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let mut response = DeleteTopicsResponse::default();
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = Vec::new();
     if version >= 6 {
@@ -22,38 +27,42 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
     }
     for (name, id) in targets {
         let mut result = DeletableTopicResult::default();
-        let name = name.or_else(|| {
-            broker
-                .logs
-                .topics()
-                .into_iter()
-                .find(|t| topic_id(t.id) == id)
-                .map(|t| t.name)
+        let found = broker.replicas.metadata().read(|state| match &name {
+            Some(name) => state.topic_by_name(name).map(|t| (t.name.clone(), t.id)),
+            None => state.topic(&id).map(|t| (t.name.clone(), t.id)),
         });
-        let Some(name) = name else {
-            result.topic_id = id;
-            result.error_code = count_error("DeleteTopics", ErrorCode::UnknownTopicId);
+        let Some((name, id)) = found else {
+            match name {
+                Some(name) => {
+                    result.name = Some(topic_name(&name));
+                    result.error_code =
+                        count_error("DeleteTopics", ErrorCode::UnknownTopicOrPartition);
+                }
+                None => {
+                    result.topic_id = id;
+                    result.error_code = count_error("DeleteTopics", ErrorCode::UnknownTopicId);
+                }
+            }
             response.responses.push(result);
             continue;
         };
         result.name = Some(topic_name(&name));
         if version >= 6 {
-            if let Some(info) = broker.logs.topic(&name) {
-                result.topic_id = topic_id(info.id);
-            }
+            result.topic_id = id;
         }
-        let deleted_id = broker.logs.topic(&name).map(|t| t.id);
-        match broker.logs.delete_topic(&name) {
-            Ok(()) => {
-                if let Some(id) = deleted_id {
-                    broker.producers.forget_topic(id);
-                }
-                tracing::info!(topic = %name, "deleted topic")
+        match broker
+            .controller_command(MetadataCommand::DeleteTopic { id })
+            .await
+        {
+            Ok(index) => {
+                broker.caught_up_to(index).await;
+                broker.producers.forget_topic(*id.as_bytes());
+                tracing::info!(topic = %name, "deleted topic");
             }
-            Err(e) => {
-                result.error_code = count_error("DeleteTopics", storage_error_code(&e));
+            Err((code, message)) => {
+                result.error_code = count_error("DeleteTopics", code);
                 if version >= 5 {
-                    result.error_message = Some(str_bytes(e.to_string()));
+                    result.error_message = Some(str_bytes(message));
                 }
             }
         }

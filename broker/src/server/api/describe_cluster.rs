@@ -1,20 +1,40 @@
-//! DescribeCluster: this broker, which is also the controller on a single node.
+//! DescribeCluster: the registered, unfenced brokers and the active controller.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterResponse};
 
 use super::str_bytes;
+use crate::controller::BrokerStatus;
 use crate::server::Broker;
 
 pub fn handle(broker: &Broker) -> DescribeClusterResponse {
     let identity = &broker.identity;
     let mut response = DescribeClusterResponse::default();
     response.cluster_id = str_bytes(identity.cluster_id.clone());
-    response.controller_id = BrokerId(identity.node_id);
-    let mut me = DescribeClusterBroker::default();
-    me.broker_id = BrokerId(identity.node_id);
-    me.host = str_bytes(identity.host.clone());
-    me.port = identity.port;
-    response.brokers = vec![me];
+    response.controller_id = BrokerId(
+        broker
+            .controller
+            .controller()
+            .current_leader()
+            .map_or(-1, |id| id as i32),
+    );
+    response.brokers = broker.replicas.metadata().read(|state| {
+        state
+            .brokers()
+            .filter(|b| b.id == identity.node_id || b.status != BrokerStatus::Fenced)
+            .filter_map(|b| {
+                let endpoint = b
+                    .endpoints
+                    .iter()
+                    .find(|e| e.listener != crate::controller::service::INTERNAL_LISTENER)?;
+                let mut entry = DescribeClusterBroker::default();
+                entry.broker_id = BrokerId(b.id);
+                entry.host = str_bytes(endpoint.host.clone());
+                entry.port = i32::from(endpoint.port);
+                entry.rack = b.rack.clone().map(str_bytes);
+                Some(entry)
+            })
+            .collect()
+    });
     response
 }

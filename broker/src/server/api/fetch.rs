@@ -1,6 +1,17 @@
 //! Fetch: read whole batches from each requested partition up to the high watermark, with
 //! Kafka's byte limits and long poll.
 //!
+//! - Consumers (replica id -1) read from the partition leader only (NOT_LEADER_OR_FOLLOWER
+//!   elsewhere; FENCED_/UNKNOWN_LEADER_EPOCH when their `current_leader_epoch` is stale or
+//!   ahead) and never see records at or above the high watermark.
+//! - Followers (replica id >= 0) fetch as replication: the leader's state machine checks
+//!   the fetch ([`Partition::on_follower_fetch`](crate::replication::Partition::on_follower_fetch):
+//!   epochs, broker epoch, divergence) and records the follower's progress, which moves the
+//!   ISR and the high watermark; the answer carries records up to the log end, the leader's
+//!   high watermark, and a `DivergingEpoch` when the follower must truncate. The follower's
+//!   broker epoch comes in the tagged field
+//!   [`BROKER_EPOCH_TAG`](crate::cluster::fetcher::BROKER_EPOCH_TAG).
+//!
 //! - `partition_max_bytes` bounds each partition and `max_bytes` (capped by the broker's
 //!   `fetch_bytes_max`) the whole response, except that the first batch of the first
 //!   non-empty partition is always returned whole so a consumer can make progress.
@@ -26,9 +37,19 @@ use sluice_protocol::error::ErrorCode;
 use tokio::time::Instant;
 
 use super::count_error;
+use crate::cluster::fetcher::BROKER_EPOCH_TAG;
+use crate::cluster::replica::offsets;
 use crate::metrics as m;
-use crate::server::{high_watermark, storage_error_code, Broker};
+use crate::replication::{FollowerFetch, FollowerFetchDecision, BROKER_EPOCH_UNKNOWN};
+use crate::server::{now_ms, storage_error_code, Broker};
 use crate::storage::StorageError;
+
+/// Who is fetching.
+#[derive(Debug, Clone, Copy)]
+enum Fetcher {
+    Consumer,
+    Follower { replica_id: i32, broker_epoch: i64 },
+}
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
     let mut response = FetchResponse::default();
@@ -39,6 +60,19 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = Instant::now() + max_wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let fetcher = if request.replica_id.0 >= 0 {
+        let broker_epoch = request
+            .unknown_tagged_fields
+            .get(&BROKER_EPOCH_TAG)
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(BROKER_EPOCH_UNKNOWN, i64::from_be_bytes);
+        Fetcher::Follower {
+            replica_id: request.replica_id.0,
+            broker_epoch,
+        }
+    } else {
+        Fetcher::Consumer
+    };
     let max_bytes = usize::try_from(request.max_bytes)
         .unwrap_or(0)
         .min(broker.limits.fetch_bytes_max);
@@ -46,7 +80,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     loop {
         // Subscribe before reading so an append between the read and the wait wakes us.
         let watches = subscribe(broker, &request);
-        let (built, bytes, any_error) = read_once(broker, &request, max_bytes, version);
+        let (built, bytes, any_error) = read_once(broker, &request, fetcher, max_bytes, version);
         let now = Instant::now();
         if bytes >= min_bytes || any_error || now >= deadline || watches.is_empty() {
             metrics::counter!(m::BYTES_OUT_TOTAL).increment(bytes as u64);
@@ -55,7 +89,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         let changed = select_all(watches);
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Deadline: answer with whatever is there now.
-            let (built, bytes, _) = read_once(broker, &request, max_bytes, version);
+            let (built, bytes, _) = read_once(broker, &request, fetcher, max_bytes, version);
             metrics::counter!(m::BYTES_OUT_TOTAL).increment(bytes as u64);
             return built;
         }
@@ -70,8 +104,12 @@ fn subscribe(
     let mut watches: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
     for topic in &request.topics {
         for partition in &topic.partitions {
-            if let Some(log) = broker.logs.partition(&topic.topic.0, partition.partition) {
-                watches.push(Box::pin(log.durable_end_changed()));
+            if let Some(replica) = broker.replicas.replica(&topic.topic.0, partition.partition) {
+                watches.push(Box::pin(replica.log.durable_end_changed()));
+                let mut changes = replica.subscribe();
+                watches.push(Box::pin(async move {
+                    let _ = changes.changed().await;
+                }));
             }
         }
     }
@@ -83,6 +121,7 @@ fn subscribe(
 fn read_once(
     broker: &Broker,
     request: &FetchRequest,
+    fetcher: Fetcher,
     max_bytes: usize,
     version: i16,
 ) -> (FetchResponse, usize, bool) {
@@ -97,47 +136,152 @@ fn read_once(
             let mut p = PartitionData::default();
             p.partition_index = partition.partition;
             p.records = Some(Bytes::new());
-            match broker.logs.partition(&topic.topic.0, partition.partition) {
-                None => {
-                    p.error_code = count_error("Fetch", ErrorCode::UnknownTopicOrPartition);
-                    p.high_watermark = -1;
+            p.high_watermark = -1;
+            let partition_max = usize::try_from(partition.partition_max_bytes).unwrap_or(0);
+            // The first bytes of a response may exceed the limits by one batch.
+            let budget = if total == 0 {
+                partition_max.min(max_bytes).max(1)
+            } else {
+                partition_max.min(max_bytes.saturating_sub(total))
+            };
+            let outcome = match fetcher {
+                Fetcher::Consumer => {
+                    read_for_consumer(broker, &topic.topic.0, partition, budget, &mut p)
+                }
+                Fetcher::Follower {
+                    replica_id,
+                    broker_epoch,
+                } => read_for_follower(
+                    broker,
+                    &topic.topic.0,
+                    partition,
+                    replica_id,
+                    broker_epoch,
+                    budget,
+                    &mut p,
+                ),
+            };
+            match outcome {
+                Ok(records) => {
+                    total += records.len();
+                    p.records = Some(records);
+                }
+                Err(code) => {
+                    p.error_code = count_error("Fetch", code);
                     any_error = true;
                 }
-                Some(log) => {
-                    let high_watermark = high_watermark(&log);
-                    p.high_watermark = high_watermark;
-                    p.last_stable_offset = high_watermark;
-                    if version >= 5 {
-                        p.log_start_offset = log.log_start_offset();
-                    }
-                    let partition_max = usize::try_from(partition.partition_max_bytes).unwrap_or(0);
-                    // The first bytes of a response may exceed the limits by one batch.
-                    let budget = if total == 0 {
-                        partition_max.min(max_bytes).max(1)
-                    } else {
-                        partition_max.min(max_bytes.saturating_sub(total))
-                    };
-                    if budget == 0 {
-                        topic_response.partitions.push(p);
-                        continue;
-                    }
-                    match read_partition(&log, partition.fetch_offset, budget, high_watermark) {
-                        Ok(records) => {
-                            total += records.len();
-                            p.records = Some(records);
-                        }
-                        Err(e) => {
-                            p.error_code = count_error("Fetch", storage_error_code(&e));
-                            any_error = true;
-                        }
-                    }
-                }
+            }
+            if version < 5 {
+                p.log_start_offset = -1;
             }
             topic_response.partitions.push(p);
         }
         response.responses.push(topic_response);
     }
     (response, total, any_error)
+}
+
+fn read_for_consumer(
+    broker: &Broker,
+    topic: &str,
+    partition: &kafka_protocol::messages::fetch_request::FetchPartition,
+    budget: usize,
+    p: &mut PartitionData,
+) -> Result<Bytes, ErrorCode> {
+    let replica = broker.leader_replica(topic, partition.partition)?;
+    let leader_epoch = replica.lock().leader_epoch();
+    let asked = partition.current_leader_epoch;
+    if asked >= 0 && asked < leader_epoch {
+        return Err(ErrorCode::FencedLeaderEpoch);
+    }
+    if asked > leader_epoch {
+        return Err(ErrorCode::UnknownLeaderEpoch);
+    }
+    let log = &replica.log;
+    let visible_end = replica.visible_end();
+    p.high_watermark = visible_end;
+    p.last_stable_offset = visible_end;
+    p.log_start_offset = log.log_start_offset();
+    if budget == 0 {
+        return Ok(Bytes::new());
+    }
+    read_partition(log, partition.fetch_offset, budget, visible_end)
+        .map_err(|e| storage_error_code(&e))
+}
+
+fn read_for_follower(
+    broker: &Broker,
+    topic: &str,
+    partition: &kafka_protocol::messages::fetch_request::FetchPartition,
+    replica_id: i32,
+    broker_epoch: i64,
+    budget: usize,
+    p: &mut PartitionData,
+) -> Result<Bytes, ErrorCode> {
+    let Some(replica) = broker.replicas.replica(topic, partition.partition) else {
+        return Err(match broker.topic(topic) {
+            Some(_) => ErrorCode::NotLeaderOrFollower,
+            None => ErrorCode::UnknownTopicOrPartition,
+        });
+    };
+    let fetch = FollowerFetch {
+        replica_id,
+        broker_epoch,
+        current_leader_epoch: (partition.current_leader_epoch >= 0)
+            .then_some(partition.current_leader_epoch),
+        fetch_offset: partition.fetch_offset,
+        last_fetched_epoch: (partition.last_fetched_epoch >= 0)
+            .then_some(partition.last_fetched_epoch),
+        log_start_offset: partition.log_start_offset,
+    };
+    let liveness = broker.replicas.liveness(replica_id);
+    let log = &replica.log;
+    let decision = {
+        let mut state = replica.lock();
+        let decision = state.on_follower_fetch(&fetch, offsets(log), &**log, liveness, now_ms());
+        if let FollowerFetchDecision::Read { effects, .. } = &decision {
+            if let Err(error) =
+                replica.apply_effects(&mut state, effects.clone(), &broker.replicas.sink())
+            {
+                tracing::warn!(partition = log.name(), %error, "follower fetch effects failed");
+            }
+        }
+        decision
+    };
+    p.log_start_offset = log.log_start_offset();
+    match decision {
+        FollowerFetchDecision::Read {
+            from,
+            high_watermark,
+            ..
+        } => {
+            p.high_watermark = high_watermark;
+            p.last_stable_offset = high_watermark;
+            if budget == 0 || from >= log.log_end_offset() {
+                return Ok(Bytes::new());
+            }
+            log.read(from, budget).map_err(|e| storage_error_code(&e))
+        }
+        FollowerFetchDecision::Diverging(end) => {
+            p.high_watermark = replica.high_watermark();
+            p.diverging_epoch.epoch = end.epoch;
+            p.diverging_epoch.end_offset = end.end_offset;
+            tracing::info!(
+                partition = log.name(),
+                follower = replica_id,
+                fetch_offset = fetch.fetch_offset,
+                last_fetched_epoch = ?fetch.last_fetched_epoch,
+                diverging_epoch = end.epoch,
+                diverging_end_offset = end.end_offset,
+                "follower diverges; answering with its divergence point"
+            );
+            Ok(Bytes::new())
+        }
+        FollowerFetchDecision::Refused(refusal) => {
+            tracing::debug!(partition = log.name(), follower = replica_id, %refusal, "follower fetch refused");
+            Err(refusal.error_code())
+        }
+    }
 }
 
 /// Whole batches from `offset`, at most `budget` bytes (or one batch), none at or above the

@@ -87,10 +87,10 @@ mod tests {
     use crate::server::api::str_bytes;
     use crate::server::testing;
 
-    #[test]
-    fn each_request_gets_a_new_producer_id_at_epoch_zero() {
+    #[tokio::test]
+    async fn each_request_gets_a_new_producer_id_at_epoch_zero() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         let mut request = InitProducerIdRequest::default();
         request.transactional_id = None;
         let first = handle(&broker, request.clone(), 4);
@@ -103,24 +103,23 @@ mod tests {
         assert!(second.producer_id.0 > first.producer_id.0);
     }
 
-    #[test]
-    fn producer_ids_stay_unique_across_restarts() {
+    #[tokio::test]
+    async fn producer_ids_stay_unique_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let mut request = InitProducerIdRequest::default();
         request.transactional_id = None;
-        let before = handle(&testing::broker(dir.path()), request.clone(), 0)
-            .producer_id
-            .0;
-        let after = handle(&testing::broker(dir.path()), request, 0)
-            .producer_id
-            .0;
+        let first = testing::broker(dir.path()).await;
+        let before = handle(&first, request.clone(), 0).producer_id.0;
+        first.stop().await;
+        let second = testing::broker(dir.path()).await;
+        let after = handle(&second, request, 0).producer_id.0;
         assert!(after > before, "{after} after {before}");
     }
 
-    #[test]
-    fn transactional_id_is_refused_with_invalid_request() {
+    #[tokio::test]
+    async fn transactional_id_is_refused_with_invalid_request() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         let mut request = InitProducerIdRequest::default();
         request.transactional_id = Some(TransactionalId(str_bytes("txn-1")));
         let response = handle(&broker, request, 4);
@@ -128,10 +127,10 @@ mod tests {
         assert_eq!((response.producer_id.0, response.producer_epoch), (-1, -1));
     }
 
-    #[test]
-    fn producer_id_without_epoch_is_refused_with_invalid_request() {
+    #[tokio::test]
+    async fn producer_id_without_epoch_is_refused_with_invalid_request() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         let mut request = InitProducerIdRequest::default();
         request.transactional_id = None;
         request.producer_id = ProducerId(5);
@@ -142,10 +141,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn response_encodes_at_every_advertised_version() {
+    #[tokio::test]
+    async fn response_encodes_at_every_advertised_version() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         let range = sluice_protocol::api::supported_range(ApiKey::InitProducerId as i16).unwrap();
         for version in range.min..=range.max {
             let mut request = InitProducerIdRequest::default();

@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark) and first offset at or after
-//! a timestamp. Max-timestamp lookups (-3, KIP-734) are not supported yet and get
+//! ListOffsets, answered by the partition leader only (NOT_LEADER_OR_FOLLOWER elsewhere):
+//! earliest (-2), latest (-1, the high watermark) and first offset at or after a timestamp
+//! (below the high watermark). Max-timestamp lookups (-3, KIP-734) are not supported yet and get
 //! UNSUPPORTED_VERSION for that partition.
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -9,7 +10,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_protocol::error::ErrorCode;
 
 use super::count_error;
-use crate::server::{high_watermark, storage_error_code, Broker};
+use crate::server::{storage_error_code, Broker};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -24,22 +25,36 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
             p.partition_index = partition.partition_index;
             p.timestamp = -1;
             p.offset = -1;
-            if version >= 4 {
-                p.leader_epoch = 0;
-            }
-            let Some(log) = broker
-                .logs
-                .partition(&topic.name.0, partition.partition_index)
-            else {
-                p.error_code = count_error("ListOffsets", ErrorCode::UnknownTopicOrPartition);
-                topic_response.partitions.push(p);
-                continue;
+            let replica = match broker.leader_replica(&topic.name.0, partition.partition_index) {
+                Ok(replica) => replica,
+                Err(code) => {
+                    p.error_code = count_error("ListOffsets", code);
+                    topic_response.partitions.push(p);
+                    continue;
+                }
             };
+            let leader_epoch = replica.lock().leader_epoch();
+            if version >= 4 {
+                p.leader_epoch = leader_epoch;
+                let asked = partition.current_leader_epoch;
+                if asked >= 0 && asked != leader_epoch {
+                    let code = if asked < leader_epoch {
+                        ErrorCode::FencedLeaderEpoch
+                    } else {
+                        ErrorCode::UnknownLeaderEpoch
+                    };
+                    p.error_code = count_error("ListOffsets", code);
+                    topic_response.partitions.push(p);
+                    continue;
+                }
+            }
+            let log = &replica.log;
+            let visible_end = replica.visible_end();
             match partition.timestamp {
-                LATEST => p.offset = high_watermark(&log),
+                LATEST => p.offset = visible_end,
                 EARLIEST => p.offset = log.log_start_offset(),
                 timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp) {
-                    Ok(Some((offset, found))) if offset < high_watermark(&log) => {
+                    Ok(Some((offset, found))) if offset < visible_end => {
                         p.offset = offset;
                         p.timestamp = found;
                     }

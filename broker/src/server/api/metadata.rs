@@ -1,6 +1,6 @@
-//! Metadata: brokers, topics and partition leaders. On a single node this broker leads
-//! every partition. Requested topics that do not exist are auto-created when both the
-//! request and the broker allow it.
+//! Metadata: brokers, topics and partition leaders, from this broker's copy of the metadata
+//! log. Requested topics that do not exist are auto-created (through the controller) when
+//! both the request and the broker allow it.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -8,87 +8,134 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use sluice_protocol::error::ErrorCode;
 
-use super::{count_error, str_bytes, topic_id, topic_name};
+use super::{count_error, str_bytes, topic_name};
+use crate::controller::{BrokerStatus, MetadataState, Topic};
 use crate::server::Broker;
-use crate::storage::TopicInfo;
 
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let identity = &broker.identity;
-    let mut response = MetadataResponse::default();
-    let mut me = MetadataResponseBroker::default();
-    me.node_id = BrokerId(identity.node_id);
-    me.host = str_bytes(identity.host.clone());
-    me.port = identity.port;
-    response.brokers = vec![me];
-    if version >= 2 {
-        response.cluster_id = Some(str_bytes(identity.cluster_id.clone()));
-    }
-    if version >= 1 {
-        response.controller_id = BrokerId(identity.node_id);
-    }
-
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
     // v0 has no null: an empty list there means "all topics".
     let all_topics = match &request.topics {
         None => true,
         Some(list) => version == 0 && list.is_empty(),
     };
-    if all_topics {
-        response.topics = broker
-            .logs
-            .topics()
-            .iter()
-            .map(|t| describe(broker, t, version))
-            .collect();
-        return response;
-    }
-    for requested in request.topics.unwrap_or_default() {
-        let Some(name) = requested.name else {
-            let mut topic = MetadataResponseTopic::default();
-            topic.topic_id = requested.topic_id;
-            topic.error_code = count_error("Metadata", ErrorCode::UnknownTopicId);
-            response.topics.push(topic);
-            continue;
-        };
-        let lookup = if request.allow_auto_topic_creation {
-            broker.topic_or_auto_create(&name.0)
-        } else {
-            broker
-                .logs
-                .topic(&name.0)
-                .ok_or(ErrorCode::UnknownTopicOrPartition)
-        };
-        match lookup {
-            Ok(info) => response.topics.push(describe(broker, &info, version)),
-            Err(code) => {
-                let mut topic = MetadataResponseTopic::default();
-                topic.name = Some(name);
-                topic.error_code = count_error("Metadata", code);
-                response.topics.push(topic);
+    let mut errors: Vec<(kafka_protocol::messages::TopicName, ErrorCode)> = Vec::new();
+    let mut wanted: Vec<String> = Vec::new();
+    let mut unknown_ids = Vec::new();
+    if !all_topics {
+        for requested in request.topics.clone().unwrap_or_default() {
+            let Some(name) = requested.name else {
+                unknown_ids.push(requested.topic_id);
+                continue;
+            };
+            let lookup = if request.allow_auto_topic_creation {
+                broker.topic_or_auto_create(&name.0).await.map(|_| ())
+            } else {
+                broker
+                    .topic(&name.0)
+                    .map(|_| ())
+                    .ok_or(ErrorCode::UnknownTopicOrPartition)
+            };
+            match lookup {
+                Ok(()) => wanted.push(name.0.to_string()),
+                Err(code) => errors.push((name, code)),
             }
         }
+    }
+
+    let controller_id = broker
+        .controller
+        .controller()
+        .current_leader()
+        .map_or(-1, |id| id as i32);
+    let mut response = broker.replicas.metadata().read(|state| {
+        let mut response = MetadataResponse::default();
+        response.brokers = brokers(broker, state);
+        if version >= 2 {
+            response.cluster_id = Some(str_bytes(broker.identity.cluster_id.clone()));
+        }
+        if version >= 1 {
+            response.controller_id = BrokerId(controller_id);
+        }
+        if all_topics {
+            response.topics = state.topics().map(|t| describe(t, version)).collect();
+        } else {
+            for name in &wanted {
+                match state.topic_by_name(name) {
+                    Some(topic) => response.topics.push(describe(topic, version)),
+                    None => errors.push((topic_name(name), ErrorCode::LeaderNotAvailable)),
+                }
+            }
+        }
+        response
+    });
+    for id in unknown_ids {
+        let mut topic = MetadataResponseTopic::default();
+        topic.topic_id = id;
+        topic.error_code = count_error("Metadata", ErrorCode::UnknownTopicId);
+        response.topics.push(topic);
+    }
+    for (name, code) in errors {
+        let mut topic = MetadataResponseTopic::default();
+        topic.name = Some(name);
+        topic.error_code = count_error("Metadata", code);
+        response.topics.push(topic);
     }
     response
 }
 
-fn describe(broker: &Broker, info: &TopicInfo, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(broker.identity.node_id);
-    let mut topic = MetadataResponseTopic::default();
-    topic.name = Some(topic_name(&info.name));
-    if version >= 10 {
-        topic.topic_id = topic_id(info.id);
+/// Every broker that is not fenced, and this broker always (it answered, so it is up).
+fn brokers(broker: &Broker, state: &MetadataState) -> Vec<MetadataResponseBroker> {
+    let me = broker.identity.node_id;
+    let mut list: Vec<MetadataResponseBroker> = state
+        .brokers()
+        .filter(|b| b.id == me || b.status != BrokerStatus::Fenced)
+        .filter_map(|b| {
+            let endpoint = b
+                .endpoints
+                .iter()
+                .find(|e| e.listener != crate::controller::service::INTERNAL_LISTENER)?;
+            let mut entry = MetadataResponseBroker::default();
+            entry.node_id = BrokerId(b.id);
+            entry.host = str_bytes(endpoint.host.clone());
+            entry.port = i32::from(endpoint.port);
+            entry.rack = b.rack.clone().map(str_bytes);
+            Some(entry)
+        })
+        .collect();
+    if !list.iter().any(|b| b.node_id.0 == me) {
+        let mut entry = MetadataResponseBroker::default();
+        entry.node_id = BrokerId(me);
+        entry.host = str_bytes(broker.identity.host.clone());
+        entry.port = broker.identity.port;
+        list.push(entry);
     }
-    topic.partitions = (0..info.partitions)
-        .map(|index| {
+    list
+}
+
+fn describe(topic: &Topic, version: i16) -> MetadataResponseTopic {
+    let mut response = MetadataResponseTopic::default();
+    response.name = Some(topic_name(&topic.name));
+    if version >= 10 {
+        response.topic_id = topic.id;
+    }
+    response.partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, partition)| {
             let mut p = MetadataResponsePartition::default();
-            p.partition_index = index;
-            p.leader_id = node;
-            if version >= 7 {
-                p.leader_epoch = 0;
+            p.partition_index = index as i32;
+            p.leader_id = BrokerId(partition.leader_id());
+            if partition.leader.is_none() {
+                p.error_code = ErrorCode::LeaderNotAvailable.code();
             }
-            p.replica_nodes = vec![node];
-            p.isr_nodes = vec![node];
+            if version >= 7 {
+                p.leader_epoch = partition.leader_epoch;
+            }
+            p.replica_nodes = partition.replicas.iter().map(|&id| BrokerId(id)).collect();
+            p.isr_nodes = partition.isr.iter().map(|&id| BrokerId(id)).collect();
             p
         })
         .collect();
-    topic
+    response
 }

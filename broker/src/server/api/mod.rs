@@ -27,10 +27,6 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-pub(crate) fn topic_id(id: [u8; 16]) -> uuid::Uuid {
-    uuid::Uuid::from_bytes(id)
-}
-
 /// Count an error code returned by an API (NONE is not counted).
 pub(crate) fn count_error(api: &'static str, code: ErrorCode) -> i16 {
     if code != ErrorCode::None {

@@ -4,9 +4,14 @@
 //! - acks=0: no response; if any partition failed, the connection is closed (Kafka's way
 //!   of telling a fire-and-forget producer something went wrong).
 //! - acks=1: answer after the leader's append.
-//! - acks=-1 (all): on a single node the ISR is this broker; with fsync durability the
-//!   answer waits for the group-commit fsync covering the last offset, bounded by the
-//!   request's timeout.
+//! - acks=-1 (all): refused before the append with NOT_ENOUGH_REPLICAS while the ISR is
+//!   below `min.insync.replicas`; after the append the request is parked until the high
+//!   watermark covers its last offset (the whole ISR has it), answered
+//!   NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below min ISR meanwhile,
+//!   NOT_LEADER_OR_FOLLOWER if leadership moved, REQUEST_TIMED_OUT after the request's
+//!   timeout. With fsync durability it also waits for the leader's group-commit fsync.
+//! - Only the partition's leader appends; any other broker answers NOT_LEADER_OR_FOLLOWER
+//!   (the client refreshes its metadata and retries).
 //!
 //! Nothing malformed reaches storage: every batch is validated (length, magic, CRC-32C,
 //! record count, codec header) before the append, and a batch over `max.message.bytes`
@@ -56,12 +61,15 @@ use sluice_protocol::batch::{self, BatchIterError, Batches, RecordsSummary, Vali
 use sluice_protocol::error::{ErrorCode, ProtocolError};
 
 use super::{count_error, str_bytes};
+use crate::cluster::replica::AppendRefusal;
+use crate::cluster::Replica;
 use crate::metrics as m;
+use crate::replication::{AcksAllStatus, AcksAllWait};
 use crate::server::producer_state::{
     lock_slot, PartitionProducers, ProducerBatch, Verdict, PRODUCERS_PER_PARTITION_MAX,
 };
-use crate::server::{now_ms, storage_error_code, Broker};
-use crate::storage::{Durability, PartitionLog, TopicInfo};
+use crate::server::{now_ms, storage_error_code, Broker, TopicView};
+use crate::storage::{Durability, PartitionLog};
 
 /// What the connection should do with the result.
 pub enum Outcome {
@@ -69,9 +77,6 @@ pub enum Outcome {
     NoResponse,
     Close(String),
 }
-
-/// The leader epoch stamped into batches on a single node.
-const LEADER_EPOCH: i32 = 0;
 
 /// A producer-state rebuild starts at most this many offsets before the log end.
 pub const SCAN_OFFSETS_MAX: i64 = 100_000;
@@ -89,10 +94,12 @@ type Refusal = (ErrorCode, Option<String>);
 
 /// Where a partition's records are (appended now, or by the original of a duplicate).
 struct Appended {
-    log: Arc<PartitionLog>,
+    replica: Arc<Replica>,
     base_offset: i64,
     last_offset: i64,
     log_start_offset: i64,
+    /// The leader epoch of the append (`None` for a duplicate answered from its original).
+    leader_epoch: Option<i32>,
 }
 
 pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Outcome {
@@ -102,11 +109,23 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
     let deadline = tokio::time::Instant::now() + timeout;
     let now = now_ms();
 
+    // Topics nobody created yet: create them first (the only await before the appends; a
+    // producer pipelining to a topic it has not seen in Metadata gets no ordering promise).
+    if valid_acks {
+        for topic in &request.topic_data {
+            if broker.topic(&topic.name.0).is_none() {
+                let _ = broker.topic_or_auto_create(&topic.name.0).await;
+            }
+        }
+    }
+
     // Phase 1, synchronous (see "Ordering" in the module documentation): every append.
     let mut results = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let info = if valid_acks {
-            broker.topic_or_auto_create(&topic.name.0)
+            broker
+                .topic(&topic.name.0)
+                .ok_or(ErrorCode::UnknownTopicOrPartition)
         } else {
             Err(ErrorCode::InvalidRequiredAcks)
         };
@@ -117,25 +136,29 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
                 Ok(info) if partition.index < 0 || partition.index >= info.partitions => {
                     Err((ErrorCode::UnknownTopicOrPartition, None))
                 }
-                Ok(info) => append(broker, info, partition.index, partition.records, now),
+                Ok(info) => append(broker, info, partition.index, partition.records, acks, now),
             };
             partitions.push((partition.index, result));
         }
         results.push((topic.name, partitions));
     }
 
-    // Phase 2: durability, for the whole request within its timeout.
+    // Phase 2: replication and durability, for the whole request within its timeout.
     for (_, partitions) in &mut results {
         for (_, result) in partitions.iter_mut() {
             let Ok(appended) = result else { continue };
             if acks == -1 {
-                if let Err(refusal) = wait_durable(appended, deadline).await {
+                let waited = match wait_replicated(appended, deadline).await {
+                    Ok(()) => wait_durable(appended, deadline).await,
+                    Err(refusal) => Err(refusal),
+                };
+                if let Err(refusal) = waited {
                     *result = Err(refusal);
                 }
-            } else if appended.log.config().durability == Durability::Fsync {
+            } else if appended.replica.log.config().durability == Durability::Fsync {
                 // Nobody waits for this fsync, but consumers only see what it covers: start
                 // (or join) the group commit in the background.
-                let log = appended.log.clone();
+                let log = appended.replica.log.clone();
                 let last_offset = appended.last_offset;
                 tokio::spawn(async move {
                     if let Err(e) = log.wait_durable(last_offset).await {
@@ -197,15 +220,21 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
 /// Never awaits (see "Ordering" in the module documentation).
 fn append(
     broker: &Broker,
-    topic: &TopicInfo,
+    topic: &TopicView,
     partition: i32,
     records: Option<Bytes>,
+    acks: i16,
     now_ms: i64,
 ) -> Result<Appended, Refusal> {
-    let log = broker
-        .logs
-        .partition(&topic.name, partition)
-        .ok_or((ErrorCode::UnknownTopicOrPartition, None))?;
+    let replica = broker
+        .leader_replica(&topic.name, partition)
+        .map_err(|code| (code, None))?;
+    if acks == -1 {
+        if let Err(refusal) = replica.lock().check_acks_all_admission() {
+            return Err((refusal.error_code(), Some(refusal.to_string())));
+        }
+    }
+    let log = replica.log.clone();
     let records = records.ok_or((
         ErrorCode::CorruptMessage,
         Some("records are null".to_string()),
@@ -216,10 +245,18 @@ fn append(
         tracing::debug!(topic = %topic.name, partition, reason, "refused produce batch");
     })?;
     let Some(producer) = producer else {
-        return append_to_log(&log, &records, &summary, now_ms, &topic.name, partition);
+        return append_to_log(
+            broker,
+            &replica,
+            &records,
+            &summary,
+            now_ms,
+            &topic.name,
+            partition,
+        );
     };
 
-    let slot = broker.producers.partition(topic.id, partition);
+    let slot = broker.producers.partition(*topic.id.as_bytes(), partition);
     let mut guard = lock_slot(&slot);
     let state = guard.get_or_insert_with(|| rebuild_producer_state(&log));
     match state.check(&producer) {
@@ -238,7 +275,8 @@ fn append(
                 base_offset: original.base_offset,
                 last_offset: original.last_offset,
                 log_start_offset: log.log_start_offset(),
-                log,
+                replica,
+                leader_epoch: None,
             });
         }
         Err(error) => {
@@ -248,7 +286,15 @@ fn append(
             return Err((error.code(), Some(error.to_string())));
         }
     }
-    let appended = append_to_log(&log, &records, &summary, now_ms, &topic.name, partition)?;
+    let appended = append_to_log(
+        broker,
+        &replica,
+        &records,
+        &summary,
+        now_ms,
+        &topic.name,
+        partition,
+    )?;
     state.record(&producer, appended.base_offset, appended.last_offset);
     Ok(appended)
 }
@@ -317,32 +363,91 @@ fn producer_of(records: &[u8], batch_count: usize) -> Result<Option<ProducerBatc
 }
 
 fn append_to_log(
-    log: &Arc<PartitionLog>,
+    broker: &Broker,
+    replica: &Arc<Replica>,
     records: &[u8],
     summary: &RecordsSummary,
     now_ms: i64,
     topic: &str,
     partition: i32,
 ) -> Result<Appended, Refusal> {
-    let appended = log
-        .append(BytesMut::from(records), LEADER_EPOCH, now_ms)
-        .map_err(|e| {
-            tracing::warn!(topic, partition, error = %e, "append failed");
-            (storage_error_code(&e), Some(e.to_string()))
+    let (appended, leader_epoch) = replica
+        .append_as_leader(BytesMut::from(records), now_ms, &broker.replicas.sink())
+        .map_err(|refusal| match refusal {
+            AppendRefusal::NotLeader => (ErrorCode::NotLeaderOrFollower, None),
+            AppendRefusal::Storage(e) => {
+                tracing::warn!(topic, partition, error = %e, "append failed");
+                (storage_error_code(&e), Some(e.to_string()))
+            }
         })?;
     metrics::counter!(m::BYTES_IN_TOTAL).increment(records.len() as u64);
     metrics::counter!(m::MESSAGES_IN_TOTAL).increment(summary.record_count as u64);
     Ok(Appended {
-        log: log.clone(),
+        replica: replica.clone(),
         base_offset: appended.base_offset,
         last_offset: appended.last_offset,
         log_start_offset: appended.log_start_offset,
+        leader_epoch: Some(leader_epoch),
     })
+}
+
+/// acks=all: wait until the high watermark covers the records (every ISR member has them).
+async fn wait_replicated(
+    appended: &Appended,
+    deadline: tokio::time::Instant,
+) -> Result<(), Refusal> {
+    let replica = &appended.replica;
+    let mut changes = replica.subscribe();
+    let leader_epoch = match appended.leader_epoch {
+        Some(epoch) => epoch,
+        // A duplicate: its original was appended in some epoch; wait for the high watermark.
+        None => replica.lock().leader_epoch(),
+    };
+    let wait = AcksAllWait {
+        leader_epoch,
+        required_offset: appended.last_offset + 1,
+    };
+    loop {
+        match replica.lock().acks_all_status(wait) {
+            AcksAllStatus::Done => return Ok(()),
+            AcksAllStatus::Pending => {}
+            AcksAllStatus::NotEnoughReplicasAfterAppend => {
+                return Err((
+                    ErrorCode::NotEnoughReplicasAfterAppend,
+                    Some("the ISR shrank below min.insync.replicas after the append".into()),
+                ))
+            }
+            AcksAllStatus::NotLeaderOrFollower => {
+                return Err((
+                    ErrorCode::NotLeaderOrFollower,
+                    Some("leadership moved before the records were replicated".into()),
+                ))
+            }
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                // Last look before giving up.
+                if replica.lock().acks_all_status(wait) == AcksAllStatus::Done {
+                    return Ok(());
+                }
+                return Err((
+                    ErrorCode::RequestTimedOut,
+                    Some("the in-sync replicas did not acknowledge in time".into()),
+                ));
+            }
+        }
+    }
 }
 
 /// acks=all: wait until the records are durable (at once unless the log fsyncs).
 async fn wait_durable(appended: &Appended, deadline: tokio::time::Instant) -> Result<(), Refusal> {
-    match tokio::time::timeout_at(deadline, appended.log.wait_durable(appended.last_offset)).await {
+    match tokio::time::timeout_at(
+        deadline,
+        appended.replica.log.wait_durable(appended.last_offset),
+    )
+    .await
+    {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err((storage_error_code(&e), Some(e.to_string()))),
         Err(_) => Err((
@@ -536,7 +641,7 @@ mod tests {
     #[tokio::test]
     async fn retried_idempotent_batch_gets_its_original_offset_and_is_not_appended_again() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         assert_appended(&produce(&broker, idempotent(0, 0, 3)).await, 0);
         assert_appended(&produce(&broker, batch(-1, -1, -1, 2, 0)).await, 3);
         assert_appended(&produce(&broker, idempotent(0, 3, 2)).await, 5);
@@ -548,7 +653,7 @@ mod tests {
     #[tokio::test]
     async fn sequence_gap_is_refused_with_out_of_order_sequence_number() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         assert_appended(&produce(&broker, idempotent(0, 0, 3)).await, 0);
         let response = produce(&broker, idempotent(0, 4, 1)).await;
         assert_eq!(
@@ -563,7 +668,7 @@ mod tests {
     #[tokio::test]
     async fn older_epoch_is_refused_with_invalid_producer_epoch() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         assert_appended(&produce(&broker, idempotent(1, 0, 1)).await, 0);
         let response = produce(&broker, idempotent(0, 1, 1)).await;
         assert_eq!(response.error_code, ErrorCode::InvalidProducerEpoch.code());
@@ -573,7 +678,7 @@ mod tests {
     #[tokio::test]
     async fn transactional_and_control_batches_are_refused_with_invalid_record() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         for attributes in [0x10, 0x20] {
             let response = produce(&broker, batch(1, 0, 0, 1, attributes)).await;
             assert_eq!(response.error_code, ErrorCode::InvalidRecord.code());
@@ -584,7 +689,7 @@ mod tests {
     #[tokio::test]
     async fn idempotent_records_must_be_exactly_one_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         let mut two = BytesMut::new();
         two.extend_from_slice(&idempotent(0, 0, 1));
         two.extend_from_slice(&idempotent(0, 1, 1));
@@ -601,12 +706,12 @@ mod tests {
     async fn retry_spanning_a_restart_is_recognised_from_the_log_tail() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let broker = testing::broker(dir.path());
+            let broker = testing::broker(dir.path()).await;
             assert_appended(&produce(&broker, idempotent(0, 0, 2)).await, 0);
             assert_appended(&produce(&broker, idempotent(0, 2, 2)).await, 2);
-            broker.logs.shutdown().unwrap();
+            broker.stop().await;
         }
-        let broker = testing::broker(dir.path());
+        let broker = testing::broker(dir.path()).await;
         assert_appended(&produce(&broker, idempotent(0, 2, 2)).await, 2);
         assert_eq!(log_end_offset(&broker), 4);
         let response = produce(&broker, idempotent(0, 9, 1)).await;

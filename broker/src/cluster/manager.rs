@@ -1,0 +1,576 @@
+//! The replica manager: which partitions this broker hosts and in which role, kept in step
+//! with the metadata log.
+//!
+//! On every metadata change ([`ReplicaManager::reconcile`]): topics in the metadata get
+//! local logs (created with the controller's topic id and configs; every broker keeps a log
+//! per partition of every topic, empty where it is no replica), topics gone from the
+//! metadata are deleted locally, and each partition this broker is a replica of gets the
+//! controller's registration ([`Partition::apply_registration`]): it leads, or it follows
+//! and its fetcher fetches from the leader. A timer ticks the leaders (ISR shrink) and
+//! checkpoints high watermarks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::client::ControllerClient;
+use super::fetcher::Fetchers;
+use super::replica::{offsets, EffectSink, Replica};
+use crate::controller::{
+    AlterPartition as ControllerAlterPartition, BrokerStatus, CommandOutcome, LeaderRecoveryState,
+    MetadataError, MetadataReader, MetadataState,
+};
+use crate::metrics as m;
+use crate::replication::{
+    self, AlterPartitionError, AlterPartitionResult, PartitionConfig, PartitionRegistration,
+    PendingIsrChange, ReplicaLiveness,
+};
+use crate::server::now_ms;
+use crate::storage::{LogManager, StorageError};
+
+/// How often leaders are ticked (ISR shrink) and gauges refreshed.
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often high watermarks are checkpointed.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+/// Pause before re-sending an AlterPartition that got no answer.
+const ALTER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+type ReplicaKey = (String, i32);
+
+pub struct ReplicaManager {
+    local_id: i32,
+    broker_epoch: i64,
+    replica_lag_ms_max: i64,
+    logs: Arc<LogManager>,
+    metadata: MetadataReader,
+    replicas: RwLock<HashMap<ReplicaKey, Arc<Replica>>>,
+    /// (leader epoch, partition epoch) last applied per replica, to skip unchanged ones.
+    applied: std::sync::Mutex<HashMap<ReplicaKey, (i32, i32)>>,
+    alter_tx: mpsc::UnboundedSender<(Arc<Replica>, replication::AlterPartition)>,
+    pub fetchers: Arc<Fetchers>,
+    /// Whether local topics missing from the metadata may be deleted (only once this
+    /// broker's metadata has caught up with its own registration).
+    caught_up: std::sync::atomic::AtomicBool,
+    /// In a single-node cluster, local topics missing from the metadata (a data dir from
+    /// before the controller) are adopted instead.
+    adopt_local_topics: bool,
+}
+
+impl std::fmt::Debug for ReplicaManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaManager")
+            .field("local_id", &self.local_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The side of the manager that replicas call back into.
+struct Sink<'a> {
+    manager: &'a ReplicaManager,
+}
+
+impl EffectSink for Sink<'_> {
+    fn propose_isr(&self, replica: &Arc<Replica>, proposal: replication::AlterPartition) {
+        let _ = self.manager.alter_tx.send((replica.clone(), proposal));
+    }
+    fn start_fetching(&self, replica: &Arc<Replica>, leader_id: i32) {
+        self.manager.fetchers.add(leader_id, replica.clone());
+    }
+    fn stop_fetching(&self, replica: &Arc<Replica>) {
+        self.manager.fetchers.remove(replica);
+    }
+}
+
+impl ReplicaManager {
+    pub fn new(
+        local_id: i32,
+        broker_epoch: i64,
+        replica_lag_ms_max: i64,
+        logs: Arc<LogManager>,
+        metadata: MetadataReader,
+        fetchers: Arc<Fetchers>,
+        adopt_local_topics: bool,
+    ) -> (
+        Arc<ReplicaManager>,
+        mpsc::UnboundedReceiver<(Arc<Replica>, replication::AlterPartition)>,
+    ) {
+        let (alter_tx, alter_rx) = mpsc::unbounded_channel();
+        let manager = Arc::new(ReplicaManager {
+            local_id,
+            broker_epoch,
+            replica_lag_ms_max,
+            logs,
+            metadata,
+            replicas: RwLock::new(HashMap::new()),
+            applied: std::sync::Mutex::new(HashMap::new()),
+            alter_tx,
+            fetchers,
+            caught_up: std::sync::atomic::AtomicBool::new(false),
+            adopt_local_topics,
+        });
+        (manager, alter_rx)
+    }
+
+    pub fn local_id(&self) -> i32 {
+        self.local_id
+    }
+
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch
+    }
+
+    pub fn logs(&self) -> &Arc<LogManager> {
+        &self.logs
+    }
+
+    pub fn metadata(&self) -> &MetadataReader {
+        &self.metadata
+    }
+
+    pub fn sink(&self) -> impl EffectSink + '_ {
+        Sink { manager: self }
+    }
+
+    /// The replica of `topic`-`partition` hosted here, if any.
+    pub fn replica(&self, topic: &str, partition: i32) -> Option<Arc<Replica>> {
+        self.replicas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    pub fn all_replicas(&self) -> Vec<Arc<Replica>> {
+        self.replicas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Mark that this broker's metadata has caught up with its registration.
+    pub fn set_caught_up(&self) {
+        self.caught_up
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a broker may fetch as a follower and join ISRs, as this broker's metadata
+    /// sees it.
+    pub fn liveness(&self, broker_id: i32) -> ReplicaLiveness {
+        self.metadata.read(|state| liveness(state, broker_id))
+    }
+
+    /// Bring hosted replicas in line with the metadata.
+    pub fn reconcile(&self) {
+        struct Wanted {
+            name: String,
+            id: Uuid,
+            configs: BTreeMap<String, String>,
+            partitions: Vec<crate::controller::Partition>,
+        }
+        let topics: Vec<Wanted> = self.metadata.read(|state| {
+            state
+                .topics()
+                .map(|topic| Wanted {
+                    name: topic.name.clone(),
+                    id: topic.id,
+                    configs: topic.configs.clone(),
+                    partitions: topic.partitions.clone(),
+                })
+                .collect()
+        });
+        let now = now_ms();
+        let mut wanted_keys = std::collections::HashSet::new();
+        let mut metadata_topics = std::collections::HashSet::new();
+        for topic in &topics {
+            metadata_topics.insert(topic.name.clone());
+            if let Err(error) = self.ensure_local_topic(
+                topic.name.as_str(),
+                topic.id,
+                topic.partitions.len(),
+                &topic.configs,
+            ) {
+                tracing::error!(topic = %topic.name, %error, "cannot create the local log of a topic");
+                continue;
+            }
+            let min_insync_replicas =
+                usize::try_from(self.logs.min_insync_replicas(&topic.name)).unwrap_or(1);
+            for (index, partition) in topic.partitions.iter().enumerate() {
+                let index = index as i32;
+                if !partition.replicas.contains(&self.local_id) {
+                    continue;
+                }
+                let key = (topic.name.clone(), index);
+                wanted_keys.insert(key.clone());
+                let epochs = (partition.leader_epoch, partition.partition_epoch);
+                if self.applied_epochs(&key) == Some(epochs) {
+                    continue;
+                }
+                let Some(replica) =
+                    self.replica_or_create(&topic.name, topic.id, index, min_insync_replicas)
+                else {
+                    continue;
+                };
+                let registration = PartitionRegistration {
+                    leader_id: partition.leader,
+                    leader_epoch: partition.leader_epoch,
+                    partition_epoch: partition.partition_epoch,
+                    replicas: partition.replicas.clone(),
+                    isr: partition.isr.clone(),
+                };
+                let mut state = replica.lock();
+                let was_leader = state.is_leader();
+                match state.apply_registration(&registration, offsets(&replica.log), now) {
+                    Ok(effects) => {
+                        if let Err(error) = replica.apply_effects(&mut state, effects, &self.sink())
+                        {
+                            tracing::error!(partition = replica.log.name(), %error, "applying a leadership change failed");
+                        }
+                        if state.is_leader() && !was_leader {
+                            metrics::counter!(m::LEADERSHIPS_TAKEN_TOTAL).increment(1);
+                        }
+                        if state.is_leader() != was_leader || !state.is_leader() {
+                            tracing::info!(
+                                partition = replica.log.name(),
+                                role = if state.is_leader() { "leader" } else { "follower" },
+                                leader = ?partition.leader,
+                                leader_epoch = partition.leader_epoch,
+                                partition_epoch = partition.partition_epoch,
+                                isr = ?partition.isr,
+                                log_end_offset = replica.log.log_end_offset(),
+                                high_watermark = state.high_watermark(),
+                                "partition role"
+                            );
+                        }
+                        self.set_applied_epochs(key, epochs);
+                    }
+                    Err(refusal) => {
+                        tracing::debug!(
+                            partition = replica.log.name(),
+                            ?refusal,
+                            "registration not applied"
+                        );
+                        self.set_applied_epochs(key, epochs);
+                    }
+                }
+            }
+        }
+        // Replicas no longer assigned here.
+        let gone: Vec<Arc<Replica>> = {
+            let mut replicas = self.replicas.write().unwrap_or_else(|e| e.into_inner());
+            let keys: Vec<ReplicaKey> = replicas
+                .keys()
+                .filter(|key| !wanted_keys.contains(*key))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|key| replicas.remove(key)).collect()
+        };
+        for replica in gone {
+            self.fetchers.remove(&replica);
+            self.applied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(replica.topic.clone(), replica.index));
+            replica.publish_high_watermark(replica.high_watermark());
+        }
+        // Local topics the metadata no longer has.
+        if self.caught_up.load(std::sync::atomic::Ordering::Acquire) && !self.adopt_local_topics {
+            for local in self.logs.topics() {
+                if !metadata_topics.contains(&local.name) {
+                    match self.logs.delete_topic(&local.name) {
+                        Ok(()) => {
+                            tracing::info!(topic = %local.name, "deleted the local log of a topic the metadata no longer has")
+                        }
+                        Err(error) => {
+                            tracing::warn!(topic = %local.name, %error, "deleting a local topic failed")
+                        }
+                    }
+                }
+            }
+        }
+        self.update_gauges();
+    }
+
+    fn applied_epochs(&self, key: &ReplicaKey) -> Option<(i32, i32)> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+    }
+
+    fn set_applied_epochs(&self, key: ReplicaKey, epochs: (i32, i32)) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, epochs);
+    }
+
+    fn ensure_local_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: usize,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
+        let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
+        match self.logs.topic(name) {
+            Some(local) if local.id == *id.as_bytes() => {
+                if local.partitions < partitions {
+                    self.logs.create_partitions(name, partitions)?;
+                }
+                Ok(())
+            }
+            Some(local) => {
+                // Same name, another topic: the old one was deleted while this broker was
+                // away and the name reused.
+                tracing::info!(topic = name, old_id = %Uuid::from_bytes(local.id), new_id = %id, "replacing the local log of a deleted topic");
+                self.logs.delete_topic(name)?;
+                self.logs
+                    .create_topic_with_id(name, *id.as_bytes(), partitions, configs.clone())
+                    .map(|_| ())
+            }
+            None => self
+                .logs
+                .create_topic_with_id(name, *id.as_bytes(), partitions, configs.clone())
+                .map(|_| ()),
+        }
+    }
+
+    fn replica_or_create(
+        &self,
+        name: &str,
+        topic_id: Uuid,
+        index: i32,
+        min_insync_replicas: usize,
+    ) -> Option<Arc<Replica>> {
+        let key = (name.to_string(), index);
+        if let Some(replica) = self
+            .replicas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Some(replica.clone());
+        }
+        let log = self.logs.partition(name, index)?;
+        let replica = Arc::new(Replica::new(
+            name.to_string(),
+            topic_id,
+            index,
+            log,
+            PartitionConfig {
+                local_broker_id: self.local_id,
+                local_broker_epoch: self.broker_epoch,
+                replica_lag_ms_max: self.replica_lag_ms_max,
+                min_insync_replicas,
+            },
+        ));
+        self.replicas
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, replica.clone());
+        Some(replica)
+    }
+
+    /// One timer step: shrink ISRs of lagging followers.
+    pub fn tick(&self) {
+        let now = now_ms();
+        for replica in self.all_replicas() {
+            let mut state = replica.lock();
+            if !state.is_leader() {
+                continue;
+            }
+            let effects = state.tick(now);
+            if !effects.is_empty() {
+                if let Err(error) = replica.apply_effects(&mut state, effects, &self.sink()) {
+                    tracing::warn!(partition = replica.log.name(), %error, "tick effects failed");
+                }
+            }
+        }
+    }
+
+    fn update_gauges(&self) {
+        let (mut led, mut followed, mut under, mut under_min) = (0u32, 0u32, 0u32, 0u32);
+        for replica in self.all_replicas() {
+            let state = replica.lock();
+            if state.is_leader() {
+                led += 1;
+                under += u32::from(state.is_under_replicated());
+                under_min += u32::from(state.is_under_min_isr());
+            } else {
+                followed += 1;
+            }
+        }
+        metrics::gauge!(m::PARTITIONS_LED).set(f64::from(led));
+        metrics::gauge!(m::PARTITIONS_FOLLOWED).set(f64::from(followed));
+        metrics::gauge!(m::UNDER_REPLICATED_PARTITIONS).set(f64::from(under));
+        metrics::gauge!(m::UNDER_MIN_ISR_PARTITIONS).set(f64::from(under_min));
+    }
+
+    /// Persist every replica's high watermark (advisory; used on restart).
+    pub fn checkpoint_high_watermarks(&self) {
+        for replica in self.all_replicas() {
+            let high_watermark = replica.high_watermark();
+            if let Err(error) = replica.log.checkpoint_high_watermark(high_watermark) {
+                tracing::debug!(partition = replica.log.name(), %error, "high watermark checkpoint failed");
+            }
+        }
+    }
+
+    /// Reconcile on every metadata change, tick leaders and checkpoint, until `shutdown`.
+    pub async fn run(
+        self: Arc<Self>,
+        mut applied: watch::Receiver<u64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        self.reconcile();
+        let mut tick = tokio::time::interval(TICK_INTERVAL);
+        let mut checkpoint = tokio::time::interval(CHECKPOINT_INTERVAL);
+        loop {
+            tokio::select! {
+                () = crate::controller::tcp::stopped(&mut shutdown) => break,
+                changed = applied.changed() => {
+                    if changed.is_err() { break; }
+                    self.reconcile();
+                }
+                _ = tick.tick() => {
+                    self.tick();
+                    self.update_gauges();
+                }
+                _ = checkpoint.tick() => self.checkpoint_high_watermarks(),
+            }
+        }
+        self.checkpoint_high_watermarks();
+    }
+
+    /// Send ISR proposals to the controller and hand the answers to the state machine.
+    pub async fn run_alter_partition_sender(
+        self: Arc<Self>,
+        client: ControllerClient,
+        mut proposals: mpsc::UnboundedReceiver<(Arc<Replica>, replication::AlterPartition)>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let (replica, sent) = tokio::select! {
+                () = crate::controller::tcp::stopped(&mut shutdown) => return,
+                next = proposals.recv() => match next { Some(next) => next, None => return },
+            };
+            let still_pending = |replica: &Replica| {
+                replica
+                    .lock()
+                    .isr()
+                    .and_then(|isr| isr.pending().map(PendingIsrChange::sent).cloned())
+                    == Some(sent.clone())
+            };
+            let command =
+                crate::controller::MetadataCommand::AlterPartition(ControllerAlterPartition {
+                    leader_id: sent.leader_id,
+                    broker_epoch: self.broker_epoch,
+                    topic_id: replica.topic_id,
+                    partition: replica.index,
+                    leader_epoch: sent.leader_epoch,
+                    partition_epoch: sent.partition_epoch,
+                    new_isr: sent.new_isr_ids().collect(),
+                    leader_recovery_state: LeaderRecoveryState::Recovered,
+                });
+            let result = loop {
+                if *shutdown.borrow() || !still_pending(&replica) {
+                    break None;
+                }
+                match client.submit(command.clone(), Duration::from_secs(5)).await {
+                    Ok((_, Ok(CommandOutcome::PartitionAltered { partition }))) => {
+                        break Some(AlterPartitionResult::Committed {
+                            leader_epoch: partition.leader_epoch,
+                            partition_epoch: partition.partition_epoch,
+                            isr: partition.isr,
+                        })
+                    }
+                    Ok((_, Ok(other))) => {
+                        tracing::warn!(?other, "unexpected AlterPartition outcome");
+                        break None;
+                    }
+                    Ok((_, Err(error))) => {
+                        break Some(AlterPartitionResult::Rejected(alter_error(&error)))
+                    }
+                    Err(error) => {
+                        tracing::debug!(partition = replica.log.name(), %error, "AlterPartition not answered; retrying");
+                        tokio::time::sleep(ALTER_RETRY_BACKOFF).await;
+                    }
+                }
+            };
+            let Some(result) = result else { continue };
+            let committed_isr = match &result {
+                AlterPartitionResult::Committed { isr, .. } => Some(isr.clone()),
+                AlterPartitionResult::Rejected(_) => None,
+            };
+            let mut state = replica.lock();
+            let before = state
+                .isr()
+                .map(|isr| isr.committed_isr().len())
+                .unwrap_or(0);
+            match state.on_isr_change_result(&sent, result) {
+                Ok(effects) => {
+                    if let Some(isr) = committed_isr {
+                        let counter = if isr.len() < before {
+                            m::ISR_SHRINKS_TOTAL
+                        } else {
+                            m::ISR_EXPANDS_TOTAL
+                        };
+                        metrics::counter!(counter).increment(1);
+                        tracing::info!(
+                            partition = replica.log.name(),
+                            isr = ?isr,
+                            leader_epoch = state.leader_epoch(),
+                            partition_epoch = state.partition_epoch(),
+                            high_watermark = state.high_watermark(),
+                            "ISR changed"
+                        );
+                    }
+                    if let Err(error) = replica.apply_effects(&mut state, effects, &self.sink()) {
+                        tracing::warn!(partition = replica.log.name(), %error, "ISR change effects failed");
+                    }
+                }
+                Err(ignored) => tracing::debug!(
+                    partition = replica.log.name(),
+                    ?ignored,
+                    "AlterPartition answer ignored"
+                ),
+            }
+        }
+    }
+}
+
+/// How a broker looks to replication, from the metadata.
+pub fn liveness(state: &MetadataState, broker_id: i32) -> ReplicaLiveness {
+    match state.broker(broker_id) {
+        Some(broker) if broker.status == BrokerStatus::Unfenced => ReplicaLiveness::Active {
+            broker_epoch: broker.epoch,
+        },
+        Some(broker) if broker.status == BrokerStatus::ShuttingDown => {
+            ReplicaLiveness::ShuttingDown {
+                broker_epoch: broker.epoch,
+            }
+        }
+        _ => ReplicaLiveness::Fenced,
+    }
+}
+
+fn alter_error(error: &MetadataError) -> AlterPartitionError {
+    match error {
+        MetadataError::FencedLeaderEpoch { .. } => AlterPartitionError::FencedLeaderEpoch,
+        MetadataError::InvalidUpdateVersion { .. } => AlterPartitionError::InvalidPartitionEpoch,
+        MetadataError::IneligibleReplica(_) => AlterPartitionError::IneligibleReplica,
+        MetadataError::UnknownTopicId(_) | MetadataError::UnknownPartition { .. } => {
+            AlterPartitionError::UnknownTopicOrPartition
+        }
+        MetadataError::StaleBrokerEpoch { .. } | MetadataError::BrokerNotRegistered(_) => {
+            AlterPartitionError::OperationNotAttempted
+        }
+        _ => AlterPartitionError::InvalidRequest,
+    }
+}

@@ -1,0 +1,466 @@
+//! Cluster membership of one broker: its controller node, its registration and heartbeats,
+//! and the replicas it hosts.
+//!
+//! # Start-up ([`ClusterNode::start`])
+//!
+//! 1. Open this node's controller (the metadata log's Raft node) under the data dir and
+//!    serve the internal listener (Raft RPCs and broker-to-controller requests). With no
+//!    `--controller-voters`, the node is a one-voter quorum of its own.
+//! 2. Voters initialize the quorum (harmless when already initialized). Brokers that are
+//!    not voters are added as learners by the active controller when they register.
+//! 3. Register with the active controller: a new broker epoch, starting fenced. Wait until
+//!    the local metadata has applied the registration, then start the replica manager
+//!    (leaders, followers, fetchers) and the heartbeat loop; the first heartbeat after
+//!    catching up unfences the broker, which makes it eligible to lead and join ISRs.
+//!
+//! # Shutdown ([`ClusterNode::controlled_shutdown`])
+//!
+//! A stopping broker asks the controller to move its leaderships away (KRaft's controlled
+//! shutdown) and waits, bounded, until its metadata shows it leads nothing, so producers see
+//! a metadata refresh rather than failed requests.
+
+pub mod client;
+pub mod fetcher;
+pub mod manager;
+pub mod replica;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::controller::service::INTERNAL_LISTENER;
+use crate::controller::{
+    serve_raft_with_config, CommandOutcome, Controller, ControllerConfig, ControllerRequest,
+    ControllerResponse, ControllerService, Endpoint, HeartbeatReply, MetadataCommand, NodeId,
+    TcpNetworkConfig, TcpRaftNetwork,
+};
+use crate::metrics as m;
+use crate::storage::{FileSystem, LogManager};
+pub use client::ControllerClient;
+use fetcher::{FetcherConfig, Fetchers};
+pub use manager::ReplicaManager;
+pub use replica::Replica;
+
+/// How long a broker keeps trying to register before giving up on start-up.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One broker's place in the cluster.
+pub struct ClusterNode {
+    pub node_id: i32,
+    pub broker_epoch: i64,
+    pub controller: Controller,
+    pub client: ControllerClient,
+    pub replicas: Arc<ReplicaManager>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("node_id", &self.node_id)
+            .field("broker_epoch", &self.broker_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterNode {
+    /// Join (or form) the cluster; returns once this broker is registered and its metadata
+    /// has caught up with its registration.
+    pub async fn start(
+        config: &Config,
+        fs: Arc<dyn FileSystem>,
+        logs: Arc<LogManager>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<ClusterNode, String> {
+        let node_id = config.node_id;
+        let raft_id =
+            NodeId::try_from(node_id).map_err(|_| format!("node-id {node_id} must be >= 0"))?;
+        let internal_listen = config.internal_listen()?;
+        let single_node = config.controller_voters.0.is_empty();
+        let voters: BTreeMap<NodeId, String> = if single_node {
+            let addr = internal_listen.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+            BTreeMap::from([(raft_id, addr)])
+        } else {
+            config
+                .controller_voters
+                .0
+                .iter()
+                .map(|(id, addr)| (*id as NodeId, addr.clone()))
+                .collect()
+        };
+        let is_voter = voters.contains_key(&raft_id);
+
+        let controller_config = ControllerConfig::default();
+        let controller = Controller::open(
+            raft_id,
+            fs,
+            &config.data_dir,
+            &controller_config,
+            TcpRaftNetwork::new(TcpNetworkConfig::default()),
+        )
+        .await
+        .map_err(|e| format!("cannot start the controller: {e}"))?;
+        let service = Arc::new(ControllerService::new(
+            controller.clone(),
+            Duration::from_millis(config.broker_session_timeout_ms),
+        ));
+        let mut tasks = Vec::new();
+        if let Some(address) = internal_listen {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("cannot listen on internal address {address}: {e}"))?;
+            tasks.push(tokio::spawn(serve_raft_with_config(
+                listener,
+                controller.raft().clone(),
+                Some(service.clone()),
+                shutdown.clone(),
+                TcpNetworkConfig::default(),
+            )));
+        }
+        if is_voter {
+            let members = voters
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            controller
+                .initialize(members)
+                .await
+                .map_err(|e| format!("cannot initialize the controller quorum: {e}"))?;
+        }
+        tasks.push(tokio::spawn(
+            service.clone().run_session_expiry(shutdown.clone()),
+        ));
+        tasks.push(tokio::spawn(report_controller_role(
+            controller.clone(),
+            shutdown.clone(),
+        )));
+
+        let client = ControllerClient::new(controller.clone(), service, voters);
+        let (host, port) = config.advertised()?;
+        let mut endpoints = vec![Endpoint {
+            listener: "PLAINTEXT".to_string(),
+            host,
+            port: u16::try_from(port).map_err(|_| format!("bad advertised port {port}"))?,
+        }];
+        if let Some(address) = internal_listen {
+            endpoints.push(Endpoint {
+                listener: INTERNAL_LISTENER.to_string(),
+                host: address.ip().to_string(),
+                port: address.port(),
+            });
+        }
+        let broker_epoch = register(&client, node_id, endpoints, &shutdown).await?;
+        let index = u64::try_from(broker_epoch).unwrap_or(0);
+        while !client.wait_applied(index, Duration::from_secs(5)).await {
+            if *shutdown.borrow() {
+                return Err("shut down while catching up with the metadata log".into());
+            }
+            tracing::info!(
+                broker_epoch,
+                "waiting for the metadata log to reach this broker's registration"
+            );
+        }
+        tracing::info!(
+            node_id,
+            broker_epoch,
+            voter = is_voter,
+            "registered with the controller"
+        );
+
+        let fetchers = Arc::new(Fetchers::new(
+            FetcherConfig {
+                local_id: node_id,
+                broker_epoch,
+                max_wait_ms: i32::try_from(config.replica_fetch_wait_max_ms).unwrap_or(500),
+                max_bytes: i32::try_from(config.fetch_bytes_max.min(16 << 20)).unwrap_or(i32::MAX),
+                partition_max_bytes: i32::try_from(config.message_max_bytes.max(1 << 20))
+                    .unwrap_or(i32::MAX),
+            },
+            controller.metadata().clone(),
+            shutdown.clone(),
+        ));
+        let (replicas, alter_rx) = ReplicaManager::new(
+            node_id,
+            broker_epoch,
+            i64::try_from(config.replica_lag_time_max_ms).unwrap_or(i64::MAX),
+            logs.clone(),
+            controller.metadata().clone(),
+            fetchers,
+            single_node,
+        );
+        if single_node {
+            adopt_local_topics(&client, &logs, &replicas).await;
+        }
+        replicas.set_caught_up();
+        let (applied_tx, applied_rx) = watch::channel(0u64);
+        tasks.push(tokio::spawn(forward_applied(
+            controller.clone(),
+            applied_tx,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(
+            replicas.clone().run(applied_rx, shutdown.clone()),
+        ));
+        tasks.push(tokio::spawn(replicas.clone().run_alter_partition_sender(
+            client.clone(),
+            alter_rx,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(heartbeat_loop(
+            client.clone(),
+            node_id,
+            broker_epoch,
+            Duration::from_millis(config.broker_heartbeat_interval_ms),
+            shutdown.clone(),
+        )));
+        // Serve clients only once eligible: until the first heartbeat unfences this broker
+        // it leads nothing, and every request would be refused.
+        let unfenced =
+            wait_unfenced(&controller, node_id, broker_epoch, Duration::from_secs(30)).await;
+        if !unfenced {
+            tracing::warn!(
+                "not unfenced within 30 s; serving anyway (partitions stay led elsewhere)"
+            );
+        }
+        replicas.reconcile();
+        Ok(ClusterNode {
+            node_id,
+            broker_epoch,
+            controller,
+            client,
+            replicas,
+            tasks,
+        })
+    }
+
+    /// Move this broker's leaderships away before it stops; bounded by `timeout`.
+    pub async fn controlled_shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let command = MetadataCommand::ControlledShutdown {
+            id: self.node_id,
+            epoch: self.broker_epoch,
+        };
+        match self.client.submit(command, timeout).await {
+            Ok((index, Ok(CommandOutcome::ShutdownControlled { changes }))) => {
+                tracing::info!(
+                    leaderships_moved = changes.len(),
+                    "controlled shutdown: leaderships handed over"
+                );
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if self.client.wait_applied(index, remaining).await {
+                    // Let the replica manager act on it (followers stop being led by us).
+                    self.replicas.reconcile();
+                }
+            }
+            Ok((_, other)) => tracing::warn!(?other, "controlled shutdown refused"),
+            Err(error) => tracing::warn!(%error, "controlled shutdown failed; stopping anyway"),
+        }
+    }
+
+    /// Stop the controller node and the background tasks.
+    pub async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = self.controller.shutdown().await;
+    }
+}
+
+/// Wait until this node's metadata shows the broker unfenced at `broker_epoch`.
+async fn wait_unfenced(
+    controller: &Controller,
+    node_id: i32,
+    broker_epoch: i64,
+    timeout: Duration,
+) -> bool {
+    let mut metrics = controller.raft().metrics();
+    let metadata = controller.metadata().clone();
+    let check = move || {
+        metadata.read(|state| {
+            state.broker(node_id).is_some_and(|b| {
+                b.epoch == broker_epoch && b.status == crate::controller::BrokerStatus::Unfenced
+            })
+        })
+    };
+    let wait = async {
+        loop {
+            if check() {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.is_ok() && check()
+}
+
+async fn register(
+    client: &ControllerClient,
+    node_id: i32,
+    endpoints: Vec<Endpoint>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<i64, String> {
+    let incarnation = uuid::Uuid::from_bytes(rand::random());
+    let started = Instant::now();
+    loop {
+        let command = MetadataCommand::RegisterBroker {
+            id: node_id,
+            incarnation,
+            endpoints: endpoints.clone(),
+            rack: None,
+        };
+        match client.submit(command, Duration::from_secs(5)).await {
+            Ok((_, Ok(CommandOutcome::BrokerRegistered { broker_epoch, .. }))) => {
+                return Ok(broker_epoch)
+            }
+            Ok((_, Ok(other))) => return Err(format!("unexpected registration outcome {other:?}")),
+            Ok((_, Err(error))) => return Err(format!("registration refused: {error}")),
+            Err(error) => {
+                if *shutdown.borrow() {
+                    return Err("shut down before registering".into());
+                }
+                if started.elapsed() > REGISTRATION_TIMEOUT {
+                    return Err(format!(
+                        "could not register with the controller quorum: {error}"
+                    ));
+                }
+                tracing::info!(%error, "waiting for the controller quorum to register");
+            }
+        }
+    }
+}
+
+/// Single-node clusters: topics in the data dir that the metadata does not know (created
+/// before the controller existed) are registered with their ids.
+async fn adopt_local_topics(
+    client: &ControllerClient,
+    logs: &LogManager,
+    replicas: &ReplicaManager,
+) {
+    for local in logs.topics() {
+        let known = replicas
+            .metadata()
+            .read(|state| state.topic_by_name(&local.name).is_some());
+        if known {
+            continue;
+        }
+        let command = MetadataCommand::CreateTopic {
+            name: local.name.clone(),
+            id: uuid::Uuid::from_bytes(local.id),
+            partitions: local.partitions,
+            replication_factor: 1,
+            configs: local.configs.clone(),
+        };
+        match client.submit(command, Duration::from_secs(10)).await {
+            Ok((index, Ok(_))) => {
+                client.wait_applied(index, Duration::from_secs(10)).await;
+                tracing::info!(topic = %local.name, "registered an existing local topic with the controller");
+            }
+            Ok((_, Err(error))) => {
+                tracing::warn!(topic = %local.name, %error, "cannot register a local topic")
+            }
+            Err(error) => {
+                tracing::warn!(topic = %local.name, %error, "cannot register a local topic")
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    client: ControllerClient,
+    node_id: i32,
+    broker_epoch: i64,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    let mut last_status = None;
+    loop {
+        tokio::select! {
+            () = crate::controller::tcp::stopped(&mut shutdown) => return,
+            _ = ticker.tick() => {}
+        }
+        let applied_index = client
+            .controller()
+            .metadata()
+            .last_applied_index()
+            .unwrap_or(0);
+        let request = ControllerRequest::Heartbeat {
+            id: node_id,
+            epoch: broker_epoch,
+            applied_index,
+        };
+        match client.request(request, Instant::now() + every * 2).await {
+            Ok(ControllerResponse::Heartbeat(HeartbeatReply::Ok { status })) => {
+                if last_status != Some(status) {
+                    tracing::info!(?status, "broker status");
+                    last_status = Some(status);
+                }
+            }
+            Ok(ControllerResponse::Heartbeat(HeartbeatReply::UnknownEpoch)) => {
+                tracing::error!(
+                    broker_epoch,
+                    "the controller does not know this broker's registration (another process registered with the same node id?)"
+                );
+            }
+            Ok(other) => tracing::debug!(?other, "unexpected heartbeat answer"),
+            Err(error) => tracing::debug!(%error, "heartbeat not answered"),
+        }
+    }
+}
+
+/// Turn the Raft node's metrics into a "metadata applied up to" signal.
+async fn forward_applied(
+    controller: Controller,
+    applied: watch::Sender<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut metrics = controller.raft().metrics();
+    loop {
+        let index = metrics
+            .borrow_and_update()
+            .last_applied
+            .map_or(0, |log_id| log_id.index);
+        applied.send_if_modified(|current| {
+            let changed = *current != index;
+            *current = index;
+            changed
+        });
+        tokio::select! {
+            () = crate::controller::tcp::stopped(&mut shutdown) => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Keep the active-controller gauge and log leadership changes of the quorum.
+async fn report_controller_role(controller: Controller, mut shutdown: watch::Receiver<bool>) {
+    let mut metrics = controller.raft().metrics();
+    let mut last_leader = None;
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        if leader != last_leader {
+            tracing::info!(controller = ?leader, "active controller");
+            last_leader = leader;
+            let active = leader == Some(controller.node_id());
+            metrics::gauge!(m::ACTIVE_CONTROLLER).set(if active { 1.0 } else { 0.0 });
+        }
+        tokio::select! {
+            () = crate::controller::tcp::stopped(&mut shutdown) => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// The data dir path of the controller, for logs.
+pub fn controller_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join(crate::controller::CONTROLLER_DIR_NAME)
+}
