@@ -59,6 +59,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let retention = tokio::spawn(retention_loop(
         logs.clone(),
+        cluster.replicas.clone(),
         Duration::from_millis(config.retention_check_interval_ms.max(1)),
         shutdown_rx.clone(),
     ));
@@ -101,6 +102,7 @@ async fn shutdown_signal() -> &'static str {
 
 async fn retention_loop(
     logs: Arc<LogManager>,
+    replicas: Arc<crate::cluster::ReplicaManager>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -111,7 +113,12 @@ async fn retention_loop(
             _ = shutdown.changed() => return,
             _ = ticker.tick() => {
                 let logs = logs.clone();
-                let deleted = tokio::task::spawn_blocking(move || logs.apply_retention(now_ms())).await.unwrap_or(0);
+                let replicas = replicas.clone();
+                // Never past the high watermark: followers may still need those records.
+                let limit = move |log: &crate::storage::PartitionLog| {
+                    replicas.high_watermark_of(log.name()).unwrap_or(0)
+                };
+                let deleted = tokio::task::spawn_blocking(move || logs.apply_retention_below(now_ms(), &limit)).await.unwrap_or(0);
                 if deleted > 0 {
                     tracing::info!(segments = deleted, "retention deleted segments");
                     metrics::counter!(m::RETENTION_SEGMENTS_DELETED_TOTAL).increment(deleted as u64);

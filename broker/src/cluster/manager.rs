@@ -57,6 +57,8 @@ pub struct ReplicaManager {
     /// In a single-node cluster, local topics missing from the metadata (a data dir from
     /// before the controller) are adopted instead.
     adopt_local_topics: bool,
+    /// One reconciliation at a time (the metadata loop and admin handlers both run it).
+    reconciling: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -110,6 +112,7 @@ impl ReplicaManager {
             fetchers,
             caught_up: std::sync::atomic::AtomicBool::new(false),
             adopt_local_topics,
+            reconciling: std::sync::Mutex::new(()),
         });
         (manager, alter_rx)
     }
@@ -143,6 +146,15 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// The high watermark of the replica whose log is named `log_name` (`topic-partition`);
+    /// `None` when this broker hosts no replica of it.
+    pub fn high_watermark_of(&self, log_name: &str) -> Option<i64> {
+        self.all_replicas()
+            .into_iter()
+            .find(|replica| replica.log.name() == log_name)
+            .map(|replica| replica.high_watermark())
+    }
+
     pub fn all_replicas(&self) -> Vec<Arc<Replica>> {
         self.replicas
             .read()
@@ -166,6 +178,7 @@ impl ReplicaManager {
 
     /// Bring hosted replicas in line with the metadata.
     pub fn reconcile(&self) {
+        let _one_at_a_time = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
         struct Wanted {
             name: String,
             id: Uuid,

@@ -266,6 +266,7 @@ impl ClusterNode {
 
     /// Stop the controller node and the background tasks.
     pub async fn stop(self) {
+        self.replicas.checkpoint_high_watermarks();
         for task in &self.tasks {
             task.abort();
         }

@@ -362,15 +362,32 @@ pub struct ProducerStateRegistry {
 }
 
 /// Topic id and partition index -> that partition's slot.
-type SlotMap = HashMap<([u8; 16], i32), Arc<PartitionSlot>>;
+/// The value also holds the leader epoch the slot's state was built in: a broker that led,
+/// followed (and truncated) and leads again must rebuild its producers from the log.
+type SlotMap = HashMap<([u8; 16], i32), (i32, Arc<PartitionSlot>)>;
 
 impl ProducerStateRegistry {
     /// The slot of one partition, created empty (unloaded) on first use.
     pub fn partition(&self, topic_id: [u8; 16], partition: i32) -> Arc<PartitionSlot> {
-        self.lock()
+        self.partition_in_epoch(topic_id, partition, 0)
+    }
+
+    /// The slot of one partition led in `leader_epoch`; a slot from another leadership is
+    /// replaced by an empty (unloaded) one, rebuilt from the log on first use.
+    pub fn partition_in_epoch(
+        &self,
+        topic_id: [u8; 16],
+        partition: i32,
+        leader_epoch: i32,
+    ) -> Arc<PartitionSlot> {
+        let mut slots = self.lock();
+        let entry = slots
             .entry((topic_id, partition))
-            .or_default()
-            .clone()
+            .or_insert_with(|| (leader_epoch, Arc::default()));
+        if entry.0 != leader_epoch {
+            *entry = (leader_epoch, Arc::default());
+        }
+        entry.1.clone()
     }
 
     /// Drop the state of every partition of a deleted topic.

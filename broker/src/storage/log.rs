@@ -854,6 +854,18 @@ impl PartitionLog {
 
     /// Delete whole sealed segments past retention; returns how many were deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        self.apply_retention_below(now_ms, i64::MAX)
+    }
+
+    /// [`PartitionLog::apply_retention`], deleting only segments that end at or below
+    /// `limit_offset`: replication passes the high watermark, so the log start never passes
+    /// records a follower may still need to fetch, and a new leader never finds its log start
+    /// above what the ISR has acknowledged (Kafka's rule).
+    pub fn apply_retention_below(
+        &self,
+        now_ms: i64,
+        limit_offset: i64,
+    ) -> Result<usize, StorageError> {
         let mut checkpointed = lock(&self.log_start_checkpoint);
         let (deleted, log_start_offset) = {
             let mut state = lock(&self.state);
@@ -872,6 +884,13 @@ impl PartitionLog {
                     total_bytes - oldest.size_bytes() >= retention_bytes
                 });
                 if !(expired || oversized) {
+                    break;
+                }
+                let end_offset = state
+                    .sealed
+                    .get(1)
+                    .map_or(state.active.base_offset(), |next| next.base_offset());
+                if end_offset > limit_offset {
                     break;
                 }
                 let Some(oldest) = state.sealed.pop_front() else {

@@ -456,6 +456,16 @@ impl LogManager {
     /// One retention pass over every partition; returns the segments deleted. Errors are
     /// logged and the pass goes on with the next partition.
     pub fn apply_retention(&self, now_ms: i64) -> usize {
+        self.apply_retention_below(now_ms, &|_| i64::MAX)
+    }
+
+    /// [`LogManager::apply_retention`] keeping, per partition, everything at or above
+    /// `limit(log)` (the high watermark; see [`PartitionLog::apply_retention_below`]).
+    pub fn apply_retention_below(
+        &self,
+        now_ms: i64,
+        limit: &dyn Fn(&PartitionLog) -> i64,
+    ) -> usize {
         let logs: Vec<Arc<PartitionLog>> = self
             .read_topics()
             .values()
@@ -463,7 +473,7 @@ impl LogManager {
             .collect();
         let mut deleted = 0;
         for log in logs {
-            match log.apply_retention(now_ms) {
+            match log.apply_retention_below(now_ms, limit(&log)) {
                 Ok(count) => deleted += count,
                 Err(error) => tracing::warn!(partition = log.name(), %error, "retention failed"),
             }

@@ -256,7 +256,10 @@ fn append(
         );
     };
 
-    let slot = broker.producers.partition(*topic.id.as_bytes(), partition);
+    let leader_epoch = replica.lock().leader_epoch();
+    let slot = broker
+        .producers
+        .partition_in_epoch(*topic.id.as_bytes(), partition, leader_epoch);
     let mut guard = lock_slot(&slot);
     let state = guard.get_or_insert_with(|| rebuild_producer_state(&log));
     match state.check(&producer) {
