@@ -7,17 +7,26 @@
 //! record size and partition count. `--results FILE` writes the table as Markdown with the
 //! command line and the machine description.
 //!
+//! `sluice-bench cluster` does the same against three `sluiced` on loopback forming one
+//! cluster (`--controller-voters`), with topics of replication factor 3 and
+//! `min.insync.replicas` 2. In the same invocation it measures one standalone `sluiced` at
+//! acks=1 with 100-byte records, and reports the ratio of the cluster's acks=all figure to
+//! it. `--results FILE` writes (or, on a rerun, replaces) one marked section of the file.
+//!
 //! Latency is measured per record from `send` to its delivery future resolving, observed
 //! by a collector task that awaits futures in send order.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
-use sluice_client::{Acks, Compression, Producer, ProducerConfig, ProducerRecord};
+use sluice_client::{
+    Acks, Admin, Cluster, ClusterConfig, Compression, Producer, ProducerConfig, ProducerRecord,
+};
 use tokio::sync::mpsc;
 
 #[derive(Parser)]
@@ -34,6 +43,34 @@ struct Cli {
 enum BenchCommand {
     /// Produce with each ack mode, record size and partition count; print a table
     Produce(ProduceArgs),
+    /// Start a cluster on loopback (3 brokers by default) and produce to replicated topics
+    /// with each ack mode, record size and partition count; compare with one broker at acks=1
+    Cluster(ClusterArgs),
+}
+
+/// Producer settings shared by every subcommand.
+#[derive(Args, Clone)]
+struct ProducerSettings {
+    /// Producer linger in milliseconds
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// Producer batch size limit in bytes
+    #[arg(long, default_value_t = 256 * 1024)]
+    batch_bytes: usize,
+    /// Compression codec: none, gzip, snappy, lz4, zstd
+    #[arg(long, default_value = "none")]
+    compression: String,
+}
+
+/// How the harness starts `sluiced`.
+#[derive(Args, Clone)]
+struct BrokerSettings {
+    /// The sluiced binary to start (default: target/release/sluiced beside this binary)
+    #[arg(long)]
+    broker_bin: Option<PathBuf>,
+    /// Extra flags for every started sluiced, e.g. "--durability fsync"
+    #[arg(long, allow_hyphen_values = true)]
+    broker_args: Option<String>,
 }
 
 #[derive(Parser, Clone)]
@@ -50,28 +87,65 @@ struct ProduceArgs {
     /// Partition counts, comma separated
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     partitions: Vec<i32>,
-    /// Producer linger in milliseconds
-    #[arg(long, default_value_t = 5)]
-    linger_ms: u64,
-    /// Producer batch size limit in bytes
-    #[arg(long, default_value_t = 256 * 1024)]
-    batch_bytes: usize,
-    /// Compression codec: none, gzip, snappy, lz4, zstd
-    #[arg(long, default_value = "none")]
-    compression: String,
+    #[command(flatten)]
+    producer: ProducerSettings,
     /// Measure an already running broker at this address instead of starting sluiced
     #[arg(long)]
     bootstrap: Option<String>,
-    /// The sluiced binary to start (default: target/release/sluiced beside this binary)
-    #[arg(long)]
-    broker_bin: Option<PathBuf>,
-    /// Extra flags for the started sluiced, e.g. "--durability fsync"
-    #[arg(long, allow_hyphen_values = true)]
-    broker_args: Option<String>,
+    #[command(flatten)]
+    broker: BrokerSettings,
     /// Write the results table (Markdown) to this file
     #[arg(long)]
     results: Option<PathBuf>,
 }
+
+#[derive(Parser, Clone)]
+struct ClusterArgs {
+    /// Brokers in the cluster (each is also a controller voter)
+    #[arg(long, default_value_t = 3)]
+    brokers: i32,
+    /// Replication factor of every topic
+    #[arg(long, default_value_t = 3)]
+    replication_factor: i16,
+    /// min.insync.replicas of every topic
+    #[arg(long, default_value_t = 2)]
+    min_insync_replicas: i16,
+    /// Records per scenario for record sizes below 1 KiB (and for the single-broker baseline)
+    #[arg(long, default_value_t = 500_000)]
+    records: u64,
+    /// Records per scenario for record sizes of 1 KiB and more
+    #[arg(long, default_value_t = 100_000)]
+    records_large: u64,
+    /// Record value sizes in bytes, comma separated
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    sizes: Vec<usize>,
+    /// Ack modes, comma separated: 0, 1, all
+    #[arg(long, value_delimiter = ',', default_value = "0,1,all")]
+    acks: Vec<String>,
+    /// Partition counts, comma separated
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    partitions: Vec<i32>,
+    /// Skip the single-broker acks=1 100-byte baseline (and so the ratio)
+    #[arg(long)]
+    no_baseline: bool,
+    /// Seconds to wait for the cluster to form, and for each topic's replicas to be in sync
+    #[arg(long, default_value_t = 60)]
+    startup_timeout_secs: u64,
+    #[command(flatten)]
+    producer: ProducerSettings,
+    #[command(flatten)]
+    broker: BrokerSettings,
+    /// Write the results (Markdown) to this file, replacing an earlier cluster section
+    #[arg(long)]
+    results: Option<PathBuf>,
+}
+
+/// Record size from which `cluster --records-large` applies.
+const LARGE_RECORD_BYTES: usize = 1024;
+/// Record size of the single-broker baseline the cluster's acks=all figure is compared with.
+const BASELINE_RECORD_BYTES: usize = 100;
+/// Kafka's TOPIC_ALREADY_EXISTS.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 struct Scenario {
     acks: Acks,
@@ -81,6 +155,7 @@ struct Scenario {
 }
 
 struct Outcome {
+    records: u64,
     records_per_second: f64,
     megabytes_per_second: f64,
     p50_ms: f64,
@@ -95,17 +170,17 @@ fn main() -> Result<()> {
         .build()?;
     match cli.command {
         BenchCommand::Produce(args) => runtime.block_on(produce_bench(args)),
+        BenchCommand::Cluster(args) => runtime.block_on(cluster_bench(args)),
     }
 }
 
-async fn produce_bench(args: ProduceArgs) -> Result<()> {
-    let compression = Compression::parse(&args.compression)
-        .with_context(|| format!("unknown compression '{}'", args.compression))?;
+/// Every combination of ack mode, size and partition count, in that nesting order.
+fn scenarios(acks: &[String], sizes: &[usize], partitions: &[i32]) -> Result<Vec<Scenario>> {
     let mut scenarios = Vec::new();
-    for acks_label in &args.acks {
+    for acks_label in acks {
         let acks = Acks::parse(acks_label).with_context(|| format!("bad acks '{acks_label}'"))?;
-        for &size in &args.sizes {
-            for &partitions in &args.partitions {
+        for &size in sizes {
+            for &partitions in partitions {
                 scenarios.push(Scenario {
                     acks,
                     acks_label: acks_label.clone(),
@@ -115,13 +190,36 @@ async fn produce_bench(args: ProduceArgs) -> Result<()> {
             }
         }
     }
+    Ok(scenarios)
+}
+
+fn print_outcome(setup: &str, scenario: &Scenario, outcome: &Outcome) {
+    println!(
+        "{setup}acks={:<3} size={:>5}B partitions={:<2} {:>12.0} records/s {:>8.1} MB/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms",
+        scenario.acks_label,
+        scenario.size,
+        scenario.partitions,
+        outcome.records_per_second,
+        outcome.megabytes_per_second,
+        outcome.p50_ms,
+        outcome.p99_ms,
+        outcome.p999_ms
+    );
+}
+
+async fn produce_bench(args: ProduceArgs) -> Result<()> {
+    let compression = parse_compression(&args.producer)?;
+    let scenarios = scenarios(&args.acks, &args.sizes, &args.partitions)?;
 
     let data_dir = tempfile::tempdir()?;
-    let (bootstrap, mut broker) = match &args.bootstrap {
-        Some(b) => (b.clone(), None),
+    let mut broker = None;
+    let bootstrap = match &args.bootstrap {
+        Some(b) => b.clone(),
         None => {
-            let (child, bootstrap) = start_broker(&args, data_dir.path())?;
-            (bootstrap, Some(child))
+            let started = start_single_broker(&args.broker, data_dir.path())?;
+            let bootstrap = started.bootstrap.clone();
+            broker = Some(started);
+            bootstrap
         }
     };
 
@@ -132,28 +230,26 @@ async fn produce_bench(args: ProduceArgs) -> Result<()> {
             "bench-{run_id}-acks{}-{}b-{}p",
             scenario.acks_label, scenario.size, scenario.partitions
         );
-        let admin = sluice_client::Admin::new(&bootstrap).await?;
+        let admin = Admin::new(&bootstrap).await?;
         admin
             .create_topic(&topic, scenario.partitions, 1, Default::default())
             .await
             .with_context(|| format!("creating {topic}"))?;
-        let outcome = run_scenario(&args, &bootstrap, &topic, scenario, compression).await?;
-        println!(
-            "acks={:<3} size={:>5}B partitions={:<2} {:>12.0} records/s {:>8.1} MB/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms",
-            scenario.acks_label,
-            scenario.size,
-            scenario.partitions,
-            outcome.records_per_second,
-            outcome.megabytes_per_second,
-            outcome.p50_ms,
-            outcome.p99_ms,
-            outcome.p999_ms
-        );
+        let outcome = run_scenario(
+            &args.producer,
+            args.records,
+            &bootstrap,
+            &topic,
+            scenario,
+            compression,
+        )
+        .await?;
+        print_outcome("", scenario, &outcome);
         rows.push((scenario, outcome));
     }
 
-    if let Some(child) = broker.as_mut() {
-        stop_broker(child);
+    if let Some(mut broker) = broker {
+        broker.stop();
     }
     if let Some(path) = &args.results {
         write_results(path, &args, &rows)?;
@@ -162,8 +258,257 @@ async fn produce_bench(args: ProduceArgs) -> Result<()> {
     Ok(())
 }
 
+async fn cluster_bench(args: ClusterArgs) -> Result<()> {
+    let compression = parse_compression(&args.producer)?;
+    if args.brokers < 1 {
+        bail!("--brokers must be at least 1");
+    }
+    if args.replication_factor < 1 || i32::from(args.replication_factor) > args.brokers {
+        bail!(
+            "--replication-factor {} needs 1..={} (the number of --brokers)",
+            args.replication_factor,
+            args.brokers
+        );
+    }
+    if args.min_insync_replicas < 1 || args.min_insync_replicas > args.replication_factor {
+        bail!(
+            "--min-insync-replicas {} needs 1..={} (the replication factor)",
+            args.min_insync_replicas,
+            args.replication_factor
+        );
+    }
+    let scenarios = scenarios(&args.acks, &args.sizes, &args.partitions)?;
+    let binary = broker_binary(&args.broker)?;
+    check_cluster_support(&binary)?;
+    let timeout = Duration::from_secs(args.startup_timeout_secs);
+    let run_id = std::process::id();
+
+    // The baseline runs first, alone on the machine, so the cluster's brokers do not
+    // compete with it for the cores.
+    let mut baseline = Vec::new();
+    if !args.no_baseline {
+        let data_dir = tempfile::tempdir()?;
+        let mut broker = start_single_broker(&args.broker, data_dir.path())?;
+        for &partitions in &args.partitions {
+            let scenario = Scenario {
+                acks: Acks::Leader,
+                acks_label: "1".to_string(),
+                size: BASELINE_RECORD_BYTES,
+                partitions,
+            };
+            let topic =
+                format!("bench-{run_id}-single-acks1-{BASELINE_RECORD_BYTES}b-{partitions}p");
+            let admin = Admin::new(&broker.bootstrap).await?;
+            admin
+                .create_topic(&topic, partitions, 1, &[])
+                .await
+                .with_context(|| format!("creating {topic}"))?;
+            let outcome = run_scenario(
+                &args.producer,
+                args.records,
+                &broker.bootstrap,
+                &topic,
+                &scenario,
+                compression,
+            )
+            .await?;
+            print_outcome("1 broker  RF 1  ", &scenario, &outcome);
+            baseline.push((scenario, outcome));
+        }
+        broker.stop();
+    }
+
+    let data_dir = tempfile::tempdir()?;
+    let mut cluster = start_cluster(
+        &binary,
+        &args.broker,
+        args.brokers,
+        data_dir.path(),
+        timeout,
+    )
+    .await?;
+    println!(
+        "{} brokers formed a cluster: {}",
+        args.brokers,
+        cluster.bootstrap()
+    );
+    let rows = match run_cluster_scenarios(&args, &cluster, &scenarios, compression, timeout).await
+    {
+        Ok(rows) => rows,
+        Err(error) => return Err(cluster.with_log_tails(error)),
+    };
+    cluster.stop();
+
+    let ratios = ratios(&baseline, &rows);
+    for ratio in &ratios {
+        println!(
+            "partitions={:<2} acks=all RF {} / single-broker acks=1 ({BASELINE_RECORD_BYTES} B records): {:.0} / {:.0} records/s = {:.2}",
+            ratio.partitions,
+            args.replication_factor,
+            ratio.replicated,
+            ratio.single,
+            ratio.replicated / ratio.single
+        );
+    }
+    if let Some(path) = &args.results {
+        write_cluster_results(path, &args, &baseline, &rows, &ratios)?;
+        println!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+async fn run_cluster_scenarios<'a>(
+    args: &ClusterArgs,
+    cluster: &LocalCluster,
+    scenarios: &'a [Scenario],
+    compression: Compression,
+    timeout: Duration,
+) -> Result<Vec<(&'a Scenario, Outcome)>> {
+    let bootstrap = cluster.bootstrap();
+    let run_id = std::process::id();
+    let configs = vec![(
+        "min.insync.replicas".to_string(),
+        args.min_insync_replicas.to_string(),
+    )];
+    let setup = format!("{} brokers RF {} ", args.brokers, args.replication_factor);
+    let mut rows = Vec::new();
+    for scenario in scenarios {
+        let topic = format!(
+            "bench-{run_id}-rf{}-acks{}-{}b-{}p",
+            args.replication_factor, scenario.acks_label, scenario.size, scenario.partitions
+        );
+        let leaders = create_replicated_topic(
+            &bootstrap,
+            &topic,
+            scenario.partitions,
+            args.replication_factor,
+            &configs,
+            timeout,
+        )
+        .await?;
+        let records = if scenario.size >= LARGE_RECORD_BYTES {
+            args.records_large
+        } else {
+            args.records
+        };
+        let outcome = run_scenario(
+            &args.producer,
+            records,
+            &bootstrap,
+            &topic,
+            scenario,
+            compression,
+        )
+        .await?;
+        print_outcome(&setup, scenario, &outcome);
+        println!("    partition leaders by broker: {leaders}");
+        rows.push((scenario, outcome));
+    }
+    Ok(rows)
+}
+
+/// Create a topic with `replication_factor` replicas and wait until every partition has a
+/// leader and all its replicas in sync, both bounded by `timeout`. Returns how many
+/// partitions each broker leads, for the log.
+async fn create_replicated_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(String, String)],
+    timeout: Duration,
+) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    let admin = Admin::new(bootstrap).await?;
+    loop {
+        match admin
+            .create_topic(topic, partitions, replication_factor, configs)
+            .await
+        {
+            Ok(()) => break,
+            // An earlier attempt whose answer was lost created it.
+            Err(error) if error.kafka_code() == Some(TOPIC_ALREADY_EXISTS) => break,
+            Err(error) if error.is_retriable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(error).with_context(|| format!("creating {topic}")),
+        }
+    }
+    let replicas = usize::try_from(replication_factor).unwrap_or(0);
+    loop {
+        let last_seen = match admin.cluster().refresh().await {
+            Ok(metadata) => match metadata.topic(topic) {
+                Some(info) => {
+                    let ready = info.partition_count() == partitions
+                        && info.partitions.iter().all(|p| {
+                            p.leader.is_some()
+                                && p.replicas.len() == replicas
+                                && p.isr.len() == replicas
+                        });
+                    if ready {
+                        let mut led = std::collections::BTreeMap::<i32, u32>::new();
+                        for p in &info.partitions {
+                            *led.entry(p.leader.unwrap_or(-1)).or_default() += 1;
+                        }
+                        return Ok(led
+                            .iter()
+                            .map(|(broker, count)| format!("{broker}: {count}"))
+                            .collect::<Vec<_>>()
+                            .join(", "));
+                    }
+                    info.partitions
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "partition {} leader {:?} replicas {:?} isr {:?}",
+                                p.partition, p.leader, p.replicas, p.isr
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }
+                None => "no metadata for the topic".to_string(),
+            },
+            Err(error) => format!("metadata request failed: {error}"),
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "{topic}: not every partition has a leader and {replicas} in-sync replicas after {:?} (last seen: {last_seen})",
+                timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The cluster's acks=all figure beside the single broker's acks=1 figure, for one
+/// partition count.
+struct Ratio {
+    partitions: i32,
+    single: f64,
+    replicated: f64,
+}
+
+fn ratios(baseline: &[(Scenario, Outcome)], rows: &[(&Scenario, Outcome)]) -> Vec<Ratio> {
+    baseline
+        .iter()
+        .filter_map(|(base, base_outcome)| {
+            rows.iter()
+                .find(|(s, _)| {
+                    s.acks == Acks::All && s.size == base.size && s.partitions == base.partitions
+                })
+                .map(|(_, outcome)| Ratio {
+                    partitions: base.partitions,
+                    single: base_outcome.records_per_second,
+                    replicated: outcome.records_per_second,
+                })
+        })
+        .collect()
+}
+
 async fn run_scenario(
-    args: &ProduceArgs,
+    producer_settings: &ProducerSettings,
+    records: u64,
     bootstrap: &str,
     topic: &str,
     scenario: &Scenario,
@@ -171,8 +516,8 @@ async fn run_scenario(
 ) -> Result<Outcome> {
     let mut config = ProducerConfig::new(bootstrap);
     config.acks = scenario.acks;
-    config.linger_ms = args.linger_ms;
-    config.batch_bytes_max = args.batch_bytes;
+    config.linger_ms = producer_settings.linger_ms;
+    config.batch_bytes_max = producer_settings.batch_bytes;
     config.compression = compression;
     let producer = Producer::new(config).await?;
 
@@ -191,6 +536,7 @@ async fn run_scenario(
         let mut histogram =
             Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
         let mut failures = 0u64;
+        let mut first_failure = None;
         let mut last = Instant::now();
         while let Some((sent, delivery)) = rx.recv().await {
             match delivery.await {
@@ -199,14 +545,17 @@ async fn run_scenario(
                     let micros = last.duration_since(sent).as_micros() as u64;
                     histogram.saturating_record(micros.max(1));
                 }
-                Err(_) => failures += 1,
+                Err(error) => {
+                    failures += 1;
+                    first_failure.get_or_insert_with(|| error.to_string());
+                }
             }
         }
-        (histogram, failures, last)
+        (histogram, failures, first_failure, last)
     });
 
     let started = Instant::now();
-    for i in 0..args.records {
+    for i in 0..records {
         let value = payloads[(i % 64) as usize].clone();
         let record = ProducerRecord::new(topic.to_string(), value);
         let sent = Instant::now();
@@ -217,14 +566,18 @@ async fn run_scenario(
     }
     drop(tx);
     producer.flush().await;
-    let (histogram, failures, last) = collector.await?;
+    let (histogram, failures, first_failure, last) = collector.await?;
     producer.close().await;
     if failures > 0 {
-        bail!("{failures} records failed in {topic}");
+        bail!(
+            "{failures} records failed in {topic}; the first: {}",
+            first_failure.unwrap_or_default()
+        );
     }
     let elapsed = last.duration_since(started).as_secs_f64().max(1e-9);
-    let records_per_second = args.records as f64 / elapsed;
+    let records_per_second = records as f64 / elapsed;
     Ok(Outcome {
+        records,
         records_per_second,
         megabytes_per_second: records_per_second * scenario.size as f64 / 1e6,
         p50_ms: histogram.value_at_quantile(0.50) as f64 / 1000.0,
@@ -233,8 +586,157 @@ async fn run_scenario(
     })
 }
 
-fn start_broker(args: &ProduceArgs, data_dir: &Path) -> Result<(Child, String)> {
-    let binary = match &args.broker_bin {
+fn parse_compression(settings: &ProducerSettings) -> Result<Compression> {
+    Compression::parse(&settings.compression)
+        .with_context(|| format!("unknown compression '{}'", settings.compression))
+}
+
+/// One `sluiced` the harness started; stopped (SIGTERM, then SIGKILL after 15 s) by
+/// [`BrokerProcess::stop`] or when dropped, so an error does not leave it running.
+struct BrokerProcess {
+    child: Child,
+    /// `--node-id` for a cluster member.
+    node_id: Option<i32>,
+    bootstrap: String,
+    /// Where its stdout and stderr go, for cluster members.
+    log: Option<PathBuf>,
+    stopped: bool,
+}
+
+impl BrokerProcess {
+    fn label(&self) -> String {
+        match self.node_id {
+            Some(id) => format!("sluiced node {id} ({})", self.bootstrap),
+            None => format!("sluiced ({})", self.bootstrap),
+        }
+    }
+
+    /// Whether the process has exited, and how.
+    fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Wait until the Kafka listener accepts connections.
+    fn wait_listening(&mut self, deadline: Instant) -> Result<()> {
+        while std::net::TcpStream::connect(&self.bootstrap).is_err() {
+            if let Some(status) = self.exit_status() {
+                bail!(
+                    "{} exited ({status}) before listening{}",
+                    self.label(),
+                    self.log_tail(20)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not start listening{}",
+                    self.label(),
+                    self.log_tail(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Ask it to shut down (SIGTERM to its pid) without waiting.
+    fn signal_stop(&mut self) {
+        if self.stopped || self.exit_status().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Wait for it to exit after [`Self::signal_stop`]; kill it if it takes over 15 s.
+    fn wait_stopped(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.exit_status().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn stop(&mut self) {
+        self.signal_stop();
+        self.wait_stopped();
+    }
+
+    /// The last `lines` lines of its log, as a suffix for an error message.
+    fn log_tail(&self, lines: usize) -> String {
+        let Some(path) = &self.log else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        format!(
+            "\n--- last {} lines of {} ---\n{}",
+            tail.len(),
+            path.display(),
+            tail.join("\n")
+        )
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The brokers of a cluster the harness started.
+struct LocalCluster {
+    brokers: Vec<BrokerProcess>,
+}
+
+impl LocalCluster {
+    /// Every broker's Kafka listener, comma separated.
+    fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .map(|b| b.bootstrap.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Stop all brokers: signal every one first, so none waits on a peer that is already
+    /// gone, then wait for each.
+    fn stop(&mut self) {
+        for broker in &mut self.brokers {
+            broker.signal_stop();
+        }
+        for broker in &mut self.brokers {
+            broker.wait_stopped();
+        }
+    }
+
+    /// `error` with the end of every broker's log attached.
+    fn with_log_tails(&self, error: anyhow::Error) -> anyhow::Error {
+        let tails: String = self.brokers.iter().map(|b| b.log_tail(15)).collect();
+        error.context(format!(
+            "cluster benchmark failed; broker logs:{tails}\n---"
+        ))
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn broker_binary(settings: &BrokerSettings) -> Result<PathBuf> {
+    let binary = match &settings.broker_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()?
             .parent()
@@ -247,58 +749,209 @@ fn start_broker(args: &ProduceArgs, data_dir: &Path) -> Result<(Child, String)> 
             binary.display()
         );
     }
-    let port = free_port()?;
-    let metrics_port = free_port()?;
+    Ok(binary)
+}
+
+/// Fail early, with the reason, if this `sluiced` cannot form a cluster.
+fn check_cluster_support(binary: &Path) -> Result<()> {
+    let output = Command::new(binary)
+        .arg("--help")
+        .output()
+        .with_context(|| format!("running {} --help", binary.display()))?;
+    let help = String::from_utf8_lossy(&output.stdout);
+    if !help.contains("--controller-voters") || !help.contains("--internal-listen") {
+        bail!(
+            "{} has no --controller-voters/--internal-listen flags, so it cannot form a cluster: \
+             rebuild it with `cargo build --release --bins` or pass --broker-bin",
+            binary.display()
+        );
+    }
+    Ok(())
+}
+
+/// Start one `sluiced` without waiting for it. `log`: file for its stdout and stderr
+/// (discarded when None).
+fn spawn_sluiced(
+    binary: &Path,
+    settings: &BrokerSettings,
+    data_dir: &Path,
+    port: u16,
+    metrics_port: u16,
+    node: Option<(i32, &[String])>,
+    log: Option<&Path>,
+) -> Result<BrokerProcess> {
     let bootstrap = format!("127.0.0.1:{port}");
-    let mut command = Command::new(&binary);
+    let mut command = Command::new(binary);
     command
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")
         .arg(&bootstrap)
         .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{metrics_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(extra) = &args.broker_args {
+        .arg(format!("127.0.0.1:{metrics_port}"));
+    if let Some((node_id, flags)) = node {
+        command
+            .arg("--node-id")
+            .arg(node_id.to_string())
+            .args(flags);
+    }
+    match log {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            command.stdout(file.try_clone()?).stderr(file);
+        }
+        None => {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    if let Some(extra) = &settings.broker_args {
         command.args(extra.split_whitespace());
     }
     let child = command
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&bootstrap).is_err() {
-        if Instant::now() > deadline {
-            bail!("sluiced did not start listening on {bootstrap}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    Ok(BrokerProcess {
+        child,
+        node_id: node.map(|(id, _)| id),
+        bootstrap,
+        log: log.map(Path::to_path_buf),
+        stopped: false,
+    })
+}
+
+/// Start a standalone `sluiced` and wait until it listens.
+fn start_single_broker(settings: &BrokerSettings, data_dir: &Path) -> Result<BrokerProcess> {
+    let binary = broker_binary(settings)?;
+    let ports = free_ports(2)?;
+    let mut broker = spawn_sluiced(&binary, settings, data_dir, ports[0], ports[1], None, None)?;
+    broker.wait_listening(Instant::now() + Duration::from_secs(30))?;
+    Ok(broker)
+}
+
+/// Start `count` brokers, each a controller voter with its own data dir under `root`, and
+/// wait until every one of them lists all `count` brokers in its Metadata.
+async fn start_cluster(
+    binary: &Path,
+    settings: &BrokerSettings,
+    count: i32,
+    root: &Path,
+    timeout: Duration,
+) -> Result<LocalCluster> {
+    let size = usize::try_from(count).context("broker count")?;
+    let ports = free_ports(3 * size)?;
+    // (node id, Kafka port, metrics port, internal port)
+    let nodes: Vec<(i32, u16, u16, u16)> = (1..=count)
+        .zip(ports.chunks(3))
+        .map(|(id, p)| (id, p[0], p[1], p[2]))
+        .collect();
+    let voters = nodes
+        .iter()
+        .map(|(id, _, _, internal)| format!("{id}@127.0.0.1:{internal}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cluster = LocalCluster {
+        brokers: Vec::new(),
+    };
+    for &(id, port, metrics_port, internal) in &nodes {
+        let data_dir = root.join(format!("node-{id}"));
+        std::fs::create_dir_all(&data_dir)?;
+        let log = root.join(format!("node-{id}.log"));
+        let flags = [
+            "--internal-listen".to_string(),
+            format!("127.0.0.1:{internal}"),
+            "--controller-voters".to_string(),
+            voters.clone(),
+        ];
+        cluster.brokers.push(spawn_sluiced(
+            binary,
+            settings,
+            &data_dir,
+            port,
+            metrics_port,
+            Some((id, &flags)),
+            Some(&log),
+        )?);
     }
-    Ok((child, bootstrap))
-}
-
-fn stop_broker(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let deadline = Instant::now() + timeout;
+    for broker in &mut cluster.brokers {
+        broker.wait_listening(deadline)?;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    if let Err(error) = wait_for_brokers(&mut cluster.brokers, size, deadline).await {
+        return Err(cluster.with_log_tails(error));
+    }
+    Ok(cluster)
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// Poll Metadata from each broker (through a connection to that broker alone) until each
+/// lists `expected` brokers, or fail at `deadline` with what each one last said.
+async fn wait_for_brokers(
+    brokers: &mut [BrokerProcess],
+    expected: usize,
+    deadline: Instant,
+) -> Result<()> {
+    let mut last_seen: Vec<Option<String>> = vec![Some("not asked yet".to_string()); brokers.len()];
+    loop {
+        for (broker, seen) in brokers.iter_mut().zip(last_seen.iter_mut()) {
+            if seen.is_none() {
+                continue;
+            }
+            if let Some(status) = broker.exit_status() {
+                bail!("{} exited ({status})", broker.label());
+            }
+            let asked = tokio::time::timeout(
+                Duration::from_secs(3),
+                metadata_broker_ids(&broker.bootstrap),
+            )
+            .await;
+            *seen = match asked {
+                Ok(Ok(ids)) if ids.len() >= expected => None,
+                Ok(Ok(ids)) => Some(format!("Metadata lists brokers {ids:?}")),
+                Ok(Err(error)) => Some(format!("Metadata failed: {error}")),
+                Err(_) => Some("Metadata got no answer within 3 s".to_string()),
+            };
+        }
+        if last_seen.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let state: Vec<String> = brokers
+                .iter()
+                .zip(&last_seen)
+                .filter_map(|(b, seen)| seen.as_ref().map(|s| format!("{}: {s}", b.label())))
+                .collect();
+            bail!(
+                "the brokers did not all list {expected} brokers in time: {}",
+                state.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
-fn machine_description() -> String {
+/// The broker ids in the Metadata answer of the broker at `address`.
+async fn metadata_broker_ids(address: &str) -> Result<Vec<i32>> {
+    let mut config = ClusterConfig::new(address)?;
+    config.connection.client_id = "sluice-bench".to_string();
+    config.connection.connect_timeout = Duration::from_secs(2);
+    config.connection.request_timeout = Duration::from_secs(2);
+    let cluster = Cluster::connect(config).await?;
+    Ok(cluster.metadata().brokers.keys().copied().collect())
+}
+
+/// `count` distinct free loopback ports (each listener is held until all are found).
+fn free_ports(count: usize) -> Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// CPUs, CPU model and memory, then `setup` (who runs where).
+fn machine_description(setup: &str) -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -320,9 +973,7 @@ fn machine_description() -> String {
         .and_then(|kb| kb.parse::<u64>().ok())
         .map(|kb| format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0))
         .unwrap_or_default();
-    format!(
-        "{cpus} cores ({model}), {memory} RAM; broker and producer on the same machine, loopback"
-    )
+    format!("{cpus} cores ({model}), {memory} RAM; {setup}")
 }
 
 fn write_results(path: &Path, args: &ProduceArgs, rows: &[(&Scenario, Outcome)]) -> Result<()> {
@@ -330,10 +981,13 @@ fn write_results(path: &Path, args: &ProduceArgs, rows: &[(&Scenario, Outcome)])
     let mut table = String::new();
     table.push_str(&format!(
         "### Produce, {} records per scenario, compression {}, linger {} ms, batch {} bytes\n\n",
-        args.records, args.compression, args.linger_ms, args.batch_bytes
+        args.records, args.producer.compression, args.producer.linger_ms, args.producer.batch_bytes
     ));
     table.push_str(&format!("Command: `{}`\n\n", command.join(" ")));
-    table.push_str(&format!("Machine: {}\n\n", machine_description()));
+    table.push_str(&format!(
+        "Machine: {}\n\n",
+        machine_description("broker and producer on the same machine, loopback")
+    ));
     table.push_str(&format!(
         "Broker: {}\n\n",
         args.bootstrap
@@ -341,7 +995,8 @@ fn write_results(path: &Path, args: &ProduceArgs, rows: &[(&Scenario, Outcome)])
             .map(|b| format!("existing broker at {b}"))
             .unwrap_or_else(|| format!(
                 "sluiced started by the harness{}",
-                args.broker_args
+                args.broker
+                    .broker_args
                     .as_deref()
                     .map(|a| format!(" with `{a}`"))
                     .unwrap_or_default()
@@ -370,4 +1025,192 @@ fn write_results(path: &Path, args: &ProduceArgs, rows: &[(&Scenario, Outcome)])
     existing.push_str(&table);
     std::fs::write(path, existing)?;
     Ok(())
+}
+
+/// First line of the cluster section; a rerun replaces everything from here to
+/// [`CLUSTER_SECTION_END`].
+const CLUSTER_SECTION_BEGIN: &str = "<!-- sluice-bench cluster: begin";
+const CLUSTER_SECTION_END: &str = "<!-- sluice-bench cluster: end -->";
+/// The first cluster section goes before this heading (the appended `produce` tables), or
+/// at the end of the file when it is missing.
+const RAW_RESULTS_HEADING: &str = "## Raw results";
+
+fn write_cluster_results(
+    path: &Path,
+    args: &ClusterArgs,
+    baseline: &[(Scenario, Outcome)],
+    rows: &[(&Scenario, Outcome)],
+    ratios: &[Ratio],
+) -> Result<()> {
+    let command: Vec<String> = std::env::args().collect();
+    let broker_args = args
+        .broker
+        .broker_args
+        .as_deref()
+        .map(|a| format!(", with `{a}`"))
+        .unwrap_or_default();
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{CLUSTER_SECTION_BEGIN} (`sluice-bench cluster --results` replaces this section up to the end marker) -->\n"
+    ));
+    s.push_str(&format!(
+        "## Cluster: {} brokers, replication factor {}, min.insync.replicas {}\n\n",
+        args.brokers, args.replication_factor, args.min_insync_replicas
+    ));
+    s.push_str(&format!(
+        "Produce, {} records per scenario ({} for records of {} bytes and more), compression {}, linger {} ms, batch {} bytes\n\n",
+        args.records,
+        args.records_large,
+        LARGE_RECORD_BYTES,
+        args.producer.compression,
+        args.producer.linger_ms,
+        args.producer.batch_bytes
+    ));
+    s.push_str(&format!("Command: `{}`\n\n", command.join(" ")));
+    s.push_str(&format!(
+        "Machine: {}\n\n",
+        machine_description(&format!(
+            "{} brokers and the producer on the same machine, loopback",
+            args.brokers
+        ))
+    ));
+    s.push_str(&format!(
+        "Brokers: {n} sluiced started by the harness{broker_args}, each a controller voter \
+         (`--controller-voters`) with its own data dir; one topic per scenario with replication \
+         factor {rf} and `min.insync.replicas={isr}`, produced to once every partition has a \
+         leader and {rf} in-sync replicas. Baseline: one standalone sluiced started by the \
+         harness{broker_args}, replication factor 1, run before the cluster starts.\n\n",
+        n = args.brokers,
+        rf = args.replication_factor,
+        isr = args.min_insync_replicas,
+    ));
+    s.push_str("| brokers | RF | acks | record bytes | partitions | records | records/s | MB/s | p50 ms | p99 ms | p99.9 ms |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let baseline_rows = baseline.iter().map(|(sc, o)| (1, 1, sc, o));
+    let cluster_rows = rows
+        .iter()
+        .map(|(sc, o)| (args.brokers, args.replication_factor, *sc, o));
+    for (brokers, rf, sc, o) in baseline_rows.chain(cluster_rows) {
+        s.push_str(&format!(
+            "| {brokers} | {rf} | {} | {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
+            sc.acks_label,
+            sc.size,
+            sc.partitions,
+            o.records,
+            o.records_per_second,
+            o.megabytes_per_second,
+            o.p50_ms,
+            o.p99_ms,
+            o.p999_ms
+        ));
+    }
+    s.push('\n');
+    if !ratios.is_empty() {
+        s.push_str(&format!(
+            "acks=all on {} brokers with replication factor {} relative to one broker at acks=1, \
+             {BASELINE_RECORD_BYTES}-byte records:\n\n",
+            args.brokers, args.replication_factor
+        ));
+        s.push_str(&format!(
+            "| partitions | 1 broker acks=1 records/s | {} brokers RF {} acks=all records/s | ratio |\n",
+            args.brokers, args.replication_factor
+        ));
+        s.push_str("|---|---|---|---|\n");
+        for r in ratios {
+            s.push_str(&format!(
+                "| {} | {:.0} | {:.0} | {:.2} |\n",
+                r.partitions,
+                r.single,
+                r.replicated,
+                r.replicated / r.single
+            ));
+        }
+        s.push('\n');
+    }
+    s.push_str(CLUSTER_SECTION_END);
+    s.push_str("\n\n");
+
+    let existing =
+        std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n\n".to_string());
+    std::fs::write(path, splice_cluster_section(&existing, &s))?;
+    Ok(())
+}
+
+/// `existing` with its cluster section replaced by `section`; without one, `section` goes
+/// before the raw results heading, or at the end.
+fn splice_cluster_section(existing: &str, section: &str) -> String {
+    if let Some(start) = existing.find(CLUSTER_SECTION_BEGIN) {
+        if let Some(length) = existing[start..].find(CLUSTER_SECTION_END) {
+            let rest = &existing[start + length + CLUSTER_SECTION_END.len()..];
+            return format!(
+                "{}{section}{}",
+                &existing[..start],
+                rest.trim_start_matches('\n')
+            );
+        }
+    }
+    let heading = existing
+        .match_indices(RAW_RESULTS_HEADING)
+        .find(|&(at, _)| at == 0 || existing[..at].ends_with('\n'))
+        .map(|(at, _)| at);
+    match heading {
+        Some(at) => format!("{}{section}{}", &existing[..at], &existing[at..]),
+        None => {
+            let mut out = existing.to_string();
+            if !out.is_empty() && !out.ends_with("\n\n") {
+                out.push_str(if out.ends_with('\n') { "\n" } else { "\n\n" });
+            }
+            out.push_str(section);
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(body: &str) -> String {
+        format!("{CLUSTER_SECTION_BEGIN} x -->\n## Cluster\n\n{body}\n\n{CLUSTER_SECTION_END}\n\n")
+    }
+
+    #[test]
+    fn first_cluster_section_goes_before_the_raw_results() {
+        let existing =
+            "# Benchmark results\n\n## Summary\n\ntext\n\n## Raw results\n\n### Produce\n";
+        let out = splice_cluster_section(existing, &section("one"));
+        assert_eq!(
+            out,
+            format!(
+                "# Benchmark results\n\n## Summary\n\ntext\n\n{}## Raw results\n\n### Produce\n",
+                section("one")
+            )
+        );
+    }
+
+    #[test]
+    fn a_rerun_replaces_only_the_cluster_section() {
+        let existing =
+            "# Benchmark results\n\n## Summary\n\ntext\n\n## Raw results\n\n### Produce\n";
+        let once = splice_cluster_section(existing, &section("one"));
+        let twice = splice_cluster_section(&once, &section("two"));
+        assert_eq!(twice, once.replace("one", "two"));
+        assert_eq!(twice.matches(CLUSTER_SECTION_BEGIN).count(), 1);
+    }
+
+    #[test]
+    fn without_raw_results_the_section_is_appended() {
+        let out = splice_cluster_section("# Benchmark results\n", &section("one"));
+        assert_eq!(out, format!("# Benchmark results\n\n{}", section("one")));
+        let again = splice_cluster_section(&out, &section("two"));
+        assert_eq!(again, format!("# Benchmark results\n\n{}", section("two")));
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut ports = free_ports(9).unwrap();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 9);
+    }
 }

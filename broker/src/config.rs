@@ -452,4 +452,79 @@ mod tests {
         let config = Config::load_from(flags, &no_env).unwrap();
         assert_eq!(config.advertised().unwrap(), ("broker1".to_string(), 9092));
     }
+
+    #[test]
+    fn controller_voters_parse_from_flags_and_toml() {
+        let flags = Flags::parse_from([
+            "sluiced",
+            "--node-id",
+            "2",
+            "--internal-listen",
+            "127.0.0.1:9102",
+            "--controller-voters",
+            "1@127.0.0.1:9101,2@127.0.0.1:9102,3@host3:9103",
+        ]);
+        let config = Config::load_from(flags, &no_env).unwrap();
+        assert_eq!(
+            config.controller_voters.0,
+            vec![
+                (1, "127.0.0.1:9101".to_string()),
+                (2, "127.0.0.1:9102".to_string()),
+                (3, "host3:9103".to_string())
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "node_id = 1\ninternal_listen = \"127.0.0.1:9101\"\ncontroller_voters = \"1@127.0.0.1:9101\"\n",
+        )
+        .unwrap();
+        let flags = Flags::parse_from(["sluiced", "--config", path.to_str().unwrap()]);
+        let config = Config::load_from(flags, &no_env).unwrap();
+        assert_eq!(
+            config.controller_voters.0,
+            vec![(1, "127.0.0.1:9101".to_string())]
+        );
+    }
+
+    #[test]
+    fn bad_cluster_settings_are_refused_with_a_reason() {
+        for (args, expected) in [
+            (
+                vec!["--controller-voters", "1@127.0.0.1:9101"],
+                "needs --internal-listen",
+            ),
+            (vec!["--controller-voters", "x@h:1"], "bad id"),
+            (vec!["--controller-voters", "1@h:1,1@h:2"], "listed twice"),
+            (vec!["--controller-voters", "1@nohostport"], "no port"),
+            (
+                vec![
+                    "--internal-listen",
+                    "127.0.0.1:7",
+                    "--controller-voters",
+                    "1@127.0.0.1:8",
+                ],
+                "a voter's address is its internal listener",
+            ),
+            (
+                vec![
+                    "--broker-session-timeout-ms",
+                    "100",
+                    "--broker-heartbeat-interval-ms",
+                    "500",
+                ],
+                "broker-session-timeout-ms",
+            ),
+            (vec!["--min-insync-replicas", "0"], "min-insync-replicas"),
+        ] {
+            let flags =
+                Flags::try_parse_from(std::iter::once("sluiced").chain(args.iter().copied()));
+            let error = match flags {
+                Err(error) => error.to_string(),
+                Ok(flags) => Config::load_from(flags, &no_env).unwrap_err(),
+            };
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+    }
 }

@@ -7,8 +7,13 @@
 //! - [`Broker`]: one `sluiced` child process with its own free ports, a temporary data
 //!   directory (unless given one), and a log file that failure messages quote. Start-up is
 //!   over only when the broker answers a Kafka ApiVersions request; Drop kills the child.
-//! - [`run_program`]: running an external program (a Python script, `java`, `kcat`) with a
-//!   deadline, its output captured to files so a chatty child can never block on a pipe.
+//! - [`run_program`] / [`spawn_program`]: running an external program (a Python script,
+//!   `java`, `kcat`) with a deadline, its output captured to files so a chatty child can
+//!   never block on a pipe; a spawned program's output can be watched while it runs.
+//! - [`Cluster`] (module [`cluster`]): several brokers replicating to each other, with faults
+//!   per node (kill -9, SIGTERM, SIGSTOP/SIGCONT, restart) and questions about partition
+//!   leaders, ISRs and the replicas' bytes; [`workload`] has the producer and consumer the
+//!   cluster tests drive through it.
 //! - [`interop_broker`]: the interop tests run against a fresh `sluiced`, or, with
 //!   `SLUICE_INTEROP_BOOTSTRAP=host:port`, against a broker that is already running (the
 //!   reference Kafka of `scripts/kafka-reference.sh`), to check the test programs
@@ -18,8 +23,12 @@
 //! Every wait here is a poll of a condition against a deadline; no sleep stands in for
 //! synchronisation.
 
+pub mod cluster;
 pub mod raw;
 pub mod roundtrip;
+pub mod workload;
+
+pub use cluster::{Cluster, ClusterOptions, PartitionState};
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -41,7 +50,7 @@ const BROKER_START_ATTEMPTS_MAX: usize = 3;
 /// message stays readable.
 const LOG_TAIL_BYTES_MAX: u64 = 64 * 1024;
 /// Polling interval of every wait in this module.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The repository root (the parent of this crate's directory).
 pub fn repo_root() -> PathBuf {
@@ -198,11 +207,21 @@ pub struct BrokerOptions {
     /// Environment variables for the child (e.g. `RUST_LOG`). `SLUICE_*` variables of the
     /// test process are not inherited.
     pub env: Vec<(String, String)>,
+    /// `--node-id`; 1 when `None`.
+    pub node_id: Option<i32>,
+    /// A fixed Kafka listener address (a cluster's nodes must know each other's ports before
+    /// any starts). When `None`, a free port is picked, and a start that fails because
+    /// another process took it is retried with new ports; a fixed address is tried once.
+    pub listen: Option<SocketAddr>,
+    /// A fixed metrics listener address; as `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A running `sluiced` process on 127.0.0.1. Dropping it kills the process.
 pub struct Broker {
     child: Option<Child>,
+    /// Whether the harness SIGSTOPped the process and has not SIGCONTed it yet.
+    stopped: bool,
     options: BrokerOptions,
     listen: SocketAddr,
     metrics_listen: SocketAddr,
@@ -220,6 +239,33 @@ impl Broker {
 
     /// Start a broker and wait until it answers ApiVersions.
     pub fn start_with(options: BrokerOptions) -> Broker {
+        let fixed_ports = options.listen.is_some() || options.metrics_listen.is_some();
+        let attempts = if fixed_ports {
+            1
+        } else {
+            BROKER_START_ATTEMPTS_MAX
+        };
+        let mut broker = Broker::unstarted(options);
+        for attempt in 1..=attempts {
+            broker.pick_ports();
+            match broker.spawn_and_wait() {
+                Ok(()) => return broker,
+                Err(StartError::Exited(status)) if attempt < attempts => {
+                    broker.append_log_line(&format!(
+                        "[sluice-tests] sluiced exited during start-up ({status}); retrying with new ports"
+                    ));
+                }
+                Err(e) => panic!("{e}\n--- sluiced log ---\n{}", broker.log()),
+            }
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+
+    /// A broker whose process is not started yet: its temporary directory exists, its
+    /// addresses are the fixed ones of `options` (or unset until [`pick_ports`]).
+    ///
+    /// [`pick_ports`]: Self::pick_ports
+    fn unstarted(options: BrokerOptions) -> Broker {
         let temp = tempfile::Builder::new()
             .prefix("sluice-test-")
             .tempdir()
@@ -229,29 +275,46 @@ impl Broker {
             .clone()
             .unwrap_or_else(|| temp.path().join("data"));
         let log_path = temp.path().join("sluiced.log");
-        let mut broker = Broker {
+        Broker {
             child: None,
-            options,
+            stopped: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            options,
             data_dir,
             log_path,
             _temp: temp,
-        };
-        for attempt in 1..=BROKER_START_ATTEMPTS_MAX {
-            broker.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            broker.metrics_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            match broker.spawn_and_wait() {
-                Ok(()) => return broker,
-                Err(StartError::Exited(status)) if attempt < BROKER_START_ATTEMPTS_MAX => {
-                    broker.append_log_line(&format!(
-                        "[sluice-tests] sluiced exited during start-up ({status}); retrying with new ports"
-                    ));
-                }
-                Err(e) => panic!("{e}\n--- sluiced log ---\n{}", broker.log()),
-            }
         }
-        unreachable!("the last attempt either returns or panics")
+    }
+
+    /// Set the listener addresses: the fixed ones of the options, else free ports.
+    fn pick_ports(&mut self) {
+        self.listen = self
+            .options
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        self.metrics_listen = self
+            .options
+            .metrics_listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+    }
+
+    /// Start the process of a broker with fixed addresses without waiting for it (the
+    /// nodes of a cluster may answer only once a quorum of them runs); pair with
+    /// [`wait_ready`](Self::wait_ready).
+    pub(crate) fn spawn_unready(options: BrokerOptions) -> Result<Broker, String> {
+        let mut broker = Broker::unstarted(options);
+        broker.pick_ports();
+        match broker.spawn() {
+            Ok(()) => Ok(broker),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Wait until the started process answers ApiVersions; an error (with the reason) if it
+    /// exits first or `deadline` passes.
+    pub(crate) fn wait_ready(&mut self, deadline: Instant) -> Result<(), String> {
+        self.wait_answering(deadline).map_err(|e| e.to_string())
     }
 
     /// Start the process again on the same ports and data directory, after
@@ -278,6 +341,11 @@ impl Broker {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), StartError> {
+        self.spawn()?;
+        self.wait_answering(Instant::now() + BROKER_START_DEADLINE)
+    }
+
+    fn spawn(&mut self) -> Result<(), StartError> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -287,7 +355,7 @@ impl Broker {
         let mut command = Command::new(sluiced_binary());
         command
             .arg("--node-id")
-            .arg("1")
+            .arg(self.options.node_id.unwrap_or(1).to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
@@ -310,8 +378,11 @@ impl Broker {
         }
         let child = command.spawn().map_err(StartError::Io)?;
         self.child = Some(child);
+        self.stopped = false;
+        Ok(())
+    }
 
-        let deadline = Instant::now() + BROKER_START_DEADLINE;
+    fn wait_answering(&mut self, deadline: Instant) -> Result<(), StartError> {
         loop {
             if let Some(status) = self.try_wait() {
                 return Err(StartError::Exited(status));
@@ -367,13 +438,51 @@ impl Broker {
         self.child.as_ref().map(Child::id)
     }
 
-    /// SIGKILL the process and reap it.
+    /// SIGKILL the process and reap it (a SIGSTOPped process dies too).
     pub fn kill9(&mut self) {
         if let Some(child) = self.child.as_mut() {
             // Child::kill sends SIGKILL on Unix; an error means it has already exited.
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.stopped = false;
+    }
+
+    /// SIGSTOP the process: it stays alive, its sockets keep accepting connections and
+    /// buffering bytes, but it runs no code (to other nodes it looks cut off) until
+    /// [`sigcont`](Self::sigcont).
+    pub fn sigstop(&mut self) {
+        self.signal("STOP");
+        self.stopped = true;
+    }
+
+    /// SIGCONT a process stopped by [`sigstop`](Self::sigstop).
+    pub fn sigcont(&mut self) {
+        self.signal("CONT");
+        self.stopped = false;
+    }
+
+    /// Whether the process is SIGSTOPped by the harness.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Send `kill -<name>` to the process the harness started (panics if it has exited).
+    fn signal(&mut self, name: &str) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("kill -{name}: no process started"));
+        assert!(
+            self.try_wait().is_none(),
+            "kill -{name}: sluiced {pid} has already exited\n{}",
+            self.log()
+        );
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill -{name} {pid}: {e}"));
+        assert!(status.success(), "kill -{name} {pid} failed: {status}");
     }
 
     /// Send SIGTERM (a graceful shutdown request); pair with [`wait_exit`](Self::wait_exit).
@@ -417,6 +526,16 @@ impl Broker {
     pub fn log(&self) -> String {
         read_tail(&self.log_path, LOG_TAIL_BYTES_MAX)
     }
+
+    /// The last `max_bytes` of the broker's stdout and stderr.
+    pub fn log_tail(&self, max_bytes: u64) -> String {
+        read_tail(&self.log_path, max_bytes)
+    }
+
+    /// The node id the process is started with.
+    pub fn node_id(&self) -> i32 {
+        self.options.node_id.unwrap_or(1)
+    }
 }
 
 impl Drop for Broker {
@@ -439,7 +558,7 @@ impl std::fmt::Display for StartError {
             StartError::Exited(status) => write!(f, "sluiced exited during start-up: {status}"),
             StartError::Timeout(address) => write!(
                 f,
-                "sluiced did not answer ApiVersions on {address} within {BROKER_START_DEADLINE:?}"
+                "sluiced did not answer ApiVersions on {address} before its start-up deadline"
             ),
         }
     }
@@ -507,6 +626,22 @@ pub fn run_program(
     input: Option<&[u8]>,
     timeout: Duration,
 ) -> ProgramOutput {
+    spawn_program(command, input).wait(timeout)
+}
+
+/// An external program started by [`spawn_program`], whose output a test can watch while it
+/// runs. Dropping it kills the program.
+pub struct RunningProgram {
+    child: Option<Child>,
+    started: Instant,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    /// Holds the output files.
+    _dir: TempDir,
+}
+
+/// Start `command` with stdin `input` (or empty), stdout and stderr to temporary files.
+pub fn spawn_program(command: &mut Command, input: Option<&[u8]>) -> RunningProgram {
     let dir = tempfile::Builder::new()
         .prefix("sluice-program-")
         .tempdir()
@@ -522,29 +657,79 @@ pub fn run_program(
         None => Stdio::null(),
     };
     let started = Instant::now();
-    let mut child = command
+    let child = command
         .stdin(stdin)
         .stdout(File::create(&stdout_path).expect("create stdout file"))
         .stderr(File::create(&stderr_path).expect("create stderr file"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    let deadline = started + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
+    RunningProgram {
+        child: Some(child),
+        started,
+        stdout_path,
+        stderr_path,
+        _dir: dir,
+    }
+}
+
+impl RunningProgram {
+    /// What the program wrote to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
+    }
+
+    /// Wait (at most `timeout`) until a complete stdout line starts with `prefix`, and
+    /// return it; `None` if the program exits or the time runs out first.
+    pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stdout = self.stdout_so_far();
+            // Only lines that ended (a newline follows), so a half-written line never counts.
+            let complete = stdout.rsplit_once('\n').map_or("", |(lines, _)| lines);
+            if let Some(line) = complete.lines().find(|l| l.starts_with(prefix)) {
+                return Some(line.to_string());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            if exited || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(POLL_INTERVAL);
         }
-        if Instant::now() >= deadline {
+    }
+
+    /// Wait for the program to exit, at most `timeout` (counted from now), then kill it.
+    pub fn wait(mut self, timeout: Duration) -> ProgramOutput {
+        let mut child = self.child.take().expect("the program is waited for once");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        };
+        ProgramOutput {
+            status,
+            stdout: std::fs::read(&self.stdout_path).unwrap_or_default(),
+            stderr: std::fs::read(&self.stderr_path).unwrap_or_default(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+impl Drop for RunningProgram {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
-            break None;
         }
-        std::thread::sleep(POLL_INTERVAL);
-    };
-    ProgramOutput {
-        status,
-        stdout: std::fs::read(&stdout_path).unwrap_or_default(),
-        stderr: std::fs::read(&stderr_path).unwrap_or_default(),
-        elapsed: started.elapsed(),
     }
 }
 

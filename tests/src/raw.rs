@@ -2,7 +2,7 @@
 //! requests through the `kafka-protocol` codecs, or deliberately broken frames.
 //!
 //! Besides the connection it has builders for the single-partition requests the tests
-//! send (Produce v9, Fetch v11), so each test states only what it varies.
+//! send (Produce v9, Fetch v11, Metadata v9), so each test states only what it varies.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,13 +10,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_protocol::batch::Compression;
 use sluice_protocol::header;
+use sluice_protocol::records::{encode_batch, Record};
 
 /// A raw connection with a 10-second read timeout.
 pub struct RawConnection {
@@ -35,6 +38,27 @@ impl RawConnection {
         })
     }
 
+    /// Connect within `timeout`, and give reads and writes that timeout too (for asking
+    /// brokers that may be dead or stopped).
+    pub fn connect_timeout(address: &str, timeout: Duration) -> std::io::Result<RawConnection> {
+        let socket_address: std::net::SocketAddr = address.parse().map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{address}: {e}"))
+        })?;
+        let stream = TcpStream::connect_timeout(&socket_address, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(RawConnection {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    /// Change how long a read waits for the broker (10 s after [`connect`](Self::connect)).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))
+    }
+
     /// Send a well-formed request and read its response.
     pub fn request<Req: Encodable, Resp: Decodable>(
         &mut self,
@@ -43,6 +67,16 @@ impl RawConnection {
         request: &Req,
     ) -> std::io::Result<Resp> {
         self.send(api_key, version, request)?;
+        self.read_response(api_key, version)
+    }
+
+    /// Read the response to the last request sent with [`send`](Self::send) (for a test
+    /// that sends now and reads later, e.g. across a SIGSTOP of the broker).
+    pub fn read_response<Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+    ) -> std::io::Result<Resp> {
         let mut frame = self.read_frame()?;
         let (correlation_id, response) =
             header::decode_response::<Resp>(api_key, version, &mut frame)
@@ -180,6 +214,70 @@ pub fn fetch_request(
 pub fn fetch(conn: &mut RawConnection, request: &FetchRequest) -> FetchResponse {
     conn.request(ApiKey::Fetch, FETCH_VERSION, request)
         .expect("fetch response")
+}
+
+/// The Metadata version [`metadata`] asks at (flexible; leader epochs and controller id).
+pub const METADATA_VERSION: i16 = 9;
+
+/// Ask for the brokers, the controller and the given topics (all topics with `None`)
+/// without auto-creating any.
+pub fn metadata(
+    conn: &mut RawConnection,
+    topics: Option<&[&str]>,
+) -> std::io::Result<MetadataResponse> {
+    let request = MetadataRequest::default()
+        .with_topics(topics.map(|topics| {
+            topics
+                .iter()
+                .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                .collect()
+        }))
+        .with_allow_auto_topic_creation(false);
+    conn.request(ApiKey::Metadata, METADATA_VERSION, &request)
+}
+
+/// One uncompressed batch holding a record per value (no key, no headers).
+pub fn value_batch<V: AsRef<[u8]>>(values: &[V]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .map(|v| Record {
+            value: Some(Bytes::copy_from_slice(v.as_ref())),
+            timestamp: 1_700_000_000_000,
+            ..Default::default()
+        })
+        .collect();
+    encode_batch(&records, Compression::None).expect("encode a record batch")
+}
+
+/// Produce `values` as one batch and return the partition's (error code, base offset), or
+/// the IO error when no response came back (connection closed, read timeout).
+pub fn try_produce_values<V: AsRef<[u8]>>(
+    conn: &mut RawConnection,
+    topic: &str,
+    partition: i32,
+    values: &[V],
+    acks: i16,
+    timeout_ms: i32,
+) -> std::io::Result<(i16, i64)> {
+    let request =
+        produce_request(topic, partition, value_batch(values), acks).with_timeout_ms(timeout_ms);
+    let response: ProduceResponse = conn.request(ApiKey::Produce, PRODUCE_VERSION, &request)?;
+    produce_result(&response)
+}
+
+/// The (error code, base offset) of the single partition of a Produce response.
+pub fn produce_result(response: &ProduceResponse) -> std::io::Result<(i16, i64)> {
+    let p = response
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "produce response without the partition",
+            )
+        })?;
+    Ok((p.error_code, p.base_offset))
 }
 
 /// GET a path from an HTTP server on `address` (HOST:PORT) and return the body. Enough

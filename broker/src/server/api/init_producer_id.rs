@@ -62,7 +62,9 @@ fn producer_id(
         return Err(ErrorCode::InvalidRequest);
     }
     match broker.producer_ids.allocate() {
-        Ok(id) => {
+        Ok(local) => {
+            // Unique across the cluster: each broker hands out ids from its own range.
+            let id = cluster_unique_producer_id(broker.identity.node_id, local);
             metrics::counter!(m::PRODUCER_IDS_ALLOCATED_TOTAL).increment(1);
             tracing::debug!(
                 producer_id = id,
@@ -76,6 +78,17 @@ fn producer_id(
             Err(ErrorCode::KafkaStorageError)
         }
     }
+}
+
+/// Bits of a producer id that count within one broker; the bits above hold the broker id,
+/// so brokers never hand out the same id (Kafka allocates blocks from the controller
+/// instead). 2^40 ids per broker, broker ids up to 2^22.
+pub const LOCAL_PRODUCER_ID_BITS: u32 = 40;
+
+/// The producer id a broker hands out for its `local`-th id.
+pub fn cluster_unique_producer_id(node_id: i32, local: i64) -> i64 {
+    (i64::from(node_id.max(0)) << LOCAL_PRODUCER_ID_BITS)
+        | (local & ((1 << LOCAL_PRODUCER_ID_BITS) - 1))
 }
 
 #[cfg(test)]
@@ -101,6 +114,16 @@ mod tests {
         let second = handle(&broker, request, 4);
         assert_eq!((second.error_code, second.producer_epoch), (0, 0));
         assert!(second.producer_id.0 > first.producer_id.0);
+    }
+
+    #[test]
+    fn brokers_hand_out_disjoint_producer_ids() {
+        assert_ne!(
+            cluster_unique_producer_id(1, 5),
+            cluster_unique_producer_id(2, 5)
+        );
+        assert_eq!(cluster_unique_producer_id(0, 5), 5);
+        assert!(cluster_unique_producer_id(4_000_000, (1 << 40) - 1) > 0);
     }
 
     #[tokio::test]

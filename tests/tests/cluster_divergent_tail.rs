@@ -1,0 +1,174 @@
+//! A replica with a divergent tail truncates it when it rejoins (KIP-101/279/320).
+//!
+//! The tail is made with SIGSTOP, no network tricks: both followers are stopped, the
+//! leader takes acks=1 writes only it has, then the leader is stopped and the followers
+//! resumed (three brokers: the two followers are a controller quorum). One of them is elected (leader epoch + 1) and takes acks=all writes at the same
+//! offsets. When the old leader resumes it must find out it diverged, truncate its tail,
+//! fetch the new leader's records and end byte-identical to the others; the tail's records
+//! (acknowledged with acks=1, which promises no more) are gone everywhere.
+
+use std::time::Duration;
+
+use sluice_tests::{Cluster, ClusterOptions};
+
+const TOPIC: &str = "divergent-tail";
+const BATCHES: usize = 5;
+const PER_BATCH: usize = 20;
+
+fn batch(prefix: &str, b: usize) -> Vec<String> {
+    (0..PER_BATCH)
+        .map(|i| format!("{prefix}-{b}-{i}"))
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_returning_leader_truncates_its_divergent_tail() {
+    let mut cluster = Cluster::start(3, ClusterOptions::fast(2_000, 2_000));
+    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
+    let before = cluster
+        .partition_state_agreed(TOPIC, 0)
+        .expect("create_topic waits for agreement");
+    let old_leader = before.leader.expect("a leader");
+    let followers = before.followers();
+
+    // Committed on all three (acks=all with the full ISR).
+    let mut acked: Vec<(Vec<String>, i64)> = Vec::new();
+    for b in 0..BATCHES {
+        let values = batch("base", b);
+        let (_, offset) =
+            cluster.produce_until_acked(TOPIC, 0, &values, -1, Duration::from_secs(30));
+        acked.push((values, offset));
+    }
+
+    // The tail: acks=1 writes that only the leader gets.
+    for &f in &followers {
+        cluster.sigstop(f);
+    }
+    let mut conn = cluster
+        .connect(old_leader)
+        .unwrap_or_else(|e| panic!("connect to the leader: {e}"));
+    conn.set_read_timeout(Duration::from_secs(10)).unwrap();
+    // A follower's fetch may have been parked at the leader (a long poll) when it stopped;
+    // the leader answers it at its next append, into the stopped follower's socket, and
+    // the follower appends that answer when it resumes. This first batch is that answer,
+    // so the tail after it reaches no follower: a stopped follower sends no new fetch.
+    let (code, _) =
+        sluice_tests::raw::try_produce_values(&mut conn, TOPIC, 0, &batch("drain", 0), 1, 5_000)
+            .unwrap_or_else(|e| panic!("acks=1 produce to the leader: {e}\n{}", cluster.logs()));
+    assert_eq!(code, 0, "acks=1 to the leader\n{}", cluster.logs());
+    let mut tail_start = None;
+    for b in 0..BATCHES {
+        let (code, offset) =
+            sluice_tests::raw::try_produce_values(&mut conn, TOPIC, 0, &batch("tail", b), 1, 5_000)
+                .unwrap_or_else(|e| {
+                    panic!("acks=1 produce to the leader: {e}\n{}", cluster.logs())
+                });
+        assert_eq!(code, 0, "acks=1 to the leader\n{}", cluster.logs());
+        tail_start.get_or_insert(offset);
+    }
+    let tail_start = tail_start.expect("tail written");
+
+    // Swap: the old leader is cut off, the followers come back and elect one of them.
+    cluster.sigstop(old_leader);
+    for &f in &followers {
+        cluster.sigcont(f);
+    }
+    let elected = cluster.wait_for_partition(
+        TOPIC,
+        0,
+        "a follower elected with a higher leader epoch",
+        Duration::from_secs(30),
+        |s| {
+            s.leader.is_some_and(|l| followers.contains(&l)) && s.leader_epoch > before.leader_epoch
+        },
+    );
+    let new_leader = elected.leader.expect("checked above");
+    eprintln!(
+        "old leader {old_leader} stopped with a tail at {tail_start}; new leader {elected:?}"
+    );
+    assert!(
+        !contains(&cluster.log_bytes(new_leader, TOPIC, 0), b"tail-"),
+        "test set-up: the new leader {new_leader} has records of the tail, so nothing diverges \
+         (a fetch parked at the old leader was answered only after the tail was appended?)"
+    );
+
+    for b in 0..BATCHES {
+        let values = batch("new", b);
+        let (_, offset) =
+            cluster.produce_until_acked(TOPIC, 0, &values, -1, Duration::from_secs(30));
+        acked.push((values, offset));
+    }
+
+    cluster.sigcont(old_leader);
+    cluster.wait_for_partition(
+        TOPIC,
+        0,
+        "the old leader back in the ISR",
+        Duration::from_secs(60),
+        |s| s.isr_is_full() && s.leader == Some(new_leader),
+    );
+    let needed = acked
+        .iter()
+        .map(|(values, offset)| offset + values.len() as i64)
+        .max()
+        .expect("batches acknowledged");
+    let high_watermark = cluster.wait_for(
+        "the high watermark to cover every acknowledged batch",
+        Duration::from_secs(30),
+        |c| c.high_watermark(TOPIC, 0).filter(|&hw| hw >= needed),
+    );
+
+    let (_, records) = cluster
+        .read_from_leader(new_leader, TOPIC, 0)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    for (values, base) in &acked {
+        for (i, value) in values.iter().enumerate() {
+            let offset = base + i as i64;
+            let found = records.iter().find(|r| r.offset == offset);
+            assert_eq!(
+                found.and_then(|r| r.value.as_deref()),
+                Some(value.as_bytes()),
+                "acknowledged {value} at offset {offset}\n{}",
+                cluster.logs()
+            );
+        }
+    }
+    // The new leader's own records took the tail's offsets.
+    let at_tail_start = records
+        .iter()
+        .find(|r| r.offset == tail_start)
+        .and_then(|r| r.value.clone());
+    assert!(
+        at_tail_start
+            .as_deref()
+            .is_some_and(|v| v.starts_with(b"new-")),
+        "offset {tail_start} (where the old leader's tail began) holds {at_tail_start:?}, expected a record of the new leader"
+    );
+
+    let compared = cluster.assert_replicas_identical(
+        TOPIC,
+        0,
+        &[
+            new_leader,
+            old_leader,
+            followers
+                .iter()
+                .copied()
+                .find(|&f| f != new_leader)
+                .unwrap(),
+        ],
+        high_watermark,
+    );
+    for id in cluster.ids() {
+        let log = cluster.log_bytes(id, TOPIC, 0);
+        assert!(
+            !contains(&log, b"tail-"),
+            "node {id} still holds records of the divergent tail"
+        );
+    }
+    eprintln!("high watermark {high_watermark}; {compared} bytes identical on all three replicas");
+}

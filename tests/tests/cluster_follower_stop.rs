@@ -1,0 +1,158 @@
+//! A follower that stops fetching (SIGSTOP) leaves the ISR after replica.lag.time.max.ms,
+//! and the partition keeps committing: with replication factor 3 and min.insync.replicas
+//! 2, acks=all produces go on being acknowledged and the high watermark advances. After
+//! SIGCONT the follower catches up and rejoins the ISR, and the three replicas end
+//! byte-identical up to the high watermark.
+
+use std::time::{Duration, Instant};
+
+use sluice_client::Acks;
+use sluice_tests::workload::{
+    consume_partition, producer_config, runtime, verify_acked, BackgroundProducer, Outcome,
+    ProduceSpec,
+};
+use sluice_tests::{Cluster, ClusterOptions};
+
+const TOPIC: &str = "follower-stop";
+const PREFIX: &str = "rec";
+const LAG_MS: u64 = 2_000;
+/// Longer than the test keeps the follower stopped, so that the ISR shrink comes from the
+/// leader's lag check, not from the controller fencing the stopped broker.
+const SESSION_TIMEOUT_MS: u64 = 8_000;
+
+#[test]
+fn a_stopped_follower_leaves_the_isr_and_the_high_watermark_keeps_advancing() {
+    let mut cluster = Cluster::start(3, ClusterOptions::fast(SESSION_TIMEOUT_MS, LAG_MS));
+    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
+    let state = cluster
+        .partition_state_agreed(TOPIC, 0)
+        .expect("create_topic waits for agreement");
+    let leader = state.leader.expect("a leader");
+    // A follower that is not the active controller: its stop then tests the lag check
+    // alone, not a controller failover too.
+    let controller = cluster.controller_id();
+    let followers = state.followers();
+    let follower = followers
+        .iter()
+        .copied()
+        .find(|f| Some(*f) != controller)
+        .unwrap_or(followers[0]);
+
+    let runtime = runtime();
+    let mut producer = BackgroundProducer::start(
+        &runtime,
+        ProduceSpec {
+            topic: TOPIC.to_string(),
+            partition: 0,
+            prefix: PREFIX.to_string(),
+            count: 1_000_000,
+            gate_at: None,
+            records_per_second: Some(2_000),
+            config: producer_config(&cluster.bootstrap(), Acks::All),
+        },
+    );
+    assert!(
+        producer.wait_until(Duration::from_secs(30), |acked, failed| acked >= 2_000
+            || failed > 0)
+            && producer.failed() == 0,
+        "before the stop: {} acked, first errors {:?}\n{}",
+        producer.acked(),
+        producer.first_errors(5),
+        cluster.logs()
+    );
+
+    let stopped_at = Instant::now();
+    cluster.sigstop(follower);
+    let shrunk = cluster.wait_for_partition(
+        TOPIC,
+        0,
+        "the stopped follower out of the ISR",
+        Duration::from_secs(30),
+        |s| !s.in_isr(follower) && s.leader == Some(leader),
+    );
+    let shrink_took = stopped_at.elapsed();
+    eprintln!(
+        "follower {follower} stopped; ISR {:?} after {shrink_took:?}",
+        shrunk.isr
+    );
+    assert!(
+        shrink_took >= Duration::from_millis(LAG_MS / 2),
+        "the follower left the ISR {shrink_took:?} after it stopped, well before replica.lag.time.max.ms ({LAG_MS} ms)"
+    );
+    assert_eq!(
+        shrunk.isr.len(),
+        2,
+        "only the stopped follower leaves: {shrunk:?}"
+    );
+
+    // acks=all keeps working on the ISR of two, and the high watermark moves.
+    let hw_at_shrink = cluster.wait_for(
+        "a high watermark from the leader",
+        Duration::from_secs(10),
+        |c| c.high_watermark(TOPIC, 0),
+    );
+    let acked_at_shrink = producer.acked();
+    assert!(
+        producer.wait_until(Duration::from_secs(30), |acked, failed| acked
+            >= acked_at_shrink + 2_000
+            || failed > 0)
+            && producer.failed() == 0,
+        "acks=all with 2 of 3 replicas in the ISR (min ISR 2): {} acked since the shrink, first errors {:?}\n{}",
+        producer.acked() - acked_at_shrink,
+        producer.first_errors(5),
+        cluster.logs()
+    );
+    cluster.wait_for(
+        "the high watermark to advance past its value at the shrink",
+        Duration::from_secs(10),
+        |c| c.high_watermark(TOPIC, 0).filter(|&hw| hw > hw_at_shrink),
+    );
+
+    cluster.sigcont(follower);
+    cluster.wait_for_partition(
+        TOPIC,
+        0,
+        "the resumed follower back in the ISR",
+        Duration::from_secs(60),
+        |s| s.isr_is_full(),
+    );
+
+    producer.stop();
+    let outcomes = producer
+        .finish(Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    assert!(
+        producer.failed() == 0,
+        "no produce may fail while a quorum of the ISR is alive: first errors {:?}",
+        producer.first_errors(5)
+    );
+    let end_offset = cluster.wait_for(
+        "the high watermark to cover every acknowledged record",
+        Duration::from_secs(30),
+        |c| {
+            let needed = outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    Outcome::Acked(offset) => Some(offset + 1),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            c.high_watermark(TOPIC, 0).filter(|&hw| hw >= needed)
+        },
+    );
+    let records = runtime
+        .block_on(consume_partition(
+            &cluster.bootstrap(),
+            TOPIC,
+            0,
+            end_offset,
+            Duration::from_secs(120),
+        ))
+        .unwrap_or_else(|e| panic!("reading {TOPIC}-0 back: {e}\n{}", cluster.logs()));
+    // No leader change and no error: no retries, so no duplicates either.
+    let verified = verify_acked(PREFIX, &outcomes, &records, &[], 1)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let compared = cluster.assert_replicas_identical(TOPIC, 0, &[1, 2, 3], end_offset);
+    eprintln!("{verified:?}; {compared} bytes identical on all three replicas");
+}

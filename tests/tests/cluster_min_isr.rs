@@ -1,0 +1,148 @@
+//! min.insync.replicas: with replication factor 3 and min ISR 2, once both followers are
+//! `kill -9`ed and the ISR has shrunk to the leader alone, acks=all is refused with
+//! NOT_ENOUGH_REPLICAS (19), acks=1 is appended but stays invisible (the high watermark does
+//! not move over it), and once the followers are back in the ISR those records become
+//! readable.
+//!
+//! Five brokers, so that the controller quorum (every broker is a voter) survives the two
+//! dead followers and can commit the ISR shrink.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
+use sluice_tests::raw::{produce_request, produce_result, value_batch, PRODUCE_VERSION};
+use sluice_tests::{Cluster, ClusterOptions};
+
+const TOPIC: &str = "min-isr";
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+const REQUEST_TIMED_OUT: i16 = 7;
+
+fn values(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// One produce to `node`: (error code, base offset).
+fn produce(cluster: &Cluster, node: i32, values: &[String], acks: i16) -> (i16, i64) {
+    let mut conn = cluster
+        .connect(node)
+        .unwrap_or_else(|e| panic!("connect to node {node}: {e}\n{}", cluster.logs()));
+    conn.set_read_timeout(Duration::from_secs(20)).unwrap();
+    let request = produce_request(TOPIC, 0, value_batch(values), acks).with_timeout_ms(5_000);
+    let response: ProduceResponse = conn
+        .request(ApiKey::Produce, PRODUCE_VERSION, &request)
+        .unwrap_or_else(|e| panic!("produce to node {node}: {e}\n{}", cluster.logs()));
+    produce_result(&response).unwrap()
+}
+
+#[test]
+fn below_min_isr_acks_all_is_refused_and_acks_1_stays_invisible_until_the_isr_recovers() {
+    let mut cluster = Cluster::start(5, ClusterOptions::fast(2_000, 2_000));
+    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
+    let state = cluster
+        .partition_state_agreed(TOPIC, 0)
+        .expect("create_topic waits for agreement");
+    let leader = state.leader.expect("a leader");
+    let followers = state.followers();
+    assert_eq!(followers.len(), 2, "{state:?}");
+
+    let (code, first_offset) = produce(&cluster, leader, &values("before", 10), -1);
+    assert_eq!(code, 0, "acks=all with the full ISR\n{}", cluster.logs());
+
+    for &f in &followers {
+        cluster.kill9(f);
+    }
+    cluster.wait_for(
+        "every live node to report the ISR shrunk to the leader alone",
+        Duration::from_secs(30),
+        |c| {
+            c.partition_state_agreed(TOPIC, 0)
+                .filter(|s| s.leader == Some(leader) && s.isr == vec![leader])
+        },
+    );
+
+    // acks=all is refused before the append. While the leader still counts the dead
+    // followers (a shrink not yet applied) it may instead time out or fail after the
+    // append; it must never succeed.
+    let mut refused = false;
+    for attempt in 0..20 {
+        let (code, _) = produce(&cluster, leader, &values(&format!("all{attempt}"), 5), -1);
+        assert_ne!(
+            code,
+            0,
+            "acks=all acknowledged with an ISR of 1 below min ISR 2\n{}",
+            cluster.logs()
+        );
+        if code == NOT_ENOUGH_REPLICAS {
+            refused = true;
+            break;
+        }
+        assert!(
+            [NOT_ENOUGH_REPLICAS_AFTER_APPEND, REQUEST_TIMED_OUT].contains(&code),
+            "acks=all below min ISR answered error {code}, expected NOT_ENOUGH_REPLICAS (19)\n{}",
+            cluster.logs()
+        );
+    }
+    assert!(
+        refused,
+        "acks=all never got NOT_ENOUGH_REPLICAS\n{}",
+        cluster.logs()
+    );
+
+    // acks=1 is appended and acknowledged, but not committed: invisible to consumers.
+    let one = values("one", 10);
+    let (code, one_offset) = produce(&cluster, leader, &one, 1);
+    assert_eq!(code, 0, "acks=1 with the leader alive\n{}", cluster.logs());
+    assert!(one_offset > first_offset);
+    let (high_watermark, records) = cluster
+        .read_from_leader(leader, TOPIC, 0)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    assert!(
+        high_watermark <= one_offset,
+        "the high watermark {high_watermark} covers the acks=1 records at {one_offset}.. with an ISR below min ISR"
+    );
+    assert!(
+        records.iter().all(|r| r.offset < high_watermark
+            && !r.value.as_deref().is_some_and(|v| v.starts_with(b"one-"))),
+        "a consumer read uncommitted records: {:?}",
+        records.iter().map(|r| r.offset).collect::<Vec<_>>()
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.offset == first_offset && r.value.as_deref() == Some(&b"before-0"[..])),
+        "the committed record before-0 at {first_offset} is not readable"
+    );
+
+    for &f in &followers {
+        cluster.restart(f);
+    }
+    cluster.wait_for_partition(
+        TOPIC,
+        0,
+        "both followers back in the ISR",
+        Duration::from_secs(60),
+        |s| s.isr_is_full() && s.leader == Some(leader),
+    );
+    let needed = one_offset + one.len() as i64;
+    let high_watermark = cluster.wait_for(
+        "the high watermark to cover the acks=1 records",
+        Duration::from_secs(30),
+        |c| c.high_watermark(TOPIC, 0).filter(|&hw| hw >= needed),
+    );
+    let (_, records) = cluster
+        .read_from_leader(leader, TOPIC, 0)
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    for (i, value) in one.iter().enumerate() {
+        let offset = one_offset + i as i64;
+        let found = records.iter().find(|r| r.offset == offset);
+        assert_eq!(
+            found.and_then(|r| r.value.as_deref()),
+            Some(value.as_bytes()),
+            "offset {offset} after the ISR recovered"
+        );
+    }
+    let mut nodes = vec![leader];
+    nodes.extend(&followers);
+    cluster.assert_replicas_identical(TOPIC, 0, &nodes, high_watermark);
+}
