@@ -174,6 +174,15 @@ fn main() -> Result<()> {
     }
 }
 
+/// Write back dirty pages before a scenario, so that it does not pay for the writeback of
+/// the one before it (a 1 KiB scenario leaves gigabytes dirty, and the kernel throttles
+/// writers while it flushes them).
+fn settle_page_cache() {
+    if let Err(error) = std::process::Command::new("sync").status() {
+        eprintln!("sync failed ({error}); scenarios may pay for each other's writeback");
+    }
+}
+
 /// Every combination of ack mode, size and partition count, in that nesting order.
 fn scenarios(acks: &[String], sizes: &[usize], partitions: &[i32]) -> Result<Vec<Scenario>> {
     let mut scenarios = Vec::new();
@@ -226,6 +235,7 @@ async fn produce_bench(args: ProduceArgs) -> Result<()> {
     let mut rows = Vec::new();
     let run_id = std::process::id();
     for scenario in &scenarios {
+        settle_page_cache();
         let topic = format!(
             "bench-{run_id}-acks{}-{}b-{}p",
             scenario.acks_label, scenario.size, scenario.partitions
@@ -373,6 +383,7 @@ async fn run_cluster_scenarios<'a>(
     let setup = format!("{} brokers RF {} ", args.brokers, args.replication_factor);
     let mut rows = Vec::new();
     for scenario in scenarios {
+        settle_page_cache();
         let topic = format!(
             "bench-{run_id}-rf{}-acks{}-{}b-{}p",
             args.replication_factor, scenario.acks_label, scenario.size, scenario.partitions

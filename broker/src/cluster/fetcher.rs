@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 use kafka_protocol::protocol::StrBytes;
@@ -387,7 +387,7 @@ fn apply_response(
                 moved = true;
                 replica
                     .log
-                    .append_as_follower(BytesMut::from(&records[..whole]), now_ms())
+                    .append_as_follower(&records[..whole], now_ms())
                     .map(|_| ())
             }
             FollowerAction::UpdateHighWatermark(high_watermark) => {

@@ -443,7 +443,7 @@ impl PartitionLog {
     /// before it (or than the log's latest); `Poisoned` once the log is poisoned or closed.
     pub fn append_as_follower(
         &self,
-        records: BytesMut,
+        records: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         let batches = validate_all(&records)?;
@@ -481,7 +481,7 @@ impl PartitionLog {
             next_offset = header.next_offset();
         }
         self.record_epochs(&mut state, &epochs)?;
-        let rolled = self.write_batches(&mut state, &records, &batches, now_ms)?;
+        let rolled = self.write_batches(&mut state, records, &batches, now_ms)?;
         self.finish_append(state, base_offset, rolled)
     }
 
