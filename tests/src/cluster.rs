@@ -4,11 +4,13 @@
 //! What it owns:
 //! - [`Cluster::start`]: ports for every node (Kafka listener, metrics, internal
 //!   controller/Raft listener) picked before any node starts, the `--controller-voters`
-//!   string naming every node's internal listener, one data directory per node. All
-//!   processes are spawned first and only then waited for (a node may answer only once a
-//!   quorum runs); start-up is over when every node answers a Metadata request listing all
-//!   brokers and naming a controller. A node that exits during start-up (a port taken
-//!   between our probe and its bind) makes the whole cluster start again on new ports.
+//!   string naming every node's internal listener (or only the first
+//!   [`ClusterOptions::voters`] nodes'; the others join as metadata learners), one data
+//!   directory per node. All processes are spawned first and only then waited for (a node
+//!   may answer only once a quorum runs); start-up is over when every node answers a
+//!   Metadata request listing all brokers and naming a controller. A node that exits
+//!   during start-up (a port taken between our probe and its bind) makes the whole cluster
+//!   start again on new ports.
 //! - Faults on one node by id: [`Cluster::kill9`], [`Cluster::sigterm`],
 //!   [`Cluster::sigstop`] / [`Cluster::sigcont`] (the node is alive but runs no code: cut
 //!   off from everyone), [`Cluster::restart`] on the same ports and data directory.
@@ -76,6 +78,10 @@ pub struct ClusterOptions {
     pub min_insync_replicas: Option<u32>,
     /// `--default-replication-factor`.
     pub default_replication_factor: Option<u32>,
+    /// How many nodes are controller voters: nodes `1..=k` are named in
+    /// `--controller-voters` (which every node gets), the others join the metadata quorum
+    /// as learners. `None`: every node is a voter.
+    pub voters: Option<usize>,
 }
 
 impl ClusterOptions {
@@ -165,8 +171,8 @@ struct Node {
     internal: SocketAddr,
 }
 
-/// A cluster of `sluiced` nodes with ids `1..=n`, every node a controller voter. Dropping
-/// it kills the processes it started.
+/// A cluster of `sluiced` nodes with ids `1..=n`, every node a controller voter unless
+/// [`ClusterOptions::voters`] says fewer. Dropping it kills the processes it started.
 pub struct Cluster {
     nodes: Vec<Node>,
     voters: String,
@@ -196,6 +202,11 @@ impl Cluster {
 
     /// One start attempt: `Err((message with logs, whether new ports may help))`.
     fn try_start(n: usize, options: &ClusterOptions) -> Result<Cluster, (String, bool)> {
+        let voter_count = options.voters.unwrap_or(n);
+        assert!(
+            (1..=n).contains(&voter_count),
+            "between 1 and {n} of {n} nodes can be voters, not {voter_count}"
+        );
         let addresses: Vec<(SocketAddr, SocketAddr, SocketAddr)> = (0..n)
             .map(|_| {
                 (
@@ -207,6 +218,7 @@ impl Cluster {
             .collect();
         let voters = addresses
             .iter()
+            .take(voter_count)
             .enumerate()
             .map(|(i, (_, _, internal))| format!("{}@{internal}", i + 1))
             .collect::<Vec<_>>()
@@ -248,7 +260,7 @@ impl Cluster {
             for id in cluster.ids() {
                 let ok = cluster.metadata_from(id, Some(&[])).is_ok_and(|m| {
                     m.brokers.len() == expected
-                        && (1..=expected as i32).contains(&m.controller_id.0)
+                        && (1..=voter_count as i32).contains(&m.controller_id.0)
                 });
                 all &= ok;
             }
@@ -302,7 +314,8 @@ impl Cluster {
             .join(",")
     }
 
-    /// The `--controller-voters` value every node got.
+    /// The `--controller-voters` value every node got (the voters' ids and internal
+    /// listeners).
     pub fn voters(&self) -> &str {
         &self.voters
     }

@@ -79,6 +79,19 @@ fn a_stopped_follower_leaves_the_isr_and_the_high_watermark_keeps_advancing() {
         shrink_took >= Duration::from_millis(LAG_MS / 2),
         "the follower left the ISR {shrink_took:?} after it stopped, well before replica.lag.time.max.ms ({LAG_MS} ms)"
     );
+    assert!(
+        shrink_took < Duration::from_millis(SESSION_TIMEOUT_MS),
+        "the follower left the ISR only after {shrink_took:?}: that is session fencing \
+         ({SESSION_TIMEOUT_MS} ms), not the leader's lag check ({LAG_MS} ms)"
+    );
+    // Still registered and unfenced (Metadata lists only unfenced brokers): the leader
+    // removed it for lagging, not the controller for a lost session.
+    assert!(
+        cluster
+            .brokers_listed_by(leader)
+            .is_some_and(|brokers| brokers.contains(&follower)),
+        "the stopped follower was already fenced when it left the ISR"
+    );
     assert_eq!(
         shrunk.isr.len(),
         2,

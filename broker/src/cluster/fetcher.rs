@@ -225,7 +225,7 @@ async fn run_fetcher(
             }
         }
         if !any_progress {
-            // Nothing moved (errors everywhere): do not spin.
+            // Every partition failed: do not spin.
             tokio::select! {
                 _ = tokio::time::sleep(RETRY_BACKOFF) => {}
                 _ = wake.notified() => {}
@@ -291,7 +291,8 @@ fn build_request(
     (request, sent)
 }
 
-/// Apply one partition's answer; returns whether anything moved.
+/// Apply one partition's answer; returns whether it was applied (an empty answer to a long
+/// poll counts), `false` for an error or a refused answer.
 fn apply_response(
     replica: &Arc<Replica>,
     sent: &FollowerFetch,
@@ -359,7 +360,6 @@ fn apply_response(
             return false;
         }
     };
-    let mut moved = false;
     for action in actions {
         let result = match action {
             FollowerAction::TruncateTo(offset) => {
@@ -374,7 +374,6 @@ fn apply_response(
                     leader_epoch = state.leader_epoch(),
                     "follower log diverged from the leader; truncated"
                 );
-                moved = true;
                 result
             }
             FollowerAction::Append => {
@@ -384,7 +383,6 @@ fn apply_response(
                     .map(|(_, batch)| batch.len())
                     .sum();
                 metrics::counter!(m::REPLICATION_BYTES_IN_TOTAL).increment(whole as u64);
-                moved = true;
                 replica
                     .log
                     .append_as_follower(&records[..whole], now_ms())
@@ -400,5 +398,5 @@ fn apply_response(
             return false;
         }
     }
-    moved
+    true
 }
