@@ -446,7 +446,7 @@ impl PartitionLog {
         records: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let batches = validate_all(&records)?;
+        let batches = validate_all(records)?;
         let mut state = lock(&self.state);
         state.check_appendable()?;
         let base_offset = state.log_end_offset();

@@ -160,7 +160,7 @@ fn begin_leader_epoch_records_the_epoch_at_the_log_end_offset() {
 fn replicate(leader: &PartitionLog, follower: &PartitionLog, max_bytes: usize) {
     while follower.log_end_offset() < leader.log_end_offset() {
         let fetched = leader.read(follower.log_end_offset(), max_bytes).unwrap();
-        follower.append_as_follower(&&fetched[..], 0).unwrap();
+        follower.append_as_follower(&fetched[..], 0).unwrap();
     }
 }
 
@@ -237,10 +237,10 @@ fn follower_append_refuses_gaps_overlaps_and_epochs_going_back() {
         ShutdownState::Clean,
     );
     let stored = append_as_leader(&leader, &[(1, 2), (1, 2), (2, 2), (3, 2)]);
-    follower.append_as_follower(&&stored[0][..], 0).unwrap();
+    follower.append_as_follower(&stored[0][..], 0).unwrap();
     let refused = |records: Vec<u8>| {
         let before = (follower.log_end_offset(), follower.size_bytes());
-        let error = follower.append_as_follower(&&records[..], 0).unwrap_err();
+        let error = follower.append_as_follower(&records[..], 0).unwrap_err();
         assert_eq!(
             (follower.log_end_offset(), follower.size_bytes()),
             before,
@@ -285,7 +285,7 @@ fn follower_append_refuses_gaps_overlaps_and_epochs_going_back() {
     assert_eq!(follower.epoch_entries(), entries(&[(1, 0)]));
     // And the right continuation is taken.
     follower
-        .append_as_follower(&&stored[1..].concat()[..], 0)
+        .append_as_follower(&stored[1..].concat()[..], 0)
         .unwrap();
     assert_eq!(follower.epoch_entries(), leader.epoch_entries());
 }
@@ -408,7 +408,7 @@ fn truncate_to_the_end_forgets_an_epoch_that_wrote_nothing() {
     log.begin_leader_epoch(3).unwrap();
     let leader_batch = stamped(&batch(1, 0, 10, 5), 2, 2);
     assert!(matches!(
-        log.append_as_follower(&&leader_batch[..], 0),
+        log.append_as_follower(&leader_batch[..], 0),
         Err(StorageError::Corrupt(_))
     ));
     assert!(!log.truncate_to(2).unwrap(), "no record removed");
@@ -420,7 +420,7 @@ fn truncate_to_the_end_forgets_an_epoch_that_wrote_nothing() {
             .entries(),
         &entries(&[(1, 0)])[..]
     );
-    log.append_as_follower(&&leader_batch[..], 0).unwrap();
+    log.append_as_follower(&leader_batch[..], 0).unwrap();
     assert_eq!(log.epoch_entries(), entries(&[(1, 0), (2, 2)]));
 }
 
@@ -512,7 +512,7 @@ fn truncate_then_crash_never_brings_truncated_records_back() {
                 ShutdownState::Clean,
             );
             new_leader
-                .append_as_follower(&&stored[..5].concat()[..], 0)
+                .append_as_follower(&stored[..5].concat()[..], 0)
                 .unwrap();
             let replacement = append_as_leader(&new_leader, &vec![(5, 3); new_batches]);
             replicate(&new_leader, &log, usize::MAX);
@@ -625,7 +625,7 @@ fn truncate_fully_and_start_at_empties_the_log_and_restarts_it() {
     assert!(log.read(1000, 100).unwrap().is_empty());
     // A follower then appends the leader's batches from there.
     let leader_batch = stamped(&batch(2, 0, 10, 1), 1000, 6);
-    log.append_as_follower(&&leader_batch[..], 0).unwrap();
+    log.append_as_follower(&leader_batch[..], 0).unwrap();
     assert_eq!(log.epoch_entries(), entries(&[(6, 1000)]));
     drop(log);
     let log = open_log(&fs, dir.path(), &small_segments(), ShutdownState::Unclean);
