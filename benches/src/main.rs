@@ -414,6 +414,11 @@ async fn run_cluster_scenarios<'a>(
         print_outcome(&setup, scenario, &outcome);
         println!("    partition leaders by broker: {leaders}");
         rows.push((scenario, outcome));
+        // Each scenario starts from the same state: no earlier topics for the followers to
+        // keep fetching, no earlier data on disk.
+        if let Err(error) = Admin::new(&bootstrap).await?.delete_topic(&topic).await {
+            eprintln!("deleting {topic} failed ({error}); later scenarios share the cluster with it");
+        }
     }
     Ok(rows)
 }
