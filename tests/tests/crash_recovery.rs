@@ -139,3 +139,52 @@ fn acknowledged_records_survive_kill_9() {
     let (_, base_offset) = produce_batch(&mut conn, TOPIC, 0, batch, 1);
     assert_eq!(base_offset, stored.len() as i64);
 }
+
+/// A data dir written before the controller existed (topics and logs, no `controller/`
+/// directory) keeps its topics, ids and records: a single-node broker registers them with
+/// its new controller on start.
+#[test]
+fn topics_of_a_data_dir_without_a_controller_are_adopted() {
+    let mut broker = Broker::start();
+    let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
+    let records: Vec<Record> = (0..20)
+        .map(|n| Record {
+            value: Some(Bytes::from(format!("value-{n:010}"))),
+            ..Default::default()
+        })
+        .collect();
+    let (_, base_offset) = produce_batch(
+        &mut conn,
+        TOPIC,
+        0,
+        encode_batch(&records, Compression::None).unwrap(),
+        1,
+    );
+    assert_eq!(base_offset, 0);
+    drop(conn);
+    broker.sigterm();
+    broker.wait_exit(Duration::from_secs(20));
+    let controller_dir = broker.data_dir().join("controller");
+    assert!(
+        controller_dir.is_dir(),
+        "the broker keeps its metadata log in {controller_dir:?}"
+    );
+    std::fs::remove_dir_all(&controller_dir).unwrap();
+
+    broker.restart();
+    let stored = fetch_everything(&broker.bootstrap());
+    assert_eq!(
+        stored.len(),
+        20,
+        "records of the adopted topic\n{}",
+        broker.log()
+    );
+    assert_eq!(stored[19], (19, format!("value-{:010}", 19)));
+    assert!(
+        broker
+            .log()
+            .contains("registered an existing local topic with the controller"),
+        "{}",
+        broker.log()
+    );
+}

@@ -195,9 +195,6 @@ impl ClusterNode {
             fetchers,
             single_node,
         );
-        if single_node {
-            adopt_local_topics(&client, &logs, &replicas).await;
-        }
         replicas.set_caught_up();
         let (applied_tx, applied_rx) = watch::channel(0u64);
         tasks.push(tokio::spawn(forward_applied(
@@ -228,6 +225,10 @@ impl ClusterNode {
             tracing::warn!(
                 "not unfenced within 30 s; serving anyway (partitions stay led elsewhere)"
             );
+        }
+        if single_node {
+            // Only now is there an eligible broker to place them on.
+            adopt_local_topics(&client, &logs, &replicas).await;
         }
         replicas.reconcile();
         Ok(ClusterNode {
