@@ -417,7 +417,9 @@ async fn run_cluster_scenarios<'a>(
         // Each scenario starts from the same state: no earlier topics for the followers to
         // keep fetching, no earlier data on disk.
         if let Err(error) = Admin::new(&bootstrap).await?.delete_topic(&topic).await {
-            eprintln!("deleting {topic} failed ({error}); later scenarios share the cluster with it");
+            eprintln!(
+                "deleting {topic} failed ({error}); later scenarios share the cluster with it"
+            );
         }
     }
     Ok(rows)
