@@ -122,13 +122,10 @@ impl Fetchers {
 /// The Kafka listener address of `broker_id`, from the metadata.
 fn broker_address(metadata: &MetadataReader, broker_id: i32) -> Option<String> {
     metadata.read(|state| {
-        state.broker(broker_id).and_then(|broker| {
-            broker
-                .endpoints
-                .iter()
-                .find(|e| e.listener != crate::controller::service::INTERNAL_LISTENER)
-                .map(|e| format!("{}:{}", e.host, e.port))
-        })
+        state
+            .broker(broker_id)
+            .and_then(crate::controller::Broker::client_endpoint)
+            .map(|e| format!("{}:{}", e.host, e.port))
     })
 }
 

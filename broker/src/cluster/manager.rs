@@ -149,9 +149,8 @@ impl ReplicaManager {
     /// The high watermark of the replica whose log is named `log_name` (`topic-partition`);
     /// `None` when this broker hosts no replica of it.
     pub fn high_watermark_of(&self, log_name: &str) -> Option<i64> {
-        self.all_replicas()
-            .into_iter()
-            .find(|replica| replica.log.name() == log_name)
+        let (topic, partition) = log_name.rsplit_once('-')?;
+        self.replica(topic, partition.parse().ok()?)
             .map(|replica| replica.high_watermark())
     }
 

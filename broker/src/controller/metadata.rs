@@ -124,6 +124,14 @@ impl Broker {
     pub fn is_eligible(&self) -> bool {
         self.status == BrokerStatus::Unfenced
     }
+
+    /// Where clients (and follower fetchers) reach this broker: its first endpoint that is
+    /// not the internal (controller) listener.
+    pub fn client_endpoint(&self) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.listener != super::service::INTERNAL_LISTENER)
+    }
 }
 
 /// Whether a partition's leader may serve reads and take part in ISR growth (KIP-704).

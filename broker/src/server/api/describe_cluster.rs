@@ -23,10 +23,7 @@ pub fn handle(broker: &Broker) -> DescribeClusterResponse {
             .brokers()
             .filter(|b| b.id == identity.node_id || b.status != BrokerStatus::Fenced)
             .filter_map(|b| {
-                let endpoint = b
-                    .endpoints
-                    .iter()
-                    .find(|e| e.listener != crate::controller::service::INTERNAL_LISTENER)?;
+                let endpoint = b.client_endpoint()?;
                 let mut entry = DescribeClusterBroker::default();
                 entry.broker_id = BrokerId(b.id);
                 entry.host = str_bytes(endpoint.host.clone());

@@ -90,10 +90,7 @@ fn brokers(broker: &Broker, state: &MetadataState) -> Vec<MetadataResponseBroker
         .brokers()
         .filter(|b| b.id == me || b.status != BrokerStatus::Fenced)
         .filter_map(|b| {
-            let endpoint = b
-                .endpoints
-                .iter()
-                .find(|e| e.listener != crate::controller::service::INTERNAL_LISTENER)?;
+            let endpoint = b.client_endpoint()?;
             let mut entry = MetadataResponseBroker::default();
             entry.node_id = BrokerId(b.id);
             entry.host = str_bytes(endpoint.host.clone());

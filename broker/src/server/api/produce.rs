@@ -244,8 +244,8 @@ fn append(
         let reason = reason.as_deref();
         tracing::debug!(topic = %topic.name, partition, reason, "refused produce batch");
     })?;
-    let Some(producer) = producer else {
-        return append_to_log(
+    let append = || {
+        append_to_log(
             broker,
             &replica,
             &records,
@@ -253,7 +253,10 @@ fn append(
             now_ms,
             &topic.name,
             partition,
-        );
+        )
+    };
+    let Some(producer) = producer else {
+        return append();
     };
 
     let leader_epoch = replica.lock().leader_epoch();
@@ -278,7 +281,7 @@ fn append(
                 base_offset: original.base_offset,
                 last_offset: original.last_offset,
                 log_start_offset: log.log_start_offset(),
-                replica,
+                replica: replica.clone(),
                 leader_epoch: None,
             });
         }
@@ -289,15 +292,7 @@ fn append(
             return Err((error.code(), Some(error.to_string())));
         }
     }
-    let appended = append_to_log(
-        broker,
-        &replica,
-        &records,
-        &summary,
-        now_ms,
-        &topic.name,
-        partition,
-    )?;
+    let appended = append()?;
     state.record(&producer, appended.base_offset, appended.last_offset);
     Ok(appended)
 }
