@@ -66,6 +66,16 @@ pub const UNDER_REPLICATED_PARTITIONS: &str = "sluice_under_replicated_partition
 pub const UNDER_MIN_ISR_PARTITIONS: &str = "sluice_under_min_isr_partitions";
 /// Bytes a follower copied from leaders.
 pub const REPLICATION_BYTES_IN_TOTAL: &str = "sluice_replication_bytes_in_total";
+/// Per hosted partition (`topic`, `partition`): log end offset and high watermark; on the
+/// leader, the committed ISR size.
+pub const PARTITION_LOG_END_OFFSET: &str = "sluice_partition_log_end_offset";
+pub const PARTITION_HIGH_WATERMARK: &str = "sluice_partition_high_watermark";
+pub const PARTITION_ISR_SIZE: &str = "sluice_partition_isr_size";
+/// On the leader, per follower (`topic`, `partition`, `replica`): how far its log end is
+/// behind the leader's, in offsets, and how long since it was last caught up, in
+/// milliseconds (0 when caught up, -1 when not heard from in this leadership).
+pub const REPLICA_LAG_OFFSETS: &str = "sluice_replica_lag_offsets";
+pub const REPLICA_LAG_MS: &str = "sluice_replica_lag_ms";
 /// 1 while this node is the active controller.
 pub const ACTIVE_CONTROLLER: &str = "sluice_active_controller";
 

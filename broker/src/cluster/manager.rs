@@ -33,6 +33,8 @@ use crate::storage::{LogManager, StorageError};
 
 /// How often leaders are ticked (ISR shrink) and gauges refreshed.
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the per-partition gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often high watermarks are checkpointed.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause before re-sending an AlterPartition that got no answer.
@@ -408,12 +410,44 @@ impl ReplicaManager {
 
     fn update_gauges(&self) {
         let (mut led, mut followed, mut under, mut under_min) = (0u32, 0u32, 0u32, 0u32);
+        let now = now_ms();
         for replica in self.all_replicas() {
             let state = replica.lock();
+            let labels = [
+                ("topic", replica.topic.clone()),
+                ("partition", replica.index.to_string()),
+            ];
+            let log_end_offset = replica.log.log_end_offset();
+            metrics::gauge!(m::PARTITION_LOG_END_OFFSET, &labels).set(log_end_offset as f64);
+            metrics::gauge!(m::PARTITION_HIGH_WATERMARK, &labels)
+                .set(state.high_watermark() as f64);
             if state.is_leader() {
                 led += 1;
                 under += u32::from(state.is_under_replicated());
                 under_min += u32::from(state.is_under_min_isr());
+                if let Some(isr) = state.isr() {
+                    metrics::gauge!(m::PARTITION_ISR_SIZE, &labels)
+                        .set(isr.committed_isr().len() as f64);
+                }
+                for follower in state.followers().into_iter().flat_map(|f| f.iter()) {
+                    let replica_labels = [
+                        labels[0].clone(),
+                        labels[1].clone(),
+                        ("replica", follower.replica_id().to_string()),
+                    ];
+                    let lag_offsets = (log_end_offset - follower.log_end_offset().max(0)).max(0);
+                    let caught_up = follower.last_caught_up_time_ms();
+                    let lag_ms = if follower.log_end_offset() >= log_end_offset {
+                        0
+                    } else if caught_up > 0 {
+                        (now - caught_up).max(0)
+                    } else {
+                        -1
+                    };
+                    metrics::gauge!(m::REPLICA_LAG_OFFSETS, &replica_labels)
+                        .set(lag_offsets as f64);
+                    metrics::gauge!(m::REPLICA_LAG_MS, &replica_labels).set(lag_ms as f64);
+                }
             } else {
                 followed += 1;
             }
@@ -443,6 +477,7 @@ impl ReplicaManager {
         self.reconcile();
         let mut tick = tokio::time::interval(TICK_INTERVAL);
         let mut checkpoint = tokio::time::interval(CHECKPOINT_INTERVAL);
+        let mut gauges = tokio::time::interval(GAUGE_INTERVAL);
         loop {
             tokio::select! {
                 () = crate::controller::tcp::stopped(&mut shutdown) => break,
@@ -450,10 +485,8 @@ impl ReplicaManager {
                     if changed.is_err() { break; }
                     self.reconcile();
                 }
-                _ = tick.tick() => {
-                    self.tick();
-                    self.update_gauges();
-                }
+                _ = tick.tick() => self.tick(),
+                _ = gauges.tick() => self.update_gauges(),
                 _ = checkpoint.tick() => self.checkpoint_high_watermarks(),
             }
         }
