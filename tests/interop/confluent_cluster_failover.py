@@ -93,15 +93,9 @@ def produce(args):
     )
 
     def send(i):
-        for _ in range(2000):  # bounded wait for local queue space
-            try:
-                producer.produce(args.topic, value=PREFIX + str(i).encode("ascii"), partition=0, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        else:
-            raise RuntimeError("local producer queue stayed full")
-        producer.poll(0)
+        dataset.produce_when_queue_has_room(
+            producer, 2000, args.topic, value=PREFIX + str(i).encode("ascii"), partition=0, on_delivery=on_delivery
+        )
 
     half = args.count // 2
     for i in range(half):

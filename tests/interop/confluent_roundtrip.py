@@ -84,15 +84,9 @@ def produce(args, topic, acks, codec):
     producer = Producer(config)
     for i in range(args.count):
         key, value, headers = dataset.make_record(i)
-        for _ in range(1000):  # bounded wait for local queue space
-            try:
-                producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        else:
-            raise RuntimeError("local producer queue stayed full")
-        producer.poll(0)
+        dataset.produce_when_queue_has_room(
+            producer, 1000, topic, key=key, value=value, headers=headers, on_delivery=on_delivery
+        )
     remaining = producer.flush(args.timeout)
     if remaining:
         raise RuntimeError("%d records still queued after flush" % remaining)

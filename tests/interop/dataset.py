@@ -15,6 +15,9 @@ Record i of a run (0 <= i < count):
 
 The check: the consumer saw exactly `count` records; each partition's records appear in
 the order they were produced; every record is byte-identical to what was sent.
+
+Also the small helpers the programs share: Deadline, log, parse_args, run_matrix, and
+produce_when_queue_has_room for the confluent-kafka programs.
 """
 
 import json
@@ -132,6 +135,21 @@ class Deadline:
 
 def log(msg):
     print(msg, flush=True)
+
+
+def produce_when_queue_has_room(producer, attempts, *args, **kwargs):
+    """producer.produce(*args, **kwargs) on a confluent-kafka Producer whose local queue
+    may be full: on BufferError, poll 50 ms (serving delivery callbacks, which frees
+    queue space) and try again, at most `attempts` times; then poll(0)."""
+    for _ in range(attempts):  # bounded wait for local queue space
+        try:
+            producer.produce(*args, **kwargs)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    else:
+        raise RuntimeError("local producer queue stayed full")
+    producer.poll(0)
 
 
 def parse_args(argv, description):

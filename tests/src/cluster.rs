@@ -18,11 +18,18 @@
 //!   (leader, leader epoch, replicas, ISR), [`Cluster::controller_id`],
 //!   [`Cluster::high_watermark`], [`Cluster::create_topic`] (CreateTopics, then waits until
 //!   every live node agrees on a leader for each partition and the leaders serve it).
+//! - Scenario steps the fault tests share: [`Cluster::create_one_partition_topic`] (the
+//!   topic and its agreed state), [`Cluster::produce_once`] (one raw Produce to a given
+//!   node), [`Cluster::produce_acked_batch`] (an acks=all batch retried until acknowledged,
+//!   kept as an [`AckedBatch`]), [`Cluster::assert_batches_committed`] (every acknowledged
+//!   batch committed and read back at its offsets), [`Cluster::wait_for_follower_elected`]
+//!   and [`Cluster::wait_for_high_watermark`].
 //! - [`Cluster::wait_for`]: poll a condition against a deadline; on timeout, panic with
 //!   what was awaited, the last state seen and every node's log.
 //! - The replicas' bytes: [`Cluster::log_bytes`] reads a partition's segment files from a
 //!   node's data directory, [`Cluster::assert_replicas_identical`] compares them up to the
-//!   high watermark.
+//!   high watermark, [`Cluster::assert_no_log_contains`] checks that records meant to be
+//!   gone are gone from every node.
 //!
 //! Dropping a cluster kills the processes it started (and nothing else).
 
@@ -52,6 +59,8 @@ const CLUSTER_START_ATTEMPTS_MAX: usize = 3;
 const QUESTION_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long [`Cluster::create_topic`] may take, leaders included.
 const CREATE_TOPIC_DEADLINE: Duration = Duration::from_secs(60);
+/// How long [`Cluster::produce_acked_batch`] retries a batch until it is acknowledged.
+pub const ACKED_BATCH_DEADLINE: Duration = Duration::from_secs(30);
 /// How much of each node's log goes into a failure message.
 const NODE_LOG_TAIL_BYTES: u64 = 24 * 1024;
 /// The CreateTopics version the harness sends (flexible, configs in the response).
@@ -163,6 +172,27 @@ impl PartitionState {
             .copied()
             .filter(|r| Some(*r) != self.leader)
             .collect()
+    }
+}
+
+/// A batch of values the cluster acknowledged, and the base offset the acknowledgement
+/// reported: where a consumer must find them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckedBatch {
+    pub values: Vec<String>,
+    pub base_offset: i64,
+}
+
+impl AckedBatch {
+    /// The offset just past the batch's last record.
+    pub fn end_offset(&self) -> i64 {
+        self.base_offset + self.values.len() as i64
+    }
+
+    /// The offset just past the last record of any of `batches` (`None` for none): the
+    /// high watermark that covers them all.
+    pub fn end_of(batches: &[AckedBatch]) -> Option<i64> {
+        batches.iter().map(AckedBatch::end_offset).max()
     }
 }
 
@@ -542,6 +572,47 @@ impl Cluster {
         .expect("the condition asked for a leader")
     }
 
+    /// Wait (at most `timeout`) until one of `before`'s followers leads the partition with
+    /// a leader epoch above `before`'s; returns the new state.
+    pub fn wait_for_follower_elected(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        before: &PartitionState,
+        timeout: Duration,
+    ) -> PartitionState {
+        let followers = before.followers();
+        self.wait_for_partition(
+            topic,
+            partition,
+            "a follower elected with a higher leader epoch",
+            timeout,
+            |s| {
+                s.leader.is_some_and(|l| followers.contains(&l))
+                    && s.leader_epoch > before.leader_epoch
+            },
+        )
+    }
+
+    /// Wait (at most `timeout`) until the high watermark the partition's leader reports is
+    /// at least `at_least`; returns it.
+    pub fn wait_for_high_watermark(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        at_least: i64,
+        timeout: Duration,
+    ) -> i64 {
+        self.wait_for(
+            &format!("the high watermark of {topic}-{partition} to reach {at_least}"),
+            timeout,
+            |c| {
+                c.high_watermark(topic, partition)
+                    .filter(|&hw| hw >= at_least)
+            },
+        )
+    }
+
     /// Create a topic through CreateTopics (sent to the controller, or another live node
     /// when that one refuses), then wait until every live node agrees on a leader for
     /// every partition, with the ISR equal to the replicas, and each leader answers a
@@ -644,6 +715,19 @@ impl Cluster {
         );
     }
 
+    /// [`create_topic`](Self::create_topic) with a single partition, then that
+    /// partition's state as every live node reports it (leader, epoch, replicas, full ISR).
+    pub fn create_one_partition_topic(
+        &mut self,
+        name: &str,
+        replication_factor: i16,
+        configs: &[(&str, &str)],
+    ) -> PartitionState {
+        self.create_topic(name, 1, replication_factor, configs);
+        self.partition_state_agreed(name, 0)
+            .expect("create_topic waits for agreement")
+    }
+
     /// Produce `values` as one batch to the partition's leader (as the live nodes report
     /// it) until a response without error, retrying on any error or lost connection, at
     /// most `timeout`; returns (leader, base offset). A retry may duplicate the batch.
@@ -687,6 +771,42 @@ impl Cluster {
                 self.logs()
             )
         })
+    }
+
+    /// [`produce_until_acked`](Self::produce_until_acked) of `values` with acks=all, at
+    /// most [`ACKED_BATCH_DEADLINE`]; returns the batch with the base offset it was
+    /// acknowledged at.
+    pub fn produce_acked_batch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        values: Vec<String>,
+    ) -> AckedBatch {
+        let (_, base_offset) =
+            self.produce_until_acked(topic, partition, &values, -1, ACKED_BATCH_DEADLINE);
+        AckedBatch {
+            values,
+            base_offset,
+        }
+    }
+
+    /// One Produce of `values` as a batch to node `id`, whatever it leads, without retry
+    /// (5 s produce timeout, 20 s to answer); returns the partition's (error code, base
+    /// offset). Panics with every node's log if the node does not answer.
+    pub fn produce_once<V: AsRef<[u8]>>(
+        &self,
+        id: i32,
+        topic: &str,
+        partition: i32,
+        values: &[V],
+        acks: i16,
+    ) -> (i16, i64) {
+        let mut conn = self
+            .connect(id)
+            .unwrap_or_else(|e| panic!("connect to node {id}: {e}\n{}", self.logs()));
+        conn.set_read_timeout(Duration::from_secs(20)).unwrap();
+        raw::try_produce_values(&mut conn, topic, partition, values, acks, 5_000)
+            .unwrap_or_else(|e| panic!("produce to node {id}: {e}\n{}", self.logs()))
     }
 
     /// A consumer's Fetch (replica id -1) of one partition from `offset`, sent to `id`.
@@ -772,6 +892,39 @@ impl Cluster {
         Err("fetch loop did not end".to_string())
     }
 
+    /// Wait (at most `timeout`) until the partition's high watermark covers every batch of
+    /// `batches`, then read the partition from node `leader` (see
+    /// [`read_from_leader`](Self::read_from_leader)) and assert that every record of
+    /// `batches` is at the offset its acknowledgement implies. Returns the high watermark
+    /// waited for and the records read.
+    pub fn assert_batches_committed(
+        &mut self,
+        leader: i32,
+        topic: &str,
+        partition: i32,
+        batches: &[AckedBatch],
+        timeout: Duration,
+    ) -> (i64, Vec<ConsumedRecord>) {
+        let needed = AckedBatch::end_of(batches).expect("batches acknowledged");
+        let high_watermark = self.wait_for_high_watermark(topic, partition, needed, timeout);
+        let (_, records) = self
+            .read_from_leader(leader, topic, partition)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        for batch in batches {
+            for (i, value) in batch.values.iter().enumerate() {
+                let offset = batch.base_offset + i as i64;
+                let found = records.iter().find(|r| r.offset == offset);
+                assert_eq!(
+                    found.and_then(|r| r.value.as_deref()),
+                    Some(value.as_bytes()),
+                    "acknowledged {value} at offset {offset}\n{}",
+                    self.logs()
+                );
+            }
+        }
+        (high_watermark, records)
+    }
+
     /// The concatenated `*.log` segment files of a partition in a node's data directory
     /// (`<data_dir>/<topic>-<partition>/`), in base offset order.
     pub fn log_bytes(&self, id: i32, topic: &str, partition: i32) -> Vec<u8> {
@@ -795,6 +948,25 @@ impl Cluster {
             bytes.extend_from_slice(&data);
         }
         bytes
+    }
+
+    /// Whether node `id`'s log of the partition (see [`log_bytes`](Self::log_bytes))
+    /// contains `needle` anywhere, e.g. a value prefix.
+    pub fn log_contains(&self, id: i32, topic: &str, partition: i32, needle: &[u8]) -> bool {
+        self.log_bytes(id, topic, partition)
+            .windows(needle.len())
+            .any(|w| w == needle)
+    }
+
+    /// Assert that no node's log of the partition contains `needle`; a failure reads
+    /// "node N still holds `what`".
+    pub fn assert_no_log_contains(&self, topic: &str, partition: i32, needle: &[u8], what: &str) {
+        for id in self.ids() {
+            assert!(
+                !self.log_contains(id, topic, partition, needle),
+                "node {id} still holds {what}"
+            );
+        }
     }
 
     /// Assert that every node in `nodes` holds the same bytes for the partition up to the

@@ -28,7 +28,7 @@ pub mod raw;
 pub mod roundtrip;
 pub mod workload;
 
-pub use cluster::{Cluster, ClusterOptions, PartitionState};
+pub use cluster::{AckedBatch, Cluster, ClusterOptions, PartitionState};
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};

@@ -1,7 +1,9 @@
 //! The traffic of the cluster tests, on Sluice's own client: a [`BackgroundProducer`] that
 //! numbers its records (`<prefix>-<i>`) and keeps the outcome of each (acknowledged at an
-//! offset, failed, or still pending), a consumer read of one partition, and the check that
-//! what was acknowledged is where its acknowledgement said.
+//! offset, failed, or still pending), a consumer read of one partition
+//! ([`consume_partition`], or [`read_back`] of what a [`Cluster`] committed), and the check
+//! that what was acknowledged is where its acknowledgement said ([`verify_acked`], with
+//! [`acked_end_offset`] for how far the read must go).
 //!
 //! The producer runs on a tokio runtime the test owns while the test thread drives the
 //! cluster with blocking calls; the test thread only reads counters and snapshots, so it
@@ -17,6 +19,8 @@ use sluice_client::{
     Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, SeekTo,
 };
 use tokio::sync::Notify;
+
+use crate::Cluster;
 
 /// Longest a producer waits at its gate for the test to open it.
 const GATE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -39,6 +43,12 @@ pub fn value_of(prefix: &str, i: usize) -> String {
     format!("{prefix}-{i}")
 }
 
+/// The values of records `0..count` of a producer with `prefix` (see [`value_of`]), for a
+/// test that writes its own batches.
+pub fn numbered_values(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| value_of(prefix, i)).collect()
+}
+
 /// The record number in a value written by a producer with `prefix`, if it is one.
 pub fn index_of(prefix: &str, value: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(value).ok()?;
@@ -59,6 +69,29 @@ pub struct ProduceSpec {
     /// Send at most this many records per second (`None`: as fast as the buffer allows).
     pub records_per_second: Option<u64>,
     pub config: ProducerConfig,
+}
+
+impl ProduceSpec {
+    /// `count` records to `topic`-`partition` as fast as the producer's buffer allows, no
+    /// gate; set [`records_per_second`](Self::records_per_second) or
+    /// [`gate_at`](Self::gate_at) with struct update syntax.
+    pub fn new(
+        topic: &str,
+        partition: i32,
+        prefix: &str,
+        count: usize,
+        config: ProducerConfig,
+    ) -> ProduceSpec {
+        ProduceSpec {
+            topic: topic.to_string(),
+            partition,
+            prefix: prefix.to_string(),
+            count,
+            gate_at: None,
+            records_per_second: None,
+            config,
+        }
+    }
 }
 
 struct Shared {
@@ -185,6 +218,22 @@ impl BackgroundProducer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Wait (at most `timeout`) until at least `target` records are acknowledged, or one
+    /// fails. An error naming the counts and the first delivery errors unless `target` was
+    /// reached with no record failed.
+    pub fn wait_for_acked(&self, target: usize, timeout: Duration) -> Result<(), String> {
+        let reached = self.wait_until(timeout, |acked, failed| acked >= target || failed > 0);
+        if reached && self.failed() == 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "{} acked (awaited {target} within {timeout:?}), {} failed, first errors {:?}",
+            self.acked(),
+            self.failed(),
+            self.first_errors(5)
+        ))
     }
 
     /// Wait (at most `timeout`) until every record sent has its outcome and the producer
@@ -345,6 +394,50 @@ pub async fn consume_partition(
         }
     }
     Ok(out)
+}
+
+/// How long [`read_back`] waits for the high watermark to cover what it must read.
+pub const READ_BACK_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`read_back`] may take to consume up to that high watermark.
+pub const READ_BACK_CONSUME_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Read back what was committed up to `needed` (e.g. [`acked_end_offset`]): wait until
+/// the partition's high watermark is at least `needed` (at most
+/// [`READ_BACK_COMMIT_TIMEOUT`]), then [`consume_partition`] on `runtime`, with every node
+/// of `cluster` as bootstrap, from the earliest offset up to that high watermark (at most
+/// [`READ_BACK_CONSUME_TIMEOUT`]). Returns (high watermark, records read); panics with
+/// every node's log if either step fails.
+pub fn read_back(
+    runtime: &tokio::runtime::Runtime,
+    cluster: &mut Cluster,
+    topic: &str,
+    partition: i32,
+    needed: i64,
+) -> (i64, Vec<(i64, Option<Bytes>)>) {
+    let high_watermark =
+        cluster.wait_for_high_watermark(topic, partition, needed, READ_BACK_COMMIT_TIMEOUT);
+    let records = runtime
+        .block_on(consume_partition(
+            &cluster.bootstrap(),
+            topic,
+            partition,
+            high_watermark,
+            READ_BACK_CONSUME_TIMEOUT,
+        ))
+        .unwrap_or_else(|e| panic!("reading {topic}-{partition} back: {e}\n{}", cluster.logs()));
+    (high_watermark, records)
+}
+
+/// The offset just past the highest acknowledged record (`None` if none was): the high
+/// watermark a read-back must reach to see every acknowledged record.
+pub fn acked_end_offset(outcomes: &[Outcome]) -> Option<i64> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Acked(offset) => Some(offset + 1),
+            _ => None,
+        })
+        .max()
 }
 
 /// What [`verify_acked`] found.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sluice_client::Acks;
 use sluice_tests::workload::{
-    consume_partition, producer_config, runtime, verify_acked, BackgroundProducer, Outcome,
+    acked_end_offset, producer_config, read_back, runtime, verify_acked, BackgroundProducer,
     ProduceSpec,
 };
 use sluice_tests::{Cluster, ClusterOptions};
@@ -22,10 +22,7 @@ const SESSION_TIMEOUT_MS: u64 = 20_000;
 #[test]
 fn sigterm_moves_leadership_before_exit_and_no_produce_fails() {
     let mut cluster = Cluster::start(3, ClusterOptions::fast(SESSION_TIMEOUT_MS, 3_000));
-    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
-    let before = cluster
-        .partition_state_agreed(TOPIC, 0)
-        .expect("create_topic waits for agreement");
+    let before = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
     let leader = before.leader.expect("a leader");
     let others: Vec<i32> = cluster
         .ids()
@@ -34,27 +31,17 @@ fn sigterm_moves_leadership_before_exit_and_no_produce_fails() {
         .collect();
 
     let runtime = runtime();
+    let config = producer_config(&cluster.bootstrap(), Acks::All);
     let mut producer = BackgroundProducer::start(
         &runtime,
         ProduceSpec {
-            topic: TOPIC.to_string(),
-            partition: 0,
-            prefix: PREFIX.to_string(),
-            count: 1_000_000,
-            gate_at: None,
             records_per_second: Some(5_000),
-            config: producer_config(&cluster.bootstrap(), Acks::All),
+            ..ProduceSpec::new(TOPIC, 0, PREFIX, 1_000_000, config)
         },
     );
-    assert!(
-        producer.wait_until(Duration::from_secs(30), |acked, failed| acked >= 5_000
-            || failed > 0)
-            && producer.failed() == 0,
-        "before the shutdown: {} acked, first errors {:?}\n{}",
-        producer.acked(),
-        producer.first_errors(5),
-        cluster.logs()
-    );
+    producer
+        .wait_for_acked(5_000, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("before the shutdown: {e}\n{}", cluster.logs()));
 
     let sigterm_at = Instant::now();
     cluster.sigterm(leader);
@@ -102,16 +89,14 @@ fn sigterm_moves_leadership_before_exit_and_no_produce_fails() {
 
     // The producer goes on on the new leader without a single error reaching it.
     let acked_at_move = producer.acked();
-    assert!(
-        producer.wait_until(Duration::from_secs(30), |acked, failed| acked
-            >= acked_at_move + 5_000
-            || failed > 0)
-            && producer.failed() == 0,
-        "after the shutdown: {} more acked, first errors {:?}\n{}",
-        producer.acked() - acked_at_move,
-        producer.first_errors(5),
-        cluster.logs()
-    );
+    producer
+        .wait_for_acked(acked_at_move + 5_000, Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            panic!(
+                "after the shutdown ({acked_at_move} acked at the move): {e}\n{}",
+                cluster.logs()
+            )
+        });
     producer.stop();
     let outcomes = producer
         .finish(Duration::from_secs(120))
@@ -130,28 +115,8 @@ fn sigterm_moves_leadership_before_exit_and_no_produce_fails() {
         Duration::from_secs(60),
         |s| s.isr_is_full(),
     );
-    let needed = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Acked(offset) => Some(offset + 1),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let high_watermark = cluster.wait_for(
-        "the high watermark to cover every acknowledged record",
-        Duration::from_secs(30),
-        |c| c.high_watermark(TOPIC, 0).filter(|&hw| hw >= needed),
-    );
-    let records = runtime
-        .block_on(consume_partition(
-            &cluster.bootstrap(),
-            TOPIC,
-            0,
-            high_watermark,
-            Duration::from_secs(120),
-        ))
-        .unwrap_or_else(|e| panic!("reading {TOPIC}-0 back: {e}\n{}", cluster.logs()));
+    let needed = acked_end_offset(&outcomes).unwrap_or(0);
+    let (high_watermark, records) = read_back(&runtime, &mut cluster, TOPIC, 0, needed);
     // A request in flight when leadership moved may be retried after it landed.
     let verified = verify_acked(PREFIX, &outcomes, &records, &[], 2)
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));

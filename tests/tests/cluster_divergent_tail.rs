@@ -9,40 +9,29 @@
 
 use std::time::Duration;
 
-use sluice_tests::{Cluster, ClusterOptions};
+use sluice_tests::workload::numbered_values;
+use sluice_tests::{AckedBatch, Cluster, ClusterOptions};
 
 const TOPIC: &str = "divergent-tail";
 const BATCHES: usize = 5;
 const PER_BATCH: usize = 20;
 
+/// The values of batch `b` of a kind: `<prefix>-<b>-<i>`.
 fn batch(prefix: &str, b: usize) -> Vec<String> {
-    (0..PER_BATCH)
-        .map(|i| format!("{prefix}-{b}-{i}"))
-        .collect()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    numbered_values(&format!("{prefix}-{b}"), PER_BATCH)
 }
 
 #[test]
 fn a_returning_leader_truncates_its_divergent_tail() {
     let mut cluster = Cluster::start(3, ClusterOptions::fast(2_000, 2_000));
-    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
-    let before = cluster
-        .partition_state_agreed(TOPIC, 0)
-        .expect("create_topic waits for agreement");
+    let before = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
     let old_leader = before.leader.expect("a leader");
     let followers = before.followers();
 
     // Committed on all three (acks=all with the full ISR).
-    let mut acked: Vec<(Vec<String>, i64)> = Vec::new();
-    for b in 0..BATCHES {
-        let values = batch("base", b);
-        let (_, offset) =
-            cluster.produce_until_acked(TOPIC, 0, &values, -1, Duration::from_secs(30));
-        acked.push((values, offset));
-    }
+    let mut acked: Vec<AckedBatch> = (0..BATCHES)
+        .map(|b| cluster.produce_acked_batch(TOPIC, 0, batch("base", b)))
+        .collect();
 
     // The tail: acks=1 writes that only the leader gets.
     for &f in &followers {
@@ -77,30 +66,19 @@ fn a_returning_leader_truncates_its_divergent_tail() {
     for &f in &followers {
         cluster.sigcont(f);
     }
-    let elected = cluster.wait_for_partition(
-        TOPIC,
-        0,
-        "a follower elected with a higher leader epoch",
-        Duration::from_secs(30),
-        |s| {
-            s.leader.is_some_and(|l| followers.contains(&l)) && s.leader_epoch > before.leader_epoch
-        },
-    );
+    let elected = cluster.wait_for_follower_elected(TOPIC, 0, &before, Duration::from_secs(30));
     let new_leader = elected.leader.expect("checked above");
     eprintln!(
         "old leader {old_leader} stopped with a tail at {tail_start}; new leader {elected:?}"
     );
     assert!(
-        !contains(&cluster.log_bytes(new_leader, TOPIC, 0), b"tail-"),
+        !cluster.log_contains(new_leader, TOPIC, 0, b"tail-"),
         "test set-up: the new leader {new_leader} has records of the tail, so nothing diverges \
          (a fetch parked at the old leader was answered only after the tail was appended?)"
     );
 
     for b in 0..BATCHES {
-        let values = batch("new", b);
-        let (_, offset) =
-            cluster.produce_until_acked(TOPIC, 0, &values, -1, Duration::from_secs(30));
-        acked.push((values, offset));
+        acked.push(cluster.produce_acked_batch(TOPIC, 0, batch("new", b)));
     }
 
     cluster.sigcont(old_leader);
@@ -111,32 +89,8 @@ fn a_returning_leader_truncates_its_divergent_tail() {
         Duration::from_secs(60),
         |s| s.isr_is_full() && s.leader == Some(new_leader),
     );
-    let needed = acked
-        .iter()
-        .map(|(values, offset)| offset + values.len() as i64)
-        .max()
-        .expect("batches acknowledged");
-    let high_watermark = cluster.wait_for(
-        "the high watermark to cover every acknowledged batch",
-        Duration::from_secs(30),
-        |c| c.high_watermark(TOPIC, 0).filter(|&hw| hw >= needed),
-    );
-
-    let (_, records) = cluster
-        .read_from_leader(new_leader, TOPIC, 0)
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    for (values, base) in &acked {
-        for (i, value) in values.iter().enumerate() {
-            let offset = base + i as i64;
-            let found = records.iter().find(|r| r.offset == offset);
-            assert_eq!(
-                found.and_then(|r| r.value.as_deref()),
-                Some(value.as_bytes()),
-                "acknowledged {value} at offset {offset}\n{}",
-                cluster.logs()
-            );
-        }
-    }
+    let (high_watermark, records) =
+        cluster.assert_batches_committed(new_leader, TOPIC, 0, &acked, Duration::from_secs(30));
     // The new leader's own records took the tail's offsets.
     let at_tail_start = records
         .iter()
@@ -163,12 +117,6 @@ fn a_returning_leader_truncates_its_divergent_tail() {
         ],
         high_watermark,
     );
-    for id in cluster.ids() {
-        let log = cluster.log_bytes(id, TOPIC, 0);
-        assert!(
-            !contains(&log, b"tail-"),
-            "node {id} still holds records of the divergent tail"
-        );
-    }
+    cluster.assert_no_log_contains(TOPIC, 0, b"tail-", "records of the divergent tail");
     eprintln!("high watermark {high_watermark}; {compared} bytes identical on all three replicas");
 }

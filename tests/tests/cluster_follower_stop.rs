@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use sluice_client::Acks;
+use sluice_tests::raw::{http_get, metric_sum};
 use sluice_tests::workload::{
-    consume_partition, producer_config, runtime, verify_acked, BackgroundProducer, Outcome,
+    acked_end_offset, producer_config, read_back, runtime, verify_acked, BackgroundProducer,
     ProduceSpec,
 };
 use sluice_tests::{Cluster, ClusterOptions};
@@ -23,10 +24,7 @@ const SESSION_TIMEOUT_MS: u64 = 8_000;
 #[test]
 fn a_stopped_follower_leaves_the_isr_and_the_high_watermark_keeps_advancing() {
     let mut cluster = Cluster::start(3, ClusterOptions::fast(SESSION_TIMEOUT_MS, LAG_MS));
-    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
-    let state = cluster
-        .partition_state_agreed(TOPIC, 0)
-        .expect("create_topic waits for agreement");
+    let state = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
     let leader = state.leader.expect("a leader");
     // A follower that is not the active controller: its stop then tests the lag check
     // alone, not a controller failover too.
@@ -39,27 +37,17 @@ fn a_stopped_follower_leaves_the_isr_and_the_high_watermark_keeps_advancing() {
         .unwrap_or(followers[0]);
 
     let runtime = runtime();
+    let config = producer_config(&cluster.bootstrap(), Acks::All);
     let mut producer = BackgroundProducer::start(
         &runtime,
         ProduceSpec {
-            topic: TOPIC.to_string(),
-            partition: 0,
-            prefix: PREFIX.to_string(),
-            count: 1_000_000,
-            gate_at: None,
             records_per_second: Some(2_000),
-            config: producer_config(&cluster.bootstrap(), Acks::All),
+            ..ProduceSpec::new(TOPIC, 0, PREFIX, 1_000_000, config)
         },
     );
-    assert!(
-        producer.wait_until(Duration::from_secs(30), |acked, failed| acked >= 2_000
-            || failed > 0)
-            && producer.failed() == 0,
-        "before the stop: {} acked, first errors {:?}\n{}",
-        producer.acked(),
-        producer.first_errors(5),
-        cluster.logs()
-    );
+    producer
+        .wait_for_acked(2_000, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("before the stop: {e}\n{}", cluster.logs()));
 
     let stopped_at = Instant::now();
     cluster.sigstop(follower);
@@ -97,6 +85,21 @@ fn a_stopped_follower_leaves_the_isr_and_the_high_watermark_keeps_advancing() {
         2,
         "only the stopped follower leaves: {shrunk:?}"
     );
+    // The leader's /metrics shows it: the ISR of two and the stopped follower's lag.
+    let lag_series = format!(
+        "sluice_replica_lag_ms{{topic=\"{TOPIC}\",partition=\"0\",replica=\"{follower}\"}}"
+    );
+    let isr_series = format!("sluice_partition_isr_size{{topic=\"{TOPIC}\",partition=\"0\"}}");
+    cluster.wait_for(
+        "the leader's metrics to show the ISR of two and the stopped follower lagging",
+        Duration::from_secs(10),
+        |c| {
+            let text = http_get(&c.broker(leader).metrics_address(), "/metrics").ok()?;
+            let lag = metric_sum(&text, &lag_series);
+            let isr = metric_sum(&text, &isr_series);
+            (isr == 2.0 && lag >= LAG_MS as f64).then_some(())
+        },
+    );
 
     // acks=all keeps working on the ISR of two, and the high watermark moves.
     let hw_at_shrink = cluster.wait_for(
@@ -105,16 +108,14 @@ fn a_stopped_follower_leaves_the_isr_and_the_high_watermark_keeps_advancing() {
         |c| c.high_watermark(TOPIC, 0),
     );
     let acked_at_shrink = producer.acked();
-    assert!(
-        producer.wait_until(Duration::from_secs(30), |acked, failed| acked
-            >= acked_at_shrink + 2_000
-            || failed > 0)
-            && producer.failed() == 0,
-        "acks=all with 2 of 3 replicas in the ISR (min ISR 2): {} acked since the shrink, first errors {:?}\n{}",
-        producer.acked() - acked_at_shrink,
-        producer.first_errors(5),
-        cluster.logs()
-    );
+    producer
+        .wait_for_acked(acked_at_shrink + 2_000, Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            panic!(
+                "acks=all with 2 of 3 replicas in the ISR (min ISR 2), {acked_at_shrink} acked at the shrink: {e}\n{}",
+                cluster.logs()
+            )
+        });
     cluster.wait_for(
         "the high watermark to advance past its value at the shrink",
         Duration::from_secs(10),
@@ -139,30 +140,8 @@ fn a_stopped_follower_leaves_the_isr_and_the_high_watermark_keeps_advancing() {
         "no produce may fail while a quorum of the ISR is alive: first errors {:?}",
         producer.first_errors(5)
     );
-    let end_offset = cluster.wait_for(
-        "the high watermark to cover every acknowledged record",
-        Duration::from_secs(30),
-        |c| {
-            let needed = outcomes
-                .iter()
-                .filter_map(|o| match o {
-                    Outcome::Acked(offset) => Some(offset + 1),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0);
-            c.high_watermark(TOPIC, 0).filter(|&hw| hw >= needed)
-        },
-    );
-    let records = runtime
-        .block_on(consume_partition(
-            &cluster.bootstrap(),
-            TOPIC,
-            0,
-            end_offset,
-            Duration::from_secs(120),
-        ))
-        .unwrap_or_else(|e| panic!("reading {TOPIC}-0 back: {e}\n{}", cluster.logs()));
+    let needed = acked_end_offset(&outcomes).unwrap_or(0);
+    let (end_offset, records) = read_back(&runtime, &mut cluster, TOPIC, 0, needed);
     // No leader change and no error: no retries, so no duplicates either.
     let verified = verify_acked(PREFIX, &outcomes, &records, &[], 1)
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));

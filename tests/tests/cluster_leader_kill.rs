@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use sluice_client::Acks;
 use sluice_tests::workload::{
-    consume_partition, index_of, producer_config, runtime, verify_acked, BackgroundProducer,
-    Outcome, ProduceSpec,
+    acked_end_offset, index_of, producer_config, read_back, runtime, verify_acked,
+    BackgroundProducer, Outcome, ProduceSpec,
 };
 use sluice_tests::{Cluster, ClusterOptions};
 
@@ -22,41 +22,26 @@ const PREFIX: &str = "rec";
 #[test]
 fn acknowledged_records_survive_a_leader_kill_9() {
     let mut cluster = Cluster::start(3, ClusterOptions::fast(2_000, 2_000));
-    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
-    let before = cluster
-        .partition_state_agreed(TOPIC, 0)
-        .expect("create_topic waits for agreement");
+    let before = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
     let leader = before.leader.expect("create_topic waits for a leader");
 
     let runtime = runtime();
+    let config = producer_config(&cluster.bootstrap(), Acks::All);
     let mut producer = BackgroundProducer::start(
         &runtime,
         ProduceSpec {
-            topic: TOPIC.to_string(),
-            partition: 0,
-            prefix: PREFIX.to_string(),
-            count: RECORDS,
             // The second half waits for the kill, so records are sent before, during and
             // after it whatever the speed of the machine.
             gate_at: Some(RECORDS / 2),
-            records_per_second: None,
-            config: producer_config(&cluster.bootstrap(), Acks::All),
+            ..ProduceSpec::new(TOPIC, 0, PREFIX, RECORDS, config)
         },
     );
 
     // Kill once a tenth is acknowledged: between a tenth and half of the records are then
     // sent, some of them in flight.
-    let reached = producer.wait_until(Duration::from_secs(90), |acked, failed| {
-        acked >= RECORDS / 10 || failed > 0
-    });
-    assert!(
-        reached && producer.failed() == 0,
-        "before the kill: {} acked, {} failed (first errors {:?})\n{}",
-        producer.acked(),
-        producer.failed(),
-        producer.first_errors(5),
-        cluster.logs()
-    );
+    producer
+        .wait_for_acked(RECORDS / 10, Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("before the kill: {e}\n{}", cluster.logs()));
     let acked_before_kill: HashSet<usize> = producer
         .outcomes()
         .iter()
@@ -91,14 +76,7 @@ fn acknowledged_records_survive_a_leader_kill_9() {
         outcomes.len(),
         cluster.logs()
     );
-    let end_offset = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Acked(offset) => Some(*offset + 1),
-            _ => None,
-        })
-        .max()
-        .expect("records were acknowledged");
+    let end_offset = acked_end_offset(&outcomes).expect("records were acknowledged");
 
     cluster.restart(leader);
     cluster.wait_for_partition(
@@ -108,21 +86,7 @@ fn acknowledged_records_survive_a_leader_kill_9() {
         Duration::from_secs(60),
         |s| s.isr_is_full() && s.in_isr(leader),
     );
-    let high_watermark = cluster.wait_for(
-        "the high watermark to cover every acknowledged record",
-        Duration::from_secs(30),
-        |c| c.high_watermark(TOPIC, 0).filter(|&hw| hw >= end_offset),
-    );
-
-    let records = runtime
-        .block_on(consume_partition(
-            &cluster.bootstrap(),
-            TOPIC,
-            0,
-            high_watermark,
-            Duration::from_secs(120),
-        ))
-        .unwrap_or_else(|e| panic!("reading {TOPIC}-0 back: {e}\n{}", cluster.logs()));
+    let (high_watermark, records) = read_back(&runtime, &mut cluster, TOPIC, 0, end_offset);
     let verified = verify_acked(PREFIX, &outcomes, &records, &[], 2)
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
 

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use sluice_tests::workload::numbered_values;
 use sluice_tests::{Cluster, ClusterOptions};
 
 /// A topic the voters create, to be found in the learner's metadata.
@@ -26,10 +27,9 @@ const LAG_MS: u64 = 2_000;
 const BATCHES: usize = 10;
 const BATCH_RECORDS: usize = 50;
 
+/// The values of one batch: `<prefix>-<partition>-<batch>-<i>`.
 fn values(prefix: &str, partition: i32, batch: usize) -> Vec<String> {
-    (0..BATCH_RECORDS)
-        .map(|i| format!("{prefix}-{partition}-{batch}-{i}"))
-        .collect()
+    numbered_values(&format!("{prefix}-{partition}-{batch}"), BATCH_RECORDS)
 }
 
 /// Produce `BATCHES` batches with acks=all to every partition; returns, per partition, the
@@ -39,14 +39,9 @@ fn produce_batches(cluster: &mut Cluster, prefix: &str) -> Vec<i64> {
         .map(|partition| {
             let mut end = 0;
             for batch in 0..BATCHES {
-                let (_, base_offset) = cluster.produce_until_acked(
-                    TOPIC,
-                    partition,
-                    &values(prefix, partition, batch),
-                    -1,
-                    Duration::from_secs(30),
-                );
-                end = base_offset + BATCH_RECORDS as i64;
+                end = cluster
+                    .produce_acked_batch(TOPIC, partition, values(prefix, partition, batch))
+                    .end_offset();
             }
             end
         })
@@ -58,14 +53,7 @@ fn wait_committed(cluster: &mut Cluster, ends: &[i64]) -> Vec<i64> {
     (0..PARTITIONS)
         .zip(ends)
         .map(|(partition, &needed)| {
-            cluster.wait_for(
-                &format!("the high watermark of {TOPIC}-{partition} to reach {needed}"),
-                Duration::from_secs(30),
-                |c| {
-                    c.high_watermark(TOPIC, partition)
-                        .filter(|&hw| hw >= needed)
-                },
-            )
+            cluster.wait_for_high_watermark(TOPIC, partition, needed, Duration::from_secs(30))
         })
         .collect()
 }

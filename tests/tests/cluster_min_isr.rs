@@ -9,44 +9,28 @@
 
 use std::time::Duration;
 
-use kafka_protocol::messages::{ApiKey, ProduceResponse};
-use sluice_tests::raw::{produce_request, produce_result, value_batch, PRODUCE_VERSION};
-use sluice_tests::{Cluster, ClusterOptions};
+use sluice_tests::workload::numbered_values;
+use sluice_tests::{AckedBatch, Cluster, ClusterOptions};
 
 const TOPIC: &str = "min-isr";
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 const REQUEST_TIMED_OUT: i16 = 7;
 
-fn values(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{prefix}-{i}")).collect()
-}
-
 /// One produce to `node`: (error code, base offset).
 fn produce(cluster: &Cluster, node: i32, values: &[String], acks: i16) -> (i16, i64) {
-    let mut conn = cluster
-        .connect(node)
-        .unwrap_or_else(|e| panic!("connect to node {node}: {e}\n{}", cluster.logs()));
-    conn.set_read_timeout(Duration::from_secs(20)).unwrap();
-    let request = produce_request(TOPIC, 0, value_batch(values), acks).with_timeout_ms(5_000);
-    let response: ProduceResponse = conn
-        .request(ApiKey::Produce, PRODUCE_VERSION, &request)
-        .unwrap_or_else(|e| panic!("produce to node {node}: {e}\n{}", cluster.logs()));
-    produce_result(&response).unwrap()
+    cluster.produce_once(node, TOPIC, 0, values, acks)
 }
 
 #[test]
 fn below_min_isr_acks_all_is_refused_and_acks_1_stays_invisible_until_the_isr_recovers() {
     let mut cluster = Cluster::start(5, ClusterOptions::fast(2_000, 2_000));
-    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
-    let state = cluster
-        .partition_state_agreed(TOPIC, 0)
-        .expect("create_topic waits for agreement");
+    let state = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
     let leader = state.leader.expect("a leader");
     let followers = state.followers();
     assert_eq!(followers.len(), 2, "{state:?}");
 
-    let (code, first_offset) = produce(&cluster, leader, &values("before", 10), -1);
+    let (code, first_offset) = produce(&cluster, leader, &numbered_values("before", 10), -1);
     assert_eq!(code, 0, "acks=all with the full ISR\n{}", cluster.logs());
 
     for &f in &followers {
@@ -66,7 +50,12 @@ fn below_min_isr_acks_all_is_refused_and_acks_1_stays_invisible_until_the_isr_re
     // append; it must never succeed.
     let mut refused = false;
     for attempt in 0..20 {
-        let (code, _) = produce(&cluster, leader, &values(&format!("all{attempt}"), 5), -1);
+        let (code, _) = produce(
+            &cluster,
+            leader,
+            &numbered_values(&format!("all{attempt}"), 5),
+            -1,
+        );
         assert_ne!(
             code,
             0,
@@ -90,7 +79,7 @@ fn below_min_isr_acks_all_is_refused_and_acks_1_stays_invisible_until_the_isr_re
     );
 
     // acks=1 is appended and acknowledged, but not committed: invisible to consumers.
-    let one = values("one", 10);
+    let one = numbered_values("one", 10);
     let (code, one_offset) = produce(&cluster, leader, &one, 1);
     assert_eq!(code, 0, "acks=1 with the leader alive\n{}", cluster.logs());
     assert!(one_offset > first_offset);
@@ -124,24 +113,13 @@ fn below_min_isr_acks_all_is_refused_and_acks_1_stays_invisible_until_the_isr_re
         Duration::from_secs(60),
         |s| s.isr_is_full() && s.leader == Some(leader),
     );
-    let needed = one_offset + one.len() as i64;
-    let high_watermark = cluster.wait_for(
-        "the high watermark to cover the acks=1 records",
-        Duration::from_secs(30),
-        |c| c.high_watermark(TOPIC, 0).filter(|&hw| hw >= needed),
-    );
-    let (_, records) = cluster
-        .read_from_leader(leader, TOPIC, 0)
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    for (i, value) in one.iter().enumerate() {
-        let offset = one_offset + i as i64;
-        let found = records.iter().find(|r| r.offset == offset);
-        assert_eq!(
-            found.and_then(|r| r.value.as_deref()),
-            Some(value.as_bytes()),
-            "offset {offset} after the ISR recovered"
-        );
-    }
+    // The acks=1 records become readable, at the offsets their acknowledgement reported.
+    let one_batch = AckedBatch {
+        values: one,
+        base_offset: one_offset,
+    };
+    let (high_watermark, _) =
+        cluster.assert_batches_committed(leader, TOPIC, 0, &[one_batch], Duration::from_secs(30));
     let mut nodes = vec![leader];
     nodes.extend(&followers);
     cluster.assert_replicas_identical(TOPIC, 0, &nodes, high_watermark);

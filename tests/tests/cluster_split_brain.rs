@@ -13,20 +13,16 @@ use sluice_tests::raw::{
     produce_request, produce_result, try_produce_values, value_batch, RawConnection,
     PRODUCE_VERSION,
 };
-use sluice_tests::{Cluster, ClusterOptions};
+use sluice_tests::workload::numbered_values;
+use sluice_tests::{AckedBatch, Cluster, ClusterOptions};
 
 const TOPIC: &str = "split-brain";
 const PER_BATCH: usize = 10;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
+/// The values of batch `b` of a kind: `<prefix>-<b>-<i>`.
 fn batch(prefix: &str, b: usize) -> Vec<String> {
-    (0..PER_BATCH)
-        .map(|i| format!("{prefix}-{b}-{i}"))
-        .collect()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    numbered_values(&format!("{prefix}-{b}"), PER_BATCH)
 }
 
 /// Send a produce without reading its answer (the broker is stopped).
@@ -39,17 +35,11 @@ fn send_produce(conn: &mut RawConnection, values: &[String], acks: i16) {
 #[test]
 fn a_stale_leader_never_acknowledges_acks_all_writes() {
     let mut cluster = Cluster::start(3, ClusterOptions::fast(2_000, 2_000));
-    cluster.create_topic(TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
-    let before = cluster
-        .partition_state_agreed(TOPIC, 0)
-        .expect("create_topic waits for agreement");
+    let before = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
     let old_leader = before.leader.expect("a leader");
     let followers = before.followers();
 
-    let mut acked: Vec<(Vec<String>, i64)> = Vec::new();
-    let values = batch("base", 0);
-    let (_, offset) = cluster.produce_until_acked(TOPIC, 0, &values, -1, Duration::from_secs(30));
-    acked.push((values, offset));
+    let mut acked: Vec<AckedBatch> = vec![cluster.produce_acked_batch(TOPIC, 0, batch("base", 0))];
 
     // Connections opened while the leader runs; requests written while it is stopped.
     let mut to_old_all = cluster.connect(old_leader).expect("connect to the leader");
@@ -58,22 +48,11 @@ fn a_stale_leader_never_acknowledges_acks_all_writes() {
     send_produce(&mut to_old_all, &batch("stale-all", 0), -1);
     send_produce(&mut to_old_one, &batch("stale-one", 0), 1);
 
-    let elected = cluster.wait_for_partition(
-        TOPIC,
-        0,
-        "a follower elected with a higher leader epoch",
-        Duration::from_secs(30),
-        |s| {
-            s.leader.is_some_and(|l| followers.contains(&l)) && s.leader_epoch > before.leader_epoch
-        },
-    );
+    let elected = cluster.wait_for_follower_elected(TOPIC, 0, &before, Duration::from_secs(30));
     let new_leader = elected.leader.expect("checked above");
     eprintln!("old leader {old_leader} stopped; new leader {elected:?}");
     for b in 0..5 {
-        let values = batch("new", b);
-        let (_, offset) =
-            cluster.produce_until_acked(TOPIC, 0, &values, -1, Duration::from_secs(30));
-        acked.push((values, offset));
+        acked.push(cluster.produce_acked_batch(TOPIC, 0, batch("new", b)));
     }
 
     cluster.sigcont(old_leader);
@@ -147,31 +126,8 @@ fn a_stale_leader_never_acknowledges_acks_all_writes() {
         Duration::from_secs(60),
         |s| s.isr_is_full() && s.leader == Some(new_leader),
     );
-    let needed = acked
-        .iter()
-        .map(|(values, offset)| offset + values.len() as i64)
-        .max()
-        .expect("batches acknowledged");
-    let high_watermark = cluster.wait_for(
-        "the high watermark to cover every acknowledged batch",
-        Duration::from_secs(30),
-        |c| c.high_watermark(TOPIC, 0).filter(|&hw| hw >= needed),
-    );
-    let (_, records) = cluster
-        .read_from_leader(new_leader, TOPIC, 0)
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    for (values, base) in &acked {
-        for (i, value) in values.iter().enumerate() {
-            let offset = base + i as i64;
-            let found = records.iter().find(|r| r.offset == offset);
-            assert_eq!(
-                found.and_then(|r| r.value.as_deref()),
-                Some(value.as_bytes()),
-                "acknowledged {value} at offset {offset}\n{}",
-                cluster.logs()
-            );
-        }
-    }
+    let (high_watermark, records) =
+        cluster.assert_batches_committed(new_leader, TOPIC, 0, &acked, Duration::from_secs(30));
     let stale: Vec<i64> = records
         .iter()
         .filter(|r| r.value.as_deref().is_some_and(|v| v.starts_with(b"stale-")))
@@ -192,11 +148,6 @@ fn a_stale_leader_never_acknowledges_acks_all_writes() {
         &[new_leader, old_leader, third],
         high_watermark,
     );
-    for id in cluster.ids() {
-        assert!(
-            !contains(&cluster.log_bytes(id, TOPIC, 0), b"stale-"),
-            "node {id} still holds a write taken by the stale leader"
-        );
-    }
+    cluster.assert_no_log_contains(TOPIC, 0, b"stale-", "a write taken by the stale leader");
     eprintln!("high watermark {high_watermark}; {compared} bytes identical on all three replicas");
 }

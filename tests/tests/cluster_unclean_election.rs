@@ -9,26 +9,16 @@
 
 use std::time::Duration;
 
-use kafka_protocol::messages::{ApiKey, ProduceResponse};
-use sluice_tests::raw::{
-    http_get, metric_sum, produce_request, produce_result, value_batch, PRODUCE_VERSION,
-};
+use sluice_tests::raw::{http_get, metric_sum};
+use sluice_tests::workload::numbered_values;
 use sluice_tests::{Cluster, ClusterOptions};
 
 const TOPIC: &str = "unclean";
 const UNCLEAN_ELECTIONS: &str = "sluice_unclean_leader_elections_total";
 
+/// One produce of five records `<prefix>-<i>` to `node`: (error code, base offset).
 fn produce(cluster: &Cluster, node: i32, prefix: &str, acks: i16) -> (i16, i64) {
-    let values: Vec<String> = (0..5).map(|i| format!("{prefix}-{i}")).collect();
-    let mut conn = cluster
-        .connect(node)
-        .unwrap_or_else(|e| panic!("connect to node {node}: {e}\n{}", cluster.logs()));
-    conn.set_read_timeout(Duration::from_secs(20)).unwrap();
-    let request = produce_request(TOPIC, 0, value_batch(&values), acks).with_timeout_ms(5_000);
-    let response: ProduceResponse = conn
-        .request(ApiKey::Produce, PRODUCE_VERSION, &request)
-        .unwrap_or_else(|e| panic!("produce to node {node}: {e}\n{}", cluster.logs()));
-    produce_result(&response).unwrap()
+    cluster.produce_once(node, TOPIC, 0, &numbered_values(prefix, 5), acks)
 }
 
 fn unclean_elections_seen_by(cluster: &Cluster, node: i32) -> f64 {
@@ -40,18 +30,14 @@ fn unclean_elections_seen_by(cluster: &Cluster, node: i32) -> f64 {
 #[test]
 fn a_replica_outside_the_isr_is_elected_when_the_topic_allows_it() {
     let mut cluster = Cluster::start(7, ClusterOptions::fast(2_000, 2_000));
-    cluster.create_topic(
+    let state = cluster.create_one_partition_topic(
         TOPIC,
-        1,
         3,
         &[
             ("unclean.leader.election.enable", "true"),
             ("min.insync.replicas", "1"),
         ],
     );
-    let state = cluster
-        .partition_state_agreed(TOPIC, 0)
-        .expect("agreed state");
     let leader = state.leader.expect("a leader");
     let (stale, last) = match state.followers()[..] {
         [a, b] => (a, b),
