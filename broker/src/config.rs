@@ -231,6 +231,8 @@ options! {
     default_replication_factor: i16 = 1, "1", "default-replication-factor", "SLUICE_DEFAULT_REPLICATION_FACTOR", parse_from_str::<i16>;
     "Default unclean.leader.election.enable of topics: elect a leader from outside the ISR when no in-sync replica is left (may lose acknowledged records)"
     unclean_leader_election: bool = false, "false", "unclean-leader-election", "SLUICE_UNCLEAN_LEADER_ELECTION", parse_bool;
+    "This broker's rack (availability zone); consumers in the same rack may fetch from it as a follower (KIP-392), and replicas are spread across racks. Empty: no rack"
+    rack: String = String::new(), "none", "rack", "SLUICE_RACK", parse_from_str::<String>;
     "Log line format: text or json"
     log_format: LogFormat = LogFormat::Text, "text", "log-format", "SLUICE_LOG_FORMAT", parse_from_str::<LogFormat>;
 }

@@ -76,6 +76,10 @@ pub const PARTITION_ISR_SIZE: &str = "sluice_partition_isr_size";
 /// milliseconds (0 when caught up, -1 when not heard from in this leadership).
 pub const REPLICA_LAG_OFFSETS: &str = "sluice_replica_lag_offsets";
 pub const REPLICA_LAG_MS: &str = "sluice_replica_lag_ms";
+/// Record bytes and responses sent to fetchers, by `fetcher` = `consumer` or `follower`
+/// (a consumer reading from this broker as a follower counts as `consumer`).
+pub const FETCH_BYTES_OUT_TOTAL: &str = "sluice_fetch_bytes_out_total";
+pub const FETCH_RESPONSES_TOTAL: &str = "sluice_fetch_responses_total";
 /// 1 while this node is the active controller.
 pub const ACTIVE_CONTROLLER: &str = "sluice_active_controller";
 

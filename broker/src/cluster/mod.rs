@@ -156,7 +156,8 @@ impl ClusterNode {
                 port: address.port(),
             });
         }
-        let broker_epoch = register(&client, node_id, endpoints, &shutdown).await?;
+        let rack = (!config.rack.is_empty()).then(|| config.rack.clone());
+        let broker_epoch = register(&client, node_id, endpoints, rack, &shutdown).await?;
         let index = u64::try_from(broker_epoch).unwrap_or(0);
         while !client.wait_applied(index, Duration::from_secs(5)).await {
             if *shutdown.borrow() {
@@ -308,6 +309,7 @@ async fn register(
     client: &ControllerClient,
     node_id: i32,
     endpoints: Vec<Endpoint>,
+    rack: Option<String>,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<i64, String> {
     let incarnation = uuid::Uuid::from_bytes(rand::random());
@@ -317,7 +319,7 @@ async fn register(
             id: node_id,
             incarnation,
             endpoints: endpoints.clone(),
-            rack: None,
+            rack: rack.clone(),
         };
         match client.submit(command, Duration::from_secs(5)).await {
             Ok((_, Ok(CommandOutcome::BrokerRegistered { broker_epoch, .. }))) => {

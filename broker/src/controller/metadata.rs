@@ -837,7 +837,16 @@ impl MetadataState {
             });
         }
         let count = usize::try_from(count).expect("count was validated positive");
-        let assignment = assign_replicas(&brokers, count, factor, self.placement_cursor);
+        let racks: Vec<Option<&str>> = brokers
+            .iter()
+            .map(|id| self.brokers.get(id).and_then(|b| b.rack.as_deref()))
+            .collect();
+        let assignment = if racks.iter().all(Option::is_some) {
+            let racks: Vec<&str> = racks.into_iter().flatten().collect();
+            assign_replicas_rack_aware(&brokers, &racks, count, factor, self.placement_cursor)
+        } else {
+            assign_replicas(&brokers, count, factor, self.placement_cursor)
+        };
         self.placement_cursor += count as u64;
         Ok(assignment)
     }
@@ -1048,6 +1057,63 @@ fn assign_replicas(
                 replicas.push(brokers[((first + offset) % n) as usize]);
             }
             replicas
+        })
+        .collect()
+}
+
+/// Rack-aware placement (the idea of Kafka's `assignReplicasToBrokersRackAware`): brokers
+/// are ordered alternating between racks, leaders go round-robin over that order, and each
+/// follower is the next broker in the shifted order whose rack holds no replica yet (any
+/// unused broker once every rack has one). `brokers` and `racks` are parallel, sorted by id.
+fn assign_replicas_rack_aware(
+    brokers: &[BrokerId],
+    racks: &[&str],
+    count: usize,
+    factor: usize,
+    cursor: u64,
+) -> Vec<Vec<BrokerId>> {
+    // Rack-alternated order: first broker of each rack (racks sorted), then the second...
+    let mut by_rack: BTreeMap<&str, Vec<(BrokerId, &str)>> = BTreeMap::new();
+    for (id, rack) in brokers.iter().zip(racks) {
+        by_rack.entry(rack).or_default().push((*id, rack));
+    }
+    let mut ordered: Vec<(BrokerId, &str)> = Vec::with_capacity(brokers.len());
+    for round in 0.. {
+        let before = ordered.len();
+        ordered.extend(
+            by_rack
+                .values()
+                .filter_map(|members| members.get(round).copied()),
+        );
+        if ordered.len() == before {
+            break;
+        }
+    }
+    let rack_count = by_rack.len();
+    let n = ordered.len() as u64;
+    (0..count as u64)
+        .map(|p| {
+            let position = cursor + p;
+            let first = (position % n) as usize;
+            let shift = if n > 1 { (position / n) % (n - 1) } else { 0 };
+            let mut chosen = vec![ordered[first]];
+            while chosen.len() < factor {
+                let racks_full = chosen.len() >= rack_count
+                    || by_rack
+                        .keys()
+                        .all(|rack| chosen.iter().any(|(_, r)| r == rack));
+                let next = (1..n)
+                    .map(|step| {
+                        ordered[((first as u64 + 1 + (shift + step - 1) % (n - 1)) % n) as usize]
+                    })
+                    .find(|(id, rack)| {
+                        !chosen.iter().any(|(c, _)| c == id)
+                            && (racks_full || !chosen.iter().any(|(_, r)| r == rack))
+                    })
+                    .expect("the replication factor fits the brokers");
+                chosen.push(next);
+            }
+            chosen.into_iter().map(|(id, _)| id).collect()
         })
         .collect()
 }

@@ -969,3 +969,92 @@ proptest! {
         prop_assert_eq!(first.state, second.state);
     }
 }
+
+#[test]
+fn rack_aware_placement_puts_each_partitions_replicas_in_distinct_racks() {
+    // Brokers 1..=6 in racks a, b, c (two each).
+    let brokers = [1, 2, 3, 4, 5, 6];
+    let racks = ["a", "b", "c", "a", "b", "c"];
+    for cursor in 0..12 {
+        let assignment = assign_replicas_rack_aware(&brokers, &racks, 6, 3, cursor);
+        let mut leaders = BTreeMap::new();
+        for replicas in &assignment {
+            assert_eq!(replicas.len(), 3);
+            assert!(!has_duplicates(replicas), "{replicas:?}");
+            let mut used: Vec<&str> = replicas
+                .iter()
+                .map(|id| racks[(*id - 1) as usize])
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            assert_eq!(used.len(), 3, "replicas {replicas:?} share a rack");
+            *leaders.entry(replicas[0]).or_insert(0) += 1;
+        }
+        assert_eq!(
+            leaders.len(),
+            6,
+            "leaders spread over every broker: {leaders:?}"
+        );
+    }
+}
+
+#[test]
+fn rack_aware_placement_fills_up_once_every_rack_holds_a_replica() {
+    // Two racks, replication factor 3: both racks used, three distinct brokers.
+    let brokers = [1, 2, 3, 4];
+    let racks = ["a", "a", "b", "b"];
+    for replicas in assign_replicas_rack_aware(&brokers, &racks, 8, 3, 0) {
+        assert!(!has_duplicates(&replicas), "{replicas:?}");
+        let in_a = replicas.iter().filter(|id| **id <= 2).count();
+        assert!(
+            (1..=2).contains(&in_a),
+            "both racks hold a replica: {replicas:?}"
+        );
+    }
+}
+
+#[test]
+fn topics_on_brokers_with_racks_are_placed_across_racks() {
+    let mut h = Harness::new();
+    for (id, rack) in [
+        (1, "r1"),
+        (2, "r1"),
+        (3, "r2"),
+        (4, "r2"),
+        (5, "r3"),
+        (6, "r3"),
+    ] {
+        let epoch = match h
+            .apply(MetadataCommand::RegisterBroker {
+                id,
+                incarnation: Uuid::from_u128(id as u128),
+                endpoints: vec![],
+                rack: Some(rack.to_string()),
+            })
+            .unwrap()
+        {
+            CommandOutcome::BrokerRegistered { broker_epoch, .. } => broker_epoch,
+            other => panic!("{other:?}"),
+        };
+        h.apply(MetadataCommand::UnfenceBroker { id, epoch })
+            .unwrap();
+    }
+    let assignment = match h
+        .apply(MetadataCommand::CreateTopic {
+            name: "t".into(),
+            id: Uuid::from_u128(99),
+            partitions: 6,
+            replication_factor: 3,
+            configs: BTreeMap::new(),
+        })
+        .unwrap()
+    {
+        CommandOutcome::TopicCreated { assignment, .. } => assignment,
+        other => panic!("{other:?}"),
+    };
+    for replicas in assignment {
+        let racks: std::collections::BTreeSet<i32> =
+            replicas.iter().map(|id| (id + 1) / 2).collect();
+        assert_eq!(racks.len(), 3, "one replica per rack: {replicas:?}");
+    }
+}

@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use sluice_protocol::batch::Batches;
 use sluice_protocol::error::ErrorCode;
 use tokio::time::Instant;
@@ -83,17 +83,28 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         let (built, bytes, any_error) = read_once(broker, &request, fetcher, max_bytes, version);
         let now = Instant::now();
         if bytes >= min_bytes || any_error || now >= deadline || watches.is_empty() {
-            metrics::counter!(m::BYTES_OUT_TOTAL).increment(bytes as u64);
+            count_bytes_out(fetcher, bytes);
             return built;
         }
         let changed = select_all(watches);
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Deadline: answer with whatever is there now.
             let (built, bytes, _) = read_once(broker, &request, fetcher, max_bytes, version);
-            metrics::counter!(m::BYTES_OUT_TOTAL).increment(bytes as u64);
+            count_bytes_out(fetcher, bytes);
             return built;
         }
     }
+}
+
+/// Record bytes sent, in total and by who fetched them (consumers or followers).
+fn count_bytes_out(fetcher: Fetcher, bytes: usize) {
+    metrics::counter!(m::BYTES_OUT_TOTAL).increment(bytes as u64);
+    let from = match fetcher {
+        Fetcher::Consumer => "consumer",
+        Fetcher::Follower { .. } => "follower",
+    };
+    metrics::counter!(m::FETCH_BYTES_OUT_TOTAL, "fetcher" => from).increment(bytes as u64);
+    metrics::counter!(m::FETCH_RESPONSES_TOTAL, "fetcher" => from).increment(1);
 }
 
 /// One armed "visible end changed" future per requested partition that exists.
@@ -128,6 +139,7 @@ fn read_once(
     let mut response = FetchResponse::default();
     let mut total = 0usize;
     let mut any_error = false;
+    let client_rack: &str = if version >= 11 { &request.rack_id } else { "" };
     for topic in &request.topics {
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
@@ -145,9 +157,14 @@ fn read_once(
                 partition_max.min(max_bytes.saturating_sub(total))
             };
             let outcome = match fetcher {
-                Fetcher::Consumer => {
-                    read_for_consumer(broker, &topic.topic.0, partition, budget, &mut p)
-                }
+                Fetcher::Consumer => read_for_consumer(
+                    broker,
+                    &topic.topic.0,
+                    partition,
+                    client_rack,
+                    budget,
+                    &mut p,
+                ),
                 Fetcher::Follower {
                     replica_id,
                     broker_epoch,
@@ -165,6 +182,9 @@ fn read_once(
                 Ok(records) => {
                     total += records.len();
                     p.records = Some(records);
+                    // A redirect to a preferred read replica is answered at once, like an
+                    // error: waiting here would only delay the consumer's move.
+                    any_error |= p.preferred_read_replica.0 >= 0;
                 }
                 Err(code) => {
                     p.error_code = count_error("Fetch", code);
@@ -185,11 +205,28 @@ fn read_for_consumer(
     broker: &Broker,
     topic: &str,
     partition: &kafka_protocol::messages::fetch_request::FetchPartition,
+    client_rack: &str,
     budget: usize,
     p: &mut PartitionData,
 ) -> Result<Bytes, ErrorCode> {
-    let replica = broker.leader_replica(topic, partition.partition)?;
-    let leader_epoch = replica.lock().leader_epoch();
+    let Some(replica) = broker.replicas.replica(topic, partition.partition) else {
+        // Not hosted here: the error leader_replica gives (unknown topic or not leader).
+        return broker
+            .leader_replica(topic, partition.partition)
+            .map(|_| Bytes::new());
+    };
+    let (is_leader, leader_epoch, preferred) = {
+        let state = replica.lock();
+        let preferred = if state.is_leader() && !client_rack.is_empty() {
+            preferred_read_replica(broker, &state, client_rack)
+        } else {
+            None
+        };
+        (state.is_leader(), state.leader_epoch(), preferred)
+    };
+    if !is_leader && !serves_consumers_as_follower(broker, &replica) {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    }
     let asked = partition.current_leader_epoch;
     if asked >= 0 && asked < leader_epoch {
         return Err(ErrorCode::FencedLeaderEpoch);
@@ -202,11 +239,61 @@ fn read_for_consumer(
     p.high_watermark = visible_end;
     p.last_stable_offset = visible_end;
     p.log_start_offset = log.log_start_offset();
+    if let Some(preferred) = preferred {
+        // KIP-392: point the consumer at the in-sync replica in its rack, send no records.
+        p.preferred_read_replica = BrokerId(preferred);
+        return Ok(Bytes::new());
+    }
     if budget == 0 {
         return Ok(Bytes::new());
     }
+    if !is_leader && partition.fetch_offset > log.log_end_offset() {
+        return Err(ErrorCode::OffsetOutOfRange);
+    }
     read_partition(log, partition.fetch_offset, budget, visible_end)
         .map_err(|e| storage_error_code(&e))
+}
+
+/// On the leader: the in-sync replica a consumer in `client_rack` should read from, if it
+/// is not this broker (Kafka's `RackAwareReplicaSelector`): none when the leader itself is
+/// in that rack or no in-sync replica is.
+fn preferred_read_replica(
+    broker: &Broker,
+    state: &crate::replication::Partition,
+    client_rack: &str,
+) -> Option<i32> {
+    let local = broker.identity.node_id;
+    let isr = state.isr()?;
+    broker.replicas.metadata().read(|metadata| {
+        let in_rack = |id: i32| {
+            metadata
+                .broker(id)
+                .and_then(|b| b.rack.as_deref())
+                .is_some_and(|rack| rack == client_rack)
+        };
+        if in_rack(local) {
+            return None;
+        }
+        state
+            .replicas()
+            .iter()
+            .copied()
+            .filter(|id| *id != local && isr.committed_isr().contains(id))
+            .find(|id| in_rack(*id))
+    })
+}
+
+/// A follower serves consumers (KIP-392) only while the metadata has it in the ISR: once it
+/// falls out, consumers get NOT_LEADER_OR_FOLLOWER and go back to the leader.
+fn serves_consumers_as_follower(broker: &Broker, replica: &crate::cluster::Replica) -> bool {
+    let local = broker.identity.node_id;
+    broker.replicas.metadata().read(|metadata| {
+        metadata
+            .partition(&replica.topic_id, replica.index)
+            .is_some_and(|p| {
+                p.leader.is_some() && p.leader != Some(local) && p.isr.contains(&local)
+            })
+    })
 }
 
 fn read_for_follower(
