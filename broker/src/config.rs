@@ -233,6 +233,12 @@ options! {
     unclean_leader_election: bool = false, "false", "unclean-leader-election", "SLUICE_UNCLEAN_LEADER_ELECTION", parse_bool;
     "This broker's rack (availability zone); consumers in the same rack may fetch from it as a follower (KIP-392), and replicas are spread across racks. Empty: no rack"
     rack: String = String::new(), "none", "rack", "SLUICE_RACK", parse_from_str::<String>;
+    "Move leadership back to preferred replicas when a broker's imbalance passes the threshold (Kafka auto.leader.rebalance.enable)"
+    auto_leader_rebalance: bool = true, "true", "auto-leader-rebalance", "SLUICE_AUTO_LEADER_REBALANCE", parse_bool;
+    "How often the active controller checks leader imbalance, in milliseconds (Kafka leader.imbalance.check.interval.seconds)"
+    leader_imbalance_check_interval_ms: u64 = 300_000, "300000", "leader-imbalance-check-interval-ms", "SLUICE_LEADER_IMBALANCE_CHECK_INTERVAL_MS", parse_from_str::<u64>;
+    "Percentage of a broker's preferred partitions it may not lead before the rebalance acts (Kafka leader.imbalance.per.broker.percentage)"
+    leader_imbalance_per_broker_percentage: u32 = 10, "10", "leader-imbalance-per-broker-percentage", "SLUICE_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", parse_from_str::<u32>;
     "Log line format: text or json"
     log_format: LogFormat = LogFormat::Text, "text", "log-format", "SLUICE_LOG_FORMAT", parse_from_str::<LogFormat>;
 }

@@ -80,6 +80,8 @@ pub const REPLICA_LAG_MS: &str = "sluice_replica_lag_ms";
 /// (a consumer reading from this broker as a follower counts as `consumer`).
 pub const FETCH_BYTES_OUT_TOTAL: &str = "sluice_fetch_bytes_out_total";
 pub const FETCH_RESPONSES_TOTAL: &str = "sluice_fetch_responses_total";
+/// Leaderships moved back to preferred replicas by the automatic rebalance.
+pub const PREFERRED_LEADER_ELECTIONS_TOTAL: &str = "sluice_preferred_leader_elections_total";
 /// 1 while this node is the active controller.
 pub const ACTIVE_CONTROLLER: &str = "sluice_active_controller";
 

@@ -150,6 +150,10 @@ struct ConsumeArgs {
     /// Consumer group (not supported yet: the command fails with a message saying so).
     #[arg(long)]
     group: Option<String>,
+    /// The rack this consumer runs in (Kafka's client.rack): lets the partition leader
+    /// point it at an in-sync replica in the same rack (follower reads, KIP-392).
+    #[arg(long, value_name = "RACK")]
+    client_rack: Option<String>,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -412,6 +416,7 @@ async fn consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     let mut config = ConsumerConfig::new(bootstrap);
     config.client_id = "sluice-cli".to_string();
+    config.client_rack = args.client_rack.clone();
     let mut consumer = Consumer::new(config).await?;
     let info = consumer
         .cluster()
@@ -634,16 +639,23 @@ mod tests {
             "--print-key",
             "--group",
             "g",
+            "--client-rack",
+            "eu-1a",
         ]);
         let Command::Consume(args) = cli.command else {
             panic!("not consume");
         };
+        assert_eq!(args.client_rack.as_deref(), Some("eu-1a"));
         assert!(args.from_beginning && args.print_key);
         assert_eq!(args.partition, Some(1));
         assert_eq!(args.count, Some(10));
         assert_eq!(args.timeout_ms, Some(500));
         assert_eq!(args.group.as_deref(), Some("g"));
         assert_eq!(args.key_separator, "\t");
+        let Command::Consume(args) = parse(&["sluice", "consume", "t"]).command else {
+            panic!("not consume");
+        };
+        assert_eq!(args.client_rack, None);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     // Idempotent producers only: a transactional id is refused (see the broker's handler).
     // v6 (KIP-939, two-phase commit) has a request the codec crate cannot decode.
     range(ApiKey::InitProducerId, 0, 5),
+    // Preferred (and unclean) leader election through the controller.
+    range(ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The advertised range for an API key, if Sluice supports it.

@@ -83,6 +83,12 @@ pub enum ErrorCode {
     /// A broker's request carries a broker epoch other than its current registration's.
     StaleBrokerEpoch = 77,
     OffsetNotAvailable = 78,
+    /// The preferred leader is not in the ISR or not eligible (ElectLeaders).
+    PreferredLeaderNotAvailable = 80,
+    /// No live replica can lead (ElectLeaders, unclean).
+    EligibleLeadersNotAvailable = 83,
+    /// The partition already has the leader the election would give it (ElectLeaders).
+    ElectionNotNeeded = 84,
     InvalidRecord = 87,
     /// An AlterPartition's partition epoch is not the controller's current one.
     InvalidUpdateVersion = 95,
@@ -157,6 +163,9 @@ impl ErrorCode {
             UnknownLeaderEpoch,
             StaleBrokerEpoch,
             OffsetNotAvailable,
+            PreferredLeaderNotAvailable,
+            EligibleLeadersNotAvailable,
+            ElectionNotNeeded,
             InvalidRecord,
             InvalidUpdateVersion,
             UnknownTopicId,

@@ -91,6 +91,8 @@ pub struct ClusterOptions {
     /// `--controller-voters` (which every node gets), the others join the metadata quorum
     /// as learners. `None`: every node is a voter.
     pub voters: Option<usize>,
+    /// `--rack` per node: node `i` gets `racks[i - 1]`; nodes past the end get none.
+    pub racks: Vec<String>,
 }
 
 impl ClusterOptions {
@@ -261,6 +263,10 @@ impl Cluster {
                 "--controller-voters".to_string(),
                 voters.clone(),
             ];
+            if let Some(rack) = options.racks.get(i) {
+                extra_args.push("--rack".to_string());
+                extra_args.push(rack.clone());
+            }
             extra_args.extend(options.node_args());
             let broker = Broker::spawn_unready(BrokerOptions {
                 data_dir: None,

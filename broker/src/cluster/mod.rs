@@ -137,6 +137,13 @@ impl ClusterNode {
         tasks.push(tokio::spawn(
             service.clone().run_session_expiry(shutdown.clone()),
         ));
+        if config.auto_leader_rebalance {
+            tasks.push(tokio::spawn(service.clone().run_leader_rebalance(
+                Duration::from_millis(config.leader_imbalance_check_interval_ms.max(100)),
+                config.leader_imbalance_per_broker_percentage,
+                shutdown.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(report_controller_role(
             controller.clone(),
             shutdown.clone(),

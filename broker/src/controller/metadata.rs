@@ -265,6 +265,44 @@ pub enum MetadataCommand {
         id: BrokerId,
         epoch: BrokerEpoch,
     },
+    /// Kafka's ElectLeaders: move leadership to each partition's preferred (first) replica,
+    /// or elect any live replica of a leaderless partition (unclean).
+    ElectLeaders {
+        election: ElectionType,
+        partitions: Vec<(Uuid, i32)>,
+    },
+}
+
+/// Which election an ElectLeaders asks for (Kafka's `ElectionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionType {
+    /// The first replica leads, if it is in the ISR and eligible.
+    Preferred,
+    /// A leaderless partition gets any eligible replica as leader, ISR or not.
+    Unclean,
+}
+
+/// Why one partition of an ElectLeaders was not changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionRefusal {
+    /// It already has the leader the election would give it.
+    NotNeeded,
+    /// The preferred replica is not in the ISR, or fenced or shutting down.
+    PreferredLeaderNotAvailable,
+    /// No eligible replica (unclean election of a leaderless partition).
+    EligibleLeadersNotAvailable,
+    UnknownTopicOrPartition,
+}
+
+impl ElectionRefusal {
+    pub fn code(self) -> ErrorCode {
+        match self {
+            ElectionRefusal::NotNeeded => ErrorCode::ElectionNotNeeded,
+            ElectionRefusal::PreferredLeaderNotAvailable => ErrorCode::PreferredLeaderNotAvailable,
+            ElectionRefusal::EligibleLeadersNotAvailable => ErrorCode::EligibleLeadersNotAvailable,
+            ElectionRefusal::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
+        }
+    }
 }
 
 /// How a leader was chosen.
@@ -322,6 +360,10 @@ pub enum CommandOutcome {
     /// The partition as it is now (unchanged if the proposal changed nothing).
     PartitionAltered {
         partition: Partition,
+    },
+    /// Per requested partition, in request order: its change or why there was none.
+    LeadersElected {
+        results: Vec<(Uuid, i32, Result<PartitionChange, ElectionRefusal>)>,
     },
 }
 
@@ -514,7 +556,67 @@ impl MetadataState {
                 self.create_partitions(topic_id, *count)
             }
             MetadataCommand::AlterPartition(request) => self.alter_partition(request),
+            MetadataCommand::ElectLeaders {
+                election,
+                partitions,
+            } => Ok(self.elect_leaders(*election, partitions)),
         }
+    }
+
+    /// ElectLeaders: each partition on its own; a refusal for one does not stop the others.
+    fn elect_leaders(
+        &mut self,
+        election: ElectionType,
+        partitions: &[(Uuid, i32)],
+    ) -> CommandOutcome {
+        let mut results = Vec::with_capacity(partitions.len());
+        for &(topic_id, number) in partitions {
+            let result = self.elect_one(election, topic_id, number);
+            results.push((topic_id, number, result));
+        }
+        CommandOutcome::LeadersElected { results }
+    }
+
+    fn elect_one(
+        &mut self,
+        election: ElectionType,
+        topic_id: Uuid,
+        number: i32,
+    ) -> Result<PartitionChange, ElectionRefusal> {
+        let partition = self
+            .partition(&topic_id, number)
+            .ok_or(ElectionRefusal::UnknownTopicOrPartition)?
+            .clone();
+        let index =
+            usize::try_from(number).map_err(|_| ElectionRefusal::UnknownTopicOrPartition)?;
+        let (next, kind) = match election {
+            ElectionType::Preferred => {
+                let preferred = partition.replicas[0];
+                if partition.leader == Some(preferred) {
+                    return Err(ElectionRefusal::NotNeeded);
+                }
+                if !partition.isr.contains(&preferred) || !self.is_eligible(preferred) {
+                    return Err(ElectionRefusal::PreferredLeaderNotAvailable);
+                }
+                let next = Partition {
+                    leader: Some(preferred),
+                    leader_epoch: partition.leader_epoch + 1,
+                    partition_epoch: partition.partition_epoch + 1,
+                    ..partition.clone()
+                };
+                (next, Election::Clean)
+            }
+            ElectionType::Unclean => {
+                if partition.leader.is_some() {
+                    return Err(ElectionRefusal::NotNeeded);
+                }
+                match self.elect(&partition, partition.isr.clone(), UncleanElection::Allowed) {
+                    Some((next, Some(kind))) if next.leader.is_some() => (next, kind),
+                    _ => return Err(ElectionRefusal::EligibleLeadersNotAvailable),
+                }
+            }
+        };
+        Ok(self.write_partition(topic_id, index, next, Some(kind)))
     }
 
     fn register_broker(

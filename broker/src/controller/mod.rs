@@ -78,7 +78,8 @@ use openraft::{BasicNode, Config, Raft, RaftNetworkFactory, SnapshotPolicy, Toki
 
 pub use metadata::{
     AlterPartition, Broker, BrokerEpoch, BrokerId, BrokerStatus, CommandOutcome, CommandResult,
-    Endpoint, LeaderRecoveryState, MetadataCommand, MetadataError, MetadataState, Partition, Topic,
+    ElectionRefusal, ElectionType, Endpoint, LeaderRecoveryState, MetadataCommand, MetadataError,
+    MetadataState, Partition, Topic,
 };
 pub use raft_log::RaftLogStore;
 pub use raft_store::{EntryResponse, MetadataReader, StateMachineStore};

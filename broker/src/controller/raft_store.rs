@@ -365,7 +365,14 @@ fn report(index: u64, result: &CommandResult) {
     let Ok(outcome) = result else {
         return;
     };
-    for change in outcome.changes() {
+    let elected: Vec<&crate::controller::metadata::PartitionChange> = match outcome {
+        crate::controller::CommandOutcome::LeadersElected { results } => results
+            .iter()
+            .filter_map(|(_, _, result)| result.as_ref().ok())
+            .collect(),
+        other => other.changes().iter().collect(),
+    };
+    for change in elected {
         if change.election == Some(Election::Unclean) {
             metrics::counter!(crate::metrics::UNCLEAN_LEADER_ELECTIONS_TOTAL).increment(1);
             tracing::warn!(

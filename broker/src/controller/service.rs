@@ -262,6 +262,54 @@ impl ControllerService {
         ControllerResponse::Heartbeat(HeartbeatReply::Ok { status })
     }
 
+    /// Kafka's `auto.leader.rebalance.enable`: every `every`, while this node leads, for each
+    /// broker whose share of partitions it prefers (first replica) but does not lead is above
+    /// `imbalance_percent`, elect it preferred leader of those partitions where it is in the
+    /// ISR and eligible.
+    pub async fn run_leader_rebalance(
+        self: Arc<Self>,
+        every: Duration,
+        imbalance_percent: u32,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = crate::controller::tcp::stopped(&mut shutdown) => return,
+                _ = ticker.tick() => {}
+            }
+            if !self.is_leader() {
+                continue;
+            }
+            let candidates = self
+                .controller
+                .metadata()
+                .read(|state| imbalanced_partitions(state, imbalance_percent));
+            if candidates.is_empty() {
+                continue;
+            }
+            let count = candidates.len();
+            let command = MetadataCommand::ElectLeaders {
+                election: super::ElectionType::Preferred,
+                partitions: candidates,
+            };
+            match self.controller.submit(command).await {
+                Ok((_, Ok(super::CommandOutcome::LeadersElected { results }))) => {
+                    let moved = results.iter().filter(|(_, _, r)| r.is_ok()).count();
+                    metrics::counter!(m::PREFERRED_LEADER_ELECTIONS_TOTAL).increment(moved as u64);
+                    tracing::info!(
+                        candidates = count,
+                        moved,
+                        "leader rebalance: preferred leaders elected"
+                    );
+                }
+                Ok((_, other)) => tracing::debug!(?other, "leader rebalance refused"),
+                Err(error) => tracing::debug!(%error, "leader rebalance failed"),
+            }
+        }
+    }
+
     /// Fence brokers whose session expired, while this node leads, until `shutdown`.
     pub async fn run_session_expiry(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let every =
@@ -347,5 +395,165 @@ impl ControllerService {
                 }
             }
         }
+    }
+}
+
+/// Partitions whose preferred (first) replica should lead again: for every eligible broker
+/// whose "preferred but not leading" share is above `imbalance_percent`, its partitions
+/// where it is in the ISR.
+pub fn imbalanced_partitions(
+    state: &super::MetadataState,
+    imbalance_percent: u32,
+) -> Vec<(uuid::Uuid, i32)> {
+    /// What one broker prefers: how many partitions, how many it does not lead, and those
+    /// of them it could take back now.
+    #[derive(Default)]
+    struct Preferred {
+        partitions: usize,
+        not_led: usize,
+        movable: Vec<(uuid::Uuid, i32)>,
+    }
+    let mut per_broker: std::collections::BTreeMap<BrokerId, Preferred> = Default::default();
+    for topic in state.topics() {
+        for (index, partition) in topic.partitions.iter().enumerate() {
+            let Some(&preferred) = partition.replicas.first() else {
+                continue;
+            };
+            let entry = per_broker.entry(preferred).or_default();
+            entry.partitions += 1;
+            if partition.leader != Some(preferred) {
+                entry.not_led += 1;
+                let eligible = state.broker(preferred).is_some_and(|b| b.is_eligible());
+                if eligible && partition.isr.contains(&preferred) {
+                    entry.movable.push((topic.id, index as i32));
+                }
+            }
+        }
+    }
+    per_broker
+        .into_values()
+        .filter(|b| b.partitions > 0 && b.not_led * 100 > b.partitions * imbalance_percent as usize)
+        .flat_map(|b| b.movable)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use uuid::Uuid;
+
+    use super::imbalanced_partitions;
+    use crate::controller::{CommandOutcome, MetadataCommand, MetadataState};
+
+    fn apply(
+        state: &mut MetadataState,
+        index: &mut u64,
+        command: MetadataCommand,
+    ) -> CommandOutcome {
+        *index += 1;
+        state.apply(*index, &command).expect("command applies")
+    }
+
+    #[test]
+    fn rebalance_picks_partitions_whose_preferred_leader_is_back_in_the_isr() {
+        let (mut state, mut index) = (MetadataState::new(), 0u64);
+        let mut epochs = BTreeMap::new();
+        for id in 1..=3 {
+            let outcome = apply(
+                &mut state,
+                &mut index,
+                MetadataCommand::RegisterBroker {
+                    id,
+                    incarnation: Uuid::from_u128(id as u128),
+                    endpoints: vec![],
+                    rack: None,
+                },
+            );
+            let CommandOutcome::BrokerRegistered { broker_epoch, .. } = outcome else {
+                panic!("{outcome:?}")
+            };
+            epochs.insert(id, broker_epoch);
+            apply(
+                &mut state,
+                &mut index,
+                MetadataCommand::UnfenceBroker {
+                    id,
+                    epoch: broker_epoch,
+                },
+            );
+        }
+        let topic = Uuid::from_u128(7);
+        apply(
+            &mut state,
+            &mut index,
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                id: topic,
+                partitions: 3,
+                replication_factor: 3,
+                configs: BTreeMap::new(),
+            },
+        );
+        assert!(
+            imbalanced_partitions(&state, 10).is_empty(),
+            "balanced after creation"
+        );
+        // Broker 1 is fenced: its leaderships move away and it leaves the ISRs. Unfenced, it
+        // takes nothing back until a leader adds it to the ISR again.
+        apply(
+            &mut state,
+            &mut index,
+            MetadataCommand::FenceBroker {
+                id: 1,
+                epoch: epochs[&1],
+            },
+        );
+        assert!(
+            imbalanced_partitions(&state, 10).is_empty(),
+            "broker 1 is fenced: nothing to give back"
+        );
+        apply(
+            &mut state,
+            &mut index,
+            MetadataCommand::UnfenceBroker {
+                id: 1,
+                epoch: epochs[&1],
+            },
+        );
+        let led_by_1: Vec<i32> = (0..3)
+            .filter(|&p| state.partition(&topic, p).unwrap().replicas[0] == 1)
+            .collect();
+        assert!(
+            imbalanced_partitions(&state, 10).is_empty(),
+            "not in the ISR yet"
+        );
+        for &p in &led_by_1 {
+            let partition = state.partition(&topic, p).unwrap().clone();
+            let leader = partition.leader.unwrap();
+            let mut isr = partition.isr.clone();
+            isr.push(1);
+            apply(
+                &mut state,
+                &mut index,
+                MetadataCommand::AlterPartition(crate::controller::AlterPartition {
+                    leader_id: leader,
+                    broker_epoch: epochs[&leader],
+                    topic_id: topic,
+                    partition: p,
+                    leader_epoch: partition.leader_epoch,
+                    partition_epoch: partition.partition_epoch,
+                    new_isr: isr,
+                    leader_recovery_state: crate::controller::LeaderRecoveryState::Recovered,
+                }),
+            );
+        }
+        let candidates = imbalanced_partitions(&state, 10);
+        assert_eq!(
+            candidates,
+            led_by_1.iter().map(|&p| (topic, p)).collect::<Vec<_>>()
+        );
+        // A high threshold tolerates the imbalance.
+        assert!(imbalanced_partitions(&state, 100).is_empty());
     }
 }

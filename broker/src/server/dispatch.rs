@@ -114,6 +114,9 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
         ApiKey::DescribeCluster => call!(DescribeClusterRequest, |_req| {
             handlers::describe_cluster::handle(&broker)
         }),
+        ApiKey::ElectLeaders => call!(ElectLeadersRequest, |req| {
+            handlers::elect_leaders::handle(&broker, req, version).await
+        }),
         ApiKey::InitProducerId => call!(InitProducerIdRequest, |req| {
             handlers::init_producer_id::handle(&broker, req, version)
         }),
@@ -176,6 +179,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::Fetch => "Fetch",
         ApiKey::ListOffsets => "ListOffsets",
         ApiKey::Metadata => "Metadata",
+        ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::DeleteTopics => "DeleteTopics",

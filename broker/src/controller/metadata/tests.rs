@@ -1058,3 +1058,103 @@ fn topics_on_brokers_with_racks_are_placed_across_racks() {
         assert_eq!(racks.len(), 3, "one replica per rack: {replicas:?}");
     }
 }
+
+fn elect(
+    h: &mut Harness,
+    election: ElectionType,
+    topic: Uuid,
+    partition: i32,
+) -> Result<PartitionChange, ElectionRefusal> {
+    match h
+        .apply(MetadataCommand::ElectLeaders {
+            election,
+            partitions: vec![(topic, partition)],
+        })
+        .unwrap()
+    {
+        CommandOutcome::LeadersElected { mut results } => results.remove(0).2,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn preferred_election_moves_leadership_back_to_the_first_replica() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    let before = h.partition(topic, 0);
+    let preferred = before.replicas[0];
+    assert_eq!(
+        elect(&mut h, ElectionType::Preferred, topic, 0),
+        Err(ElectionRefusal::NotNeeded)
+    );
+    // Failover: the preferred leader is fenced, another replica leads.
+    h.fence(preferred).unwrap();
+    let moved = h.partition(topic, 0);
+    assert_ne!(moved.leader, Some(preferred));
+    assert_eq!(
+        elect(&mut h, ElectionType::Preferred, topic, 0),
+        Err(ElectionRefusal::PreferredLeaderNotAvailable),
+        "fenced and out of the ISR"
+    );
+    // It comes back (unfenced) but is not in the ISR yet: still not available.
+    h.unfence(preferred).unwrap();
+    assert_eq!(
+        elect(&mut h, ElectionType::Preferred, topic, 0),
+        Err(ElectionRefusal::PreferredLeaderNotAvailable)
+    );
+    // Once the leader adds it back to the ISR, the election moves leadership to it.
+    let current = h.partition(topic, 0);
+    let leader = current.leader.unwrap();
+    let mut isr = current.isr.clone();
+    isr.push(preferred);
+    h.apply(MetadataCommand::AlterPartition(AlterPartition {
+        leader_id: leader,
+        broker_epoch: h.epoch(leader),
+        topic_id: topic,
+        partition: 0,
+        leader_epoch: current.leader_epoch,
+        partition_epoch: current.partition_epoch,
+        new_isr: isr,
+        leader_recovery_state: LeaderRecoveryState::Recovered,
+    }))
+    .unwrap();
+    let change = elect(&mut h, ElectionType::Preferred, topic, 0).unwrap();
+    assert_eq!(change.leader, Some(preferred));
+    let after = h.partition(topic, 0);
+    assert_eq!(after.leader, Some(preferred));
+    assert_eq!(after.leader_epoch, current.leader_epoch + 1);
+}
+
+#[test]
+fn unclean_election_by_request_only_for_a_leaderless_partition() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 3);
+    assert_eq!(
+        elect(&mut h, ElectionType::Unclean, topic, 0),
+        Err(ElectionRefusal::NotNeeded)
+    );
+    let replicas = h.partition(topic, 0).replicas.clone();
+    for id in &replicas {
+        h.fence(*id).unwrap();
+    }
+    let offline = h.partition(topic, 0);
+    assert_eq!(offline.leader, None);
+    let last_in_isr = offline.isr[0];
+    let comeback = *replicas.iter().find(|id| **id != last_in_isr).unwrap();
+    h.unfence(comeback).unwrap();
+    assert_eq!(
+        h.partition(topic, 0).leader,
+        None,
+        "no clean candidate, topic forbids unclean"
+    );
+    let change = elect(&mut h, ElectionType::Unclean, topic, 0).unwrap();
+    assert_eq!(change.leader, Some(comeback));
+    assert_eq!(change.election, Some(Election::Unclean));
+    assert_eq!(h.partition(topic, 0).isr, vec![comeback]);
+    assert_eq!(
+        elect(&mut h, ElectionType::Preferred, Uuid::from_u128(1), 0),
+        Err(ElectionRefusal::UnknownTopicOrPartition)
+    );
+}

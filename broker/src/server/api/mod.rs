@@ -7,6 +7,7 @@ pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
