@@ -155,3 +155,113 @@ fn consumers_read_from_the_in_sync_replica_in_their_rack() {
     );
     assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()));
 }
+
+/// The follower-read test with our consumer: `client_rack` = a follower's rack; the
+/// consumer reads everything from that follower (its consumer-fetch bytes grow, the leader's
+/// do not), gets exactly the records the leader has, never one at or above the high
+/// watermark; when the follower dies it goes on reading new records from the leader.
+#[test]
+fn our_consumer_with_a_client_rack_reads_from_its_racks_follower_and_falls_back() {
+    use sluice_client::{Consumer, ConsumerConfig, SeekTo};
+
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            racks: (1..=3).map(rack_of).collect(),
+            ..ClusterOptions::fast(2_000, 2_000)
+        },
+    );
+    let state = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
+    let leader = state.leader.expect("a leader");
+    let follower = state.followers()[0];
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let values = numbered_values(&format!("first{i}"), 100);
+        expected.extend(values.clone());
+        cluster.produce_acked_batch(TOPIC, 0, values);
+    }
+    let first_end = expected.len() as i64;
+    cluster.wait_for_high_watermark(TOPIC, 0, first_end, Duration::from_secs(30));
+    let (leader_before, follower_before) = (
+        consumer_bytes(&cluster, leader),
+        consumer_bytes(&cluster, follower),
+    );
+
+    let runtime = sluice_tests::workload::runtime();
+    let mut config = ConsumerConfig::new(cluster.bootstrap());
+    config.client_rack = Some(rack_of(follower));
+    let mut consumer = runtime.block_on(Consumer::new(config)).expect("consumer");
+    runtime
+        .block_on(consumer.assign(vec![(TOPIC.to_string(), 0)]))
+        .expect("assign");
+    runtime
+        .block_on(consumer.seek(TOPIC, 0, SeekTo::Earliest))
+        .expect("seek");
+    let mut got: Vec<(i64, String)> = Vec::new();
+    read_until(&runtime, &mut consumer, first_end, &mut got);
+    assert_eq!(
+        consumer.preferred_read_replica(TOPIC, 0),
+        Some(follower),
+        "the consumer follows the leader's redirect to its rack's follower"
+    );
+    let served_by_follower = consumer_bytes(&cluster, follower) - follower_before;
+    let served_by_leader = consumer_bytes(&cluster, leader) - leader_before;
+    assert!(
+        served_by_follower > 0.0 && served_by_leader == 0.0,
+        "records came from the follower ({served_by_follower} bytes), not the leader ({served_by_leader} bytes)"
+    );
+    let values: Vec<String> = got.iter().map(|(_, v)| v.clone()).collect();
+    assert_eq!(values, expected, "exactly the leader's records, in order");
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, (offset, _))| *offset == i as i64));
+
+    // The follower dies: the consumer goes back to the leader for new records.
+    cluster.kill9(follower);
+    let mut more = Vec::new();
+    for i in 0..3 {
+        let values = numbered_values(&format!("after{i}"), 100);
+        more.extend(values.clone());
+        cluster.produce_acked_batch(TOPIC, 0, values);
+    }
+    let second_end = first_end + more.len() as i64;
+    got.clear();
+    read_until(&runtime, &mut consumer, second_end, &mut got);
+    let values: Vec<String> = got.iter().map(|(_, v)| v.clone()).collect();
+    assert_eq!(values, more, "the records written after the follower died");
+    assert_ne!(consumer.preferred_read_replica(TOPIC, 0), Some(follower));
+}
+
+/// Poll `consumer` until its position reaches `end` (bounded), checking no record is at or
+/// above the high watermark the consumer was told.
+fn read_until(
+    runtime: &tokio::runtime::Runtime,
+    consumer: &mut sluice_client::Consumer,
+    end: i64,
+    got: &mut Vec<(i64, String)>,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while consumer.position(TOPIC, 0).unwrap_or(0) < end {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumed up to {:?} of {end}",
+            consumer.position(TOPIC, 0)
+        );
+        let records = match runtime.block_on(consumer.poll(Duration::from_millis(500))) {
+            Ok(records) => records,
+            Err(e) if e.is_retriable() => continue,
+            Err(e) => panic!("poll: {e}"),
+        };
+        let high_watermark = consumer.high_watermark(TOPIC, 0).unwrap_or(i64::MAX);
+        for record in records {
+            assert!(
+                record.offset < high_watermark,
+                "record {} at or above the high watermark {high_watermark}",
+                record.offset
+            );
+            let value = String::from_utf8(record.value.unwrap_or_default().to_vec()).unwrap();
+            got.push((record.offset, value));
+        }
+    }
+}
