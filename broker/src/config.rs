@@ -239,6 +239,8 @@ options! {
     leader_imbalance_check_interval_ms: u64 = 300_000, "300000", "leader-imbalance-check-interval-ms", "SLUICE_LEADER_IMBALANCE_CHECK_INTERVAL_MS", parse_from_str::<u64>;
     "Percentage of a broker's preferred partitions it may not lead before the rebalance acts (Kafka leader.imbalance.per.broker.percentage)"
     leader_imbalance_per_broker_percentage: u32 = 10, "10", "leader-imbalance-per-broker-percentage", "SLUICE_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", parse_from_str::<u32>;
+    "Bytes per second a leader sends to replicas a reassignment is adding (all of them together); 0 = no limit (Kafka leader.replication.throttled.rate)"
+    reassignment_throttle_bytes_per_sec: u64 = 0, "0 (no limit)", "reassignment-throttle-bytes-per-sec", "SLUICE_REASSIGNMENT_THROTTLE_BYTES_PER_SEC", parse_from_str::<u64>;
     "Log line format: text or json"
     log_format: LogFormat = LogFormat::Text, "text", "log-format", "SLUICE_LOG_FORMAT", parse_from_str::<LogFormat>;
 }

@@ -82,6 +82,8 @@ pub const FETCH_BYTES_OUT_TOTAL: &str = "sluice_fetch_bytes_out_total";
 pub const FETCH_RESPONSES_TOTAL: &str = "sluice_fetch_responses_total";
 /// Leaderships moved back to preferred replicas by the automatic rebalance.
 pub const PREFERRED_LEADER_ELECTIONS_TOTAL: &str = "sluice_preferred_leader_elections_total";
+/// Follower fetches of a reassignment's new replica answered empty by the throttle.
+pub const REASSIGNMENT_THROTTLED_TOTAL: &str = "sluice_reassignment_throttled_fetches_total";
 /// 1 while this node is the active controller.
 pub const ACTIVE_CONTROLLER: &str = "sluice_active_controller";
 

@@ -38,6 +38,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::InitProducerId, 0, 5),
     // Preferred (and unclean) leader election through the controller.
     range(ApiKey::ElectLeaders, 0, 2),
+    // Replica reassignment (KIP-455); v1 adds allow_replication_factor_change.
+    range(ApiKey::AlterPartitionReassignments, 0, 1),
+    range(ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The advertised range for an API key, if Sluice supports it.

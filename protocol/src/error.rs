@@ -65,6 +65,7 @@ pub enum ErrorCode {
     TopicAlreadyExists = 36,
     InvalidPartitions = 37,
     InvalidReplicationFactor = 38,
+    InvalidReplicaAssignment = 39,
     InvalidConfig = 40,
     NotController = 41,
     InvalidRequest = 42,
@@ -89,6 +90,8 @@ pub enum ErrorCode {
     EligibleLeadersNotAvailable = 83,
     /// The partition already has the leader the election would give it (ElectLeaders).
     ElectionNotNeeded = 84,
+    /// No reassignment runs for the partition (cancel, ListPartitionReassignments).
+    NoReassignmentInProgress = 85,
     InvalidRecord = 87,
     /// An AlterPartition's partition epoch is not the controller's current one.
     InvalidUpdateVersion = 95,
@@ -149,6 +152,7 @@ impl ErrorCode {
             TopicAlreadyExists,
             InvalidPartitions,
             InvalidReplicationFactor,
+            InvalidReplicaAssignment,
             InvalidConfig,
             NotController,
             InvalidRequest,
@@ -166,6 +170,7 @@ impl ErrorCode {
             PreferredLeaderNotAvailable,
             EligibleLeadersNotAvailable,
             ElectionNotNeeded,
+            NoReassignmentInProgress,
             InvalidRecord,
             InvalidUpdateVersion,
             UnknownTopicId,

@@ -148,6 +148,13 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// Whether `replica` is still the one this broker hosts for its partition (not dropped
+    /// by a reassignment or a topic deletion).
+    pub fn is_current(&self, replica: &Arc<Replica>) -> bool {
+        self.replica(&replica.topic, replica.index)
+            .is_some_and(|current| Arc::ptr_eq(&current, replica))
+    }
+
     /// The high watermark of the replica whose log is named `log_name` (`topic-partition`);
     /// `None` when this broker hosts no replica of it.
     pub fn high_watermark_of(&self, log_name: &str) -> Option<i64> {
@@ -290,6 +297,25 @@ impl ReplicaManager {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&(replica.topic.clone(), replica.index));
             replica.publish_high_watermark(replica.high_watermark());
+            if metadata_topics.contains(&replica.topic) {
+                // Reassigned away: the data is the new replicas' now.
+                discard_local_data(&replica.log, "this broker is no longer a replica");
+            }
+        }
+        // Data left from before a restart on partitions this broker no longer replicates.
+        if self.caught_up.load(std::sync::atomic::Ordering::Acquire) {
+            for topic in &topics {
+                for (index, partition) in topic.partitions.iter().enumerate() {
+                    if partition.replicas.contains(&self.local_id) {
+                        continue;
+                    }
+                    if let Some(log) = self.logs.partition(&topic.name, index as i32) {
+                        if log.log_end_offset() > log.log_start_offset() {
+                            discard_local_data(&log, "this broker is no replica of it");
+                        }
+                    }
+                }
+            }
         }
         // Local topics the metadata no longer has.
         if self.caught_up.load(std::sync::atomic::Ordering::Acquire) && !self.adopt_local_topics {
@@ -586,6 +612,24 @@ impl ReplicaManager {
                     "AlterPartition answer ignored"
                 ),
             }
+        }
+    }
+}
+
+/// Delete a partition's records on a broker that no longer replicates it (the log stays,
+/// empty).
+fn discard_local_data(log: &crate::storage::PartitionLog, why: &str) {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    match log.truncate_fully_and_start_at(0) {
+        Ok(()) => tracing::info!(
+            partition = log.name(),
+            log_start_offset = start,
+            log_end_offset = end,
+            why,
+            "deleted the local replica's data"
+        ),
+        Err(error) => {
+            tracing::debug!(partition = log.name(), %error, "could not delete the local replica's data")
         }
     }
 }

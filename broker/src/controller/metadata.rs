@@ -164,9 +164,37 @@ pub struct Partition {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub leader_recovery_state: LeaderRecoveryState,
+    /// While a reassignment runs (KIP-455): replicas being added (in `replicas`, fetching,
+    /// not yet all in the ISR) and replicas to drop once they are. Empty otherwise.
+    #[serde(default)]
+    pub adding_replicas: Vec<BrokerId>,
+    #[serde(default)]
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 impl Partition {
+    /// The replica set a running reassignment moves to (`replicas` when none runs).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replica set before the running reassignment (`replicas` when none runs).
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
     /// The leader as Kafka sends it: `-1` for none.
     pub fn leader_id(&self) -> BrokerId {
         self.leader.unwrap_or(-1)
@@ -178,6 +206,8 @@ impl Partition {
             || self.isr != other.isr
             || self.leader != other.leader
             || self.leader_recovery_state != other.leader_recovery_state
+            || self.adding_replicas != other.adding_replicas
+            || self.removing_replicas != other.removing_replicas
     }
 }
 
@@ -270,6 +300,14 @@ pub enum MetadataCommand {
     ElectLeaders {
         election: ElectionType,
         partitions: Vec<(Uuid, i32)>,
+    },
+    /// Kafka's AlterPartitionReassignments for one partition: move it to `target` replicas
+    /// (new ones are added and must join the ISR before the removed ones are dropped), or
+    /// with `None` cancel the running reassignment.
+    ReassignPartition {
+        topic_id: Uuid,
+        partition: i32,
+        target: Option<Vec<BrokerId>>,
     },
 }
 
@@ -365,6 +403,11 @@ pub enum CommandOutcome {
     LeadersElected {
         results: Vec<(Uuid, i32, Result<PartitionChange, ElectionRefusal>)>,
     },
+    /// The partition after the reassignment request (already complete when nothing had to
+    /// be copied).
+    ReassignmentAltered {
+        partition: Partition,
+    },
 }
 
 impl CommandOutcome {
@@ -416,6 +459,10 @@ pub enum MetadataError {
     IneligibleReplica(BrokerId),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("no reassignment is in progress for this partition")]
+    NoReassignmentInProgress,
 }
 
 impl MetadataError {
@@ -437,6 +484,8 @@ impl MetadataError {
             MetadataError::InvalidUpdateVersion { .. } => ErrorCode::InvalidUpdateVersion,
             MetadataError::IneligibleReplica(_) => ErrorCode::IneligibleReplica,
             MetadataError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            MetadataError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
+            MetadataError::NoReassignmentInProgress => ErrorCode::NoReassignmentInProgress,
         }
     }
 }
@@ -560,7 +609,140 @@ impl MetadataState {
                 election,
                 partitions,
             } => Ok(self.elect_leaders(*election, partitions)),
+            MetadataCommand::ReassignPartition {
+                topic_id,
+                partition,
+                target,
+            } => self.reassign_partition(*topic_id, *partition, target.as_deref()),
         }
+    }
+
+    /// Start, replace or cancel one partition's reassignment (KIP-455). The full replica
+    /// set while it runs is the target followed by the original replicas not in it; a
+    /// reassignment that adds nothing completes at once.
+    fn reassign_partition(
+        &mut self,
+        topic_id: Uuid,
+        number: i32,
+        target: Option<&[BrokerId]>,
+    ) -> CommandResult {
+        let unknown = MetadataError::UnknownPartition {
+            topic_id,
+            partition: number,
+        };
+        let index = usize::try_from(number).map_err(|_| unknown.clone())?;
+        let current = self
+            .topics
+            .get(&topic_id)
+            .ok_or(MetadataError::UnknownTopicId(topic_id))?
+            .partitions
+            .get(index)
+            .ok_or(unknown)?
+            .clone();
+        let original = current.original_replicas();
+        let mut next = current.clone();
+        match target {
+            None => {
+                if !current.is_reassigning() {
+                    return Err(MetadataError::NoReassignmentInProgress);
+                }
+                let isr: Vec<BrokerId> = current
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|r| original.contains(r))
+                    .collect();
+                if isr.is_empty() {
+                    return Err(MetadataError::InvalidRequest(
+                        "cannot cancel: no original replica is in the ISR".into(),
+                    ));
+                }
+                next.replicas = original;
+                next.isr = isr;
+                next.adding_replicas.clear();
+                next.removing_replicas.clear();
+            }
+            Some(target) => {
+                if target.is_empty() || has_duplicates(target) {
+                    return Err(MetadataError::InvalidReplicaAssignment(format!(
+                        "target replicas {target:?} must be distinct and non-empty"
+                    )));
+                }
+                if let Some(unknown) = target.iter().find(|r| !self.brokers.contains_key(r)) {
+                    return Err(MetadataError::InvalidReplicaAssignment(format!(
+                        "broker {unknown} is not registered"
+                    )));
+                }
+                let mut replicas = target.to_vec();
+                replicas.extend(original.iter().copied().filter(|r| !target.contains(r)));
+                next.adding_replicas = target
+                    .iter()
+                    .copied()
+                    .filter(|r| !original.contains(r))
+                    .collect();
+                next.removing_replicas = original
+                    .iter()
+                    .copied()
+                    .filter(|r| !target.contains(r))
+                    .collect();
+                // Members of an abandoned earlier target leave the ISR with it.
+                next.isr.retain(|r| replicas.contains(r));
+                next.replicas = replicas;
+                if next.isr.is_empty() {
+                    return Err(MetadataError::InvalidReplicaAssignment(
+                        "no in-sync replica would be left".into(),
+                    ));
+                }
+            }
+        }
+        self.complete_reassignment_if_caught_up(&mut next);
+        if next
+            .leader
+            .is_some_and(|l| !next.isr.contains(&l) || !next.replicas.contains(&l))
+        {
+            next.leader = self.first_eligible_in_isr(&next);
+        }
+        if !next.differs_from(&current) {
+            return Ok(CommandOutcome::ReassignmentAltered { partition: current });
+        }
+        if next.leader != current.leader {
+            next.leader_epoch += 1;
+        }
+        next.partition_epoch += 1;
+        let election =
+            (next.leader != current.leader && next.leader.is_some()).then_some(Election::Clean);
+        self.write_partition(topic_id, index, next, election);
+        let partition = self.topics[&topic_id].partitions[index].clone();
+        Ok(CommandOutcome::ReassignmentAltered { partition })
+    }
+
+    /// If a reassignment runs and every target replica is in the ISR, finish it: the
+    /// replicas become the target, removed replicas leave the ISR, and leadership moves to
+    /// a target replica if the leader was removed. Epochs are the caller's.
+    fn complete_reassignment_if_caught_up(&self, next: &mut Partition) {
+        if !next.is_reassigning() {
+            return;
+        }
+        let target = next.target_replicas();
+        if !target.iter().all(|r| next.isr.contains(r)) {
+            return;
+        }
+        next.isr.retain(|r| target.contains(r));
+        next.replicas = target;
+        next.adding_replicas.clear();
+        next.removing_replicas.clear();
+        if next.leader.is_some_and(|l| !next.replicas.contains(&l)) {
+            next.leader = self.first_eligible_in_isr(next);
+        }
+    }
+
+    /// The first replica, in replica order, that is in the ISR and eligible.
+    fn first_eligible_in_isr(&self, partition: &Partition) -> Option<BrokerId> {
+        partition
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| partition.isr.contains(r) && self.is_eligible(*r))
     }
 
     /// ElectLeaders: each partition on its own; a refusal for one does not stop the others.
@@ -809,6 +991,8 @@ impl MetadataState {
             leader_epoch: partition.leader_epoch,
             partition_epoch: partition.partition_epoch,
             leader_recovery_state: recovery,
+            adding_replicas: partition.adding_replicas.clone(),
+            removing_replicas: partition.removing_replicas.clone(),
         };
         if !next.differs_from(partition) {
             return None;
@@ -1024,13 +1208,20 @@ impl MetadataState {
         let mut next = partition.clone();
         next.isr = isr.clone();
         next.leader_recovery_state = request.leader_recovery_state;
+        // A reassignment whose new replicas have all joined the ISR completes here.
+        self.complete_reassignment_if_caught_up(&mut next);
         if !next.differs_from(partition) {
             // A retry of an applied proposal, or a no-op: nothing to bump.
             return Ok(CommandOutcome::PartitionAltered { partition: next });
         }
+        let leader_changed = next.leader != partition.leader;
+        if leader_changed {
+            next.leader_epoch += 1;
+        }
         next.partition_epoch += 1;
         let topic_id = request.topic_id;
-        self.write_partition(topic_id, number, next, None);
+        let election = (leader_changed && next.leader.is_some()).then_some(Election::Clean);
+        self.write_partition(topic_id, number, next, election);
         let partition = self.topics[&topic_id].partitions[number].clone();
         Ok(CommandOutcome::PartitionAltered { partition })
     }
@@ -1078,6 +1269,23 @@ impl MetadataState {
         }
         if partition.leader_epoch < 0 || partition.partition_epoch < 0 {
             return Err("negative epoch".into());
+        }
+        if let Some(stray) = partition
+            .adding_replicas
+            .iter()
+            .chain(&partition.removing_replicas)
+            .find(|r| !partition.replicas.contains(r))
+        {
+            return Err(format!(
+                "reassignment names {stray}, which is not a replica"
+            ));
+        }
+        if partition
+            .adding_replicas
+            .iter()
+            .any(|r| partition.removing_replicas.contains(r))
+        {
+            return Err("a replica is both added and removed".into());
         }
         Ok(())
     }
@@ -1130,6 +1338,8 @@ fn new_partition(replicas: &[BrokerId]) -> Partition {
         leader_epoch: 0,
         partition_epoch: 0,
         leader_recovery_state: LeaderRecoveryState::Recovered,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 

@@ -114,6 +114,12 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
         ApiKey::DescribeCluster => call!(DescribeClusterRequest, |_req| {
             handlers::describe_cluster::handle(&broker)
         }),
+        ApiKey::AlterPartitionReassignments => call!(AlterPartitionReassignmentsRequest, |req| {
+            handlers::reassignments::alter(&broker, req, version).await
+        }),
+        ApiKey::ListPartitionReassignments => call!(ListPartitionReassignmentsRequest, |req| {
+            handlers::reassignments::list(&broker, req)
+        }),
         ApiKey::ElectLeaders => call!(ElectLeadersRequest, |req| {
             handlers::elect_leaders::handle(&broker, req, version).await
         }),
@@ -180,6 +186,8 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::ListOffsets => "ListOffsets",
         ApiKey::Metadata => "Metadata",
         ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::DeleteTopics => "DeleteTopics",

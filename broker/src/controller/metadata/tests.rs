@@ -1158,3 +1158,111 @@ fn unclean_election_by_request_only_for_a_leaderless_partition() {
         Err(ElectionRefusal::UnknownTopicOrPartition)
     );
 }
+
+fn reassign(h: &mut Harness, topic: Uuid, target: Option<Vec<BrokerId>>) -> CommandResult {
+    h.apply(MetadataCommand::ReassignPartition {
+        topic_id: topic,
+        partition: 0,
+        target,
+    })
+}
+
+/// The leader of partition 0 adds `member` to the ISR, as its AlterPartition would.
+fn add_to_isr(h: &mut Harness, topic: Uuid, member: BrokerId) -> CommandResult {
+    let current = h.partition(topic, 0);
+    let leader = current.leader.unwrap();
+    let mut isr = current.isr.clone();
+    isr.push(member);
+    h.apply(MetadataCommand::AlterPartition(AlterPartition {
+        leader_id: leader,
+        broker_epoch: h.epoch(leader),
+        topic_id: topic,
+        partition: 0,
+        leader_epoch: current.leader_epoch,
+        partition_epoch: current.partition_epoch,
+        new_isr: isr,
+        leader_recovery_state: LeaderRecoveryState::Recovered,
+    }))
+}
+
+#[test]
+fn reassignment_adds_replicas_first_and_drops_the_old_ones_once_they_are_in_sync() {
+    let mut h = Harness::new();
+    h.live_brokers(4);
+    let topic = h.create_topic("t", 1, 3);
+    let before = h.partition(topic, 0);
+    let old_leader = before.leader.unwrap();
+    // Move away from the leader and one other replica.
+    let kept = *before.replicas.iter().find(|r| **r != old_leader).unwrap();
+    let new_one = (0..4).find(|b| !before.replicas.contains(b)).unwrap();
+    let spare = (0..4)
+        .find(|b| *b != kept && *b != new_one && *b != old_leader)
+        .unwrap();
+    let target = vec![kept, new_one, spare];
+    let started = reassign(&mut h, topic, Some(target.clone())).unwrap();
+    let CommandOutcome::ReassignmentAltered { partition } = started else {
+        panic!("{started:?}")
+    };
+    assert_eq!(partition.adding_replicas, vec![new_one]);
+    assert_eq!(partition.removing_replicas, vec![old_leader]);
+    assert_eq!(
+        &partition.replicas[..3],
+        &target[..],
+        "target first, then the leaving ones"
+    );
+    assert_eq!(
+        partition.leader,
+        Some(old_leader),
+        "the leader keeps leading while data copies"
+    );
+    assert_eq!(partition.isr, before.isr, "the ISR does not change yet");
+    assert_eq!(partition.partition_epoch, before.partition_epoch + 1);
+
+    // The new replica catches up and joins the ISR: the reassignment completes in the same
+    // change, the removed leader hands over.
+    add_to_isr(&mut h, topic, new_one).unwrap();
+    let after = h.partition(topic, 0);
+    assert_eq!(after.replicas, target);
+    assert!(!after.is_reassigning());
+    assert!(after.isr.iter().all(|r| target.contains(r)), "{after:?}");
+    assert!(after.leader.is_some_and(|l| target.contains(&l)));
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert_eq!(
+        reassign(&mut h, topic, None),
+        Err(MetadataError::NoReassignmentInProgress)
+    );
+}
+
+#[test]
+fn reassignment_can_be_cancelled_and_a_pure_removal_completes_at_once() {
+    let mut h = Harness::new();
+    h.live_brokers(4);
+    let topic = h.create_topic("t", 1, 3);
+    let before = h.partition(topic, 0);
+    let new_one = (0..4).find(|b| !before.replicas.contains(b)).unwrap();
+    let mut target = before.replicas.clone();
+    target.push(new_one);
+    reassign(&mut h, topic, Some(target)).unwrap();
+    assert_eq!(h.partition(topic, 0).adding_replicas, vec![new_one]);
+    reassign(&mut h, topic, None).unwrap();
+    let cancelled = h.partition(topic, 0);
+    assert_eq!(cancelled.replicas, before.replicas);
+    assert!(!cancelled.is_reassigning());
+
+    // Replication factor 3 -> 2: nothing to copy, done at once.
+    let smaller = before.replicas[..2].to_vec();
+    reassign(&mut h, topic, Some(smaller.clone())).unwrap();
+    let shrunk = h.partition(topic, 0);
+    assert_eq!(shrunk.replicas, smaller);
+    assert!(!shrunk.is_reassigning());
+    assert!(shrunk.isr.iter().all(|r| smaller.contains(r)));
+
+    assert!(matches!(
+        reassign(&mut h, topic, Some(vec![1, 1])),
+        Err(MetadataError::InvalidReplicaAssignment(_))
+    ));
+    assert!(matches!(
+        reassign(&mut h, topic, Some(vec![77])),
+        Err(MetadataError::InvalidReplicaAssignment(_))
+    ));
+}

@@ -347,7 +347,27 @@ fn read_for_follower(
             if budget == 0 || from >= log.log_end_offset() {
                 return Ok(Bytes::new());
             }
-            log.read(from, budget).map_err(|e| storage_error_code(&e))
+            // A replica a reassignment is adding copies at the throttled rate.
+            let throttle = broker.reassignment_throttle.as_ref().filter(|_| {
+                broker.replicas.metadata().read(|state| {
+                    state
+                        .partition(&replica.topic_id, replica.index)
+                        .is_some_and(|p| p.adding_replicas.contains(&replica_id))
+                })
+            });
+            let budget = match throttle {
+                Some(rate) => budget.min(rate.available()),
+                None => budget,
+            };
+            if budget == 0 {
+                metrics::counter!(m::REASSIGNMENT_THROTTLED_TOTAL).increment(1);
+                return Ok(Bytes::new());
+            }
+            let records = log.read(from, budget).map_err(|e| storage_error_code(&e))?;
+            if let Some(rate) = throttle {
+                rate.consume(records.len());
+            }
+            Ok(records)
         }
         FollowerFetchDecision::Diverging(end) => {
             p.high_watermark = replica.high_watermark();

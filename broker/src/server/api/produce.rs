@@ -148,7 +148,7 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
         for (_, result) in partitions.iter_mut() {
             let Ok(appended) = result else { continue };
             if acks == -1 {
-                let waited = match wait_replicated(appended, deadline).await {
+                let waited = match wait_replicated(broker, appended, deadline).await {
                     Ok(()) => wait_durable(appended, deadline).await,
                     Err(refusal) => Err(refusal),
                 };
@@ -391,6 +391,7 @@ fn append_to_log(
 
 /// acks=all: wait until the high watermark covers the records (every ISR member has them).
 async fn wait_replicated(
+    broker: &Broker,
     appended: &Appended,
     deadline: tokio::time::Instant,
 ) -> Result<(), Refusal> {
@@ -406,6 +407,12 @@ async fn wait_replicated(
         required_offset: appended.last_offset + 1,
     };
     loop {
+        if !broker.replicas.is_current(replica) {
+            return Err((
+                ErrorCode::NotLeaderOrFollower,
+                Some("this broker no longer hosts the partition".into()),
+            ));
+        }
         match replica.lock().acks_all_status(wait) {
             AcksAllStatus::Done => return Ok(()),
             AcksAllStatus::Pending => {}
