@@ -69,6 +69,7 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The (lowest, highest) version of `api` in [`CLIENT_API_VERSIONS`], if the client speaks

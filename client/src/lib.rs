@@ -29,7 +29,10 @@ pub mod producer;
 
 pub(crate) use sluice_protocol::records;
 
-pub use admin::{Admin, ClusterDescription, ConfigEntry, ConfigSource, TopicDescription};
+pub use admin::{
+    Admin, ClusterDescription, ConfigEntry, ConfigSource, ElectionOutcome, ElectionResult,
+    ElectionType, TopicDescription,
+};
 pub use cluster::{Cluster, ClusterConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, SeekTo};
 pub use delivery::{DeliveryFuture, RecordMetadata};
@@ -58,6 +61,7 @@ mod send_and_sync {
         is_send(&producer.close());
         is_send(&admin.create_topic("t", 1, 1, &[]));
         is_send(&admin.describe_topic("t"));
+        is_send(&admin.elect_leaders(ElectionType::Preferred, None));
         is_send(&consumer.poll(std::time::Duration::from_secs(1)));
     }
 

@@ -13,8 +13,9 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use sluice_client::{
-    Acks, Admin, Compression, ConfigSource, Consumer, ConsumerConfig, DeliveryFuture, Producer,
-    ProducerConfig, ProducerRecord, SeekTo,
+    Acks, Admin, Compression, ConfigSource, Consumer, ConsumerConfig, DeliveryFuture,
+    ElectionOutcome, ElectionResult, ElectionType, Producer, ProducerConfig, ProducerRecord,
+    SeekTo,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -53,6 +54,31 @@ enum Command {
     Consume(ConsumeArgs),
     /// Show the cluster id, the controller and the brokers.
     Cluster,
+    /// Partition administration: leader elections.
+    Partition {
+        #[command(subcommand)]
+        command: PartitionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PartitionCommand {
+    /// Move leadership back to each partition's preferred replica (the first in its replica
+    /// list) where that replica is in sync; with --unclean, give each partition that has no
+    /// leader any live replica instead. Prints one line per partition; exits non-zero if any
+    /// election failed (a partition already led as asked is not a failure).
+    ElectLeaders {
+        /// Only this topic's partitions (default: every partition of every topic).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of --topic.
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        /// Unclean election: a leaderless partition gets a replica that may lack
+        /// acknowledged records, which are then lost.
+        #[arg(long)]
+        unclean: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,7 +230,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => produce(&bootstrap, args).await,
         Command::Consume(args) => consume(&bootstrap, args).await,
         Command::Cluster => cluster(&bootstrap).await,
+        Command::Partition { command } => partition(&bootstrap, command).await,
     }
+}
+
+async fn partition(bootstrap: &str, command: PartitionCommand) -> anyhow::Result<()> {
+    let admin = Admin::new(bootstrap).await?;
+    match command {
+        PartitionCommand::ElectLeaders {
+            topic,
+            partition,
+            unclean,
+        } => {
+            let election = if unclean {
+                ElectionType::Unclean
+            } else {
+                ElectionType::Preferred
+            };
+            let partitions = match (topic, partition) {
+                (None, _) => None,
+                (Some(topic), Some(partition)) => Some(vec![(topic, partition)]),
+                (Some(topic), None) => {
+                    let info = admin.cluster().topic(&topic, CLI_METADATA_WAIT).await?;
+                    Some(
+                        (0..info.partition_count())
+                            .map(|p| (topic.clone(), p))
+                            .collect(),
+                    )
+                }
+            };
+            let results = admin.elect_leaders(election, partitions).await?;
+            let mut out = std::io::stdout().lock();
+            for result in &results {
+                writeln!(out, "{}", election_line(election, result))?;
+            }
+            let failed = results.iter().filter(|r| r.outcome.is_failure()).count();
+            if failed > 0 {
+                bail!(
+                    "{} leader election failed for {failed} of {} partitions",
+                    election.name(),
+                    results.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One partition's line of `partition elect-leaders`.
+fn election_line(election: ElectionType, result: &ElectionResult) -> String {
+    let outcome = match &result.outcome {
+        ElectionOutcome::Elected => format!("elected ({} leader)", election.name()),
+        ElectionOutcome::NotNeeded => "not needed (ELECTION_NOT_NEEDED)".to_string(),
+        ElectionOutcome::Failed(error) => format!("failed: {error}"),
+    };
+    format!(
+        "Topic: {}\tPartition: {}\tOutcome: {outcome}",
+        result.topic, result.partition
+    )
 }
 
 async fn topic(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
@@ -659,6 +742,77 @@ mod tests {
     }
 
     #[test]
+    fn partition_elect_leaders_parses_its_options() {
+        let elect = |args: &[&str]| match parse(args).command {
+            Command::Partition {
+                command:
+                    PartitionCommand::ElectLeaders {
+                        topic,
+                        partition,
+                        unclean,
+                    },
+            } => (topic, partition, unclean),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(
+            elect(&["sluice", "partition", "elect-leaders"]),
+            (None, None, false)
+        );
+        assert_eq!(
+            elect(&[
+                "sluice",
+                "partition",
+                "elect-leaders",
+                "--topic",
+                "t",
+                "--partition",
+                "2",
+                "--unclean"
+            ]),
+            (Some("t".to_string()), Some(2), true)
+        );
+        assert_eq!(
+            elect(&["sluice", "partition", "elect-leaders", "--topic", "t"]),
+            (Some("t".to_string()), None, false)
+        );
+        // A partition means nothing without its topic.
+        assert!(
+            Cli::try_parse_from(["sluice", "partition", "elect-leaders", "--partition", "1"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn election_lines_name_the_partition_and_the_outcome() {
+        let line = |outcome| {
+            election_line(
+                ElectionType::Preferred,
+                &ElectionResult {
+                    topic: "t".to_string(),
+                    partition: 4,
+                    outcome,
+                },
+            )
+        };
+        assert_eq!(
+            line(ElectionOutcome::Elected),
+            "Topic: t\tPartition: 4\tOutcome: elected (preferred leader)"
+        );
+        assert_eq!(
+            line(ElectionOutcome::NotNeeded),
+            "Topic: t\tPartition: 4\tOutcome: not needed (ELECTION_NOT_NEEDED)"
+        );
+        assert_eq!(
+            line(ElectionOutcome::Failed(sluice_client::Error::broker(
+                "preferred leader election for t-4",
+                80,
+                None
+            ))),
+            "Topic: t\tPartition: 4\tOutcome: failed: preferred leader election for t-4 (PREFERRED_LEADER_NOT_AVAILABLE)"
+        );
+    }
+
+    #[test]
     fn every_command_has_help() {
         for args in [
             &["sluice", "--help"][..],
@@ -666,6 +820,8 @@ mod tests {
             &["sluice", "topic", "create", "--help"],
             &["sluice", "produce", "--help"],
             &["sluice", "consume", "--help"],
+            &["sluice", "partition", "--help"],
+            &["sluice", "partition", "elect-leaders", "--help"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(

@@ -620,8 +620,10 @@ impl ReplicaManager {
 /// empty).
 fn discard_local_data(log: &crate::storage::PartitionLog, why: &str) {
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    match log.truncate_fully_and_start_at(0) {
-        Ok(()) => tracing::info!(
+    // Down to the log start: every record and epoch goes, the log start stays (so a later
+    // replica here fetches from there like any new follower).
+    match log.truncate_to(start) {
+        Ok(_) => tracing::info!(
             partition = log.name(),
             log_start_offset = start,
             log_end_offset = end,
@@ -629,7 +631,7 @@ fn discard_local_data(log: &crate::storage::PartitionLog, why: &str) {
             "deleted the local replica's data"
         ),
         Err(error) => {
-            tracing::debug!(partition = log.name(), %error, "could not delete the local replica's data")
+            tracing::warn!(partition = log.name(), %error, "could not delete the local replica's data")
         }
     }
 }

@@ -332,6 +332,19 @@ pub enum ElectionRefusal {
     UnknownTopicOrPartition,
 }
 
+impl fmt::Display for ElectionRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ElectionRefusal::NotNeeded => "the partition already has that leader",
+            ElectionRefusal::PreferredLeaderNotAvailable => {
+                "the preferred replica is not in the ISR, or is fenced or shutting down"
+            }
+            ElectionRefusal::EligibleLeadersNotAvailable => "no live replica can lead",
+            ElectionRefusal::UnknownTopicOrPartition => "no such topic or partition",
+        })
+    }
+}
+
 impl ElectionRefusal {
     pub fn code(self) -> ErrorCode {
         match self {

@@ -83,7 +83,7 @@ pub async fn handle(
                             tracing::info!(topic = %name, partition, leader = ?change.leader, leader_epoch = change.leader_epoch, ?election, "leader elected on request");
                             (ErrorCode::None, None)
                         }
-                        Err(refusal) => (refusal.code(), Some(format!("{refusal:?}"))),
+                        Err(refusal) => (refusal.code(), Some(refusal.to_string())),
                     };
                     results.insert((name, partition), entry);
                 }
