@@ -11,6 +11,8 @@
 //! - `accumulator` (internal): the producer's per-partition batches; sans-IO.
 //! - [`offsets`]: ListOffsets lookups (earliest, latest, by timestamp).
 //! - [`producer`], [`consumer`], [`admin`]: the three clients.
+//! - [`reassignment`]: reassignment plans (Kafka's JSON), decommission planning and plan
+//!   progress, pure functions over what [`admin`] reports.
 //!
 //! Every client works against Sluice and against Apache Kafka 3.x/4.x: versions are
 //! negotiated per API with ApiVersions, and only versions that name topics (not topic ids)
@@ -26,12 +28,14 @@ pub mod error;
 pub mod offsets;
 pub mod partitioner;
 pub mod producer;
+pub mod reassignment;
 
 pub(crate) use sluice_protocol::records;
 
 pub use admin::{
     Admin, ClusterDescription, ConfigEntry, ConfigSource, ElectionOutcome, ElectionResult,
-    ElectionType, TopicDescription,
+    ElectionType, OngoingReassignment, Reassignment, ReassignmentOutcome, ReassignmentResult,
+    TopicDescription,
 };
 pub use cluster::{Cluster, ClusterConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, SeekTo};
@@ -62,6 +66,8 @@ mod send_and_sync {
         is_send(&admin.create_topic("t", 1, 1, &[]));
         is_send(&admin.describe_topic("t"));
         is_send(&admin.elect_leaders(ElectionType::Preferred, None));
+        is_send(&admin.alter_partition_reassignments(Vec::new()));
+        is_send(&admin.list_partition_reassignments(None));
         is_send(&consumer.poll(std::time::Duration::from_secs(1)));
     }
 

@@ -5,23 +5,35 @@
 //! Errors end the program with one line on stderr and a non-zero exit code. Logs go to
 //! stderr, filtered by `RUST_LOG` (default: warnings only).
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
+use sluice_client::reassignment::{
+    decommission_plan, ids, plan_progress, PartitionProgress, PartitionReplicas, PlannedMove,
+    PlannedPartition, ReassignmentPlan,
+};
 use sluice_client::{
     Acks, Admin, Compression, ConfigSource, Consumer, ConsumerConfig, DeliveryFuture,
-    ElectionOutcome, ElectionResult, ElectionType, Producer, ProducerConfig, ProducerRecord,
-    SeekTo,
+    ElectionOutcome, ElectionResult, ElectionType, OngoingReassignment, Producer, ProducerConfig,
+    ProducerRecord, ReassignmentOutcome, ReassignmentResult, SeekTo,
 };
 use tokio::io::AsyncBufReadExt;
 
 /// How long produce and consume wait for a topic to appear in metadata (it may have just
 /// been created) before reporting that it does not exist.
 const CLI_METADATA_WAIT: Duration = Duration::from_secs(5);
+/// How often `broker decommission --wait` asks how far the moves have got.
+const REASSIGNMENT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How many polls in a row must see a partition failed (not moving, not where the plan
+/// puts it) before `--wait` gives up early: one answer may come from a broker whose
+/// metadata lags the controller's.
+const FAILED_POLLS_TO_GIVE_UP: u32 = 6;
 
 /// Command-line client for Sluice and any Kafka-protocol broker.
 #[derive(Debug, Parser)]
@@ -54,10 +66,38 @@ enum Command {
     Consume(ConsumeArgs),
     /// Show the cluster id, the controller and the brokers.
     Cluster,
-    /// Partition administration: leader elections.
+    /// Partition administration: leader elections, reassignments.
     Partition {
         #[command(subcommand)]
         command: PartitionCommand,
+    },
+    /// Broker administration: moving every replica off a broker.
+    Broker {
+        #[command(subcommand)]
+        command: BrokerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BrokerCommand {
+    /// Move every replica off broker N: in each partition that has N as a replica, N is
+    /// replaced (in the same position) by the live broker that is not already a replica and
+    /// has the fewest replicas so far. Prints the moves, one line per partition, and the
+    /// plan as kafka-reassign-partitions JSON (for `partition reassign --status --plan`).
+    /// Refuses, moving nothing, if some partition has no live broker to go to.
+    Decommission {
+        /// The broker id to empty.
+        broker: i32,
+        /// Wait until every move is complete (the partition is on its target replicas and no
+        /// reassignment runs), at most --timeout-secs.
+        #[arg(long, conflicts_with = "dry_run")]
+        wait: bool,
+        /// How long --wait waits before it fails.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout_secs: u64,
+        /// Print the plan without submitting it.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -78,6 +118,27 @@ enum PartitionCommand {
         /// acknowledged records, which are then lost.
         #[arg(long)]
         unclean: bool,
+    },
+    /// Move partitions to new replicas (KIP-455) as a kafka-reassign-partitions JSON plan
+    /// says: {"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[2,3,4]}]}.
+    /// A longer or shorter replica list changes the replication factor. New replicas copy
+    /// the log from the leader and join the ISR, then the removed ones are dropped and
+    /// delete their copy. Prints one line per partition; exits non-zero if any was refused.
+    /// With --status, shows the running reassignments instead, and with --plan whether
+    /// each of its partitions is complete, in progress or failed.
+    Reassign {
+        /// The plan file (kafka-reassign-partitions JSON).
+        #[arg(long, value_name = "FILE", required_unless_present = "status")]
+        plan: Option<PathBuf>,
+        /// Cancel the running reassignments of the plan's partitions (they go back to their
+        /// original replicas).
+        #[arg(long, requires = "plan", conflicts_with = "status")]
+        cancel: bool,
+        /// Show running reassignments (every partition's, or the plan's progress with
+        /// --plan) instead of submitting anything. Exits non-zero if a planned partition
+        /// failed (does not exist, or is on other replicas with nothing running).
+        #[arg(long)]
+        status: bool,
     },
 }
 
@@ -231,6 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume(&bootstrap, args).await,
         Command::Cluster => cluster(&bootstrap).await,
         Command::Partition { command } => partition(&bootstrap, command).await,
+        Command::Broker { command } => broker(&bootstrap, command).await,
     }
 }
 
@@ -273,8 +335,348 @@ async fn partition(bootstrap: &str, command: PartitionCommand) -> anyhow::Result
                 );
             }
         }
+        PartitionCommand::Reassign {
+            plan,
+            cancel,
+            status,
+        } => {
+            let plan = plan.as_deref().map(read_plan).transpose()?;
+            match (plan, status) {
+                (None, _) => reassignment_status(&admin).await?,
+                (Some(plan), true) => plan_status(&admin, &plan).await?,
+                (Some(plan), false) => submit_plan(&admin, &plan, cancel).await?,
+            }
+        }
     }
     Ok(())
+}
+
+/// Read and validate a kafka-reassign-partitions JSON file.
+fn read_plan(path: &Path) -> anyhow::Result<ReassignmentPlan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the plan {}", path.display()))?;
+    ReassignmentPlan::from_json(&text).with_context(|| format!("the plan {}", path.display()))
+}
+
+/// `partition reassign --plan FILE [--cancel]`: one line per partition, an error if any
+/// was refused.
+async fn submit_plan(admin: &Admin, plan: &ReassignmentPlan, cancel: bool) -> anyhow::Result<()> {
+    let requests = if cancel {
+        plan.cancellations()
+    } else {
+        plan.reassignments()
+    };
+    let results = admin.alter_partition_reassignments(requests).await?;
+    let targets: HashMap<(&str, i32), &[i32]> = plan
+        .partitions
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.partition), p.replicas.as_slice()))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    for result in &results {
+        let target = (!cancel)
+            .then(|| targets.get(&(result.topic.as_str(), result.partition)))
+            .flatten()
+            .copied();
+        writeln!(out, "{}", reassignment_line(result, target))?;
+    }
+    fail_if_refused(&results, if cancel { "cancelling" } else { "reassignment" })
+}
+
+/// An error naming how many partitions were refused, if any.
+fn fail_if_refused(results: &[ReassignmentResult], what: &str) -> anyhow::Result<()> {
+    let failed = results.iter().filter(|r| r.outcome.is_failure()).count();
+    if failed > 0 {
+        bail!("{what} failed for {failed} of {} partitions", results.len());
+    }
+    Ok(())
+}
+
+/// One partition's line of `partition reassign`: the target (when one was asked for) and
+/// what the controller did.
+fn reassignment_line(result: &ReassignmentResult, target: Option<&[i32]>) -> String {
+    let outcome = match &result.outcome {
+        ReassignmentOutcome::Accepted => "accepted".to_string(),
+        ReassignmentOutcome::Cancelled => "cancelled".to_string(),
+        ReassignmentOutcome::NoneInProgress => {
+            "no reassignment in progress (NO_REASSIGNMENT_IN_PROGRESS)".to_string()
+        }
+        ReassignmentOutcome::Failed(error) => format!("failed: {error}"),
+    };
+    let replicas = target.map_or(String::new(), |t| format!("Replicas: {}\t", ids(t)));
+    format!(
+        "Topic: {}\tPartition: {}\t{replicas}Outcome: {outcome}",
+        result.topic, result.partition
+    )
+}
+
+/// One running reassignment's line of `partition reassign --status`.
+fn ongoing_line(ongoing: &OngoingReassignment) -> String {
+    format!(
+        "Topic: {}\tPartition: {}\tReplicas: {}\tAdding: {}\tRemoving: {}",
+        ongoing.topic,
+        ongoing.partition,
+        ids(&ongoing.replicas),
+        ids(&ongoing.adding),
+        ids(&ongoing.removing)
+    )
+}
+
+/// One planned partition's line of `partition reassign --status --plan`.
+fn progress_line(planned: &PlannedPartition, progress: &PartitionProgress) -> String {
+    format!(
+        "Topic: {}\tPartition: {}\tReplicas: {}\tStatus: {progress}",
+        planned.topic,
+        planned.partition,
+        ids(&planned.replicas)
+    )
+}
+
+/// `partition reassign --status`: every running reassignment.
+async fn reassignment_status(admin: &Admin) -> anyhow::Result<()> {
+    let ongoing = admin.list_partition_reassignments(None).await?;
+    let mut out = std::io::stdout().lock();
+    if ongoing.is_empty() {
+        writeln!(out, "No partition reassignment is in progress.")?;
+    }
+    for o in &ongoing {
+        writeln!(out, "{}", ongoing_line(o))?;
+    }
+    Ok(())
+}
+
+/// Where each partition of `plan` stands, asking metadata (for the replicas) and the
+/// controller (for what runs).
+async fn plan_progresses(
+    admin: &Admin,
+    plan: &[PlannedPartition],
+) -> anyhow::Result<Vec<PartitionProgress>> {
+    let mut topics: Vec<String> = Vec::new();
+    for p in plan {
+        if !topics.contains(&p.topic) {
+            topics.push(p.topic.clone());
+        }
+    }
+    let ongoing = admin
+        .list_partition_reassignments(Some(topics.clone()))
+        .await?;
+    admin
+        .cluster()
+        .add_interest(topics.iter().map(String::as_str));
+    let metadata = admin.cluster().refresh().await?;
+    Ok(plan
+        .iter()
+        .map(|planned| {
+            let replicas = metadata
+                .topic(&planned.topic)
+                .and_then(|t| t.partition(planned.partition))
+                .map(|p| p.replicas.as_slice());
+            let running = ongoing
+                .iter()
+                .find(|o| o.topic == planned.topic && o.partition == planned.partition);
+            plan_progress(planned, replicas, running)
+        })
+        .collect())
+}
+
+/// `partition reassign --status --plan FILE`: one line per planned partition; an error if
+/// any failed.
+async fn plan_status(admin: &Admin, plan: &ReassignmentPlan) -> anyhow::Result<()> {
+    let progresses = plan_progresses(admin, &plan.partitions).await?;
+    let mut out = std::io::stdout().lock();
+    for (planned, progress) in plan.partitions.iter().zip(&progresses) {
+        writeln!(out, "{}", progress_line(planned, progress))?;
+    }
+    let failed = progresses
+        .iter()
+        .filter(|p| matches!(p, PartitionProgress::Failed(_)))
+        .count();
+    if failed > 0 {
+        bail!("{failed} of {} planned partitions failed", progresses.len());
+    }
+    Ok(())
+}
+
+async fn broker(bootstrap: &str, command: BrokerCommand) -> anyhow::Result<()> {
+    let admin = Admin::new(bootstrap).await?;
+    match command {
+        BrokerCommand::Decommission {
+            broker,
+            wait,
+            timeout_secs,
+            dry_run,
+        } => {
+            decommission(
+                &admin,
+                broker,
+                wait,
+                Duration::from_secs(timeout_secs),
+                dry_run,
+            )
+            .await
+        }
+    }
+}
+
+/// `broker decommission N`: plan from metadata, submit, and with `wait` poll until done.
+async fn decommission(
+    admin: &Admin,
+    broker: i32,
+    wait: bool,
+    timeout: Duration,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let metadata = admin.cluster().refresh_all_topics().await?;
+    // A partition that is already moving counts by where it is going.
+    let ongoing = admin.list_partition_reassignments(None).await?;
+    let mut partitions: Vec<PartitionReplicas> = Vec::new();
+    for topic in metadata.topics.values() {
+        for p in &topic.partitions {
+            let running = ongoing
+                .iter()
+                .find(|o| o.topic == topic.name && o.partition == p.partition);
+            partitions.push(PartitionReplicas {
+                topic: topic.name.clone(),
+                partition: p.partition,
+                replicas: running.map_or_else(|| p.replicas.clone(), OngoingReassignment::target),
+            });
+        }
+    }
+    let live: Vec<i32> = metadata.brokers.keys().copied().collect();
+    let moves = decommission_plan(broker, &live, &partitions)
+        .with_context(|| format!("decommissioning broker {broker}"))?;
+    let mut out = std::io::stdout().lock();
+    if moves.is_empty() {
+        writeln!(out, "Broker {broker} holds no replicas: nothing to move.")?;
+        return Ok(());
+    }
+    let plan = ReassignmentPlan::new(moves.iter().map(PlannedMove::planned).collect())
+        .context("the decommission plan")?;
+    if dry_run {
+        for m in &moves {
+            writeln!(out, "{}\tOutcome: not submitted (--dry-run)", move_line(m))?;
+        }
+        writeln!(out, "Plan: {}", plan.to_json())?;
+        return Ok(());
+    }
+    let results = admin
+        .alter_partition_reassignments(plan.reassignments())
+        .await?;
+    for m in &moves {
+        let outcome = results
+            .iter()
+            .find(|r| r.topic == m.topic && r.partition == m.partition)
+            .map_or("failed: no answer".to_string(), |r| match &r.outcome {
+                ReassignmentOutcome::Failed(error) => format!("failed: {error}"),
+                _ => "accepted".to_string(),
+            });
+        writeln!(out, "{}\tOutcome: {outcome}", move_line(m))?;
+    }
+    writeln!(out, "Plan: {}", plan.to_json())?;
+    out.flush()?;
+    fail_if_refused(
+        &results,
+        &format!("decommissioning broker {broker}: reassignment"),
+    )?;
+    if !wait {
+        return Ok(());
+    }
+    drop(out);
+    wait_for_plan(admin, &plan, timeout).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "Broker {broker} holds no replicas any more: {} partitions moved.",
+        moves.len()
+    )?;
+    Ok(())
+}
+
+/// One move's line of `broker decommission`.
+fn move_line(m: &PlannedMove) -> String {
+    format!(
+        "Topic: {}\tPartition: {}\tReplicas: {} -> {}",
+        m.topic,
+        m.partition,
+        ids(&m.from),
+        ids(&m.to)
+    )
+}
+
+/// Poll until every partition of `plan` is complete, at most `timeout`. Gives up early when
+/// a partition stays failed for [`FAILED_POLLS_TO_GIVE_UP`] polls in a row. Prints a
+/// progress line whenever the number of complete partitions changes.
+async fn wait_for_plan(
+    admin: &Admin,
+    plan: &ReassignmentPlan,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let total = plan.partitions.len();
+    let mut reported = None;
+    let mut failed_polls = vec![0u32; total];
+    loop {
+        let progresses = match plan_progresses(admin, &plan.partitions).await {
+            Ok(progresses) => Some(progresses),
+            Err(error) => {
+                tracing::warn!(%error, "asking how far the reassignment has got");
+                None
+            }
+        };
+        if let Some(progresses) = &progresses {
+            let complete = progresses
+                .iter()
+                .filter(|p| **p == PartitionProgress::Complete)
+                .count();
+            if reported != Some(complete) {
+                writeln!(
+                    std::io::stdout().lock(),
+                    "Progress: {complete} of {total} partitions complete"
+                )?;
+                reported = Some(complete);
+            }
+            if complete == total {
+                return Ok(());
+            }
+            for (count, progress) in failed_polls.iter_mut().zip(progresses) {
+                *count = match progress {
+                    PartitionProgress::Failed(_) => *count + 1,
+                    _ => 0,
+                };
+            }
+            let given_up: Vec<String> = plan
+                .partitions
+                .iter()
+                .zip(progresses)
+                .zip(&failed_polls)
+                .filter(|(_, count)| **count >= FAILED_POLLS_TO_GIVE_UP)
+                .map(|((planned, progress), _)| progress_line(planned, progress))
+                .collect();
+            if !given_up.is_empty() {
+                bail!("the reassignment failed:\n{}", given_up.join("\n"));
+            }
+        }
+        if Instant::now() >= deadline {
+            let unfinished: Vec<String> = match &progresses {
+                Some(progresses) => plan
+                    .partitions
+                    .iter()
+                    .zip(progresses)
+                    .filter(|(_, p)| **p != PartitionProgress::Complete)
+                    .map(|(planned, p)| progress_line(planned, p))
+                    .collect(),
+                None => vec!["(the cluster did not answer)".to_string()],
+            };
+            bail!(
+                "the reassignment did not complete within {}s:\n{}",
+                timeout.as_secs(),
+                unfinished.join("\n")
+            );
+        }
+        tokio::time::sleep(
+            REASSIGNMENT_POLL_INTERVAL.min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
 }
 
 /// One partition's line of `partition elect-leaders`.
@@ -812,6 +1214,218 @@ mod tests {
         );
     }
 
+    fn reassign(args: &[&str]) -> (Option<PathBuf>, bool, bool) {
+        match parse(args).command {
+            Command::Partition {
+                command:
+                    PartitionCommand::Reassign {
+                        plan,
+                        cancel,
+                        status,
+                    },
+            } => (plan, cancel, status),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn partition_reassign_parses_plan_cancel_and_status() {
+        let plan = Some(PathBuf::from("p.json"));
+        assert_eq!(
+            reassign(&["sluice", "partition", "reassign", "--plan", "p.json"]),
+            (plan.clone(), false, false)
+        );
+        assert_eq!(
+            reassign(&[
+                "sluice",
+                "partition",
+                "reassign",
+                "--plan",
+                "p.json",
+                "--cancel"
+            ]),
+            (plan.clone(), true, false)
+        );
+        assert_eq!(
+            reassign(&["sluice", "partition", "reassign", "--status"]),
+            (None, false, true)
+        );
+        assert_eq!(
+            reassign(&[
+                "sluice",
+                "partition",
+                "reassign",
+                "--status",
+                "--plan",
+                "p.json"
+            ]),
+            (plan, false, true)
+        );
+        // A plan or --status is needed; --cancel needs a plan and is not a status query.
+        for bad in [
+            &["sluice", "partition", "reassign"][..],
+            &["sluice", "partition", "reassign", "--cancel"],
+            &[
+                "sluice",
+                "partition",
+                "reassign",
+                "--status",
+                "--cancel",
+                "--plan",
+                "p.json",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn broker_decommission_parses_its_options() {
+        let decommission = |args: &[&str]| match parse(args).command {
+            Command::Broker {
+                command:
+                    BrokerCommand::Decommission {
+                        broker,
+                        wait,
+                        timeout_secs,
+                        dry_run,
+                    },
+            } => (broker, wait, timeout_secs, dry_run),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(
+            decommission(&["sluice", "broker", "decommission", "3"]),
+            (3, false, 300, false)
+        );
+        assert_eq!(
+            decommission(&[
+                "sluice",
+                "broker",
+                "decommission",
+                "2",
+                "--wait",
+                "--timeout-secs",
+                "60"
+            ]),
+            (2, true, 60, false)
+        );
+        assert_eq!(
+            decommission(&["sluice", "broker", "decommission", "2", "--dry-run"]),
+            (2, false, 300, true)
+        );
+        assert!(Cli::try_parse_from(["sluice", "broker", "decommission"]).is_err());
+        assert!(Cli::try_parse_from(["sluice", "broker", "decommission", "x"]).is_err());
+        assert!(Cli::try_parse_from([
+            "sluice",
+            "broker",
+            "decommission",
+            "2",
+            "--wait",
+            "--dry-run"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn reassignment_lines_name_the_partition_target_and_outcome() {
+        let result = |outcome| ReassignmentResult {
+            topic: "t".to_string(),
+            partition: 1,
+            outcome,
+        };
+        assert_eq!(
+            reassignment_line(&result(ReassignmentOutcome::Accepted), Some(&[2, 3, 4])),
+            "Topic: t\tPartition: 1\tReplicas: 2,3,4\tOutcome: accepted"
+        );
+        assert_eq!(
+            reassignment_line(&result(ReassignmentOutcome::Cancelled), None),
+            "Topic: t\tPartition: 1\tOutcome: cancelled"
+        );
+        assert_eq!(
+            reassignment_line(&result(ReassignmentOutcome::NoneInProgress), None),
+            "Topic: t\tPartition: 1\tOutcome: no reassignment in progress (NO_REASSIGNMENT_IN_PROGRESS)"
+        );
+        assert_eq!(
+            reassignment_line(
+                &result(ReassignmentOutcome::Failed(sluice_client::Error::broker(
+                    "reassigning t-1 to [9]",
+                    39,
+                    Some("broker 9 is not registered".to_string())
+                ))),
+                Some(&[9])
+            ),
+            "Topic: t\tPartition: 1\tReplicas: 9\tOutcome: failed: reassigning t-1 to [9]: broker 9 is not registered (INVALID_REPLICA_ASSIGNMENT)"
+        );
+        let ongoing = OngoingReassignment {
+            topic: "t".to_string(),
+            partition: 0,
+            replicas: vec![2, 3, 4, 1],
+            adding: vec![4],
+            removing: vec![1],
+        };
+        assert_eq!(
+            ongoing_line(&ongoing),
+            "Topic: t\tPartition: 0\tReplicas: 2,3,4,1\tAdding: 4\tRemoving: 1"
+        );
+        let planned = PlannedPartition {
+            topic: "t".to_string(),
+            partition: 0,
+            replicas: vec![2, 3, 4],
+        };
+        assert_eq!(
+            progress_line(&planned, &PartitionProgress::Complete),
+            "Topic: t\tPartition: 0\tReplicas: 2,3,4\tStatus: complete"
+        );
+        assert_eq!(
+            progress_line(&planned, &PartitionProgress::InProgress(ongoing)),
+            "Topic: t\tPartition: 0\tReplicas: 2,3,4\tStatus: in progress (replicas 2,3,4,1, adding 4, removing 1)"
+        );
+        assert_eq!(
+            move_line(&PlannedMove {
+                topic: "t".to_string(),
+                partition: 0,
+                from: vec![1, 2, 3],
+                to: vec![4, 2, 3],
+            }),
+            "Topic: t\tPartition: 0\tReplicas: 1,2,3 -> 4,2,3"
+        );
+    }
+
+    #[test]
+    fn plan_files_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[2,3,4]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_plan(&good).unwrap().partitions,
+            vec![PlannedPartition {
+                topic: "t".to_string(),
+                partition: 0,
+                replicas: vec![2, 3, 4]
+            }]
+        );
+        let bad = dir.path().join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[2,2]}]}"#,
+        )
+        .unwrap();
+        let error = format!("{:#}", read_plan(&bad).unwrap_err());
+        assert!(
+            error.contains("bad.json") && error.contains("t-0 lists broker 2 twice"),
+            "{error}"
+        );
+        let missing = format!(
+            "{:#}",
+            read_plan(&dir.path().join("none.json")).unwrap_err()
+        );
+        assert!(missing.contains("reading the plan"), "{missing}");
+    }
+
     #[test]
     fn every_command_has_help() {
         for args in [
@@ -822,6 +1436,9 @@ mod tests {
             &["sluice", "consume", "--help"],
             &["sluice", "partition", "--help"],
             &["sluice", "partition", "elect-leaders", "--help"],
+            &["sluice", "partition", "reassign", "--help"],
+            &["sluice", "broker", "--help"],
+            &["sluice", "broker", "decommission", "--help"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(
