@@ -13,19 +13,30 @@
 //! acks=1 with 100-byte records, and reports the ratio of the cluster's acks=all figure to
 //! it. `--results FILE` writes (or, on a rerun, replaces) one marked section of the file.
 //!
+//! `sluice-bench consume-cluster` starts the same cluster with each broker in its own rack
+//! (`--rack rack-N`), produces one replicated topic at acks=all, waits until every replica
+//! has the whole log, and times reading it back from offset 0: one consumer without a rack
+//! (served by the leader), several concurrent consumers without a rack (all served by the
+//! leaders), and as many consumers each in one broker's rack (KIP-392: the leader points
+//! them at the in-sync replica in their rack). It reports aggregate records/s and MB/s and
+//! the consumer bytes each broker served, from its `/metrics`.
+//!
 //! Latency is measured per record from `send` to its delivery future resolving, observed
 //! by a collector task that awaits futures in send order.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 use sluice_client::{
-    Acks, Admin, Cluster, ClusterConfig, Compression, Producer, ProducerConfig, ProducerRecord,
+    Acks, Admin, Cluster, ClusterConfig, Compression, Consumer, ConsumerConfig, Producer,
+    ProducerConfig, ProducerRecord, SeekTo,
 };
 use tokio::sync::mpsc;
 
@@ -46,6 +57,10 @@ enum BenchCommand {
     /// Start a cluster on loopback (3 brokers by default) and produce to replicated topics
     /// with each ack mode, record size and partition count; compare with one broker at acks=1
     Cluster(ClusterArgs),
+    /// Start a cluster on loopback with one rack per broker, produce one replicated topic,
+    /// and time consumers reading all of it: from the leader only, and spread over the
+    /// in-sync followers by rack (KIP-392)
+    ConsumeCluster(ConsumeClusterArgs),
 }
 
 /// Producer settings shared by every subcommand.
@@ -140,6 +155,55 @@ struct ClusterArgs {
     results: Option<PathBuf>,
 }
 
+#[derive(Parser, Clone)]
+struct ConsumeClusterArgs {
+    /// Brokers in the cluster (each a controller voter); broker N is in rack `rack-N`
+    #[arg(long, default_value_t = 3)]
+    brokers: i32,
+    /// Replication factor of the topic
+    #[arg(long, default_value_t = 3)]
+    replication_factor: i16,
+    /// min.insync.replicas of the topic
+    #[arg(long, default_value_t = 2)]
+    min_insync_replicas: i16,
+    /// Records produced (acks=all) and then read by every consumer
+    #[arg(long, default_value_t = 3_000_000)]
+    records: u64,
+    /// Record value size in bytes
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Partition counts, comma separated: one topic (and one set of scenarios) per count
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    partitions: Vec<i32>,
+    /// Concurrent consumers in the multi-consumer scenarios; consumer i (from 1) of the
+    /// rack scenario is in broker i's rack (round robin past the broker count)
+    #[arg(long, default_value_t = 3)]
+    consumers: usize,
+    /// Timed runs of every scenario (interleaved); the table shows the median run
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Consumer bytes per partition per Fetch
+    #[arg(long, default_value_t = 1024 * 1024)]
+    partition_max_bytes: i32,
+    /// Consumer bytes per Fetch response
+    #[arg(long, default_value_t = 50 * 1024 * 1024)]
+    fetch_max_bytes: i32,
+    /// Seconds to wait for the cluster to form, the topic's replicas to be in sync, and
+    /// every replica to hold the whole log
+    #[arg(long, default_value_t = 60)]
+    startup_timeout_secs: u64,
+    /// Seconds one consumer may take to read the topic
+    #[arg(long, default_value_t = 300)]
+    consume_timeout_secs: u64,
+    #[command(flatten)]
+    producer: ProducerSettings,
+    #[command(flatten)]
+    broker: BrokerSettings,
+    /// Write the results (Markdown) to this file, replacing an earlier consume-cluster section
+    #[arg(long)]
+    results: Option<PathBuf>,
+}
+
 /// Record size from which `cluster --records-large` applies.
 const LARGE_RECORD_BYTES: usize = 1024;
 /// Record size of the single-broker baseline the cluster's acks=all figure is compared with.
@@ -171,6 +235,7 @@ fn main() -> Result<()> {
     match cli.command {
         BenchCommand::Produce(args) => runtime.block_on(produce_bench(args)),
         BenchCommand::Cluster(args) => runtime.block_on(cluster_bench(args)),
+        BenchCommand::ConsumeCluster(args) => runtime.block_on(consume_cluster_bench(args)),
     }
 }
 
@@ -335,6 +400,7 @@ async fn cluster_bench(args: ClusterArgs) -> Result<()> {
         args.brokers,
         data_dir.path(),
         timeout,
+        false,
     )
     .await?;
     println!(
@@ -524,6 +590,794 @@ fn ratios(baseline: &[(Scenario, Outcome)], rows: &[(&Scenario, Outcome)]) -> Ve
         .collect()
 }
 
+/// The rack of broker `id` in a cluster started with racks.
+fn rack_of(id: i32) -> String {
+    format!("rack-{id}")
+}
+
+/// One way of reading the topic back.
+struct ConsumeScenario {
+    /// Short name for the table: (a), (b), (c).
+    label: &'static str,
+    consumers: usize,
+    /// Whether consumer i (from 1) has `client_rack` = the rack of broker i.
+    racks: bool,
+}
+
+/// One timed run of a [`ConsumeScenario`].
+struct ConsumeRun {
+    /// Records read, by all consumers together.
+    records: u64,
+    /// Record value bytes read, by all consumers together.
+    value_bytes: u64,
+    /// From the moment all consumers were set up until the last one reached the end.
+    seconds: f64,
+    /// Consumer bytes each broker served during the run (its `/metrics` before and after),
+    /// in broker order.
+    served: Vec<f64>,
+    /// CPU seconds used during the run by this process (the consumers) and by each broker,
+    /// in that order, from /proc; None where it could not be read.
+    cpu: Vec<Option<f64>>,
+    /// The brokers each consumer read from at the end, per consumer.
+    read_from: Vec<BTreeSet<i32>>,
+}
+
+impl ConsumeRun {
+    fn records_per_second(&self) -> f64 {
+        self.records as f64 / self.seconds.max(1e-9)
+    }
+
+    fn megabytes_per_second(&self) -> f64 {
+        self.value_bytes as f64 / self.seconds.max(1e-9) / 1e6
+    }
+}
+
+/// A scenario's runs for one partition count.
+struct ConsumeRow {
+    partitions: i32,
+    scenario_index: usize,
+    runs: Vec<ConsumeRun>,
+}
+
+impl ConsumeRow {
+    fn median(&self) -> &ConsumeRun {
+        let rates: Vec<f64> = self
+            .runs
+            .iter()
+            .map(ConsumeRun::records_per_second)
+            .collect();
+        &self.runs[median_index(&rates)]
+    }
+
+    fn range(&self) -> (f64, f64) {
+        self.runs
+            .iter()
+            .map(ConsumeRun::records_per_second)
+            .fold((f64::INFINITY, 0.0), |(lo, hi), r| (lo.min(r), hi.max(r)))
+    }
+}
+
+/// Index of the (lower) median of `values`.
+fn median_index(values: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order[(order.len().saturating_sub(1)) / 2]
+}
+
+/// What was produced before the reads, per partition count.
+struct ProducedTopic {
+    partitions: i32,
+    produce: Outcome,
+    /// Leader of each partition, in partition order.
+    leaders: Vec<i32>,
+}
+
+fn consume_scenarios(consumers: usize) -> Vec<ConsumeScenario> {
+    vec![
+        ConsumeScenario {
+            label: "(a)",
+            consumers: 1,
+            racks: false,
+        },
+        ConsumeScenario {
+            label: "(b)",
+            consumers,
+            racks: false,
+        },
+        ConsumeScenario {
+            label: "(c)",
+            consumers,
+            racks: true,
+        },
+    ]
+}
+
+async fn consume_cluster_bench(args: ConsumeClusterArgs) -> Result<()> {
+    let compression = parse_compression(&args.producer)?;
+    if args.brokers < 1 {
+        bail!("--brokers must be at least 1");
+    }
+    if args.replication_factor < 1 || i32::from(args.replication_factor) > args.brokers {
+        bail!(
+            "--replication-factor {} needs 1..={} (the number of --brokers)",
+            args.replication_factor,
+            args.brokers
+        );
+    }
+    if args.min_insync_replicas < 1 || args.min_insync_replicas > args.replication_factor {
+        bail!(
+            "--min-insync-replicas {} needs 1..={} (the replication factor)",
+            args.min_insync_replicas,
+            args.replication_factor
+        );
+    }
+    if args.consumers < 1 || args.runs < 1 || args.records < 1 {
+        bail!("--consumers, --runs and --records must be at least 1");
+    }
+    let binary = broker_binary(&args.broker)?;
+    check_cluster_support(&binary)?;
+    check_rack_support(&binary)?;
+    let timeout = Duration::from_secs(args.startup_timeout_secs);
+
+    let data_dir = tempfile::tempdir()?;
+    let mut cluster = start_cluster(
+        &binary,
+        &args.broker,
+        args.brokers,
+        data_dir.path(),
+        timeout,
+        true,
+    )
+    .await?;
+    println!(
+        "{} brokers in racks {} formed a cluster: {}",
+        args.brokers,
+        (1..=args.brokers)
+            .map(rack_of)
+            .collect::<Vec<_>>()
+            .join(", "),
+        cluster.bootstrap()
+    );
+    let outcome = match run_consume_scenarios(&args, &cluster, compression, timeout).await {
+        Ok(outcome) => outcome,
+        Err(error) => return Err(cluster.with_log_tails(error)),
+    };
+    cluster.stop();
+    let (topics, rows) = outcome;
+    if let Some(path) = &args.results {
+        write_consume_results(path, &args, &topics, &rows)?;
+        println!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+async fn run_consume_scenarios(
+    args: &ConsumeClusterArgs,
+    cluster: &LocalCluster,
+    compression: Compression,
+    timeout: Duration,
+) -> Result<(Vec<ProducedTopic>, Vec<ConsumeRow>)> {
+    let bootstrap = cluster.bootstrap();
+    let run_id = std::process::id();
+    let configs = vec![(
+        "min.insync.replicas".to_string(),
+        args.min_insync_replicas.to_string(),
+    )];
+    let scenarios = consume_scenarios(args.consumers);
+    let mut topics = Vec::new();
+    let mut rows = Vec::new();
+    for &partitions in &args.partitions {
+        settle_page_cache();
+        let topic = format!(
+            "bench-{run_id}-consume-rf{}-{}b-{partitions}p",
+            args.replication_factor, args.size
+        );
+        create_replicated_topic(
+            &bootstrap,
+            &topic,
+            partitions,
+            args.replication_factor,
+            &configs,
+            timeout,
+        )
+        .await?;
+        let produce_scenario = Scenario {
+            acks: Acks::All,
+            acks_label: "all".to_string(),
+            size: args.size,
+            partitions,
+        };
+        let produce = run_scenario(
+            &args.producer,
+            args.records,
+            &bootstrap,
+            &topic,
+            &produce_scenario,
+            compression,
+        )
+        .await?;
+        print_outcome(
+            &format!("produce RF {} ", args.replication_factor),
+            &produce_scenario,
+            &produce,
+        );
+        let ends = wait_for_replicas(cluster, &topic, partitions, args.records, timeout).await?;
+        let leaders = partition_leaders(&bootstrap, &topic, partitions).await?;
+        println!("    every replica holds offsets up to {ends:?}; partition leaders {leaders:?}");
+        // Data written moments ago is still in the page cache, so no warm-up read is needed;
+        // the runs of the scenarios are interleaved so that noise hits all of them alike.
+        let mut runs: Vec<Vec<ConsumeRun>> = scenarios.iter().map(|_| Vec::new()).collect();
+        for run in 1..=args.runs {
+            for (scenario, done) in scenarios.iter().zip(runs.iter_mut()) {
+                let result = consume_run(args, cluster, &topic, &ends, scenario).await?;
+                println!(
+                    "{} partitions={partitions} consumers={} racks={:<5} run {run}: {:>12.0} records/s {:>8.1} MB/s  {:.2} s  consumer MB served by broker: {}  read from: {}  CPU s (consumers / brokers): {}",
+                    scenario.label,
+                    scenario.consumers,
+                    scenario.racks,
+                    result.records_per_second(),
+                    result.megabytes_per_second(),
+                    result.seconds,
+                    served_text(&result.served, " / "),
+                    read_from_text(&result.read_from),
+                    cpu_text(&result.cpu),
+                );
+                done.push(result);
+            }
+        }
+        for (scenario_index, runs) in runs.into_iter().enumerate() {
+            rows.push(ConsumeRow {
+                partitions,
+                scenario_index,
+                runs,
+            });
+        }
+        topics.push(ProducedTopic {
+            partitions,
+            produce,
+            leaders,
+        });
+        if let Err(error) = Admin::new(&bootstrap).await?.delete_topic(&topic).await {
+            eprintln!(
+                "deleting {topic} failed ({error}); later scenarios share the cluster with it"
+            );
+        }
+    }
+    Ok((topics, rows))
+}
+
+/// The leader of each partition of `topic`, in partition order.
+async fn partition_leaders(bootstrap: &str, topic: &str, partitions: i32) -> Result<Vec<i32>> {
+    let admin = Admin::new(bootstrap).await?;
+    admin.cluster().add_interest([topic]);
+    let metadata = admin.cluster().refresh().await?;
+    let info = metadata
+        .topic(topic)
+        .with_context(|| format!("no metadata for {topic}"))?;
+    (0..partitions)
+        .map(|p| {
+            info.partitions
+                .iter()
+                .find(|m| m.partition == p)
+                .and_then(|m| m.leader)
+                .with_context(|| format!("{topic}-{p} has no leader"))
+        })
+        .collect()
+}
+
+/// Wait until every broker's high watermark and log end offset of every partition of
+/// `topic` are equal and add up to `records` (every replica holds, and may serve, the whole
+/// log), per the `sluice_partition_*` gauges on each broker's `/metrics`. Returns each
+/// partition's end offset.
+async fn wait_for_replicas(
+    cluster: &LocalCluster,
+    topic: &str,
+    partitions: i32,
+    records: u64,
+    timeout: Duration,
+) -> Result<Vec<i64>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut ends: Option<Vec<i64>> = None;
+        let mut waiting = Vec::new();
+        for broker in &cluster.brokers {
+            let text = match http_get(&broker.metrics, "/metrics").await {
+                Ok(text) => text,
+                Err(error) => {
+                    waiting.push(format!("{}: /metrics failed: {error}", broker.label()));
+                    continue;
+                }
+            };
+            let mut these = Vec::new();
+            for p in 0..partitions {
+                let partition = p.to_string();
+                let labels = [("topic", topic), ("partition", partition.as_str())];
+                let high_watermark = metric_value(&text, HIGH_WATERMARK_METRIC, &labels);
+                let log_end = metric_value(&text, LOG_END_OFFSET_METRIC, &labels);
+                match (high_watermark, log_end) {
+                    (Some(hw), Some(leo)) if hw == leo => these.push(hw as i64),
+                    (hw, leo) => waiting.push(format!(
+                        "{} partition {p}: high watermark {hw:?}, log end {leo:?}",
+                        broker.label()
+                    )),
+                }
+            }
+            if these.len() as i32 == partitions {
+                let total: i64 = these.iter().sum();
+                if total != records as i64 {
+                    waiting.push(format!("{}: {total} of {records} records", broker.label()));
+                } else if ends.as_ref().is_some_and(|e| *e != these) {
+                    waiting.push(format!("{}: ends {these:?} differ", broker.label()));
+                } else {
+                    ends = Some(these);
+                }
+            }
+        }
+        if waiting.is_empty() {
+            if let Some(ends) = ends {
+                return Ok(ends);
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{topic}: the replicas did not all hold {records} records with the high watermark at the log end after {timeout:?}: {}",
+                waiting.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Per hosted partition, on every replica (the broker's `/metrics`).
+const HIGH_WATERMARK_METRIC: &str = "sluice_partition_high_watermark";
+const LOG_END_OFFSET_METRIC: &str = "sluice_partition_log_end_offset";
+
+/// Bytes served to consumers, per the broker's `/metrics`.
+const CONSUMER_BYTES_METRIC: &str = "sluice_fetch_bytes_out_total";
+
+/// Each broker's consumer-fetch byte counter (0 before its first consumer fetch).
+async fn consumer_bytes_served(cluster: &LocalCluster) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for broker in &cluster.brokers {
+        let text = http_get(&broker.metrics, "/metrics")
+            .await
+            .with_context(|| format!("reading /metrics of {}", broker.label()))?;
+        out.push(
+            metric_value(&text, CONSUMER_BYTES_METRIC, &[("fetcher", "consumer")]).unwrap_or(0.0),
+        );
+    }
+    Ok(out)
+}
+
+/// One timed run: set up every consumer (assign every partition, seek to the earliest
+/// offset), start them together, and wait for the last to reach `ends`.
+async fn consume_run(
+    args: &ConsumeClusterArgs,
+    cluster: &LocalCluster,
+    topic: &str,
+    ends: &[i64],
+    scenario: &ConsumeScenario,
+) -> Result<ConsumeRun> {
+    let bootstrap = cluster.bootstrap();
+    let consume_timeout = Duration::from_secs(args.consume_timeout_secs);
+    let start = Arc::new(tokio::sync::Barrier::new(scenario.consumers + 1));
+    let mut tasks = Vec::new();
+    for i in 0..scenario.consumers {
+        let mut config = ConsumerConfig::new(bootstrap.clone());
+        config.client_id = format!("sluice-bench-consumer-{}", i + 1);
+        config.partition_max_bytes = args.partition_max_bytes;
+        config.fetch_max_bytes = args.fetch_max_bytes;
+        if scenario.racks {
+            let broker = (i as i32) % args.brokers + 1;
+            config.client_rack = Some(rack_of(broker));
+        }
+        let topic = topic.to_string();
+        let ends = ends.to_vec();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            read_topic(config, &topic, &ends, start, consume_timeout).await
+        }));
+    }
+    let before = consumer_bytes_served(cluster).await?;
+    let cpu_before = cpu_seconds_used(cluster);
+    start.wait().await;
+    let started = Instant::now();
+    let mut records = 0;
+    let mut value_bytes = 0;
+    let mut last = started;
+    let mut read_from = Vec::new();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await? {
+            Ok(read) => {
+                records += read.records;
+                value_bytes += read.value_bytes;
+                last = last.max(read.finished);
+                read_from.push(read.read_from);
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    let cpu_after = cpu_seconds_used(cluster);
+    let after = consumer_bytes_served(cluster).await?;
+    let expected = ends.iter().sum::<i64>() as u64 * scenario.consumers as u64;
+    if records != expected {
+        bail!("the consumers read {records} records, expected {expected}");
+    }
+    Ok(ConsumeRun {
+        records,
+        value_bytes,
+        seconds: last.duration_since(started).as_secs_f64(),
+        served: after.iter().zip(&before).map(|(a, b)| a - b).collect(),
+        cpu: cpu_after
+            .iter()
+            .zip(&cpu_before)
+            .map(|(a, b)| Some(a.as_ref()? - b.as_ref()?))
+            .collect(),
+        read_from,
+    })
+}
+
+/// CPU seconds (user + system) used so far by this process and by each broker.
+fn cpu_seconds_used(cluster: &LocalCluster) -> Vec<Option<f64>> {
+    std::iter::once(std::process::id())
+        .chain(cluster.brokers.iter().map(|b| b.child.id()))
+        .map(process_cpu_seconds)
+        .collect()
+}
+
+/// CPU seconds (user + system, all threads) a process has used, from /proc/PID/stat
+/// (Linux; clock ticks taken as 100 per second, the kernel's USER_HZ).
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 (state) on:
+    // utime is field 14 and stime field 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds per process, e.g. "1.2 / 0.5 / 0.4 / 0.4" ("?" where unknown).
+fn cpu_text(cpu: &[Option<f64>]) -> String {
+    cpu.iter()
+        .map(|c| c.map_or_else(|| "?".to_string(), |c| format!("{c:.2}")))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// What one consumer read.
+struct TopicRead {
+    records: u64,
+    value_bytes: u64,
+    finished: Instant,
+    read_from: BTreeSet<i32>,
+}
+
+/// Create a consumer, assign every partition of `topic`, seek to the earliest offset,
+/// wait at `start`, then poll until every partition's position reaches its end in `ends`
+/// (unassigning each partition once it has). `read_from`: the broker each partition was
+/// read from when it reached its end (its preferred read replica, else its leader).
+async fn read_topic(
+    config: ConsumerConfig,
+    topic: &str,
+    ends: &[i64],
+    start: Arc<tokio::sync::Barrier>,
+    timeout: Duration,
+) -> Result<TopicRead> {
+    // Set up before the barrier; an error must still reach the barrier so the others and
+    // the timer are not left waiting.
+    let setup = async {
+        let mut consumer = Consumer::new(config).await?;
+        let partitions: Vec<(String, i32)> = (0..ends.len() as i32)
+            .map(|p| (topic.to_string(), p))
+            .collect();
+        consumer.assign(partitions).await?;
+        for p in 0..ends.len() as i32 {
+            consumer.seek(topic, p, SeekTo::Earliest).await?;
+        }
+        anyhow::Ok(consumer)
+    }
+    .await;
+    start.wait().await;
+    let mut consumer = setup.context("setting up a consumer")?;
+    let deadline = Instant::now() + timeout;
+    let mut records = 0u64;
+    let mut value_bytes = 0u64;
+    let mut read_from = BTreeSet::new();
+    // A partition read to its end is unassigned: otherwise every later fetch round would
+    // include it, and the broker would hold that fetch for up to fetch_max_wait_ms waiting
+    // for records that never come, stalling the partitions still being read.
+    let mut remaining: Vec<i32> = (0..ends.len() as i32).collect();
+    while !remaining.is_empty() {
+        if Instant::now() >= deadline {
+            bail!(
+                "consumed only up to {:?} of {ends:?} within {timeout:?}",
+                (0..ends.len() as i32)
+                    .map(|p| consumer.position(topic, p))
+                    .collect::<Vec<_>>()
+            );
+        }
+        match consumer.poll(Duration::from_millis(500)).await {
+            Ok(batch) => {
+                records += batch.len() as u64;
+                value_bytes += batch
+                    .iter()
+                    .map(|r| r.value.as_ref().map_or(0, |v| v.len() as u64))
+                    .sum::<u64>();
+            }
+            Err(error) if error.is_retriable() => continue,
+            Err(error) => return Err(error).context("poll"),
+        }
+        let (done, still): (Vec<i32>, Vec<i32>) = remaining.iter().partition(|&&p| {
+            consumer.position(topic, p).unwrap_or(0) >= ends[usize::try_from(p).unwrap_or(0)]
+        });
+        if done.is_empty() {
+            continue;
+        }
+        let metadata = consumer.cluster().metadata();
+        read_from.extend(done.iter().filter_map(|&p| {
+            consumer
+                .preferred_read_replica(topic, p)
+                .or_else(|| metadata.leader(topic, p))
+        }));
+        remaining = still;
+        if !remaining.is_empty() {
+            consumer
+                .assign(remaining.iter().map(|&p| (topic.to_string(), p)).collect())
+                .await?;
+        }
+    }
+    let finished = Instant::now();
+    Ok(TopicRead {
+        records,
+        value_bytes,
+        finished,
+        read_from,
+    })
+}
+
+/// GET `path` from the HTTP server at `address` (HOST:PORT) and return the body; enough
+/// HTTP/1.0 for the brokers' metrics endpoint.
+async fn http_get(address: &str, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        anyhow::Ok(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .with_context(|| format!("GET {path} from {address}: no answer in 10 s"))??;
+    Ok(match response.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_string(),
+        None => response,
+    })
+}
+
+/// The value of the Prometheus sample of metric `name` whose labels include every pair of
+/// `labels`, if there is one.
+fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (label_text, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once('}')?,
+                None if rest.starts_with(' ') => ("", rest),
+                None => return None,
+            };
+            let matches = labels.iter().all(|(key, value)| {
+                label_text
+                    .split(',')
+                    .any(|l| l == format!("{key}=\"{value}\""))
+            });
+            if !matches {
+                return None;
+            }
+            value.trim().parse::<f64>().ok()
+        })
+}
+
+/// Per-broker bytes in MB, joined by `separator`.
+fn served_text(served: &[f64], separator: &str) -> String {
+    served
+        .iter()
+        .map(|bytes| format!("{:.0}", bytes / 1e6))
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// The brokers each consumer read from, e.g. "1 / 2 / 3".
+fn read_from_text(read_from: &[BTreeSet<i32>]) -> String {
+    read_from
+        .iter()
+        .map(|brokers| {
+            brokers
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// First line of the consume-cluster section; a rerun replaces everything from here to
+/// [`CONSUME_SECTION_END`].
+const CONSUME_SECTION_BEGIN: &str = "<!-- sluice-bench consume-cluster: begin";
+const CONSUME_SECTION_END: &str = "<!-- sluice-bench consume-cluster: end -->";
+
+fn write_consume_results(
+    path: &Path,
+    args: &ConsumeClusterArgs,
+    topics: &[ProducedTopic],
+    rows: &[ConsumeRow],
+) -> Result<()> {
+    let command: Vec<String> = std::env::args().collect();
+    let scenarios = consume_scenarios(args.consumers);
+    let broker_args = args
+        .broker
+        .broker_args
+        .as_deref()
+        .map(|a| format!(", with `{a}`"))
+        .unwrap_or_default();
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{CONSUME_SECTION_BEGIN} (`sluice-bench consume-cluster --results` replaces this section up to the end marker) -->\n"
+    ));
+    s.push_str(&format!(
+        "## Consume: {} brokers, replication factor {}, leader only vs followers by rack (KIP-392)\n\n",
+        args.brokers, args.replication_factor
+    ));
+    s.push_str(&format!("Command: `{}`\n\n", command.join(" ")));
+    s.push_str(&format!(
+        "Machine: {}\n\n",
+        machine_description(&format!(
+            "{} brokers, the producer and every consumer on the same machine, loopback",
+            args.brokers
+        ))
+    ));
+    s.push_str(&format!(
+        "Brokers: {n} sluiced started by the harness{broker_args}, each a controller voter, broker N with \
+         `--rack rack-N`. One topic per partition count, replication factor {rf}, \
+         `min.insync.replicas={isr}`, {records} records of {size} bytes produced with acks=all \
+         (compression {compression}); the reads start once every replica's high watermark and \
+         log end offset cover all of them (per `sluice_partition_high_watermark` and \
+         `sluice_partition_log_end_offset` on each broker's `/metrics`).\n\n",
+        n = args.brokers,
+        rf = args.replication_factor,
+        isr = args.min_insync_replicas,
+        records = args.records,
+        size = args.size,
+        compression = args.producer.compression,
+    ));
+    s.push_str(&format!(
+        "Consumers: Sluice's own consumer, each assigned every partition, from the earliest \
+         offset to the end; partition max bytes {}, fetch max bytes {}; run as tasks of one \
+         process. Each consumer is set up (connected, assigned, seeked) before the clock starts; \
+         the time is from the start until the last consumer reaches the end. records/s and MB/s \
+         are aggregate: records (and value bytes) read by all consumers together over that time. \
+         {runs} runs per scenario, interleaved; the table shows the median run and the range of \
+         all runs. Consumer MB served: record-batch bytes each broker sent to consumers during \
+         the run, from its `sluice_fetch_bytes_out_total{{fetcher=\"consumer\"}}`. CPU s: CPU \
+         seconds (user + system, from /proc) used during the run by the harness process (the \
+         consumers) and by each broker; their sum over the run's seconds is how many of the \
+         machine's cores were busy.\n\n",
+        args.partition_max_bytes,
+        args.fetch_max_bytes,
+        runs = args.runs,
+    ));
+    s.push_str("Scenarios:\n\n");
+    for scenario in &scenarios {
+        let what = match (scenario.consumers, scenario.racks) {
+            (1, false) => "1 consumer, no rack: read from the leader".to_string(),
+            (n, false) => format!("{n} consumers at once, no rack: all read from the leader"),
+            (n, true) => format!(
+                "{n} consumers at once, consumer i with `client_rack` = `rack-i`: the leader \
+                 serves its own rack's consumer and redirects the others to the in-sync \
+                 follower in their rack"
+            ),
+        };
+        s.push_str(&format!("- {} {what}\n", scenario.label));
+    }
+    s.push('\n');
+    s.push_str("| partitions | scenario | consumers | client rack | records read | seconds | records/s | MB/s | records/s range | consumer MB served by broker ");
+    s.push_str(
+        &(1..=args.brokers)
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(" / "),
+    );
+    s.push_str(" | brokers read from, per consumer | CPU s: consumers / broker ");
+    s.push_str(
+        &(1..=args.brokers)
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(" / "),
+    );
+    s.push_str(" |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for row in rows {
+        let scenario = &scenarios[row.scenario_index];
+        let run = row.median();
+        let (low, high) = row.range();
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.0}-{:.0} | {} | {} | {} |\n",
+            row.partitions,
+            scenario.label,
+            scenario.consumers,
+            if scenario.racks { "rack-i" } else { "none" },
+            run.records,
+            run.seconds,
+            run.records_per_second(),
+            run.megabytes_per_second(),
+            low,
+            high,
+            served_text(&run.served, " / "),
+            read_from_text(&run.read_from),
+            cpu_text(&run.cpu),
+        ));
+    }
+    s.push('\n');
+    s.push_str("Produce before the reads (acks=all) and partition leaders:\n\n");
+    s.push_str("| partitions | records | records/s | MB/s | p99 ms | leaders (partition 0..) |\n");
+    s.push_str("|---|---|---|---|---|---|\n");
+    for t in topics {
+        s.push_str(&format!(
+            "| {} | {} | {:.0} | {:.1} | {:.2} | {} |\n",
+            t.partitions,
+            t.produce.records,
+            t.produce.records_per_second,
+            t.produce.megabytes_per_second,
+            t.produce.p99_ms,
+            t.leaders
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    s.push('\n');
+    s.push_str(CONSUME_SECTION_END);
+    s.push_str("\n\n");
+
+    let existing =
+        std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n\n".to_string());
+    std::fs::write(
+        path,
+        splice_section(&existing, &s, CONSUME_SECTION_BEGIN, CONSUME_SECTION_END),
+    )?;
+    Ok(())
+}
+
+/// Fail early, with the reason, if this `sluiced` has no `--rack`.
+fn check_rack_support(binary: &Path) -> Result<()> {
+    let output = Command::new(binary)
+        .arg("--help")
+        .output()
+        .with_context(|| format!("running {} --help", binary.display()))?;
+    if !String::from_utf8_lossy(&output.stdout).contains("--rack") {
+        bail!(
+            "{} has no --rack flag, so consumers cannot read from followers: rebuild it with \
+             `cargo build --release --bins` or pass --broker-bin",
+            binary.display()
+        );
+    }
+    Ok(())
+}
+
 async fn run_scenario(
     producer_settings: &ProducerSettings,
     records: u64,
@@ -616,6 +1470,8 @@ struct BrokerProcess {
     /// `--node-id` for a cluster member.
     node_id: Option<i32>,
     bootstrap: String,
+    /// Its Prometheus listener (HOST:PORT), serving `/metrics`.
+    metrics: String,
     /// Where its stdout and stderr go, for cluster members.
     log: Option<PathBuf>,
     stopped: bool,
@@ -833,6 +1689,7 @@ fn spawn_sluiced(
         child,
         node_id: node.map(|(id, _)| id),
         bootstrap,
+        metrics: format!("127.0.0.1:{metrics_port}"),
         log: log.map(Path::to_path_buf),
         stopped: false,
     })
@@ -847,14 +1704,16 @@ fn start_single_broker(settings: &BrokerSettings, data_dir: &Path) -> Result<Bro
     Ok(broker)
 }
 
-/// Start `count` brokers, each a controller voter with its own data dir under `root`, and
-/// wait until every one of them lists all `count` brokers in its Metadata.
+/// Start `count` brokers, each a controller voter with its own data dir under `root` (and,
+/// with `racks`, broker N in rack [`rack_of`]`(N)`), and wait until every one of them lists
+/// all `count` brokers in its Metadata.
 async fn start_cluster(
     binary: &Path,
     settings: &BrokerSettings,
     count: i32,
     root: &Path,
     timeout: Duration,
+    racks: bool,
 ) -> Result<LocalCluster> {
     let size = usize::try_from(count).context("broker count")?;
     let ports = free_ports(3 * size)?;
@@ -875,12 +1734,15 @@ async fn start_cluster(
         let data_dir = root.join(format!("node-{id}"));
         std::fs::create_dir_all(&data_dir)?;
         let log = root.join(format!("node-{id}.log"));
-        let flags = [
+        let mut flags = vec![
             "--internal-listen".to_string(),
             format!("127.0.0.1:{internal}"),
             "--controller-voters".to_string(),
             voters.clone(),
         ];
+        if racks {
+            flags.extend(["--rack".to_string(), rack_of(id)]);
+        }
         cluster.brokers.push(spawn_sluiced(
             binary,
             settings,
@@ -1157,9 +2019,20 @@ fn write_cluster_results(
 /// `existing` with its cluster section replaced by `section`; without one, `section` goes
 /// before the raw results heading, or at the end.
 fn splice_cluster_section(existing: &str, section: &str) -> String {
-    if let Some(start) = existing.find(CLUSTER_SECTION_BEGIN) {
-        if let Some(length) = existing[start..].find(CLUSTER_SECTION_END) {
-            let rest = &existing[start + length + CLUSTER_SECTION_END.len()..];
+    splice_section(
+        existing,
+        section,
+        CLUSTER_SECTION_BEGIN,
+        CLUSTER_SECTION_END,
+    )
+}
+
+/// `existing` with the section from `begin` to `end` (markers included) replaced by
+/// `section`; without one, `section` goes before the raw results heading, or at the end.
+fn splice_section(existing: &str, section: &str, begin: &str, end: &str) -> String {
+    if let Some(start) = existing.find(begin) {
+        if let Some(length) = existing[start..].find(end) {
+            let rest = &existing[start + length + end.len()..];
             return format!(
                 "{}{section}{}",
                 &existing[..start],
@@ -1222,6 +2095,90 @@ mod tests {
         assert_eq!(out, format!("# Benchmark results\n\n{}", section("one")));
         let again = splice_cluster_section(&out, &section("two"));
         assert_eq!(again, format!("# Benchmark results\n\n{}", section("two")));
+    }
+
+    #[test]
+    fn the_consume_section_sits_beside_the_cluster_section() {
+        let existing =
+            "# Benchmark results\n\n## Summary\n\ntext\n\n## Raw results\n\n### Produce\n";
+        let cluster = splice_cluster_section(existing, &section("one"));
+        let consume =
+            format!("{CONSUME_SECTION_BEGIN} x -->\n## Consume\n\nc1\n\n{CONSUME_SECTION_END}\n\n");
+        let both = splice_section(
+            &cluster,
+            &consume,
+            CONSUME_SECTION_BEGIN,
+            CONSUME_SECTION_END,
+        );
+        assert_eq!(
+            both,
+            format!(
+                "# Benchmark results\n\n## Summary\n\ntext\n\n{}{consume}## Raw results\n\n### Produce\n",
+                section("one")
+            )
+        );
+        let rerun = splice_section(
+            &both,
+            &consume.replace("c1", "c2"),
+            CONSUME_SECTION_BEGIN,
+            CONSUME_SECTION_END,
+        );
+        assert_eq!(rerun, both.replace("c1", "c2"));
+        assert_eq!(
+            splice_cluster_section(&rerun, &section("two")),
+            rerun.replace("one", "two")
+        );
+    }
+
+    #[test]
+    fn metric_samples_are_parsed_with_their_labels() {
+        let text = "# TYPE sluice_fetch_bytes_out_total counter\n\
+            sluice_fetch_bytes_out_total{fetcher=\"consumer\"} 1200\n\
+            sluice_fetch_bytes_out_total{fetcher=\"follower\"} 34\n\
+            sluice_partition_high_watermark{topic=\"t\",partition=\"2\"} 3000000\n\
+            sluice_partition_high_watermark_other 5\n";
+        assert_eq!(
+            metric_value(
+                text,
+                "sluice_fetch_bytes_out_total",
+                &[("fetcher", "consumer")]
+            ),
+            Some(1200.0)
+        );
+        assert_eq!(
+            metric_value(
+                text,
+                "sluice_partition_high_watermark",
+                &[("topic", "t"), ("partition", "2")]
+            ),
+            Some(3e6)
+        );
+        assert_eq!(
+            metric_value(
+                text,
+                "sluice_partition_high_watermark",
+                &[("topic", "t"), ("partition", "1")]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn median_run_is_the_middle_by_throughput() {
+        assert_eq!(median_index(&[3.0, 1.0, 2.0]), 2);
+        assert_eq!(median_index(&[5.0]), 0);
+        assert_eq!(median_index(&[4.0, 1.0, 3.0, 2.0]), 3);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let used = process_cpu_seconds(std::process::id()).expect("/proc/self/stat");
+        assert!(used > 0.0, "{used}");
+        assert_eq!(cpu_text(&[Some(1.234), None]), "1.23 / ?");
     }
 
     #[test]

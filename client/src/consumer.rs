@@ -525,7 +525,24 @@ impl Consumer {
                 (broker, partitions, result)
             }
         });
-        let results = futures::future::join_all(fetches).await;
+        // Return as soon as one broker answers with records: a broker holding its fetch for
+        // caught-up partitions (up to `fetch_max_wait_ms`) must not hold back partitions
+        // that have data elsewhere. Fetches still waiting are abandoned; their partitions'
+        // positions did not move, so the next round asks again.
+        let mut pending: futures::stream::FuturesUnordered<_> = fetches.collect();
+        let mut results = Vec::new();
+        while let Some(done) = futures::StreamExt::next(&mut pending).await {
+            let has_records = matches!(&done.2, Ok(response) if response.responses.iter().any(|t| {
+                t.partitions
+                    .iter()
+                    .any(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()))
+            }));
+            results.push(done);
+            if has_records {
+                break;
+            }
+        }
+        drop(pending);
 
         let mut records = Vec::new();
         let mut refresh = false;
