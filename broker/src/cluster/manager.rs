@@ -61,6 +61,9 @@ pub struct ReplicaManager {
     adopt_local_topics: bool,
     /// One reconciliation at a time (the metadata loop and admin handlers both run it).
     reconciling: std::sync::Mutex<()>,
+    /// Whether per-partition and per-follower gauges are exported (off bounds the label
+    /// cardinality on brokers with many partitions).
+    per_partition_metrics: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -115,6 +118,7 @@ impl ReplicaManager {
             caught_up: std::sync::atomic::AtomicBool::new(false),
             adopt_local_topics,
             reconciling: std::sync::Mutex::new(()),
+            per_partition_metrics: std::sync::atomic::AtomicBool::new(true),
         });
         (manager, alter_rx)
     }
@@ -170,6 +174,12 @@ impl ReplicaManager {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Export (or not) the per-partition and per-follower gauges.
+    pub fn set_per_partition_metrics(&self, enabled: bool) {
+        self.per_partition_metrics
+            .store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Mark that this broker's metadata has caught up with its registration.
@@ -437,8 +447,21 @@ impl ReplicaManager {
     fn update_gauges(&self) {
         let (mut led, mut followed, mut under, mut under_min) = (0u32, 0u32, 0u32, 0u32);
         let now = now_ms();
+        let per_partition = self
+            .per_partition_metrics
+            .load(std::sync::atomic::Ordering::Relaxed);
         for replica in self.all_replicas() {
             let state = replica.lock();
+            if !per_partition {
+                if state.is_leader() {
+                    led += 1;
+                    under += u32::from(state.is_under_replicated());
+                    under_min += u32::from(state.is_under_min_isr());
+                } else {
+                    followed += 1;
+                }
+                continue;
+            }
             let labels = [
                 ("topic", replica.topic.clone()),
                 ("partition", replica.index.to_string()),

@@ -203,6 +203,7 @@ impl ClusterNode {
             fetchers,
             single_node,
         );
+        replicas.set_per_partition_metrics(config.metrics_per_partition);
         replicas.set_caught_up();
         let (applied_tx, applied_rx) = watch::channel(0u64);
         tasks.push(tokio::spawn(forward_applied(
