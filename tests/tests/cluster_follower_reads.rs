@@ -9,16 +9,12 @@ use std::time::Duration;
 
 use kafka_protocol::messages::{ApiKey, FetchResponse};
 use kafka_protocol::protocol::StrBytes;
-use sluice_tests::raw::{fetch_request, http_get, metric_sum, FETCH_VERSION};
+use sluice_tests::rack_reads::{consumer_bytes, rack_of, racked_cluster};
+use sluice_tests::raw::{fetch_request, FETCH_VERSION};
 use sluice_tests::workload::numbered_values;
-use sluice_tests::{Cluster, ClusterOptions};
+use sluice_tests::Cluster;
 
 const TOPIC: &str = "follower-reads";
-const CONSUMER_BYTES: &str = "sluice_fetch_bytes_out_total{fetcher=\"consumer\"}";
-
-fn rack_of(id: i32) -> String {
-    format!("rack-{id}")
-}
 
 /// One consumer Fetch of partition 0 from `offset`, naming `rack` (v11+ `rack_id`).
 fn fetch(cluster: &Cluster, node: i32, offset: i64, rack: &str) -> FetchResponse {
@@ -31,21 +27,9 @@ fn fetch(cluster: &Cluster, node: i32, offset: i64, rack: &str) -> FetchResponse
         .expect("fetch response")
 }
 
-fn consumer_bytes(cluster: &Cluster, node: i32) -> f64 {
-    http_get(&cluster.broker(node).metrics_address(), "/metrics")
-        .map(|text| metric_sum(&text, CONSUMER_BYTES))
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn consumers_read_from_the_in_sync_replica_in_their_rack() {
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            racks: (1..=3).map(rack_of).collect(),
-            ..ClusterOptions::fast(2_000, 2_000)
-        },
-    );
+    let mut cluster = racked_cluster(3);
     let state = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
     let leader = state.leader.expect("a leader");
     let follower = state.followers()[0];
@@ -164,13 +148,7 @@ fn consumers_read_from_the_in_sync_replica_in_their_rack() {
 fn our_consumer_with_a_client_rack_reads_from_its_racks_follower_and_falls_back() {
     use sluice_client::{Consumer, ConsumerConfig, SeekTo};
 
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            racks: (1..=3).map(rack_of).collect(),
-            ..ClusterOptions::fast(2_000, 2_000)
-        },
-    );
+    let mut cluster = racked_cluster(3);
     let state = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
     let leader = state.leader.expect("a leader");
     let follower = state.followers()[0];

@@ -13,8 +13,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use sluice_tests::raw::{http_get, metric_sum};
-use sluice_tests::{repo_root, run_program, venv_python, Cluster, ClusterOptions};
+use sluice_tests::rack_reads::{self, racked_cluster, summary_field};
+use sluice_tests::{repo_root, run_program, venv_python};
 
 const TOPIC: &str = "confluent-rack";
 const PREFIX: &str = "rack";
@@ -22,77 +22,24 @@ const BATCHES: usize = 50;
 const RECORDS_PER_BATCH: usize = 100;
 /// Bytes b'p' after each value's number (see the script's record format).
 const PAD: usize = 100;
-const CONSUMER_BYTES: &str = "sluice_fetch_bytes_out_total{fetcher=\"consumer\"}";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn rack_of(id: i32) -> String {
-    format!("rack-{id}")
-}
 
 /// Record `i`'s value, as the script expects it.
 fn value(i: usize) -> String {
     format!("{PREFIX}-{i}-{}", "p".repeat(PAD))
 }
 
-fn consumer_bytes(cluster: &Cluster, node: i32) -> f64 {
-    http_get(&cluster.broker(node).metrics_address(), "/metrics")
-        .map(|text| metric_sum(&text, CONSUMER_BYTES))
-        .unwrap_or_else(|e| panic!("metrics of node {node}: {e}"))
-}
-
-/// The SUMMARY field `name=value`.
-fn summary_field<'a>(summary: &'a str, name: &str) -> Option<&'a str> {
-    summary
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-}
-
 #[test]
 fn confluent_kafka_with_client_rack_reads_from_the_follower_in_its_rack() {
     let python = venv_python();
-    let mut cluster = Cluster::start(
-        3,
-        ClusterOptions {
-            racks: (1..=3).map(rack_of).collect(),
-            ..ClusterOptions::fast(2_000, 2_000)
-        },
+    let mut cluster = racked_cluster(3);
+    let prepared = rack_reads::prepare(&mut cluster, TOPIC, BATCHES, RECORDS_PER_BATCH, value);
+    let (leader, follower, rack, count) = (
+        prepared.leader,
+        prepared.follower,
+        prepared.rack.clone(),
+        prepared.count,
     );
-    let state = cluster.create_one_partition_topic(TOPIC, 3, &[("min.insync.replicas", "2")]);
-    let leader = state.leader.expect("a leader");
-    let follower = state.followers()[0];
-
-    // The follower's rack, as a client learns it: from Metadata.
-    let metadata = cluster
-        .metadata_from(leader, Some(&[TOPIC]))
-        .expect("metadata");
-    let rack = metadata
-        .brokers
-        .iter()
-        .find(|b| b.node_id.0 == follower)
-        .and_then(|b| b.rack.as_ref())
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| panic!("broker {follower} has no rack in Metadata: {metadata:?}"));
-    assert_eq!(rack, rack_of(follower));
-
-    let count = BATCHES * RECORDS_PER_BATCH;
-    for b in 0..BATCHES {
-        let values: Vec<String> = (b * RECORDS_PER_BATCH..(b + 1) * RECORDS_PER_BATCH)
-            .map(value)
-            .collect();
-        let batch = cluster.produce_acked_batch(TOPIC, 0, values);
-        assert_eq!(
-            batch.base_offset,
-            (b * RECORDS_PER_BATCH) as i64,
-            "record i at offset i (no retried duplicate)"
-        );
-    }
-    cluster.wait_for_high_watermark(TOPIC, 0, count as i64, Duration::from_secs(30));
-    let records_bytes = cluster.log_bytes(leader, TOPIC, 0).len() as f64;
-    let before: Vec<f64> = cluster
-        .ids()
-        .into_iter()
-        .map(|id| consumer_bytes(&cluster, id))
-        .collect();
 
     let mut command = Command::new(python);
     command
@@ -131,27 +78,7 @@ fn confluent_kafka_with_client_rack_reads_from_the_follower_in_its_rack() {
     };
     eprintln!("{summary} ({:.1}s)", output.elapsed.as_secs_f64());
 
-    let grown: Vec<f64> = cluster
-        .ids()
-        .into_iter()
-        .zip(&before)
-        .map(|(id, before)| consumer_bytes(&cluster, id) - before)
-        .collect();
-    let grown_on = |id: i32| grown[(id - 1) as usize];
-    let context = format!(
-        "leader {leader}, follower {follower} ({rack}); records {records_bytes} bytes; consumer bytes served per node {grown:?}; {summary}"
-    );
-    eprintln!("{context}");
-    assert!(
-        grown_on(follower) >= records_bytes,
-        "the follower in the consumer's rack served every record: {context}\n{}",
-        cluster.logs()
-    );
-    assert!(
-        grown_on(leader) < records_bytes / 10.0,
-        "the leader only redirected the consumer: {context}\n{}",
-        cluster.logs()
-    );
+    let (_, context) = prepared.assert_read_from_follower(&cluster, &summary);
     // librdkafka starts at the leader (its statistics may catch that moment) and moves to
     // the follower the leader names; no other broker serves the partition.
     let fetched_from: Vec<i32> = summary_field(&summary, "fetched_from")
