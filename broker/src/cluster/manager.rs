@@ -446,59 +446,20 @@ impl ReplicaManager {
 
     fn update_gauges(&self) {
         let (mut led, mut followed, mut under, mut under_min) = (0u32, 0u32, 0u32, 0u32);
-        let now = now_ms();
         let per_partition = self
             .per_partition_metrics
             .load(std::sync::atomic::Ordering::Relaxed);
         for replica in self.all_replicas() {
             let state = replica.lock();
-            if !per_partition {
-                if state.is_leader() {
-                    led += 1;
-                    under += u32::from(state.is_under_replicated());
-                    under_min += u32::from(state.is_under_min_isr());
-                } else {
-                    followed += 1;
-                }
-                continue;
-            }
-            let labels = [
-                ("topic", replica.topic.clone()),
-                ("partition", replica.index.to_string()),
-            ];
-            let log_end_offset = replica.log.log_end_offset();
-            metrics::gauge!(m::PARTITION_LOG_END_OFFSET, &labels).set(log_end_offset as f64);
-            metrics::gauge!(m::PARTITION_HIGH_WATERMARK, &labels)
-                .set(state.high_watermark() as f64);
             if state.is_leader() {
                 led += 1;
                 under += u32::from(state.is_under_replicated());
                 under_min += u32::from(state.is_under_min_isr());
-                if let Some(isr) = state.isr() {
-                    metrics::gauge!(m::PARTITION_ISR_SIZE, &labels)
-                        .set(isr.committed_isr().len() as f64);
-                }
-                for follower in state.followers().into_iter().flat_map(|f| f.iter()) {
-                    let replica_labels = [
-                        labels[0].clone(),
-                        labels[1].clone(),
-                        ("replica", follower.replica_id().to_string()),
-                    ];
-                    let lag_offsets = (log_end_offset - follower.log_end_offset().max(0)).max(0);
-                    let caught_up = follower.last_caught_up_time_ms();
-                    let lag_ms = if follower.log_end_offset() >= log_end_offset {
-                        0
-                    } else if caught_up > 0 {
-                        (now - caught_up).max(0)
-                    } else {
-                        -1
-                    };
-                    metrics::gauge!(m::REPLICA_LAG_OFFSETS, &replica_labels)
-                        .set(lag_offsets as f64);
-                    metrics::gauge!(m::REPLICA_LAG_MS, &replica_labels).set(lag_ms as f64);
-                }
             } else {
                 followed += 1;
+            }
+            if per_partition {
+                partition_gauges(&replica, &state);
             }
         }
         metrics::gauge!(m::PARTITIONS_LED).set(f64::from(led));
@@ -636,6 +597,41 @@ impl ReplicaManager {
                 ),
             }
         }
+    }
+}
+
+/// One replica's labelled gauges: log end offset and high watermark; on the leader the ISR
+/// size and each follower's lag in offsets and milliseconds (0 when caught up, -1 when not
+/// heard from in this leadership).
+fn partition_gauges(replica: &Replica, state: &replication::Partition) {
+    let labels = [
+        ("topic", replica.topic.clone()),
+        ("partition", replica.index.to_string()),
+    ];
+    let log_end_offset = replica.log.log_end_offset();
+    metrics::gauge!(m::PARTITION_LOG_END_OFFSET, &labels).set(log_end_offset as f64);
+    metrics::gauge!(m::PARTITION_HIGH_WATERMARK, &labels).set(state.high_watermark() as f64);
+    if let Some(isr) = state.isr() {
+        metrics::gauge!(m::PARTITION_ISR_SIZE, &labels).set(isr.committed_isr().len() as f64);
+    }
+    let now = now_ms();
+    for follower in state.followers().into_iter().flat_map(|f| f.iter()) {
+        let replica_labels = [
+            labels[0].clone(),
+            labels[1].clone(),
+            ("replica", follower.replica_id().to_string()),
+        ];
+        let lag_offsets = (log_end_offset - follower.log_end_offset().max(0)).max(0);
+        let caught_up = follower.last_caught_up_time_ms();
+        let lag_ms = if follower.log_end_offset() >= log_end_offset {
+            0
+        } else if caught_up > 0 {
+            (now - caught_up).max(0)
+        } else {
+            -1
+        };
+        metrics::gauge!(m::REPLICA_LAG_OFFSETS, &replica_labels).set(lag_offsets as f64);
+        metrics::gauge!(m::REPLICA_LAG_MS, &replica_labels).set(lag_ms as f64);
     }
 }
 

@@ -293,6 +293,32 @@ impl Broker {
         self.replicas.reconcile();
     }
 
+    /// The active controller's id as clients see it (-1 while none is known).
+    pub fn controller_id(&self) -> i32 {
+        self.controller
+            .controller()
+            .current_leader()
+            .map_or(-1, |id| id as i32)
+    }
+
+    /// The brokers clients are told about (Metadata, DescribeCluster): every broker that is
+    /// not fenced, and this one, each with its client endpoint.
+    pub fn listed_brokers<'a>(
+        &self,
+        state: &'a crate::controller::MetadataState,
+    ) -> impl Iterator<
+        Item = (
+            &'a crate::controller::Broker,
+            &'a crate::controller::Endpoint,
+        ),
+    > + 'a {
+        let me = self.identity.node_id;
+        state
+            .brokers()
+            .filter(move |b| b.id == me || b.status != crate::controller::BrokerStatus::Fenced)
+            .filter_map(|b| Some((b, b.client_endpoint()?)))
+    }
+
     /// The replica of a partition this broker leads, or the error to answer with.
     pub fn leader_replica(&self, topic: &str, partition: i32) -> Result<Arc<Replica>, ErrorCode> {
         match self.replicas.replica(topic, partition) {

@@ -1105,20 +1105,7 @@ fn preferred_election_moves_leadership_back_to_the_first_replica() {
     );
     // Once the leader adds it back to the ISR, the election moves leadership to it.
     let current = h.partition(topic, 0);
-    let leader = current.leader.unwrap();
-    let mut isr = current.isr.clone();
-    isr.push(preferred);
-    h.apply(MetadataCommand::AlterPartition(AlterPartition {
-        leader_id: leader,
-        broker_epoch: h.epoch(leader),
-        topic_id: topic,
-        partition: 0,
-        leader_epoch: current.leader_epoch,
-        partition_epoch: current.partition_epoch,
-        new_isr: isr,
-        leader_recovery_state: LeaderRecoveryState::Recovered,
-    }))
-    .unwrap();
+    add_to_isr(&mut h, topic, preferred).unwrap();
     let change = elect(&mut h, ElectionType::Preferred, topic, 0).unwrap();
     assert_eq!(change.leader, Some(preferred));
     let after = h.partition(topic, 0);
@@ -1169,20 +1156,9 @@ fn reassign(h: &mut Harness, topic: Uuid, target: Option<Vec<BrokerId>>) -> Comm
 
 /// The leader of partition 0 adds `member` to the ISR, as its AlterPartition would.
 fn add_to_isr(h: &mut Harness, topic: Uuid, member: BrokerId) -> CommandResult {
-    let current = h.partition(topic, 0);
-    let leader = current.leader.unwrap();
-    let mut isr = current.isr.clone();
+    let mut isr = h.partition(topic, 0).isr;
     isr.push(member);
-    h.apply(MetadataCommand::AlterPartition(AlterPartition {
-        leader_id: leader,
-        broker_epoch: h.epoch(leader),
-        topic_id: topic,
-        partition: 0,
-        leader_epoch: current.leader_epoch,
-        partition_epoch: current.partition_epoch,
-        new_isr: isr,
-        leader_recovery_state: LeaderRecoveryState::Recovered,
-    }))
+    h.alter(topic, 0, isr)
 }
 
 #[test]

@@ -36,7 +36,7 @@ use sluice_protocol::batch::Batches;
 use sluice_protocol::error::ErrorCode;
 use tokio::time::Instant;
 
-use super::count_error;
+use super::{check_leader_epoch, count_error};
 use crate::cluster::fetcher::BROKER_EPOCH_TAG;
 use crate::cluster::replica::offsets;
 use crate::metrics as m;
@@ -227,13 +227,7 @@ fn read_for_consumer(
     if !is_leader && !serves_consumers_as_follower(broker, &replica) {
         return Err(ErrorCode::NotLeaderOrFollower);
     }
-    let asked = partition.current_leader_epoch;
-    if asked >= 0 && asked < leader_epoch {
-        return Err(ErrorCode::FencedLeaderEpoch);
-    }
-    if asked > leader_epoch {
-        return Err(ErrorCode::UnknownLeaderEpoch);
-    }
+    check_leader_epoch(partition.current_leader_epoch, leader_epoch)?;
     let log = &replica.log;
     let visible_end = replica.visible_end();
     p.high_watermark = visible_end;

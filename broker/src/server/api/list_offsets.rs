@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_protocol::error::ErrorCode;
 
-use super::count_error;
+use super::{check_leader_epoch, count_error};
 use crate::server::{storage_error_code, Broker};
 
 const LATEST: i64 = -1;
@@ -36,13 +36,8 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
             let leader_epoch = replica.lock().leader_epoch();
             if version >= 4 {
                 p.leader_epoch = leader_epoch;
-                let asked = partition.current_leader_epoch;
-                if asked >= 0 && asked != leader_epoch {
-                    let code = if asked < leader_epoch {
-                        ErrorCode::FencedLeaderEpoch
-                    } else {
-                        ErrorCode::UnknownLeaderEpoch
-                    };
+                if let Err(code) = check_leader_epoch(partition.current_leader_epoch, leader_epoch)
+                {
                     p.error_code = count_error("ListOffsets", code);
                     topic_response.partitions.push(p);
                     continue;

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, str_bytes, topic_name};
-use crate::controller::{BrokerStatus, MetadataState, Topic};
+use crate::controller::{MetadataState, Topic};
 use crate::server::Broker;
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
@@ -42,11 +42,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         }
     }
 
-    let controller_id = broker
-        .controller
-        .controller()
-        .current_leader()
-        .map_or(-1, |id| id as i32);
+    let controller_id = broker.controller_id();
     let mut response = broker.replicas.metadata().read(|state| {
         let mut response = MetadataResponse::default();
         response.brokers = brokers(broker, state);
@@ -83,20 +79,19 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     response
 }
 
-/// Every broker that is not fenced, and this broker always (it answered, so it is up).
+/// The listed brokers, and this broker always (it answered, so it is up), even before its
+/// registration is applied here.
 fn brokers(broker: &Broker, state: &MetadataState) -> Vec<MetadataResponseBroker> {
     let me = broker.identity.node_id;
-    let mut list: Vec<MetadataResponseBroker> = state
-        .brokers()
-        .filter(|b| b.id == me || b.status != BrokerStatus::Fenced)
-        .filter_map(|b| {
-            let endpoint = b.client_endpoint()?;
+    let mut list: Vec<MetadataResponseBroker> = broker
+        .listed_brokers(state)
+        .map(|(b, endpoint)| {
             let mut entry = MetadataResponseBroker::default();
             entry.node_id = BrokerId(b.id);
             entry.host = str_bytes(endpoint.host.clone());
             entry.port = i32::from(endpoint.port);
             entry.rack = b.rack.clone().map(str_bytes);
-            Some(entry)
+            entry
         })
         .collect();
     if !list.iter().any(|b| b.node_id.0 == me) {

@@ -29,6 +29,19 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
+/// A client's `current_leader_epoch` against this replica's (KIP-320): -1 skips the check;
+/// an older epoch is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH (this broker's
+/// metadata is behind).
+pub(crate) fn check_leader_epoch(asked: i32, current: i32) -> Result<(), ErrorCode> {
+    if asked < 0 || asked == current {
+        Ok(())
+    } else if asked < current {
+        Err(ErrorCode::FencedLeaderEpoch)
+    } else {
+        Err(ErrorCode::UnknownLeaderEpoch)
+    }
+}
+
 /// Count an error code returned by an API (NONE is not counted).
 pub(crate) fn count_error(api: &'static str, code: ErrorCode) -> i16 {
     if code != ErrorCode::None {
