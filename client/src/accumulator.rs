@@ -44,6 +44,7 @@ use sluice_protocol::error::ProtocolError;
 
 use crate::delivery::BatchCompletion;
 use crate::error::Error;
+use crate::metrics as m;
 use crate::partitioner::{partition_for_key, StickyPartition};
 use crate::records::{BatchBuilder, Record};
 
@@ -457,6 +458,8 @@ impl Accumulator {
             }
             partition_batches.in_flight += 1;
             *plan_bytes += front_bytes;
+            metrics::histogram!(m::PRODUCER_RECORD_QUEUE_TIME_SECONDS)
+                .record(now.saturating_duration_since(batch.created).as_secs_f64());
             plan.batches.push(batch);
         }
         for (broker, (plan, _)) in plans {
@@ -512,6 +515,7 @@ impl Accumulator {
                 %error,
                 "retrying batch"
             );
+            metrics::counter!(m::PRODUCER_RETRIES_TOTAL).increment(1);
             batch.attempts = attempts + 1;
             partition_batches.failure_streak = batch.attempts;
             let backoff = self
@@ -540,6 +544,9 @@ impl Accumulator {
         for batch in failed.iter().skip(1) {
             released_bytes += batch.buffer_bytes;
         }
+        let records: usize = failed.iter().map(|b| b.record_count).sum();
+        metrics::counter!(m::PRODUCER_ERRORS_TOTAL, "error" => m::error_label(&error))
+            .increment(records as u64);
         for batch in failed {
             batch.completion.complete(Err(error.clone()));
             self.incomplete.remove(&batch.id);
@@ -550,6 +557,8 @@ impl Accumulator {
     /// Fail a batch that never reached a request (expired): completes it and returns the
     /// buffer bytes to release.
     pub fn fail_unsent(&mut self, batch: ReadyBatch, error: Error) -> usize {
+        metrics::counter!(m::PRODUCER_ERRORS_TOTAL, "error" => m::error_label(&error))
+            .increment(batch.record_count as u64);
         batch.completion.complete(Err(error));
         self.incomplete.remove(&batch.id);
         batch.buffer_bytes

@@ -44,6 +44,7 @@ use sluice_protocol::batch::{BatchIterError, Batches};
 
 use crate::cluster::{Cluster, ClusterConfig, Metadata};
 use crate::error::{code_needs_metadata_refresh, kafka_error_name, Error, Result};
+use crate::metrics as m;
 pub use crate::offsets::IsolationLevel;
 use crate::offsets::{list_offsets, OffsetSpec, PartitionKey};
 use crate::records::decode_records;
@@ -359,6 +360,12 @@ impl Consumer {
     /// Fetch records from every assigned partition. Returns as soon as some arrived, or
     /// an empty vector after `timeout`.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let records = self.poll_records(timeout).await?;
+        metrics::counter!(m::CONSUMER_RECORDS_CONSUMED_TOTAL).increment(records.len() as u64);
+        Ok(records)
+    }
+
+    async fn poll_records(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         if !self.buffered.is_empty() {
             return Ok(std::mem::take(&mut self.buffered));
         }
@@ -555,6 +562,8 @@ impl Consumer {
             let response = match result {
                 Ok(response) => response,
                 Err(error) => {
+                    metrics::counter!(m::CONSUMER_ERRORS_TOTAL, "error" => m::error_label(&error))
+                        .increment(1);
                     for (key, _) in &partitions {
                         if via_replica.contains(key) {
                             self.drop_preferred_replica(key, "fetch from it failed");
@@ -581,6 +590,13 @@ impl Consumer {
                     continue;
                 };
                 let from_replica = via_replica.contains(&key);
+                if p.error_code != 0 {
+                    metrics::counter!(
+                        m::CONSUMER_ERRORS_TOTAL,
+                        "error" => kafka_error_name(p.error_code)
+                    )
+                    .increment(1);
+                }
                 if p.error_code != 0 && from_replica {
                     // Whatever the error, the leader is asked next (it may redirect again).
                     self.drop_preferred_replica(&key, &kafka_error_name(p.error_code));
@@ -599,6 +615,8 @@ impl Consumer {
                             refresh = true;
                         }
                         let bytes = p.records.clone().unwrap_or_default();
+                        metrics::counter!(m::CONSUMER_BYTES_CONSUMED_TOTAL)
+                            .increment(bytes.len() as u64);
                         let next = match decode_partition(&key, &bytes, offset, &mut records) {
                             Ok(next) => next,
                             Err(error) => {
@@ -682,7 +700,10 @@ async fn fetch_from(
     let version = connection.version(ApiKey::Fetch)?;
     let request = fetch_request(config, partitions, max_wait, version);
     let timeout = connection.request_timeout() + max_wait;
+    let sent = Instant::now();
     let response = connection.send_versioned(request, version, timeout).await?;
+    metrics::counter!(m::CONSUMER_FETCH_REQUESTS_TOTAL).increment(1);
+    metrics::histogram!(m::CONSUMER_FETCH_LATENCY_SECONDS).record(sent.elapsed().as_secs_f64());
     if response.error_code != 0 {
         return Err(Error::broker(
             format!("fetching from broker {broker}"),

@@ -11,6 +11,8 @@
 //! - `accumulator` (internal): the producer's per-partition batches; sans-IO.
 //! - [`offsets`]: ListOffsets lookups (earliest, latest, by timestamp).
 //! - [`producer`], [`consumer`], [`admin`]: the three clients.
+//! - [`metrics`]: the producer's and consumer's metric names, reported through the
+//!   `metrics` facade (no exporter in the crate).
 //! - [`reassignment`]: reassignment plans (Kafka's JSON), decommission planning and plan
 //!   progress, pure functions over what [`admin`] reports.
 //!
@@ -25,6 +27,7 @@ pub mod connection;
 pub mod consumer;
 pub mod delivery;
 pub mod error;
+pub mod metrics;
 pub mod offsets;
 pub mod partitioner;
 pub mod producer;

@@ -46,6 +46,7 @@ use crate::accumulator::{
 use crate::cluster::{Cluster, ClusterConfig, Metadata};
 use crate::delivery::DeliveryFuture;
 use crate::error::{Error, Result};
+use crate::metrics as m;
 use crate::records::Record;
 
 /// How many replicas must have a batch before the broker acknowledges it.
@@ -523,6 +524,10 @@ async fn dispatch(shared: &Arc<Shared>, plan: RequestPlan) {
     for mut batch in plan.batches {
         match batch.encoded() {
             Ok(bytes) => {
+                metrics::counter!(m::PRODUCER_BATCHES_SENT_TOTAL).increment(1);
+                metrics::counter!(m::PRODUCER_RECORDS_SENT_TOTAL)
+                    .increment(batch.record_count as u64);
+                metrics::histogram!(m::PRODUCER_BATCH_SIZE_BYTES).record(bytes.len() as f64);
                 let partition_data = PartitionProduceData::default()
                     .with_index(batch.partition)
                     .with_records(Some(bytes));
