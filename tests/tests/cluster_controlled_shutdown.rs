@@ -123,3 +123,42 @@ fn sigterm_moves_leadership_before_exit_and_no_produce_fails() {
     let compared = cluster.assert_replicas_identical(TOPIC, 0, &[1, 2, 3], high_watermark);
     eprintln!("{verified:?}; {compared} bytes identical on all three replicas");
 }
+
+/// The last broker standing, the quorum leader, cannot commit its controlled shutdown (no
+/// quorum): SIGTERM
+/// still ends it, within about `--shutdown-timeout-ms`, cleanly. (It used to wait forever on
+/// its own controller's answer.)
+#[test]
+fn sigterm_without_a_quorum_still_exits_within_the_shutdown_timeout() {
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOptions {
+            extra_args: vec!["--shutdown-timeout-ms".into(), "3000".into()],
+            ..ClusterOptions::fast(2_000, 2_000)
+        },
+    );
+    cluster.create_one_partition_topic(TOPIC, 3, &[]);
+    // The quorum leader is the one left: it stays leader, alone, and its own controller
+    // can never commit the shutdown command.
+    let last = cluster.controller_id().expect("an active controller");
+    for id in cluster.ids() {
+        if id != last {
+            cluster.kill9(id);
+        }
+    }
+    let sigterm_at = Instant::now();
+    cluster.sigterm(last);
+    let status = cluster.wait_exit(last, Duration::from_secs(30));
+    let took = sigterm_at.elapsed();
+    assert!(
+        status.success(),
+        "sluiced exited with {status}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the last broker took {took:?} to stop on SIGTERM with a 3 s shutdown timeout\n{}",
+        cluster.logs()
+    );
+    eprintln!("the last broker stopped {took:?} after SIGTERM");
+}

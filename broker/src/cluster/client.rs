@@ -65,17 +65,18 @@ impl ControllerClient {
                 .take()
                 .or_else(|| self.controller.current_leader())
                 .or_else(|| round_robin.next());
+            let timeout = ATTEMPT_TIMEOUT
+                .min(deadline.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(10));
             let answer = match target {
+                // Bounded too: a leader that lost its quorum never commits the command.
                 Some(id) if id == self.controller.node_id() => {
-                    Ok(self.service.handle(request.clone()).await)
+                    tokio::time::timeout(timeout, self.service.handle(request.clone()))
+                        .await
+                        .map_err(|_| format!("no answer from this node within {timeout:?}"))
                 }
                 Some(id) => match self.voters.get(&id) {
-                    Some(addr) => {
-                        let timeout = ATTEMPT_TIMEOUT
-                            .min(deadline.saturating_duration_since(Instant::now()))
-                            .max(Duration::from_millis(10));
-                        call_controller(addr, request.clone(), timeout).await
-                    }
+                    Some(addr) => call_controller(addr, request.clone(), timeout).await,
                     None => Err(format!("controller {id} is not a known voter")),
                 },
                 None => Err("no voters configured".to_string()),
