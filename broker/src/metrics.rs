@@ -7,10 +7,28 @@ use std::net::SocketAddr;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
-/// Requests handled, by `api`.
+/// Requests answered, by `api` and `version`.
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
-/// Request handling time in seconds, by `api`.
-pub const REQUEST_DURATION_SECONDS: &str = "sluice_request_duration_seconds";
+/// Where a request's time went, in seconds, by `api` and `version`, split as Kafka's
+/// RequestMetrics split it: total = queue + local + remote + response send.
+/// - total: the request's frame read -> its response written to the socket.
+/// - queue: frame read -> its handler starts (it waits behind the connection's earlier
+///   requests and the task's other work).
+/// - local: the handler's own work, its purgatory waits excluded.
+/// - remote: parked in a purgatory (the acks=all wait for the ISR, the fetch long poll).
+/// - response send: response ready -> written (includes waiting for the connection's
+///   earlier responses, which go out first).
+pub const REQUEST_TOTAL_TIME_SECONDS: &str = "sluice_request_total_time_seconds";
+pub const REQUEST_QUEUE_TIME_SECONDS: &str = "sluice_request_queue_time_seconds";
+pub const REQUEST_LOCAL_TIME_SECONDS: &str = "sluice_request_local_time_seconds";
+pub const REQUEST_REMOTE_TIME_SECONDS: &str = "sluice_request_remote_time_seconds";
+pub const RESPONSE_SEND_TIME_SECONDS: &str = "sluice_response_send_time_seconds";
+/// Bytes of request and response frames (length prefix included), by `api` and `version`.
+pub const REQUEST_BYTES_TOTAL: &str = "sluice_request_bytes_total";
+pub const RESPONSE_BYTES_TOTAL: &str = "sluice_response_bytes_total";
+/// Requests parked now: acks=all produces waiting for the ISR, fetches long-polling.
+pub const PRODUCE_PURGATORY_SIZE: &str = "sluice_produce_purgatory_size";
+pub const FETCH_PURGATORY_SIZE: &str = "sluice_fetch_purgatory_size";
 /// Partition- or request-level error codes returned, by `api` and `error`.
 pub const REQUEST_ERRORS_TOTAL: &str = "sluice_request_errors_total";
 /// Frames or requests that could not be parsed, by `reason`.
@@ -19,14 +37,23 @@ pub const MALFORMED_REQUESTS_TOTAL: &str = "sluice_malformed_requests_total";
 pub const UNSUPPORTED_REQUESTS_TOTAL: &str = "sluice_unsupported_requests_total";
 /// Work refused because a configured limit was reached, by `limit`.
 pub const LIMIT_EXCEEDED_TOTAL: &str = "sluice_limit_exceeded_total";
-/// Open client connections.
+/// Connections open now, accepted and closed since start, by `listener` (see
+/// [`OpenConnection`]).
 pub const CONNECTIONS_ACTIVE: &str = "sluice_connections_active";
-/// Connections accepted since start.
-pub const CONNECTIONS_TOTAL: &str = "sluice_connections_total";
+pub const CONNECTIONS_CREATED_TOTAL: &str = "sluice_connections_created_total";
+pub const CONNECTIONS_CLOSED_TOTAL: &str = "sluice_connections_closed_total";
 /// Bytes of record batches appended.
 pub const BYTES_IN_TOTAL: &str = "sluice_bytes_in_total";
 /// Records appended.
 pub const MESSAGES_IN_TOTAL: &str = "sluice_messages_in_total";
+/// Per topic (`topic`), only with `--metrics-per-partition`: record bytes and records
+/// appended by producers, record bytes sent to consumers, and the Produce and Fetch
+/// requests (consumers' and followers') that named the topic.
+pub const TOPIC_BYTES_IN_TOTAL: &str = "sluice_topic_bytes_in_total";
+pub const TOPIC_MESSAGES_IN_TOTAL: &str = "sluice_topic_messages_in_total";
+pub const TOPIC_BYTES_OUT_TOTAL: &str = "sluice_topic_bytes_out_total";
+pub const TOPIC_PRODUCE_REQUESTS_TOTAL: &str = "sluice_topic_produce_requests_total";
+pub const TOPIC_FETCH_REQUESTS_TOTAL: &str = "sluice_topic_fetch_requests_total";
 /// Bytes of record batches returned by Fetch.
 pub const BYTES_OUT_TOTAL: &str = "sluice_bytes_out_total";
 /// Topics created automatically on Metadata/Produce.
@@ -87,6 +114,74 @@ pub const REASSIGNMENT_THROTTLED_TOTAL: &str = "sluice_reassignment_throttled_fe
 /// 1 while this node is the active controller.
 pub const ACTIVE_CONTROLLER: &str = "sluice_active_controller";
 
+// Storage (measured in `storage`; the gauges refreshed by the replica manager).
+/// Record batch bytes written to partition logs, as leader and as follower.
+pub const LOG_BYTES_APPENDED_TOTAL: &str = "sluice_log_bytes_appended_total";
+/// Flushes of a partition's segment data (group-commit fsyncs, and flushes at segment roll,
+/// after recovery and at shutdown, which also fsync the indexes), and their duration in
+/// seconds. Checkpoint, directory and truncation fsyncs are not counted.
+pub const LOG_FLUSHES_TOTAL: &str = "sluice_log_flushes_total";
+pub const LOG_FLUSH_TIME_SECONDS: &str = "sluice_log_flush_time_seconds";
+/// Gauge: seconds the last start-up took to open (and recover) every partition log.
+pub const LOG_RECOVERY_SECONDS: &str = "sluice_log_recovery_seconds";
+/// Bytes recovery removed: torn or corrupt tails, and segments after a corrupt one.
+pub const LOG_RECOVERY_TRUNCATED_BYTES_TOTAL: &str = "sluice_log_recovery_truncated_bytes_total";
+/// Log-file bytes of the segments deleted by retention.
+pub const RETENTION_BYTES_DELETED_TOTAL: &str = "sluice_retention_bytes_deleted_total";
+/// Bytes of segment log files and number of segments, over every partition log on disk.
+pub const LOG_SIZE_BYTES: &str = "sluice_log_size_bytes";
+pub const LOG_SEGMENTS: &str = "sluice_log_segments";
+/// Per hosted partition (`topic`, `partition`): log size, segments, log start offset.
+pub const PARTITION_LOG_SIZE_BYTES: &str = "sluice_partition_log_size_bytes";
+pub const PARTITION_LOG_SEGMENTS: &str = "sluice_partition_log_segments";
+pub const PARTITION_LOG_START_OFFSET: &str = "sluice_partition_log_start_offset";
+
+// Cluster health, from this node's copy of the metadata (every node reports them).
+/// Partitions without a leader.
+pub const OFFLINE_PARTITIONS: &str = "sluice_offline_partitions";
+/// Registered brokers that are fenced (neither lead nor join ISRs).
+pub const FENCED_BROKERS: &str = "sluice_fenced_brokers";
+/// Registered brokers, fenced and shutting down ones included.
+pub const REGISTERED_BROKERS: &str = "sluice_registered_brokers";
+/// Partitions and topics in the cluster.
+pub const GLOBAL_PARTITION_COUNT: &str = "sluice_global_partition_count";
+pub const GLOBAL_TOPIC_COUNT: &str = "sluice_global_topic_count";
+/// This node's view of the metadata quorum (openraft's metrics): current term, last
+/// committed and last applied log index, and the quorum leader's node id (-1 for none).
+pub const CONTROLLER_RAFT_TERM: &str = "sluice_controller_raft_term";
+pub const CONTROLLER_RAFT_COMMIT_INDEX: &str = "sluice_controller_raft_commit_index";
+pub const CONTROLLER_RAFT_APPLIED_INDEX: &str = "sluice_controller_raft_applied_index";
+pub const CONTROLLER_RAFT_LEADER: &str = "sluice_controller_raft_leader";
+/// Partition leader changes to a new leader applied from the metadata log, counted by every
+/// node as it applies them (first leaders of new partitions not counted).
+pub const LEADER_ELECTIONS_TOTAL: &str = "sluice_leader_elections_total";
+/// Records a follower removed from its log: divergent tails (KIP-320) and logs restarted
+/// at the leader's log start.
+pub const REPLICA_TRUNCATED_RECORDS_TOTAL: &str = "sluice_replica_truncated_records_total";
+
+/// One open connection on a listener (`client`: the Kafka listener; `internal`: the
+/// controller listener), counted in [`CONNECTIONS_CREATED_TOTAL`] and
+/// [`CONNECTIONS_ACTIVE`] when opened and in [`CONNECTIONS_CLOSED_TOTAL`] when dropped, so a
+/// connection task that is aborted still counts as closed.
+pub struct OpenConnection {
+    listener: &'static str,
+}
+
+impl OpenConnection {
+    pub fn open(listener: &'static str) -> OpenConnection {
+        metrics::counter!(CONNECTIONS_CREATED_TOTAL, "listener" => listener).increment(1);
+        metrics::gauge!(CONNECTIONS_ACTIVE, "listener" => listener).increment(1.0);
+        OpenConnection { listener }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!(CONNECTIONS_ACTIVE, "listener" => self.listener).decrement(1.0);
+        metrics::counter!(CONNECTIONS_CLOSED_TOTAL, "listener" => self.listener).increment(1);
+    }
+}
+
 /// Start the Prometheus exporter's HTTP listener on `address` (serves `/metrics`).
 pub fn install(address: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
@@ -102,17 +197,82 @@ pub fn install(address: SocketAddr) -> Result<(), String> {
         .install()
         .map_err(|e| format!("cannot serve metrics on {address}: {e}"))?;
     describe();
+    for &name in EVENT_COUNTERS {
+        // Present at 0 from the start, so a rate() or an alert sees "none yet", not "no data".
+        metrics::counter!(name).increment(0);
+    }
     Ok(())
 }
 
+/// The unlabelled counters of rare events, exported from start-up even before they happen.
+const EVENT_COUNTERS: &[&str] = &[
+    BYTES_IN_TOTAL,
+    MESSAGES_IN_TOTAL,
+    BYTES_OUT_TOTAL,
+    TOPICS_AUTO_CREATED_TOTAL,
+    RETENTION_SEGMENTS_DELETED_TOTAL,
+    RETENTION_BYTES_DELETED_TOTAL,
+    PRODUCER_IDS_ALLOCATED_TOTAL,
+    PRODUCER_DUPLICATES_TOTAL,
+    UNCLEAN_LEADER_ELECTIONS_TOTAL,
+    BROKERS_FENCED_TOTAL,
+    ISR_SHRINKS_TOTAL,
+    ISR_EXPANDS_TOTAL,
+    TRUNCATIONS_TOTAL,
+    REPLICA_TRUNCATED_RECORDS_TOTAL,
+    LEADERSHIPS_TAKEN_TOTAL,
+    LEADER_ELECTIONS_TOTAL,
+    REPLICATION_BYTES_IN_TOTAL,
+    PREFERRED_LEADER_ELECTIONS_TOTAL,
+    REASSIGNMENT_THROTTLED_TOTAL,
+    LOG_BYTES_APPENDED_TOTAL,
+    LOG_FLUSHES_TOTAL,
+    LOG_RECOVERY_TRUNCATED_BYTES_TOTAL,
+];
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(REQUESTS_TOTAL, "Requests handled, by API");
+    describe_counter!(REQUESTS_TOTAL, "Requests answered, by API and version");
     describe_histogram!(
-        REQUEST_DURATION_SECONDS,
+        REQUEST_TOTAL_TIME_SECONDS,
         Unit::Seconds,
-        "Request handling time, by API"
+        "Request frame read to response written, by API and version"
     );
+    describe_histogram!(
+        REQUEST_QUEUE_TIME_SECONDS,
+        Unit::Seconds,
+        "Request frame read to handler start, by API and version"
+    );
+    describe_histogram!(
+        REQUEST_LOCAL_TIME_SECONDS,
+        Unit::Seconds,
+        "Handler work excluding purgatory waits, by API and version"
+    );
+    describe_histogram!(
+        REQUEST_REMOTE_TIME_SECONDS,
+        Unit::Seconds,
+        "Time parked in a purgatory (acks=all, fetch long poll), by API and version"
+    );
+    describe_histogram!(
+        RESPONSE_SEND_TIME_SECONDS,
+        Unit::Seconds,
+        "Response ready to written, by API and version"
+    );
+    describe_counter!(
+        REQUEST_BYTES_TOTAL,
+        Unit::Bytes,
+        "Request frame bytes, by API and version"
+    );
+    describe_counter!(
+        RESPONSE_BYTES_TOTAL,
+        Unit::Bytes,
+        "Response frame bytes, by API and version"
+    );
+    describe_gauge!(
+        PRODUCE_PURGATORY_SIZE,
+        "acks=all produce requests waiting for the ISR"
+    );
+    describe_gauge!(FETCH_PURGATORY_SIZE, "Fetch requests long-polling");
     describe_counter!(
         REQUEST_ERRORS_TOTAL,
         "Error codes returned, by API and error"
@@ -129,10 +289,36 @@ fn describe() {
         LIMIT_EXCEEDED_TOTAL,
         "Work refused because a configured limit was reached"
     );
-    describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections");
-    describe_counter!(CONNECTIONS_TOTAL, "Connections accepted");
+    describe_gauge!(CONNECTIONS_ACTIVE, "Open connections, by listener");
+    describe_counter!(
+        CONNECTIONS_CREATED_TOTAL,
+        "Connections accepted, by listener"
+    );
+    describe_counter!(CONNECTIONS_CLOSED_TOTAL, "Connections closed, by listener");
     describe_counter!(BYTES_IN_TOTAL, Unit::Bytes, "Record batch bytes appended");
     describe_counter!(MESSAGES_IN_TOTAL, "Records appended");
+    describe_counter!(
+        TOPIC_BYTES_IN_TOTAL,
+        Unit::Bytes,
+        "Record batch bytes appended by producers, by topic"
+    );
+    describe_counter!(
+        TOPIC_MESSAGES_IN_TOTAL,
+        "Records appended by producers, by topic"
+    );
+    describe_counter!(
+        TOPIC_BYTES_OUT_TOTAL,
+        Unit::Bytes,
+        "Record batch bytes sent to consumers, by topic"
+    );
+    describe_counter!(
+        TOPIC_PRODUCE_REQUESTS_TOTAL,
+        "Produce requests naming the topic"
+    );
+    describe_counter!(
+        TOPIC_FETCH_REQUESTS_TOTAL,
+        "Fetch requests naming the topic"
+    );
     describe_counter!(
         BYTES_OUT_TOTAL,
         Unit::Bytes,
@@ -164,4 +350,132 @@ fn describe() {
         "Partitions whose producer state was rebuilt from the log"
     );
     describe_gauge!(PARTITIONS, "Partitions hosted by this broker");
+    describe_storage_and_cluster();
+}
+
+fn describe_storage_and_cluster() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        LOG_BYTES_APPENDED_TOTAL,
+        Unit::Bytes,
+        "Record batch bytes written to partition logs (leader and follower appends)"
+    );
+    describe_counter!(
+        LOG_FLUSHES_TOTAL,
+        "Fsyncs of a partition's segment data (group commit, roll, recovery, shutdown)"
+    );
+    describe_histogram!(
+        LOG_FLUSH_TIME_SECONDS,
+        Unit::Seconds,
+        "Time of one fsync pass over a partition's segment data"
+    );
+    describe_gauge!(
+        LOG_RECOVERY_SECONDS,
+        Unit::Seconds,
+        "Time the last start-up took to open and recover every partition log"
+    );
+    describe_counter!(
+        LOG_RECOVERY_TRUNCATED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes of torn or corrupt log tails removed by recovery"
+    );
+    describe_counter!(
+        RETENTION_BYTES_DELETED_TOTAL,
+        Unit::Bytes,
+        "Segment bytes deleted by retention"
+    );
+    describe_gauge!(
+        LOG_SIZE_BYTES,
+        Unit::Bytes,
+        "Bytes of every partition log on this broker"
+    );
+    describe_gauge!(
+        LOG_SEGMENTS,
+        "Segments of every partition log on this broker"
+    );
+    describe_gauge!(
+        PARTITION_LOG_SIZE_BYTES,
+        Unit::Bytes,
+        "Bytes of a hosted partition's log"
+    );
+    describe_gauge!(
+        PARTITION_LOG_SEGMENTS,
+        "Segments of a hosted partition's log"
+    );
+    describe_gauge!(
+        PARTITION_LOG_START_OFFSET,
+        "First offset retained in a hosted partition's log"
+    );
+    describe_gauge!(OFFLINE_PARTITIONS, "Partitions without a leader");
+    describe_gauge!(FENCED_BROKERS, "Registered brokers that are fenced");
+    describe_gauge!(REGISTERED_BROKERS, "Registered brokers");
+    describe_gauge!(GLOBAL_PARTITION_COUNT, "Partitions in the cluster");
+    describe_gauge!(GLOBAL_TOPIC_COUNT, "Topics in the cluster");
+    describe_gauge!(CONTROLLER_RAFT_TERM, "Current term of the metadata quorum");
+    describe_gauge!(
+        CONTROLLER_RAFT_COMMIT_INDEX,
+        "Last committed index of the metadata log"
+    );
+    describe_gauge!(
+        CONTROLLER_RAFT_APPLIED_INDEX,
+        "Last metadata log index applied by this node"
+    );
+    describe_gauge!(
+        CONTROLLER_RAFT_LEADER,
+        "Node id of the metadata quorum's leader (-1 for none)"
+    );
+    describe_counter!(
+        LEADER_ELECTIONS_TOTAL,
+        "Partition leader changes applied from the metadata log"
+    );
+    describe_counter!(
+        REPLICA_TRUNCATED_RECORDS_TOTAL,
+        "Records removed from follower logs by truncation"
+    );
+    describe_counter!(TRUNCATIONS_TOTAL, "Follower truncations after a divergence");
+    describe_gauge!(PARTITIONS_LED, "Partitions this broker leads");
+    describe_gauge!(PARTITIONS_FOLLOWED, "Partitions this broker follows");
+    describe_gauge!(
+        UNDER_REPLICATED_PARTITIONS,
+        "Led partitions whose ISR is smaller than the replica set"
+    );
+    describe_gauge!(
+        UNDER_MIN_ISR_PARTITIONS,
+        "Led partitions whose ISR is below min.insync.replicas"
+    );
+    describe_counter!(ISR_SHRINKS_TOTAL, "ISR shrinks committed for this leader");
+    describe_counter!(ISR_EXPANDS_TOTAL, "ISR expands committed for this leader");
+    describe_counter!(
+        LEADERSHIPS_TAKEN_TOTAL,
+        "Times this broker became a partition leader"
+    );
+    describe_gauge!(
+        ACTIVE_CONTROLLER,
+        "1 on the node that leads the metadata quorum"
+    );
+    describe_counter!(
+        BROKERS_FENCED_TOTAL,
+        "Brokers fenced by this node as active controller"
+    );
+    describe_counter!(
+        PREFERRED_LEADER_ELECTIONS_TOTAL,
+        "Leaderships moved back to preferred replicas by the rebalance"
+    );
+    describe_gauge!(
+        PARTITION_LOG_END_OFFSET,
+        "Log end offset of a hosted partition"
+    );
+    describe_gauge!(
+        PARTITION_HIGH_WATERMARK,
+        "High watermark of a hosted partition"
+    );
+    describe_gauge!(PARTITION_ISR_SIZE, "Committed ISR size of a led partition");
+    describe_gauge!(
+        REPLICA_LAG_OFFSETS,
+        "Offsets a follower's log end is behind the leader's"
+    );
+    describe_gauge!(
+        REPLICA_LAG_MS,
+        "Milliseconds since a follower was last caught up (-1: not heard from)"
+    );
 }

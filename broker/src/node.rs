@@ -119,9 +119,9 @@ async fn retention_loop(
                     replicas.high_watermark_of(log.name()).unwrap_or(0)
                 };
                 let deleted = tokio::task::spawn_blocking(move || logs.apply_retention_below(now_ms(), &limit)).await.unwrap_or(0);
+                // Storage counts the deleted segments and bytes and logs each partition.
                 if deleted > 0 {
-                    tracing::info!(segments = deleted, "retention deleted segments");
-                    metrics::counter!(m::RETENTION_SEGMENTS_DELETED_TOTAL).increment(deleted as u64);
+                    tracing::debug!(segments = deleted, "retention pass deleted segments");
                 }
             }
         }

@@ -41,6 +41,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     // Replica reassignment (KIP-455); v1 adds allow_replication_factor_change.
     range(ApiKey::AlterPartitionReassignments, 0, 1),
     range(ApiKey::ListPartitionReassignments, 0, 0),
+    // The controller quorum (the metadata log), answered by the quorum leader; v2 adds
+    // node endpoints and directory ids, which Sluice does not have.
+    range(ApiKey::DescribeQuorum, 0, 1),
 ];
 
 /// The advertised range for an API key, if Sluice supports it.

@@ -305,3 +305,19 @@ pub fn metric_sum(metrics_text: &str, prefix: &str) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The value of the one sample named exactly `series`: a metric name, or a name with its
+/// labels as the exporter prints them (`name{topic="t",partition="0"}`). `None` if absent.
+pub fn metric_value(metrics_text: &str, series: &str) -> Option<f64> {
+    metrics_text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            if key == series {
+                value.parse().ok()
+            } else {
+                None
+            }
+        })
+}

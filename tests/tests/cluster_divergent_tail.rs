@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use sluice_tests::raw::{http_get, metric_value};
 use sluice_tests::workload::numbered_values;
 use sluice_tests::{AckedBatch, Cluster, ClusterOptions};
 
@@ -119,4 +120,14 @@ fn a_returning_leader_truncates_its_divergent_tail() {
     );
     cluster.assert_no_log_contains(TOPIC, 0, b"tail-", "records of the divergent tail");
     eprintln!("high watermark {high_watermark}; {compared} bytes identical on all three replicas");
+
+    // The old leader counted the truncation and the records it removed: the whole tail.
+    let metrics = http_get(&cluster.broker(old_leader).metrics_address(), "/metrics").unwrap();
+    let truncated = metric_value(&metrics, "sluice_replica_truncated_records_total");
+    assert!(
+        metric_value(&metrics, "sluice_replica_truncations_total").is_some_and(|n| n >= 1.0)
+            && truncated.is_some_and(|n| n >= (BATCHES * PER_BATCH) as f64),
+        "truncated records {truncated:?}, expected at least the tail's {}\n{metrics}",
+        BATCHES * PER_BATCH
+    );
 }

@@ -307,17 +307,25 @@ fn apply_response(
                 .as_ref()
                 == Some(sent)
             {
+                let (start, end) = (replica.log.log_start_offset(), replica.log.log_end_offset());
                 tracing::warn!(
                     partition = replica.log.name(),
                     fetch_offset = sent.fetch_offset,
                     leader_log_start_offset = partition.log_start_offset,
+                    log_start_offset = start,
+                    log_end_offset = end,
+                    leader_epoch = state.leader_epoch(),
                     "follower is behind the leader's log start; restarting the log there"
                 );
-                if let Err(error) = replica
+                match replica
                     .log
                     .truncate_fully_and_start_at(partition.log_start_offset)
                 {
-                    tracing::error!(partition = replica.log.name(), %error, "restarting the log failed");
+                    Ok(()) => metrics::counter!(m::REPLICA_TRUNCATED_RECORDS_TOTAL)
+                        .increment((end - start).max(0) as u64),
+                    Err(error) => {
+                        tracing::error!(partition = replica.log.name(), %error, "restarting the log failed")
+                    }
                 }
                 drop(state);
                 return true;
@@ -362,13 +370,18 @@ fn apply_response(
             FollowerAction::TruncateTo(offset) => {
                 let before = replica.log.log_end_offset();
                 let result = replica.log.truncate_to(offset).map(|_| ());
+                let records_removed = (before - replica.log.log_end_offset()).max(0);
                 metrics::counter!(m::TRUNCATIONS_TOTAL).increment(1);
+                metrics::counter!(m::REPLICA_TRUNCATED_RECORDS_TOTAL)
+                    .increment(records_removed as u64);
                 tracing::info!(
                     partition = replica.log.name(),
                     truncated_to = offset,
                     log_end_offset_before = before,
+                    records_removed,
                     diverging_epoch = ?diverging_epoch,
                     leader_epoch = state.leader_epoch(),
+                    high_watermark = state.high_watermark(),
                     "follower log diverged from the leader; truncated"
                 );
                 result

@@ -8,6 +8,14 @@
 //! controller's registration ([`Partition::apply_registration`]): it leads, or it follows
 //! and its fetcher fetches from the leader. A timer ticks the leaders (ISR shrink) and
 //! checkpoints high watermarks.
+//!
+//! Gauges, refreshed every second and after every reconciliation: the hosted partitions
+//! (led, followed, under-replicated), the size of the logs on disk, the cluster's health as
+//! this node's copy of the metadata sees it (offline partitions, fenced and registered
+//! brokers, topic and partition counts; every node reports them, not only the active
+//! controller as Kafka does), and, with `--metrics-per-partition`, one set of labelled
+//! gauges per hosted partition and per follower. Series of a partition that moved away stay
+//! at their last value: the exporter cannot remove a series.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -462,10 +470,20 @@ impl ReplicaManager {
                 partition_gauges(&replica, &state);
             }
         }
+        metrics::gauge!(m::PARTITIONS).set(f64::from(led + followed));
         metrics::gauge!(m::PARTITIONS_LED).set(f64::from(led));
         metrics::gauge!(m::PARTITIONS_FOLLOWED).set(f64::from(followed));
         metrics::gauge!(m::UNDER_REPLICATED_PARTITIONS).set(f64::from(under));
         metrics::gauge!(m::UNDER_MIN_ISR_PARTITIONS).set(f64::from(under_min));
+        let usage = self.logs.usage();
+        metrics::gauge!(m::LOG_SIZE_BYTES).set(usage.size_bytes as f64);
+        metrics::gauge!(m::LOG_SEGMENTS).set(usage.segments as f64);
+        let health = self.metadata.read(MetadataState::health);
+        metrics::gauge!(m::OFFLINE_PARTITIONS).set(health.offline_partitions as f64);
+        metrics::gauge!(m::FENCED_BROKERS).set(health.fenced_brokers as f64);
+        metrics::gauge!(m::REGISTERED_BROKERS).set(health.registered_brokers as f64);
+        metrics::gauge!(m::GLOBAL_PARTITION_COUNT).set(health.partitions as f64);
+        metrics::gauge!(m::GLOBAL_TOPIC_COUNT).set(health.topics as f64);
     }
 
     /// Persist every replica's high watermark (advisory; used on restart).
@@ -611,6 +629,10 @@ fn partition_gauges(replica: &Replica, state: &replication::Partition) {
     let log_end_offset = replica.log.log_end_offset();
     metrics::gauge!(m::PARTITION_LOG_END_OFFSET, &labels).set(log_end_offset as f64);
     metrics::gauge!(m::PARTITION_HIGH_WATERMARK, &labels).set(state.high_watermark() as f64);
+    metrics::gauge!(m::PARTITION_LOG_START_OFFSET, &labels)
+        .set(replica.log.log_start_offset() as f64);
+    metrics::gauge!(m::PARTITION_LOG_SIZE_BYTES, &labels).set(replica.log.size_bytes() as f64);
+    metrics::gauge!(m::PARTITION_LOG_SEGMENTS, &labels).set(replica.log.segment_count() as f64);
     if let Some(isr) = state.isr() {
         metrics::gauge!(m::PARTITION_ISR_SIZE, &labels).set(isr.committed_isr().len() as f64);
     }

@@ -453,14 +453,23 @@ async fn forward_applied(
     }
 }
 
-/// Keep the active-controller gauge and log leadership changes of the quorum.
+/// Keep the controller gauges (active controller; the quorum's term, applied index and
+/// leader, from openraft's metrics; the log store sets the commit index) and log leadership
+/// changes of the quorum.
 async fn report_controller_role(controller: Controller, mut shutdown: watch::Receiver<bool>) {
     let mut metrics = controller.raft().metrics();
     let mut last_leader = None;
     loop {
-        let leader = metrics.borrow_and_update().current_leader;
+        let (leader, term, applied) = {
+            let current = metrics.borrow_and_update();
+            let applied = current.last_applied.map_or(0, |log_id| log_id.index);
+            (current.current_leader, current.current_term, applied)
+        };
+        metrics::gauge!(m::CONTROLLER_RAFT_TERM).set(term as f64);
+        metrics::gauge!(m::CONTROLLER_RAFT_APPLIED_INDEX).set(applied as f64);
+        metrics::gauge!(m::CONTROLLER_RAFT_LEADER).set(leader.map_or(-1.0, |id| id as f64));
         if leader != last_leader {
-            tracing::info!(controller = ?leader, "active controller");
+            tracing::info!(controller = ?leader, term, "active controller");
             last_leader = leader;
             let active = leader == Some(controller.node_id());
             metrics::gauge!(m::ACTIVE_CONTROLLER).set(if active { 1.0 } else { 0.0 });

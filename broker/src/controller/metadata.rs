@@ -520,6 +520,19 @@ pub struct MetadataState {
     last_command_index: Option<u64>,
 }
 
+/// The cluster's health as one copy of the metadata sees it ([`MetadataState::health`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterHealth {
+    /// Brokers registered, whatever their status.
+    pub registered_brokers: usize,
+    /// Registered brokers that are fenced (not those in controlled shutdown).
+    pub fenced_brokers: usize,
+    pub topics: usize,
+    pub partitions: usize,
+    /// Partitions with no leader.
+    pub offline_partitions: usize,
+}
+
 /// Which partitions a broker-wide change looks at, and what it does to the ISR.
 #[derive(Debug, Clone, Copy)]
 enum BrokerChange {
@@ -563,6 +576,25 @@ impl MetadataState {
     /// The Raft log index of the last command applied.
     pub fn last_command_index(&self) -> Option<u64> {
         self.last_command_index
+    }
+
+    /// Counts an operator watches (KafkaController's OfflinePartitionsCount,
+    /// FencedBrokerCount, GlobalPartitionCount, ...). One pass over every partition.
+    pub fn health(&self) -> ClusterHealth {
+        let partitions = self.topics.values().flat_map(|topic| &topic.partitions);
+        ClusterHealth {
+            registered_brokers: self.brokers.len(),
+            fenced_brokers: self
+                .brokers
+                .values()
+                .filter(|broker| broker.status == BrokerStatus::Fenced)
+                .count(),
+            topics: self.topics.len(),
+            partitions: partitions.clone().count(),
+            offline_partitions: partitions
+                .filter(|partition| partition.leader.is_none())
+                .count(),
+        }
     }
 
     fn is_eligible(&self, id: BrokerId) -> bool {

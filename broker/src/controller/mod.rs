@@ -77,9 +77,9 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, RaftNetworkFactory, SnapshotPolicy, TokioRuntime};
 
 pub use metadata::{
-    AlterPartition, Broker, BrokerEpoch, BrokerId, BrokerStatus, CommandOutcome, CommandResult,
-    ElectionRefusal, ElectionType, Endpoint, LeaderRecoveryState, MetadataCommand, MetadataError,
-    MetadataState, Partition, Topic,
+    AlterPartition, Broker, BrokerEpoch, BrokerId, BrokerStatus, ClusterHealth, CommandOutcome,
+    CommandResult, ElectionRefusal, ElectionType, Endpoint, LeaderRecoveryState, MetadataCommand,
+    MetadataError, MetadataState, Partition, Topic,
 };
 pub use raft_log::RaftLogStore;
 pub use raft_store::{EntryResponse, MetadataReader, StateMachineStore};
@@ -177,6 +177,27 @@ impl ControllerError {
     }
 }
 
+/// One node's view of the controller quorum ([`Controller::quorum_status`]). Log positions
+/// are Raft log indexes (the first entry is index 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// The node this view is from.
+    pub node_id: NodeId,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// The last entry in this node's log.
+    pub last_log_index: Option<u64>,
+    /// The last entry this node applied to its metadata. openraft reports no commit index;
+    /// on the leader the two differ only while a committed entry is being applied.
+    pub applied_index: Option<u64>,
+    pub voters: Vec<NodeId>,
+    /// Members that follow the log without voting (brokers outside the voter set).
+    pub learners: Vec<NodeId>,
+    /// On the leader only: the last entry each member (itself included) is known to hold.
+    pub matched: Option<BTreeMap<NodeId, Option<u64>>>,
+}
+
 /// One node of the controller quorum: the Raft node and a view of its applied metadata.
 #[derive(Clone)]
 pub struct Controller {
@@ -246,6 +267,27 @@ impl Controller {
     /// The leader this node knows of, if any.
     pub fn current_leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// What this node knows of the quorum now (for DescribeQuorum), from openraft's metrics.
+    pub fn quorum_status(&self) -> QuorumStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        QuorumStatus {
+            node_id: self.node_id,
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index,
+            applied_index: metrics.last_applied.map(|log_id| log_id.index),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            matched: metrics.replication.map(|replication| {
+                replication
+                    .into_iter()
+                    .map(|(id, matched)| (id, matched.map(|log_id| log_id.index)))
+                    .collect()
+            }),
+        }
     }
 
     /// Form a new quorum of `voters`. Safe to call on a node that is already initialized.

@@ -20,6 +20,8 @@
 //! The committed log id is saved without an fsync. It only lets a restarted node re-apply
 //! committed entries before it hears from the leader; if the last one is lost, the node
 //! re-applies less and learns the rest from the leader. The next fsync covers it anyway.
+//! The store also publishes its index as the `sluice_controller_raft_commit_index` gauge:
+//! openraft's metrics lack it.
 //!
 //! Replay cuts a torn tail (see [`record_file`](super::record_file)): an entry whose write
 //! did not finish was never reported flushed, so no quorum counted it.
@@ -123,6 +125,7 @@ impl RaftLogStore {
             })?;
             store.replay(record, payload.len() as u64);
         }
+        publish_commit_index(store.committed);
         Ok(store)
     }
 
@@ -243,6 +246,12 @@ impl RaftLogStore {
     }
 }
 
+/// openraft's metrics do not carry the commit index; the log store is told it.
+fn publish_commit_index(committed: Option<LogId<NodeId>>) {
+    let index = committed.map_or(0, |log_id| log_id.index);
+    metrics::gauge!(crate::metrics::CONTROLLER_RAFT_COMMIT_INDEX).set(index as f64);
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock left the map in a state we wrote completely (every
     // update is a single insert or split), so the data is still usable.
@@ -326,6 +335,7 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             .append([payload.as_slice()])
             .map_err(|error| write_error(ErrorSubject::Store, error))?;
         self.committed = committed;
+        publish_commit_index(committed);
         Ok(())
     }
 

@@ -45,7 +45,9 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::metadata::{CommandResult, Election, MetadataState};
+use super::metadata::{
+    BrokerId, CommandOutcome, CommandResult, Election, MetadataCommand, MetadataState,
+};
 use super::record_file::{read_records, remove_leftover_temporary, replace_atomically};
 use super::{NodeId, TypeConfig};
 use crate::storage::FileSystem;
@@ -294,7 +296,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryResponse::Membership
                 }
                 EntryPayload::Normal(command) => {
+                    let before = leader_before(&applied.metadata, &command);
                     let result = applied.metadata.apply(log_id.index, &command);
+                    metrics::counter!(crate::metrics::LEADER_ELECTIONS_TOTAL)
+                        .increment(leader_elections(before, &result) as u64);
                     report(log_id.index, &result);
                     EntryResponse::Command(result)
                 }
@@ -357,6 +362,50 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: snapshot.meta,
             snapshot: Box::new(Cursor::new(snapshot.data)),
         }))
+    }
+}
+
+/// The leader, before `command` applies, of the partition it names, for the commands that
+/// can move a leader without reporting a [`PartitionChange`](super::metadata::PartitionChange):
+/// an AlterPartition or a reassignment that completes and drops the leader. `None` for
+/// other commands and unknown partitions.
+fn leader_before(metadata: &MetadataState, command: &MetadataCommand) -> Option<Option<BrokerId>> {
+    let (topic_id, partition) = match command {
+        MetadataCommand::AlterPartition(alter) => (alter.topic_id, alter.partition),
+        MetadataCommand::ReassignPartition {
+            topic_id,
+            partition,
+            ..
+        } => (*topic_id, *partition),
+        _ => return None,
+    };
+    metadata
+        .partition(&topic_id, partition)
+        .map(|partition| partition.leader)
+}
+
+/// How many partitions `result` gave a new leader (Kafka's LeaderElectionRateAndTimeMs):
+/// the reported changes that elected one, or for an AlterPartition or reassignment whose
+/// partition had leader `before`, whether it now has another one. A partition going offline
+/// and the first leaders of new partitions are no elections.
+fn leader_elections(before: Option<Option<BrokerId>>, result: &CommandResult) -> usize {
+    let Ok(outcome) = result else {
+        return 0;
+    };
+    match outcome {
+        CommandOutcome::LeadersElected { results } => results
+            .iter()
+            .filter(|(_, _, result)| result.as_ref().is_ok_and(|c| c.election.is_some()))
+            .count(),
+        CommandOutcome::PartitionAltered { partition }
+        | CommandOutcome::ReassignmentAltered { partition } => usize::from(
+            before.is_some_and(|leader| partition.leader.is_some() && partition.leader != leader),
+        ),
+        other => other
+            .changes()
+            .iter()
+            .filter(|change| change.election.is_some())
+            .count(),
     }
 }
 
@@ -566,5 +615,81 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let error = StateMachineStore::open(Arc::new(StdFileSystem), dir.path()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// Apply `command` at `index` as `apply` does; returns the elections it counts.
+    fn elections_of(state: &mut MetadataState, index: u64, command: MetadataCommand) -> usize {
+        let before = leader_before(state, &command);
+        let result = state.apply(index, &command);
+        assert!(result.is_ok(), "{command:?}: {result:?}");
+        leader_elections(before, &result)
+    }
+
+    #[test]
+    fn leader_elections_count_new_leaders_not_offline_partitions_or_first_leaders() {
+        let mut state = MetadataState::new();
+        let topic = Uuid::from_u128(55);
+        let mut index = 0;
+        let mut next = || {
+            index += 1;
+            index
+        };
+        for id in [1, 2] {
+            let epoch = next();
+            assert_eq!(elections_of(&mut state, epoch, register(id)), 0);
+            let unfence = MetadataCommand::UnfenceBroker {
+                id,
+                epoch: epoch as i64,
+            };
+            assert_eq!(elections_of(&mut state, next(), unfence), 0);
+        }
+        let create = MetadataCommand::CreateTopic {
+            name: "t".into(),
+            id: topic,
+            partitions: 1,
+            replication_factor: 2,
+            configs: Default::default(),
+        };
+        assert_eq!(elections_of(&mut state, next(), create), 0, "first leaders");
+        let leader = state.partition(&topic, 0).unwrap().leader.unwrap();
+        let follower = 3 - leader;
+        // Fencing the leader moves leadership to the follower: one election.
+        let fence = |id: i32, state: &MetadataState| MetadataCommand::FenceBroker {
+            id,
+            epoch: state.broker(id).unwrap().epoch,
+        };
+        let command = fence(leader, &state);
+        assert_eq!(elections_of(&mut state, next(), command), 1);
+        assert_eq!(state.partition(&topic, 0).unwrap().leader, Some(follower));
+        // Fencing the last ISR member takes the partition offline: no election.
+        let command = fence(follower, &state);
+        assert_eq!(elections_of(&mut state, next(), command), 0);
+        assert_eq!(state.partition(&topic, 0).unwrap().leader, None);
+        // Its last ISR member coming back leads it again: an election; the other broker
+        // coming back and joining the ISR is none.
+        let epoch = state.broker(follower).unwrap().epoch;
+        let unfence = MetadataCommand::UnfenceBroker {
+            id: follower,
+            epoch,
+        };
+        assert_eq!(elections_of(&mut state, next(), unfence), 1, "back online");
+        let unfence = MetadataCommand::UnfenceBroker {
+            id: leader,
+            epoch: state.broker(leader).unwrap().epoch,
+        };
+        assert_eq!(elections_of(&mut state, next(), unfence), 0);
+        let partition = state.partition(&topic, 0).unwrap().clone();
+        let alter = MetadataCommand::AlterPartition(crate::controller::AlterPartition {
+            leader_id: follower,
+            broker_epoch: epoch,
+            topic_id: topic,
+            partition: 0,
+            leader_epoch: partition.leader_epoch,
+            partition_epoch: partition.partition_epoch,
+            new_isr: vec![follower, leader],
+            leader_recovery_state: partition.leader_recovery_state,
+        });
+        assert_eq!(elections_of(&mut state, next(), alter), 0);
+        assert_eq!(state.partition(&topic, 0).unwrap().isr.len(), 2);
     }
 }

@@ -39,7 +39,8 @@
 //! An accept loop, one task per connection (at most [`TcpNetworkConfig::connections_max`]),
 //! each reading a request, handing it to the local [`Raft`] and writing the answer. Nothing
 //! a peer sends can panic the server: bad frames and undecodable requests are logged and
-//! close that connection.
+//! close that connection. Connections are counted in the `sluice_connections_*` metrics
+//! with `listener="internal"`.
 //!
 //! # Left out
 //!
@@ -481,11 +482,13 @@ pub async fn serve_raft_with_config(
                     tracing::warn!(%peer, limit = config.connections_max, "raft listener: connection limit reached; closing new connection");
                     continue;
                 };
+                let open = crate::metrics::OpenConnection::open("internal");
                 let raft = raft.clone();
                 let service = service.clone();
                 let frame_bytes_max = config.frame_bytes_max;
                 connections.spawn(async move {
                     serve_connection(stream, peer, raft, service, frame_bytes_max).await;
+                    drop(open);
                     drop(permit);
                 });
             }

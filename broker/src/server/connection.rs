@@ -13,9 +13,13 @@
 //! the connection with a logged reason and a metric: after a framing error the byte stream
 //! cannot be trusted. An acks=0 produce that fails closes the connection too, as Kafka
 //! does, since there is no response to carry the error.
+//!
+//! Request metrics: this task notes when each frame was read and, after the flush that
+//! sends a reply, records the request's metrics (see `dispatch`, "Request metrics").
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::FuturesOrdered;
@@ -25,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
-use super::dispatch::{self, Reply};
+use super::dispatch::{self, Handled, Reply, RequestMetrics};
 use super::Broker;
 use crate::metrics as m;
 
@@ -44,6 +48,8 @@ pub async fn serve_connection<S>(
     let in_flight_max = broker.limits.in_flight_requests_max;
     let mut reading = !*shutdown.borrow();
     let mut limit_noted = false;
+    // Requests whose replies are written but not yet flushed.
+    let mut unflushed: Vec<RequestMetrics> = Vec::new();
 
     loop {
         if !reading && pending.is_empty() {
@@ -58,10 +64,11 @@ pub async fn serve_connection<S>(
         }
         tokio::select! {
             biased;
-            Some(reply) = pending.next(), if !pending.is_empty() => {
+            Some(handled) = pending.next(), if !pending.is_empty() => {
                 // Write this reply and every one already finished behind it, then flush once.
-                let mut next = Some(reply);
-                while let Some(reply) = next.take() {
+                let mut next = Some(handled);
+                while let Some(Handled { reply, metrics }) = next.take() {
+                    unflushed.extend(metrics);
                     match reply {
                         Reply::Frame(bytes) => {
                             if let Err(e) = writer.write_all(&bytes).await {
@@ -73,6 +80,7 @@ pub async fn serve_connection<S>(
                         Reply::Close(reason) => {
                             tracing::info!(%peer, %reason, "closing connection");
                             let _ = writer.flush().await;
+                            record_written(&mut unflushed);
                             return;
                         }
                     }
@@ -82,6 +90,7 @@ pub async fn serve_connection<S>(
                     tracing::debug!(%peer, error = %e, "flush failed; closing connection");
                     return;
                 }
+                record_written(&mut unflushed);
                 limit_noted = false;
             }
             frame = frames.next(), if can_read => {
@@ -89,7 +98,8 @@ pub async fn serve_connection<S>(
                     None => reading = false,
                     Some(Ok(frame)) => {
                         let broker = broker.clone();
-                        pending.push_back(dispatch::handle(broker, Bytes::from(frame)));
+                        let received = Instant::now();
+                        pending.push_back(dispatch::handle(broker, Bytes::from(frame), received));
                     }
                     Some(Err(FrameError::Io(e))) => {
                         tracing::debug!(%peer, error = %e, "read failed");
@@ -118,4 +128,12 @@ pub async fn serve_connection<S>(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+/// Record the metrics of requests whose replies were just flushed.
+fn record_written(unflushed: &mut Vec<RequestMetrics>) {
+    let written = Instant::now();
+    for metrics in unflushed.drain(..) {
+        metrics.record(written);
+    }
 }

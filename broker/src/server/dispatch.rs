@@ -5,18 +5,27 @@
 //! answered with UNSUPPORTED_VERSION rather than left hanging: ApiVersions with a v0
 //! response carrying our ranges (so the client retries lower, as Kafka does), every other
 //! API with a bare header + error code.
+//!
+//! # Request metrics
+//! Each request's time is split as Kafka's RequestMetrics split it. The connection notes
+//! when the frame was read; this handler when it starts (its first poll) and when the
+//! reply is ready; Produce and Fetch add up their purgatory waits ([`RemoteTime`]); the
+//! connection records it all once the reply is written ([`RequestMetrics::record`]).
+//! Requests that never reach a handler (a header that cannot be parsed, an unsupported
+//! API or version) are counted only in the malformed and unsupported counters.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
+use metrics::SharedString;
 use sluice_protocol::api;
 use sluice_protocol::error::ErrorCode;
 use sluice_protocol::header::{self, RequestPreamble};
 
-use super::api as handlers;
+use super::api::{self as handlers, RemoteTime};
 use super::Broker;
 use crate::metrics as m;
 
@@ -30,23 +39,121 @@ pub enum Reply {
     Close(String),
 }
 
-pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
+impl Reply {
+    /// Bytes sent for this reply.
+    fn bytes(&self) -> usize {
+        match self {
+            Reply::Frame(frame) => frame.len(),
+            Reply::None | Reply::Close(_) => 0,
+        }
+    }
+}
+
+/// A request's reply, and its metrics for the connection to record once the reply is
+/// written (`None` for requests that reached no handler).
+pub struct Handled {
+    pub reply: Reply,
+    pub metrics: Option<RequestMetrics>,
+}
+
+impl From<Reply> for Handled {
+    fn from(reply: Reply) -> Handled {
+        Handled {
+            reply,
+            metrics: None,
+        }
+    }
+}
+
+/// What one request cost: its API, sizes and the instants between its stages.
+#[derive(Debug)]
+pub struct RequestMetrics {
+    api: &'static str,
+    version: i16,
+    request_bytes: usize,
+    response_bytes: usize,
+    /// The request's frame was read.
+    received: Instant,
+    /// Its handler started.
+    started: Instant,
+    /// Its reply was ready.
+    ready: Instant,
+    /// Of `started..ready`, the time parked in a purgatory.
+    remote: Duration,
+}
+
+impl RequestMetrics {
+    /// Record the request, its reply written (or, with none to send, dropped) at `written`.
+    pub fn record(self, written: Instant) {
+        let labels = [
+            ("api", SharedString::const_str(self.api)),
+            ("version", version_label(self.version)),
+        ];
+        let handling = self.ready.saturating_duration_since(self.started);
+        let seconds = [
+            (
+                m::REQUEST_TOTAL_TIME_SECONDS,
+                written.saturating_duration_since(self.received),
+            ),
+            (
+                m::REQUEST_QUEUE_TIME_SECONDS,
+                self.started.saturating_duration_since(self.received),
+            ),
+            (
+                m::REQUEST_LOCAL_TIME_SECONDS,
+                handling.saturating_sub(self.remote),
+            ),
+            (m::REQUEST_REMOTE_TIME_SECONDS, self.remote),
+            (
+                m::RESPONSE_SEND_TIME_SECONDS,
+                written.saturating_duration_since(self.ready),
+            ),
+        ];
+        for (name, duration) in seconds {
+            metrics::histogram!(name, &labels).record(duration.as_secs_f64());
+        }
+        metrics::counter!(m::REQUESTS_TOTAL, &labels).increment(1);
+        metrics::counter!(m::REQUEST_BYTES_TOTAL, &labels).increment(self.request_bytes as u64);
+        metrics::counter!(m::RESPONSE_BYTES_TOTAL, &labels).increment(self.response_bytes as u64);
+    }
+}
+
+/// An API version as a metric label, without allocating for the versions in use.
+fn version_label(version: i16) -> SharedString {
+    const VERSIONS: [&str; 20] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19",
+    ];
+    match usize::try_from(version)
+        .ok()
+        .and_then(|v| VERSIONS.get(v).copied())
+    {
+        Some(label) => SharedString::const_str(label),
+        None => SharedString::from(version.to_string()),
+    }
+}
+
+/// Answer one request frame (without its length prefix) read at `received`.
+pub async fn handle(broker: Arc<Broker>, mut frame: Bytes, received: Instant) -> Handled {
+    // An async fn runs nothing until its first poll, so this is when handling starts.
+    let started = Instant::now();
+    let request_bytes = frame.len() + 4;
     let preamble = match header::peek_preamble(&frame) {
         Ok(p) => p,
         Err(e) => {
             metrics::counter!(m::MALFORMED_REQUESTS_TOTAL, "reason" => "truncated_header")
                 .increment(1);
-            return Reply::Close(e.to_string());
+            return Reply::Close(e.to_string()).into();
         }
     };
     if !api::is_supported(preamble.api_key, preamble.api_version) {
-        return unsupported(&preamble);
+        return unsupported(&preamble).into();
     }
     let (api_key, request_header) = match header::decode_request_header(&mut frame) {
         Ok(ok) => ok,
         Err(e) => {
             metrics::counter!(m::MALFORMED_REQUESTS_TOTAL, "reason" => "bad_header").increment(1);
-            return Reply::Close(e.to_string());
+            return Reply::Close(e.to_string()).into();
         }
     };
     let version = request_header.request_api_version;
@@ -57,8 +164,8 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
         client_id = request_header.client_id.as_deref().unwrap_or(""),
         "request"
     );
-    let started = Instant::now();
     let name = api_name(api_key);
+    let mut remote = RemoteTime::default();
 
     macro_rules! call {
         ($request:ty, |$req:ident| $body:expr) => {{
@@ -81,7 +188,7 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
         )
         .await),
         ApiKey::Produce => match ProduceRequest::decode(&mut frame, version) {
-            Ok(req) => match handlers::produce::handle(&broker, req, version).await {
+            Ok(req) => match handlers::produce::handle(&broker, req, version, &mut remote).await {
                 handlers::produce::Outcome::Respond(response) => {
                     encode(api_key, version, correlation_id, &response)
                 }
@@ -91,7 +198,10 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
             Err(e) => malformed(name, e),
         },
         ApiKey::Fetch => call!(FetchRequest, |req| handlers::fetch::handle(
-            &broker, req, version
+            &broker,
+            req,
+            version,
+            &mut remote
         )
         .await),
         ApiKey::ListOffsets => call!(ListOffsetsRequest, |req| handlers::list_offsets::handle(
@@ -114,6 +224,9 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
         ApiKey::DescribeCluster => call!(DescribeClusterRequest, |_req| {
             handlers::describe_cluster::handle(&broker)
         }),
+        ApiKey::DescribeQuorum => call!(DescribeQuorumRequest, |req| {
+            handlers::describe_quorum::handle(&broker, req, version)
+        }),
         ApiKey::AlterPartitionReassignments => call!(AlterPartitionReassignmentsRequest, |req| {
             handlers::reassignments::alter(&broker, req, version).await
         }),
@@ -134,10 +247,20 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes) -> Reply {
             correlation_id,
         }),
     };
-    metrics::counter!(m::REQUESTS_TOTAL, "api" => name).increment(1);
-    metrics::histogram!(m::REQUEST_DURATION_SECONDS, "api" => name)
-        .record(started.elapsed().as_secs_f64());
-    reply
+    let metrics = RequestMetrics {
+        api: name,
+        version,
+        request_bytes,
+        response_bytes: reply.bytes(),
+        received,
+        started,
+        ready: Instant::now(),
+        remote: remote.total(),
+    };
+    Handled {
+        reply,
+        metrics: Some(metrics),
+    }
 }
 
 fn encode<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Reply {
@@ -151,8 +274,11 @@ fn encode<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body
     }
 }
 
+/// A body that does not decode: counted as malformed and as an INVALID_REQUEST error of
+/// its API, and the connection closed.
 fn malformed(api: &'static str, error: impl std::fmt::Display) -> Reply {
     metrics::counter!(m::MALFORMED_REQUESTS_TOTAL, "reason" => "bad_body").increment(1);
+    handlers::count_error(api, ErrorCode::InvalidRequest);
     Reply::Close(format!("malformed {api} request: {error}"))
 }
 
@@ -194,6 +320,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::InitProducerId => "InitProducerId",
         _ => "Other",
     }

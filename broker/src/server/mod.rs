@@ -102,6 +102,8 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     /// Idempotent-producer state of every partition, for Produce.
     pub producers: ProducerStateRegistry,
+    /// Whether the per-topic counters are exported (`--metrics-per-partition`).
+    pub per_topic_metrics: bool,
 }
 
 impl Broker {
@@ -146,6 +148,7 @@ impl Broker {
                 .then(|| ByteRate::new(config.reassignment_throttle_bytes_per_sec)),
             producer_ids,
             producers: ProducerStateRegistry::default(),
+            per_topic_metrics: config.metrics_per_partition,
         })
     }
 
@@ -429,13 +432,12 @@ pub async fn serve<L: Listener>(
                     drop(stream);
                     continue;
                 };
-                metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
+                let open = m::OpenConnection::open("client");
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
-                    metrics::gauge!(m::CONNECTIONS_ACTIVE).increment(1.0);
                     connection::serve_connection(broker, stream, peer, shutdown).await;
-                    metrics::gauge!(m::CONNECTIONS_ACTIVE).decrement(1.0);
+                    drop(open);
                     drop(permit);
                 });
             }

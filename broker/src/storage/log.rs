@@ -132,6 +132,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::{self, BatchHeader, BatchIterError, Batches};
@@ -145,6 +146,7 @@ use super::segment::{
     ActiveSegment, FirstBatch, ReadEnd, SealedSegment, Segment, SegmentFiles, SegmentPaths,
 };
 use super::{Durability, LogConfig, StorageError};
+use crate::metrics as m;
 
 /// Where an append put its batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,22 +329,35 @@ impl PartitionLog {
         let (epochs, epochs_changed) = open_epoch_cache(&*fs, &dir, &mut recovered)?;
         let high_watermark = checkpoint::read_offset(&*fs, &dir, HIGH_WATERMARK_FILE)?;
         let report = recovered.report.clone();
-        if report.segments_scanned > 0
+        if report.removed_data() {
+            // The one line per partition that lost a tail: after a crash, bytes past the
+            // recovery point that never reached the disk whole.
+            metrics::counter!(m::LOG_RECOVERY_TRUNCATED_BYTES_TOTAL)
+                .increment(report.bytes_removed());
+            tracing::info!(
+                partition = %name,
+                ?shutdown,
+                bytes_truncated = report.bytes_removed(),
+                segments_dropped = report.segments_dropped,
+                recovery_point,
+                log_start_offset = report.log_start_offset,
+                log_end_offset = report.log_end_offset,
+                leader_epoch = ?epochs.latest_epoch(),
+                corruption = report.corruption.as_deref().unwrap_or("none"),
+                "recovery truncated the partition log"
+            );
+        } else if report.segments_scanned > 0
             || report.indexes_rebuilt > 0
-            || report.corruption.is_some()
             || report.epoch_cache_rebuilt
         {
-            tracing::info!(
+            tracing::debug!(
                 partition = %name,
                 ?shutdown,
                 log_start_offset = report.log_start_offset,
                 log_end_offset = report.log_end_offset,
                 segments_scanned = report.segments_scanned,
                 indexes_rebuilt = report.indexes_rebuilt,
-                bytes_truncated = report.bytes_truncated,
-                segments_dropped = report.segments_dropped,
                 epoch_cache_rebuilt = report.epoch_cache_rebuilt,
-                corruption = report.corruption.as_deref().unwrap_or("none"),
                 "recovered partition log"
             );
         } else {
@@ -513,7 +528,8 @@ impl PartitionLog {
                     format!("writing the leader-epoch checkpoint failed: {error}"),
                 ));
             }
-            tracing::info!(partition = %self.name, epochs = ?next.entries().last(), "new leader epoch");
+            // Replication logs the leader change itself (one line per change).
+            tracing::debug!(partition = %self.name, epochs = ?next.entries().last(), "new leader epoch");
             state.epochs = next;
         }
         Ok(())
@@ -557,6 +573,7 @@ impl PartitionLog {
                     format!("writing the batch at offset {offset} failed: {error}"),
                 ));
             }
+            metrics::counter!(m::LOG_BYTES_APPENDED_TOTAL).increment(bytes.len() as u64);
         }
         Ok(rolled)
     }
@@ -730,11 +747,9 @@ impl PartitionLog {
             files.push(Arc::clone(state.active.log()));
             (state.log_end_offset(), files)
         };
-        for file in files {
-            if let Err(error) = file.sync() {
-                let mut state = lock(&self.state);
-                return Err(self.poison(&mut state, format!("fsync of {file:?} failed: {error}")));
-            }
+        if let Err((file, error)) = sync_segment_data(files.iter()) {
+            let mut state = lock(&self.state);
+            return Err(self.poison(&mut state, format!("fsync of {file:?} failed: {error}")));
         }
         self.publish_durable(log_end_offset);
         Ok(())
@@ -867,7 +882,7 @@ impl PartitionLog {
         limit_offset: i64,
     ) -> Result<usize, StorageError> {
         let mut checkpointed = lock(&self.log_start_checkpoint);
-        let (deleted, log_start_offset) = {
+        let (deleted, deleted_bytes, log_start_offset) = {
             let mut state = lock(&self.state);
             let mut total_bytes: u64 = state.segments().map(Segment::size_bytes).sum();
             let mut doomed = Vec::new();
@@ -915,15 +930,18 @@ impl PartitionLog {
             for segment in &doomed {
                 segment.paths().remove(&*self.fs)?;
             }
+            let deleted_bytes: u64 = doomed.iter().map(|segment| segment.size_bytes()).sum();
+            metrics::counter!(m::RETENTION_SEGMENTS_DELETED_TOTAL).increment(doomed.len() as u64);
+            metrics::counter!(m::RETENTION_BYTES_DELETED_TOTAL).increment(deleted_bytes);
             // Entries below the log start are harmless on disk (open drops them), so a
             // failed write here only fails this pass.
             let log_start_offset = state.log_start_offset;
             if state.epochs.truncate_from_start(log_start_offset) {
                 epoch_cache::persist(&*self.fs, &self.dir, &state.epochs)?;
             }
-            (doomed.len(), log_start_offset)
+            (doomed.len(), deleted_bytes, log_start_offset)
         };
-        tracing::info!(partition = %self.name, deleted, log_start_offset, "retention deleted segments");
+        tracing::info!(partition = %self.name, deleted, deleted_bytes, log_start_offset, "retention deleted segments");
         if *checkpointed != log_start_offset {
             checkpoint::write_offset(
                 &*self.fs,
@@ -1012,7 +1030,8 @@ impl PartitionLog {
             .send_modify(|durable| durable.note_truncation(offset, log_end_offset));
         match result {
             Ok(()) => {
-                tracing::info!(partition = %self.name, log_end_offset, "truncated log");
+                // The caller (the follower's fetcher) logs the truncation with its epochs.
+                tracing::debug!(partition = %self.name, log_end_offset, "truncated log");
                 Ok(true)
             }
             Err(error) => Err(self.poison(
@@ -1105,7 +1124,7 @@ impl PartitionLog {
             });
             match result {
                 Ok(()) => {
-                    tracing::info!(partition = %self.name, offset, "emptied log and restarted it");
+                    tracing::debug!(partition = %self.name, offset, "emptied log and restarted it");
                     Ok(())
                 }
                 Err(error) => Err(self.poison(
@@ -1230,15 +1249,14 @@ impl PartitionLog {
             files.push(state.active.files());
             (state.log_end_offset(), files)
         };
-        for segment in &files {
-            for file in [&segment.log, &segment.offset_index, &segment.time_index] {
-                if let Err(error) = file.sync() {
-                    let mut state = lock(&self.state);
-                    return Err(
-                        self.poison(&mut state, format!("fsync of {file:?} failed: {error}"))
-                    );
-                }
-            }
+        let synced = sync_segment_data(
+            files
+                .iter()
+                .flat_map(|segment| [&segment.log, &segment.offset_index, &segment.time_index]),
+        );
+        if let Err((file, error)) = synced {
+            let mut state = lock(&self.state);
+            return Err(self.poison(&mut state, format!("fsync of {file:?} failed: {error}")));
         }
         self.publish_durable(log_end_offset);
         if let Err(error) =
@@ -1392,6 +1410,23 @@ fn check_epochs(
         }
     }
     Ok(Ok(()))
+}
+
+/// Fsync `files` (segment logs, and for a flush their indexes) as one flush of a
+/// partition's segment data, counted in `sluice_log_flushes_total` and timed in
+/// `sluice_log_flush_time_seconds`, failed or not (Kafka's `LogFlushRateAndTimeMs`, which
+/// also covers the indexes). Checkpoint, directory and truncation fsyncs are not flushes.
+/// Stops at the first failure and returns the file that failed.
+fn sync_segment_data<'a>(
+    files: impl IntoIterator<Item = &'a Arc<dyn StorageFile>>,
+) -> Result<(), (&'a Arc<dyn StorageFile>, std::io::Error)> {
+    let started = Instant::now();
+    let result = files
+        .into_iter()
+        .try_for_each(|file| file.sync().map_err(|error| (file, error)));
+    metrics::counter!(m::LOG_FLUSHES_TOTAL).increment(1);
+    metrics::histogram!(m::LOG_FLUSH_TIME_SECONDS).record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Whether recovery rewrote anything that a flush must make durable.

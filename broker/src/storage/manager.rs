@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,7 @@ use super::fs::{remove_file_if_exists, FileSystem};
 use super::log::PartitionLog;
 use super::recovery::ShutdownState;
 use super::{LogConfig, StorageError};
+use crate::metrics as m;
 
 /// The topic config keys [`LogManager::create_topic`] accepts, in the order
 /// [`LogManager::describe_configs`] lists them.
@@ -68,6 +70,14 @@ pub struct TopicInfo {
     pub partitions: i32,
     /// Explicit overrides only, with normalised values.
     pub configs: BTreeMap<String, String>,
+}
+
+/// What the logs of a [`LogManager`] occupy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogUsage {
+    /// Bytes of the segments' log files (indexes not included).
+    pub size_bytes: u64,
+    pub segments: usize,
 }
 
 /// One line of a topic's effective configuration.
@@ -124,6 +134,7 @@ impl LogManager {
         data_dir: PathBuf,
         defaults: LogConfig,
     ) -> Result<LogManager, StorageError> {
+        let started = Instant::now();
         let topics_dir = data_dir.join(TOPICS_DIR);
         fs.create_dir_all(&topics_dir)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
@@ -173,6 +184,8 @@ impl LogManager {
             defaults,
             topics: RwLock::new(BTreeMap::new()),
         };
+        let (mut partitions, mut partitions_truncated, mut bytes_truncated) =
+            (0usize, 0usize, 0u64);
         for topic in topics.values_mut() {
             for partition in 0..topic.info.partitions {
                 let dir = manager.partition_dir(&topic.info.name, partition);
@@ -186,6 +199,11 @@ impl LogManager {
                     topic.settings.log.clone(),
                     shutdown,
                 )?;
+                partitions += 1;
+                if log.recovery_report().removed_data() {
+                    partitions_truncated += 1;
+                    bytes_truncated += log.recovery_report().bytes_removed();
+                }
                 topic.partitions.push(Arc::new(log));
             }
         }
@@ -193,7 +211,18 @@ impl LogManager {
             manager.fs.remove_file(&marker)?;
             manager.fs.sync_dir(&manager.data_dir)?;
         }
-        tracing::info!(data_dir = %manager.data_dir.display(), topics = topics.len(), ?shutdown, "opened log manager");
+        let duration = started.elapsed();
+        metrics::gauge!(m::LOG_RECOVERY_SECONDS).set(duration.as_secs_f64());
+        tracing::info!(
+            data_dir = %manager.data_dir.display(),
+            ?shutdown,
+            topics = topics.len(),
+            partitions,
+            partitions_truncated,
+            bytes_truncated,
+            duration_ms = duration.as_millis() as u64,
+            "opened log manager: log recovery done"
+        );
         *manager.write_topics() = topics;
         Ok(manager)
     }
@@ -451,6 +480,21 @@ impl LogManager {
         self.read_topics()
             .get(topic)
             .map_or(1, |topic| topic.settings.min_insync_replicas)
+    }
+
+    /// Bytes and segments of every partition log, summed (the files on disk, whether or
+    /// not this broker replicates the partition).
+    pub fn usage(&self) -> LogUsage {
+        let logs: Vec<Arc<PartitionLog>> = self
+            .read_topics()
+            .values()
+            .flat_map(|topic| topic.partitions.iter().cloned())
+            .collect();
+        logs.iter()
+            .fold(LogUsage::default(), |usage, log| LogUsage {
+                size_bytes: usage.size_bytes + log.size_bytes(),
+                segments: usage.segments + log.segment_count(),
+            })
     }
 
     /// One retention pass over every partition; returns the segments deleted. Errors are
@@ -1029,9 +1073,16 @@ mod tests {
             }
             assert_eq!(log.segment_count(), 3);
         }
+        let before = manager.usage();
+        assert_eq!(before.segments, 6);
         assert_eq!(manager.apply_retention(1_000_000), 4);
         let log = manager.partition("t", 1).unwrap();
         assert_eq!(log.log_start_offset(), 2);
         assert_eq!(headers(&log.read(2, 1).unwrap())[0].base_offset, 2);
+        // What is left: one segment with one batch per partition.
+        let after = manager.usage();
+        assert_eq!(after.segments, 2);
+        assert_eq!(after.size_bytes, 2 * log.size_bytes());
+        assert!(after.size_bytes > 0 && after.size_bytes < before.size_bytes);
     }
 }

@@ -55,6 +55,15 @@
 //! - A truncation is durable before it returns; a crash during one leaves the old log or a
 //!   prefix of it, never a log with a hole.
 //!
+//! # Metrics
+//!
+//! Storage counts its own work through the `metrics` facade (names in `crate::metrics`;
+//! without an installed recorder, as in tests, they cost a no-op): bytes appended, flushes
+//! of segment data and their duration (one per group-commit fsync or flush; checkpoint,
+//! directory and truncation fsyncs are not flushes), bytes cut by recovery and the time
+//! opening the logs took, segments and bytes deleted by retention. The size gauges are
+//! read from [`LogManager::usage`] and [`PartitionLog`] by the replica manager.
+//!
 //! # Left out on purpose
 //!
 //! Compaction and transactions (producer state snapshots) belong to later layers and are not
@@ -80,7 +89,7 @@ pub use epoch_cache::{EpochEndOffset, EpochEntry};
 pub use fs::{FaultInjectingFileSystem, FileSystem, StdFileSystem, StorageFile};
 pub use log::{AppendInfo, PartitionLog};
 pub use manager::{
-    ConfigEntry, LogManager, TopicInfo, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
+    ConfigEntry, LogManager, LogUsage, TopicInfo, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
 };
 pub use recovery::{RecoveryReport, ShutdownState};
 

@@ -65,6 +65,8 @@ pub struct RecoveryReport {
     pub bytes_truncated: u64,
     /// Segments deleted because an earlier one was corrupt.
     pub segments_dropped: usize,
+    /// Bytes of the log files of those segments.
+    pub bytes_dropped: u64,
     /// Why the scan stopped early, if it did.
     pub corruption: Option<String>,
     /// Whether the leader-epoch checkpoint was missing, unreadable or inconsistent with the
@@ -72,6 +74,20 @@ pub struct RecoveryReport {
     pub epoch_cache_rebuilt: bool,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+}
+
+impl RecoveryReport {
+    /// Whether recovery removed records (or bytes that looked like them): a torn or corrupt
+    /// tail cut, or segments after a corrupt one deleted.
+    pub fn removed_data(&self) -> bool {
+        self.bytes_truncated > 0 || self.segments_dropped > 0
+    }
+
+    /// Bytes recovery removed from the log: cut from the segment where the scan stopped and
+    /// the segments deleted after it.
+    pub fn bytes_removed(&self) -> u64 {
+        self.bytes_truncated + self.bytes_dropped
+    }
 }
 
 /// The segments of an opened partition.
@@ -163,7 +179,8 @@ pub(super) fn recover(
                 let (segment, stop, truncated) = scan_whole(fs, dir, base, config)?;
                 report.bytes_truncated += truncated;
                 if let Some(why) = stop {
-                    tracing::warn!(dir = %dir.display(), base_offset = base, truncated, %why, "truncating segment at the first bad batch");
+                    // `PartitionLog::open` reports the whole partition in one line.
+                    tracing::debug!(dir = %dir.display(), base_offset = base, truncated, %why, "truncating segment at the first bad batch");
                     report.corruption = Some(format!("segment {base}: {why}"));
                     kept = i + 1;
                     segments.push(segment);
@@ -175,9 +192,12 @@ pub(super) fn recover(
         segments.push(segment);
     }
     for &dropped in &bases[kept..] {
-        tracing::warn!(dir = %dir.display(), base_offset = dropped, "deleting segment after a corrupt one");
-        SegmentPaths::new(dir, dropped).remove(fs)?;
+        let paths = SegmentPaths::new(dir, dropped);
+        let bytes = fs.open(&paths.log)?.len()?;
+        tracing::debug!(dir = %dir.display(), base_offset = dropped, bytes, "deleting segment after a corrupt one");
+        paths.remove(fs)?;
         report.segments_dropped += 1;
+        report.bytes_dropped += bytes;
     }
 
     let active = match segments.pop() {
@@ -397,6 +417,8 @@ mod tests {
         let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Unclean);
         let report = log.recovery_report();
         assert_eq!(report.bytes_truncated, (cut - kept) as u64);
+        assert!(report.removed_data());
+        assert_eq!(report.bytes_removed(), (cut - kept) as u64);
         assert!(
             report.corruption.as_deref().unwrap().contains("torn"),
             "{report:?}"
@@ -481,10 +503,18 @@ mod tests {
         std::fs::remove_file(dir.path().join(RECOVERY_POINT_FILE)).unwrap();
         let logs = segment_logs(dir.path());
         flip_byte(&logs[1], 40);
+        let bytes_after_second: u64 = logs[2..]
+            .iter()
+            .map(|path| std::fs::metadata(path).unwrap().len())
+            .sum();
+        let second_bytes = std::fs::metadata(&logs[1]).unwrap().len();
 
         let log = open_log(&fs, dir.path(), &config, ShutdownState::Unclean);
         let report = log.recovery_report();
         assert_eq!(report.segments_dropped, segments - 2, "{report:?}");
+        assert_eq!(report.bytes_dropped, bytes_after_second);
+        assert_eq!(report.bytes_truncated, second_bytes);
+        assert_eq!(report.bytes_removed(), second_bytes + bytes_after_second);
         assert_eq!(log.segment_count(), 2);
         let second_base =
             parse_segment_file_name(logs[1].file_name().unwrap().to_str().unwrap(), LOG_SUFFIX)

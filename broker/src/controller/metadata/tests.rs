@@ -374,6 +374,45 @@ fn fencing_the_last_isr_member_leaves_the_partition_offline_with_that_member_in_
 }
 
 #[test]
+fn health_counts_offline_partitions_and_fenced_brokers() {
+    let mut h = Harness::new();
+    assert_eq!(h.state.health(), ClusterHealth::default());
+    h.live_brokers(3);
+    let single = h.create_topic("single", 3, 1);
+    h.create_topic("pair", 2, 2);
+    let healthy = ClusterHealth {
+        registered_brokers: 3,
+        fenced_brokers: 0,
+        topics: 2,
+        partitions: 5,
+        offline_partitions: 0,
+    };
+    assert_eq!(h.state.health(), healthy);
+    // Fencing one broker takes offline exactly the single-replica partitions it led.
+    let lost = (0..3)
+        .filter(|&p| h.partition(single, p).leader == Some(0))
+        .count();
+    assert!(lost > 0);
+    h.fence(0).unwrap();
+    assert_eq!(
+        h.state.health(),
+        ClusterHealth {
+            fenced_brokers: 1,
+            offline_partitions: lost,
+            ..healthy
+        }
+    );
+    // A broker in controlled shutdown is registered but not fenced.
+    let epoch = h.epoch(1);
+    h.apply(MetadataCommand::ControlledShutdown { id: 1, epoch })
+        .unwrap();
+    let health = h.state.health();
+    assert_eq!((health.registered_brokers, health.fenced_brokers), (3, 1));
+    h.unfence(0).unwrap();
+    assert_eq!(h.state.health().fenced_brokers, 0);
+}
+
+#[test]
 fn unclean_election_picks_a_live_replica_when_the_topic_allows_it() {
     let mut h = Harness::new();
     h.live_brokers(2);

@@ -17,7 +17,8 @@
 //!   non-empty partition is always returned whole so a consumer can make progress.
 //! - Long poll: if fewer than `min_bytes` are ready the request waits, up to
 //!   `max_wait_ms`, for the visible end of any requested partition to move (an append, or
-//!   with fsync durability a completed fsync), then reads again.
+//!   with fsync durability a completed fsync), then reads again. The wait is the fetch
+//!   purgatory: counted in its gauge and in the request's remote time.
 //! - Incremental fetch sessions (KIP-227) are refused cleanly: every response carries
 //!   session id 0, so clients keep sending full fetch requests; a request naming a session
 //!   gets FETCH_SESSION_ID_NOT_FOUND.
@@ -36,7 +37,7 @@ use sluice_protocol::batch::Batches;
 use sluice_protocol::error::ErrorCode;
 use tokio::time::Instant;
 
-use super::{check_leader_epoch, count_error};
+use super::{check_leader_epoch, count_error, count_topic, Purgatory, RemoteTime};
 use crate::cluster::fetcher::BROKER_EPOCH_TAG;
 use crate::cluster::replica::offsets;
 use crate::metrics as m;
@@ -51,11 +52,25 @@ enum Fetcher {
     Follower { replica_id: i32, broker_epoch: i64 },
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+/// Answer a Fetch request; time spent long-polling is added to `remote`.
+pub async fn handle(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+    remote: &mut RemoteTime,
+) -> FetchResponse {
     let mut response = FetchResponse::default();
     if version >= 7 && request.session_id != 0 {
         response.error_code = count_error("Fetch", ErrorCode::FetchSessionIdNotFound);
         return response;
+    }
+    if broker.per_topic_metrics {
+        // Topics that exist only: a name made up by a client must not create a series.
+        for topic in &request.topics {
+            if broker.topic(&topic.topic.0).is_some() {
+                count_topic(broker, m::TOPIC_FETCH_REQUESTS_TOTAL, &topic.topic.0, 1);
+            }
+        }
     }
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = Instant::now() + max_wait;
@@ -83,24 +98,44 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         let (built, bytes, any_error) = read_once(broker, &request, fetcher, max_bytes, version);
         let now = Instant::now();
         if bytes >= min_bytes || any_error || now >= deadline || watches.is_empty() {
-            count_bytes_out(fetcher, bytes);
+            count_bytes_out(broker, fetcher, &built, bytes);
             return built;
         }
-        let changed = select_all(watches);
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+        let changed = tokio::time::timeout_at(deadline, select_all(watches));
+        if remote.park(Purgatory::Fetch, changed).await.is_err() {
             // Deadline: answer with whatever is there now.
             let (built, bytes, _) = read_once(broker, &request, fetcher, max_bytes, version);
-            count_bytes_out(fetcher, bytes);
+            count_bytes_out(broker, fetcher, &built, bytes);
             return built;
         }
     }
 }
 
-/// Record bytes sent, in total and by who fetched them (consumers or followers).
-fn count_bytes_out(fetcher: Fetcher, bytes: usize) {
+/// Record bytes sent, in total, by who fetched them (consumers or followers) and, for
+/// consumers, by topic.
+fn count_bytes_out(broker: &Broker, fetcher: Fetcher, response: &FetchResponse, bytes: usize) {
     metrics::counter!(m::BYTES_OUT_TOTAL).increment(bytes as u64);
     let from = match fetcher {
-        Fetcher::Consumer => "consumer",
+        Fetcher::Consumer => {
+            for topic in &response.responses {
+                let topic_bytes: usize = topic
+                    .partitions
+                    .iter()
+                    .filter_map(|p| p.records.as_ref().map(Bytes::len))
+                    .sum();
+                // Only topics that sent something: a consumer naming a topic that does
+                // not exist must not create a series.
+                if topic_bytes > 0 {
+                    count_topic(
+                        broker,
+                        m::TOPIC_BYTES_OUT_TOTAL,
+                        &topic.topic.0,
+                        topic_bytes as u64,
+                    );
+                }
+            }
+            "consumer"
+        }
         Fetcher::Follower { .. } => "follower",
     };
     metrics::counter!(m::FETCH_BYTES_OUT_TOTAL, "fetcher" => from).increment(bytes as u64);

@@ -1,7 +1,20 @@
-//! ListOffsets, answered by the partition leader only (NOT_LEADER_OR_FOLLOWER elsewhere):
-//! earliest (-2), latest (-1, the high watermark) and first offset at or after a timestamp
-//! (below the high watermark). Max-timestamp lookups (-3, KIP-734) are not supported yet and get
-//! UNSUPPORTED_VERSION for that partition.
+//! ListOffsets: earliest (-2), latest (-1) and first offset at or after a timestamp.
+//!
+//! Who asks decides which replica answers and what "latest" means:
+//! - a consumer (replica id -1, and any id but -2) is answered by the partition leader
+//!   only (NOT_LEADER_OR_FOLLOWER elsewhere); latest is the high watermark and timestamp
+//!   lookups stop below it;
+//! - the debugging replica id (-2, Kafka's `DEBUGGING_REPLICA_ID`, which tools use to read
+//!   one replica's log) is answered by any replica, leader or follower, from its local log
+//!   without a leader check; latest is that replica's log end offset and timestamp lookups
+//!   stop below it, as Kafka answers it (no isolation for a non-consumer replica id). Kafka
+//!   also answers broker replica ids (>= 0) with the log end offset; no Sluice broker sends
+//!   ListOffsets, so those keep the consumer's answer.
+//!
+//! Max-timestamp lookups (-3, KIP-734) are not supported yet and get UNSUPPORTED_VERSION for
+//! that partition.
+
+use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -10,12 +23,16 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_protocol::error::ErrorCode;
 
 use super::{check_leader_epoch, count_error};
+use crate::cluster::Replica;
 use crate::server::{storage_error_code, Broker};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// The replica id of a tool reading one replica's log (Kafka's `DEBUGGING_REPLICA_ID`).
+const DEBUGGING_REPLICA_ID: i32 = -2;
 
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let replica_id = request.replica_id.0;
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default();
@@ -25,7 +42,12 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
             p.partition_index = partition.partition_index;
             p.timestamp = -1;
             p.offset = -1;
-            let replica = match broker.leader_replica(&topic.name.0, partition.partition_index) {
+            let replica = match answering_replica(
+                broker,
+                replica_id,
+                &topic.name.0,
+                partition.partition_index,
+            ) {
                 Ok(replica) => replica,
                 Err(code) => {
                     p.error_code = count_error("ListOffsets", code);
@@ -44,12 +66,17 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                 }
             }
             let log = &replica.log;
-            let visible_end = replica.visible_end();
+            // Consumers see the log below the high watermark; a debugging tool all of it.
+            let end = if replica_id == DEBUGGING_REPLICA_ID {
+                log.log_end_offset()
+            } else {
+                replica.visible_end()
+            };
             match partition.timestamp {
-                LATEST => p.offset = visible_end,
+                LATEST => p.offset = end,
                 EARLIEST => p.offset = log.log_start_offset(),
                 timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp) {
-                    Ok(Some((offset, found))) if offset < visible_end => {
+                    Ok(Some((offset, found))) if offset < end => {
                         p.offset = offset;
                         p.timestamp = found;
                     }
@@ -63,4 +90,22 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
         response.topics.push(topic_response);
     }
     response
+}
+
+/// The replica that answers for a partition: any hosted replica for the debugging replica
+/// id, the leader for everyone else; or the error to answer with.
+fn answering_replica(
+    broker: &Broker,
+    replica_id: i32,
+    topic: &str,
+    partition: i32,
+) -> Result<Arc<Replica>, ErrorCode> {
+    if replica_id != DEBUGGING_REPLICA_ID {
+        return broker.leader_replica(topic, partition);
+    }
+    match broker.replicas.replica(topic, partition) {
+        Some(replica) => Ok(replica),
+        // Not hosted here: what a leader lookup says (not the leader, or no such partition).
+        None => broker.leader_replica(topic, partition),
+    }
 }

@@ -10,6 +10,8 @@
 //!   NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below min ISR meanwhile,
 //!   NOT_LEADER_OR_FOLLOWER if leadership moved, REQUEST_TIMED_OUT after the request's
 //!   timeout. With fsync durability it also waits for the leader's group-commit fsync.
+//!   The wait is the produce purgatory: counted in its gauge and in the request's remote
+//!   time.
 //! - Only the partition's leader appends; any other broker answers NOT_LEADER_OR_FOLLOWER
 //!   (the client refreshes its metadata and retries).
 //!
@@ -60,7 +62,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_protocol::batch::{self, BatchIterError, Batches, RecordsSummary, ValidateError};
 use sluice_protocol::error::{ErrorCode, ProtocolError};
 
-use super::{count_error, str_bytes};
+use super::{count_error, count_topic, str_bytes, Purgatory, RemoteTime};
 use crate::cluster::replica::AppendRefusal;
 use crate::cluster::Replica;
 use crate::metrics as m;
@@ -102,7 +104,13 @@ struct Appended {
     leader_epoch: Option<i32>,
 }
 
-pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Outcome {
+/// Answer a Produce request; time parked waiting for the ISR is added to `remote`.
+pub async fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+    remote: &mut RemoteTime,
+) -> Outcome {
     let acks = request.acks;
     let valid_acks = matches!(acks, -1..=1);
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
@@ -129,6 +137,9 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
         } else {
             Err(ErrorCode::InvalidRequiredAcks)
         };
+        if info.is_ok() {
+            count_topic(broker, m::TOPIC_PRODUCE_REQUESTS_TOTAL, &topic.name.0, 1);
+        }
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let result = match &info {
@@ -148,10 +159,13 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
         for (_, result) in partitions.iter_mut() {
             let Ok(appended) = result else { continue };
             if acks == -1 {
-                let waited = match wait_replicated(broker, appended, deadline).await {
-                    Ok(()) => wait_durable(appended, deadline).await,
-                    Err(refusal) => Err(refusal),
-                };
+                // Parked in the produce purgatory, one partition after the other.
+                let waited = remote
+                    .park(Purgatory::Produce, async {
+                        wait_replicated(broker, appended, deadline).await?;
+                        wait_durable(appended, deadline).await
+                    })
+                    .await;
                 if let Err(refusal) = waited {
                     *result = Err(refusal);
                 }
@@ -380,6 +394,13 @@ fn append_to_log(
         })?;
     metrics::counter!(m::BYTES_IN_TOTAL).increment(records.len() as u64);
     metrics::counter!(m::MESSAGES_IN_TOTAL).increment(summary.record_count as u64);
+    count_topic(broker, m::TOPIC_BYTES_IN_TOTAL, topic, records.len() as u64);
+    count_topic(
+        broker,
+        m::TOPIC_MESSAGES_IN_TOTAL,
+        topic,
+        summary.record_count as u64,
+    );
     Ok(Appended {
         replica: replica.clone(),
         base_offset: appended.base_offset,
@@ -621,7 +642,7 @@ mod tests {
         request.acks = -1;
         request.timeout_ms = 5_000;
         request.topic_data = vec![topic];
-        match handle(broker, request, 9).await {
+        match handle(broker, request, 9, &mut RemoteTime::default()).await {
             Outcome::Respond(mut response) => {
                 response.responses.remove(0).partition_responses.remove(0)
             }

@@ -1,0 +1,265 @@
+//! DescribeQuorum (KIP-595/KIP-836): the controller quorum as Kafka reports its metadata
+//! log, partition 0 of `__cluster_metadata`: leader, epoch (the Raft term), high watermark,
+//! and each voter's and observer's log end offset.
+//!
+//! Only the quorum leader knows every member's progress (openraft keeps it on the leader), so
+//! only the leader answers; any other node answers the partition with NOT_LEADER_OR_FOLLOWER
+//! and the leader it knows of in `leader_id` (-1 if none), and the client asks that broker.
+//! Kafka's brokers forward the request to the active controller instead; answering with the
+//! leader's id needs no broker-to-controller round trip and is as good for a client, which
+//! can reach every controller here since controllers are brokers.
+//!
+//! Raft log indexes start at 0 and Kafka offsets name the next entry, so a member holding
+//! entries up to index `i` has log end offset `i + 1`; the high watermark is the leader's
+//! applied index + 1 (openraft reports no commit index; the two differ only while a committed
+//! entry is being applied). openraft 0.9 keeps no fetch times, so `last_fetch_timestamp` is
+//! -1, and `last_caught_up_timestamp` is now for a member that holds the leader's last entry
+//! and -1 otherwise. A request for any other topic or partition gets the top-level error
+//! UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers it.
+
+use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
+use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
+use sluice_protocol::error::ErrorCode;
+
+use super::{count_error, topic_name};
+use crate::controller::{NodeId, QuorumStatus};
+use crate::server::{now_ms, Broker};
+
+/// Kafka's name of the metadata log's topic; the log is its partition 0.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+
+pub fn handle(
+    broker: &Broker,
+    request: DescribeQuorumRequest,
+    version: i16,
+) -> DescribeQuorumResponse {
+    let status = broker.controller.controller().quorum_status();
+    describe(&status, &request, version, now_ms())
+}
+
+/// The answer to `request` from a node whose view of the quorum is `status`, at `now_ms`.
+pub fn describe(
+    status: &QuorumStatus,
+    request: &DescribeQuorumRequest,
+    version: i16,
+    now_ms: i64,
+) -> DescribeQuorumResponse {
+    let mut response = DescribeQuorumResponse::default();
+    if !asks_for_metadata_partition(request) {
+        response.error_code = count_error("DescribeQuorum", ErrorCode::UnknownTopicOrPartition);
+        return response;
+    }
+    let mut partition = PartitionData::default();
+    partition.partition_index = 0;
+    partition.leader_id = BrokerId(status.leader.map_or(-1, node_to_broker));
+    partition.leader_epoch = i32::try_from(status.term).unwrap_or(i32::MAX);
+    match &status.matched {
+        Some(matched) if status.leader == Some(status.node_id) => {
+            partition.high_watermark = status.applied_index.map_or(-1, end_offset);
+            let last_index = status.last_log_index;
+            let state = |id: &NodeId| {
+                // The leader's own progress entry can trail its log by a flush.
+                let held = if *id == status.node_id {
+                    last_index
+                } else {
+                    matched.get(id).copied().flatten()
+                };
+                let mut replica = ReplicaState::default();
+                replica.replica_id = BrokerId(node_to_broker(*id));
+                replica.log_end_offset = held.map_or(-1, end_offset);
+                if version >= 1 && held.is_some() && held == last_index {
+                    replica.last_caught_up_timestamp = now_ms;
+                }
+                replica
+            };
+            partition.current_voters = status.voters.iter().map(state).collect();
+            partition.observers = status.learners.iter().map(state).collect();
+        }
+        _ => {
+            partition.error_code = count_error("DescribeQuorum", ErrorCode::NotLeaderOrFollower);
+        }
+    }
+    let mut topic = TopicData::default();
+    topic.topic_name = topic_name(METADATA_TOPIC);
+    topic.partitions = vec![partition];
+    response.topics = vec![topic];
+    response
+}
+
+/// Whether the request names exactly the metadata log's partition (Kafka's check).
+fn asks_for_metadata_partition(request: &DescribeQuorumRequest) -> bool {
+    match request.topics.as_slice() {
+        [topic] => {
+            &*topic.topic_name.0 == METADATA_TOPIC
+                && matches!(topic.partitions.as_slice(), [p] if p.partition_index == 0)
+        }
+        _ => false,
+    }
+}
+
+/// The offset after Raft log index `index`.
+fn end_offset(index: u64) -> i64 {
+    i64::try_from(index).map_or(i64::MAX, |i| i.saturating_add(1))
+}
+
+/// Controller node ids are broker ids.
+fn node_to_broker(id: NodeId) -> i32 {
+    i32::try_from(id).unwrap_or(-1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::BytesMut;
+    use kafka_protocol::messages::describe_quorum_request;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    use super::*;
+
+    fn request(topic: &str, partitions: &[i32]) -> DescribeQuorumRequest {
+        DescribeQuorumRequest::default().with_topics(vec![
+            describe_quorum_request::TopicData::default()
+                .with_topic_name(topic_name(topic))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|p| {
+                            describe_quorum_request::PartitionData::default()
+                                .with_partition_index(*p)
+                        })
+                        .collect(),
+                ),
+        ])
+    }
+
+    fn leader_status() -> QuorumStatus {
+        QuorumStatus {
+            node_id: 1,
+            leader: Some(1),
+            term: 4,
+            last_log_index: Some(41),
+            applied_index: Some(40),
+            voters: vec![1, 2, 3],
+            learners: vec![4],
+            matched: Some(BTreeMap::from([
+                (1, Some(39)),
+                (2, Some(41)),
+                (3, Some(30)),
+                (4, None),
+            ])),
+        }
+    }
+
+    /// Encode at `version` and decode as a client would.
+    fn on_the_wire(response: &DescribeQuorumResponse, version: i16) -> DescribeQuorumResponse {
+        let mut buf = BytesMut::new();
+        response
+            .encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        DescribeQuorumResponse::decode(&mut buf.freeze(), version)
+            .unwrap_or_else(|e| panic!("v{version}: {e}"))
+    }
+
+    #[test]
+    fn the_leader_reports_every_member_as_kafka_offsets() {
+        let status = leader_status();
+        for version in 0..=1 {
+            let response = on_the_wire(
+                &describe(&status, &request(METADATA_TOPIC, &[0]), version, 1_000),
+                version,
+            );
+            assert_eq!(response.error_code, 0);
+            let partition = &response.topics[0].partitions[0];
+            assert_eq!(partition.error_code, 0);
+            assert_eq!(partition.leader_id, BrokerId(1));
+            assert_eq!(partition.leader_epoch, 4);
+            assert_eq!(partition.high_watermark, 41, "applied index 40 + 1");
+            let voters: Vec<(i32, i64, i64)> = partition
+                .current_voters
+                .iter()
+                .map(|r| (r.replica_id.0, r.log_end_offset, r.last_caught_up_timestamp))
+                .collect();
+            // The leader counts from its log; follower 2 holds the last entry (caught up
+            // now, at v1); follower 3 lags.
+            let caught_up = if version >= 1 { 1_000 } else { -1 };
+            assert_eq!(
+                voters,
+                vec![(1, 42, caught_up), (2, 42, caught_up), (3, 31, -1)],
+                "v{version}"
+            );
+            let observers: Vec<(i32, i64)> = partition
+                .observers
+                .iter()
+                .map(|r| (r.replica_id.0, r.log_end_offset))
+                .collect();
+            assert_eq!(observers, vec![(4, -1)], "nothing matched yet: unknown");
+            assert!(partition
+                .current_voters
+                .iter()
+                .all(|r| r.last_fetch_timestamp == -1));
+        }
+    }
+
+    #[test]
+    fn a_follower_names_the_leader_and_answers_not_leader() {
+        let status = QuorumStatus {
+            node_id: 2,
+            matched: None,
+            ..leader_status()
+        };
+        let response = on_the_wire(&describe(&status, &request(METADATA_TOPIC, &[0]), 1, 0), 1);
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, ErrorCode::NotLeaderOrFollower.code());
+        assert_eq!(partition.leader_id, BrokerId(1));
+        assert_eq!(partition.leader_epoch, 4);
+        assert!(partition.current_voters.is_empty());
+
+        let leaderless = QuorumStatus {
+            leader: None,
+            ..status
+        };
+        let response = describe(&leaderless, &request(METADATA_TOPIC, &[0]), 1, 0);
+        assert_eq!(response.topics[0].partitions[0].leader_id, BrokerId(-1));
+    }
+
+    #[tokio::test]
+    async fn a_single_node_broker_is_its_own_quorum_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = crate::server::testing::broker(dir.path()).await;
+        let response = handle(&broker, request(METADATA_TOPIC, &[0]), 1);
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, 0, "{response:?}");
+        assert_eq!(partition.leader_id, BrokerId(1));
+        assert!(partition.leader_epoch >= 1);
+        // Registered: at least the membership entry and the registration are in the log.
+        assert!(partition.high_watermark >= 2, "{partition:?}");
+        let voters: Vec<i32> = partition
+            .current_voters
+            .iter()
+            .map(|v| v.replica_id.0)
+            .collect();
+        assert_eq!(voters, vec![1]);
+        assert!(partition.current_voters[0].log_end_offset >= partition.high_watermark);
+        assert!(partition.observers.is_empty());
+        broker.stop().await;
+    }
+
+    #[test]
+    fn any_other_partition_is_unknown() {
+        let status = leader_status();
+        for bad in [
+            request("orders", &[0]),
+            request(METADATA_TOPIC, &[1]),
+            request(METADATA_TOPIC, &[0, 0]),
+            DescribeQuorumRequest::default(),
+        ] {
+            let response = describe(&status, &bad, 1, 0);
+            assert_eq!(
+                response.error_code,
+                ErrorCode::UnknownTopicOrPartition.code()
+            );
+            assert!(response.topics.is_empty());
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Cluster-health and controller gauges on a 3-broker cluster: every node reports the
+//! metadata quorum (term, commit and applied index, leader) and the cluster's health from
+//! its own copy of the metadata; a broker killed with `kill -9` shows up as fenced (and its
+//! single-replica partition as offline) within the session timeout, and the leaderships it
+//! lost are counted as elections.
+
+use std::time::{Duration, Instant};
+
+use sluice_tests::cluster::{Cluster, ClusterOptions};
+use sluice_tests::raw::{http_get, metric_value};
+
+const SESSION_TIMEOUT_MS: u64 = 2_000;
+/// The gauges refresh every second; leave room for a loaded machine.
+const GAUGE_SLACK: Duration = Duration::from_secs(10);
+/// Three partitions on three brokers, one per broker as leader.
+const REPLICATED: &str = "health-replicated";
+const SOLO: &str = "health-solo";
+
+fn scrape(cluster: &Cluster, id: i32) -> String {
+    http_get(&cluster.broker(id).metrics_address(), "/metrics").unwrap_or_default()
+}
+
+fn value(text: &str, series: &str) -> f64 {
+    metric_value(text, series).unwrap_or(f64::NAN)
+}
+
+/// Wait until every node in `ids` shows metrics that `check` accepts; returns each node's
+/// last text.
+fn wait_for_metrics(
+    cluster: &mut Cluster,
+    ids: &[i32],
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(i32, &str) -> bool,
+) -> Vec<String> {
+    let mut last = Vec::new();
+    let found = cluster.poll_until(Instant::now() + timeout, |cluster| {
+        last = ids.iter().map(|&id| scrape(cluster, id)).collect();
+        ids.iter()
+            .zip(&last)
+            .all(|(&id, text)| check(id, text))
+            .then_some(())
+    });
+    if found.is_none() {
+        let texts: Vec<String> = ids
+            .iter()
+            .zip(&last)
+            .map(|(id, text)| format!("--- node {id} ---\n{text}"))
+            .collect();
+        panic!(
+            "timed out after {timeout:?} waiting for {what}\n{}\n{}",
+            texts.join("\n"),
+            cluster.logs()
+        );
+    }
+    last
+}
+
+#[test]
+fn health_and_raft_gauges_follow_a_killed_broker() {
+    let mut cluster = Cluster::start(3, ClusterOptions::fast(SESSION_TIMEOUT_MS, 2_000));
+    cluster.create_topic(REPLICATED, 3, 3, &[]);
+    cluster.create_topic(SOLO, 3, 1, &[]);
+    let controller = cluster.controller_id().expect("a controller");
+    let ids = cluster.ids();
+
+    // Healthy: every node agrees on the brokers, topics and partitions, and names the quorum
+    // leader Metadata names as controller.
+    let texts = wait_for_metrics(
+        &mut cluster,
+        &ids,
+        "healthy cluster gauges on every node",
+        GAUGE_SLACK,
+        |id, text| {
+            value(text, "sluice_registered_brokers") == 3.0
+                && value(text, "sluice_fenced_brokers") == 0.0
+                && value(text, "sluice_offline_partitions") == 0.0
+                && value(text, "sluice_global_topic_count") == 2.0
+                && value(text, "sluice_global_partition_count") == 6.0
+                // Three replicated partitions and one single-replica one on each node.
+                && value(text, "sluice_partitions") == 4.0
+                && value(text, "sluice_controller_raft_leader") == f64::from(controller)
+                && value(text, "sluice_active_controller") == f64::from(u8::from(id == controller))
+        },
+    );
+    for (id, text) in ids.iter().zip(&texts) {
+        let term = value(text, "sluice_controller_raft_term");
+        let commit = value(text, "sluice_controller_raft_commit_index");
+        let applied = value(text, "sluice_controller_raft_applied_index");
+        assert!(term >= 1.0, "node {id}: term {term}\n{text}");
+        // Registrations and two topics are in the metadata log.
+        assert!(applied >= 5.0, "node {id}: applied {applied}\n{text}");
+        assert!(
+            commit >= applied,
+            "node {id}: commit index {commit} behind applied {applied}\n{text}"
+        );
+    }
+
+    // Kill a broker that is not the controller: the quorum keeps its leader.
+    let victim = *ids.iter().find(|&&id| id != controller).unwrap();
+    let survivors: Vec<i32> = ids.iter().copied().filter(|&id| id != victim).collect();
+    let led_by_victim = (0..3)
+        .filter(|&p| {
+            cluster
+                .partition_state(REPLICATED, p)
+                .and_then(|s| s.leader)
+                == Some(victim)
+        })
+        .count();
+    let solo_led_by_victim = (0..3)
+        .filter(|&p| cluster.partition_state(SOLO, p).and_then(|s| s.leader) == Some(victim))
+        .count();
+    assert!(
+        led_by_victim >= 1 && solo_led_by_victim >= 1,
+        "leaders spread round-robin: node {victim} leads {led_by_victim} and {solo_led_by_victim}"
+    );
+    let elections_before: Vec<f64> = survivors
+        .iter()
+        .map(|&id| {
+            metric_value(&scrape(&cluster, id), "sluice_leader_elections_total").unwrap_or(0.0)
+        })
+        .collect();
+    cluster.kill9(victim);
+    let killed = Instant::now();
+    let texts = wait_for_metrics(
+        &mut cluster,
+        &survivors,
+        &format!("node {victim} fenced and its single-replica partition offline"),
+        Duration::from_millis(SESSION_TIMEOUT_MS) + GAUGE_SLACK,
+        |_, text| {
+            value(text, "sluice_fenced_brokers") == 1.0
+                && value(text, "sluice_offline_partitions") == solo_led_by_victim as f64
+        },
+    );
+    eprintln!("fenced seen {:?} after the kill", killed.elapsed());
+    for ((id, text), before) in survivors.iter().zip(&texts).zip(&elections_before) {
+        assert_eq!(
+            value(text, "sluice_registered_brokers"),
+            3.0,
+            "node {id}: a fenced broker stays registered\n{text}"
+        );
+        assert_eq!(
+            value(text, "sluice_controller_raft_leader"),
+            f64::from(controller),
+            "node {id}\n{text}"
+        );
+        let elections = value(text, "sluice_leader_elections_total");
+        assert!(
+            elections >= before + led_by_victim as f64,
+            "node {id}: {led_by_victim} leaderships moved off node {victim}, elections {before} -> {elections}\n{text}"
+        );
+    }
+}
