@@ -2,8 +2,11 @@
 //! reassign partitions.
 //!
 //! Owns nothing but a cluster handle: each call is one admin request (CreateTopics,
-//! DeleteTopics, CreatePartitions, DescribeConfigs, DescribeCluster, ElectLeaders,
-//! AlterPartitionReassignments, ListPartitionReassignments) or a Metadata read.
+//! DeleteTopics, CreatePartitions, DescribeConfigs, DescribeCluster, DescribeQuorum,
+//! ElectLeaders, AlterPartitionReassignments, ListPartitionReassignments), a Metadata read,
+//! or one of the reads behind the operator views (`health`): ListOffsets to one broker
+//! (a replica's log end offset with Kafka's debugging replica id -2, any replica answers;
+//! a leader's high watermark with replica id -1) and a one-record Fetch for a timestamp.
 //!
 //! - Requests that change topics go to the controller named in metadata (KRaft brokers
 //!   also forward them, so any broker does when the controller is unknown). A retriable
@@ -24,6 +27,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -32,19 +37,25 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, ElectLeadersRequest, ElectLeadersResponse,
+    describe_quorum_request, describe_quorum_response, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, ApiKey, BrokerId, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeConfigsRequest, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
+    ElectLeadersResponse, FetchRequest, ListOffsetsRequest, ListOffsetsResponse,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
+use sluice_protocol::error::ProtocolError;
 
 use crate::cluster::{BrokerInfo, Cluster, ClusterConfig, PartitionInfo};
 use crate::connection::Connection;
 use crate::error::{kafka_error_name, Error, Result};
 use crate::offsets::{self, IsolationLevel, OffsetSpec};
+use crate::records::decode_records;
 
 /// Kafka's codes that get a sentence of their own.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -56,6 +67,18 @@ const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 const RESOURCE_TYPE_TOPIC: i8 = 2;
 /// Attempts for an admin request that meets a retriable error.
 const ADMIN_ATTEMPTS: u32 = 3;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+/// ListOffsets replica id of a consumer: the leader answers, up to the high watermark.
+const CONSUMER_REPLICA_ID: i32 = -1;
+/// ListOffsets replica id of a tool reading one replica's log (Kafka's
+/// `DEBUGGING_REPLICA_ID`): any replica answers, with its log end offset.
+const DEBUGGING_REPLICA_ID: i32 = -2;
+/// ListOffsets timestamp meaning "latest".
+const LATEST_TIMESTAMP: i64 = -1;
+/// Kafka's name of the metadata log's topic (its partition 0 is the log).
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+/// Bytes a one-record fetch asks for; the batch holding the record comes whole anyway.
+const SINGLE_RECORD_FETCH_BYTES: i32 = 64 * 1024;
 
 /// Where a config value comes from (Kafka's `ConfigSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +131,40 @@ pub struct TopicDescription {
 pub struct ClusterDescription {
     pub cluster_id: Option<String>,
     pub controller_id: Option<i32>,
+    /// The brokers the cluster lists: with `fenced` known, every registered broker;
+    /// otherwise only the unfenced ones (and, on Sluice, the broker that answered).
     pub brokers: Vec<BrokerInfo>,
+    /// The fenced brokers among `brokers`, when the cluster says (DescribeCluster v2,
+    /// `include_fenced_brokers`, Kafka 4.0+); `None` when it cannot (DescribeCluster v0-1
+    /// and Metadata leave fenced brokers out).
+    pub fenced: Option<Vec<i32>>,
+}
+
+/// The controller quorum (the metadata log, KRaft's `__cluster_metadata` partition 0) as
+/// its leader reports it in DescribeQuorum. Offsets count metadata log entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    /// The quorum leader (the active controller); None while there is none.
+    pub leader_id: Option<i32>,
+    /// The leader's epoch (Raft term).
+    pub leader_epoch: i32,
+    /// The first entry not yet committed.
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumReplica>,
+    /// Members that follow the log without voting (brokers, in Kafka and in Sluice).
+    pub observers: Vec<QuorumReplica>,
+}
+
+/// One quorum member's progress as the leader knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplica {
+    pub id: i32,
+    /// None when the leader does not know it yet.
+    pub log_end_offset: Option<i64>,
+    /// When the member last fetched, ms since the epoch (DescribeQuorum v1+; None if unknown).
+    pub last_fetch_timestamp: Option<i64>,
+    /// When the member last held everything the leader had (v1+; None if unknown).
+    pub last_caught_up_timestamp: Option<i64>,
 }
 
 /// Which leader election [`Admin::elect_leaders`] asks for (Kafka's `ElectionType`).
@@ -597,43 +653,172 @@ impl Admin {
         ongoing_reassignments(&response)
     }
 
-    /// Cluster id, controller and brokers: DescribeCluster where the broker supports it,
-    /// else Metadata.
+    /// Cluster id, controller and brokers: DescribeCluster where the broker supports it
+    /// (v2 also lists fenced brokers, flagged), else Metadata.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let connection = self.cluster.any_connection().await?;
-        if connection.version(ApiKey::DescribeCluster).is_ok() {
+        if let Ok(version) = connection.version(ApiKey::DescribeCluster) {
             let response = connection
-                .send(DescribeClusterRequest::default().with_endpoint_type(1))
+                .send_versioned(
+                    describe_cluster_request(version),
+                    version,
+                    connection.request_timeout(),
+                )
                 .await?;
-            if response.error_code != 0 {
-                return Err(Error::broker(
-                    "describing the cluster",
-                    response.error_code,
-                    message(&response.error_message),
-                ));
-            }
-            let mut brokers: Vec<BrokerInfo> = response
-                .brokers
-                .iter()
-                .map(|b| BrokerInfo {
-                    id: b.broker_id.0,
-                    host: b.host.to_string(),
-                    port: b.port,
-                    rack: b.rack.as_ref().map(|r| r.to_string()),
-                })
-                .collect();
-            brokers.sort_by_key(|b| b.id);
-            return Ok(ClusterDescription {
-                cluster_id: Some(response.cluster_id.to_string()),
-                controller_id: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
-                brokers,
-            });
+            return cluster_description(&response, version);
         }
         let metadata = self.cluster.refresh().await?;
         Ok(ClusterDescription {
             cluster_id: metadata.cluster_id.clone(),
             controller_id: metadata.controller_id,
             brokers: metadata.brokers.values().cloned().collect(),
+            fenced: None,
+        })
+    }
+
+    /// The controller quorum from DescribeQuorum, or `None` when the cluster does not
+    /// answer it (Kafka before 3.3, ZooKeeper mode). Asked of any broker first (Kafka's
+    /// brokers forward it to the active controller); a Sluice broker that is not the quorum
+    /// leader answers NOT_LEADER_OR_FOLLOWER with the leader's id, and the leader is asked.
+    pub async fn describe_quorum(&self) -> Result<Option<QuorumDescription>> {
+        let mut target: Option<i32> = None;
+        let mut last_error = None;
+        for attempt in 0..ADMIN_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            let connection = match target {
+                Some(id) => self.cluster.broker_connection(id).await,
+                None => self.cluster.any_connection().await,
+            };
+            let connection = match connection {
+                Ok(connection) => connection,
+                Err(error) if error.is_retriable() => {
+                    last_error = Some(error);
+                    target = None;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let version = match connection.version(ApiKey::DescribeQuorum) {
+                Ok(version) => version,
+                Err(Error::UnsupportedVersion { .. }) => return Ok(None),
+                Err(error) => return Err(error),
+            };
+            let response = match connection
+                .send_versioned(
+                    describe_quorum_request(),
+                    version,
+                    connection.request_timeout(),
+                )
+                .await
+            {
+                Ok(response) => response,
+                Err(error) if error.is_retriable() => {
+                    last_error = Some(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            match quorum_description(&response) {
+                QuorumAnswer::Described(quorum) => return Ok(Some(quorum)),
+                QuorumAnswer::AskLeader(leader, error) => {
+                    // Follow the named leader, once per leader; with none named, ask the
+                    // controller metadata names.
+                    let next = leader.or(self.cluster.metadata().controller_id);
+                    if next.is_some() && next != target {
+                        target = next;
+                    } else {
+                        let _ = self.cluster.refresh().await;
+                        target = None;
+                    }
+                    last_error = Some(error);
+                }
+                QuorumAnswer::Failed(error) => return Err(error),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| Error::NoBrokerAvailable("no quorum leader reachable".into())))
+    }
+
+    /// Each partition's latest offset as broker `broker`'s own replica has it: its log end
+    /// offset (ListOffsets with Kafka's debugging replica id -2, which any replica answers
+    /// from its local log, leader or follower). One request; one result per partition, in
+    /// order (a partition the broker does not host is that partition's error).
+    pub async fn replica_log_end_offsets(
+        &self,
+        broker: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<i64>>> {
+        self.latest_offsets_on(broker, DEBUGGING_REPLICA_ID, partitions)
+            .await
+    }
+
+    /// Each partition's high watermark from broker `broker`, which must lead it: the latest
+    /// offset a consumer sees (ListOffsets, replica id -1, read uncommitted). One request;
+    /// one result per partition, in order.
+    pub async fn high_watermarks(
+        &self,
+        broker: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<i64>>> {
+        self.latest_offsets_on(broker, CONSUMER_REPLICA_ID, partitions)
+            .await
+    }
+
+    async fn latest_offsets_on(
+        &self,
+        broker: i32,
+        replica_id: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<i64>>> {
+        let connection = self.cluster.broker_connection(broker).await?;
+        let response = connection
+            .send(latest_offsets_request(replica_id, partitions))
+            .await?;
+        Ok(latest_offsets(&response, partitions))
+    }
+
+    /// The timestamp of the record at `offset` (or the first one after it, if `offset` is
+    /// a gap) in a partition, read from broker `broker` as a consumer reads it (so only
+    /// below the high watermark): `None` when there is no such record yet. Fetches at most
+    /// the batch holding it.
+    pub async fn record_timestamp(
+        &self,
+        broker: i32,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<i64>> {
+        let connection = self.cluster.broker_connection(broker).await?;
+        let version = connection.version(ApiKey::Fetch)?;
+        let response = connection
+            .send_versioned(
+                single_record_fetch(topic, partition, offset),
+                version,
+                connection.request_timeout(),
+            )
+            .await?;
+        let context = || format!("reading {topic}-{partition} at offset {offset}");
+        if response.error_code != 0 {
+            return Err(Error::broker(context(), response.error_code, None));
+        }
+        let data = response
+            .responses
+            .iter()
+            .filter(|t| &*t.topic.0 == topic)
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| missing_from_response("Fetch", topic))?;
+        if data.error_code != 0 {
+            return Err(Error::broker(context(), data.error_code, None));
+        }
+        let Some(records) = &data.records else {
+            return Ok(None);
+        };
+        timestamp_at(records, offset).map_err(|source| Error::Protocol {
+            broker: format!("broker {broker} ({topic}-{partition})"),
+            source,
         })
     }
 
@@ -971,6 +1156,219 @@ fn ongoing_reassignments(
         .collect();
     ongoing.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     Ok(ongoing)
+}
+
+/// The DescribeCluster request for `version`: client endpoints, and from v2 the fenced
+/// brokers too (kafka-protocol refuses to encode the flag at versions that lack it).
+fn describe_cluster_request(version: i16) -> DescribeClusterRequest {
+    let mut request = DescribeClusterRequest::default().with_endpoint_type(1);
+    if version >= 2 {
+        request = request.with_include_fenced_brokers(true);
+    }
+    request
+}
+
+/// The cluster as a DescribeCluster response at `version` describes it.
+fn cluster_description(
+    response: &DescribeClusterResponse,
+    version: i16,
+) -> Result<ClusterDescription> {
+    if response.error_code != 0 {
+        return Err(Error::broker(
+            "describing the cluster",
+            response.error_code,
+            message(&response.error_message),
+        ));
+    }
+    let mut brokers: Vec<BrokerInfo> = response
+        .brokers
+        .iter()
+        .map(|b| BrokerInfo {
+            id: b.broker_id.0,
+            host: b.host.to_string(),
+            port: b.port,
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+        })
+        .collect();
+    brokers.sort_by_key(|b| b.id);
+    let fenced = (version >= 2).then(|| {
+        let mut ids: Vec<i32> = response
+            .brokers
+            .iter()
+            .filter(|b| b.is_fenced)
+            .map(|b| b.broker_id.0)
+            .collect();
+        ids.sort_unstable();
+        ids
+    });
+    Ok(ClusterDescription {
+        cluster_id: Some(response.cluster_id.to_string()),
+        controller_id: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
+        brokers,
+        fenced,
+    })
+}
+
+/// DescribeQuorum for the metadata log, `__cluster_metadata` partition 0.
+fn describe_quorum_request() -> DescribeQuorumRequest {
+    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default(
+    )
+    .with_topic_name(topic_name(METADATA_TOPIC))
+    .with_partitions(vec![
+        describe_quorum_request::PartitionData::default().with_partition_index(0)
+    ])])
+}
+
+/// What a DescribeQuorum answer means for the caller.
+#[derive(Debug)]
+enum QuorumAnswer {
+    Described(QuorumDescription),
+    /// This broker is not the quorum leader: ask the one named (if any).
+    AskLeader(Option<i32>, Error),
+    Failed(Error),
+}
+
+fn quorum_description(response: &DescribeQuorumResponse) -> QuorumAnswer {
+    let doing = "describing the controller quorum";
+    if response.error_code != 0 {
+        return QuorumAnswer::Failed(Error::broker(
+            doing,
+            response.error_code,
+            message(&response.error_message),
+        ));
+    }
+    let Some(partition) = response
+        .topics
+        .iter()
+        .filter(|t| &*t.topic_name.0 == METADATA_TOPIC)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition_index == 0)
+    else {
+        return QuorumAnswer::Failed(missing_from_response("DescribeQuorum", METADATA_TOPIC));
+    };
+    let leader = (partition.leader_id.0 >= 0).then_some(partition.leader_id.0);
+    match partition.error_code {
+        0 => {}
+        NOT_LEADER_OR_FOLLOWER => {
+            return QuorumAnswer::AskLeader(
+                leader,
+                Error::broker(
+                    doing,
+                    NOT_LEADER_OR_FOLLOWER,
+                    message(&partition.error_message),
+                ),
+            )
+        }
+        code => {
+            return QuorumAnswer::Failed(Error::broker(
+                doing,
+                code,
+                message(&partition.error_message),
+            ))
+        }
+    }
+    let known = |value: i64| (value >= 0).then_some(value);
+    let replicas = |list: &[describe_quorum_response::ReplicaState]| {
+        let mut replicas: Vec<QuorumReplica> = list
+            .iter()
+            .map(|r| QuorumReplica {
+                id: r.replica_id.0,
+                log_end_offset: known(r.log_end_offset),
+                last_fetch_timestamp: known(r.last_fetch_timestamp),
+                last_caught_up_timestamp: known(r.last_caught_up_timestamp),
+            })
+            .collect();
+        replicas.sort_by_key(|r| r.id);
+        replicas
+    };
+    QuorumAnswer::Described(QuorumDescription {
+        leader_id: leader,
+        leader_epoch: partition.leader_epoch,
+        high_watermark: partition.high_watermark,
+        voters: replicas(&partition.current_voters),
+        observers: replicas(&partition.observers),
+    })
+}
+
+/// ListOffsets "latest" for `partitions` as `replica_id` asks it.
+fn latest_offsets_request(replica_id: i32, partitions: &[(String, i32)]) -> ListOffsetsRequest {
+    let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+    for (topic, partition) in partitions {
+        let entry = ListOffsetsPartition::default()
+            .with_partition_index(*partition)
+            .with_current_leader_epoch(-1)
+            .with_timestamp(LATEST_TIMESTAMP);
+        match topics.iter_mut().find(|t| &*t.name.0 == topic.as_str()) {
+            Some(t) => t.partitions.push(entry),
+            None => topics.push(
+                ListOffsetsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(vec![entry]),
+            ),
+        }
+    }
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_isolation_level(0)
+        .with_topics(topics)
+}
+
+/// One result per asked partition, in order, from a ListOffsets response.
+fn latest_offsets(
+    response: &ListOffsetsResponse,
+    partitions: &[(String, i32)],
+) -> Vec<Result<i64>> {
+    partitions
+        .iter()
+        .map(|(topic, partition)| {
+            let found = response
+                .topics
+                .iter()
+                .filter(|t| &*t.name.0 == topic.as_str())
+                .flat_map(|t| &t.partitions)
+                .find(|p| p.partition_index == *partition);
+            let context = || format!("looking up the latest offset of {topic}-{partition}");
+            match found {
+                Some(p) if p.error_code == 0 => Ok(p.offset),
+                Some(p) => Err(Error::broker(context(), p.error_code, None)),
+                None => Err(Error::broker(
+                    context(),
+                    -1,
+                    Some("the partition is missing from the response".into()),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// A sessionless consumer Fetch of one partition from `offset`, returning at once. Every
+/// field left at its default exists in every Fetch version the client speaks.
+fn single_record_fetch(topic: &str, partition: i32, offset: i64) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(CONSUMER_REPLICA_ID))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(SINGLE_RECORD_FETCH_BYTES)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(offset)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(SINGLE_RECORD_FETCH_BYTES)])])
+}
+
+/// The timestamp of the first record at or after `offset` in fetched batches.
+fn timestamp_at(records: &Bytes, offset: i64) -> std::result::Result<Option<i64>, ProtocolError> {
+    Ok(decode_records(records)?
+        .into_iter()
+        .find(|r| r.offset >= offset)
+        .map(|r| r.timestamp))
 }
 
 fn topic_name(name: &str) -> TopicName {
@@ -1438,6 +1836,204 @@ mod tests {
             ongoing_reassignments(&failed).unwrap_err().kafka_code(),
             Some(41)
         );
+    }
+
+    #[test]
+    fn describe_cluster_asks_for_fenced_brokers_only_where_the_field_exists() {
+        use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+        let (min, max) = client_versions(ApiKey::DescribeCluster).expect("spoken");
+        assert_eq!((min, max), (0, 2));
+        for version in min..=max {
+            let request = describe_cluster_request(version);
+            let mut buf = BytesMut::new();
+            request
+                .encode(&mut buf, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            let decoded = DescribeClusterRequest::decode(&mut buf.freeze(), version).unwrap();
+            assert_eq!(decoded.include_fenced_brokers, version >= 2, "v{version}");
+        }
+        let broker = |id: i32, fenced: bool| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(StrBytes::from_static_str("h"))
+                .with_port(9092)
+                .with_is_fenced(fenced)
+        };
+        let response = DescribeClusterResponse::default()
+            .with_controller_id(BrokerId(2))
+            .with_brokers(vec![broker(3, true), broker(1, false), broker(2, false)]);
+        let v2 = cluster_description(&response, 2).unwrap();
+        assert_eq!(
+            v2.brokers.iter().map(|b| b.id).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(v2.fenced, Some(vec![3]));
+        assert_eq!(v2.controller_id, Some(2));
+        // Before v2 nothing says who is fenced.
+        let unfenced = DescribeClusterResponse::default()
+            .with_controller_id(BrokerId(-1))
+            .with_brokers(vec![broker(1, false)]);
+        let v1 = cluster_description(&unfenced, 1).unwrap();
+        assert_eq!(v1.fenced, None);
+        assert_eq!(v1.controller_id, None);
+        let failed = DescribeClusterResponse::default().with_error_code(31);
+        assert_eq!(
+            cluster_description(&failed, 1).unwrap_err().kafka_code(),
+            Some(31)
+        );
+    }
+
+    fn quorum_partition() -> describe_quorum_response::PartitionData {
+        let replica = |id: i32, end: i64, caught_up: i64| {
+            describe_quorum_response::ReplicaState::default()
+                .with_replica_id(BrokerId(id))
+                .with_log_end_offset(end)
+                .with_last_caught_up_timestamp(caught_up)
+        };
+        describe_quorum_response::PartitionData::default()
+            .with_partition_index(0)
+            .with_leader_id(BrokerId(2))
+            .with_leader_epoch(7)
+            .with_high_watermark(50)
+            .with_current_voters(vec![replica(3, 40, -1), replica(2, 51, 1_000)])
+            .with_observers(vec![replica(4, -1, -1)])
+    }
+
+    fn quorum_response(
+        partition: describe_quorum_response::PartitionData,
+    ) -> DescribeQuorumResponse {
+        DescribeQuorumResponse::default().with_topics(vec![
+            describe_quorum_response::TopicData::default()
+                .with_topic_name(topic_name(METADATA_TOPIC))
+                .with_partitions(vec![partition]),
+        ])
+    }
+
+    #[test]
+    fn describe_quorum_asks_for_the_metadata_partition_at_every_version() {
+        let (min, max) = client_versions(ApiKey::DescribeQuorum).expect("spoken");
+        assert_eq!((min, max), (0, 1));
+        assert_encodes_at_every_client_version(&describe_quorum_request(), ApiKey::DescribeQuorum);
+        let request = describe_quorum_request();
+        assert_eq!(&*request.topics[0].topic_name.0, "__cluster_metadata");
+        assert_eq!(request.topics[0].partitions[0].partition_index, 0);
+    }
+
+    #[test]
+    fn quorum_answers_map_to_members_or_to_the_leader_to_ask() {
+        let QuorumAnswer::Described(quorum) =
+            quorum_description(&quorum_response(quorum_partition()))
+        else {
+            panic!("not described");
+        };
+        assert_eq!(quorum.leader_id, Some(2));
+        assert_eq!(quorum.leader_epoch, 7);
+        assert_eq!(quorum.high_watermark, 50);
+        assert_eq!(
+            quorum.voters,
+            vec![
+                QuorumReplica {
+                    id: 2,
+                    log_end_offset: Some(51),
+                    last_fetch_timestamp: None,
+                    last_caught_up_timestamp: Some(1_000),
+                },
+                QuorumReplica {
+                    id: 3,
+                    log_end_offset: Some(40),
+                    last_fetch_timestamp: None,
+                    last_caught_up_timestamp: None,
+                },
+            ]
+        );
+        assert_eq!(quorum.observers[0].log_end_offset, None);
+
+        let not_leader = quorum_partition().with_error_code(NOT_LEADER_OR_FOLLOWER);
+        match quorum_description(&quorum_response(not_leader)) {
+            QuorumAnswer::AskLeader(Some(2), error) => {
+                assert_eq!(error.kafka_code(), Some(NOT_LEADER_OR_FOLLOWER))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let unknown = DescribeQuorumResponse::default().with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
+        assert!(matches!(
+            quorum_description(&unknown),
+            QuorumAnswer::Failed(e) if e.kafka_code() == Some(UNKNOWN_TOPIC_OR_PARTITION)
+        ));
+        assert!(matches!(
+            quorum_description(&DescribeQuorumResponse::default()),
+            QuorumAnswer::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn latest_offset_requests_carry_the_replica_id_at_every_version() {
+        use kafka_protocol::messages::list_offsets_response::{
+            ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+        };
+        let partitions = vec![
+            ("a".to_string(), 0),
+            ("b".to_string(), 1),
+            ("a".to_string(), 2),
+        ];
+        let request = latest_offsets_request(DEBUGGING_REPLICA_ID, &partitions);
+        assert_encodes_at_every_client_version(&request, ApiKey::ListOffsets);
+        assert_eq!(request.replica_id, BrokerId(-2));
+        assert_eq!(request.topics.len(), 2, "grouped by topic");
+        assert!(request
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .all(|p| p.timestamp == LATEST_TIMESTAMP && p.current_leader_epoch == -1));
+
+        let response =
+            ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
+                .with_name(topic_name("a"))
+                .with_partitions(vec![
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(2)
+                        .with_error_code(6),
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(0)
+                        .with_offset(42),
+                ])]);
+        let results = latest_offsets(&response, &partitions);
+        assert_eq!(results[0].as_ref().ok(), Some(&42));
+        assert_eq!(
+            results[1].as_ref().unwrap_err().kafka_code(),
+            Some(-1),
+            "missing"
+        );
+        assert_eq!(results[2].as_ref().unwrap_err().kafka_code(), Some(6));
+    }
+
+    #[test]
+    fn one_record_fetches_encode_and_find_the_records_timestamp() {
+        use crate::records::{encode_batch, Record};
+        use sluice_protocol::batch::Compression;
+        let fetch = single_record_fetch("t", 3, 17);
+        assert_encodes_at_every_client_version(&fetch, ApiKey::Fetch);
+        assert_eq!(fetch.topics[0].partitions[0].fetch_offset, 17);
+        assert_eq!(fetch.max_wait_ms, 0);
+
+        let record = |timestamp| Record {
+            value: Some(Bytes::from_static(b"v")),
+            timestamp,
+            ..Record::default()
+        };
+        let mut batch = encode_batch(&[record(100), record(200), record(300)], Compression::None)
+            .unwrap()
+            .to_vec();
+        batch[..8].copy_from_slice(&10i64.to_be_bytes());
+        let batch = Bytes::from(batch);
+        assert_eq!(timestamp_at(&batch, 11).unwrap(), Some(200));
+        assert_eq!(
+            timestamp_at(&batch, 5).unwrap(),
+            Some(100),
+            "a gap: the next record"
+        );
+        assert_eq!(timestamp_at(&batch, 13).unwrap(), None);
+        assert_eq!(timestamp_at(&Bytes::new(), 0).unwrap(), None);
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //!   `metrics` facade (no exporter in the crate).
 //! - [`reassignment`]: reassignment plans (Kafka's JSON), decommission planning and plan
 //!   progress, pure functions over what [`admin`] reports.
+//! - [`health`], [`views`], [`scrape`]: the operator views (`sluice cluster status`,
+//!   `topic describe`, `top`): what is gathered and how lag and rates are defined, their
+//!   tables and JSON, and reading brokers' Prometheus `/metrics`.
 //!
 //! Every client works against Sluice and against Apache Kafka 3.x/4.x: versions are
 //! negotiated per API with ApiVersions, and only versions that name topics (not topic ids)
@@ -27,18 +30,21 @@ pub mod connection;
 pub mod consumer;
 pub mod delivery;
 pub mod error;
+pub mod health;
 pub mod metrics;
 pub mod offsets;
 pub mod partitioner;
 pub mod producer;
 pub mod reassignment;
+pub mod scrape;
+pub mod views;
 
 pub(crate) use sluice_protocol::records;
 
 pub use admin::{
     Admin, ClusterDescription, ConfigEntry, ConfigSource, ElectionOutcome, ElectionResult,
-    ElectionType, OngoingReassignment, Reassignment, ReassignmentOutcome, ReassignmentResult,
-    TopicDescription,
+    ElectionType, OngoingReassignment, QuorumDescription, QuorumReplica, Reassignment,
+    ReassignmentOutcome, ReassignmentResult, TopicDescription,
 };
 pub use cluster::{Cluster, ClusterConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, SeekTo};
@@ -71,6 +77,11 @@ mod send_and_sync {
         is_send(&admin.elect_leaders(ElectionType::Preferred, None));
         is_send(&admin.alter_partition_reassignments(Vec::new()));
         is_send(&admin.list_partition_reassignments(None));
+        is_send(&admin.describe_quorum());
+        is_send(&health::cluster_status(admin));
+        let timeout = std::time::Duration::from_secs(1);
+        is_send(&health::topic_health(admin, "t", false, timeout));
+        is_send(&health::sample(admin, &[], &[], timeout));
         is_send(&consumer.poll(std::time::Duration::from_secs(1)));
     }
 

@@ -6,22 +6,24 @@
 //! stderr, filtered by `RUST_LOG` (default: warnings only).
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_client::health::{self, now_ms};
 use sluice_client::reassignment::{
     decommission_plan, ids, plan_progress, PartitionProgress, PartitionReplicas, PlannedMove,
     PlannedPartition, ReassignmentPlan,
 };
+use sluice_client::views::{self, OutputFormat};
 use sluice_client::{
-    Acks, Admin, Compression, ConfigSource, Consumer, ConsumerConfig, DeliveryFuture,
-    ElectionOutcome, ElectionResult, ElectionType, OngoingReassignment, Producer, ProducerConfig,
-    ProducerRecord, ReassignmentOutcome, ReassignmentResult, SeekTo,
+    Acks, Admin, Compression, Consumer, ConsumerConfig, DeliveryFuture, ElectionOutcome,
+    ElectionResult, ElectionType, OngoingReassignment, Producer, ProducerConfig, ProducerRecord,
+    ReassignmentOutcome, ReassignmentResult, SeekTo,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -34,6 +36,8 @@ const REASSIGNMENT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// puts it) before `--wait` gives up early: one answer may come from a broker whose
 /// metadata lags the controller's.
 const FAILED_POLLS_TO_GIVE_UP: u32 = 6;
+/// ANSI: cursor home, clear the screen (between `top` refreshes on a terminal).
+const CLEAR_SCREEN: &str = "\x1b[H\x1b[2J";
 
 /// Command-line client for Sluice and any Kafka-protocol broker.
 #[derive(Debug, Parser)]
@@ -64,8 +68,19 @@ enum Command {
     Produce(ProduceArgs),
     /// Print a topic's records to stdout, one value per line.
     Consume(ConsumeArgs),
-    /// Show the cluster id, the controller and the brokers.
-    Cluster,
+    /// Cluster health: brokers, the controller quorum, partition counts (`cluster` alone is
+    /// `cluster status`).
+    Cluster(ClusterArgs),
+    /// A live view of produce rates and replication lag, refreshed every --interval-ms.
+    ///
+    /// Per topic: records produced per second (from partition log end offsets, so it works
+    /// on Kafka too), bytes in/out per second (from the brokers' /metrics given with
+    /// --metrics), under-replicated and offline partitions and the largest replica lag;
+    /// then the partitions that need attention most (offline, under-replicated, most
+    /// lagging). Clears the
+    /// screen between refreshes on a terminal; one JSON object per refresh with --output
+    /// json. Runs until interrupted, or for --iterations refreshes.
+    Top(TopArgs),
     /// Partition administration: leader elections, reassignments.
     Partition {
         #[command(subcommand)]
@@ -76,6 +91,82 @@ enum Command {
         #[command(subcommand)]
         command: BrokerCommand,
     },
+}
+
+/// How a view is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+enum Output {
+    /// Aligned columns for a person.
+    #[default]
+    Table,
+    /// JSON for scripts (one object per refresh, one per line, for `top`).
+    Json,
+}
+
+impl Output {
+    fn format(self) -> OutputFormat {
+        match self {
+            Output::Table => OutputFormat::Table,
+            Output::Json => OutputFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ClusterArgs {
+    #[command(subcommand)]
+    command: Option<ClusterCommand>,
+    #[command(flatten)]
+    status: StatusArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Brokers, the controller quorum and partition counts.
+    ///
+    /// The brokers (id, address, rack, fenced?, controller?), the controller quorum
+    /// (leader, epoch, high watermark, and each voter's and observer's log end offset and
+    /// lag = high watermark - log end offset) and the counts of topics, partitions,
+    /// under-replicated (fewer in-sync replicas than replicas) and offline (no leader)
+    /// partitions. "fenced": as DescribeCluster v2 reports it (Kafka 4.0+); otherwise a
+    /// broker the cluster knows (a partition replica, a quorum member) that is not listed
+    /// as a live broker. What a cluster does not answer (DescribeQuorum before Kafka 3.3)
+    /// shows as "-".
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// table or json.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+struct TopArgs {
+    /// Time between refreshes.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    interval_ms: u64,
+    /// Stop after this many refreshes (default: run until interrupted).
+    #[arg(long, value_name = "N")]
+    iterations: Option<u64>,
+    /// Brokers' Prometheus endpoints (HOST:PORT of Sluice's --metrics-listen), for bytes
+    /// in/out per topic (sluice_topic_bytes_in_total / _out_total, summed over them).
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT[,HOST:PORT...]")]
+    metrics: Vec<String>,
+    /// Only these topics (repeatable; default: every topic but internal ones).
+    #[arg(long = "topic", value_name = "TOPIC")]
+    topics: Vec<String>,
+    /// Partitions shown per refresh in the table (JSON has them all).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    partitions_max: usize,
+    /// How long one broker may take to answer before its replicas count as unreachable.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    timeout_ms: u64,
+    /// table or json.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,13 +251,28 @@ enum TopicCommand {
     },
     /// List topics (internal topics are left out).
     List,
-    /// Show a topic's partitions (leader, replicas, in-sync replicas) and config overrides.
+    /// Show a topic's partitions, replicas and their lag, and its config overrides.
+    ///
+    /// The config overrides, and per partition: leader, leader epoch, replicas,
+    /// in-sync replicas (ISR), high watermark, and per replica its log end offset (asked of
+    /// that replica's broker; "unreachable" if it cannot be asked), its lag in offsets (the
+    /// leader's log end offset - its own) and its lag in ms: the age of the oldest record it
+    /// lacks, i.e. now - the timestamp of the leader's record at the replica's log end
+    /// offset (0 when caught up; "-" when that record is not yet below the high watermark,
+    /// so not readable, or cannot be read). Under-replicated partitions (fewer in-sync
+    /// replicas than replicas) are marked "!" and counted on the last line.
     Describe {
         /// Topic name.
         name: String,
         /// Show every config, not only the ones set on this topic.
         #[arg(long)]
         all_configs: bool,
+        /// table or json.
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// How long one broker may take to answer before its replicas count as unreachable.
+        #[arg(long, default_value_t = 5000, value_name = "MS")]
+        timeout_ms: u64,
     },
     /// Grow a topic to a larger number of partitions.
     Alter {
@@ -290,7 +396,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic { command } => topic(&bootstrap, command).await,
         Command::Produce(args) => produce(&bootstrap, args).await,
         Command::Consume(args) => consume(&bootstrap, args).await,
-        Command::Cluster => cluster(&bootstrap).await,
+        Command::Cluster(args) => {
+            let status = match args.command {
+                Some(ClusterCommand::Status(status)) => status,
+                None => args.status,
+            };
+            cluster_status(&bootstrap, status.output).await
+        }
+        Command::Top(args) => top(&bootstrap, args).await,
         Command::Partition { command } => partition(&bootstrap, command).await,
         Command::Broker { command } => broker(&bootstrap, command).await,
     }
@@ -712,39 +825,15 @@ async fn topic(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
                 writeln!(out, "{name}")?;
             }
         }
-        TopicCommand::Describe { name, all_configs } => {
-            let description = admin.describe_topic(&name).await?;
-            let replication_factor = description
-                .partitions
-                .first()
-                .map_or(0, |p| p.replicas.len());
-            let configs: Vec<String> = description
-                .configs
-                .iter()
-                .filter(|c| all_configs || c.source == ConfigSource::TopicOverride)
-                .map(|c| format!("{}={}", c.name, c.value.as_deref().unwrap_or("<sensitive>")))
-                .collect();
-            writeln!(
-                out,
-                "Topic: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
-                description.name,
-                description.partitions.len(),
-                replication_factor,
-                configs.join(",")
-            )?;
-            for p in &description.partitions {
-                let ids =
-                    |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-                writeln!(
-                    out,
-                    "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
-                    description.name,
-                    p.partition,
-                    p.leader.map_or("none".to_string(), |l| l.to_string()),
-                    ids(&p.replicas),
-                    ids(&p.isr)
-                )?;
-            }
+        TopicCommand::Describe {
+            name,
+            all_configs,
+            output,
+            timeout_ms,
+        } => {
+            let timeout = Duration::from_millis(timeout_ms);
+            let topic = health::topic_health(&admin, &name, all_configs, timeout).await?;
+            out.write_all(views::topic_health(&topic, output.format()).as_bytes())?;
         }
         TopicCommand::Alter { name, partitions } => {
             admin.create_partitions(&name, partitions).await?;
@@ -758,26 +847,60 @@ async fn topic(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn cluster(bootstrap: &str) -> anyhow::Result<()> {
+/// `cluster status`.
+async fn cluster_status(bootstrap: &str, output: Output) -> anyhow::Result<()> {
     let admin = Admin::new(bootstrap).await?;
-    let description = admin.describe_cluster().await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "ClusterId: {}\tController: {}",
-        description.cluster_id.as_deref().unwrap_or("unknown"),
-        description
-            .controller_id
-            .map_or("unknown".to_string(), |c| c.to_string())
-    )?;
-    for broker in &description.brokers {
-        writeln!(
-            out,
-            "\tBroker: {}\tAddress: {}\tRack: {}",
-            broker.id,
-            broker.address(),
-            broker.rack.as_deref().unwrap_or("none")
-        )?;
+    let status = health::cluster_status(&admin).await?;
+    let text = views::cluster_status(&status, output.format(), now_ms());
+    if let Err(error) = std::io::stdout().lock().write_all(text.as_bytes()) {
+        return quiet_on_broken_pipe(error);
+    }
+    Ok(())
+}
+
+/// `top`: a baseline sample, then one refresh per interval, each from the last two samples.
+/// A failed sample prints its error (stderr) and counts as a refresh.
+async fn top(bootstrap: &str, args: TopArgs) -> anyhow::Result<()> {
+    let admin = Admin::new(bootstrap).await?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let interval = Duration::from_millis(args.interval_ms.max(1));
+    let format = args.output.format();
+    let clear = format == OutputFormat::Table && std::io::stdout().is_terminal();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut previous = health::sample(&admin, &args.topics, &args.metrics, timeout).await?;
+    let mut refreshes: u64 = 0;
+    let mut next = previous.taken + interval;
+    while args.iterations.is_none_or(|n| refreshes < n) {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = &mut interrupted => return Ok(()),
+        }
+        next = Instant::now() + interval;
+        refreshes += 1;
+        let current = tokio::select! {
+            current = health::sample(&admin, &args.topics, &args.metrics, timeout) => current,
+            _ = &mut interrupted => return Ok(()),
+        };
+        let current = match current {
+            Ok(current) => current,
+            Err(error) => {
+                eprintln!("error: refresh {refreshes}: {error}");
+                continue;
+            }
+        };
+        let view = health::top_view(&previous, &current, refreshes, now_ms());
+        let mut text = views::top(&view, format, args.interval_ms, args.partitions_max);
+        if clear {
+            text.insert_str(0, CLEAR_SCREEN);
+        } else if format == OutputFormat::Table && refreshes > 1 {
+            text.insert(0, '\n');
+        }
+        let mut out = std::io::stdout().lock();
+        if let Err(error) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            return quiet_on_broken_pipe(error);
+        }
+        previous = current;
     }
     Ok(())
 }
@@ -1427,6 +1550,106 @@ mod tests {
     }
 
     #[test]
+    fn cluster_alone_is_cluster_status() {
+        let output = |args: &[&str]| match parse(args).command {
+            Command::Cluster(ClusterArgs {
+                command: Some(ClusterCommand::Status(status)),
+                ..
+            }) => ("status", status.output),
+            Command::Cluster(ClusterArgs {
+                command: None,
+                status,
+            }) => ("default", status.output),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(output(&["sluice", "cluster"]), ("default", Output::Table));
+        assert_eq!(
+            output(&["sluice", "cluster", "--output", "json"]),
+            ("default", Output::Json)
+        );
+        assert_eq!(
+            output(&["sluice", "cluster", "status", "--output", "json"]),
+            ("status", Output::Json)
+        );
+        assert_eq!(
+            output(&["sluice", "cluster", "status"]),
+            ("status", Output::Table)
+        );
+        assert!(Cli::try_parse_from(["sluice", "cluster", "status", "--output", "xml"]).is_err());
+    }
+
+    #[test]
+    fn topic_describe_takes_output_and_timeout() {
+        let describe = |args: &[&str]| match parse(args).command {
+            Command::Topic {
+                command:
+                    TopicCommand::Describe {
+                        name,
+                        all_configs,
+                        output,
+                        timeout_ms,
+                    },
+            } => (name, all_configs, output, timeout_ms),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(
+            describe(&["sluice", "topic", "describe", "t"]),
+            ("t".to_string(), false, Output::Table, 5000)
+        );
+        assert_eq!(
+            describe(&[
+                "sluice",
+                "topic",
+                "describe",
+                "t",
+                "--output",
+                "json",
+                "--all-configs",
+                "--timeout-ms",
+                "200"
+            ]),
+            ("t".to_string(), true, Output::Json, 200)
+        );
+    }
+
+    #[test]
+    fn top_parses_its_options() {
+        let Command::Top(args) = parse(&[
+            "sluice",
+            "top",
+            "--interval-ms",
+            "250",
+            "--iterations",
+            "2",
+            "--metrics",
+            "127.0.0.1:9644,127.0.0.1:9645",
+            "--topic",
+            "a",
+            "--topic",
+            "b",
+            "--output",
+            "json",
+        ])
+        .command
+        else {
+            panic!("not top");
+        };
+        assert_eq!(args.interval_ms, 250);
+        assert_eq!(args.iterations, Some(2));
+        assert_eq!(args.metrics, vec!["127.0.0.1:9644", "127.0.0.1:9645"]);
+        assert_eq!(args.topics, vec!["a", "b"]);
+        assert_eq!(args.output, Output::Json);
+        let Command::Top(defaults) = parse(&["sluice", "top"]).command else {
+            panic!("not top");
+        };
+        assert_eq!(defaults.interval_ms, 1000);
+        assert_eq!(defaults.iterations, None);
+        assert!(defaults.metrics.is_empty());
+        assert_eq!(defaults.partitions_max, 20);
+        assert_eq!(defaults.output, Output::Table);
+    }
+
+    #[test]
     fn every_command_has_help() {
         for args in [
             &["sluice", "--help"][..],
@@ -1439,6 +1662,10 @@ mod tests {
             &["sluice", "partition", "reassign", "--help"],
             &["sluice", "broker", "--help"],
             &["sluice", "broker", "decommission", "--help"],
+            &["sluice", "cluster", "--help"],
+            &["sluice", "cluster", "status", "--help"],
+            &["sluice", "topic", "describe", "--help"],
+            &["sluice", "top", "--help"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(
