@@ -6,8 +6,9 @@
 #
 # Idempotent and quick when everything is already in place. On a fresh Debian machine
 # (as root) it installs:
-#   1. kcat from apt (Debian's build links librdkafka 2.0.2), plus a JDK, Maven or
-#      Python's venv module if the machine lacks them;
+#   1. kcat from apt (Debian's build links librdkafka 2.0.2), plus a JDK, Maven,
+#      Python's venv module or Prometheus (with promtool, for the deploy/ tests) if the
+#      machine lacks them;
 #   2. a Python virtualenv at .venv with the pinned kafka-python and confluent-kafka of
 #      tests/interop/requirements.txt;
 #   3. the pinned Java kafka-clients and its codec jars of tests/java/pom.xml, copied
@@ -32,7 +33,7 @@ checksum() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
 stamp_matches() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
 
 # ---------------------------------------------------------------------------------------
-step "1/5 system packages (kcat, JDK, Maven, python venv)"
+step "1/5 system packages (kcat, JDK, Maven, python venv, Prometheus)"
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
 command -v javac >/dev/null || missing+=(default-jdk-headless)
@@ -40,6 +41,12 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v python3 >/dev/null || missing+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     missing+=(python3-venv)
+fi
+# tests/tests/prometheus_scrape.rs runs promtool on deploy/ and a Prometheus scraping
+# deploy/local-cluster.sh's cluster. Debian's package may also start a system Prometheus on
+# :9090 where a service manager runs; the tests use their own ports and data directories.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    missing+=(prometheus)
 fi
 if ((${#missing[@]} > 0)); then
     echo "installing: ${missing[*]}"
@@ -62,6 +69,7 @@ echo "kcat:   $(kcat -V 2>&1 | grep -o 'Version [^ ]*.*librdkafka [0-9.]*' | sed
 echo "java:   $(java -version 2>&1 | head -1)"
 echo "mvn:    $(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9;]*m//g')"
 echo "python: $(python3 --version 2>&1)"
+echo "prometheus: $(prometheus --version 2>&1 | head -1)"
 
 # ---------------------------------------------------------------------------------------
 step "2/5 Python virtualenv .venv (tests/interop/requirements.txt)"
