@@ -78,7 +78,8 @@ pub const PARTITIONS: &str = "sluice_partitions";
 pub const UNCLEAN_LEADER_ELECTIONS_TOTAL: &str = "sluice_unclean_leader_elections_total";
 /// Brokers fenced by the active controller because their session expired.
 pub const BROKERS_FENCED_TOTAL: &str = "sluice_brokers_fenced_total";
-/// ISR shrinks and expands this broker proposed as leader and the controller committed.
+/// Committed ISR shrinks and expands of partitions this broker leads, whether it proposed
+/// them (lag check, catch-up) or the controller made them (a fenced broker, a reassignment).
 pub const ISR_SHRINKS_TOTAL: &str = "sluice_isr_shrinks_total";
 pub const ISR_EXPANDS_TOTAL: &str = "sluice_isr_expands_total";
 /// Follower truncations after a divergence (KIP-320).

@@ -465,6 +465,55 @@ impl Cluster {
             .find_map(|id| self.controller_id_from(id))
     }
 
+    /// A follower of `state`'s partition that is not the active controller (if there is
+    /// one): stopping it then tests replication alone, not a controller failover too.
+    pub fn follower_not_controller(&mut self, state: &PartitionState) -> i32 {
+        let controller = self.controller_id();
+        let followers = state.followers();
+        followers
+            .iter()
+            .copied()
+            .find(|f| Some(*f) != controller)
+            .unwrap_or(followers[0])
+    }
+
+    /// Node `id`'s `/metrics` text (empty when it does not answer).
+    pub fn scrape(&self, id: i32) -> String {
+        raw::http_get(&self.broker(id).metrics_address(), "/metrics").unwrap_or_default()
+    }
+
+    /// Scrape the nodes `ids` until `check` accepts every node's metrics text, at most
+    /// `timeout`; returns each node's last text, or panics with them and the logs.
+    pub fn wait_for_metrics(
+        &mut self,
+        ids: &[i32],
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(i32, &str) -> bool,
+    ) -> Vec<String> {
+        let mut last = Vec::new();
+        let found = self.poll_until(Instant::now() + timeout, |cluster| {
+            last = ids.iter().map(|&id| cluster.scrape(id)).collect();
+            ids.iter()
+                .zip(&last)
+                .all(|(&id, text)| check(id, text))
+                .then_some(())
+        });
+        if found.is_none() {
+            let texts: Vec<String> = ids
+                .iter()
+                .zip(&last)
+                .map(|(id, text)| format!("--- node {id} ---\n{text}"))
+                .collect();
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}\n{}",
+                texts.join("\n"),
+                self.logs()
+            );
+        }
+        last
+    }
+
     /// The broker ids one node's Metadata lists.
     pub fn brokers_listed_by(&self, id: i32) -> Option<Vec<i32>> {
         let m = self.metadata_from(id, Some(&[])).ok()?;

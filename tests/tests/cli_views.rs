@@ -5,7 +5,8 @@
 //! `cluster status`), then healthy again after a restart; while a throttled reassignment
 //! copies the log to a new replica, `topic describe` shows that replica behind in offsets
 //! and in ms (no more than the age of the produce); `top` reports a produce rate and byte
-//! rates while a producer runs. Every step reads the `--output json` form and polls it
+//! rates while a producer runs. The leader's `/metrics` follows the kill and restart too:
+//! under-replicated 1 and an ISR shrink within the lag timeout, then 0 and an ISR expand. Every step reads the `--output json` form and polls it
 //! against a deadline; the table form is checked for its under-replicated marks.
 
 use std::process::Command;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_client::Acks;
+use sluice_tests::raw::metric_value;
 use sluice_tests::workload::{
     numbered_values, producer_config, runtime, BackgroundProducer, ProduceSpec,
 };
@@ -24,6 +26,14 @@ const LAG_MS: u64 = 2_000;
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a view may take to show a change.
 const VIEW_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How much later than the event itself the once-a-second gauges may show it.
+const METRICS_SLACK: Duration = Duration::from_secs(5);
+
+/// A series' value in a metrics text (NaN when absent, which no comparison accepts).
+fn counter(text: &str, series: &str) -> f64 {
+    metric_value(text, series).unwrap_or(f64::NAN)
+}
 
 /// Run `sluice --bootstrap B ARGS...`; its stdout, or a panic with its output.
 fn sluice(cluster: &Cluster, args: &[&str]) -> String {
@@ -167,13 +177,15 @@ fn cluster_status_and_topic_describe_follow_a_follower_kill_and_restart() {
 
     // kill -9 a follower that is not the controller: within the lag timeout the partition
     // is under-replicated, that replica unreachable, the others at the new high watermark.
-    let controller = cluster.controller_id();
-    let followers = state.followers();
-    let follower = followers
-        .iter()
-        .copied()
-        .find(|f| Some(*f) != controller)
-        .unwrap_or(followers[0]);
+    let follower = cluster.follower_not_controller(&state);
+    let before = cluster.scrape(leader);
+    assert_eq!(
+        counter(&before, "sluice_under_replicated_partitions"),
+        0.0,
+        "{before}"
+    );
+    let shrinks = counter(&before, "sluice_isr_shrinks_total");
+    let expands = counter(&before, "sluice_isr_expands_total");
     cluster.kill9(follower);
     let killed_at = Instant::now();
     cluster.produce_acked_batch(TOPIC, 0, numbered_values("b", 50));
@@ -198,6 +210,24 @@ fn cluster_status_and_topic_describe_follow_a_follower_kill_and_restart() {
     );
     assert_eq!(view["under_replicated_partitions"], 1);
     assert_eq!(replica(&view["partitions"][0], follower)["in_isr"], false);
+    // The leader's /metrics says the same: one under-replicated partition, one ISR shrink
+    // (by its lag check: the session timeout is longer than the lag timeout).
+    cluster.wait_for_metrics(
+        &[leader],
+        "the leader's under-replicated gauge and ISR shrink counter",
+        Duration::from_millis(LAG_MS) + METRICS_SLACK,
+        |_, text| {
+            counter(text, "sluice_under_replicated_partitions") == 1.0
+                && counter(text, "sluice_isr_shrinks_total") == shrinks + 1.0
+                && text.contains(&format!(
+                    "sluice_partition_isr_size{{topic=\"{TOPIC}\",partition=\"0\"}} 2"
+                ))
+        },
+    );
+    eprintln!(
+        "the leader's metrics show the shrink {:?} after the kill",
+        killed_at.elapsed()
+    );
     let table = sluice(&cluster, &["topic", "describe", TOPIC]);
     assert!(
         table.lines().any(|l| l.starts_with('!')) && table.contains("unreachable"),
@@ -243,6 +273,18 @@ fn cluster_status_and_topic_describe_follow_a_follower_kill_and_restart() {
         },
     );
     assert_eq!(status["partitions"]["under_replicated"], 0, "{status:#}");
+    cluster.wait_for_metrics(
+        &[leader],
+        "the leader's gauges back to normal",
+        METRICS_SLACK,
+        |_, text| {
+            counter(text, "sluice_under_replicated_partitions") == 0.0
+                && counter(text, "sluice_isr_expands_total") == expands + 1.0
+                && text.contains(&format!(
+                    "sluice_partition_isr_size{{topic=\"{TOPIC}\",partition=\"0\"}} 3"
+                ))
+        },
+    );
 }
 
 #[test]

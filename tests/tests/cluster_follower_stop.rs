@@ -28,13 +28,7 @@ fn a_stopped_follower_leaves_the_isr_and_the_high_watermark_keeps_advancing() {
     let leader = state.leader.expect("a leader");
     // A follower that is not the active controller: its stop then tests the lag check
     // alone, not a controller failover too.
-    let controller = cluster.controller_id();
-    let followers = state.followers();
-    let follower = followers
-        .iter()
-        .copied()
-        .find(|f| Some(*f) != controller)
-        .unwrap_or(followers[0]);
+    let follower = cluster.follower_not_controller(&state);
 
     let runtime = runtime();
     let config = producer_config(&cluster.bootstrap(), Acks::All);

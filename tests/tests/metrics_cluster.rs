@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use sluice_tests::cluster::{Cluster, ClusterOptions};
-use sluice_tests::raw::{http_get, metric_value};
+use sluice_tests::raw::metric_value;
 
 const SESSION_TIMEOUT_MS: u64 = 2_000;
 /// The gauges refresh every second; leave room for a loaded machine.
@@ -16,44 +16,8 @@ const GAUGE_SLACK: Duration = Duration::from_secs(10);
 const REPLICATED: &str = "health-replicated";
 const SOLO: &str = "health-solo";
 
-fn scrape(cluster: &Cluster, id: i32) -> String {
-    http_get(&cluster.broker(id).metrics_address(), "/metrics").unwrap_or_default()
-}
-
 fn value(text: &str, series: &str) -> f64 {
     metric_value(text, series).unwrap_or(f64::NAN)
-}
-
-/// Wait until every node in `ids` shows metrics that `check` accepts; returns each node's
-/// last text.
-fn wait_for_metrics(
-    cluster: &mut Cluster,
-    ids: &[i32],
-    what: &str,
-    timeout: Duration,
-    check: impl Fn(i32, &str) -> bool,
-) -> Vec<String> {
-    let mut last = Vec::new();
-    let found = cluster.poll_until(Instant::now() + timeout, |cluster| {
-        last = ids.iter().map(|&id| scrape(cluster, id)).collect();
-        ids.iter()
-            .zip(&last)
-            .all(|(&id, text)| check(id, text))
-            .then_some(())
-    });
-    if found.is_none() {
-        let texts: Vec<String> = ids
-            .iter()
-            .zip(&last)
-            .map(|(id, text)| format!("--- node {id} ---\n{text}"))
-            .collect();
-        panic!(
-            "timed out after {timeout:?} waiting for {what}\n{}\n{}",
-            texts.join("\n"),
-            cluster.logs()
-        );
-    }
-    last
 }
 
 #[test]
@@ -66,8 +30,7 @@ fn health_and_raft_gauges_follow_a_killed_broker() {
 
     // Healthy: every node agrees on the brokers, topics and partitions, and names the quorum
     // leader Metadata names as controller.
-    let texts = wait_for_metrics(
-        &mut cluster,
+    let texts = cluster.wait_for_metrics(
         &ids,
         "healthy cluster gauges on every node",
         GAUGE_SLACK,
@@ -117,13 +80,12 @@ fn health_and_raft_gauges_follow_a_killed_broker() {
     let elections_before: Vec<f64> = survivors
         .iter()
         .map(|&id| {
-            metric_value(&scrape(&cluster, id), "sluice_leader_elections_total").unwrap_or(0.0)
+            metric_value(&cluster.scrape(id), "sluice_leader_elections_total").unwrap_or(0.0)
         })
         .collect();
     cluster.kill9(victim);
     let killed = Instant::now();
-    let texts = wait_for_metrics(
-        &mut cluster,
+    let texts = cluster.wait_for_metrics(
         &survivors,
         &format!("node {victim} fenced and its single-replica partition offline"),
         Duration::from_millis(SESSION_TIMEOUT_MS) + GAUGE_SLACK,

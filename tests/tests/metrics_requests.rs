@@ -329,12 +329,7 @@ fn an_acks_all_produce_waiting_for_a_stopped_follower_is_parked_in_the_produce_p
     let state = cluster.create_one_partition_topic(TOPIC, 3, &[]);
     let leader = state.leader.expect("a leader");
     let controller = cluster.controller_id();
-    let followers = state.followers();
-    let follower = followers
-        .iter()
-        .copied()
-        .find(|f| Some(*f) != controller)
-        .unwrap_or(followers[0]);
+    let follower = cluster.follower_not_controller(&state);
     let metrics = cluster.broker(leader).metrics_address();
 
     // The internal listener: the Raft leader keeps a connection open to every other

@@ -17,7 +17,7 @@
 //! gauges per hosted partition and per follower. Series of a partition that moved away stay
 //! at their last value: the exporter cannot remove a series.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -263,11 +263,17 @@ impl ReplicaManager {
                 };
                 let mut state = replica.lock();
                 let was_leader = state.is_leader();
+                let isr_before = committed_isr(&state);
                 match state.apply_registration(&registration, offsets(&replica.log), now) {
                     Ok(effects) => {
                         if let Err(error) = replica.apply_effects(&mut state, effects, &self.sink())
                         {
                             tracing::error!(partition = replica.log.name(), %error, "applying a leadership change failed");
+                        }
+                        if was_leader && state.is_leader() {
+                            // The controller changed the ISR (a fenced broker, a reassignment),
+                            // or its metadata brought our own AlterPartition first.
+                            note_isr_change(&replica, &state, isr_before);
                         }
                         if state.is_leader() && !was_leader {
                             metrics::counter!(m::LEADERSHIPS_TAKEN_TOTAL).increment(1);
@@ -577,33 +583,11 @@ impl ReplicaManager {
                 }
             };
             let Some(result) = result else { continue };
-            let committed_isr = match &result {
-                AlterPartitionResult::Committed { isr, .. } => Some(isr.clone()),
-                AlterPartitionResult::Rejected(_) => None,
-            };
             let mut state = replica.lock();
-            let before = state
-                .isr()
-                .map(|isr| isr.committed_isr().len())
-                .unwrap_or(0);
+            let isr_before = committed_isr(&state);
             match state.on_isr_change_result(&sent, result) {
                 Ok(effects) => {
-                    if let Some(isr) = committed_isr {
-                        let counter = if isr.len() < before {
-                            m::ISR_SHRINKS_TOTAL
-                        } else {
-                            m::ISR_EXPANDS_TOTAL
-                        };
-                        metrics::counter!(counter).increment(1);
-                        tracing::info!(
-                            partition = replica.log.name(),
-                            isr = ?isr,
-                            leader_epoch = state.leader_epoch(),
-                            partition_epoch = state.partition_epoch(),
-                            high_watermark = state.high_watermark(),
-                            "ISR changed"
-                        );
-                    }
+                    note_isr_change(&replica, &state, isr_before);
                     if let Err(error) = replica.apply_effects(&mut state, effects, &self.sink()) {
                         tracing::warn!(partition = replica.log.name(), %error, "ISR change effects failed");
                     }
@@ -616,6 +600,41 @@ impl ReplicaManager {
             }
         }
     }
+}
+
+/// The committed ISR of a partition this broker leads.
+fn committed_isr(state: &replication::Partition) -> Option<BTreeSet<i32>> {
+    state.isr().map(|isr| isr.committed_isr().clone())
+}
+
+/// Count and log (one INFO line) a change of a led partition's committed ISR, whichever
+/// way it came: this leader's AlterPartition, or the controller's metadata (a fenced
+/// broker, a reassignment). Kafka's IsrShrinksPerSec / IsrExpandsPerSec.
+fn note_isr_change(
+    replica: &Replica,
+    state: &replication::Partition,
+    before: Option<BTreeSet<i32>>,
+) {
+    let (Some(before), Some(after)) = (before, committed_isr(state)) else {
+        return;
+    };
+    if before == after {
+        return;
+    }
+    if after.len() < before.len() {
+        metrics::counter!(m::ISR_SHRINKS_TOTAL).increment(1);
+    } else if after.len() > before.len() {
+        metrics::counter!(m::ISR_EXPANDS_TOTAL).increment(1);
+    }
+    tracing::info!(
+        partition = replica.log.name(),
+        isr_before = ?before,
+        isr = ?after,
+        leader_epoch = state.leader_epoch(),
+        partition_epoch = state.partition_epoch(),
+        high_watermark = state.high_watermark(),
+        "ISR changed"
+    );
 }
 
 /// One replica's labelled gauges: log end offset and high watermark; on the leader the ISR
