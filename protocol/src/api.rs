@@ -32,7 +32,8 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DeleteTopics, 1, 6),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DescribeConfigs, 1, 4),
-    range(ApiKey::DescribeCluster, 0, 1),
+    // v2 (KIP-1073) flags fenced brokers and lists them on request.
+    range(ApiKey::DescribeCluster, 0, 2),
     // Idempotent producers only: a transactional id is refused (see the broker's handler).
     // v6 (KIP-939, two-phase commit) has a request the codec crate cannot decode.
     range(ApiKey::InitProducerId, 0, 5),

@@ -99,6 +99,11 @@ pub enum ErrorCode {
     BrokerIdNotRegistered = 102,
     /// A proposed ISR names a broker that is fenced or shutting down.
     IneligibleReplica = 107,
+    /// DescribeCluster asked a listener for endpoints of the other kind (controllers of a
+    /// broker listener).
+    MismatchedEndpointType = 114,
+    /// DescribeCluster asked for an endpoint type that does not exist.
+    UnsupportedEndpointType = 115,
 }
 
 impl ErrorCode {
@@ -176,6 +181,8 @@ impl ErrorCode {
             UnknownTopicId,
             BrokerIdNotRegistered,
             IneligibleReplica,
+            MismatchedEndpointType,
+            UnsupportedEndpointType,
         ];
         ALL.iter().copied().find(|e| e.code() == code)
     }

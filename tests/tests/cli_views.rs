@@ -137,6 +137,7 @@ fn cluster_status_and_topic_describe_follow_a_follower_kill_and_restart() {
             .all(|b| b["fenced"] == false && b["address"].is_string()),
         "{status:#}"
     );
+    assert_eq!(status["fenced_source"], "reported", "{status:#}");
     let controllers: Vec<&Value> = brokers.iter().filter(|b| b["controller"] == true).collect();
     assert_eq!(controllers.len(), 1, "{status:#}");
     assert_eq!(controllers[0]["id"], status["controller_id"]);
@@ -238,8 +239,9 @@ fn cluster_status_and_topic_describe_follow_a_follower_kill_and_restart() {
         "{table}"
     );
 
-    // Once its session expires the broker is fenced: no longer listed, so cluster status
-    // derives it fenced, and counts the under-replicated partition.
+    // Once its session expires the broker is fenced. DescribeCluster v2 still lists it, with
+    // its address, flagged fenced (reported, not derived); cluster status counts the
+    // under-replicated partition.
     let status = wait_for_view(
         &cluster,
         &["cluster", "status", "--output", "json"],
@@ -254,7 +256,14 @@ fn cluster_status_and_topic_describe_follow_a_follower_kill_and_restart() {
         "cluster status shows broker {follower} fenced after {:?}",
         killed_at.elapsed()
     );
-    assert_eq!(status["fenced_source"], "derived", "{status:#}");
+    assert_eq!(status["fenced_source"], "reported", "{status:#}");
+    let brokers = status["brokers"].as_array().expect("brokers");
+    assert_eq!(brokers.len(), 3, "{status:#}");
+    for broker in brokers {
+        let killed = broker["id"] == follower;
+        assert_eq!(broker["fenced"], killed, "{status:#}");
+        assert!(broker["address"].is_string(), "{status:#}");
+    }
     assert_eq!(status["partitions"]["under_replicated"], 1, "{status:#}");
 
     // Restarted, it catches up and rejoins: ISR of three, no lag, not fenced.

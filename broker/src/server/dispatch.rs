@@ -221,8 +221,8 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes, received: Instant) ->
         ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, |req| {
             handlers::describe_configs::handle(&broker, req)
         }),
-        ApiKey::DescribeCluster => call!(DescribeClusterRequest, |_req| {
-            handlers::describe_cluster::handle(&broker)
+        ApiKey::DescribeCluster => call!(DescribeClusterRequest, |req| {
+            handlers::describe_cluster::handle(&broker, req, version)
         }),
         ApiKey::DescribeQuorum => call!(DescribeQuorumRequest, |req| {
             handlers::describe_quorum::handle(&broker, req, version)

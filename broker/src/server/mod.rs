@@ -322,6 +322,16 @@ impl Broker {
             .filter_map(|b| Some((b, b.client_endpoint()?)))
     }
 
+    /// Every registered broker with a client endpoint, fenced or not: what DescribeCluster
+    /// v2 lists when a client asks for fenced brokers too (KIP-1073). Metadata never does.
+    pub fn registered_brokers(
+        state: &crate::controller::MetadataState,
+    ) -> impl Iterator<Item = (&crate::controller::Broker, &crate::controller::Endpoint)> {
+        state
+            .brokers()
+            .filter_map(|b| Some((b, b.client_endpoint()?)))
+    }
+
     /// The replica of a partition this broker leads, or the error to answer with.
     pub fn leader_replica(&self, topic: &str, partition: i32) -> Result<Arc<Replica>, ErrorCode> {
         match self.replicas.replica(topic, partition) {
