@@ -131,7 +131,20 @@ impl ErrorCode {
         )
     }
 
-    /// Name as Kafka spells it, for logs and CLI output.
+    /// Kafka's name for the code, as its `Errors` enum and the `error` tag of its
+    /// ErrorsPerSec metric spell it: `NOT_LEADER_OR_FOLLOWER`.
+    pub fn kafka_name(self) -> String {
+        let mut name = String::new();
+        for (i, c) in format!("{self:?}").chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                name.push('_');
+            }
+            name.push(c.to_ascii_uppercase());
+        }
+        name
+    }
+
+    /// The code's variant, if Sluice knows it.
     pub fn from_code(code: i16) -> Option<ErrorCode> {
         use ErrorCode::*;
         const ALL: &[ErrorCode] = &[
@@ -193,5 +206,24 @@ pub fn describe_code(code: i16) -> String {
     match kafka_protocol::error::ResponseError::try_from_code(code) {
         Some(e) => format!("{e:?} ({code})"),
         None => format!("NONE ({code})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_names_are_screaming_snake_case() {
+        assert_eq!(
+            ErrorCode::NotLeaderOrFollower.kafka_name(),
+            "NOT_LEADER_OR_FOLLOWER"
+        );
+        assert_eq!(ErrorCode::InvalidRequest.kafka_name(), "INVALID_REQUEST");
+        assert_eq!(
+            ErrorCode::KafkaStorageError.kafka_name(),
+            "KAFKA_STORAGE_ERROR"
+        );
+        assert_eq!(ErrorCode::None.kafka_name(), "NONE");
     }
 }

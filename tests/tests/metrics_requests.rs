@@ -296,7 +296,7 @@ fn a_malformed_request_moves_the_error_counters_and_connections_are_counted() {
         delta(
             &before,
             &after,
-            "sluice_request_errors_total{api=\"Produce\",error=\"InvalidRequest\"}"
+            "sluice_request_errors_total{api=\"Produce\",error=\"INVALID_REQUEST\"}"
         ),
         1.0,
         "{after}"

@@ -282,10 +282,10 @@ impl ReplicaManager {
                             tracing::info!(
                                 partition = replica.log.name(),
                                 role = if state.is_leader() { "leader" } else { "follower" },
-                                leader = ?partition.leader,
+                                leader = partition.leader.unwrap_or(-1),
                                 leader_epoch = partition.leader_epoch,
                                 partition_epoch = partition.partition_epoch,
-                                isr = ?partition.isr,
+                                isr = %id_list(&partition.isr),
                                 log_end_offset = replica.log.log_end_offset(),
                                 high_watermark = state.high_watermark(),
                                 "partition role"
@@ -602,6 +602,14 @@ impl ReplicaManager {
     }
 }
 
+/// Broker ids for a log line: `1,2,3` (a plain string in JSON logs too).
+fn id_list<'a>(ids: impl IntoIterator<Item = &'a i32>) -> String {
+    ids.into_iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The committed ISR of a partition this broker leads.
 fn committed_isr(state: &replication::Partition) -> Option<BTreeSet<i32>> {
     state.isr().map(|isr| isr.committed_isr().clone())
@@ -628,8 +636,8 @@ fn note_isr_change(
     }
     tracing::info!(
         partition = replica.log.name(),
-        isr_before = ?before,
-        isr = ?after,
+        isr_before = %id_list(&before),
+        isr = %id_list(&after),
         leader_epoch = state.leader_epoch(),
         partition_epoch = state.partition_epoch(),
         high_watermark = state.high_watermark(),
@@ -662,9 +670,18 @@ fn partition_gauges(replica: &Replica, state: &replication::Partition) {
             labels[1].clone(),
             ("replica", follower.replica_id().to_string()),
         ];
-        let lag_offsets = (log_end_offset - follower.log_end_offset().max(0)).max(0);
+        // Both -1 while the follower has not fetched in this leadership (its log end is
+        // unknown), rather than a lag computed from a guess.
+        let known = follower.log_end_offset() >= 0;
+        let lag_offsets = if known {
+            (log_end_offset - follower.log_end_offset()).max(0)
+        } else {
+            -1
+        };
         let caught_up = follower.last_caught_up_time_ms();
-        let lag_ms = if follower.log_end_offset() >= log_end_offset {
+        let lag_ms = if !known {
+            -1
+        } else if follower.log_end_offset() >= log_end_offset {
             0
         } else if caught_up > 0 {
             (now - caught_up).max(0)

@@ -55,7 +55,7 @@ pub(crate) fn check_leader_epoch(asked: i32, current: i32) -> Result<(), ErrorCo
 /// Count an error code returned by an API (NONE is not counted).
 pub(crate) fn count_error(api: &'static str, code: ErrorCode) -> i16 {
     if code != ErrorCode::None {
-        metrics::counter!(m::REQUEST_ERRORS_TOTAL, "api" => api, "error" => format!("{code:?}"))
+        metrics::counter!(m::REQUEST_ERRORS_TOTAL, "api" => api, "error" => code.kafka_name())
             .increment(1);
     }
     code.code()
