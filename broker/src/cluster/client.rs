@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::controller::tcp::ControllerConnections;
 use crate::controller::{
-    call_controller, CommandResult, Controller, ControllerRequest, ControllerResponse,
-    ControllerService, MetadataCommand, NodeId,
+    CommandResult, Controller, ControllerRequest, ControllerResponse, ControllerService,
+    MetadataCommand, NodeId,
 };
 
 /// Longest one attempt may take.
@@ -27,6 +28,7 @@ pub struct ControllerClient {
     service: Arc<ControllerService>,
     /// Voter id -> internal listener address.
     voters: BTreeMap<NodeId, String>,
+    connections: Arc<ControllerConnections>,
 }
 
 impl std::fmt::Debug for ControllerClient {
@@ -47,6 +49,7 @@ impl ControllerClient {
             controller,
             service,
             voters,
+            connections: Arc::default(),
         }
     }
 
@@ -76,7 +79,7 @@ impl ControllerClient {
                         .map_err(|_| format!("no answer from this node within {timeout:?}"))
                 }
                 Some(id) => match self.voters.get(&id) {
-                    Some(addr) => call_controller(addr, request.clone(), timeout).await,
+                    Some(addr) => self.connections.call(addr, request.clone(), timeout).await,
                     None => Err(format!("controller {id} is not a known voter")),
                 },
                 None => Err("no voters configured".to_string()),

@@ -412,35 +412,80 @@ pub async fn call_controller(
     request: ControllerRequest,
     timeout: Duration,
 ) -> Result<ControllerResponse, String> {
-    let exchange = async {
-        let mut stream =
-            TcpStream::connect(addr)
-                .await
-                .map_err(|source| TransportError::Connect {
-                    addr: addr.to_string(),
-                    source,
-                })?;
-        stream.set_nodelay(true).map_err(FrameError::Io)?;
-        write_message(
-            &mut stream,
-            &RaftRequest::Controller(request),
-            FRAME_BYTES_MAX,
-        )
-        .await?;
+    ControllerConnections::default()
+        .call(addr, request, timeout)
+        .await
+}
+
+/// Connections to controller nodes kept open between controller requests (heartbeats come
+/// every `--broker-heartbeat-interval-ms`; a connection per request would leave a trail of
+/// TIME_WAIT sockets). As with [`TcpRaftConnection`], a connection carries one request at
+/// a time and goes back to the idle set only after a complete answer; a failed or cancelled
+/// call drops it.
+#[derive(Debug, Default)]
+pub struct ControllerConnections {
+    idle: std::sync::Mutex<std::collections::HashMap<String, Vec<TcpStream>>>,
+}
+
+impl ControllerConnections {
+    /// Send `request` to the node at `addr` and return its answer, within `timeout`. A
+    /// kept connection the peer has closed meanwhile is replaced by a fresh one at once.
+    pub async fn call(
+        &self,
+        addr: &str,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<ControllerResponse, String> {
+        let request = RaftRequest::Controller(request);
+        let attempt = async {
+            if let Some(stream) = self.take_idle(addr) {
+                if let Ok(answer) = self.exchange(addr, stream, &request).await {
+                    return Ok(answer);
+                }
+            }
+            let stream =
+                TcpStream::connect(addr)
+                    .await
+                    .map_err(|source| TransportError::Connect {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+            stream.set_nodelay(true).map_err(FrameError::Io)?;
+            self.exchange(addr, stream, &request).await
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result.map_err(|error| error.to_string()),
+            Err(_) => Err(format!(
+                "no answer from {addr} within {} ms",
+                timeout.as_millis()
+            )),
+        }
+    }
+
+    fn take_idle(&self, addr: &str) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.get_mut(addr).and_then(Vec::pop)
+    }
+
+    /// One request and its answer on `stream`, which is kept for the next call if the
+    /// answer arrived whole.
+    async fn exchange(
+        &self,
+        addr: &str,
+        mut stream: TcpStream,
+        request: &RaftRequest,
+    ) -> Result<ControllerResponse, TransportError> {
+        write_message(&mut stream, request, FRAME_BYTES_MAX).await?;
         let payload = read_frame(&mut stream, FRAME_BYTES_MAX)
             .await?
             .ok_or(TransportError::Closed)?;
-        match serde_json::from_slice(&payload).map_err(TransportError::Decode)? {
-            RaftResponse::Controller(response) => Ok(response),
-            _ => Err(TransportError::Mismatched("controller")),
-        }
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result.map_err(|error| error.to_string()),
-        Err(_) => Err(format!(
-            "no answer from {addr} within {} ms",
-            timeout.as_millis()
-        )),
+        let response = match serde_json::from_slice(&payload).map_err(TransportError::Decode)? {
+            RaftResponse::Controller(response) => response,
+            _ => return Err(TransportError::Mismatched("controller")),
+        };
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.entry(addr.to_string()).or_default().push(stream);
+        Ok(response)
     }
 }
 
