@@ -1,6 +1,15 @@
 //! One running broker: open the logs, serve metrics and the Kafka listener, run retention,
 //! and shut down cleanly on SIGINT/SIGTERM.
+//!
+//! # The cluster id
+//!
+//! A cluster has one id, kept in the replicated controller metadata. A broker proposes the
+//! id in its data dir's `cluster.id` (created on first start) when it registers; the first
+//! proposal the metadata sees is kept, and every broker then adopts the kept id, rewriting
+//! its `cluster.id` when it differs. A single-node broker is the first to register with its
+//! own metadata, so it keeps the id its data dir had.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::cluster::ClusterNode;
 use crate::config::Config;
+use crate::controller::metadata::check_cluster_id;
 use crate::metrics as m;
 use crate::server::{self, now_ms, Broker};
 use crate::storage::{LogManager, StdFileSystem};
@@ -17,8 +27,8 @@ use crate::storage::{LogManager, StdFileSystem};
 /// Run a broker until a shutdown signal; returns once the logs are flushed and the
 /// clean-shutdown marker is written.
 pub async fn run(config: Config) -> Result<(), String> {
-    let cluster_id = cluster_id(&config.data_dir)?;
     let _data_dir_lock = lock_data_dir(&config.data_dir)?;
+    let local_cluster_id = LocalClusterId::read_or_create(&config.data_dir)?;
     m::install(config.metrics_listen)?;
     let fs: Arc<dyn crate::storage::FileSystem> = Arc::new(StdFileSystem);
     let logs = LogManager::open(fs.clone(), config.data_dir.clone(), config.log_defaults())
@@ -30,18 +40,14 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let cluster = tokio::select! {
-        joined = ClusterNode::start(&config, fs, logs.clone(), shutdown_rx.clone()) => joined?,
+        joined = ClusterNode::start(&config, fs, logs.clone(), &local_cluster_id.id, shutdown_rx.clone()) => joined?,
         signal = shutdown_signal() => {
             let _ = shutdown_tx.send(true);
             return Err(format!("{signal} before the broker joined the cluster"));
         }
     };
-    let broker = Arc::new(Broker::new(
-        &config,
-        logs.clone(),
-        cluster_id.clone(),
-        &cluster,
-    )?);
+    local_cluster_id.adopt(&config.data_dir, &cluster.cluster_id)?;
+    let broker = Arc::new(Broker::new(&config, logs.clone(), &cluster)?);
     let (host, port) = config.advertised()?;
     tracing::info!(
         node_id = config.node_id,
@@ -49,7 +55,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         advertised = %format!("{host}:{port}"),
         metrics = %format!("http://{}/metrics", config.metrics_listen),
         data_dir = %config.data_dir.display(),
-        cluster_id = %cluster_id,
+        cluster_id = %cluster.cluster_id,
         durability = %config.durability,
         topics = logs.topics().len(),
         internal = %config.internal_listen,
@@ -131,6 +137,8 @@ async fn retention_loop(
 /// Hold an exclusive lock on the data dir for the life of the process, so that a second
 /// broker pointed at the same directory refuses to start instead of corrupting it.
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let path = data_dir.join(".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -148,26 +156,125 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, String> {
     }
 }
 
-/// The cluster id, created on first start and kept in the data dir.
-fn cluster_id(data_dir: &Path) -> Result<String, String> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
-    let path = data_dir.join("cluster.id");
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
-        _ => {
-            let id = uuid_string();
-            let tmp = data_dir.join("cluster.id.tmp");
-            std::fs::write(&tmp, &id)
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, &path)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            Ok(id)
+/// The file in the data dir that holds the cluster id.
+const CLUSTER_ID_FILE: &str = "cluster.id";
+
+/// The cluster id in a data dir's `cluster.id`: what this broker proposes when it registers.
+#[derive(Debug)]
+struct LocalClusterId {
+    id: String,
+    origin: Origin,
+}
+
+/// Whether the data dir had a cluster id before this start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Found,
+    Created,
+}
+
+impl LocalClusterId {
+    /// Read the data dir's cluster id, or create a random one (a new data dir).
+    fn read_or_create(data_dir: &Path) -> Result<LocalClusterId, String> {
+        let path = data_dir.join(CLUSTER_ID_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => {
+                let id = id.trim().to_string();
+                check_cluster_id(&id).map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(LocalClusterId {
+                    id,
+                    origin: Origin::Found,
+                })
+            }
+            _ => {
+                let id = uuid_string();
+                write_cluster_id(data_dir, &id)?;
+                Ok(LocalClusterId {
+                    id,
+                    origin: Origin::Created,
+                })
+            }
         }
     }
+
+    /// Make the data dir hold the cluster's id (the metadata's), which differs from this
+    /// one when another broker registered first.
+    fn adopt(&self, data_dir: &Path, cluster_id: &str) -> Result<(), String> {
+        if self.id == cluster_id {
+            return Ok(());
+        }
+        match self.origin {
+            Origin::Found => tracing::warn!(
+                data_dir_cluster_id = %self.id,
+                cluster_id = %cluster_id,
+                data_dir = %data_dir.display(),
+                "the data dir's cluster.id differs from the cluster's (from another cluster, or written before cluster ids were replicated); adopting the cluster's"
+            ),
+            Origin::Created => {
+                tracing::info!(cluster_id = %cluster_id, "adopting the cluster's id")
+            }
+        }
+        write_cluster_id(data_dir, cluster_id)
+    }
+}
+
+/// Replace the data dir's `cluster.id` atomically: temp file, fsync, rename, fsync of the
+/// directory.
+fn write_cluster_id(data_dir: &Path, id: &str) -> Result<(), String> {
+    let path = data_dir.join(CLUSTER_ID_FILE);
+    let tmp = data_dir.join("cluster.id.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(id.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn uuid_string() -> String {
     let bytes: [u8; 16] = rand::random();
     uuid::Uuid::from_bytes(bytes).simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(CLUSTER_ID_FILE)).unwrap()
+    }
+
+    #[test]
+    fn a_new_data_dir_gets_an_id_that_the_next_start_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = LocalClusterId::read_or_create(dir.path()).unwrap();
+        assert_eq!(created.origin, Origin::Created);
+        assert_eq!(file(dir.path()), created.id);
+        let found = LocalClusterId::read_or_create(dir.path()).unwrap();
+        assert_eq!(found.origin, Origin::Found);
+        assert_eq!(found.id, created.id);
+    }
+
+    #[test]
+    fn adopting_the_clusters_id_rewrites_the_file_only_when_it_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CLUSTER_ID_FILE), "mine\n").unwrap();
+        let local = LocalClusterId::read_or_create(dir.path()).unwrap();
+        assert_eq!(local.id, "mine");
+        local.adopt(dir.path(), "mine").unwrap();
+        assert_eq!(file(dir.path()), "mine\n", "an agreeing file is left alone");
+        local.adopt(dir.path(), "theirs").unwrap();
+        assert_eq!(file(dir.path()), "theirs");
+        assert!(!dir.path().join("cluster.id.tmp").exists());
+    }
+
+    #[test]
+    fn a_malformed_id_in_the_data_dir_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CLUSTER_ID_FILE), "two words").unwrap();
+        let error = LocalClusterId::read_or_create(dir.path()).unwrap_err();
+        assert!(error.contains("cluster.id"), "{error}");
+    }
 }

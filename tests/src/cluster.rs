@@ -13,7 +13,8 @@
 //!   start again on new ports.
 //! - Faults on one node by id: [`Cluster::kill9`], [`Cluster::sigterm`],
 //!   [`Cluster::sigstop`] / [`Cluster::sigcont`] (the node is alive but runs no code: cut
-//!   off from everyone), [`Cluster::restart`] on the same ports and data directory.
+//!   off from everyone), [`Cluster::restart`] on the same ports and data directory, and
+//!   [`Cluster::restart_all`] (every node at once).
 //! - Questions asked over the Kafka protocol of a live node: [`Cluster::partition_state`]
 //!   (leader, leader epoch, replicas, ISR), [`Cluster::controller_id`],
 //!   [`Cluster::high_watermark`], [`Cluster::create_topic`] (CreateTopics, then waits until
@@ -420,6 +421,42 @@ impl Cluster {
     /// and wait until it answers ApiVersions.
     pub fn restart(&mut self, id: i32) {
         self.node(id).restart();
+    }
+
+    /// Restart every node at once (killing the running ones) on its ports and data
+    /// directory, and wait as [`start`](Self::start) does: until each answers Metadata
+    /// listing every broker and naming a controller. One node alone cannot form a quorum,
+    /// so the nodes are spawned first and waited for after.
+    pub fn restart_all(&mut self) {
+        for id in self.ids() {
+            if let Err(e) = self.node(id).restart_unready() {
+                panic!("node {id} did not restart: {e}\n{}", self.logs());
+            }
+        }
+        let deadline = Instant::now() + CLUSTER_START_DEADLINE;
+        for id in self.ids() {
+            if let Err(e) = self.node(id).wait_ready(deadline) {
+                panic!("node {id} did not restart: {e}\n{}", self.logs());
+            }
+        }
+        let expected = self.size();
+        let voter_count = self.voters.split(',').count() as i32;
+        self.wait_for(
+            "every node to list every broker and a controller after restarting all",
+            CLUSTER_START_DEADLINE,
+            |cluster| {
+                cluster
+                    .ids()
+                    .into_iter()
+                    .all(|id| {
+                        cluster.metadata_from(id, Some(&[])).is_ok_and(|m| {
+                            m.brokers.len() == expected
+                                && (1..=voter_count).contains(&m.controller_id.0)
+                        })
+                    })
+                    .then_some(())
+            },
+        );
     }
 
     /// Whether a node is running and not stopped: one the harness may ask questions.

@@ -331,6 +331,17 @@ impl Broker {
         }
     }
 
+    /// Like [`restart`](Self::restart) but without waiting for the process to answer (a
+    /// node of a cluster whose other nodes are down answers only once a quorum runs);
+    /// pair with [`wait_ready`](Self::wait_ready).
+    pub(crate) fn restart_unready(&mut self) -> Result<(), String> {
+        if self.is_running() {
+            self.kill9();
+        }
+        self.append_log_line("[sluice-tests] ---- restart ----");
+        self.spawn().map_err(|e| e.to_string())
+    }
+
     fn append_log_line(&self, line: &str) {
         if let Ok(mut f) = OpenOptions::new()
             .create(true)

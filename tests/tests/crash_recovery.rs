@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use sluice_protocol::batch::Compression;
 use sluice_protocol::records::{decode_records, encode_batch, Record};
 use sluice_tests::raw::{
-    fetch, fetch_request, produce_batch, produce_request, RawConnection, PRODUCE_VERSION,
+    fetch, fetch_request, metadata, produce_batch, produce_request, RawConnection, PRODUCE_VERSION,
 };
 use sluice_tests::{Broker, BrokerOptions};
 
@@ -141,8 +141,8 @@ fn acknowledged_records_survive_kill_9() {
 }
 
 /// A data dir written before the controller existed (topics and logs, no `controller/`
-/// directory) keeps its topics, ids and records: a single-node broker registers them with
-/// its new controller on start.
+/// directory) keeps its topics, ids, records and cluster id: a single-node broker registers
+/// them with its new controller on start.
 #[test]
 fn topics_of_a_data_dir_without_a_controller_are_adopted() {
     let mut broker = Broker::start();
@@ -161,6 +161,12 @@ fn topics_of_a_data_dir_without_a_controller_are_adopted() {
         1,
     );
     assert_eq!(base_offset, 0);
+    let cluster_id = cluster_id_of(&mut conn);
+    let cluster_id_file = broker.data_dir().join("cluster.id");
+    assert_eq!(
+        std::fs::read_to_string(&cluster_id_file).unwrap().trim(),
+        cluster_id
+    );
     drop(conn);
     broker.sigterm();
     broker.wait_exit(Duration::from_secs(20));
@@ -187,4 +193,24 @@ fn topics_of_a_data_dir_without_a_controller_are_adopted() {
         "{}",
         broker.log()
     );
+    let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
+    assert_eq!(
+        cluster_id_of(&mut conn),
+        cluster_id,
+        "the data dir's cluster id is kept\n{}",
+        broker.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cluster_id_file).unwrap().trim(),
+        cluster_id
+    );
+}
+
+/// The cluster id a broker answers Metadata with.
+fn cluster_id_of(conn: &mut RawConnection) -> String {
+    let response = metadata(conn, Some(&[])).expect("metadata");
+    response
+        .cluster_id
+        .map(|id| id.to_string())
+        .unwrap_or_default()
 }

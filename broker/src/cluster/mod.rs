@@ -6,10 +6,13 @@
 //! 1. Open this node's controller (the metadata log's Raft node) under the data dir and
 //!    serve the internal listener (Raft RPCs and broker-to-controller requests). With no
 //!    `--controller-voters`, the node is a one-voter quorum of its own.
-//! 2. Voters initialize the quorum (harmless when already initialized). Brokers that are
-//!    not voters are added as learners by the active controller when they register.
-//! 3. Register with the active controller: a new broker epoch, starting fenced. Wait until
-//!    the local metadata has applied the registration, then start the replica manager
+//! 2. Voters initialize the quorum unless their log shows it formed already (a restart).
+//!    Brokers that are not voters are added as learners by the active controller when
+//!    they register.
+//! 3. Register with the active controller: a new broker epoch, starting fenced, and the
+//!    cluster id this broker proposes (its data dir's). Wait until the local metadata has
+//!    applied the registration; the cluster id is now the metadata's, which the first
+//!    registration ever proposed. Then start the replica manager
 //!    (leaders, followers, fetchers) and the heartbeat loop; the first heartbeat after
 //!    catching up unfences the broker, which makes it eligible to lead and join ISRs.
 //!
@@ -55,6 +58,8 @@ const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct ClusterNode {
     pub node_id: i32,
     pub broker_epoch: i64,
+    /// The cluster's id as the replicated metadata holds it (the same on every broker).
+    pub cluster_id: String,
     pub controller: Controller,
     pub client: ControllerClient,
     pub replicas: Arc<ReplicaManager>,
@@ -66,17 +71,20 @@ impl std::fmt::Debug for ClusterNode {
         f.debug_struct("ClusterNode")
             .field("node_id", &self.node_id)
             .field("broker_epoch", &self.broker_epoch)
+            .field("cluster_id", &self.cluster_id)
             .finish_non_exhaustive()
     }
 }
 
 impl ClusterNode {
     /// Join (or form) the cluster; returns once this broker is registered and its metadata
-    /// has caught up with its registration.
+    /// has caught up with its registration. The registration proposes `proposed_cluster_id`
+    /// as the cluster's id; [`ClusterNode::cluster_id`] is the one the metadata kept.
     pub async fn start(
         config: &Config,
         fs: Arc<dyn FileSystem>,
         logs: Arc<LogManager>,
+        proposed_cluster_id: &str,
         shutdown: watch::Receiver<bool>,
     ) -> Result<ClusterNode, String> {
         let node_id = config.node_id;
@@ -164,7 +172,13 @@ impl ClusterNode {
             });
         }
         let rack = (!config.rack.is_empty()).then(|| config.rack.clone());
-        let broker_epoch = register(&client, node_id, endpoints, rack, &shutdown).await?;
+        let registration = Registration {
+            node_id,
+            endpoints,
+            rack,
+            cluster_id: proposed_cluster_id.to_string(),
+        };
+        let broker_epoch = register(&client, registration, &shutdown).await?;
         let index = u64::try_from(broker_epoch).unwrap_or(0);
         while !client.wait_applied(index, Duration::from_secs(5)).await {
             if *shutdown.borrow() {
@@ -175,10 +189,16 @@ impl ClusterNode {
                 "waiting for the metadata log to reach this broker's registration"
             );
         }
+        // The registration proposed an id, so the metadata holds one from here on.
+        let cluster_id = controller
+            .metadata()
+            .read(|state| state.cluster_id().map(str::to_string))
+            .ok_or("the metadata has no cluster id after this broker's registration")?;
         tracing::info!(
             node_id,
             broker_epoch,
             voter = is_voter,
+            cluster_id = %cluster_id,
             "registered with the controller"
         );
 
@@ -243,6 +263,7 @@ impl ClusterNode {
         Ok(ClusterNode {
             node_id,
             broker_epoch,
+            cluster_id,
             controller,
             client,
             replicas,
@@ -313,21 +334,29 @@ async fn wait_unfenced(
     tokio::time::timeout(timeout, wait).await.is_ok() && check()
 }
 
-async fn register(
-    client: &ControllerClient,
+/// What a broker registers with: who it is, where it is reached, and the cluster id it
+/// proposes.
+struct Registration {
     node_id: i32,
     endpoints: Vec<Endpoint>,
     rack: Option<String>,
+    cluster_id: String,
+}
+
+async fn register(
+    client: &ControllerClient,
+    registration: Registration,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<i64, String> {
     let incarnation = uuid::Uuid::from_bytes(rand::random());
     let started = Instant::now();
     loop {
         let command = MetadataCommand::RegisterBroker {
-            id: node_id,
+            id: registration.node_id,
             incarnation,
-            endpoints: endpoints.clone(),
-            rack: rack.clone(),
+            endpoints: registration.endpoints.clone(),
+            rack: registration.rack.clone(),
+            cluster_id: Some(registration.cluster_id.clone()),
         };
         match client.submit(command, Duration::from_secs(5)).await {
             Ok((_, Ok(CommandOutcome::BrokerRegistered { broker_epoch, .. }))) => {
@@ -469,7 +498,9 @@ async fn report_controller_role(controller: Controller, mut shutdown: watch::Rec
         metrics::gauge!(m::CONTROLLER_RAFT_APPLIED_INDEX).set(applied as f64);
         metrics::gauge!(m::CONTROLLER_RAFT_LEADER).set(leader.map_or(-1.0, |id| id as f64));
         if leader != last_leader {
-            tracing::info!(controller = ?leader, term, "active controller");
+            // A number for structured logs: -1 for none, as Kafka writes it.
+            let controller_id = leader.map_or(-1, |id| i64::try_from(id).unwrap_or(i64::MAX));
+            tracing::info!(controller = controller_id, term, "active controller");
             last_leader = leader;
             let active = leader == Some(controller.node_id());
             metrics::gauge!(m::ACTIVE_CONTROLLER).set(if active { 1.0 } else { 0.0 });

@@ -19,6 +19,11 @@
 //!   `RegisterBroker` entry, as KRaft does. A registered broker starts fenced; it is unfenced
 //!   once it has caught up with the metadata log ([`MetadataCommand::UnfenceBroker`]). A
 //!   re-registration (a restart, a new incarnation) first fences the old incarnation.
+//! - **The cluster id** is the first one a registration proposes: every `RegisterBroker`
+//!   carries the id in its broker's data dir, the state keeps the first and ignores later
+//!   proposals, and each broker adopts the kept one (Kafka fixes it with `kafka-storage
+//!   format`; here the first broker to register does). A malformed proposal is refused
+//!   whether or not it would be kept, so a broker learns about it on its first start.
 //! - **Eligible** brokers are registered, unfenced and not in controlled shutdown. Only they
 //!   may lead or join an ISR.
 //! - **Election** keeps the current leader while it is eligible and in the ISR. Otherwise the
@@ -84,6 +89,9 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 pub const BROKER_ENDPOINTS_MAX: usize = 16;
 /// Most config overrides one topic may carry.
 pub const TOPIC_CONFIGS_MAX: usize = 64;
+/// Longest cluster id a registration may propose. Kafka's are 22 characters (a base64 UUID),
+/// Sluice's own 32 (a hex UUID).
+pub const CLUSTER_ID_BYTES_MAX: usize = 64;
 /// The topic config that allows electing a leader from outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
 
@@ -266,6 +274,10 @@ pub enum MetadataCommand {
         incarnation: Uuid,
         endpoints: Vec<Endpoint>,
         rack: Option<String>,
+        /// The cluster id the broker proposes (its data dir's); only the first proposal the
+        /// metadata sees is kept. `None` in entries written before the id was replicated.
+        #[serde(default)]
+        cluster_id: Option<String>,
     },
     UnfenceBroker {
         id: BrokerId,
@@ -509,6 +521,10 @@ pub type CommandResult = Result<CommandOutcome, MetadataError>;
 /// The replicated cluster metadata. See the module docs for the rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataState {
+    /// The cluster's id: the first one a registration proposed. `None` until then (and in
+    /// snapshots written before the id was replicated).
+    #[serde(default)]
+    cluster_id: Option<String>,
     brokers: BTreeMap<BrokerId, Broker>,
     topics: BTreeMap<Uuid, Topic>,
     /// Name -> id, kept in step with `topics`.
@@ -545,6 +561,11 @@ enum BrokerChange {
 impl MetadataState {
     pub fn new() -> MetadataState {
         MetadataState::default()
+    }
+
+    /// The cluster's id, once a broker has registered.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
     }
 
     pub fn brokers(&self) -> impl Iterator<Item = &Broker> {
@@ -630,7 +651,15 @@ impl MetadataState {
                 incarnation,
                 endpoints,
                 rack,
-            } => self.register_broker(index, *id, *incarnation, endpoints, rack),
+                cluster_id,
+            } => self.register_broker(
+                index,
+                *id,
+                *incarnation,
+                endpoints,
+                rack,
+                cluster_id.as_deref(),
+            ),
             MetadataCommand::UnfenceBroker { id, epoch } => self.unfence_broker(*id, *epoch),
             MetadataCommand::FenceBroker { id, epoch } => self
                 .remove_broker(*id, *epoch, BrokerStatus::Fenced)
@@ -853,6 +882,7 @@ impl MetadataState {
         incarnation: Uuid,
         endpoints: &[Endpoint],
         rack: &Option<String>,
+        cluster_id: Option<&str>,
     ) -> CommandResult {
         if id < 0 {
             return Err(MetadataError::InvalidRequest(format!(
@@ -864,6 +894,9 @@ impl MetadataState {
                 "{} endpoints, at most {BROKER_ENDPOINTS_MAX} allowed",
                 endpoints.len()
             )));
+        }
+        if let Some(proposed) = cluster_id {
+            check_cluster_id(proposed)?;
         }
         let epoch = BrokerEpoch::try_from(index).expect("Raft log index fits a broker epoch");
         // The previous incarnation is gone (or retrying): fence it before replacing it, so
@@ -887,6 +920,9 @@ impl MetadataState {
                 status: BrokerStatus::Fenced,
             },
         );
+        if self.cluster_id.is_none() {
+            self.cluster_id = cluster_id.map(str::to_string);
+        }
         Ok(CommandOutcome::BrokerRegistered {
             broker_epoch: epoch,
             changes,
@@ -1477,6 +1513,22 @@ fn assign_replicas_rack_aware(
 
 fn has_duplicates(ids: &[BrokerId]) -> bool {
     ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id))
+}
+
+/// A cluster id is 1..=[`CLUSTER_ID_BYTES_MAX`] printable ASCII characters, no spaces: it
+/// goes into every Metadata response and into a file of every data dir.
+pub fn check_cluster_id(id: &str) -> Result<(), MetadataError> {
+    if id.is_empty() || id.len() > CLUSTER_ID_BYTES_MAX {
+        return Err(MetadataError::InvalidRequest(format!(
+            "cluster id {id:?} must be 1 to {CLUSTER_ID_BYTES_MAX} bytes long"
+        )));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(MetadataError::InvalidRequest(format!(
+            "cluster id {id:?} may hold printable ASCII characters only, no spaces"
+        )));
+    }
+    Ok(())
 }
 
 /// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -34,7 +34,7 @@
 //!
 //! 1. A fresh cluster: every voter opens its controller ([`Controller::open`]); one of them
 //!    (any; conventionally the lowest id) calls [`Controller::initialize`] with all voters.
-//!    Doing so again is harmless.
+//!    A node that is already initialized skips it.
 //! 2. Raft elects a leader: a voter that hears no leader for a random time between
 //!    `election_timeout_min_ms` and `election_timeout_max_ms` stands for election.
 //! 3. The active controller turns requests (broker registration and heartbeats, CreateTopics,
@@ -290,11 +290,22 @@ impl Controller {
         }
     }
 
-    /// Form a new quorum of `voters`. Safe to call on a node that is already initialized.
+    /// Form a new quorum of `voters`. Does nothing on a node that is already initialized
+    /// (its log holds entries or it has voted): a restart, or a peer that formed the quorum
+    /// first. openraft logs an ERROR when asked to initialize such a node, so ask first.
     pub async fn initialize(
         &self,
         voters: BTreeMap<NodeId, BasicNode>,
     ) -> Result<(), ControllerError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|fatal| ControllerError::Stopped(fatal.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        // A peer's vote may still arrive between the question and the call: NotAllowed.
         match self.raft.initialize(voters).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),

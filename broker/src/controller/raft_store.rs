@@ -476,6 +476,7 @@ mod tests {
                 port: 9093,
             }],
             rack: None,
+            cluster_id: None,
         }
     }
 

@@ -468,6 +468,7 @@ mod tests {
                     incarnation: Uuid::from_u128(id as u128),
                     endpoints: vec![],
                     rack: None,
+                    cluster_id: None,
                 },
             );
             let CommandOutcome::BrokerRegistered { broker_epoch, .. } = outcome else {

@@ -194,6 +194,7 @@ pub(super) fn register(id: BrokerId) -> MetadataCommand {
             port: 9000 + id as u16,
         }],
         rack: None,
+        cluster_id: None,
     }
 }
 

@@ -107,10 +107,10 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// A broker of `cluster`, whose id (the replicated one) it tells clients.
     pub fn new(
         config: &Config,
         logs: Arc<LogManager>,
-        cluster_id: String,
         cluster: &ClusterNode,
     ) -> Result<Broker, String> {
         let (host, port) = config.advertised()?;
@@ -120,7 +120,7 @@ impl Broker {
                 node_id: config.node_id,
                 host,
                 port,
-                cluster_id,
+                cluster_id: cluster.cluster_id.clone(),
             },
             limits: Limits {
                 frame_bytes_max: config.frame_bytes_max,
@@ -525,11 +525,10 @@ pub(crate) mod testing {
                 .expect("open data dir"),
         );
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let cluster = ClusterNode::start(&config, fs, logs.clone(), shutdown_rx)
+        let cluster = ClusterNode::start(&config, fs, logs.clone(), "test-cluster", shutdown_rx)
             .await
             .expect("single-node cluster");
-        let broker =
-            Broker::new(&config, logs, "test-cluster".to_string(), &cluster).expect("broker");
+        let broker = Broker::new(&config, logs, &cluster).expect("broker");
         TestBroker {
             broker: Some(broker),
             cluster: Some(cluster),

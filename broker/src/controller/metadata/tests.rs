@@ -39,6 +39,7 @@ impl Harness {
                 port: 9092 + id as u16,
             }],
             rack: None,
+            cluster_id: Some(format!("cluster-proposed-by-{id}")),
         };
         match self.apply(command) {
             Ok(CommandOutcome::BrokerRegistered { broker_epoch, .. }) => broker_epoch,
@@ -130,6 +131,68 @@ fn registration_assigns_the_log_index_as_broker_epoch() {
     assert_eq!(broker.endpoints[0].port, 9095);
     h.next_index = 12;
     assert_eq!(h.register(3), 12, "re-registration takes the new index");
+}
+
+fn register_proposing(id: BrokerId, cluster_id: Option<&str>) -> MetadataCommand {
+    MetadataCommand::RegisterBroker {
+        id,
+        incarnation: Uuid::from_u128(id as u128),
+        endpoints: vec![],
+        rack: None,
+        cluster_id: cluster_id.map(str::to_string),
+    }
+}
+
+#[test]
+fn the_first_proposed_cluster_id_wins_and_later_proposals_are_ignored() {
+    let mut h = Harness::new();
+    assert_eq!(h.state.cluster_id(), None);
+    // Entries written before the id was replicated propose none: nothing is kept.
+    h.apply(register_proposing(1, None)).unwrap();
+    assert_eq!(h.state.cluster_id(), None);
+    h.apply(register_proposing(2, Some("first"))).unwrap();
+    assert_eq!(h.state.cluster_id(), Some("first"));
+    h.apply(register_proposing(3, Some("second"))).unwrap();
+    h.apply(register_proposing(2, Some("third"))).unwrap();
+    h.apply(register_proposing(1, None)).unwrap();
+    assert_eq!(h.state.cluster_id(), Some("first"));
+    let restored: MetadataState =
+        serde_json::from_slice(&serde_json::to_vec(&h.state).unwrap()).unwrap();
+    assert_eq!(restored.cluster_id(), Some("first"));
+}
+
+#[test]
+fn a_malformed_cluster_id_is_refused_and_changes_nothing() {
+    let mut h = Harness::new();
+    let too_long = "x".repeat(CLUSTER_ID_BYTES_MAX + 1);
+    for bad in ["", "has space", "tab\t", too_long.as_str()] {
+        let before = h.state.clone();
+        let result = h.apply(register_proposing(1, Some(bad)));
+        assert!(
+            matches!(result, Err(MetadataError::InvalidRequest(_))),
+            "{bad:?}: {result:?}"
+        );
+        assert_eq!(h.state.broker(1), before.broker(1));
+        assert_eq!(h.state.cluster_id(), None);
+    }
+    let longest = "x".repeat(CLUSTER_ID_BYTES_MAX);
+    h.apply(register_proposing(1, Some(&longest))).unwrap();
+    assert_eq!(h.state.cluster_id(), Some(longest.as_str()));
+}
+
+#[test]
+fn state_and_registrations_without_a_cluster_id_still_load() {
+    let state: MetadataState = serde_json::from_str(
+        r#"{"brokers":{},"topics":{},"topic_ids":{},"placement_cursor":0,"last_command_index":4}"#,
+    )
+    .unwrap();
+    assert_eq!(state.cluster_id(), None);
+    assert_eq!(state.last_command_index(), Some(4));
+    let command: MetadataCommand = serde_json::from_str(
+        r#"{"RegisterBroker":{"id":1,"incarnation":"00000000-0000-0000-0000-000000000001","endpoints":[],"rack":null}}"#,
+    )
+    .unwrap();
+    assert_eq!(command, register_proposing(1, None));
 }
 
 #[test]
@@ -499,6 +562,7 @@ fn reregistration_fences_the_old_incarnation() {
             incarnation: Uuid::from_u128(4242),
             endpoints: vec![],
             rack: Some("r1".into()),
+            cluster_id: None,
         })
         .unwrap();
     assert_eq!(outcome.changes().len(), 1);
@@ -866,6 +930,7 @@ fn command_from(h: &Harness, seed: (u8, u8, u8, u8, u8)) -> MetadataCommand {
             incarnation: Uuid::from_u128(u128::from(b)),
             endpoints: vec![],
             rack: None,
+            cluster_id: (b % 2 == 0).then(|| format!("cluster-{c}")),
         },
         2 | 3 => MetadataCommand::UnfenceBroker {
             id: broker,
@@ -1069,6 +1134,7 @@ fn topics_on_brokers_with_racks_are_placed_across_racks() {
                 incarnation: Uuid::from_u128(id as u128),
                 endpoints: vec![],
                 rack: Some(rack.to_string()),
+                cluster_id: None,
             })
             .unwrap()
         {

@@ -153,6 +153,7 @@ mod tests {
                 port: 19_090 + id as u16,
             }],
             rack: None,
+            cluster_id: None,
         };
         let epoch = broker.controller_command(command).await.expect("register");
         if status == BrokerStatus::Unfenced {
