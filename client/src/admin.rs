@@ -677,68 +677,90 @@ impl Admin {
     }
 
     /// The controller quorum from DescribeQuorum, or `None` when the cluster does not
-    /// answer it (Kafka before 3.3, ZooKeeper mode). Asked of any broker first (Kafka's
-    /// brokers forward it to the active controller); a Sluice broker that is not the quorum
-    /// leader answers NOT_LEADER_OR_FOLLOWER with the leader's id, and the leader is asked.
-    pub async fn describe_quorum(&self) -> Result<Option<QuorumDescription>> {
-        let mut target: Option<i32> = None;
-        let mut last_error = None;
-        for attempt in 0..ADMIN_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            }
-            let connection = match target {
-                Some(id) => self.cluster.broker_connection(id).await,
-                None => self.cluster.any_connection().await,
-            };
-            let connection = match connection {
-                Ok(connection) => connection,
-                Err(error) if error.is_retriable() => {
-                    last_error = Some(error);
-                    target = None;
-                    continue;
+    /// answer it (Kafka before 3.3, ZooKeeper mode). Each request, connecting included, is
+    /// bounded by `timeout`.
+    ///
+    /// Asked first of `controller`, the controller DescribeCluster named: in Sluice that is
+    /// the active controller, i.e. the quorum leader, so a settled cluster answers at once
+    /// and no other node answers (and counts) NOT_LEADER_OR_FOLLOWER; Kafka names some
+    /// broker, which forwards the request to the active controller. Only if that node
+    /// cannot be asked (or `controller` is None) is any broker asked; a Sluice broker that
+    /// is not the quorum leader answers NOT_LEADER_OR_FOLLOWER with the leader it knows,
+    /// which is asked next. When that leader does not answer, or no leader is
+    /// known, the error is [`Error::NoQuorumLeader`], saying which node was named by whom.
+    pub async fn describe_quorum(
+        &self,
+        controller: Option<i32>,
+        timeout: Duration,
+    ) -> Result<Option<QuorumDescription>> {
+        let (mut search, mut target) = QuorumSearch::start(controller);
+        loop {
+            let step = match self.ask_for_quorum(target, timeout).await {
+                Ok((_, QuorumAnswer::Described(quorum))) => return Ok(Some(quorum)),
+                Ok((_, QuorumAnswer::Unsupported)) => return Ok(None),
+                Ok((_, QuorumAnswer::Failed(error))) => return Err(error),
+                Ok((responder, QuorumAnswer::AskLeader(leader, error))) => {
+                    search.not_leader(responder, leader, error)
                 }
+                Err(error) if error.is_retriable() => search.unreachable(target, error),
                 Err(error) => return Err(error),
+            };
+            target = match step {
+                QuorumStep::Ask(next) => next,
+                QuorumStep::Fail(error) => return Err(error),
+            };
+        }
+    }
+
+    /// One DescribeQuorum to `target`, bounded by `timeout`, with who answered.
+    async fn ask_for_quorum(
+        &self,
+        target: QuorumTarget,
+        timeout: Duration,
+    ) -> Result<(Responder, QuorumAnswer)> {
+        let exchange = async {
+            let connection = match target {
+                QuorumTarget::Node(id) => self.cluster.broker_connection(id).await?,
+                QuorumTarget::AnyBroker => self.cluster.any_connection().await?,
+            };
+            let responder = match target {
+                QuorumTarget::Node(id) => Responder::Broker(id),
+                QuorumTarget::AnyBroker => self.responder(&connection),
             };
             let version = match connection.version(ApiKey::DescribeQuorum) {
                 Ok(version) => version,
-                Err(Error::UnsupportedVersion { .. }) => return Ok(None),
-                Err(error) => return Err(error),
-            };
-            let response = match connection
-                .send_versioned(
-                    describe_quorum_request(),
-                    version,
-                    connection.request_timeout(),
-                )
-                .await
-            {
-                Ok(response) => response,
-                Err(error) if error.is_retriable() => {
-                    last_error = Some(error);
-                    continue;
+                Err(Error::UnsupportedVersion { .. }) => {
+                    return Ok((responder, QuorumAnswer::Unsupported))
                 }
                 Err(error) => return Err(error),
             };
-            match quorum_description(&response) {
-                QuorumAnswer::Described(quorum) => return Ok(Some(quorum)),
-                QuorumAnswer::AskLeader(leader, error) => {
-                    // Follow the named leader, once per leader; with none named, ask the
-                    // controller metadata names.
-                    let next = leader.or(self.cluster.metadata().controller_id);
-                    if next.is_some() && next != target {
-                        target = next;
-                    } else {
-                        let _ = self.cluster.refresh().await;
-                        target = None;
-                    }
-                    last_error = Some(error);
-                }
-                QuorumAnswer::Failed(error) => return Err(error),
-            }
+            let response = connection
+                .send_versioned(describe_quorum_request(), version, timeout)
+                .await?;
+            Ok((responder, quorum_description(&response)))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Error::Timeout {
+                broker: target.to_string(),
+                api: ApiKey::DescribeQuorum,
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
         }
-        Err(last_error
-            .unwrap_or_else(|| Error::NoBrokerAvailable("no quorum leader reachable".into())))
+    }
+
+    /// The broker behind `connection`, by id where metadata lists its address.
+    fn responder(&self, connection: &Connection) -> Responder {
+        let address = connection.broker();
+        self.cluster
+            .metadata()
+            .brokers
+            .values()
+            .find(|b| b.address() == address)
+            .map_or_else(
+                || Responder::Address(address.to_string()),
+                |b| Responder::Broker(b.id),
+            )
     }
 
     /// Each partition's latest offset as broker `broker`'s own replica has it: its log end
@@ -1225,7 +1247,154 @@ enum QuorumAnswer {
     Described(QuorumDescription),
     /// This broker is not the quorum leader: ask the one named (if any).
     AskLeader(Option<i32>, Error),
+    /// The broker does not speak DescribeQuorum.
+    Unsupported,
     Failed(Error),
+}
+
+/// Most DescribeQuorum requests one [`Admin::describe_quorum`] makes: the controller, any
+/// broker, the leader it names, and the leader that one names (leadership just moved).
+const QUORUM_REQUESTS_MAX: usize = 4;
+
+/// Where a DescribeQuorum goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuorumTarget {
+    /// A node by id: the controller DescribeCluster named, or the leader a broker named.
+    Node(i32),
+    /// Any live broker.
+    AnyBroker,
+}
+
+impl std::fmt::Display for QuorumTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuorumTarget::Node(id) => write!(f, "node {id}"),
+            QuorumTarget::AnyBroker => write!(f, "any broker"),
+        }
+    }
+}
+
+/// The broker that answered a DescribeQuorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Responder {
+    Broker(i32),
+    /// A broker metadata does not list by this address (a bootstrap address).
+    Address(String),
+}
+
+impl std::fmt::Display for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Responder::Broker(id) => write!(f, "broker {id}"),
+            Responder::Address(address) => write!(f, "the broker at {address}"),
+        }
+    }
+}
+
+/// What [`Admin::describe_quorum`] does after an answer.
+#[derive(Debug)]
+enum QuorumStep {
+    Ask(QuorumTarget),
+    Fail(Error),
+}
+
+/// The order in which [`Admin::describe_quorum`] asks, as a state machine over the answers
+/// (so it is tested without a cluster): the controller first, any broker if the controller
+/// cannot be asked, then the leader a broker names. It fails, saying what happened, when
+/// the leader named cannot be asked or no leader is known.
+#[derive(Debug)]
+struct QuorumSearch {
+    /// Requests made so far.
+    requests: usize,
+    any_broker_asked: bool,
+    /// Nodes that could not be asked, with why.
+    unreachable: BTreeMap<i32, Error>,
+    /// Nodes that answered NOT_LEADER_OR_FOLLOWER.
+    not_leaders: Vec<i32>,
+    /// The leader last named, and by whom.
+    named: Option<(i32, Responder)>,
+}
+
+impl QuorumSearch {
+    /// The search and its first target: `controller` if known, else any broker.
+    fn start(controller: Option<i32>) -> (QuorumSearch, QuorumTarget) {
+        let search = QuorumSearch {
+            requests: 1,
+            any_broker_asked: controller.is_none(),
+            unreachable: BTreeMap::new(),
+            not_leaders: Vec::new(),
+            named: None,
+        };
+        let target = controller.map_or(QuorumTarget::AnyBroker, QuorumTarget::Node);
+        (search, target)
+    }
+
+    /// `target` could not be asked (not listed, refused, silent past the timeout).
+    fn unreachable(&mut self, target: QuorumTarget, error: Error) -> QuorumStep {
+        let QuorumTarget::Node(id) = target else {
+            // Every broker was tried.
+            return QuorumStep::Fail(error);
+        };
+        if let Some((leader, named_by)) = &self.named {
+            if *leader == id {
+                return QuorumStep::Fail(leader_did_not_answer(id, named_by, &error));
+            }
+        }
+        self.unreachable.insert(id, error.clone());
+        if self.any_broker_asked {
+            return QuorumStep::Fail(error);
+        }
+        self.ask(QuorumTarget::AnyBroker, error)
+    }
+
+    /// `responder` is not the quorum leader; it names `leader`, if it knows one.
+    fn not_leader(
+        &mut self,
+        responder: Responder,
+        leader: Option<i32>,
+        error: Error,
+    ) -> QuorumStep {
+        if let Responder::Broker(id) = responder {
+            self.not_leaders.push(id);
+        }
+        let Some(leader) = leader else {
+            return QuorumStep::Fail(Error::NoQuorumLeader(format!(
+                "{responder} knows no quorum leader"
+            )));
+        };
+        if let Some(why) = self.unreachable.get(&leader) {
+            return QuorumStep::Fail(leader_did_not_answer(leader, &responder, why));
+        }
+        if self.not_leaders.contains(&leader) {
+            return QuorumStep::Fail(Error::NoQuorumLeader(format!(
+                "{responder} names node {leader} the quorum leader, but node {leader} \
+                 answered that it is not ({})",
+                kafka_error_name(NOT_LEADER_OR_FOLLOWER)
+            )));
+        }
+        let gave_up = Error::NoQuorumLeader(format!(
+            "no node asked answers as the quorum leader ({responder} names node {leader}: {error})"
+        ));
+        self.named = Some((leader, responder));
+        self.ask(QuorumTarget::Node(leader), gave_up)
+    }
+
+    /// Ask `target` next, unless the requests are used up (then fail with `error`).
+    fn ask(&mut self, target: QuorumTarget, error: Error) -> QuorumStep {
+        if self.requests >= QUORUM_REQUESTS_MAX {
+            return QuorumStep::Fail(error);
+        }
+        self.requests += 1;
+        self.any_broker_asked |= target == QuorumTarget::AnyBroker;
+        QuorumStep::Ask(target)
+    }
+}
+
+/// The error when the quorum leader `leader`, named by `named_by`, could not be asked.
+fn leader_did_not_answer(leader: i32, named_by: &Responder, why: &Error) -> Error {
+    Error::NoQuorumLeader(format!(
+        "the quorum leader (node {leader}, named by {named_by}) did not answer ({why})"
+    ))
 }
 
 fn quorum_description(response: &DescribeQuorumResponse) -> QuorumAnswer {
@@ -1964,6 +2133,144 @@ mod tests {
             quorum_description(&DescribeQuorumResponse::default()),
             QuorumAnswer::Failed(_)
         ));
+    }
+
+    fn refused(broker: &str) -> Error {
+        Error::Io {
+            broker: broker.to_string(),
+            reason: "Connection refused".to_string(),
+        }
+    }
+
+    fn not_leader() -> Error {
+        Error::broker(
+            "describing the controller quorum",
+            NOT_LEADER_OR_FOLLOWER,
+            None,
+        )
+    }
+
+    fn asks(step: QuorumStep) -> QuorumTarget {
+        match step {
+            QuorumStep::Ask(target) => target,
+            QuorumStep::Fail(error) => panic!("failed: {error}"),
+        }
+    }
+
+    fn fails(step: QuorumStep) -> String {
+        match step {
+            QuorumStep::Fail(error) => {
+                assert!(error.is_retriable(), "{error}");
+                error.to_string()
+            }
+            QuorumStep::Ask(target) => panic!("asks {target}"),
+        }
+    }
+
+    #[test]
+    fn describe_quorum_asks_the_controller_first() {
+        // DescribeCluster named a controller: it is asked, no other broker.
+        let (_, first) = QuorumSearch::start(Some(2));
+        assert_eq!(first, QuorumTarget::Node(2));
+        // No controller known: any broker, as before.
+        let (_, first) = QuorumSearch::start(None);
+        assert_eq!(first, QuorumTarget::AnyBroker);
+        // A controller that is not the quorum leader (Kafka's DescribeCluster names any
+        // broker; a lagging Sluice broker may name an old leader) points at the leader.
+        let (mut search, _) = QuorumSearch::start(Some(2));
+        let next = search.not_leader(Responder::Broker(2), Some(1), not_leader());
+        assert_eq!(asks(next), QuorumTarget::Node(1));
+    }
+
+    #[test]
+    fn an_unreachable_controller_falls_back_to_any_broker_and_the_leader_it_names() {
+        let (mut search, _) = QuorumSearch::start(Some(2));
+        let next = search.unreachable(QuorumTarget::Node(2), refused("127.0.0.1:19093"));
+        assert_eq!(asks(next), QuorumTarget::AnyBroker);
+        // Broker 3 knows the new leader.
+        let next = search.not_leader(Responder::Broker(3), Some(1), not_leader());
+        assert_eq!(asks(next), QuorumTarget::Node(1));
+    }
+
+    #[test]
+    fn a_dead_quorum_leader_is_reported_as_such() {
+        // The controller was killed; broker 3 still names it as the quorum leader.
+        let (mut search, _) = QuorumSearch::start(Some(2));
+        let next = search.unreachable(QuorumTarget::Node(2), refused("127.0.0.1:19093"));
+        assert_eq!(asks(next), QuorumTarget::AnyBroker);
+        let error = fails(search.not_leader(Responder::Broker(3), Some(2), not_leader()));
+        assert_eq!(
+            error,
+            "the quorum leader (node 2, named by broker 3) did not answer (connection to \
+             127.0.0.1:19093 failed: Connection refused); an election may be in progress"
+        );
+
+        // Without a controller hint: the leader a broker names is asked and is silent.
+        let (mut search, _) = QuorumSearch::start(None);
+        let named_by = Responder::Address("127.0.0.1:19094".to_string());
+        let next = search.not_leader(named_by, Some(2), not_leader());
+        assert_eq!(asks(next), QuorumTarget::Node(2));
+        let timed_out = Error::Timeout {
+            broker: "node 2".to_string(),
+            api: ApiKey::DescribeQuorum,
+            timeout_ms: 1_000,
+        };
+        let error = fails(search.unreachable(QuorumTarget::Node(2), timed_out));
+        assert_eq!(
+            error,
+            "the quorum leader (node 2, named by the broker at 127.0.0.1:19094) did not \
+             answer (DescribeQuorum request to node 2 timed out after 1000 ms); an election \
+             may be in progress"
+        );
+    }
+
+    #[test]
+    fn no_known_quorum_leader_or_a_leadership_loop_ends_the_search() {
+        let (mut search, _) = QuorumSearch::start(Some(2));
+        let error = fails(search.not_leader(Responder::Broker(2), None, not_leader()));
+        assert_eq!(
+            error,
+            "broker 2 knows no quorum leader; an election may be in progress"
+        );
+
+        // 2 names 1, 1 names 2 back: neither is asked again.
+        let (mut search, _) = QuorumSearch::start(Some(2));
+        let next = search.not_leader(Responder::Broker(2), Some(1), not_leader());
+        assert_eq!(asks(next), QuorumTarget::Node(1));
+        let error = fails(search.not_leader(Responder::Broker(1), Some(2), not_leader()));
+        assert!(
+            error.starts_with("broker 1 names node 2 the quorum leader, but node 2 answered"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn describe_quorum_makes_a_bounded_number_of_requests() {
+        // Every broker unreachable: any_connection has tried them all.
+        let (mut search, _) = QuorumSearch::start(None);
+        let error = fails(search.unreachable(QuorumTarget::AnyBroker, refused("b")));
+        assert!(error.starts_with("connection to b failed"), "{error}");
+
+        // Leadership keeps moving: controller, then the leaders named, up to the limit.
+        let (mut search, mut target) = QuorumSearch::start(Some(1));
+        let mut requests = 1;
+        let last = loop {
+            let QuorumTarget::Node(id) = target else {
+                panic!("{target}");
+            };
+            match search.not_leader(Responder::Broker(id), Some(id + 1), not_leader()) {
+                QuorumStep::Ask(next) => {
+                    requests += 1;
+                    target = next;
+                }
+                QuorumStep::Fail(error) => break error.to_string(),
+            }
+        };
+        assert_eq!(requests, QUORUM_REQUESTS_MAX);
+        assert!(
+            last.starts_with("no node asked answers as the quorum leader (broker 4 names node 5"),
+            "{last}"
+        );
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub enum Error {
     /// None of the bootstrap or known brokers could be reached.
     #[error("no broker reachable: {0}")]
     NoBrokerAvailable(String),
+    /// The controller quorum has no leader that answers: the one named did not answer, or
+    /// none is known. The detail says which; a new leader is usually elected within an
+    /// election timeout, so asking again later can succeed.
+    #[error("{0}; an election may be in progress")]
+    NoQuorumLeader(String),
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     #[error("{0}")]
@@ -118,7 +123,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Io { .. } | Error::Disconnected { .. } | Error::Timeout { .. } => true,
-            Error::NoBrokerAvailable(_) => true,
+            Error::NoBrokerAvailable(_) | Error::NoQuorumLeader(_) => true,
             Error::Broker { code, .. } => is_retriable_code(*code),
             _ => false,
         }
@@ -128,7 +133,7 @@ impl Error {
     pub fn needs_metadata_refresh(&self) -> bool {
         match self {
             Error::Io { .. } | Error::Disconnected { .. } | Error::Timeout { .. } => true,
-            Error::NoBrokerAvailable(_) | Error::UnknownTopic(_) => true,
+            Error::NoBrokerAvailable(_) | Error::NoQuorumLeader(_) | Error::UnknownTopic(_) => true,
             Error::Broker { code, .. } => code_needs_metadata_refresh(*code),
             _ => false,
         }

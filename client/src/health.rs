@@ -35,7 +35,12 @@
 //!   topic's records/s sums its partitions' leader log end offset deltas (the high
 //!   watermark's when a leader's log end offset is unknown in either sample); bytes in/out
 //!   per second come from brokers' `/metrics` (`sluice_topic_bytes_in_total{topic}`,
-//!   `sluice_topic_bytes_out_total{topic}`), summed over the endpoints given.
+//!   `sluice_topic_bytes_out_total{topic}`), summed over the endpoints read in both samples
+//!   that have the topic's series. Those series exist only where per-topic metrics are on
+//!   (Sluice's `--metrics-per-partition`, the default): a topic no such endpoint has a
+//!   series for is at 0 B/s when some endpoint exports per-topic series at all
+//!   (`sluice_topic_*{topic}`; the topic just had no such traffic), and unknown (`None`)
+//!   otherwise, never a made-up 0.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -46,7 +51,7 @@ use serde::Serialize;
 use crate::admin::{Admin, ClusterDescription, QuorumDescription, QuorumReplica};
 use crate::cluster::{Metadata, PartitionInfo};
 use crate::error::Error;
-use crate::scrape;
+use crate::scrape::{self, Endpoint};
 
 /// A partition by topic name and index.
 pub type PartitionId = (String, i32);
@@ -54,6 +59,9 @@ pub type PartitionId = (String, i32);
 /// Metric names `top` reads from Sluice brokers' `/metrics`.
 pub const TOPIC_BYTES_IN_METRIC: &str = "sluice_topic_bytes_in_total";
 pub const TOPIC_BYTES_OUT_METRIC: &str = "sluice_topic_bytes_out_total";
+/// The prefix of Sluice's per-topic series (each with a `topic` label), exported only with
+/// `--metrics-per-partition`.
+pub const TOPIC_METRIC_PREFIX: &str = "sluice_topic_";
 
 /// Wall-clock milliseconds since the epoch.
 pub fn now_ms() -> i64 {
@@ -266,11 +274,14 @@ pub struct ClusterStatus {
     pub partitions: PartitionCounts,
 }
 
-/// Gather `cluster status`: DescribeCluster, DescribeQuorum (where supported) and the
-/// metadata of every topic.
-pub async fn cluster_status(admin: &Admin) -> crate::Result<ClusterStatus> {
+/// Gather `cluster status`: DescribeCluster, DescribeQuorum (where supported; first to the
+/// controller DescribeCluster names, see [`Admin::describe_quorum`]) and the metadata of
+/// every topic. Each DescribeQuorum request is bounded by `timeout`; DescribeCluster and
+/// Metadata by the admin's connection timeouts.
+pub async fn cluster_status(admin: &Admin, timeout: Duration) -> crate::Result<ClusterStatus> {
     let description = admin.describe_cluster().await?;
-    let (quorum, quorum_error) = match admin.describe_quorum().await {
+    let quorum = admin.describe_quorum(description.controller_id, timeout);
+    let (quorum, quorum_error) = match quorum.await {
         Ok(quorum) => (quorum, None),
         Err(error) => (None, Some(error.to_string())),
     };
@@ -605,15 +616,24 @@ impl PartitionSample {
     }
 }
 
-/// One metrics endpoint's per-topic counters: (metric name, topic) -> value.
-pub type TopicCounters = BTreeMap<(String, String), f64>;
+/// One metrics endpoint's per-topic byte counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopicCounters {
+    /// (metric name, topic) -> value, for [`TOPIC_BYTES_IN_METRIC`] and
+    /// [`TOPIC_BYTES_OUT_METRIC`].
+    pub values: BTreeMap<(String, String), f64>,
+    /// Whether the endpoint exports any per-topic series (`sluice_topic_*{topic=...}`):
+    /// false for a Sluice broker run with `--metrics-per-partition false`, or an endpoint
+    /// that is not a Sluice broker's.
+    pub per_topic_series: bool,
+}
 
 /// Everything `top` reads at one moment.
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub taken: Instant,
     pub partitions: Vec<PartitionSample>,
-    /// By endpoint (HOST:PORT), the counters or why they are missing.
+    /// By endpoint (its URL), the counters or why they are missing.
     pub metrics: BTreeMap<String, Result<TopicCounters, String>>,
 }
 
@@ -622,7 +642,7 @@ pub struct Sample {
 pub async fn sample(
     admin: &Admin,
     topics: &[String],
-    metrics_endpoints: &[String],
+    metrics_endpoints: &[Endpoint],
     timeout: Duration,
 ) -> crate::Result<Sample> {
     let metadata = admin.cluster().refresh_all_topics().await?;
@@ -640,10 +660,10 @@ pub async fn sample(
         .collect();
     partitions.sort_by(|a, b| (&a.0, a.1.partition).cmp(&(&b.0, b.1.partition)));
     let scrapes = futures::future::join_all(metrics_endpoints.iter().map(|endpoint| async move {
-        let counters = scrape::get(endpoint, "/metrics", timeout)
+        let counters = scrape::get(&endpoint.address, &endpoint.path, timeout)
             .await
             .map(|text| topic_counters(&text));
-        (endpoint.clone(), counters)
+        (endpoint.to_string(), counters)
     }));
     let (offsets, scrapes) =
         futures::future::join(replica_offsets(admin, &partitions, timeout), scrapes).await;
@@ -674,16 +694,21 @@ pub async fn sample(
 
 /// The per-topic byte counters `top` uses from one `/metrics` text.
 pub fn topic_counters(text: &str) -> TopicCounters {
-    let mut counters = TopicCounters::new();
+    let mut counters = TopicCounters::default();
     for sample in scrape::parse(text) {
+        let Some(topic) = sample.label("topic") else {
+            continue;
+        };
+        if sample.name.starts_with(TOPIC_METRIC_PREFIX) {
+            counters.per_topic_series = true;
+        }
         if sample.name != TOPIC_BYTES_IN_METRIC && sample.name != TOPIC_BYTES_OUT_METRIC {
             continue;
         }
-        if let Some(topic) = sample.label("topic") {
-            *counters
-                .entry((sample.name.clone(), topic.to_string()))
-                .or_insert(0.0) += sample.value;
-        }
+        *counters
+            .values
+            .entry((sample.name.clone(), topic.to_string()))
+            .or_insert(0.0) += sample.value;
     }
     counters
 }
@@ -695,7 +720,8 @@ pub struct TopicRates {
     pub partitions: usize,
     /// Records appended per second (None when no partition's offsets were known twice).
     pub records_per_sec: Option<f64>,
-    /// From `/metrics` (None without endpoints, or when none had the topic twice).
+    /// From `/metrics`: None when no endpoint read in both samples exports per-topic
+    /// series (none given, none answered, or per-topic metrics off); see the module doc.
     pub bytes_in_per_sec: Option<f64>,
     pub bytes_out_per_sec: Option<f64>,
     pub under_replicated_partitions: usize,
@@ -791,17 +817,27 @@ pub fn top_view(previous: &Sample, current: &Sample, iteration: u64, time_ms: i6
         });
     }
 
+    // Endpoints read in both samples: only they give a rate.
+    let read_twice: Vec<(&TopicCounters, &TopicCounters)> = current
+        .metrics
+        .iter()
+        .filter_map(
+            |(endpoint, now)| match (now, previous.metrics.get(endpoint)) {
+                (Ok(now), Some(Ok(then))) => Some((then, now)),
+                _ => None,
+            },
+        )
+        .collect();
+    let per_topic_series = read_twice.iter().any(|(_, now)| now.per_topic_series);
     let byte_rates = |metric: &str| -> BTreeMap<String, f64> {
         let mut rates = BTreeMap::new();
-        for (endpoint, now) in &current.metrics {
-            let (Ok(now), Some(Ok(then))) = (now, previous.metrics.get(endpoint)) else {
-                continue;
-            };
-            for ((name, topic), value) in now {
+        for (then, now) in &read_twice {
+            for ((name, topic), value) in &now.values {
                 if name != metric {
                     continue;
                 }
                 let before = then
+                    .values
                     .get(&(name.clone(), topic.clone()))
                     .copied()
                     .unwrap_or(0.0);
@@ -819,7 +855,14 @@ pub fn top_view(previous: &Sample, current: &Sample, iteration: u64, time_ms: i6
     };
     let bytes_in = byte_rates(TOPIC_BYTES_IN_METRIC);
     let bytes_out = byte_rates(TOPIC_BYTES_OUT_METRIC);
-    let have_metrics = current.metrics.values().any(Result::is_ok);
+    // A topic without a series where per-topic series exist had no such traffic (0);
+    // where none exist, its rate is unknown.
+    let byte_rate = |rates: &BTreeMap<String, f64>, topic: &str| {
+        rates
+            .get(topic)
+            .copied()
+            .or(per_topic_series.then_some(0.0))
+    };
 
     let mut topics: BTreeMap<&str, TopicRates> = BTreeMap::new();
     for p in &partitions {
@@ -846,10 +889,8 @@ pub fn top_view(previous: &Sample, current: &Sample, iteration: u64, time_ms: i6
         entry.unreachable_replicas += p.unavailable_replicas.len();
     }
     for (topic, rates) in topics.iter_mut() {
-        if have_metrics {
-            rates.bytes_in_per_sec = Some(bytes_in.get(*topic).copied().unwrap_or(0.0));
-            rates.bytes_out_per_sec = Some(bytes_out.get(*topic).copied().unwrap_or(0.0));
-        }
+        rates.bytes_in_per_sec = byte_rate(&bytes_in, topic);
+        rates.bytes_out_per_sec = byte_rate(&bytes_out, topic);
     }
     TopView {
         iteration,
@@ -1126,10 +1167,13 @@ mod tests {
     fn top_rates_come_from_offset_and_counter_deltas() {
         let start = Instant::now();
         let counters = |bytes_in: f64| -> Result<TopicCounters, String> {
-            Ok(TopicCounters::from([(
-                (TOPIC_BYTES_IN_METRIC.to_string(), "t".to_string()),
-                bytes_in,
-            )]))
+            Ok(TopicCounters {
+                values: BTreeMap::from([(
+                    (TOPIC_BYTES_IN_METRIC.to_string(), "t".to_string()),
+                    bytes_in,
+                )]),
+                per_topic_series: true,
+            })
         };
         let previous = Sample {
             taken: start,
@@ -1175,6 +1219,7 @@ mod tests {
         assert_eq!(topic.records_per_sec, Some(120.0));
         // (2000 + 200) bytes over 2 s.
         assert_eq!(topic.bytes_in_per_sec, Some(1_100.0));
+        // Per-topic series are exported, just none of bytes out for t: nothing consumed.
         assert_eq!(topic.bytes_out_per_sec, Some(0.0));
         assert_eq!(topic.under_replicated_partitions, 1);
         assert_eq!(topic.unreachable_replicas, 1);
@@ -1218,14 +1263,61 @@ mod tests {
             sluice_topic_bytes_out_total{topic=\"a\"} 7\n\
             sluice_bytes_in_total 99\n";
         let counters = topic_counters(text);
-        assert_eq!(counters.len(), 3);
+        assert!(counters.per_topic_series);
+        assert_eq!(counters.values.len(), 3);
         assert_eq!(
-            counters[&(TOPIC_BYTES_IN_METRIC.to_string(), "a".to_string())],
+            counters.values[&(TOPIC_BYTES_IN_METRIC.to_string(), "a".to_string())],
             10.0
         );
         assert_eq!(
-            counters[&(TOPIC_BYTES_OUT_METRIC.to_string(), "a".to_string())],
+            counters.values[&(TOPIC_BYTES_OUT_METRIC.to_string(), "a".to_string())],
             7.0
+        );
+        // Any per-topic series says per-topic metrics are on; broker-wide ones do not.
+        let fetches = topic_counters("sluice_topic_fetch_requests_total{topic=\"a\"} 3\n");
+        assert!(fetches.per_topic_series && fetches.values.is_empty());
+        let off = topic_counters("sluice_bytes_in_total 99\nsluice_messages_in_total 3\n");
+        assert_eq!(off, TopicCounters::default());
+    }
+
+    #[test]
+    fn byte_rates_are_unknown_where_no_endpoint_exports_per_topic_series() {
+        // Brokers run with --metrics-per-partition false: /metrics answers, without any
+        // sluice_topic_* series. The rate is unknown, not 0 B/s.
+        let start = Instant::now();
+        let off = || topic_counters("sluice_bytes_in_total 500\nsluice_messages_in_total 5\n");
+        let sample = |taken, end| Sample {
+            taken,
+            partitions: vec![partition_sample(0, end, &[(1, Ok(end))], &[1])],
+            metrics: BTreeMap::from([("http://a:1/metrics".to_string(), Ok(off()))]),
+        };
+        let view = top_view(
+            &sample(start, 10),
+            &sample(start + Duration::from_secs(1), 20),
+            1,
+            0,
+        );
+        let topic = &view.topics[0];
+        assert_eq!(topic.records_per_sec, Some(10.0));
+        assert_eq!(topic.bytes_in_per_sec, None);
+        assert_eq!(topic.bytes_out_per_sec, None);
+        assert!(view.metrics_errors.is_empty());
+
+        // An endpoint read only once gives no rate either.
+        let mut first = sample(start, 10);
+        first
+            .metrics
+            .insert("http://b:1/metrics".to_string(), Err("refused".to_string()));
+        let mut second = sample(start + Duration::from_secs(1), 20);
+        second.metrics.insert(
+            "http://b:1/metrics".to_string(),
+            Ok(topic_counters(
+                "sluice_topic_bytes_in_total{topic=\"t\"} 100\n",
+            )),
+        );
+        assert_eq!(
+            top_view(&first, &second, 1, 0).topics[0].bytes_in_per_sec,
+            None
         );
     }
 }

@@ -77,9 +77,9 @@ mod send_and_sync {
         is_send(&admin.elect_leaders(ElectionType::Preferred, None));
         is_send(&admin.alter_partition_reassignments(Vec::new()));
         is_send(&admin.list_partition_reassignments(None));
-        is_send(&admin.describe_quorum());
-        is_send(&health::cluster_status(admin));
         let timeout = std::time::Duration::from_secs(1);
+        is_send(&admin.describe_quorum(Some(1), timeout));
+        is_send(&health::cluster_status(admin, timeout));
         is_send(&health::topic_health(admin, "t", false, timeout));
         is_send(&health::sample(admin, &[], &[], timeout));
         is_send(&consumer.poll(std::time::Duration::from_secs(1)));

@@ -19,11 +19,12 @@ use sluice_client::reassignment::{
     decommission_plan, ids, plan_progress, PartitionProgress, PartitionReplicas, PlannedMove,
     PlannedPartition, ReassignmentPlan,
 };
+use sluice_client::scrape::Endpoint;
 use sluice_client::views::{self, OutputFormat};
 use sluice_client::{
-    Acks, Admin, Compression, Consumer, ConsumerConfig, DeliveryFuture, ElectionOutcome,
-    ElectionResult, ElectionType, OngoingReassignment, Producer, ProducerConfig, ProducerRecord,
-    ReassignmentOutcome, ReassignmentResult, SeekTo,
+    Acks, Admin, Cluster, ClusterConfig, Compression, Consumer, ConsumerConfig, DeliveryFuture,
+    ElectionOutcome, ElectionResult, ElectionType, OngoingReassignment, Producer, ProducerConfig,
+    ProducerRecord, ReassignmentOutcome, ReassignmentResult, SeekTo,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -75,11 +76,12 @@ enum Command {
     ///
     /// Per topic: records produced per second (from partition log end offsets, so it works
     /// on Kafka too), bytes in/out per second (from the brokers' /metrics given with
-    /// --metrics), under-replicated and offline partitions and the largest replica lag;
-    /// then the partitions that need attention most (offline, under-replicated, most
-    /// lagging). Clears the
-    /// screen between refreshes on a terminal; one JSON object per refresh with --output
-    /// json. Runs until interrupted, or for --iterations refreshes.
+    /// --metrics; these need per-topic metrics on, Sluice's --metrics-per-partition, the
+    /// default, and show "-" when no endpoint exports them), under-replicated and offline
+    /// partitions, the largest replica lag and the unreachable replicas; then the
+    /// partitions that need attention most (offline, under-replicated, most lagging).
+    /// Clears the screen between refreshes on a terminal; one JSON object per refresh with
+    /// --output json. Runs until interrupted, or for --iterations refreshes.
     Top(TopArgs),
     /// Partition administration: leader elections, reassignments.
     Partition {
@@ -99,7 +101,7 @@ enum Output {
     /// Aligned columns for a person.
     #[default]
     Table,
-    /// JSON for scripts (one object per refresh, one per line, for `top`).
+    /// JSON for scripts.
     Json,
 }
 
@@ -126,21 +128,34 @@ enum ClusterCommand {
     /// Brokers, the controller quorum and partition counts.
     ///
     /// The brokers (id, address, rack, fenced?, controller?), the controller quorum
-    /// (leader, epoch, high watermark, and each voter's and observer's log end offset and
-    /// lag = high watermark - log end offset) and the counts of topics, partitions,
+    /// (leader, epoch, high watermark, and each voter's and observer's log end offset, lag
+    /// = high watermark - log end offset, and when it last held everything the leader had,
+    /// "-" where the leader does not know; a Sluice leader knows it only of itself) and
+    /// the counts of topics, partitions,
     /// under-replicated (fewer in-sync replicas than replicas) and offline (no leader)
     /// partitions. "fenced": as DescribeCluster v2 reports it (Kafka 4.0+); otherwise a
     /// broker the cluster knows (a partition replica, a quorum member) that is not listed
     /// as a live broker. What a cluster does not answer (DescribeQuorum before Kafka 3.3)
-    /// shows as "-".
+    /// shows as "-". DescribeQuorum goes to the controller DescribeCluster names (the
+    /// quorum leader, in Sluice), and only if that fails to any broker and the leader it
+    /// names.
     Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
 struct StatusArgs {
-    /// table or json.
+    /// table, or json: one pretty-printed object {cluster_id, controller_id, brokers: [{id,
+    /// address, rack, fenced, controller}], fenced_source ("reported" or "derived"), quorum:
+    /// {leader_id, leader_epoch, high_watermark, voters and observers: [{id,
+    /// log_end_offset, lag, last_fetch_timestamp, last_caught_up_timestamp}]} or null,
+    /// quorum_error (why the quorum is null, or null), partitions: {topics, partitions,
+    /// under_replicated, offline}}; unknown values are null.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// How long one broker may take to connect and answer one request (DescribeCluster,
+    /// Metadata, each DescribeQuorum).
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -151,10 +166,18 @@ struct TopArgs {
     /// Stop after this many refreshes (default: run until interrupted).
     #[arg(long, value_name = "N")]
     iterations: Option<u64>,
-    /// Brokers' Prometheus endpoints (HOST:PORT of Sluice's --metrics-listen), for bytes
-    /// in/out per topic (sluice_topic_bytes_in_total / _out_total, summed over them).
-    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT[,HOST:PORT...]")]
-    metrics: Vec<String>,
+    /// Brokers' Prometheus endpoints (Sluice's --metrics-listen), each HOST:PORT,
+    /// http://HOST:PORT (both read /metrics) or http://HOST:PORT/PATH, for bytes in/out per
+    /// topic (sluice_topic_bytes_in_total / _out_total, summed over them). The brokers
+    /// must export per-topic series (--metrics-per-partition, on by default); where none
+    /// does, the byte rates show "-".
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "ENDPOINT[,ENDPOINT...]",
+        value_parser = parse_endpoint
+    )]
+    metrics: Vec<Endpoint>,
     /// Only these topics (repeatable; default: every topic but internal ones).
     #[arg(long = "topic", value_name = "TOPIC")]
     topics: Vec<String>,
@@ -164,7 +187,13 @@ struct TopArgs {
     /// How long one broker may take to answer before its replicas count as unreachable.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     timeout_ms: u64,
-    /// table or json.
+    /// table, or json: one object per refresh, one per line (JSON lines): {iteration,
+    /// time_ms, elapsed_ms, topics: [{topic, partitions, records_per_sec,
+    /// bytes_in_per_sec, bytes_out_per_sec, under_replicated_partitions,
+    /// offline_partitions, max_lag, unreachable_replicas}], partitions (every one, not
+    /// only --partitions-max): [{topic, partition, leader, replicas, isr,
+    /// under_replicated, records_per_sec, max_lag, max_lag_replica,
+    /// unavailable_replicas}], metrics_errors: {endpoint: error}}; unknown values are null.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
 }
@@ -267,7 +296,12 @@ enum TopicCommand {
         /// Show every config, not only the ones set on this topic.
         #[arg(long)]
         all_configs: bool,
-        /// table or json.
+        /// table, or json: one pretty-printed object {topic, internal, partition_count,
+        /// replication_factor, configs: {name: value}, under_replicated_partitions,
+        /// partitions: [{partition, leader, leader_epoch, replicas, isr, offline_replicas,
+        /// high_watermark, under_replicated, replica_states: [{broker, leader, in_isr,
+        /// log_end_offset, lag, lag_ms, unavailable: null or {kind: "unreachable" or
+        /// "error", detail}}]}]}; unknown values are null.
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
         /// How long one broker may take to answer before its replicas count as unreachable.
@@ -356,6 +390,10 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    Endpoint::parse(text)
+}
+
 fn parse_acks(text: &str) -> Result<Acks, String> {
     Acks::parse(text).ok_or_else(|| format!("expected 0, 1 or all, got '{text}'"))
 }
@@ -401,7 +439,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(ClusterCommand::Status(status)) => status,
                 None => args.status,
             };
-            cluster_status(&bootstrap, status.output).await
+            cluster_status(&bootstrap, status).await
         }
         Command::Top(args) => top(&bootstrap, args).await,
         Command::Partition { command } => partition(&bootstrap, command).await,
@@ -806,7 +844,12 @@ fn election_line(election: ElectionType, result: &ElectionResult) -> String {
 }
 
 async fn topic(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
-    let admin = Admin::new(bootstrap).await?;
+    let admin = match &command {
+        TopicCommand::Describe { timeout_ms, .. } => {
+            view_admin(bootstrap, Duration::from_millis(*timeout_ms)).await?
+        }
+        _ => Admin::new(bootstrap).await?,
+    };
     let mut out = std::io::stdout().lock();
     match command {
         TopicCommand::Create {
@@ -847,11 +890,22 @@ async fn topic(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An admin client for an operator view: connecting to a broker and each request to it
+/// (metadata included) take at most `timeout`, so a stopped broker costs that.
+async fn view_admin(bootstrap: &str, timeout: Duration) -> anyhow::Result<Admin> {
+    let mut config = ClusterConfig::new(bootstrap)?;
+    config.connection.client_id = "sluice-admin".to_string();
+    config.connection.connect_timeout = timeout;
+    config.connection.request_timeout = timeout;
+    Ok(Admin::with_cluster(Cluster::connect(config).await?))
+}
+
 /// `cluster status`.
-async fn cluster_status(bootstrap: &str, output: Output) -> anyhow::Result<()> {
-    let admin = Admin::new(bootstrap).await?;
-    let status = health::cluster_status(&admin).await?;
-    let text = views::cluster_status(&status, output.format(), now_ms());
+async fn cluster_status(bootstrap: &str, args: StatusArgs) -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let admin = view_admin(bootstrap, timeout).await?;
+    let status = health::cluster_status(&admin, timeout).await?;
+    let text = views::cluster_status(&status, args.output.format(), now_ms());
     if let Err(error) = std::io::stdout().lock().write_all(text.as_bytes()) {
         return quiet_on_broken_pipe(error);
     }
@@ -861,8 +915,8 @@ async fn cluster_status(bootstrap: &str, output: Output) -> anyhow::Result<()> {
 /// `top`: a baseline sample, then one refresh per interval, each from the last two samples.
 /// A failed sample prints its error (stderr) and counts as a refresh.
 async fn top(bootstrap: &str, args: TopArgs) -> anyhow::Result<()> {
-    let admin = Admin::new(bootstrap).await?;
     let timeout = Duration::from_millis(args.timeout_ms);
+    let admin = view_admin(bootstrap, timeout).await?;
     let interval = Duration::from_millis(args.interval_ms.max(1));
     let format = args.output.format();
     let clear = format == OutputFormat::Table && std::io::stdout().is_terminal();
@@ -1551,16 +1605,20 @@ mod tests {
 
     #[test]
     fn cluster_alone_is_cluster_status() {
-        let output = |args: &[&str]| match parse(args).command {
+        let status_args = |args: &[&str]| match parse(args).command {
             Command::Cluster(ClusterArgs {
                 command: Some(ClusterCommand::Status(status)),
                 ..
-            }) => ("status", status.output),
+            }) => ("status", status),
             Command::Cluster(ClusterArgs {
                 command: None,
                 status,
-            }) => ("default", status.output),
+            }) => ("default", status),
             other => panic!("unexpected {other:?}"),
+        };
+        let output = |args: &[&str]| {
+            let (which, status) = status_args(args);
+            (which, status.output)
         };
         assert_eq!(output(&["sluice", "cluster"]), ("default", Output::Table));
         assert_eq!(
@@ -1576,6 +1634,55 @@ mod tests {
             ("status", Output::Table)
         );
         assert!(Cli::try_parse_from(["sluice", "cluster", "status", "--output", "xml"]).is_err());
+    }
+
+    #[test]
+    fn cluster_status_takes_a_timeout_like_the_other_views() {
+        let timeout = |args: &[&str]| {
+            let Command::Cluster(ClusterArgs { command, status }) = parse(args).command else {
+                panic!("not cluster");
+            };
+            match command {
+                Some(ClusterCommand::Status(status)) => status.timeout_ms,
+                None => status.timeout_ms,
+            }
+        };
+        assert_eq!(timeout(&["sluice", "cluster", "status"]), 5000);
+        assert_eq!(
+            timeout(&["sluice", "cluster", "status", "--timeout-ms", "1000"]),
+            1000
+        );
+        assert_eq!(timeout(&["sluice", "cluster", "--timeout-ms", "250"]), 250);
+        assert!(
+            Cli::try_parse_from(["sluice", "cluster", "status", "--timeout-ms", "soon"]).is_err()
+        );
+    }
+
+    /// The long help of the command at `path`.
+    fn long_help(path: &[&str]) -> String {
+        let mut command = Cli::command_for_tests();
+        let mut at = &mut command;
+        for name in path {
+            at = at
+                .find_subcommand_mut(name)
+                .unwrap_or_else(|| panic!("no {name}"));
+        }
+        at.render_long_help().to_string()
+    }
+
+    #[test]
+    fn each_views_json_help_describes_its_own_json() {
+        let status = long_help(&["cluster", "status"]);
+        let describe = long_help(&["topic", "describe"]);
+        let top = long_help(&["top"]);
+        assert!(status.contains("quorum_error"), "{status}");
+        assert!(describe.contains("replica_states"), "{describe}");
+        assert!(top.contains("one object per refresh"), "{top}");
+        for (help, other_view) in [(&status, "refresh"), (&describe, "refresh")] {
+            assert!(!help.contains(other_view), "{help}");
+            assert!(!help.contains("`top`"), "{help}");
+        }
+        assert!(top.contains("--metrics-per-partition"), "{top}");
     }
 
     #[test]
@@ -1636,7 +1743,14 @@ mod tests {
         };
         assert_eq!(args.interval_ms, 250);
         assert_eq!(args.iterations, Some(2));
-        assert_eq!(args.metrics, vec!["127.0.0.1:9644", "127.0.0.1:9645"]);
+        let metrics: Vec<String> = args.metrics.iter().map(Endpoint::to_string).collect();
+        assert_eq!(
+            metrics,
+            vec![
+                "http://127.0.0.1:9644/metrics",
+                "http://127.0.0.1:9645/metrics"
+            ]
+        );
         assert_eq!(args.topics, vec!["a", "b"]);
         assert_eq!(args.output, Output::Json);
         let Command::Top(defaults) = parse(&["sluice", "top"]).command else {
@@ -1647,6 +1761,42 @@ mod tests {
         assert!(defaults.metrics.is_empty());
         assert_eq!(defaults.partitions_max, 20);
         assert_eq!(defaults.output, Output::Table);
+    }
+
+    #[test]
+    fn top_takes_metrics_urls_and_refuses_malformed_ones_before_starting() {
+        let metrics = |value: &str| match parse(&["sluice", "top", "--metrics", value]).command {
+            Command::Top(args) => args
+                .metrics
+                .into_iter()
+                .map(|e| (e.address, e.path))
+                .collect::<Vec<_>>(),
+            other => panic!("unexpected {other:?}"),
+        };
+        let at = |address: &str, path: &str| (address.to_string(), path.to_string());
+        assert_eq!(
+            metrics("http://127.0.0.1:29644/metrics,http://127.0.0.1:29645,127.0.0.1:29646"),
+            vec![
+                at("127.0.0.1:29644", "/metrics"),
+                at("127.0.0.1:29645", "/metrics"),
+                at("127.0.0.1:29646", "/metrics")
+            ]
+        );
+        assert_eq!(
+            metrics("http://b1:9644/custom"),
+            vec![at("b1:9644", "/custom")]
+        );
+        // A parse error is clap's: a message naming the value, exit code 2.
+        for bad in ["https://127.0.0.1:29644/metrics", "127.0.0.1", "b1:port"] {
+            let error = Cli::try_parse_from(["sluice", "top", "--metrics", bad]).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}"
+            );
+            assert_eq!(error.exit_code(), 2, "{bad}");
+            assert!(error.to_string().contains(bad), "{bad}: {error}");
+        }
     }
 
     #[test]

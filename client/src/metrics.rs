@@ -101,6 +101,7 @@ pub(crate) fn error_label(error: &Error) -> String {
         Error::RecordTooLarge { .. } => "record_too_large",
         Error::DeliveryTimeout { .. } => "delivery_timeout",
         Error::NoBrokerAvailable(_) => "no_broker_available",
+        Error::NoQuorumLeader(_) => "no_quorum_leader",
         Error::InvalidConfig(_) => "invalid_config",
         Error::Unsupported(_) => "unsupported",
         Error::Closed => "closed",

@@ -1,6 +1,7 @@
-//! Reading a Prometheus `/metrics` endpoint: a plain HTTP/1.0 GET and a parser for the text
-//! exposition format, enough for `sluice top` to read a broker's counters without an HTTP
-//! or Prometheus dependency.
+//! Reading a Prometheus `/metrics` endpoint: where it is ([`Endpoint`], from `HOST:PORT` or
+//! an `http://` URL), a plain HTTP/1.0 GET and a parser for the text exposition format,
+//! enough for `sluice top` to read a broker's counters without an HTTP or Prometheus
+//! dependency.
 //!
 //! The parser reads `name{label="value",...} value [timestamp]` lines; comments (`# HELP`,
 //! `# TYPE`) and blank lines are skipped, and so is any line it cannot read (it never fails
@@ -14,6 +15,70 @@ use tokio::net::TcpStream;
 
 /// Largest response read from a metrics endpoint.
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The path asked for when an endpoint names none.
+pub const DEFAULT_PATH: &str = "/metrics";
+
+/// A metrics endpoint: the `HOST:PORT` to connect to and the path to GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: String,
+    /// Starts with `/`.
+    pub path: String,
+}
+
+impl Endpoint {
+    /// `HOST:PORT`, `http://HOST:PORT` (both GET [`DEFAULT_PATH`]) or `http://HOST:PORT/PATH`
+    /// (GET that path). An IPv6 host is written in brackets, `[::1]:9644`. Anything else
+    /// (another scheme, no port, a port that is not 1..=65535, a user name) is an error
+    /// saying what is wrong.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        let text = text.trim();
+        let rest = match text.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) => return Err(format!("only http:// is supported, not {scheme}://")),
+            None => text,
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, DEFAULT_PATH),
+        };
+        let form = "expected HOST:PORT, http://HOST:PORT or http://HOST:PORT/PATH";
+        if authority.contains('@') {
+            return Err(format!("a user name is not supported ({form})"));
+        }
+        let Some((host, port)) = authority.rsplit_once(':') else {
+            return Err(format!("no port ({form})"));
+        };
+        let bare_ipv6 = host.contains(':') && !(host.starts_with('[') && host.ends_with(']'));
+        if host.is_empty() || bare_ipv6 || host.contains(char::is_whitespace) {
+            return Err(format!("no valid host ({form})"));
+        }
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => {}
+            _ => return Err(format!("'{port}' is not a port (1-65535)")),
+        }
+        Ok(Endpoint {
+            address: authority.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    /// As a URL: `http://HOST:PORT/PATH`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.address, self.path)
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Endpoint, String> {
+        Endpoint::parse(text)
+    }
+}
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
@@ -255,6 +320,52 @@ mod tests {
         assert!(error.contains("404"), "{error}");
         assert!(body(b"HTTP/1.1 200 OK\r\n").is_err());
         assert!(body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
+    }
+
+    #[test]
+    fn endpoints_are_host_port_or_http_urls() {
+        let endpoint = |text: &str| {
+            Endpoint::parse(text)
+                .map(|e| (e.address, e.path))
+                .unwrap_or_else(|e| panic!("{text}: {e}"))
+        };
+        let at = |address: &str, path: &str| (address.to_string(), path.to_string());
+        assert_eq!(
+            endpoint("127.0.0.1:29644"),
+            at("127.0.0.1:29644", "/metrics")
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:29644"),
+            at("127.0.0.1:29644", "/metrics")
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:29644/metrics"),
+            at("127.0.0.1:29644", "/metrics")
+        );
+        assert_eq!(
+            endpoint("HTTP://broker-1:9644/prometheus/metrics?x=1"),
+            at("broker-1:9644", "/prometheus/metrics?x=1")
+        );
+        assert_eq!(endpoint("http://[::1]:9644/"), at("[::1]:9644", "/"));
+        assert_eq!(
+            Endpoint::parse("localhost:9644").unwrap().to_string(),
+            "http://localhost:9644/metrics"
+        );
+        for (bad, says) in [
+            ("https://127.0.0.1:9644/metrics", "only http://"),
+            ("127.0.0.1", "no port"),
+            ("http://127.0.0.1/metrics", "no port"),
+            ("127.0.0.1:http", "not a port"),
+            ("127.0.0.1:0", "not a port"),
+            ("127.0.0.1:70000", "not a port"),
+            (":9644", "no valid host"),
+            ("::1:9644", "no valid host"),
+            ("http://user@127.0.0.1:9644", "user name"),
+            ("", "no port"),
+        ] {
+            let error = Endpoint::parse(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[tokio::test]

@@ -303,6 +303,16 @@ pub fn byte_rate(bytes_per_sec: f64) -> String {
     }
 }
 
+/// A partition's UNREACHABLE cell: the count, as in the topic rows, and which replicas
+/// ("0"; "1 (replica 3)"; "2 (replicas 1,3)").
+fn unreachable(replicas: &[i32]) -> String {
+    match replicas {
+        [] => "0".to_string(),
+        [one] => format!("1 (replica {one})"),
+        many => format!("{} (replicas {})", many.len(), ids(many)),
+    }
+}
+
 fn records_rate(rate: Option<f64>) -> String {
     or_dash(rate.map(|r| format!("{r:.0}")))
 }
@@ -400,7 +410,7 @@ pub fn top(
             ids(&p.isr),
             records_rate(p.records_per_sec),
             max_lag,
-            ids(&p.unavailable_replicas),
+            unreachable(&p.unavailable_replicas),
         ]);
     }
     out.push_str(&partitions.render());
@@ -516,6 +526,21 @@ Topics: 2  Partitions: 6  Under-replicated: 1  Offline: 0
             "{text}"
         );
         assert!(!text.contains("(fenced:"), "{text}");
+
+        status.quorum_error = Some(
+            crate::Error::NoQuorumLeader(
+                "the quorum leader (node 2, named by broker 3) did not answer (refused)".into(),
+            )
+            .to_string(),
+        );
+        let text = cluster_status(&status, OutputFormat::Table, 0);
+        assert!(
+            text.contains(
+                "Quorum: - (the quorum leader (node 2, named by broker 3) did not answer \
+                 (refused); an election may be in progress)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -671,7 +696,7 @@ Under-replicated partitions: 1 of 2 (marked !: fewer in-sync replicas than repli
             }],
             partitions: vec![
                 lag(0, Some(1), &[1, 2, 3], Some(500.0), Some(0), Some(1), &[]),
-                lag(1, Some(2), &[2, 3], Some(900.0), Some(70), Some(1), &[]),
+                lag(1, Some(2), &[2, 3], Some(900.0), Some(70), Some(1), &[1]),
                 lag(2, Some(3), &[3, 1, 2], Some(100.4), Some(3), Some(2), &[]),
             ],
             metrics_errors: BTreeMap::from([("127.0.0.1:9644".to_string(), "refused".to_string())]),
@@ -688,12 +713,36 @@ TOPIC   PARTITIONS  RECORDS/S  BYTES IN/S  BYTES OUT/S  UNDER-REPLICATED  OFFLIN
 orders  3           1500       1.5 MiB/s   0 B/s        1                 0        70       1
 
    TOPIC   PARTITION  LEADER  REPLICAS  ISR    RECORDS/S  MAX LAG         UNREACHABLE
-!  orders  1          2       1,2,3     2,3    900        70 (replica 1)  -
-   orders  2          3       1,2,3     3,1,2  100        3 (replica 2)   -
+!  orders  1          2       1,2,3     2,3    900        70 (replica 1)  1 (replica 1)
+   orders  2          3       1,2,3     3,1,2  100        3 (replica 2)   0
 (1 more partitions)
 metrics 127.0.0.1:9644: refused
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn unreachable_cells_count_like_the_topic_rows_and_name_the_replicas() {
+        assert_eq!(unreachable(&[]), "0");
+        assert_eq!(unreachable(&[3]), "1 (replica 3)");
+        assert_eq!(unreachable(&[1, 3]), "2 (replicas 1,3)");
+    }
+
+    #[test]
+    fn top_shows_unknown_byte_rates_as_a_dash() {
+        let mut view = top_view();
+        view.topics[0].bytes_in_per_sec = None;
+        view.topics[0].bytes_out_per_sec = None;
+        let text = top(&view, OutputFormat::Table, 1_000, 0);
+        let row = text
+            .lines()
+            .find(|line| line.starts_with("orders"))
+            .expect("a topic row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            ["orders", "3", "1500", "-", "-", "1", "0", "70", "1"]
+        );
     }
 
     #[test]

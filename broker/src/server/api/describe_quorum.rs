@@ -12,9 +12,16 @@
 //! Raft log indexes start at 0 and Kafka offsets name the next entry, so a member holding
 //! entries up to index `i` has log end offset `i + 1`; the high watermark is the leader's
 //! applied index + 1 (openraft reports no commit index; the two differ only while a committed
-//! entry is being applied). openraft 0.9 keeps no fetch times, so `last_fetch_timestamp` is
-//! -1, and `last_caught_up_timestamp` is now for a member that holds the leader's last entry
-//! and -1 otherwise. A request for any other topic or partition gets the top-level error
+//! entry is being applied).
+//!
+//! `last_fetch_timestamp` and `last_caught_up_timestamp` are -1 (unknown) for every member
+//! but the leader. openraft 0.9's `RaftMetrics` keeps, per follower, only the last log id it
+//! matched (`replication`), and one quorum-wide `millis_since_quorum_ack`: no time of a
+//! follower's last heartbeat, append or catch-up. Holding the leader's last entry says
+//! nothing about when, so it is not reported as "caught up now": on an idle metadata log a
+//! dead voter would hold the last entry until it is fenced. The leader reports now for
+//! itself in both fields, as Kafka's leader does (it is caught up with its own log). A
+//! request for any other topic or partition gets the top-level error
 //! UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers it.
 
 use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
@@ -67,7 +74,9 @@ pub fn describe(
                 let mut replica = ReplicaState::default();
                 replica.replica_id = BrokerId(node_to_broker(*id));
                 replica.log_end_offset = held.map_or(-1, end_offset);
-                if version >= 1 && held.is_some() && held == last_index {
+                // Both fields stay -1 (unknown) for followers: see the module doc.
+                if version >= 1 && *id == status.node_id {
+                    replica.last_fetch_timestamp = now_ms;
                     replica.last_caught_up_timestamp = now_ms;
                 }
                 replica
@@ -175,30 +184,56 @@ mod tests {
             assert_eq!(partition.leader_id, BrokerId(1));
             assert_eq!(partition.leader_epoch, 4);
             assert_eq!(partition.high_watermark, 41, "applied index 40 + 1");
-            let voters: Vec<(i32, i64, i64)> = partition
+            let voters: Vec<(i32, i64)> = partition
                 .current_voters
                 .iter()
-                .map(|r| (r.replica_id.0, r.log_end_offset, r.last_caught_up_timestamp))
+                .map(|r| (r.replica_id.0, r.log_end_offset))
                 .collect();
-            // The leader counts from its log; follower 2 holds the last entry (caught up
-            // now, at v1); follower 3 lags.
-            let caught_up = if version >= 1 { 1_000 } else { -1 };
-            assert_eq!(
-                voters,
-                vec![(1, 42, caught_up), (2, 42, caught_up), (3, 31, -1)],
-                "v{version}"
-            );
+            // The leader counts from its log; follower 2 holds the last entry; 3 lags.
+            assert_eq!(voters, vec![(1, 42), (2, 42), (3, 31)], "v{version}");
             let observers: Vec<(i32, i64)> = partition
                 .observers
                 .iter()
                 .map(|r| (r.replica_id.0, r.log_end_offset))
                 .collect();
             assert_eq!(observers, vec![(4, -1)], "nothing matched yet: unknown");
-            assert!(partition
+        }
+    }
+
+    #[test]
+    fn only_the_leader_reports_fetch_and_caught_up_times() {
+        // Follower 2 holds the leader's last entry, but openraft keeps no time of when it
+        // got there (it may have died since): unknown, not "now". The leader is caught up
+        // with itself now, as Kafka's leader reports it.
+        let status = leader_status();
+        let times = |version| {
+            let response = on_the_wire(
+                &describe(&status, &request(METADATA_TOPIC, &[0]), version, 1_000),
+                version,
+            );
+            let partition = &response.topics[0].partitions[0];
+            partition
                 .current_voters
                 .iter()
-                .all(|r| r.last_fetch_timestamp == -1));
-        }
+                .chain(&partition.observers)
+                .map(|r| {
+                    (
+                        r.replica_id.0,
+                        r.last_fetch_timestamp,
+                        r.last_caught_up_timestamp,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            times(1),
+            vec![(1, 1_000, 1_000), (2, -1, -1), (3, -1, -1), (4, -1, -1)]
+        );
+        // v0 has neither field.
+        assert_eq!(
+            times(0),
+            vec![(1, -1, -1), (2, -1, -1), (3, -1, -1), (4, -1, -1)]
+        );
     }
 
     #[test]
