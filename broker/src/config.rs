@@ -241,9 +241,9 @@ options! {
     leader_imbalance_per_broker_percentage: u32 = 10, "10", "leader-imbalance-per-broker-percentage", "SLUICE_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", parse_from_str::<u32>;
     "Bytes per second a leader sends to replicas a reassignment is adding (all of them together); 0 = no limit (Kafka leader.replication.throttled.rate)"
     reassignment_throttle_bytes_per_sec: u64 = 0, "0 (no limit)", "reassignment-throttle-bytes-per-sec", "SLUICE_REASSIGNMENT_THROTTLE_BYTES_PER_SEC", parse_from_str::<u64>;
-    "Export per-partition and per-follower gauges (high watermark, log end, ISR size, follower lag); turn off on brokers with many partitions to bound label cardinality"
+    "Export the series labelled by topic and partition: per-partition and per-follower gauges (high watermark, log end, ISR size, follower lag) and the per-topic sluice_topic_* counters; turn off on brokers with many partitions to bound label cardinality"
     metrics_per_partition: bool = true, "true", "metrics-per-partition", "SLUICE_METRICS_PER_PARTITION", parse_bool;
-    "Log line format: text or json"
+    "Log line format: text or json. The level comes from RUST_LOG (default info,openraft=warn; e.g. RUST_LOG=sluice_broker=debug)"
     log_format: LogFormat = LogFormat::Text, "text", "log-format", "SLUICE_LOG_FORMAT", parse_from_str::<LogFormat>;
 }
 

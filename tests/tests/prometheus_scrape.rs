@@ -5,7 +5,8 @@
 //! accepts, and a cluster started by `deploy/local-cluster.sh up 3` is scraped by the
 //! Prometheus it starts: all three targets up, the dashboard's queries accepted, and after
 //! one broker is killed, `sum(sluice_under_replicated_partitions)` above zero and the
-//! under-replicated alert pending.
+//! under-replicated alert pending; `up` then starts that broker alone again, and Prometheus
+//! sees it scraped and every partition fully replicated again.
 //!
 //! Prometheus is a test dependency (`scripts/test.sh` installs Debian's `prometheus`,
 //! which brings `promtool`): without it these tests fail, they do not skip.
@@ -375,14 +376,46 @@ fn local_cluster_is_scraped_and_reports_under_replication() {
     })
     .unwrap_or_else(|e| panic!("pending under-replication alert: {e}\n{}", cluster.logs()));
 
-    // `up` does not paper over a dead broker.
-    let partial = cluster.run(&["up", "3"], Duration::from_secs(60));
-    let stderr = String::from_utf8_lossy(&partial.stderr);
+    // `up` on the partly running cluster starts broker 3 alone (same ports and data): it
+    // rejoins, and Prometheus (left running) sees it scraped and the ISRs full again.
+    let others: Vec<u32> = [1, 2].iter().map(|&i| cluster.node_pid(i)).collect();
+    let prometheus_pid =
+        LocalCluster::read_pid(&cluster.base_dir().join("prometheus/prometheus.pid"));
+    let restart = cluster.run(&["up", "3"], Duration::from_secs(120));
     assert!(
-        !partial.success() && stderr.contains("partly up") && stderr.contains("broker 3"),
-        "up on a partly running cluster\n{}",
-        partial.describe()
+        restart.success() && restart.stdout_lossy().contains("started again: broker 3"),
+        "up on a partly running cluster\n{}\n{}",
+        restart.describe(),
+        cluster.logs()
     );
+    let restarted = cluster.node_pid(3);
+    assert!(restarted != victim && cluster.is_ours(restarted));
+    assert_eq!(
+        [1, 2]
+            .iter()
+            .map(|&i| cluster.node_pid(i))
+            .collect::<Vec<_>>(),
+        others,
+        "brokers 1 and 2 untouched"
+    );
+    assert_eq!(
+        LocalCluster::read_pid(&cluster.base_dir().join("prometheus/prometheus.pid")),
+        prometheus_pid,
+        "Prometheus untouched"
+    );
+    wait_until(UNDER_REPLICATION_DEADLINE, || {
+        let up = samples(&api, "up{job=\"sluice\",node=\"3\"}")?[0].value;
+        let under = samples(&api, "sum(sluice_under_replicated_partitions)")?[0].value;
+        (up == 1.0 && under == 0.0)
+            .then_some(())
+            .ok_or_else(|| format!("up{{node=3}} {up}, under-replicated {under}"))
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "broker 3 back and fully replicated after up: {e}\n{}",
+            cluster.logs()
+        )
+    });
 
     // `down` stops exactly the processes the script started, and all of them.
     let pids: Vec<u32> = cluster
