@@ -51,6 +51,11 @@ use fetcher::{FetcherConfig, Fetchers};
 pub use manager::ReplicaManager;
 pub use replica::Replica;
 
+/// How long this node must see the controller quorum without a majority (it leads without
+/// acknowledgements from one, or it knows no leader) before a controlled shutdown gives up:
+/// twice the longest election timeout, so an election in progress is not mistaken for it.
+const QUORUM_LOST_AFTER: Duration = Duration::from_millis(1_600);
+
 /// How long a broker keeps trying to register before giving up on start-up.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -278,7 +283,19 @@ impl ClusterNode {
             id: self.node_id,
             epoch: self.broker_epoch,
         };
-        match self.client.submit(command, timeout).await {
+        let submitted = tokio::select! {
+            submitted = self.client.submit(command, timeout) => submitted,
+            () = quorum_lost(self.client.controller(), QUORUM_LOST_AFTER) => {
+                // All brokers stopping at once, or the last ones standing: nothing can
+                // commit the handover, so waiting out `timeout` would only delay the stop.
+                tracing::warn!(
+                    after_ms = QUORUM_LOST_AFTER.as_millis() as u64,
+                    "controlled shutdown skipped: the controller quorum has no majority; stopping without handing leaderships over"
+                );
+                return;
+            }
+        };
+        match submitted {
             Ok((index, Ok(CommandOutcome::ShutdownControlled { changes }))) => {
                 tracing::info!(
                     leaderships_moved = changes.len(),
@@ -515,4 +532,36 @@ async fn report_controller_role(controller: Controller, mut shutdown: watch::Rec
 /// The data dir path of the controller, for logs.
 pub fn controller_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join(crate::controller::CONTROLLER_DIR_NAME)
+}
+
+/// Resolves once this node has seen the controller quorum without a majority for `after`
+/// without a break: it leads but no majority acknowledged it within the last 500 ms, or it
+/// knows no leader at all. Never resolves while a working quorum is visible, nor for a
+/// single voter.
+async fn quorum_lost(controller: &Controller, after: Duration) {
+    const POLL: Duration = Duration::from_millis(100);
+    let mut lost_since: Option<Instant> = None;
+    loop {
+        let lost = {
+            let metrics = controller.raft().metrics();
+            let metrics = metrics.borrow();
+            let voters = metrics.membership_config.membership().voter_ids().count();
+            match metrics.state {
+                // A lone voter is its own majority.
+                _ if voters <= 1 => false,
+                openraft::ServerState::Leader => {
+                    metrics.millis_since_quorum_ack.is_some_and(|ms| ms > 500)
+                }
+                _ => metrics.current_leader.is_none(),
+            }
+        };
+        let now = Instant::now();
+        match (lost, lost_since) {
+            (false, _) => lost_since = None,
+            (true, None) => lost_since = Some(now),
+            (true, Some(since)) if now - since >= after => return,
+            (true, Some(_)) => {}
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
