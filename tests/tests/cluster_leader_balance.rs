@@ -273,6 +273,27 @@ fn elect_leaders_cli_restores_the_original_leader_distribution() {
         "the original leaders after elect-leaders",
         STEP_DEADLINE,
     );
+    // The interim leaders lead no more: their leader-only gauges of those partitions say
+    // so (ISR size 0, follower lag -1) instead of keeping their last values.
+    for &p in &failover.victim_partitions {
+        let interim = states[p as usize].leader.expect("an interim leader");
+        let partition = format!("topic=\"{TOPIC}\",partition=\"{p}\"");
+        cluster.wait_for_metrics(
+            &[interim],
+            &format!("node {interim}'s gauges of partition {p} it no longer leads"),
+            STEP_DEADLINE,
+            |_, text| {
+                let lags: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.starts_with("sluice_replica_lag_") && l.contains(&partition))
+                    .collect();
+                text.lines()
+                    .any(|l| l == format!("sluice_partition_isr_size{{{partition}}} 0"))
+                    && !lags.is_empty()
+                    && lags.iter().all(|l| l.ends_with(" -1"))
+            },
+        );
+    }
 
     // Nothing left to do: a second run succeeds and says so.
     let again = sluice(

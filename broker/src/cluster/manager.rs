@@ -17,7 +17,7 @@
 //! gauges per hosted partition and per follower. Series of a partition that moved away stay
 //! at their last value: the exporter cannot remove a series.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -28,8 +28,8 @@ use super::client::ControllerClient;
 use super::fetcher::Fetchers;
 use super::replica::{offsets, EffectSink, Replica};
 use crate::controller::{
-    AlterPartition as ControllerAlterPartition, BrokerStatus, CommandOutcome, LeaderRecoveryState,
-    MetadataError, MetadataReader, MetadataState,
+    AlterPartition as ControllerAlterPartition, BrokerStatus, ClusterHealth, CommandOutcome,
+    LeaderRecoveryState, MetadataError, MetadataReader, MetadataState,
 };
 use crate::metrics as m;
 use crate::replication::{
@@ -72,6 +72,13 @@ pub struct ReplicaManager {
     /// Whether per-partition and per-follower gauges are exported (off bounds the label
     /// cardinality on brokers with many partitions).
     per_partition_metrics: std::sync::atomic::AtomicBool,
+    /// Whether this node is the active controller, which alone exports the cluster-wide
+    /// health gauges (as in Kafka), so a node cut off from the quorum does not keep
+    /// reporting its last view of the cluster.
+    active_controller: Arc<std::sync::atomic::AtomicBool>,
+    /// Per-follower lag series exported by the last gauge pass, so those of partitions no
+    /// longer led here (or of replicas that left) are set to -1 rather than left frozen.
+    lag_series: std::sync::Mutex<HashSet<(String, i32, i32)>>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -108,6 +115,7 @@ impl ReplicaManager {
         metadata: MetadataReader,
         fetchers: Arc<Fetchers>,
         adopt_local_topics: bool,
+        active_controller: Arc<std::sync::atomic::AtomicBool>,
     ) -> (
         Arc<ReplicaManager>,
         mpsc::UnboundedReceiver<(Arc<Replica>, replication::AlterPartition)>,
@@ -127,6 +135,8 @@ impl ReplicaManager {
             adopt_local_topics,
             reconciling: std::sync::Mutex::new(()),
             per_partition_metrics: std::sync::atomic::AtomicBool::new(true),
+            active_controller,
+            lag_series: std::sync::Mutex::new(HashSet::new()),
         });
         (manager, alter_rx)
     }
@@ -463,6 +473,7 @@ impl ReplicaManager {
         let per_partition = self
             .per_partition_metrics
             .load(std::sync::atomic::Ordering::Relaxed);
+        let mut lag_series = HashSet::new();
         for replica in self.all_replicas() {
             let state = replica.lock();
             if state.is_leader() {
@@ -473,9 +484,23 @@ impl ReplicaManager {
                 followed += 1;
             }
             if per_partition {
-                partition_gauges(&replica, &state);
+                partition_gauges(&replica, &state, &mut lag_series);
             }
         }
+        // Followers this broker no longer leads (leadership moved, the replica left, the
+        // topic went): -1, "not measured here", rather than the last value forever.
+        let mut exported = self.lag_series.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, partition, replica) in exported.difference(&lag_series) {
+            let labels = [
+                ("topic", topic.clone()),
+                ("partition", partition.to_string()),
+                ("replica", replica.to_string()),
+            ];
+            metrics::gauge!(m::REPLICA_LAG_OFFSETS, &labels).set(-1.0);
+            metrics::gauge!(m::REPLICA_LAG_MS, &labels).set(-1.0);
+        }
+        *exported = lag_series;
+        drop(exported);
         metrics::gauge!(m::PARTITIONS).set(f64::from(led + followed));
         metrics::gauge!(m::PARTITIONS_LED).set(f64::from(led));
         metrics::gauge!(m::PARTITIONS_FOLLOWED).set(f64::from(followed));
@@ -484,7 +509,16 @@ impl ReplicaManager {
         let usage = self.logs.usage();
         metrics::gauge!(m::LOG_SIZE_BYTES).set(usage.size_bytes as f64);
         metrics::gauge!(m::LOG_SEGMENTS).set(usage.segments as f64);
-        let health = self.metadata.read(MetadataState::health);
+        // Cluster-wide counts from the active controller only; 0 elsewhere (Kafka's
+        // controller metrics), so a node cut off from the quorum reports nothing stale.
+        let health = if self
+            .active_controller
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.metadata.read(MetadataState::health)
+        } else {
+            ClusterHealth::default()
+        };
         metrics::gauge!(m::OFFLINE_PARTITIONS).set(health.offline_partitions as f64);
         metrics::gauge!(m::FENCED_BROKERS).set(health.fenced_brokers as f64);
         metrics::gauge!(m::REGISTERED_BROKERS).set(health.registered_brokers as f64);
@@ -648,7 +682,11 @@ fn note_isr_change(
 /// One replica's labelled gauges: log end offset and high watermark; on the leader the ISR
 /// size and each follower's lag in offsets and milliseconds (0 when caught up, -1 when not
 /// heard from in this leadership).
-fn partition_gauges(replica: &Replica, state: &replication::Partition) {
+fn partition_gauges(
+    replica: &Replica,
+    state: &replication::Partition,
+    lag_series: &mut HashSet<(String, i32, i32)>,
+) {
     let labels = [
         ("topic", replica.topic.clone()),
         ("partition", replica.index.to_string()),
@@ -660,9 +698,9 @@ fn partition_gauges(replica: &Replica, state: &replication::Partition) {
         .set(replica.log.log_start_offset() as f64);
     metrics::gauge!(m::PARTITION_LOG_SIZE_BYTES, &labels).set(replica.log.size_bytes() as f64);
     metrics::gauge!(m::PARTITION_LOG_SEGMENTS, &labels).set(replica.log.segment_count() as f64);
-    if let Some(isr) = state.isr() {
-        metrics::gauge!(m::PARTITION_ISR_SIZE, &labels).set(isr.committed_isr().len() as f64);
-    }
+    // 0 where this broker does not lead, as Kafka's InSyncReplicasCount.
+    let isr_size = state.isr().map_or(0, |isr| isr.committed_isr().len());
+    metrics::gauge!(m::PARTITION_ISR_SIZE, &labels).set(isr_size as f64);
     let now = now_ms();
     for follower in state.followers().into_iter().flat_map(|f| f.iter()) {
         let replica_labels = [
@@ -690,6 +728,7 @@ fn partition_gauges(replica: &Replica, state: &replication::Partition) {
         };
         metrics::gauge!(m::REPLICA_LAG_OFFSETS, &replica_labels).set(lag_offsets as f64);
         metrics::gauge!(m::REPLICA_LAG_MS, &replica_labels).set(lag_ms as f64);
+        lag_series.insert((replica.topic.clone(), replica.index, follower.replica_id()));
     }
 }
 

@@ -29,6 +29,7 @@ pub mod replica;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,8 +158,10 @@ impl ClusterNode {
                 shutdown.clone(),
             )));
         }
+        let active_controller = Arc::new(AtomicBool::new(false));
         tasks.push(tokio::spawn(report_controller_role(
             controller.clone(),
+            active_controller.clone(),
             shutdown.clone(),
         )));
 
@@ -227,6 +230,7 @@ impl ClusterNode {
             controller.metadata().clone(),
             fetchers,
             single_node,
+            active_controller,
         );
         replicas.set_per_partition_metrics(config.metrics_per_partition);
         replicas.set_caught_up();
@@ -502,7 +506,11 @@ async fn forward_applied(
 /// Keep the controller gauges (active controller; the quorum's term, applied index and
 /// leader, from openraft's metrics; the log store sets the commit index) and log leadership
 /// changes of the quorum.
-async fn report_controller_role(controller: Controller, mut shutdown: watch::Receiver<bool>) {
+async fn report_controller_role(
+    controller: Controller,
+    active_controller: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut metrics = controller.raft().metrics();
     let mut last_leader = None;
     loop {
@@ -520,6 +528,7 @@ async fn report_controller_role(controller: Controller, mut shutdown: watch::Rec
             tracing::info!(controller = controller_id, term, "active controller");
             last_leader = leader;
             let active = leader == Some(controller.node_id());
+            active_controller.store(active, Ordering::Relaxed);
             metrics::gauge!(m::ACTIVE_CONTROLLER).set(if active { 1.0 } else { 0.0 });
         }
         tokio::select! {
