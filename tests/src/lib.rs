@@ -334,7 +334,7 @@ impl Broker {
     /// Like [`restart`](Self::restart) but without waiting for the process to answer (a
     /// node of a cluster whose other nodes are down answers only once a quorum runs);
     /// pair with [`wait_ready`](Self::wait_ready).
-    pub(crate) fn restart_unready(&mut self) -> Result<(), String> {
+    pub fn restart_unready(&mut self) -> Result<(), String> {
         if self.is_running() {
             self.kill9();
         }

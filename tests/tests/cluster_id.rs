@@ -1,10 +1,12 @@
 //! A cluster has one id, whichever broker answers: three brokers answer Metadata and
 //! DescribeCluster with the same cluster id, and each keeps that id in its data dir's
 //! `cluster.id`. The id survives restarting one broker and restarting all of them; a
-//! broker whose data dir names another id adopts the cluster's (and says so). Restarting
+//! broker whose data dir names another id adopts the cluster's (and says so) while the dir
+//! holds no partition logs, and refuses to start once it does. Restarting
 //! a controller voter does not make openraft log an ERROR about initializing it again.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
 use sluice_tests::{Cluster, ClusterOptions};
@@ -100,6 +102,36 @@ fn every_broker_answers_with_the_one_cluster_id_across_restarts() {
         log.lines()
             .any(|line| line.contains("WARN") && line.contains("some-other-cluster")),
         "node 3 warns that it replaced its data dir's id\n{log}"
+    );
+
+    // With partition logs in it, a data dir naming another cluster is refused instead
+    // (Kafka's InconsistentClusterIdException): its logs must not be reconciled against
+    // this cluster's metadata. Written back to the cluster's id, it starts.
+    cluster.create_one_partition_topic("cluster-id", 3, &[]);
+    cluster.kill9(3);
+    let id_file = cluster.data_dir(3).join("cluster.id");
+    std::fs::write(&id_file, "another-cluster\n").expect("overwrite node 3's cluster.id");
+    cluster
+        .node(3)
+        .restart_unready()
+        .expect("spawn node 3 with another cluster's id");
+    let status = cluster.node(3).wait_exit(Duration::from_secs(60));
+    assert!(
+        !status.success(),
+        "node 3 must refuse a data dir of another cluster\n{}",
+        cluster.logs()
+    );
+    let log = log_since_first_restart(&cluster, 3);
+    assert!(
+        log.contains("belongs to cluster another-cluster")
+            && log.contains("refusing to serve or change its partition logs"),
+        "node 3 says why it refused\n{log}"
+    );
+    std::fs::write(&id_file, format!("{cluster_id}\n")).expect("write the cluster's id back");
+    cluster.restart(3);
+    assert_eq!(
+        assert_one_cluster_id(&cluster, "after node 3 came back with the cluster's id"),
+        cluster_id
     );
 
     cluster.restart_all();

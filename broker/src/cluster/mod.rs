@@ -202,6 +202,17 @@ impl ClusterNode {
             .metadata()
             .read(|state| state.cluster_id().map(str::to_string))
             .ok_or("the metadata has no cluster id after this broker's registration")?;
+        if cluster_id != proposed_cluster_id && !logs.topics().is_empty() {
+            // Kafka's InconsistentClusterIdException: partition logs written for another
+            // cluster must not be reconciled (truncated, deleted) against this one's metadata.
+            return Err(format!(
+                "the data directory {} belongs to cluster {proposed_cluster_id} (its cluster.id) \
+                 but this cluster's id is {cluster_id}; refusing to serve or change its partition \
+                 logs. Start with an empty data directory, or write {cluster_id} into \
+                 cluster.id if these logs are this cluster's",
+                config.data_dir.display()
+            ));
+        }
         tracing::info!(
             node_id,
             broker_epoch,
