@@ -75,7 +75,7 @@ pub struct ReplicaManager {
     /// Whether this node is the active controller, which alone exports the cluster-wide
     /// health gauges (as in Kafka), so a node cut off from the quorum does not keep
     /// reporting its last view of the cluster.
-    active_controller: Arc<std::sync::atomic::AtomicBool>,
+    active_controller: std::sync::atomic::AtomicBool,
     /// Per-follower lag series exported by the last gauge pass, so those of partitions no
     /// longer led here (or of replicas that left) are set to -1 rather than left frozen.
     lag_series: std::sync::Mutex<HashSet<(String, i32, i32)>>,
@@ -115,7 +115,6 @@ impl ReplicaManager {
         metadata: MetadataReader,
         fetchers: Arc<Fetchers>,
         adopt_local_topics: bool,
-        active_controller: Arc<std::sync::atomic::AtomicBool>,
     ) -> (
         Arc<ReplicaManager>,
         mpsc::UnboundedReceiver<(Arc<Replica>, replication::AlterPartition)>,
@@ -135,7 +134,7 @@ impl ReplicaManager {
             adopt_local_topics,
             reconciling: std::sync::Mutex::new(()),
             per_partition_metrics: std::sync::atomic::AtomicBool::new(true),
-            active_controller,
+            active_controller: std::sync::atomic::AtomicBool::new(false),
             lag_series: std::sync::Mutex::new(HashSet::new()),
         });
         (manager, alter_rx)
@@ -466,6 +465,12 @@ impl ReplicaManager {
                 }
             }
         }
+    }
+
+    /// Whether this node is the active controller (it then exports the cluster's health).
+    pub fn set_active_controller(&self, active: bool) {
+        self.active_controller
+            .store(active, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn update_gauges(&self) {

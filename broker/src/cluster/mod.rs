@@ -29,7 +29,6 @@ pub mod replica;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,12 +157,6 @@ impl ClusterNode {
                 shutdown.clone(),
             )));
         }
-        let active_controller = Arc::new(AtomicBool::new(false));
-        tasks.push(tokio::spawn(report_controller_role(
-            controller.clone(),
-            active_controller.clone(),
-            shutdown.clone(),
-        )));
 
         let client = ControllerClient::new(controller.clone(), service, voters);
         let (host, port) = config.advertised()?;
@@ -241,8 +234,12 @@ impl ClusterNode {
             controller.metadata().clone(),
             fetchers,
             single_node,
-            active_controller,
         );
+        tasks.push(tokio::spawn(report_controller_role(
+            controller.clone(),
+            replicas.clone(),
+            shutdown.clone(),
+        )));
         replicas.set_per_partition_metrics(config.metrics_per_partition);
         replicas.set_caught_up();
         let (applied_tx, applied_rx) = watch::channel(0u64);
@@ -519,7 +516,7 @@ async fn forward_applied(
 /// changes of the quorum.
 async fn report_controller_role(
     controller: Controller,
-    active_controller: Arc<AtomicBool>,
+    replicas: Arc<ReplicaManager>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut metrics = controller.raft().metrics();
@@ -539,7 +536,7 @@ async fn report_controller_role(
             tracing::info!(controller = controller_id, term, "active controller");
             last_leader = leader;
             let active = leader == Some(controller.node_id());
-            active_controller.store(active, Ordering::Relaxed);
+            replicas.set_active_controller(active);
             metrics::gauge!(m::ACTIVE_CONTROLLER).set(if active { 1.0 } else { 0.0 });
         }
         tokio::select! {

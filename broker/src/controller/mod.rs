@@ -84,9 +84,7 @@ pub use metadata::{
 pub use raft_log::RaftLogStore;
 pub use raft_store::{EntryResponse, MetadataReader, StateMachineStore};
 pub use service::{ControllerRequest, ControllerResponse, ControllerService, HeartbeatReply};
-pub use tcp::{
-    call_controller, serve_raft, serve_raft_with_config, TcpNetworkConfig, TcpRaftNetwork,
-};
+pub use tcp::{serve_raft, serve_raft_with_config, TcpNetworkConfig, TcpRaftNetwork};
 
 use crate::storage::FileSystem;
 
@@ -188,7 +186,8 @@ pub struct QuorumStatus {
     pub term: u64,
     /// The last entry in this node's log.
     pub last_log_index: Option<u64>,
-    /// The last entry this node applied to its metadata. openraft reports no commit index;
+    /// The last entry this node applied to its metadata. openraft's `RaftMetrics` carries
+    /// no commit index (the log store publishes it as `sluice_controller_raft_commit_index`);
     /// on the leader the two differ only while a committed entry is being applied.
     pub applied_index: Option<u64>,
     pub voters: Vec<NodeId>,

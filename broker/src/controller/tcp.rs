@@ -34,6 +34,14 @@
 //! undecodable answer is a `Network` error (openraft retries); an error returned by the
 //! peer's Raft is a `RemoteError`.
 //!
+//! # Broker-to-controller requests ([`ControllerConnections`])
+//!
+//! A broker's [`ControllerRequest`]s travel in the same frames to a controller's internal
+//! listener, on a small pool of kept connections (at most
+//! [`CONTROLLER_IDLE_CONNECTIONS_MAX`] idle per address, none idle for longer than
+//! [`CONTROLLER_IDLE_MS_MAX`]). A request is sent again on a fresh connection only when the
+//! kept one was dead before the peer answered anything, never after a bad answer.
+//!
 //! # Server ([`serve_raft`])
 //!
 //! An accept loop, one task per connection (at most [`TcpNetworkConfig::connections_max`]),
@@ -48,10 +56,11 @@
 //! requests on one connection, and streaming snapshots (a snapshot travels in openraft's
 //! chunks, each well under the frame limit).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -134,6 +143,10 @@ pub enum FrameError {
     Crc { expected: u32, actual: u32 },
     #[error("the connection closed in the middle of a frame")]
     Truncated,
+    /// Reading failed before any byte of a frame arrived (a reset, say): like a close between
+    /// frames, the peer has sent nothing of an answer.
+    #[error("the connection failed before a frame began: {0}")]
+    IoBeforeFrame(io::Error),
     #[error("frame I/O: {0}")]
     Io(#[from] io::Error),
 }
@@ -186,7 +199,8 @@ pub fn encode_frame(payload: &[u8], frame_bytes_max: usize) -> Result<Vec<u8>, F
     Ok(frame)
 }
 
-/// Read one frame's payload. `Ok(None)` when the peer closed cleanly between frames.
+/// Read one frame's payload. `Ok(None)` when the peer closed cleanly between frames, and
+/// [`FrameError::IoBeforeFrame`] when reading failed before the frame's first byte.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     frame_bytes_max: usize,
@@ -194,10 +208,12 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut filled = 0;
     while filled < FRAME_HEADER_BYTES {
-        match reader.read(&mut header[filled..]).await? {
-            0 if filled == 0 => return Ok(None),
-            0 => return Err(FrameError::Truncated),
-            read => filled += read,
+        match reader.read(&mut header[filled..]).await {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(read) => filled += read,
+            Err(error) if filled == 0 => return Err(FrameError::IoBeforeFrame(error)),
+            Err(error) => return Err(FrameError::Io(error)),
         }
     }
     let header = FrameHeader::parse(header, frame_bytes_max)?;
@@ -227,8 +243,11 @@ async fn write_message<W: AsyncWrite + Unpin, M: Serialize>(
 ) -> Result<(), TransportError> {
     let payload = serde_json::to_vec(message).map_err(TransportError::Encode)?;
     let frame = encode_frame(&payload, frame_bytes_max)?;
-    writer.write_all(&frame).await.map_err(FrameError::Io)?;
-    writer.flush().await.map_err(FrameError::Io)?;
+    writer
+        .write_all(&frame)
+        .await
+        .map_err(TransportError::Write)?;
+    writer.flush().await.map_err(TransportError::Write)?;
     Ok(())
 }
 
@@ -239,6 +258,9 @@ enum TransportError {
     Connect { addr: String, source: io::Error },
     #[error("no answer within {timeout_ms} ms")]
     Timeout { timeout_ms: u64 },
+    /// Writing a frame failed. The peer cannot have read all of it, so it acted on nothing.
+    #[error("writing a frame: {0}")]
+    Write(io::Error),
     #[error(transparent)]
     Frame(#[from] FrameError),
     #[error("the peer closed the connection without answering")]
@@ -258,6 +280,22 @@ impl TransportError {
         match self {
             TransportError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&self)),
             _ => RPCError::Network(NetworkError::new(&self)),
+        }
+    }
+
+    /// Whether a call failed because its connection was already dead when the request was
+    /// sent: the write failed, or the connection ended (closed, reset, broken pipe) before
+    /// any byte of an answer. The peer has then answered nothing, so the request may go
+    /// again on a new connection. Anything else (a bad or partial answer, say) may come
+    /// from a peer that acted on the request, and sending it again could apply it twice.
+    fn connection_was_dead(&self) -> bool {
+        match self {
+            TransportError::Write(_) | TransportError::Closed => true,
+            TransportError::Frame(FrameError::IoBeforeFrame(error)) => matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ),
+            _ => false,
         }
     }
 }
@@ -405,26 +443,42 @@ impl RaftNetwork<TypeConfig> for TcpRaftConnection {
     }
 }
 
-/// Send one controller request to the node at `addr` on a fresh connection and return its
-/// answer, within `timeout`.
-pub async fn call_controller(
-    addr: &str,
-    request: ControllerRequest,
-    timeout: Duration,
-) -> Result<ControllerResponse, String> {
-    ControllerConnections::default()
-        .call(addr, request, timeout)
-        .await
-}
+/// Idle connections [`ControllerConnections`] keeps per controller address; a connection
+/// returned when that many are idle closes the oldest.
+pub const CONTROLLER_IDLE_CONNECTIONS_MAX: usize = 2;
+
+/// How long [`ControllerConnections`] keeps a connection idle before closing it: 30 s.
+pub const CONTROLLER_IDLE_MS_MAX: u64 = 30_000;
 
 /// Connections to controller nodes kept open between controller requests (heartbeats come
 /// every `--broker-heartbeat-interval-ms`; a connection per request would leave a trail of
 /// TIME_WAIT sockets). As with [`TcpRaftConnection`], a connection carries one request at
 /// a time and goes back to the idle set only after a complete answer; a failed or cancelled
 /// call drops it.
+///
+/// The idle set is bounded, because each idle connection holds one of the controller's
+/// [`TcpNetworkConfig::connections_max`] permits (its server has no idle timeout): at most
+/// [`CONTROLLER_IDLE_CONNECTIONS_MAX`] per address (a burst of concurrent calls opens more,
+/// and the extras close as they come back, oldest first), none idle for longer than
+/// [`CONTROLLER_IDLE_MS_MAX`]. Stale connections are closed when a call looks for one to
+/// reuse and when one is returned for that address; an address nobody calls keeps its few
+/// connections until the pool is dropped.
+///
+/// A call on a kept connection is sent again on a fresh one only when the kept one was
+/// evidently dead before the peer answered anything (the write failed, or the connection
+/// ended before the first byte of an answer). Any other failure (an undecodable, corrupt
+/// or partial answer) is returned: the peer may have acted on the request, and a `Submit`
+/// sent twice could be applied twice.
 #[derive(Debug, Default)]
 pub struct ControllerConnections {
-    idle: std::sync::Mutex<std::collections::HashMap<String, Vec<TcpStream>>>,
+    /// Per address, oldest first, each with the time it was returned.
+    idle: std::sync::Mutex<HashMap<String, Vec<IdleConnection>>>,
+}
+
+#[derive(Debug)]
+struct IdleConnection {
+    stream: TcpStream,
+    returned_at: Instant,
 }
 
 impl ControllerConnections {
@@ -438,9 +492,12 @@ impl ControllerConnections {
     ) -> Result<ControllerResponse, String> {
         let request = RaftRequest::Controller(request);
         let attempt = async {
-            if let Some(stream) = self.take_idle(addr) {
-                if let Ok(answer) = self.exchange(addr, stream, &request).await {
-                    return Ok(answer);
+            if let Some(stream) = self.take_idle(addr, Instant::now()) {
+                match self.exchange(addr, stream, &request).await {
+                    Err(error) if error.connection_was_dead() => {
+                        tracing::debug!(addr, %error, "kept controller connection was closed; reconnecting");
+                    }
+                    result => return result,
                 }
             }
             let stream =
@@ -462,9 +519,45 @@ impl ControllerConnections {
         }
     }
 
-    fn take_idle(&self, addr: &str) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.get_mut(addr).and_then(Vec::pop)
+    /// The most recently returned connection to `addr` that has not been idle too long at
+    /// `now`; older ones are closed.
+    fn take_idle(&self, addr: &str, now: Instant) -> Option<TcpStream> {
+        let mut idle = self.lock();
+        let connections = idle.get_mut(addr)?;
+        retain_fresh(connections, now);
+        let stream = connections.pop().map(|connection| connection.stream);
+        if connections.is_empty() {
+            idle.remove(addr);
+        }
+        stream
+    }
+
+    /// Keep `stream` for the next call to `addr`, closing the connections to `addr` that
+    /// have been idle too long at `now` and, over the limit, the oldest.
+    fn put_idle(&self, addr: &str, stream: TcpStream, now: Instant) {
+        let mut idle = self.lock();
+        let connections = idle.entry(addr.to_string()).or_default();
+        retain_fresh(connections, now);
+        connections.push(IdleConnection {
+            stream,
+            returned_at: now,
+        });
+        let excess = connections
+            .len()
+            .saturating_sub(CONTROLLER_IDLE_CONNECTIONS_MAX);
+        connections.drain(..excess);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<IdleConnection>>> {
+        // No statement under the lock can leave the map half-changed, so a lock poisoned
+        // by a panic still holds a consistent map.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many connections to `addr` are idle.
+    #[cfg(test)]
+    fn idle_count(&self, addr: &str) -> usize {
+        self.lock().get(addr).map_or(0, Vec::len)
     }
 
     /// One request and its answer on `stream`, which is kept for the next call if the
@@ -483,10 +576,16 @@ impl ControllerConnections {
             RaftResponse::Controller(response) => response,
             _ => return Err(TransportError::Mismatched("controller")),
         };
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.entry(addr.to_string()).or_default().push(stream);
+        self.put_idle(addr, stream, Instant::now());
         Ok(response)
     }
+}
+
+/// Close (drop) the connections idle for longer than [`CONTROLLER_IDLE_MS_MAX`] at `now`.
+fn retain_fresh(connections: &mut Vec<IdleConnection>, now: Instant) {
+    let idle_max = Duration::from_millis(CONTROLLER_IDLE_MS_MAX);
+    connections
+        .retain(|connection| now.saturating_duration_since(connection.returned_at) <= idle_max);
 }
 
 /// Serve Raft RPCs arriving on `listener` with `raft`, with the default limits, until

@@ -371,3 +371,318 @@ async fn three_controllers_over_tcp_elect_a_leader_and_fail_over_with_the_same_m
         node.stop().await;
     }
 }
+
+// ---- the broker's kept connections to controllers ----
+
+/// A reader that hands out `bytes` and then fails with a connection reset.
+struct ResetAfter {
+    bytes: Vec<u8>,
+}
+
+impl tokio::io::AsyncRead for ResetAfter {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if self.bytes.is_empty() {
+            return std::task::Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        let n = self.bytes.len().min(buf.remaining());
+        buf.put_slice(&self.bytes[..n]);
+        self.bytes.drain(..n);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn read_frame_tells_a_failure_before_a_frame_from_one_inside_it() {
+    let error = read_frame(&mut ResetAfter { bytes: Vec::new() }, FRAME_BYTES_MAX)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, FrameError::IoBeforeFrame(_)), "{error}");
+    let error = read_frame(&mut ResetAfter { bytes: vec![0; 3] }, FRAME_BYTES_MAX)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, FrameError::Io(_)), "{error}");
+}
+
+#[test]
+fn only_a_connection_dead_before_any_answer_counts_as_dead() {
+    let reset = || io::Error::from(io::ErrorKind::ConnectionReset);
+    let dead = [
+        TransportError::Write(io::ErrorKind::BrokenPipe.into()),
+        TransportError::Closed,
+        FrameError::IoBeforeFrame(reset()).into(),
+        FrameError::IoBeforeFrame(io::ErrorKind::BrokenPipe.into()).into(),
+    ];
+    for error in dead {
+        assert!(error.connection_was_dead(), "{error}");
+    }
+    let answered = [
+        FrameError::Truncated.into(),
+        FrameError::Crc {
+            expected: 1,
+            actual: 2,
+        }
+        .into(),
+        FrameError::Io(reset()).into(),
+        FrameError::IoBeforeFrame(io::ErrorKind::InvalidData.into()).into(),
+        TransportError::Decode(serde_json::from_slice::<u8>(b"x").unwrap_err()),
+        TransportError::Mismatched("controller"),
+        TransportError::Timeout { timeout_ms: 1 },
+    ];
+    for error in answered {
+        assert!(!error.connection_was_dead(), "{error}");
+    }
+}
+
+/// What a [`FakeController`] has seen so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    /// Connections accepted.
+    connections: usize,
+    /// Connections the server has not closed yet.
+    open: usize,
+    /// Requests read, over all connections.
+    requests: usize,
+}
+
+/// How a [`FakeController`] answers a request.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// `NotController { leader: Some(n) }` for the `n`th request; the connection stays open.
+    Good,
+    /// The same good answer, then the server closes the connection.
+    GoodThenClose,
+    /// A whole frame whose payload is not a response.
+    Undecodable,
+    /// A good answer with a wrong CRC.
+    BadCrc,
+    /// Half a frame header, then the server closes the connection.
+    Truncated,
+}
+
+/// A controller's internal listener that answers from a script, counting what reaches it.
+struct FakeController {
+    addr: String,
+    seen: watch::Receiver<Seen>,
+    server: JoinHandle<()>,
+}
+
+impl FakeController {
+    /// Request `n` (from 1, over all connections) gets `script[n - 1]`, or the last entry.
+    async fn start(script: &[Answer]) -> FakeController {
+        let (listener, addr) = bind().await;
+        let (seen_tx, seen) = watch::channel(Seen::default());
+        let seen_tx = Arc::new(seen_tx);
+        let script = script.to_vec();
+        let server = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => accepted.unwrap(),
+                    Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                };
+                seen_tx.send_modify(|seen| {
+                    seen.connections += 1;
+                    seen.open += 1;
+                });
+                let (seen_tx, script) = (seen_tx.clone(), script.clone());
+                connections.spawn(async move {
+                    answer_requests(stream, &seen_tx, &script).await;
+                    // The stream is dropped (closed) by now.
+                    seen_tx.send_modify(|seen| seen.open -= 1);
+                });
+            }
+        });
+        FakeController { addr, seen, server }
+    }
+
+    fn seen(&self) -> Seen {
+        *self.seen.borrow()
+    }
+
+    /// Wait until what the server has seen satisfies `condition`.
+    async fn wait_until(&mut self, condition: impl FnMut(&Seen) -> bool) {
+        let met = tokio::time::timeout(WAIT, self.seen.wait_for(condition))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        assert!(
+            met,
+            "condition not met within {WAIT:?}: {:?}",
+            *self.seen.borrow()
+        );
+    }
+}
+
+impl Drop for FakeController {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn answer_requests(mut stream: TcpStream, seen: &watch::Sender<Seen>, script: &[Answer]) {
+    while let Ok(Some(payload)) = read_frame(&mut stream, FRAME_BYTES_MAX).await {
+        let Ok(RaftRequest::Controller(_)) = serde_json::from_slice(&payload) else {
+            return;
+        };
+        let mut n = 0;
+        seen.send_modify(|seen| {
+            seen.requests += 1;
+            n = seen.requests;
+        });
+        let answer = script[(n - 1).min(script.len() - 1)];
+        let good = RaftResponse::Controller(ControllerResponse::NotController {
+            leader: Some(n as NodeId),
+        });
+        let mut good = encode_frame(&serde_json::to_vec(&good).unwrap(), FRAME_BYTES_MAX).unwrap();
+        let (frame, close) = match answer {
+            Answer::Good => (good, false),
+            Answer::GoodThenClose => (good, true),
+            Answer::Undecodable => (
+                encode_frame(b"not a raft response", FRAME_BYTES_MAX).unwrap(),
+                false,
+            ),
+            Answer::BadCrc => {
+                let last = good.len() - 1;
+                good[last] ^= 0x01;
+                (good, false)
+            }
+            Answer::Truncated => (good[..FRAME_HEADER_BYTES / 2].to_vec(), true),
+        };
+        if stream.write_all(&frame).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+fn heartbeat() -> ControllerRequest {
+    ControllerRequest::Heartbeat {
+        id: 1,
+        epoch: 1,
+        applied_index: 0,
+    }
+}
+
+/// The `NotController` leader a [`FakeController`] answered with: the request's number.
+fn answered_request(answer: Result<ControllerResponse, String>) -> NodeId {
+    match answer {
+        Ok(ControllerResponse::NotController { leader: Some(n) }) => n,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_controller_closed_is_replaced_transparently() {
+    let mut controller = FakeController::start(&[Answer::GoodThenClose]).await;
+    let addr = controller.addr.clone();
+    let pool = ControllerConnections::default();
+
+    assert_eq!(
+        answered_request(pool.call(&addr, heartbeat(), WAIT).await),
+        1
+    );
+    assert_eq!(pool.idle_count(&addr), 1);
+    // The server closes its end after answering; the pool still holds the connection.
+    controller.wait_until(|seen| seen.open == 0).await;
+    assert_eq!(pool.idle_count(&addr), 1);
+
+    // The kept connection is dead before the request reaches anyone: the call goes out
+    // once more on a new connection and succeeds.
+    assert_eq!(
+        answered_request(pool.call(&addr, heartbeat(), WAIT).await),
+        2
+    );
+    let seen = controller.seen();
+    assert_eq!((seen.connections, seen.requests), (2, 2), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_bad_answer_on_a_kept_connection_is_returned_not_sent_again() {
+    for (bad, says) in [
+        (Answer::Undecodable, "decoding"),
+        (Answer::BadCrc, "CRC"),
+        (Answer::Truncated, "middle of a frame"),
+    ] {
+        let controller = FakeController::start(&[Answer::Good, bad]).await;
+        let addr = controller.addr.clone();
+        let pool = ControllerConnections::default();
+        assert_eq!(
+            answered_request(pool.call(&addr, heartbeat(), WAIT).await),
+            1
+        );
+        assert_eq!(pool.idle_count(&addr), 1);
+
+        // The peer read the request and answered: whatever came back, the request is not
+        // sent again. The server counts each request before answering it, and a resent
+        // request would have been answered before the call returned, so the count is final.
+        let error = pool.call(&addr, heartbeat(), WAIT).await.unwrap_err();
+        assert!(error.contains(says), "{bad:?}: {error}");
+        let seen = controller.seen();
+        assert_eq!(
+            (seen.connections, seen.requests),
+            (1, 2),
+            "{bad:?}: {seen:?}"
+        );
+        // Nor is the connection kept: what follows on it cannot be trusted.
+        assert_eq!(pool.idle_count(&addr), 0, "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_calls_leaves_at_most_two_idle_connections_per_controller() {
+    const BURST: usize = 8;
+    let mut controller = FakeController::start(&[Answer::Good]).await;
+    let addr = controller.addr.clone();
+    let pool = ControllerConnections::default();
+
+    // All calls start before any answer can arrive, so each opens its own connection.
+    let answers =
+        futures::future::join_all((0..BURST).map(|_| pool.call(&addr, heartbeat(), WAIT))).await;
+    for answer in answers {
+        answered_request(answer);
+    }
+    assert_eq!(controller.seen().connections, BURST);
+    assert_eq!(pool.idle_count(&addr), CONTROLLER_IDLE_CONNECTIONS_MAX);
+    // The extras were closed, so the controller's server released their permits.
+    controller
+        .wait_until(|seen| seen.open == CONTROLLER_IDLE_CONNECTIONS_MAX)
+        .await;
+
+    // The kept ones are used: the next call opens nothing.
+    answered_request(pool.call(&addr, heartbeat(), WAIT).await);
+    assert_eq!(controller.seen().connections, BURST);
+    assert_eq!(pool.idle_count(&addr), CONTROLLER_IDLE_CONNECTIONS_MAX);
+}
+
+#[tokio::test]
+async fn connections_idle_too_long_are_closed_not_reused() {
+    let mut controller = FakeController::start(&[Answer::Good]).await;
+    let addr = controller.addr.clone();
+    let pool = ControllerConnections::default();
+    let idle_max = Duration::from_millis(CONTROLLER_IDLE_MS_MAX);
+
+    // Within the limit a kept connection is reused.
+    answered_request(pool.call(&addr, heartbeat(), WAIT).await);
+    let stream = pool.take_idle(&addr, std::time::Instant::now() + idle_max / 2);
+    assert!(stream.is_some());
+    pool.put_idle(&addr, stream.unwrap(), std::time::Instant::now());
+
+    // Past it, the connection is closed when a call looks for one.
+    let later = std::time::Instant::now() + idle_max + Duration::from_secs(1);
+    assert!(pool.take_idle(&addr, later).is_none());
+    assert_eq!(pool.idle_count(&addr), 0);
+    controller.wait_until(|seen| seen.open == 0).await;
+
+    // And when another connection to the same address is returned.
+    answered_request(pool.call(&addr, heartbeat(), WAIT).await);
+    assert_eq!(pool.idle_count(&addr), 1);
+    let returned = TcpStream::connect(&addr).await.unwrap();
+    let later = std::time::Instant::now() + idle_max + Duration::from_secs(1);
+    pool.put_idle(&addr, returned, later);
+    assert_eq!(pool.idle_count(&addr), 1);
+    controller
+        .wait_until(|seen| seen.connections == 3 && seen.open == 1)
+        .await;
+}
