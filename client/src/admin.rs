@@ -49,6 +49,7 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
+use sluice_protocol::api::{DEBUGGING_REPLICA_ID, METADATA_TOPIC};
 use sluice_protocol::error::ProtocolError;
 
 use crate::cluster::{BrokerInfo, Cluster, ClusterConfig, PartitionInfo};
@@ -70,13 +71,8 @@ const ADMIN_ATTEMPTS: u32 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 /// ListOffsets replica id of a consumer: the leader answers, up to the high watermark.
 const CONSUMER_REPLICA_ID: i32 = -1;
-/// ListOffsets replica id of a tool reading one replica's log (Kafka's
-/// `DEBUGGING_REPLICA_ID`): any replica answers, with its log end offset.
-const DEBUGGING_REPLICA_ID: i32 = -2;
 /// ListOffsets timestamp meaning "latest".
 const LATEST_TIMESTAMP: i64 = -1;
-/// Kafka's name of the metadata log's topic (its partition 0 is the log).
-pub const METADATA_TOPIC: &str = "__cluster_metadata";
 /// Bytes a one-record fetch asks for; the batch holding the record comes whole anyway.
 const SINGLE_RECORD_FETCH_BYTES: i32 = 64 * 1024;
 
@@ -148,7 +144,9 @@ pub struct QuorumDescription {
     pub leader_id: Option<i32>,
     /// The leader's epoch (Raft term).
     pub leader_epoch: i32,
-    /// The first entry not yet committed.
+    /// The first entry the leader does not report as committed. A Sluice leader reports
+    /// its applied index + 1: the applied index never passes the committed one, so this
+    /// may trail the commit index + 1 by the entries being applied.
     pub high_watermark: i64,
     pub voters: Vec<QuorumReplica>,
     /// Members that follow the log without voting (brokers, in Kafka and in Sluice).

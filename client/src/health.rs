@@ -30,10 +30,12 @@
 //!   observer, or a quorum voter when the quorum leader is itself a listed broker, i.e.
 //!   controllers run inside brokers, as in Sluice) but that is not listed counts as fenced.
 //! - **Quorum lag**: the quorum high watermark minus a member's log end offset (0 when the
-//!   member is ahead of it).
-//! - **Rates** (`top`): the difference between two samples over the time between them. A
-//!   topic's records/s sums its partitions' leader log end offset deltas (the high
-//!   watermark's when a leader's log end offset is unknown in either sample); bytes in/out
+//!   member is ahead of it). A Sluice leader's high watermark is its applied index + 1,
+//!   which may trail the commit index + 1 by the entries being applied.
+//! - **Rates** (`top`): the difference between two samples over the time between them
+//!   (each timed from when its requests were sent, see [`Sample::taken`]). A topic's
+//!   records/s sums its partitions' leader log end offset deltas (the high watermark's
+//!   when a leader's log end offset is unknown in either sample); bytes in/out
 //!   per second come from brokers' `/metrics` (`sluice_topic_bytes_in_total{topic}`,
 //!   `sluice_topic_bytes_out_total{topic}`), summed over the endpoints read in both samples
 //!   that have the topic's series. Those series exist only where per-topic metrics are on
@@ -631,6 +633,10 @@ pub struct TopicCounters {
 /// Everything `top` reads at one moment.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// When the ListOffsets requests and the scrapes were started, all at once: the
+    /// moment rates are measured from. Taken before them, not after, so that one slow
+    /// answer (up to the timeout) does not stretch the time between two samples and
+    /// understate the rates.
     pub taken: Instant,
     pub partitions: Vec<PartitionSample>,
     /// By endpoint (its URL), the counters or why they are missing.
@@ -665,9 +671,11 @@ pub async fn sample(
             .map(|text| topic_counters(&text));
         (endpoint.to_string(), counters)
     }));
+    // The futures are lazy: offsets and counters are all requested from here on, so this
+    // is the instant of both (see `Sample::taken`).
+    let taken = Instant::now();
     let (offsets, scrapes) =
         futures::future::join(replica_offsets(admin, &partitions, timeout), scrapes).await;
-    let taken = Instant::now();
     let partitions = partitions
         .into_iter()
         .map(|(topic, info)| {

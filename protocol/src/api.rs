@@ -1,5 +1,6 @@
-//! The API version table Sluice advertises in ApiVersions, and the check every request
-//! passes before it is decoded.
+//! The API version table Sluice advertises in ApiVersions, the check every request passes
+//! before it is decoded, and the values with a fixed meaning inside requests that broker and
+//! client must agree on (a replica id, a topic name).
 //!
 //! Ranges are chosen so that current librdkafka, kafka-python and the Java client negotiate
 //! versions whose bodies the `kafka-protocol` crate decodes. Produce is advertised from v0
@@ -46,6 +47,15 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     // node endpoints and directory ids, which Sluice does not have.
     range(ApiKey::DescribeQuorum, 0, 1),
 ];
+
+/// ListOffsets `replica_id` of a tool reading one replica's log (Kafka's
+/// `DEBUGGING_REPLICA_ID`): any replica answers, not only the leader, with its own log end
+/// offset rather than the high watermark.
+pub const DEBUGGING_REPLICA_ID: i32 = -2;
+
+/// Kafka's name of the metadata log's topic; partition 0 of it is the controller quorum's
+/// log, the one partition DescribeQuorum answers for.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// The advertised range for an API key, if Sluice supports it.
 pub fn supported_range(api_key: i16) -> Option<ApiRange> {

@@ -8,7 +8,8 @@
 //!   checked before any buffer is reserved.
 //! - [`header`]: request header parsing (v0-v2, flexible versions) in front of the
 //!   `kafka-protocol` message codecs.
-//! - [`api`]: the API version table Sluice advertises.
+//! - [`api`]: the API version table Sluice advertises, and request values with a fixed
+//!   meaning (the debugging replica id, the metadata topic's name).
 //! - [`batch`]: a zero-copy view over RecordBatch v2: iterate, validate, stamp offsets.
 //! - [`records`]: building and decoding batches with keys, values, headers and the four codecs.
 //! - [`error`]: errors of this crate and the Kafka error codes.

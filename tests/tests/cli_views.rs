@@ -1,24 +1,28 @@
-//! The operator views of the `sluice` CLI against real clusters of 3 (or 4) brokers: `cluster status`
-//! names three brokers, one controller and the quorum; `topic describe` shows the high
-//! watermark and every replica's log end offset and lag, then, after kill -9 of a follower,
-//! the partition under-replicated with that replica unreachable (and the broker fenced in
-//! `cluster status`), then healthy again after a restart; while a throttled reassignment
-//! copies the log to a new replica, `topic describe` shows that replica behind in offsets
-//! and in ms (no more than the age of the produce); `top` reports a produce rate and byte
-//! rates while a producer runs. The leader's `/metrics` follows the kill and restart too:
-//! under-replicated 1 and an ISR shrink within the lag timeout, then 0 and an ISR expand. Every step reads the `--output json` form and polls it
-//! against a deadline; the table form is checked for its under-replicated marks.
+//! The operator views of the `sluice` CLI against real clusters of 3 (or 4) brokers:
+//! `cluster status` names three brokers, one controller and the quorum; `topic describe`
+//! shows the high watermark and every replica's log end offset and lag, then, after kill -9
+//! of a follower, the partition under-replicated with that replica unreachable (and the
+//! broker fenced in `cluster status`), then healthy again after a restart; while a
+//! throttled reassignment copies the log to a new replica, `topic describe` shows that
+//! replica behind in offsets and in ms (no more than the age of the produce); `top` reports
+//! a produce rate and byte rates while a producer runs, and (against one broker) times each
+//! sample from when its requests go out, so a metrics endpoint that never answers does not
+//! stretch it. The leader's `/metrics` follows the kill and restart too: under-replicated 1
+//! and an ISR shrink within the lag timeout, then 0 and an ISR expand. Every step reads the
+//! `--output json` form and polls it against a deadline; the table form is checked for its
+//! under-replicated marks.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice_client::Acks;
+use sluice_client::scrape::Endpoint;
+use sluice_client::{health, Acks, Admin};
 use sluice_tests::raw::metric_value;
 use sluice_tests::workload::{
     numbered_values, producer_config, runtime, BackgroundProducer, ProduceSpec,
 };
-use sluice_tests::{run_program, sluice_binary, Cluster, ClusterOptions};
+use sluice_tests::{run_program, sluice_binary, Broker, Cluster, ClusterOptions};
 
 const SESSION_TIMEOUT_MS: u64 = 4_000;
 const LAG_MS: u64 = 2_000;
@@ -350,14 +354,20 @@ fn top_reports_the_produce_rate_while_a_producer_runs() {
         "--iterations 2 prints two refreshes:\n{text}"
     );
     let mut bytes_in = 0.0;
+    let mut records_per_sec_max = 0.0_f64;
     for (index, refresh) in refreshes.iter().enumerate() {
         assert_eq!(refresh["iteration"], index as u64 + 1, "{refresh:#}");
         let topic = refresh["topics"]
             .as_array()
             .and_then(|t| t.iter().find(|t| t["topic"] == TOPIC))
             .unwrap_or_else(|| panic!("no {TOPIC} in {refresh:#}"));
-        let rate = topic["records_per_sec"].as_f64().unwrap_or(0.0);
-        assert!(rate > 0.0, "no produce rate while producing: {refresh:#}");
+        // Every refresh has a rate (two samples of a led partition); one refresh may see
+        // 0 records/s if the producer stalls for its whole interval, so only their maximum
+        // must be above 0.
+        let rate = topic["records_per_sec"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no records/s between two samples: {refresh:#}"));
+        records_per_sec_max = records_per_sec_max.max(rate);
         assert!(topic["max_lag"].is_i64(), "{refresh:#}");
         assert_eq!(topic["offline_partitions"], 0, "{refresh:#}");
         assert_eq!(
@@ -373,12 +383,51 @@ fn top_reports_the_produce_rate_while_a_producer_runs() {
         assert_eq!(ids(&partition["replicas"]).len(), 3, "{refresh:#}");
     }
     assert!(
+        records_per_sec_max > 0.0,
+        "no produce rate in any refresh while producing:\n{text}"
+    );
+    assert!(
         bytes_in > 0.0,
         "no bytes in per second from /metrics:\n{text}"
     );
     producer
         .finish(Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+}
+
+#[test]
+fn a_top_sample_is_timed_from_when_its_requests_are_sent() {
+    const TOPIC: &str = "views-top-timing";
+    const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
+    let broker = Broker::start();
+    // A metrics endpoint that never answers: the kernel accepts the connection into the
+    // listen backlog, nothing reads the request, so the scrape takes the whole timeout,
+    // as a broker too slow to answer would.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = Endpoint::parse(&silent.local_addr().unwrap().to_string()).unwrap();
+    let endpoints = [endpoint];
+    let runtime = runtime();
+    let (sample, complete) = runtime.block_on(async {
+        let admin = Admin::new(&broker.bootstrap()).await.unwrap();
+        admin.create_topic(TOPIC, 1, 1, &[]).await.unwrap();
+        let sample = health::sample(&admin, &[], &endpoints, SCRAPE_TIMEOUT)
+            .await
+            .unwrap();
+        (sample, Instant::now())
+    });
+    assert!(
+        sample.metrics[&endpoints[0].to_string()].is_err(),
+        "the silent endpoint times out: {:?}",
+        sample.metrics
+    );
+    // Rates divide by the time between two samples' instants; an instant taken when the
+    // slowest answer came would put a slow endpoint's wait into that time.
+    let held = complete.saturating_duration_since(sample.taken);
+    assert!(
+        held >= SCRAPE_TIMEOUT,
+        "the sample's instant is {held:?} before it was complete, though the silent endpoint \
+         held it {SCRAPE_TIMEOUT:?}: it must be taken before the requests are sent"
+    );
 }
 
 #[test]

@@ -16,8 +16,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_protocol::header;
 use sluice_protocol::records::decode_records;
 use sluice_tests::raw::{
-    fetch, fetch_request, http_get, metric_sum, produce_batch, produce_request, value_batch,
-    RawConnection, FETCH_VERSION, PRODUCE_VERSION,
+    fetch, fetch_request, http_get, metric_sum, metric_value, produce_batch, produce_request,
+    value_batch, RawConnection, FETCH_VERSION, PRODUCE_VERSION,
 };
 use sluice_tests::{Broker, Cluster, ClusterOptions};
 
@@ -30,7 +30,9 @@ fn scrape(metrics_address: &str) -> String {
 }
 
 /// The value of one series (name and labels exactly as the exporter prints them; 0 when
-/// absent) in a scrape.
+/// absent, as a counter not yet moved is) in a scrape. For deltas and values that must be
+/// above 0 only: a check that a value *is* 0 asks [`metric_value`] for `Some(0.0)`, or a
+/// missing (renamed) series would pass it.
 fn value(text: &str, series: &str) -> f64 {
     metric_sum(text, &format!("{series} "))
 }
@@ -61,10 +63,11 @@ fn wait_until(metrics_address: &str, what: &str, done: impl Fn(&str) -> bool) ->
     }
 }
 
-/// Wait until `series` has `wanted` on the broker at `metrics_address`; the last scrape.
+/// Wait until `series` is present with `wanted` on the broker at `metrics_address`; the
+/// last scrape.
 fn wait_for_value(metrics_address: &str, series: &str, wanted: f64) -> String {
     wait_until(metrics_address, &format!("{series} {wanted}"), |text| {
-        value(text, series) == wanted
+        metric_value(text, series) == Some(wanted)
     })
 }
 
@@ -198,7 +201,11 @@ fn produce_and_fetch_move_their_request_counts_times_and_bytes() {
         records.len() as f64,
         "{after}"
     );
-    assert_eq!(value(&after, "sluice_produce_purgatory_size"), 0.0);
+    assert_eq!(
+        metric_value(&after, "sluice_produce_purgatory_size"),
+        Some(0.0),
+        "{after}"
+    );
 }
 
 #[test]
@@ -240,7 +247,11 @@ fn a_long_poll_fetch_is_parked_in_the_fetch_purgatory_and_counted_as_remote_time
         delta(&before, &after, &local) < parked,
         "the wait is remote time, not local:\n{after}"
     );
-    assert_eq!(value(&after, "sluice_fetch_purgatory_size"), 0.0);
+    assert_eq!(
+        metric_value(&after, "sluice_fetch_purgatory_size"),
+        Some(0.0),
+        "{after}"
+    );
 
     // A long poll is in the purgatory while it waits, and leaves it when a record arrives.
     let request = request.with_max_wait_ms(30_000);
@@ -259,7 +270,11 @@ fn a_long_poll_fetch_is_parked_in_the_fetch_purgatory_and_counted_as_remote_time
         .unwrap_or_default();
     assert!(!records.is_empty(), "the woken fetch returns the record");
     let text = scrape(&metrics);
-    assert_eq!(value(&text, "sluice_fetch_purgatory_size"), 0.0, "{text}");
+    assert_eq!(
+        metric_value(&text, "sluice_fetch_purgatory_size"),
+        Some(0.0),
+        "{text}"
+    );
 }
 
 #[test]
@@ -280,8 +295,11 @@ fn a_malformed_request_moves_the_error_counters_and_connections_are_counted() {
     assert_eq!(response.error_code, 0);
     let open = scrape(&metrics);
     assert_eq!(delta(&before, &open, created), 1.0, "{open}");
-    assert_eq!(value(&open, active), 1.0, "{open}");
-    assert_eq!(delta(&before, &open, closed), 0.0, "{open}");
+    assert_eq!(metric_value(&open, active), Some(1.0), "{open}");
+    // Both scrapes must have the counter: a delta of two missing series is 0 too.
+    let closed_before = metric_value(&before, closed);
+    assert!(closed_before.is_some(), "no {closed}:\n{before}");
+    assert_eq!(metric_value(&open, closed), closed_before, "{open}");
 
     // A whole frame with a valid Produce v9 header and a body that does not decode: the
     // broker counts it and closes the connection.
@@ -324,8 +342,23 @@ fn a_malformed_request_moves_the_error_counters_and_connections_are_counted() {
 #[test]
 fn an_acks_all_produce_waiting_for_a_stopped_follower_is_parked_in_the_produce_purgatory() {
     const TOPIC: &str = "produce-purgatory";
-    const LAG_MS: u64 = 2_000;
-    let mut cluster = Cluster::start(3, ClusterOptions::fast(8_000, LAG_MS));
+    // The produce must reach the leader while the stopped follower is still in the ISR,
+    // i.e. within LAG_MS of the follower's last fetch, on a loaded machine too: a lag of
+    // seconds leaves room for a slow connect and send.
+    const LAG_MS: u64 = 6_000;
+    // Well above LAG_MS: the stopped follower is dropped from the ISR by the leader's lag
+    // check, not fenced by the controller first (which would shrink the ISR too).
+    const SESSION_TIMEOUT_MS: u64 = 20_000;
+    // The produce's timeout outlasts the ISR shrink (LAG_MS) with margin.
+    const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+    // A negative property (no connection per heartbeat) needs a window to watch; this one
+    // spans several heartbeat intervals.
+    const HEARTBEAT_WINDOW: Duration = Duration::from_secs(2);
+    let options = ClusterOptions::fast(SESSION_TIMEOUT_MS, LAG_MS);
+    let heartbeat_interval_ms = options
+        .heartbeat_interval_ms
+        .expect("fast options set the heartbeat interval");
+    let mut cluster = Cluster::start(3, options);
     let state = cluster.create_one_partition_topic(TOPIC, 3, &[]);
     let leader = state.leader.expect("a leader");
     let controller = cluster.controller_id();
@@ -349,19 +382,41 @@ fn an_acks_all_produce_waiting_for_a_stopped_follower_is_parked_in_the_produce_p
     let active = "sluice_connections_active{listener=\"internal\"}";
     let created = "sluice_connections_created_total{listener=\"internal\"}";
     let controller_metrics = cluster.broker(controller).metrics_address();
-    let text = wait_until(&controller_metrics, "the heartbeat connections", |text| {
+    let first = wait_until(&controller_metrics, "the heartbeat connections", |text| {
         value(text, active) >= 2.0
     });
+    // Watch the connections created over a window of several heartbeats (a window, not a
+    // condition to wait for: what is checked is that something does *not* happen). A
+    // connection per heartbeat would create one per interval per other broker; a
+    // reconnect after a slow heartbeat, or another request to the controller, may add a
+    // few.
+    std::thread::sleep(HEARTBEAT_WINDOW);
+    let second = scrape(&controller_metrics);
+    let other_brokers = (cluster.ids().len() - 1) as u128;
+    let per_request =
+        HEARTBEAT_WINDOW.as_millis() / u128::from(heartbeat_interval_ms) * other_brokers;
+    let created_max = 4.0;
     assert!(
-        value(&text, created) <= value(&text, active) + 2.0,
-        "heartbeats reuse their connections, the cluster has run for seconds:\n{text}"
+        created_max < per_request as f64 / 3.0,
+        "the window must tell reuse from a connection per heartbeat"
+    );
+    let grown = metric_value(&second, created).unwrap_or_else(|| panic!("no {created}:\n{second}"))
+        - metric_value(&first, created).unwrap_or_else(|| panic!("no {created}:\n{first}"));
+    assert!(
+        grown <= created_max,
+        "{grown} internal connections created on the controller in {HEARTBEAT_WINDOW:?}, \
+         at most {created_max} expected: heartbeats every {heartbeat_interval_ms} ms from \
+         {other_brokers} other brokers reuse their connections (a connection per heartbeat \
+         would create about {per_request}):\n{second}"
     );
 
     let before = scrape(&metrics);
     cluster.sigstop(follower);
     let mut conn = cluster.connect(leader).unwrap();
-    conn.set_read_timeout(Duration::from_secs(30)).unwrap();
-    let request = produce_request(TOPIC, 0, value_batch(&["parked"]), -1).with_timeout_ms(20_000);
+    conn.set_read_timeout(Duration::from_millis(PRODUCE_TIMEOUT_MS as u64 + 10_000))
+        .unwrap();
+    let request =
+        produce_request(TOPIC, 0, value_batch(&["parked"]), -1).with_timeout_ms(PRODUCE_TIMEOUT_MS);
     conn.send(ApiKey::Produce, PRODUCE_VERSION, &request)
         .unwrap();
     // Parked until the leader drops the stopped follower from the ISR (LAG_MS).
@@ -373,7 +428,11 @@ fn an_acks_all_produce_waiting_for_a_stopped_follower_is_parked_in_the_produce_p
     cluster.sigcont(follower);
     let after = scrape(&metrics);
     assert_eq!(code, 0, "the produce is acknowledged once the ISR shrinks");
-    assert_eq!(value(&after, "sluice_produce_purgatory_size"), 0.0);
+    assert_eq!(
+        metric_value(&after, "sluice_produce_purgatory_size"),
+        Some(0.0),
+        "{after}"
+    );
     let remote = delta(
         &before,
         &after,

@@ -10,9 +10,12 @@
 //! can reach every controller here since controllers are brokers.
 //!
 //! Raft log indexes start at 0 and Kafka offsets name the next entry, so a member holding
-//! entries up to index `i` has log end offset `i + 1`; the high watermark is the leader's
-//! applied index + 1 (openraft reports no commit index; the two differ only while a committed
-//! entry is being applied).
+//! entries up to index `i` has log end offset `i + 1`. The high watermark is the leader's
+//! applied index + 1: the quorum status this reads (openraft's metrics) carries the applied
+//! index, not the committed one. The applied index never passes the committed one, so the
+//! high watermark may trail the commit index + 1 (the commit index is the log store's
+//! `sluice_controller_raft_commit_index` gauge) by the entries being applied; it never
+//! names an entry the quorum does not hold.
 //!
 //! `last_fetch_timestamp` and `last_caught_up_timestamp` are -1 (unknown) for every member
 //! but the leader. openraft 0.9's `RaftMetrics` keeps, per follower, only the last log id it
@@ -26,14 +29,12 @@
 
 use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
 use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
+use sluice_protocol::api::METADATA_TOPIC;
 use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, topic_name};
 use crate::controller::{NodeId, QuorumStatus};
 use crate::server::{now_ms, Broker};
-
-/// Kafka's name of the metadata log's topic; the log is its partition 0.
-pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 pub fn handle(
     broker: &Broker,

@@ -20,6 +20,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use sluice_protocol::api::DEBUGGING_REPLICA_ID;
 use sluice_protocol::error::ErrorCode;
 
 use super::{check_leader_epoch, count_error};
@@ -28,8 +29,6 @@ use crate::server::{storage_error_code, Broker};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
-/// The replica id of a tool reading one replica's log (Kafka's `DEBUGGING_REPLICA_ID`).
-const DEBUGGING_REPLICA_ID: i32 = -2;
 
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let replica_id = request.replica_id.0;
