@@ -171,39 +171,13 @@ pub(crate) fn is_retriable_code(code: i16) -> bool {
     ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable())
 }
 
-/// Kafka's name for an error code, e.g. 36 -> `TOPIC_ALREADY_EXISTS`.
-pub fn kafka_error_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        None => "NONE".to_string(),
-        Some(ResponseError::Unknown(code)) => format!("UNKNOWN_ERROR_CODE_{code}"),
-        Some(e) => screaming_snake(&e.to_string()),
-    }
-}
-
-fn screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
+/// Kafka's name for an error code, e.g. 36 -> `TOPIC_ALREADY_EXISTS` (the protocol crate's,
+/// which the broker's metrics use too).
+pub use sluice_protocol::error::kafka_error_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kafka_error_names_are_spelled_as_kafka_does() {
-        assert_eq!(kafka_error_name(36), "TOPIC_ALREADY_EXISTS");
-        assert_eq!(kafka_error_name(6), "NOT_LEADER_OR_FOLLOWER");
-        assert_eq!(kafka_error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
-        assert_eq!(kafka_error_name(0), "NONE");
-        assert_eq!(kafka_error_name(-1), "UNKNOWN_SERVER_ERROR");
-        assert_eq!(kafka_error_name(9999), "UNKNOWN_ERROR_CODE_9999");
-    }
 
     #[test]
     fn broker_error_display_names_context_and_code() {

@@ -131,17 +131,9 @@ impl ErrorCode {
         )
     }
 
-    /// Kafka's name for the code, as its `Errors` enum and the `error` tag of its
-    /// ErrorsPerSec metric spell it: `NOT_LEADER_OR_FOLLOWER`.
+    /// Kafka's name for the code ([`kafka_error_name`]): `NOT_LEADER_OR_FOLLOWER`.
     pub fn kafka_name(self) -> String {
-        let mut name = String::new();
-        for (i, c) in format!("{self:?}").chars().enumerate() {
-            if c.is_ascii_uppercase() && i > 0 {
-                name.push('_');
-            }
-            name.push(c.to_ascii_uppercase());
-        }
-        name
+        kafka_error_name(self.code())
     }
 
     /// The code's variant, if Sluice knows it.
@@ -201,6 +193,26 @@ impl ErrorCode {
     }
 }
 
+/// Kafka's name for any error code, as its `Errors` enum and the `error` tag of its
+/// ErrorsPerSec metric spell it: 36 -> `TOPIC_ALREADY_EXISTS`; codes Kafka does not know
+/// are `UNKNOWN_ERROR_CODE_<code>`.
+pub fn kafka_error_name(code: i16) -> String {
+    use kafka_protocol::error::ResponseError;
+    let camel = match ResponseError::try_from_code(code) {
+        None => return "NONE".to_string(),
+        Some(ResponseError::Unknown(code)) => return format!("UNKNOWN_ERROR_CODE_{code}"),
+        Some(e) => e.to_string(),
+    };
+    let mut name = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
 /// A human-readable description of any Kafka error code, including ones Sluice never sends.
 pub fn describe_code(code: i16) -> String {
     match kafka_protocol::error::ResponseError::try_from_code(code) {
@@ -225,5 +237,19 @@ mod tests {
             "KAFKA_STORAGE_ERROR"
         );
         assert_eq!(ErrorCode::None.kafka_name(), "NONE");
+        assert_eq!(
+            ErrorCode::MismatchedEndpointType.kafka_name(),
+            "MISMATCHED_ENDPOINT_TYPE"
+        );
+    }
+
+    #[test]
+    fn kafka_error_names_are_spelled_as_kafka_does() {
+        assert_eq!(kafka_error_name(36), "TOPIC_ALREADY_EXISTS");
+        assert_eq!(kafka_error_name(6), "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(kafka_error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(kafka_error_name(0), "NONE");
+        assert_eq!(kafka_error_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(kafka_error_name(9999), "UNKNOWN_ERROR_CODE_9999");
     }
 }
