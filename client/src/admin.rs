@@ -987,15 +987,10 @@ fn election_results(
         results
             .entry((topic.clone(), *partition))
             .or_insert_with(|| {
-                ElectionOutcome::Failed(Error::Broker {
-                    context: format!(
-                        "{}: the ElectLeaders response does not mention it",
-                        doing(topic, *partition)
-                    ),
-                    code: -1,
-                    name: kafka_error_name(-1),
-                    message: None,
-                })
+                ElectionOutcome::Failed(partition_missing_from_response(
+                    "ElectLeaders",
+                    &doing(topic, *partition),
+                ))
             });
     }
     Ok(results
@@ -1108,15 +1103,10 @@ fn reassignment_results(
         results
             .entry((topic.clone(), *partition))
             .or_insert_with(|| {
-                ReassignmentOutcome::Failed(Error::Broker {
-                    context: format!(
-                        "{}: the AlterPartitionReassignments response does not mention it",
-                        doing(topic, *partition)
-                    ),
-                    code: -1,
-                    name: kafka_error_name(-1),
-                    message: None,
-                })
+                ReassignmentOutcome::Failed(partition_missing_from_response(
+                    "AlterPartitionReassignments",
+                    &doing(topic, *partition),
+                ))
             });
     }
     Ok(results
@@ -1561,6 +1551,17 @@ fn restates_error_name(message: &str, code: i16) -> bool {
 fn missing_from_response(api: &str, topic: &str) -> Error {
     Error::Broker {
         context: format!("{api} response does not mention topic '{topic}'"),
+        code: -1,
+        name: kafka_error_name(-1),
+        message: None,
+    }
+}
+
+/// A requested partition the `api` response left out: a failure of its own, described by
+/// what was being done to it.
+fn partition_missing_from_response(api: &str, doing: &str) -> Error {
+    Error::Broker {
+        context: format!("{doing}: the {api} response does not mention it"),
         code: -1,
         name: kafka_error_name(-1),
         message: None,
