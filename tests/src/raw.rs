@@ -297,6 +297,27 @@ pub fn http_get(address: &str, path: &str) -> std::io::Result<String> {
     }
 }
 
+/// Scrape `/metrics` at `address` every 20 ms until `check` accepts the text, at most
+/// `timeout`; the accepted text, or the last one seen (empty if the broker never answered)
+/// for the caller's panic message.
+pub fn wait_for_metrics(
+    address: &str,
+    timeout: Duration,
+    check: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = http_get(address, "/metrics").unwrap_or_default();
+        if check(&text) {
+            return Ok(text);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(text);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sum of every sample of a Prometheus metric whose name and labels start with `prefix`.
 pub fn metric_sum(metrics_text: &str, prefix: &str) -> f64 {
     metrics_text

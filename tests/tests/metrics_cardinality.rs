@@ -2,10 +2,10 @@
 //! appear in `/metrics`; turned off, only the broker-wide ones do (bounded label
 //! cardinality).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_tests::raw::{
-    fetch, fetch_request, http_get, produce_batch, value_batch, RawConnection,
+    fetch, fetch_request, http_get, produce_batch, value_batch, wait_for_metrics, RawConnection,
 };
 use sluice_tests::{Broker, BrokerOptions};
 
@@ -19,18 +19,10 @@ fn metrics_after_produce(broker: &Broker) -> String {
     assert_eq!(code, 0);
     let response = fetch(&mut conn, &fetch_request(TOPIC, 0, 0, 1 << 20));
     assert_eq!(response.responses[0].partitions[0].error_code, 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = http_get(&broker.metrics_address(), "/metrics").unwrap_or_default();
-        if text.lines().any(|l| l == "sluice_partitions_led 1") {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no sluice_partitions_led 1 in\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_metrics(&broker.metrics_address(), Duration::from_secs(10), |text| {
+        text.lines().any(|l| l == "sluice_partitions_led 1")
+    })
+    .unwrap_or_else(|text| panic!("no sluice_partitions_led 1 in\n{text}"))
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! Each assertion compares a scrape before with a scrape after, so a metric that does not
 //! move fails it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchResponse, ProduceResponse, RequestHeader,
@@ -16,7 +16,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_protocol::header;
 use sluice_protocol::records::decode_records;
 use sluice_tests::raw::{
-    fetch, fetch_request, http_get, metric_sum, metric_value, produce_batch, produce_request,
+    self, fetch, fetch_request, http_get, metric_sum, metric_value, produce_batch, produce_request,
     value_batch, RawConnection, FETCH_VERSION, PRODUCE_VERSION,
 };
 use sluice_tests::{Broker, Cluster, ClusterOptions};
@@ -49,18 +49,8 @@ fn delta(before: &str, after: &str, series: &str) -> f64 {
 
 /// Scrape the broker at `metrics_address` until `done` holds for the text; the last scrape.
 fn wait_until(metrics_address: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + METRIC_DEADLINE;
-    loop {
-        let text = scrape(metrics_address);
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} within {METRIC_DEADLINE:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    raw::wait_for_metrics(metrics_address, METRIC_DEADLINE, done)
+        .unwrap_or_else(|text| panic!("no {what} within {METRIC_DEADLINE:?}:\n{text}"))
 }
 
 /// Wait until `series` is present with `wanted` on the broker at `metrics_address`; the

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sluice_tests::raw::{http_get, metric_value, produce_batch, value_batch, RawConnection};
+use sluice_tests::raw::{self, http_get, metric_value, produce_batch, value_batch, RawConnection};
 use sluice_tests::{Broker, BrokerOptions};
 
 const TOPIC: &str = "storage-metrics";
@@ -19,19 +19,12 @@ fn partition_series(name: &str) -> String {
 /// Scrape until `check` accepts the metrics text; panic with the last text and the broker's
 /// log after `GAUGE_DEADLINE`.
 fn wait_for_metrics(broker: &Broker, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + GAUGE_DEADLINE;
-    loop {
-        let text = http_get(&broker.metrics_address(), "/metrics").unwrap_or_default();
-        if check(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
+    raw::wait_for_metrics(&broker.metrics_address(), GAUGE_DEADLINE, check).unwrap_or_else(|text| {
+        panic!(
             "timed out waiting for {what}; metrics:\n{text}\n--- log ---\n{}",
             broker.log_tail(16 * 1024)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        )
+    })
 }
 
 /// Produce `batches` batches with acks=all (the topic is auto-created by the first, which is
