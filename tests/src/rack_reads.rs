@@ -3,10 +3,11 @@
 //! test, a follower's rack as clients learn it from Metadata, and each broker's
 //! consumer-fetch bytes before and after an external consumer reads.
 
+use std::process::Command;
 use std::time::Duration;
 
 use crate::raw::{http_get, metric_sum};
-use crate::{Cluster, ClusterOptions};
+use crate::{run_program, Cluster, ClusterOptions, ProgramOutput};
 
 /// Bytes each broker served to consumers (as leader or follower).
 pub const CONSUMER_BYTES: &str = "sluice_fetch_bytes_out_total{fetcher=\"consumer\"}";
@@ -112,6 +113,38 @@ pub fn prepare(
 }
 
 impl RackReadTopic {
+    /// Run the interop `program` (`command`), which reads this topic and prints one
+    /// `SUMMARY ...` line; with `show`, its whole output is printed too. Returns the output
+    /// and that line, or panics with the output, the placement and the cluster's logs.
+    pub fn run_reader(
+        &self,
+        cluster: &Cluster,
+        program: &str,
+        command: &mut Command,
+        timeout: Duration,
+        show: bool,
+    ) -> (ProgramOutput, String) {
+        let output = run_program(command, None, timeout);
+        if show {
+            eprintln!("{}", output.describe());
+        }
+        let stdout = output.stdout_lossy();
+        match stdout.lines().find(|l| l.starts_with("SUMMARY")) {
+            Some(summary) if output.success() => {
+                let summary = summary.to_string();
+                (output, summary)
+            }
+            _ => panic!(
+                "{program} failed (leader {}, follower {} in {})\n{}\n{}",
+                self.leader,
+                self.follower,
+                self.rack,
+                output.describe(),
+                cluster.logs()
+            ),
+        }
+    }
+
     /// After the consumer's read: the follower in its rack served every record, the leader
     /// at most a tenth (it only redirected). Returns each node's growth (by node id order)
     /// and a description for further assertions.

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sluice_tests::rack_reads::{self, racked_cluster, summary_field};
-use sluice_tests::{repo_root, run_program, venv_python};
+use sluice_tests::{repo_root, venv_python};
 
 const TOPIC: &str = "confluent-rack";
 const PREFIX: &str = "rack";
@@ -62,20 +62,13 @@ fn confluent_kafka_with_client_rack_reads_from_the_follower_in_its_rack() {
     if let Some(debug) = &debug {
         command.arg("--debug").arg(debug);
     }
-    let output = run_program(&mut command, None, SCRIPT_TIMEOUT);
-    if debug.is_some() {
-        eprintln!("{}", output.describe());
-    }
-    let stdout = output.stdout_lossy();
-    let summary = stdout.lines().find(|l| l.starts_with("SUMMARY"));
-    let summary = match summary {
-        Some(summary) if output.success() => summary.to_string(),
-        _ => panic!(
-            "confluent_rack_fetch.py failed (leader {leader}, follower {follower} in {rack})\n{}\n{}",
-            output.describe(),
-            cluster.logs()
-        ),
-    };
+    let (output, summary) = prepared.run_reader(
+        &cluster,
+        "confluent_rack_fetch.py",
+        &mut command,
+        SCRIPT_TIMEOUT,
+        debug.is_some(),
+    );
     eprintln!("{summary} ({:.1}s)", output.elapsed.as_secs_f64());
 
     let (_, context) = prepared.assert_read_from_follower(&cluster, &summary);

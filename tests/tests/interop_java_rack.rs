@@ -108,20 +108,14 @@ fn java_kafka_clients_with_client_rack_reads_from_the_follower_in_its_rack() {
         .arg(PAD.to_string())
         .arg("--timeout")
         .arg(READ_TIMEOUT_SECS.to_string());
-    let output = run_program(&mut java, None, PROGRAM_TIMEOUT);
-    if debug.is_some() {
-        eprintln!("{}", output.describe());
-    }
+    let (output, summary) = prepared.run_reader(
+        &cluster,
+        "sluice.RackFetch",
+        &mut java,
+        PROGRAM_TIMEOUT,
+        debug.is_some(),
+    );
     let stdout = output.stdout_lossy();
-    let summary = stdout.lines().find(|l| l.starts_with("SUMMARY"));
-    let summary = match summary {
-        Some(summary) if output.success() => summary.to_string(),
-        _ => panic!(
-            "sluice.RackFetch failed (leader {leader}, follower {follower} in {rack})\n{}\n{}",
-            output.describe(),
-            cluster.logs()
-        ),
-    };
     for line in stdout.lines().filter(|l| !l.starts_with("SUMMARY")) {
         eprintln!("{line}");
     }
