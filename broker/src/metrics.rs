@@ -86,6 +86,10 @@ pub const ISR_EXPANDS_TOTAL: &str = "sluice_isr_expands_total";
 pub const TRUNCATIONS_TOTAL: &str = "sluice_replica_truncations_total";
 /// Leader elections this broker saw for partitions it hosts (it became leader).
 pub const LEADERSHIPS_TAKEN_TOTAL: &str = "sluice_leaderships_taken_total";
+/// Partitions the replica manager looked at while applying metadata changes: it grows with
+/// what changed (a topic created or altered), not with how many partitions exist.
+pub const METADATA_PARTITIONS_RECONCILED_TOTAL: &str =
+    "sluice_metadata_partitions_reconciled_total";
 /// Partitions this broker leads / follows.
 pub const PARTITIONS_LED: &str = "sluice_partitions_led";
 pub const PARTITIONS_FOLLOWED: &str = "sluice_partitions_followed";
@@ -449,6 +453,10 @@ fn describe_storage_and_cluster() {
     describe_counter!(
         LEADERSHIPS_TAKEN_TOTAL,
         "Times this broker became a partition leader"
+    );
+    describe_counter!(
+        METADATA_PARTITIONS_RECONCILED_TOTAL,
+        "Partitions looked at while applying metadata changes (grows with what changed)"
     );
     describe_gauge!(
         ACTIVE_CONTROLLER,

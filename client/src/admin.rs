@@ -291,6 +291,36 @@ pub struct Admin {
     timeout: Duration,
 }
 
+/// A topic to create ([`Admin::create_topics`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    /// -1: the broker's default.
+    pub replication_factor: i16,
+    /// Config overrides, Kafka's names.
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    fn to_wire(&self) -> CreatableTopic {
+        CreatableTopic::default()
+            .with_name(topic_name(&self.name))
+            .with_num_partitions(self.partitions)
+            .with_replication_factor(self.replication_factor)
+            .with_configs(
+                self.configs
+                    .iter()
+                    .map(|(key, value)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(key.clone()))
+                            .with_value(Some(StrBytes::from_string(value.clone())))
+                    })
+                    .collect(),
+            )
+    }
+}
+
 impl Admin {
     /// Connect through `HOST:PORT[,HOST:PORT...]`.
     pub async fn new(bootstrap: &str) -> Result<Admin> {
@@ -320,47 +350,15 @@ impl Admin {
         replication_factor: i16,
         configs: &[(String, String)],
     ) -> Result<()> {
-        let topic = CreatableTopic::default()
-            .with_name(topic_name(name))
-            .with_num_partitions(partitions)
-            .with_replication_factor(replication_factor)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(key, value)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(key.clone()))
-                            .with_value(Some(StrBytes::from_string(value.clone())))
-                    })
-                    .collect(),
-            );
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(self.timeout_ms())
-            .with_validate_only(false);
-        let response = self.send_to_controller(request).await?;
-        let result = response
-            .topics
-            .iter()
-            .find(|t| &*t.name.0 == name)
-            .ok_or_else(|| missing_from_response("CreateTopics", name))?;
-        match result.error_code {
-            0 => {}
-            TOPIC_ALREADY_EXISTS => {
-                return Err(Error::broker(
-                    format!("topic '{name}' already exists"),
-                    TOPIC_ALREADY_EXISTS,
-                    None,
-                ))
-            }
-            code => {
-                return Err(Error::broker(
-                    format!("creating topic '{name}'"),
-                    code,
-                    message(&result.error_message),
-                ))
-            }
-        }
+        let topic = NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs: configs.to_vec(),
+        };
+        let mut results = self.create_topics(std::slice::from_ref(&topic)).await?;
+        let (_, result) = results.pop().expect("one result per topic");
+        result?;
         let info = self.cluster.topic(name, self.timeout).await?;
         if !info.all_leaders_known() {
             tracing::warn!(
@@ -376,6 +374,41 @@ impl Admin {
             tracing::warn!(topic = name, %error, "topic created but its leaders are not serving yet");
         }
         Ok(())
+    }
+
+    /// Create several topics in one CreateTopics request (the broker decides each on its
+    /// own); one result per topic, in order. Returns when the controller has them, without
+    /// waiting for leaders to serve.
+    pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<Vec<(String, Result<()>)>> {
+        let request = CreateTopicsRequest::default()
+            .with_topics(topics.iter().map(NewTopic::to_wire).collect())
+            .with_timeout_ms(self.timeout_ms())
+            .with_validate_only(false);
+        let response = self.send_to_controller(request).await?;
+        let results = topics
+            .iter()
+            .map(|topic| {
+                let name = topic.name.as_str();
+                let result = match response.topics.iter().find(|t| &*t.name.0 == name) {
+                    None => Err(missing_from_response("CreateTopics", name)),
+                    Some(result) => match result.error_code {
+                        0 => Ok(()),
+                        TOPIC_ALREADY_EXISTS => Err(Error::broker(
+                            format!("topic '{name}' already exists"),
+                            TOPIC_ALREADY_EXISTS,
+                            None,
+                        )),
+                        code => Err(Error::broker(
+                            format!("creating topic '{name}'"),
+                            code,
+                            message(&result.error_message),
+                        )),
+                    },
+                };
+                (topic.name.clone(), result)
+            })
+            .collect();
+        Ok(results)
     }
 
     /// The offset `spec` names in every partition of a topic, by partition.

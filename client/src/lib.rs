@@ -43,7 +43,7 @@ pub(crate) use sluice_protocol::records;
 
 pub use admin::{
     Admin, ClusterDescription, ConfigEntry, ConfigSource, ElectionOutcome, ElectionResult,
-    ElectionType, OngoingReassignment, QuorumDescription, QuorumReplica, Reassignment,
+    ElectionType, NewTopic, OngoingReassignment, QuorumDescription, QuorumReplica, Reassignment,
     ReassignmentOutcome, ReassignmentResult, TopicDescription,
 };
 pub use cluster::{Cluster, ClusterConfig};

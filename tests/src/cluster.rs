@@ -1017,6 +1017,27 @@ impl Cluster {
         (high_watermark, records)
     }
 
+    /// The partition directories (`<topic>-<partition>`) in a node's data directory, sorted;
+    /// directories being deleted (`...-delete`) are listed too, so a test can wait for them
+    /// to go.
+    pub fn partition_dirs(&self, id: i32) -> Vec<String> {
+        let dir = self.data_dir(id);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("node {id}: cannot list {}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| {
+                name.ends_with("-delete")
+                    || name.rsplit_once('-').is_some_and(|(_, p)| {
+                        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+                    })
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The concatenated `*.log` segment files of a partition in a node's data directory
     /// (`<data_dir>/<topic>-<partition>/`), in base offset order.
     pub fn log_bytes(&self, id: i32, topic: &str, partition: i32) -> Vec<u8> {

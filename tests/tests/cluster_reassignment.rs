@@ -159,12 +159,18 @@ fn a_partition_moves_to_new_brokers_while_acks_all_writes_go_on() {
         "records acknowledged before the move appear twice: {duplicated_early:?}"
     );
 
-    // The new replica holds the leader's bytes; the removed one holds nothing.
+    // The new replica holds the leader's bytes; the removed one holds nothing, not even
+    // the directory.
     let compared = cluster.assert_replicas_identical(TOPIC, 0, &target, high_watermark);
+    let removed_dir = format!("{TOPIC}-0");
     cluster.wait_for(
         "the removed broker to delete its copy",
         Duration::from_secs(30),
-        |c| c.log_bytes(leader, TOPIC, 0).is_empty().then_some(()),
+        |c| {
+            let dirs = c.partition_dirs(leader);
+            (!dirs.contains(&removed_dir) && !dirs.iter().any(|d| d.ends_with("-delete")))
+                .then_some(())
+        },
     );
     eprintln!(
         "{verified:?}; {compared} bytes identical on {target:?}; broker {leader}'s copy deleted"

@@ -160,11 +160,15 @@ fn assert_replicas_hold_everything(
     compared
 }
 
-/// Whether node `id` holds no bytes of the partition (its directory gone, or no segment
-/// data left in it).
+/// Whether node `id` holds nothing of the partition: its directory is gone, and so is the
+/// `-delete` directory it was renamed to.
 fn holds_nothing(cluster: &Cluster, id: i32, topic: &str, partition: i32) -> bool {
-    let dir = cluster.data_dir(id).join(format!("{topic}-{partition}"));
-    !dir.exists() || cluster.log_bytes(id, topic, partition).is_empty()
+    let name = format!("{topic}-{partition}");
+    let renamed = format!("{name}.");
+    !cluster
+        .partition_dirs(id)
+        .iter()
+        .any(|dir| *dir == name || dir.starts_with(&renamed))
 }
 
 #[test]

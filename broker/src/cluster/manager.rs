@@ -1,13 +1,11 @@
 //! The replica manager: which partitions this broker hosts and in which role, kept in step
 //! with the metadata log.
 //!
-//! On every metadata change ([`ReplicaManager::reconcile`]): topics in the metadata get
-//! local logs (created with the controller's topic id and configs; every broker keeps a log
-//! per partition of every topic, empty where it is no replica), topics gone from the
-//! metadata are deleted locally, and each partition this broker is a replica of gets the
-//! controller's registration ([`Partition::apply_registration`]): it leads, or it follows
-//! and its fetcher fetches from the leader. A timer ticks the leaders (ISR shrink) and
-//! checkpoints high watermarks.
+//! On every metadata change ([`ReplicaManager::reconcile`], in `reconcile.rs`) the topics
+//! that changed are applied: each partition this broker is a replica of gets a local log
+//! and the controller's registration (it leads, or it follows and its fetcher fetches from
+//! the leader); partitions it is no replica of have no log here. A timer ticks the leaders
+//! (ISR shrink) and checkpoints high watermarks.
 //!
 //! Gauges, refreshed every second and after every reconciliation: the hosted partitions
 //! (led, followed, under-replicated), the size of the logs on disk, the cluster's health as
@@ -22,22 +20,21 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use uuid::Uuid;
 
 use super::client::ControllerClient;
 use super::fetcher::Fetchers;
-use super::replica::{offsets, EffectSink, Replica};
+use super::reconcile::Reconciled;
+use super::replica::{EffectSink, Replica};
 use crate::controller::{
     AlterPartition as ControllerAlterPartition, BrokerStatus, ClusterHealth, CommandOutcome,
     LeaderRecoveryState, MetadataError, MetadataReader, MetadataState,
 };
 use crate::metrics as m;
 use crate::replication::{
-    self, AlterPartitionError, AlterPartitionResult, PartitionConfig, PartitionRegistration,
-    PendingIsrChange, ReplicaLiveness,
+    self, AlterPartitionError, AlterPartitionResult, PendingIsrChange, ReplicaLiveness,
 };
 use crate::server::now_ms;
-use crate::storage::{LogManager, StorageError};
+use crate::storage::LogManager;
 
 /// How often leaders are ticked (ISR shrink) and gauges refreshed.
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -48,27 +45,31 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause before re-sending an AlterPartition that got no answer.
 const ALTER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
-type ReplicaKey = (String, i32);
+pub(super) type ReplicaKey = (String, i32);
 
 pub struct ReplicaManager {
-    local_id: i32,
-    broker_epoch: i64,
-    replica_lag_ms_max: i64,
-    logs: Arc<LogManager>,
-    metadata: MetadataReader,
-    replicas: RwLock<HashMap<ReplicaKey, Arc<Replica>>>,
+    pub(super) local_id: i32,
+    pub(super) broker_epoch: i64,
+    pub(super) replica_lag_ms_max: i64,
+    pub(super) logs: Arc<LogManager>,
+    pub(super) metadata: MetadataReader,
+    /// Hosted replicas by (topic, partition): ordered, so a topic's replicas are a range.
+    pub(super) replicas: RwLock<BTreeMap<ReplicaKey, Arc<Replica>>>,
     /// (leader epoch, partition epoch) last applied per replica, to skip unchanged ones.
-    applied: std::sync::Mutex<HashMap<ReplicaKey, (i32, i32)>>,
+    pub(super) applied: std::sync::Mutex<HashMap<ReplicaKey, (i32, i32)>>,
     alter_tx: mpsc::UnboundedSender<(Arc<Replica>, replication::AlterPartition)>,
     pub fetchers: Arc<Fetchers>,
     /// Whether local topics missing from the metadata may be deleted (only once this
     /// broker's metadata has caught up with its own registration).
-    caught_up: std::sync::atomic::AtomicBool,
+    pub(super) caught_up: std::sync::atomic::AtomicBool,
     /// In a single-node cluster, local topics missing from the metadata (a data dir from
     /// before the controller) are adopted instead.
-    adopt_local_topics: bool,
-    /// One reconciliation at a time (the metadata loop and admin handlers both run it).
-    reconciling: std::sync::Mutex<()>,
+    pub(super) adopt_local_topics: bool,
+    /// One reconciliation at a time (the metadata loop and admin handlers both run it),
+    /// and how far the last one got.
+    pub(super) reconciling: std::sync::Mutex<Reconciled>,
+    /// Partitions looked at by reconciliation passes (for tests and a metric).
+    pub(super) partitions_reconciled: std::sync::atomic::AtomicU64,
     /// Whether per-partition and per-follower gauges are exported (off bounds the label
     /// cardinality on brokers with many partitions).
     per_partition_metrics: std::sync::atomic::AtomicBool,
@@ -126,13 +127,14 @@ impl ReplicaManager {
             replica_lag_ms_max,
             logs,
             metadata,
-            replicas: RwLock::new(HashMap::new()),
+            replicas: RwLock::new(BTreeMap::new()),
             applied: std::sync::Mutex::new(HashMap::new()),
             alter_tx,
             fetchers,
             caught_up: std::sync::atomic::AtomicBool::new(false),
             adopt_local_topics,
-            reconciling: std::sync::Mutex::new(()),
+            reconciling: std::sync::Mutex::new(Reconciled::default()),
+            partitions_reconciled: std::sync::atomic::AtomicU64::new(0),
             per_partition_metrics: std::sync::atomic::AtomicBool::new(true),
             active_controller: std::sync::atomic::AtomicBool::new(false),
             lag_series: std::sync::Mutex::new(HashSet::new()),
@@ -199,255 +201,22 @@ impl ReplicaManager {
             .store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Mark that this broker's metadata has caught up with its registration.
+    /// Mark that this broker's metadata has caught up with its registration: the next
+    /// reconciliation looks at everything, and may now delete local data the metadata
+    /// does not know.
     pub fn set_caught_up(&self) {
         self.caught_up
             .store(true, std::sync::atomic::Ordering::Release);
+        self.reconciling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .look_at_everything();
     }
 
     /// Whether a broker may fetch as a follower and join ISRs, as this broker's metadata
     /// sees it.
     pub fn liveness(&self, broker_id: i32) -> ReplicaLiveness {
         self.metadata.read(|state| liveness(state, broker_id))
-    }
-
-    /// Bring hosted replicas in line with the metadata.
-    pub fn reconcile(&self) {
-        let _one_at_a_time = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
-        struct Wanted {
-            name: String,
-            id: Uuid,
-            configs: BTreeMap<String, String>,
-            partitions: Vec<crate::controller::Partition>,
-        }
-        let topics: Vec<Wanted> = self.metadata.read(|state| {
-            state
-                .topics()
-                .map(|topic| Wanted {
-                    name: topic.name.clone(),
-                    id: topic.id,
-                    configs: topic.configs.clone(),
-                    partitions: topic.partitions.clone(),
-                })
-                .collect()
-        });
-        let now = now_ms();
-        let mut wanted_keys = std::collections::HashSet::new();
-        let mut metadata_topics = std::collections::HashSet::new();
-        for topic in &topics {
-            metadata_topics.insert(topic.name.clone());
-            if let Err(error) = self.ensure_local_topic(
-                topic.name.as_str(),
-                topic.id,
-                topic.partitions.len(),
-                &topic.configs,
-            ) {
-                tracing::error!(topic = %topic.name, %error, "cannot create the local log of a topic");
-                continue;
-            }
-            let min_insync_replicas =
-                usize::try_from(self.logs.min_insync_replicas(&topic.name)).unwrap_or(1);
-            for (index, partition) in topic.partitions.iter().enumerate() {
-                let index = index as i32;
-                if !partition.replicas.contains(&self.local_id) {
-                    continue;
-                }
-                let key = (topic.name.clone(), index);
-                wanted_keys.insert(key.clone());
-                let epochs = (partition.leader_epoch, partition.partition_epoch);
-                if self.applied_epochs(&key) == Some(epochs) {
-                    continue;
-                }
-                let Some(replica) =
-                    self.replica_or_create(&topic.name, topic.id, index, min_insync_replicas)
-                else {
-                    continue;
-                };
-                let registration = PartitionRegistration {
-                    leader_id: partition.leader,
-                    leader_epoch: partition.leader_epoch,
-                    partition_epoch: partition.partition_epoch,
-                    replicas: partition.replicas.clone(),
-                    isr: partition.isr.clone(),
-                };
-                let mut state = replica.lock();
-                let was_leader = state.is_leader();
-                let isr_before = committed_isr(&state);
-                match state.apply_registration(&registration, offsets(&replica.log), now) {
-                    Ok(effects) => {
-                        if let Err(error) = replica.apply_effects(&mut state, effects, &self.sink())
-                        {
-                            tracing::error!(partition = replica.log.name(), %error, "applying a leadership change failed");
-                        }
-                        if was_leader && state.is_leader() {
-                            // The controller changed the ISR (a fenced broker, a reassignment),
-                            // or its metadata brought our own AlterPartition first.
-                            note_isr_change(&replica, &state, isr_before);
-                        }
-                        if state.is_leader() && !was_leader {
-                            metrics::counter!(m::LEADERSHIPS_TAKEN_TOTAL).increment(1);
-                        }
-                        if state.is_leader() != was_leader || !state.is_leader() {
-                            tracing::info!(
-                                partition = replica.log.name(),
-                                role = if state.is_leader() { "leader" } else { "follower" },
-                                leader = partition.leader.unwrap_or(-1),
-                                leader_epoch = partition.leader_epoch,
-                                partition_epoch = partition.partition_epoch,
-                                isr = %id_list(&partition.isr),
-                                log_end_offset = replica.log.log_end_offset(),
-                                high_watermark = state.high_watermark(),
-                                "partition role"
-                            );
-                        }
-                        self.set_applied_epochs(key, epochs);
-                    }
-                    Err(refusal) => {
-                        tracing::debug!(
-                            partition = replica.log.name(),
-                            ?refusal,
-                            "registration not applied"
-                        );
-                        self.set_applied_epochs(key, epochs);
-                    }
-                }
-            }
-        }
-        // Replicas no longer assigned here.
-        let gone: Vec<Arc<Replica>> = {
-            let mut replicas = self.replicas.write().unwrap_or_else(|e| e.into_inner());
-            let keys: Vec<ReplicaKey> = replicas
-                .keys()
-                .filter(|key| !wanted_keys.contains(*key))
-                .cloned()
-                .collect();
-            keys.iter().filter_map(|key| replicas.remove(key)).collect()
-        };
-        for replica in gone {
-            self.fetchers.remove(&replica);
-            self.applied
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(replica.topic.clone(), replica.index));
-            replica.publish_high_watermark(replica.high_watermark());
-            if metadata_topics.contains(&replica.topic) {
-                // Reassigned away: the data is the new replicas' now.
-                discard_local_data(&replica.log, "this broker is no longer a replica");
-            }
-        }
-        // Data left from before a restart on partitions this broker no longer replicates.
-        if self.caught_up.load(std::sync::atomic::Ordering::Acquire) {
-            for topic in &topics {
-                for (index, partition) in topic.partitions.iter().enumerate() {
-                    if partition.replicas.contains(&self.local_id) {
-                        continue;
-                    }
-                    if let Some(log) = self.logs.partition(&topic.name, index as i32) {
-                        if log.log_end_offset() > log.log_start_offset() {
-                            discard_local_data(&log, "this broker is no replica of it");
-                        }
-                    }
-                }
-            }
-        }
-        // Local topics the metadata no longer has.
-        if self.caught_up.load(std::sync::atomic::Ordering::Acquire) && !self.adopt_local_topics {
-            for local in self.logs.topics() {
-                if !metadata_topics.contains(&local.name) {
-                    match self.logs.delete_topic(&local.name) {
-                        Ok(()) => {
-                            tracing::info!(topic = %local.name, "deleted the local log of a topic the metadata no longer has")
-                        }
-                        Err(error) => {
-                            tracing::warn!(topic = %local.name, %error, "deleting a local topic failed")
-                        }
-                    }
-                }
-            }
-        }
-        self.update_gauges();
-    }
-
-    fn applied_epochs(&self, key: &ReplicaKey) -> Option<(i32, i32)> {
-        self.applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .copied()
-    }
-
-    fn set_applied_epochs(&self, key: ReplicaKey, epochs: (i32, i32)) {
-        self.applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, epochs);
-    }
-
-    fn ensure_local_topic(
-        &self,
-        name: &str,
-        id: Uuid,
-        partitions: usize,
-        configs: &BTreeMap<String, String>,
-    ) -> Result<(), StorageError> {
-        let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
-        match self.logs.topic(name) {
-            Some(local) if local.id == *id.as_bytes() => {
-                if local.partitions < partitions {
-                    self.logs.create_partitions(name, partitions)?;
-                }
-                Ok(())
-            }
-            Some(local) => {
-                // Same name, another topic: the old one was deleted while this broker was
-                // away and the name reused.
-                tracing::info!(topic = name, old_id = %Uuid::from_bytes(local.id), new_id = %id, "replacing the local log of a deleted topic");
-                self.logs.delete_topic(name)?;
-                self.logs
-                    .create_topic_with_id(name, *id.as_bytes(), partitions, configs.clone())
-                    .map(|_| ())
-            }
-            None => self
-                .logs
-                .create_topic_with_id(name, *id.as_bytes(), partitions, configs.clone())
-                .map(|_| ()),
-        }
-    }
-
-    fn replica_or_create(
-        &self,
-        name: &str,
-        topic_id: Uuid,
-        index: i32,
-        min_insync_replicas: usize,
-    ) -> Option<Arc<Replica>> {
-        let key = (name.to_string(), index);
-        if let Some(replica) = self
-            .replicas
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Some(replica.clone());
-        }
-        let log = self.logs.partition(name, index)?;
-        let replica = Arc::new(Replica::new(
-            name.to_string(),
-            topic_id,
-            index,
-            log,
-            PartitionConfig {
-                local_broker_id: self.local_id,
-                local_broker_epoch: self.broker_epoch,
-                replica_lag_ms_max: self.replica_lag_ms_max,
-                min_insync_replicas,
-            },
-        ));
-        self.replicas
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, replica.clone());
-        Some(replica)
     }
 
     /// One timer step: shrink ISRs of lagging followers.
@@ -642,7 +411,7 @@ impl ReplicaManager {
 }
 
 /// Broker ids for a log line: `1,2,3` (a plain string in JSON logs too).
-fn id_list<'a>(ids: impl IntoIterator<Item = &'a i32>) -> String {
+pub(super) fn id_list<'a>(ids: impl IntoIterator<Item = &'a i32>) -> String {
     ids.into_iter()
         .map(i32::to_string)
         .collect::<Vec<_>>()
@@ -650,14 +419,14 @@ fn id_list<'a>(ids: impl IntoIterator<Item = &'a i32>) -> String {
 }
 
 /// The committed ISR of a partition this broker leads.
-fn committed_isr(state: &replication::Partition) -> Option<BTreeSet<i32>> {
+pub(super) fn committed_isr(state: &replication::Partition) -> Option<BTreeSet<i32>> {
     state.isr().map(|isr| isr.committed_isr().clone())
 }
 
 /// Count and log (one INFO line) a change of a led partition's committed ISR, whichever
 /// way it came: this leader's AlterPartition, or the controller's metadata (a fenced
 /// broker, a reassignment). Kafka's IsrShrinksPerSec / IsrExpandsPerSec.
-fn note_isr_change(
+pub(super) fn note_isr_change(
     replica: &Replica,
     state: &replication::Partition,
     before: Option<BTreeSet<i32>>,
@@ -734,26 +503,6 @@ fn partition_gauges(
         metrics::gauge!(m::REPLICA_LAG_OFFSETS, &replica_labels).set(lag_offsets as f64);
         metrics::gauge!(m::REPLICA_LAG_MS, &replica_labels).set(lag_ms as f64);
         lag_series.insert((replica.topic.clone(), replica.index, follower.replica_id()));
-    }
-}
-
-/// Delete a partition's records on a broker that no longer replicates it (the log stays,
-/// empty).
-fn discard_local_data(log: &crate::storage::PartitionLog, why: &str) {
-    let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    // Down to the log start: every record and epoch goes, the log start stays (so a later
-    // replica here fetches from there like any new follower).
-    match log.truncate_to(start) {
-        Ok(_) => tracing::info!(
-            partition = log.name(),
-            log_start_offset = start,
-            log_end_offset = end,
-            why,
-            "deleted the local replica's data"
-        ),
-        Err(error) => {
-            tracing::warn!(partition = log.name(), %error, "could not delete the local replica's data")
-        }
     }
 }
 

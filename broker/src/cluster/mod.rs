@@ -25,6 +25,7 @@
 pub mod client;
 pub mod fetcher;
 pub mod manager;
+mod reconcile;
 pub mod replica;
 
 use std::collections::BTreeMap;

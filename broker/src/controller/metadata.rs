@@ -73,6 +73,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sluice_protocol::error::ErrorCode;
+
+use super::delta::{LastChanges, TopicChange};
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -294,6 +296,11 @@ pub enum MetadataCommand {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
     },
+    /// Several topics in one entry (one CreateTopics request): each is created or refused
+    /// on its own, as if by its own `CreateTopic`, in order.
+    CreateTopics {
+        topics: Vec<NewTopic>,
+    },
     DeleteTopic {
         id: Uuid,
     },
@@ -321,6 +328,16 @@ pub enum MetadataCommand {
         partition: i32,
         target: Option<Vec<BrokerId>>,
     },
+}
+
+/// One topic of a [`MetadataCommand::CreateTopics`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
 }
 
 /// Which election an ElectLeaders asks for (Kafka's `ElectionType`).
@@ -412,6 +429,11 @@ pub enum CommandOutcome {
         id: Uuid,
         /// Replicas per new partition.
         assignment: Vec<Vec<BrokerId>>,
+    },
+    /// Per topic of a `CreateTopics`, in order: its id and replicas per partition, or why
+    /// it was refused.
+    TopicsCreated {
+        results: Vec<Result<(Uuid, Vec<Vec<BrokerId>>), MetadataError>>,
     },
     TopicDeleted {
         name: String,
@@ -534,6 +556,9 @@ pub struct MetadataState {
     placement_cursor: u64,
     /// Log index of the last command applied (failed ones included).
     last_command_index: Option<u64>,
+    /// Topics the last command changed (see [`delta`](super::delta)); not replicated state.
+    #[serde(skip)]
+    last_changes: LastChanges,
 }
 
 /// The cluster's health as one copy of the metadata sees it ([`MetadataState::health`]).
@@ -599,6 +624,11 @@ impl MetadataState {
         self.last_command_index
     }
 
+    /// The topics the last applied command changed, each once; leaves the list empty.
+    pub fn take_last_changes(&mut self) -> Vec<TopicChange> {
+        self.last_changes.take()
+    }
+
     /// Counts an operator watches (KafkaController's OfflinePartitionsCount,
     /// FencedBrokerCount, GlobalPartitionCount, ...). One pass over every partition.
     pub fn health(&self) -> ClusterHealth {
@@ -645,6 +675,7 @@ impl MetadataState {
             );
         }
         self.last_command_index = Some(index);
+        self.last_changes.clear();
         match command {
             MetadataCommand::RegisterBroker {
                 id,
@@ -674,6 +705,7 @@ impl MetadataState {
                 replication_factor,
                 configs,
             } => self.create_topic(name, *id, *partitions, *replication_factor, configs),
+            MetadataCommand::CreateTopics { topics } => Ok(self.create_topics(topics)),
             MetadataCommand::DeleteTopic { id } => self.delete_topic(id),
             MetadataCommand::CreatePartitions { topic_id, count } => {
                 self.create_partitions(topic_id, *count)
@@ -1113,6 +1145,7 @@ impl MetadataState {
             "every partition change bumps the partition epoch by one"
         );
         *slot = next;
+        self.last_changes.changed(topic_id);
         PartitionChange {
             topic_id,
             partition: i32::try_from(number).expect("partition count is bounded"),
@@ -1158,7 +1191,28 @@ impl MetadataState {
         }
         self.topic_ids.insert(name.to_string(), id);
         self.topics.insert(id, topic);
+        self.last_changes.changed(id);
         Ok(CommandOutcome::TopicCreated { id, assignment })
+    }
+
+    fn create_topics(&mut self, topics: &[NewTopic]) -> CommandOutcome {
+        let results = topics
+            .iter()
+            .map(|topic| {
+                let outcome = self.create_topic(
+                    &topic.name,
+                    topic.id,
+                    topic.partitions,
+                    topic.replication_factor,
+                    &topic.configs,
+                )?;
+                match outcome {
+                    CommandOutcome::TopicCreated { id, assignment } => Ok((id, assignment)),
+                    other => unreachable!("create_topic answered {other:?}"),
+                }
+            })
+            .collect();
+        CommandOutcome::TopicsCreated { results }
     }
 
     fn delete_topic(&mut self, id: &Uuid) -> CommandResult {
@@ -1167,6 +1221,7 @@ impl MetadataState {
             .remove(id)
             .ok_or(MetadataError::UnknownTopicId(*id))?;
         self.topic_ids.remove(&topic.name);
+        self.last_changes.deleted(*id, topic.name.clone());
         Ok(CommandOutcome::TopicDeleted { name: topic.name })
     }
 
@@ -1186,6 +1241,7 @@ impl MetadataState {
         topic
             .partitions
             .extend(assignment.iter().map(|replicas| new_partition(replicas)));
+        self.last_changes.changed(*topic_id);
         Ok(CommandOutcome::PartitionsCreated { assignment })
     }
 

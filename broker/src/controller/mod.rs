@@ -12,6 +12,8 @@
 //!
 //! - [`metadata`]: the metadata state machine. Sans-IO and deterministic; all the rules
 //!   (election, fencing, AlterPartition's compare-and-set, placement) live here.
+//! - [`delta`]: which topics each applied command changed, journalled by log index, so
+//!   brokers reconcile only what changed.
 //! - [`record_file`]: the on-disk unit, a file of `[len][crc32][payload]` records whose torn
 //!   or corrupt tail is cut on open.
 //! - [`raft_log`]: openraft log storage (entries, vote, committed id) in one write-ahead file.
@@ -60,6 +62,7 @@
 //! after initialization, heartbeat handling and session expiry (the active controller's
 //! loop around this state machine), and linearizable reads for requests that need them.
 
+pub mod delta;
 pub mod metadata;
 pub mod network;
 pub mod raft_log;
@@ -79,7 +82,7 @@ use openraft::{BasicNode, Config, Raft, RaftNetworkFactory, SnapshotPolicy, Toki
 pub use metadata::{
     AlterPartition, Broker, BrokerEpoch, BrokerId, BrokerStatus, ClusterHealth, CommandOutcome,
     CommandResult, ElectionRefusal, ElectionType, Endpoint, LeaderRecoveryState, MetadataCommand,
-    MetadataError, MetadataState, Partition, Topic,
+    MetadataError, MetadataState, NewTopic, Partition, Topic,
 };
 pub use raft_log::RaftLogStore;
 pub use raft_store::{EntryResponse, MetadataReader, StateMachineStore};

@@ -45,6 +45,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::delta::{ChangeJournal, Delta};
 use super::metadata::{
     BrokerId, CommandOutcome, CommandResult, Election, MetadataCommand, MetadataState,
 };
@@ -72,6 +73,8 @@ struct Applied {
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, BasicNode>,
     metadata: MetadataState,
+    /// The topics each applied command changed, for readers that reconcile by delta.
+    journal: ChangeJournal,
 }
 
 /// A read-only view of the applied metadata, for the rest of the broker.
@@ -89,6 +92,17 @@ impl MetadataReader {
     /// Index of the last entry this node applied.
     pub fn last_applied_index(&self) -> Option<u64> {
         read_lock(&self.applied).last_applied.map(|id| id.index)
+    }
+
+    /// The index of the last entry applied, and the topics changed after `after` up to it
+    /// (`None` when the journal cannot tell: then look at every topic). See
+    /// [`ChangeJournal::since`].
+    pub fn changes_since(&self, after: Option<u64>) -> (Option<u64>, Option<Delta>) {
+        let applied = read_lock(&self.applied);
+        (
+            applied.last_applied.map(|id| id.index),
+            applied.journal.since(after),
+        )
     }
 }
 
@@ -217,6 +231,8 @@ fn applied_from(snapshot: &StoredSnapshot) -> io::Result<Applied> {
         last_applied: snapshot.meta.last_log_id,
         last_membership: snapshot.meta.last_membership.clone(),
         metadata,
+        // The snapshot replaced everything up to its index without commands.
+        journal: ChangeJournal::new(snapshot.meta.last_log_id.map(|id| id.index)),
     })
 }
 
@@ -298,6 +314,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(command) => {
                     let before = leader_before(&applied.metadata, &command);
                     let result = applied.metadata.apply(log_id.index, &command);
+                    let changes = applied.metadata.take_last_changes();
+                    applied.journal.record(log_id.index, changes);
                     metrics::counter!(crate::metrics::LEADER_ELECTIONS_TOTAL)
                         .increment(leader_elections(before, &result) as u64);
                     report(log_id.index, &result);

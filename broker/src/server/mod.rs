@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use crate::cluster::{ClusterNode, ControllerClient, Replica, ReplicaManager};
 use crate::config::Config;
-use crate::controller::{MetadataCommand, MetadataError};
+use crate::controller::{CommandOutcome, MetadataCommand, MetadataError, NewTopic};
 use crate::metrics as m;
 use crate::storage::{LogManager, PartitionLog, StorageError};
 use net::Listener;
@@ -80,6 +80,16 @@ pub struct TopicView {
     pub name: String,
     pub id: uuid::Uuid,
     pub partitions: i32,
+}
+
+/// A topic a client asks to create (CreateTopics, auto-creation); -1 replication factor
+/// means the broker default.
+#[derive(Debug, Clone)]
+pub struct TopicRequest {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
 }
 
 /// How long an admin request waits for the controller.
@@ -193,15 +203,111 @@ impl Broker {
     }
 
     /// Create a topic through the controller and wait until this broker hosts it.
-    /// `replication_factor` -1 means the broker default. Returns the topic and its configs.
+    /// `replication_factor` -1 means the broker default. Returns the topic and its
+    /// replication factor.
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
-        mut configs: BTreeMap<String, String>,
+        configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(TopicView, i16), (ErrorCode, String)> {
+        let request = TopicRequest {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs,
+        };
+        self.create_topics(vec![request], validate_only)
+            .await
+            .pop()
+            .expect("one result per topic")
+    }
+
+    /// Create topics through the controller in one metadata log entry, and wait until this
+    /// broker's metadata has them. One result per topic, in order.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<TopicRequest>,
+        validate_only: bool,
+    ) -> Vec<Result<(TopicView, i16), (ErrorCode, String)>> {
+        let mut results = Vec::with_capacity(topics.len());
+        let mut new_topics = Vec::new();
+        for topic in topics {
+            let checked = self.check_new_topic(topic, validate_only);
+            if let Ok(new) = &checked {
+                new_topics.push((results.len(), new.clone()));
+            }
+            results.push(checked.map(|new| {
+                let view = TopicView {
+                    name: new.name.clone(),
+                    id: uuid::Uuid::nil(),
+                    partitions: new.partitions,
+                };
+                (view, new.replication_factor)
+            }));
+        }
+        if validate_only || new_topics.is_empty() {
+            return results;
+        }
+        let command = MetadataCommand::CreateTopics {
+            topics: new_topics.iter().map(|(_, new)| new.clone()).collect(),
+        };
+        let outcomes = match self.controller.submit(command, CONTROLLER_TIMEOUT).await {
+            Ok((index, Ok(CommandOutcome::TopicsCreated { results }))) => {
+                self.caught_up_to(index).await;
+                results
+            }
+            failed => {
+                let error = match failed {
+                    Ok((_, Err(error))) => (metadata_error_code(&error), error.to_string()),
+                    Err(error) => (
+                        ErrorCode::RequestTimedOut,
+                        format!("the controller did not answer: {error}"),
+                    ),
+                    Ok((_, Ok(other))) => (
+                        ErrorCode::UnknownServerError,
+                        format!("unexpected controller answer {other:?}"),
+                    ),
+                };
+                for (slot, _) in &new_topics {
+                    results[*slot] = Err(error.clone());
+                }
+                return results;
+            }
+        };
+        for ((slot, new), outcome) in new_topics.iter().zip(outcomes) {
+            results[*slot] = match outcome {
+                Ok(_) => self
+                    .topic(&new.name)
+                    .map(|view| (view, new.replication_factor))
+                    .ok_or((
+                        ErrorCode::RequestTimedOut,
+                        format!(
+                            "topic '{}' was created but is not visible here yet",
+                            new.name
+                        ),
+                    )),
+                Err(error) => Err((metadata_error_code(&error), error.to_string())),
+            };
+        }
+        results
+    }
+
+    /// What the broker checks of a new topic before the controller sees it, with the
+    /// broker's defaults applied.
+    fn check_new_topic(
+        &self,
+        topic: TopicRequest,
+        validate_only: bool,
+    ) -> Result<NewTopic, (ErrorCode, String)> {
+        let TopicRequest {
+            name,
+            partitions,
+            replication_factor,
+            mut configs,
+        } = topic;
         let defaults = self.topic_defaults;
         let replication_factor = if replication_factor == -1 {
             defaults.replication_factor
@@ -233,7 +339,7 @@ impl Broker {
                 format!("replication factor must be at least 1, got {replication_factor}"),
             ));
         }
-        if let Some(existing) = self.topic(name) {
+        if let Some(existing) = self.topic(&name) {
             return Err((
                 ErrorCode::TopicAlreadyExists,
                 format!("topic '{}' already exists", existing.name),
@@ -250,27 +356,14 @@ impl Broker {
                     format!("replication factor {replication_factor} needs that many eligible brokers; {brokers} are"),
                 ));
             }
-            let view = TopicView {
-                name: name.to_string(),
-                id: uuid::Uuid::nil(),
-                partitions,
-            };
-            return Ok((view, replication_factor));
         }
-        let command = MetadataCommand::CreateTopic {
-            name: name.to_string(),
+        Ok(NewTopic {
+            name,
             id: uuid::Uuid::from_bytes(rand::random()),
             partitions,
             replication_factor,
             configs,
-        };
-        let index = self.controller_command(command).await?;
-        self.caught_up_to(index).await;
-        let view = self.topic(name).ok_or((
-            ErrorCode::RequestTimedOut,
-            format!("topic '{name}' was created but is not visible here yet"),
-        ))?;
-        Ok((view, replication_factor))
+        })
     }
 
     /// Submit a metadata command; its log index on success, or the Kafka error.

@@ -1,12 +1,17 @@
-//! [`LogManager`]: every partition of every topic in one data directory, and the topics'
-//! metadata.
+//! [`LogManager`]: the partition logs this broker hosts in one data directory, and the
+//! metadata of their topics.
 //!
 //! A topic exists exactly when its metadata file `topics/<name>.toml` exists (name, 16-byte
 //! id, partition count, explicit config overrides). The file is written atomically (temp
-//! file, fsync, rename, fsync dir) *after* the partition directories it describes are
-//! created, and removed *before* they are deleted. So after a crash at any point, partition
-//! directories without metadata (or numbered past the topic's count) are leftovers of an
-//! unfinished create or delete, and opening removes them.
+//! file, fsync, rename, fsync dir) *before* any partition directory of the topic is created,
+//! and removed *before* they are deleted. A topic has a directory only for the partitions
+//! this broker hosts ([`LogManager::open_partition`]); the others have none. So after a
+//! crash at any point, partition directories without metadata (or numbered past the
+//! topic's count) are leftovers of an unfinished delete, and opening removes them.
+//!
+//! A partition directory is removed ([`LogManager::remove_partition`], topic deletion) by
+//! renaming it to a `-delete` name first and deleting it in the background (see
+//! [`deleter`](super::deleter)); `-delete` directories found on open are deleted then.
 //!
 //! Clean shutdown: [`LogManager::shutdown`] closes every log for writes, flushes it (data,
 //! indexes, recovery point) and then writes `.clean-shutdown`. [`LogManager::open`] skips
@@ -29,6 +34,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, TEMP_SUFFIX};
+use super::deleter::{delete_dir_name, is_delete_dir, Deleter};
 use super::fs::{remove_file_if_exists, FileSystem};
 use super::log::PartitionLog;
 use super::recovery::ShutdownState;
@@ -96,13 +102,15 @@ pub struct LogManager {
     data_dir: PathBuf,
     defaults: LogConfig,
     topics: RwLock<BTreeMap<String, Topic>>,
+    deleter: Deleter,
 }
 
 #[derive(Debug)]
 struct Topic {
     info: TopicInfo,
     settings: TopicSettings,
-    partitions: Vec<Arc<PartitionLog>>,
+    /// The partitions hosted here (a directory each), by index.
+    partitions: BTreeMap<i32, Arc<PartitionLog>>,
 }
 
 /// A topic's effective settings: broker defaults with its overrides applied.
@@ -127,7 +135,7 @@ struct MetadataFile {
 
 impl LogManager {
     /// Open the data directory: load topic metadata, remove leftovers of unfinished creates
-    /// and deletes, open (recovering as needed) every partition, then delete the
+    /// and deletes, open (recovering as needed) every partition directory, then delete the
     /// clean-shutdown marker.
     pub fn open(
         fs: Arc<dyn FileSystem>,
@@ -160,12 +168,25 @@ impl LogManager {
                 Topic {
                     info,
                     settings,
-                    partitions: Vec::new(),
+                    partitions: BTreeMap::new(),
                 },
             );
         }
 
-        for dir_name in fs.list_dir(&data_dir)? {
+        let manager = LogManager {
+            deleter: Deleter::new(fs.clone()),
+            fs,
+            data_dir,
+            defaults,
+            topics: RwLock::new(BTreeMap::new()),
+        };
+        let mut hosted = Vec::new();
+        for dir_name in manager.fs.list_dir(&manager.data_dir)? {
+            if is_delete_dir(&dir_name) {
+                tracing::info!(dir = %dir_name, "finishing the deletion of a partition directory");
+                manager.deleter.schedule(manager.data_dir.join(&dir_name));
+                continue;
+            }
             let Some((topic, partition)) = parse_partition_dir(&dir_name) else {
                 continue;
             };
@@ -174,38 +195,29 @@ impl LogManager {
                 .is_none_or(|topic| partition >= topic.info.partitions)
             {
                 tracing::warn!(dir = %dir_name, "removing a partition directory of no topic (an unfinished create or delete)");
-                fs.remove_dir_all(&data_dir.join(&dir_name))?;
+                manager
+                    .fs
+                    .remove_dir_all(&manager.data_dir.join(&dir_name))?;
+                continue;
             }
+            hosted.push((topic.to_string(), partition));
         }
-
-        let manager = LogManager {
-            fs,
-            data_dir,
-            defaults,
-            topics: RwLock::new(BTreeMap::new()),
-        };
-        let (mut partitions, mut partitions_truncated, mut bytes_truncated) =
-            (0usize, 0usize, 0u64);
-        for topic in topics.values_mut() {
-            for partition in 0..topic.info.partitions {
-                let dir = manager.partition_dir(&topic.info.name, partition);
-                if !manager.fs.exists(&dir)? {
-                    tracing::warn!(dir = %dir.display(), "partition directory is missing; starting the partition empty");
-                }
-                let log = PartitionLog::open(
-                    Arc::clone(&manager.fs),
-                    dir,
-                    format!("{}-{partition}", topic.info.name),
-                    topic.settings.log.clone(),
-                    shutdown,
-                )?;
-                partitions += 1;
-                if log.recovery_report().removed_data() {
-                    partitions_truncated += 1;
-                    bytes_truncated += log.recovery_report().bytes_removed();
-                }
-                topic.partitions.push(Arc::new(log));
+        let (mut partitions_truncated, mut bytes_truncated) = (0usize, 0u64);
+        let partitions = hosted.len();
+        for (name, partition) in hosted {
+            let topic = topics.get_mut(&name).expect("checked above");
+            let log = PartitionLog::open(
+                Arc::clone(&manager.fs),
+                manager.partition_dir(&name, partition),
+                format!("{name}-{partition}"),
+                topic.settings.log.clone(),
+                shutdown,
+            )?;
+            if log.recovery_report().removed_data() {
+                partitions_truncated += 1;
+                bytes_truncated += log.recovery_report().bytes_removed();
             }
+            topic.partitions.insert(partition, Arc::new(log));
         }
         if shutdown == ShutdownState::Clean {
             manager.fs.remove_file(&marker)?;
@@ -253,17 +265,25 @@ impl LogManager {
     }
 
     /// Create a topic with `partitions` partitions and config overrides (Kafka names, see
-    /// [`SUPPORTED_TOPIC_CONFIGS`]).
+    /// [`SUPPORTED_TOPIC_CONFIGS`]), hosting every partition here.
     pub fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicInfo, StorageError> {
-        self.create_topic_with_id(name, new_topic_id(), partitions, configs)
+        let info = self.create_topic_with_id(name, new_topic_id(), partitions, configs)?;
+        for partition in 0..partitions {
+            if let Err(error) = self.open_partition(name, partition) {
+                let _ = self.delete_topic(name);
+                return Err(error);
+            }
+        }
+        Ok(info)
     }
 
-    /// [`LogManager::create_topic`] with the id the controller gave the topic.
+    /// Record a topic with the id the controller gave it, hosting none of its partitions
+    /// yet: [`LogManager::open_partition`] adds those this broker hosts.
     pub fn create_topic_with_id(
         &self,
         name: &str,
@@ -284,21 +304,106 @@ impl LogManager {
             partitions,
             configs,
         };
-        let logs = self.create_partition_logs(name, 0..partitions, &settings.log)?;
-        if let Err(error) = self.write_metadata(&info) {
-            self.remove_partition_dirs(name, 0..partitions);
-            return Err(error);
-        }
-        tracing::info!(topic = name, partitions, "created topic");
+        self.write_metadata(&info)?;
+        tracing::debug!(topic = name, partitions, "created topic");
         topics.insert(
             name.to_string(),
             Topic {
                 info: info.clone(),
                 settings,
-                partitions: logs,
+                partitions: BTreeMap::new(),
             },
         );
         Ok(info)
+    }
+
+    /// The log of a partition of a known topic, created empty (with its directory) if this
+    /// broker did not host it yet.
+    pub fn open_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<PartitionLog>, StorageError> {
+        if let Some(log) = self.partition(topic, partition) {
+            return Ok(log);
+        }
+        let mut topics = self.write_topics();
+        let entry = topics
+            .get_mut(topic)
+            .ok_or_else(|| StorageError::UnknownTopic(topic.to_string()))?;
+        if !(0..entry.info.partitions).contains(&partition) {
+            return Err(StorageError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        if let Some(log) = entry.partitions.get(&partition) {
+            return Ok(log.clone());
+        }
+        let dir = self.partition_dir(topic, partition);
+        if self.fs.exists(&dir)? {
+            // Not open, so not ours: a leftover nothing should read.
+            self.fs.remove_dir_all(&dir)?;
+        }
+        let log = Arc::new(PartitionLog::open(
+            Arc::clone(&self.fs),
+            dir,
+            format!("{topic}-{partition}"),
+            entry.settings.log.clone(),
+            ShutdownState::Clean,
+        )?);
+        self.fs.sync_dir(&self.data_dir)?;
+        entry.partitions.insert(partition, log.clone());
+        Ok(log)
+    }
+
+    /// Stop hosting a partition: close its log and remove its directory (crash-safely, see
+    /// the module docs). Returns whether there was one.
+    pub fn remove_partition(&self, topic: &str, partition: i32) -> Result<bool, StorageError> {
+        let mut topics = self.write_topics();
+        let Some(log) = topics
+            .get_mut(topic)
+            .and_then(|entry| entry.partitions.remove(&partition))
+        else {
+            return Ok(false);
+        };
+        log.close_for_writes("this broker no longer hosts the partition");
+        self.discard_dirs(topic, [partition])?;
+        tracing::info!(partition = log.name(), "removed the local replica's log");
+        Ok(true)
+    }
+
+    /// Rename partition directories to `-delete` names (durably), then delete them in the
+    /// background.
+    fn discard_dirs(
+        &self,
+        topic: &str,
+        partitions: impl IntoIterator<Item = i32>,
+    ) -> Result<(), StorageError> {
+        let mut renamed = Vec::new();
+        for partition in partitions {
+            let dir_name = format!("{topic}-{partition}");
+            let from = self.data_dir.join(&dir_name);
+            let to = self.data_dir.join(delete_dir_name(&dir_name));
+            match self.fs.rename(&from, &to) {
+                Ok(()) => renamed.push(to),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if renamed.is_empty() {
+            return Ok(());
+        }
+        self.fs.sync_dir(&self.data_dir)?;
+        for dir in renamed {
+            self.deleter.schedule(dir);
+        }
+        Ok(())
+    }
+
+    /// Partition directories renamed for deletion and not removed yet.
+    pub fn pending_deletions(&self) -> usize {
+        self.deleter.pending()
     }
 
     /// Delete a topic and its partition directories.
@@ -313,20 +418,20 @@ impl LogManager {
             &topics_dir.join(format!("{name}{METADATA_SUFFIX}")),
         )?;
         self.fs.sync_dir(&topics_dir)?;
-        for log in &topic.partitions {
+        for log in topic.partitions.values() {
             log.close_for_writes("its topic was deleted");
         }
-        let partitions = topic.info.partitions;
+        let hosted: Vec<i32> = topic.partitions.keys().copied().collect();
         topics.remove(name);
         // The topic is gone once its metadata is; a directory left behind by a crash here is
         // removed by the next open.
-        self.remove_partition_dirs(name, 0..partitions);
-        self.fs.sync_dir(&self.data_dir)?;
+        self.discard_dirs(name, hosted)?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
 
-    /// Grow a topic to `new_total` partitions.
+    /// Grow a topic to `new_total` partitions (hosting none of the new ones yet: see
+    /// [`LogManager::open_partition`]).
     pub fn create_partitions(&self, name: &str, new_total: i32) -> Result<(), StorageError> {
         validate_partition_count(new_total)?;
         let mut topics = self.write_topics();
@@ -339,15 +444,11 @@ impl LogManager {
                 "topic {name:?} has {current} partitions; the count can only grow, not become {new_total}"
             )));
         }
-        let logs = self.create_partition_logs(name, current..new_total, &topic.settings.log)?;
         let info = TopicInfo {
             partitions: new_total,
             ..topic.info.clone()
         };
-        if let Err(error) = self.write_metadata(&info) {
-            self.remove_partition_dirs(name, current..new_total);
-            return Err(error);
-        }
+        self.write_metadata(&info)?;
         tracing::info!(
             topic = name,
             from = current,
@@ -355,61 +456,7 @@ impl LogManager {
             "added partitions"
         );
         topic.info = info;
-        topic.partitions.extend(logs);
         Ok(())
-    }
-
-    /// Create empty partition logs (removing any stale directory of the same name first).
-    fn create_partition_logs(
-        &self,
-        topic: &str,
-        partitions: std::ops::Range<i32>,
-        config: &LogConfig,
-    ) -> Result<Vec<Arc<PartitionLog>>, StorageError> {
-        let mut logs = Vec::new();
-        for partition in partitions.clone() {
-            let dir = self.partition_dir(topic, partition);
-            let opened = self
-                .fs
-                .exists(&dir)
-                .map_err(StorageError::from)
-                .and_then(|stale| {
-                    if stale {
-                        self.fs.remove_dir_all(&dir)?;
-                    }
-                    PartitionLog::open(
-                        Arc::clone(&self.fs),
-                        dir,
-                        format!("{topic}-{partition}"),
-                        config.clone(),
-                        ShutdownState::Clean,
-                    )
-                });
-            match opened {
-                Ok(log) => logs.push(Arc::new(log)),
-                Err(error) => {
-                    self.remove_partition_dirs(topic, partitions.start..partition + 1);
-                    return Err(error);
-                }
-            }
-        }
-        self.fs.sync_dir(&self.data_dir)?;
-        Ok(logs)
-    }
-
-    /// Best-effort removal (used on paths that already report an error, or after the
-    /// metadata is gone); failures are logged.
-    fn remove_partition_dirs(&self, topic: &str, partitions: std::ops::Range<i32>) {
-        for partition in partitions {
-            let dir = self.partition_dir(topic, partition);
-            match self.fs.remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    tracing::warn!(dir = %dir.display(), %error, "could not remove partition directory")
-                }
-            }
-        }
     }
 
     fn write_metadata(&self, info: &TopicInfo) -> Result<(), StorageError> {
@@ -438,8 +485,7 @@ impl LogManager {
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
         let topics = self.read_topics();
-        let index = usize::try_from(partition).ok()?;
-        topics.get(topic)?.partitions.get(index).cloned()
+        topics.get(topic)?.partitions.get(&partition).cloned()
     }
 
     pub fn topic(&self, name: &str) -> Option<TopicInfo> {
@@ -482,13 +528,12 @@ impl LogManager {
             .map_or(1, |topic| topic.settings.min_insync_replicas)
     }
 
-    /// Bytes and segments of every partition log, summed (the files on disk, whether or
-    /// not this broker replicates the partition).
+    /// Bytes and segments of every partition log hosted here, summed.
     pub fn usage(&self) -> LogUsage {
         let logs: Vec<Arc<PartitionLog>> = self
             .read_topics()
             .values()
-            .flat_map(|topic| topic.partitions.iter().cloned())
+            .flat_map(|topic| topic.partitions.values().cloned())
             .collect();
         logs.iter()
             .fold(LogUsage::default(), |usage, log| LogUsage {
@@ -513,7 +558,7 @@ impl LogManager {
         let logs: Vec<Arc<PartitionLog>> = self
             .read_topics()
             .values()
-            .flat_map(|topic| topic.partitions.iter().cloned())
+            .flat_map(|topic| topic.partitions.values().cloned())
             .collect();
         let mut deleted = 0;
         for log in logs {
@@ -530,7 +575,7 @@ impl LogManager {
     pub fn shutdown(&self) -> Result<(), StorageError> {
         let topics = self.read_topics();
         let mut first_error = None;
-        for log in topics.values().flat_map(|topic| topic.partitions.iter()) {
+        for log in topics.values().flat_map(|topic| topic.partitions.values()) {
             log.close_for_writes("the broker is shutting down");
             if let Err(error) = log.flush() {
                 tracing::error!(partition = log.name(), %error, "flush at shutdown failed");
@@ -763,326 +808,4 @@ fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::testing::{batch, headers, std_fs, test_config};
-    use crate::storage::Durability;
-
-    fn open(dir: &tempfile::TempDir) -> LogManager {
-        LogManager::open(std_fs(), dir.path().to_path_buf(), test_config()).unwrap()
-    }
-
-    fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn topic_metadata_and_data_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        let info = manager
-            .create_topic(
-                "orders",
-                3,
-                configs(&[("retention.ms", "1000"), ("durability", "FSYNC")]),
-            )
-            .unwrap();
-        assert_eq!(
-            info.configs,
-            configs(&[("durability", "fsync"), ("retention.ms", "1000")])
-        );
-        assert_ne!(info.id, [0u8; 16]);
-        manager
-            .partition("orders", 1)
-            .unwrap()
-            .append(batch(4, 0, 5, 0), 0, 0)
-            .unwrap();
-        manager.shutdown().unwrap();
-        drop(manager);
-
-        let manager = open(&dir);
-        assert_eq!(manager.topic("orders"), Some(info));
-        assert_eq!(manager.topics().len(), 1);
-        let partition = manager.partition("orders", 1).unwrap();
-        assert_eq!(partition.log_end_offset(), 4);
-        assert_eq!(partition.config().durability, Durability::Fsync);
-        assert_eq!(partition.config().retention_ms, Some(1000));
-        assert_eq!(manager.partition("orders", 0).unwrap().log_end_offset(), 0);
-        assert!(manager.partition("orders", 3).is_none());
-        assert!(manager.partition("orders", -1).is_none());
-        assert!(manager.partition("other", 0).is_none());
-    }
-
-    #[test]
-    fn clean_shutdown_marker_skips_scan_and_is_deleted_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join(CLEAN_SHUTDOWN_FILE);
-        let manager = open(&dir);
-        manager.create_topic("t", 1, BTreeMap::new()).unwrap();
-        manager
-            .partition("t", 0)
-            .unwrap()
-            .append(batch(2, 0, 5, 0), 0, 0)
-            .unwrap();
-        manager.shutdown().unwrap();
-        assert!(marker.exists());
-        drop(manager);
-
-        let manager = open(&dir);
-        assert!(
-            !marker.exists(),
-            "the marker must go so that a later crash is detected"
-        );
-        assert_eq!(
-            manager
-                .partition("t", 0)
-                .unwrap()
-                .recovery_report()
-                .segments_scanned,
-            0
-        );
-        drop(manager); // a crash: no shutdown
-
-        let manager = open(&dir);
-        let partition = manager.partition("t", 0).unwrap();
-        assert_eq!(partition.recovery_report().segments_scanned, 1);
-        assert_eq!(partition.log_end_offset(), 2);
-    }
-
-    #[test]
-    fn appends_after_shutdown_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        manager.create_topic("t", 1, BTreeMap::new()).unwrap();
-        let partition = manager.partition("t", 0).unwrap();
-        manager.shutdown().unwrap();
-        assert!(
-            matches!(partition.append(batch(1, 0, 1, 0), 0, 0), Err(StorageError::Poisoned(why)) if why.contains("shutting down"))
-        );
-    }
-
-    #[test]
-    fn invalid_topic_names_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        let too_long = "x".repeat(250);
-        for name in ["", ".", "..", "a/b", "a b", "ü", too_long.as_str()] {
-            assert!(
-                matches!(
-                    manager.create_topic(name, 1, BTreeMap::new()),
-                    Err(StorageError::InvalidTopic(_))
-                ),
-                "{name:?} must be refused"
-            );
-        }
-        manager
-            .create_topic(&"x".repeat(249), 1, BTreeMap::new())
-            .unwrap();
-        manager
-            .create_topic("a.b_c-D9", 1, BTreeMap::new())
-            .unwrap();
-        assert!(matches!(
-            manager.create_topic("a.b_c-D9", 1, BTreeMap::new()),
-            Err(StorageError::TopicAlreadyExists(_))
-        ));
-    }
-
-    #[test]
-    fn invalid_configs_are_rejected_naming_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        for (key, value) in [
-            ("no.such.config", "1"),
-            ("retention.ms", "soon"),
-            ("retention.ms", "-2"),
-            ("retention.bytes", "1.5"),
-            ("segment.bytes", "10"),
-            ("segment.ms", "0"),
-            ("max.message.bytes", "-1"),
-            ("cleanup.policy", "compact"),
-            ("min.insync.replicas", "0"),
-            ("durability", "sometimes"),
-        ] {
-            let result = manager.create_topic("t", 1, configs(&[(key, value)]));
-            assert!(
-                matches!(&result, Err(StorageError::InvalidConfig(why)) if why.contains(key)),
-                "{key}={value}: {result:?}"
-            );
-        }
-        assert!(manager.topics().is_empty());
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "only topics/ exists"
-        );
-    }
-
-    #[test]
-    fn partition_counts_must_be_positive_and_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        for partitions in [0, -1, TOPIC_PARTITIONS_MAX + 1] {
-            assert!(matches!(
-                manager.create_topic("t", partitions, BTreeMap::new()),
-                Err(StorageError::InvalidPartitions(_))
-            ));
-        }
-    }
-
-    #[test]
-    fn delete_topic_removes_its_directories_and_metadata() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        let first = manager.create_topic("t", 2, BTreeMap::new()).unwrap();
-        manager.create_topic("t-1", 1, BTreeMap::new()).unwrap();
-        manager
-            .partition("t", 0)
-            .unwrap()
-            .append(batch(1, 0, 1, 0), 0, 0)
-            .unwrap();
-        manager.delete_topic("t").unwrap();
-        assert!(manager.topic("t").is_none());
-        assert!(manager.partition("t", 0).is_none());
-        assert!(!dir.path().join("t-0").exists());
-        assert!(!dir.path().join("t-1").exists());
-        assert!(
-            dir.path().join("t-1-0").exists(),
-            "another topic's partition stays"
-        );
-        assert!(matches!(
-            manager.delete_topic("t"),
-            Err(StorageError::UnknownTopic(_))
-        ));
-        drop(manager);
-
-        let manager = open(&dir);
-        assert!(manager.topic("t").is_none());
-        let again = manager.create_topic("t", 1, BTreeMap::new()).unwrap();
-        assert_ne!(again.id, first.id);
-        assert_eq!(manager.partition("t", 0).unwrap().log_end_offset(), 0);
-    }
-
-    #[test]
-    fn create_partitions_only_grows() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        manager.create_topic("t", 2, BTreeMap::new()).unwrap();
-        manager.create_partitions("t", 4).unwrap();
-        assert_eq!(manager.topic("t").unwrap().partitions, 4);
-        assert!(manager.partition("t", 3).is_some());
-        for total in [4, 3] {
-            assert!(matches!(
-                manager.create_partitions("t", total),
-                Err(StorageError::InvalidPartitions(_))
-            ));
-        }
-        assert!(matches!(
-            manager.create_partitions("nope", 5),
-            Err(StorageError::UnknownTopic(_))
-        ));
-        drop(manager);
-        let manager = open(&dir);
-        assert_eq!(manager.topic("t").unwrap().partitions, 4);
-        assert!(manager.partition("t", 3).is_some());
-    }
-
-    #[test]
-    fn describe_configs_lists_every_key_and_marks_overrides() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        manager
-            .create_topic(
-                "t",
-                1,
-                configs(&[("retention.ms", "-1"), ("min.insync.replicas", "2")]),
-            )
-            .unwrap();
-        let entries = manager.describe_configs("t").unwrap();
-        let names: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
-        assert_eq!(names, SUPPORTED_TOPIC_CONFIGS);
-        let get = |name: &str| {
-            entries
-                .iter()
-                .find(|entry| entry.name == name)
-                .unwrap()
-                .clone()
-        };
-        assert_eq!(
-            get("retention.ms"),
-            ConfigEntry {
-                name: "retention.ms".into(),
-                value: Some("-1".into()),
-                is_default: false
-            }
-        );
-        assert_eq!(get("min.insync.replicas").value.as_deref(), Some("2"));
-        let segment_bytes = get("segment.bytes");
-        assert!(segment_bytes.is_default);
-        assert_eq!(
-            segment_bytes.value,
-            Some(test_config().segment_bytes_max.to_string())
-        );
-        assert_eq!(get("durability").value.as_deref(), Some("replicated"));
-        assert_eq!(manager.min_insync_replicas("t"), 2);
-        assert_eq!(manager.min_insync_replicas("unknown"), 1);
-        assert!(matches!(
-            manager.describe_configs("unknown"),
-            Err(StorageError::UnknownTopic(_))
-        ));
-    }
-
-    #[test]
-    fn leftover_partition_directories_are_removed_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        manager.create_topic("t", 1, BTreeMap::new()).unwrap();
-        drop(manager);
-        // An unfinished create (no metadata) and a partition past the topic's count.
-        std::fs::create_dir(dir.path().join("ghost-0")).unwrap();
-        std::fs::create_dir(dir.path().join("t-5")).unwrap();
-        std::fs::create_dir(dir.path().join("not-a-partition")).unwrap();
-        let manager = open(&dir);
-        assert!(!dir.path().join("ghost-0").exists());
-        assert!(!dir.path().join("t-5").exists());
-        assert!(dir.path().join("t-0").exists());
-        assert!(
-            dir.path().join("not-a-partition").exists(),
-            "only partition directories are touched"
-        );
-        assert!(manager.topic("ghost").is_none());
-    }
-
-    #[test]
-    fn retention_pass_covers_every_partition() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = open(&dir);
-        manager
-            .create_topic(
-                "t",
-                2,
-                configs(&[("segment.bytes", "100"), ("retention.ms", "1000")]),
-            )
-            .unwrap();
-        for partition in 0..2 {
-            let log = manager.partition("t", partition).unwrap();
-            for i in 0..3 {
-                log.append(batch(1, i, 20, i as u64), 0, 0).unwrap();
-            }
-            assert_eq!(log.segment_count(), 3);
-        }
-        let before = manager.usage();
-        assert_eq!(before.segments, 6);
-        assert_eq!(manager.apply_retention(1_000_000), 4);
-        let log = manager.partition("t", 1).unwrap();
-        assert_eq!(log.log_start_offset(), 2);
-        assert_eq!(headers(&log.read(2, 1).unwrap())[0].base_offset, 2);
-        // What is left: one segment with one batch per partition.
-        let after = manager.usage();
-        assert_eq!(after.segments, 2);
-        assert_eq!(after.size_bytes, 2 * log.size_bytes());
-        assert!(after.size_bytes > 0 && after.size_bytes < before.size_bytes);
-    }
-}
+mod tests;

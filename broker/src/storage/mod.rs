@@ -11,7 +11,8 @@
 //! <data_dir>/
 //!   .clean-shutdown                  written last by LogManager::shutdown, deleted by open
 //!   topics/<topic>.toml              one metadata file per topic (name, id, partitions, overrides)
-//!   <topic>-<partition>/
+//!   <topic>-<partition>.<hex>-delete/  a partition directory being removed (see `deleter`)
+//!   <topic>-<partition>/             only for partitions this broker hosts
 //!     00000000000000000000.log       batches back to back, exactly as received (offsets stamped)
 //!     00000000000000000000.index     sparse: 4-byte relative offset -> 4-byte file position
 //!     00000000000000000000.timeindex sparse: 8-byte timestamp -> 4-byte relative offset
@@ -34,7 +35,9 @@
 //!   checkpoint.
 //! - `recovery`: opening a partition's segments after a clean or unclean shutdown.
 //! - `checkpoint`: small files written atomically (temp file, fsync, rename, fsync dir).
-//! - `manager`: [`LogManager`], every partition of every topic, and topic metadata.
+//! - `deleter`: removing partition directories crash-safely (rename to `-delete`, then
+//!   delete in the background).
+//! - `manager`: [`LogManager`], the partitions hosted here, and topic metadata.
 //!
 //! # Invariants
 //!
@@ -72,6 +75,7 @@
 //! with `pread`, which a simulated file system can provide and mmap cannot.
 
 mod checkpoint;
+mod deleter;
 mod epoch_cache;
 mod fs;
 mod index;

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
+use crate::controller::delta::TopicChange;
 
 /// Drives a [`MetadataState`] with growing log indexes, as the Raft log would.
 struct Harness {
@@ -1346,4 +1347,106 @@ fn reassignment_can_be_cancelled_and_a_pure_removal_completes_at_once() {
         reassign(&mut h, topic, Some(vec![77])),
         Err(MetadataError::InvalidReplicaAssignment(_))
     ));
+}
+
+#[test]
+fn create_topics_creates_each_topic_or_says_why_not() {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    h.create_topic("taken", 1, 1);
+    let new = |name: &str, id: u128, partitions: i32| NewTopic {
+        name: name.into(),
+        id: Uuid::from_u128(id),
+        partitions,
+        replication_factor: 2,
+        configs: BTreeMap::new(),
+    };
+    let outcome = h
+        .apply(MetadataCommand::CreateTopics {
+            topics: vec![
+                new("a", 1, 3),
+                new("taken", 2, 1),
+                new("bad name", 3, 1),
+                new("b", 4, 0),
+                new("c", 5, 2),
+            ],
+        })
+        .unwrap();
+    let CommandOutcome::TopicsCreated { results } = outcome else {
+        panic!("unexpected outcome {outcome:?}");
+    };
+    assert_eq!(results.len(), 5);
+    let (id, assignment) = results[0].clone().unwrap();
+    assert_eq!(id, Uuid::from_u128(1));
+    assert_eq!(assignment.len(), 3);
+    assert!(matches!(
+        results[1],
+        Err(MetadataError::TopicAlreadyExists(_))
+    ));
+    assert!(matches!(
+        results[2],
+        Err(MetadataError::InvalidTopicName { .. })
+    ));
+    assert!(matches!(
+        results[3],
+        Err(MetadataError::InvalidPartitions { .. })
+    ));
+    assert!(results[4].is_ok());
+    assert_eq!(h.state.topic_by_name("a").unwrap().partitions.len(), 3);
+    assert_eq!(h.state.topic_by_name("c").unwrap().partitions.len(), 2);
+    assert!(h.state.topic_by_name("b").is_none());
+    assert_eq!(h.state.topics().count(), 3);
+}
+
+#[test]
+fn each_command_reports_only_the_topics_it_changed() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let a = h.create_topic("a", 4, 3);
+    assert_eq!(h.state.take_last_changes(), vec![TopicChange::Changed(a)]);
+    let b = h.create_topic("b", 2, 2);
+    let _ = h.state.take_last_changes();
+    let leader = h.partition(a, 0).leader.unwrap();
+    let followers: Vec<BrokerId> = h
+        .partition(a, 0)
+        .isr
+        .into_iter()
+        .filter(|r| *r != leader)
+        .collect();
+    let mut isr = vec![leader];
+    isr.push(followers[0]);
+    h.alter(a, 0, isr).unwrap();
+    assert_eq!(
+        h.state.take_last_changes(),
+        vec![TopicChange::Changed(a)],
+        "an AlterPartition of one partition touches one topic"
+    );
+    // A refused command changes nothing.
+    assert!(h.alter(a, 0, vec![42]).is_err());
+    assert!(h.state.take_last_changes().is_empty());
+    // Fencing a broker touches the topics it has replicas of, each once.
+    h.fence(leader).unwrap();
+    let mut changed = h.state.take_last_changes();
+    changed.sort_by_key(|change| format!("{change:?}"));
+    let touches_b = (0..2).any(|p| h.partition(b, p).replicas.contains(&leader));
+    let mut expected = vec![TopicChange::Changed(a)];
+    if touches_b {
+        expected.push(TopicChange::Changed(b));
+    }
+    expected.sort_by_key(|change| format!("{change:?}"));
+    assert_eq!(changed, expected);
+    h.apply(MetadataCommand::CreatePartitions {
+        topic_id: b,
+        count: 3,
+    })
+    .unwrap();
+    assert_eq!(h.state.take_last_changes(), vec![TopicChange::Changed(b)]);
+    h.apply(MetadataCommand::DeleteTopic { id: b }).unwrap();
+    assert_eq!(
+        h.state.take_last_changes(),
+        vec![TopicChange::Deleted {
+            id: b,
+            name: "b".into()
+        }]
+    );
 }

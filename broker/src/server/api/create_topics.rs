@@ -1,9 +1,14 @@
-//! CreateTopics, through the controller: it assigns replicas across the eligible brokers
-//! (spreading leaders) and the answer comes once the topic is in this broker's metadata.
-//! Manual replica assignments are refused with INVALID_REQUEST (reassignment is later work).
+//! CreateTopics, through the controller: the topics of one request are proposed in one
+//! metadata log entry; the controller assigns replicas across the eligible brokers
+//! (spreading leaders) and the answer comes once the topics are in this broker's metadata.
+//!
+//! As Kafka's controller does: a name given twice in one request is refused for both
+//! (INVALID_REQUEST, "Duplicate topic name.", answered once); manual replica assignments
+//! are refused with INVALID_REQUEST (reassignment is its own API).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -11,7 +16,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, str_bytes};
-use crate::server::Broker;
+use crate::server::{Broker, TopicRequest, TopicView};
 
 pub async fn handle(
     broker: &Broker,
@@ -19,76 +24,121 @@ pub async fn handle(
     version: i16,
 ) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
-    for topic in request.topics {
-        let mut result = CreatableTopicResult::default();
-        result.name = topic.name.clone();
+    let duplicates = duplicate_names(&request.topics);
+    let mut asked = Vec::new();
+    for topic in &request.topics {
         let name = topic.name.0.to_string();
-        let partitions = if topic.num_partitions == -1 {
-            broker.topic_defaults.partitions
-        } else {
-            topic.num_partitions
-        };
-        let configs: BTreeMap<String, String> = topic
-            .configs
-            .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.to_string(), v.to_string()))
-            })
-            .collect();
-        let outcome = if !topic.assignments.is_empty() {
-            Err((
+        if duplicates.contains(&name) {
+            continue;
+        }
+        if !topic.assignments.is_empty() {
+            let refusal = (
                 ErrorCode::InvalidRequest,
                 "manual replica assignment is not supported".to_string(),
-            ))
-        } else {
-            broker
-                .create_topic(
-                    &name,
-                    partitions,
-                    topic.replication_factor,
-                    configs,
-                    request.validate_only,
-                )
-                .await
-        };
-        match outcome {
-            Ok((view, replication_factor)) => {
-                if !request.validate_only {
-                    tracing::info!(topic = %name, partitions, replication_factor, "created topic");
-                    if version >= 7 {
-                        result.topic_id = view.id;
-                    }
-                }
-                if version < 5 {
-                    response.topics.push(result);
-                    continue;
-                }
-                result.num_partitions = partitions;
-                result.replication_factor = replication_factor;
-                result.configs = Some(
-                    broker
-                        .logs
-                        .describe_configs(&name)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|entry| {
-                            let mut c = CreatableTopicConfigs::default();
-                            c.name = str_bytes(entry.name);
-                            c.value = entry.value.map(str_bytes);
-                            c.config_source = if entry.is_default { 5 } else { 1 };
-                            c
-                        })
-                        .collect(),
-                );
-            }
-            Err((code, message)) => {
-                result.error_code = count_error("CreateTopics", code);
-                result.error_message = Some(str_bytes(message));
-            }
+            );
+            response
+                .topics
+                .push(result(broker, topic, Err(refusal), version));
+            continue;
         }
-        response.topics.push(result);
+        asked.push((topic, topic_request(broker, topic, name)));
+    }
+    let requests = asked.iter().map(|(_, request)| request.clone()).collect();
+    let outcomes = broker.create_topics(requests, request.validate_only).await;
+    for ((topic, asked), outcome) in asked.into_iter().zip(outcomes) {
+        if outcome.is_ok() && !request.validate_only {
+            tracing::info!(topic = %asked.name, partitions = asked.partitions, "created topic");
+        }
+        response
+            .topics
+            .push(result(broker, topic, outcome, version));
+    }
+    for name in duplicates {
+        let mut duplicate = CreatableTopicResult::default();
+        duplicate.name = kafka_protocol::messages::TopicName(str_bytes(name));
+        duplicate.error_code = count_error("CreateTopics", ErrorCode::InvalidRequest);
+        duplicate.error_message = Some(str_bytes("Duplicate topic name.".to_string()));
+        response.topics.push(duplicate);
     }
     response
+}
+
+/// Names given more than once in the request, in first-seen order.
+fn duplicate_names(topics: &[CreatableTopic]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut duplicates = Vec::new();
+    for topic in topics {
+        let name = topic.name.0.to_string();
+        if !seen.insert(name.clone()) && !duplicates.contains(&name) {
+            duplicates.push(name);
+        }
+    }
+    duplicates
+}
+
+fn topic_request(broker: &Broker, topic: &CreatableTopic, name: String) -> TopicRequest {
+    let partitions = if topic.num_partitions == -1 {
+        broker.topic_defaults.partitions
+    } else {
+        topic.num_partitions
+    };
+    let configs: BTreeMap<String, String> = topic
+        .configs
+        .iter()
+        .filter_map(|c| {
+            c.value
+                .as_ref()
+                .map(|v| (c.name.to_string(), v.to_string()))
+        })
+        .collect();
+    TopicRequest {
+        name,
+        partitions,
+        replication_factor: topic.replication_factor,
+        configs,
+    }
+}
+
+/// One topic's answer: on success (v5+) its partition count, replication factor and
+/// configs, (v7+) its id.
+fn result(
+    broker: &Broker,
+    topic: &CreatableTopic,
+    outcome: Result<(TopicView, i16), (ErrorCode, String)>,
+    version: i16,
+) -> CreatableTopicResult {
+    let mut result = CreatableTopicResult::default();
+    result.name = topic.name.clone();
+    match outcome {
+        Ok((view, replication_factor)) => {
+            if version >= 7 {
+                result.topic_id = view.id;
+            }
+            if version < 5 {
+                return result;
+            }
+            result.num_partitions = view.partitions;
+            result.replication_factor = replication_factor;
+            result.configs = Some(
+                broker
+                    .logs
+                    .describe_configs(&view.name)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|entry| {
+                        let mut c = CreatableTopicConfigs::default();
+                        c.name = str_bytes(entry.name);
+                        c.value = entry.value.map(str_bytes);
+                        c.config_source = if entry.is_default { 5 } else { 1 };
+                        c
+                    })
+                    .collect(),
+            );
+        }
+        Err((code, message)) => {
+            result.error_code = count_error("CreateTopics", code);
+            result.error_message = Some(str_bytes(message));
+        }
+    }
+    result
 }

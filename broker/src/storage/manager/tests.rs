@@ -1,0 +1,427 @@
+//! Tests of [`LogManager`](super::LogManager): topics, hosted partitions, crash leftovers.
+
+use super::*;
+use crate::storage::testing::{batch, headers, std_fs, test_config};
+use crate::storage::Durability;
+
+fn open(dir: &tempfile::TempDir) -> LogManager {
+    LogManager::open(std_fs(), dir.path().to_path_buf(), test_config()).unwrap()
+}
+
+/// Wait (bounded) until the background deleter has nothing left, then list what the data
+/// dir holds.
+fn settled_entries(manager: &LogManager, dir: &tempfile::TempDir) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while manager.pending_deletions() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deletions still pending after 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+#[test]
+fn topic_metadata_and_data_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    let info = manager
+        .create_topic(
+            "orders",
+            3,
+            configs(&[("retention.ms", "1000"), ("durability", "FSYNC")]),
+        )
+        .unwrap();
+    assert_eq!(
+        info.configs,
+        configs(&[("durability", "fsync"), ("retention.ms", "1000")])
+    );
+    assert_ne!(info.id, [0u8; 16]);
+    manager
+        .partition("orders", 1)
+        .unwrap()
+        .append(batch(4, 0, 5, 0), 0, 0)
+        .unwrap();
+    manager.shutdown().unwrap();
+    drop(manager);
+
+    let manager = open(&dir);
+    assert_eq!(manager.topic("orders"), Some(info));
+    assert_eq!(manager.topics().len(), 1);
+    let partition = manager.partition("orders", 1).unwrap();
+    assert_eq!(partition.log_end_offset(), 4);
+    assert_eq!(partition.config().durability, Durability::Fsync);
+    assert_eq!(partition.config().retention_ms, Some(1000));
+    assert_eq!(manager.partition("orders", 0).unwrap().log_end_offset(), 0);
+    assert!(manager.partition("orders", 3).is_none());
+    assert!(manager.partition("orders", -1).is_none());
+    assert!(manager.partition("other", 0).is_none());
+}
+
+#[test]
+fn clean_shutdown_marker_skips_scan_and_is_deleted_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join(CLEAN_SHUTDOWN_FILE);
+    let manager = open(&dir);
+    manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+    manager
+        .partition("t", 0)
+        .unwrap()
+        .append(batch(2, 0, 5, 0), 0, 0)
+        .unwrap();
+    manager.shutdown().unwrap();
+    assert!(marker.exists());
+    drop(manager);
+
+    let manager = open(&dir);
+    assert!(
+        !marker.exists(),
+        "the marker must go so that a later crash is detected"
+    );
+    assert_eq!(
+        manager
+            .partition("t", 0)
+            .unwrap()
+            .recovery_report()
+            .segments_scanned,
+        0
+    );
+    drop(manager); // a crash: no shutdown
+
+    let manager = open(&dir);
+    let partition = manager.partition("t", 0).unwrap();
+    assert_eq!(partition.recovery_report().segments_scanned, 1);
+    assert_eq!(partition.log_end_offset(), 2);
+}
+
+#[test]
+fn appends_after_shutdown_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+    let partition = manager.partition("t", 0).unwrap();
+    manager.shutdown().unwrap();
+    assert!(
+        matches!(partition.append(batch(1, 0, 1, 0), 0, 0), Err(StorageError::Poisoned(why)) if why.contains("shutting down"))
+    );
+}
+
+#[test]
+fn invalid_topic_names_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    let too_long = "x".repeat(250);
+    for name in ["", ".", "..", "a/b", "a b", "ü", too_long.as_str()] {
+        assert!(
+            matches!(
+                manager.create_topic(name, 1, BTreeMap::new()),
+                Err(StorageError::InvalidTopic(_))
+            ),
+            "{name:?} must be refused"
+        );
+    }
+    manager
+        .create_topic(&"x".repeat(249), 1, BTreeMap::new())
+        .unwrap();
+    manager
+        .create_topic("a.b_c-D9", 1, BTreeMap::new())
+        .unwrap();
+    assert!(matches!(
+        manager.create_topic("a.b_c-D9", 1, BTreeMap::new()),
+        Err(StorageError::TopicAlreadyExists(_))
+    ));
+}
+
+#[test]
+fn invalid_configs_are_rejected_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    for (key, value) in [
+        ("no.such.config", "1"),
+        ("retention.ms", "soon"),
+        ("retention.ms", "-2"),
+        ("retention.bytes", "1.5"),
+        ("segment.bytes", "10"),
+        ("segment.ms", "0"),
+        ("max.message.bytes", "-1"),
+        ("cleanup.policy", "compact"),
+        ("min.insync.replicas", "0"),
+        ("durability", "sometimes"),
+    ] {
+        let result = manager.create_topic("t", 1, configs(&[(key, value)]));
+        assert!(
+            matches!(&result, Err(StorageError::InvalidConfig(why)) if why.contains(key)),
+            "{key}={value}: {result:?}"
+        );
+    }
+    assert!(manager.topics().is_empty());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only topics/ exists"
+    );
+}
+
+#[test]
+fn partition_counts_must_be_positive_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    for partitions in [0, -1, TOPIC_PARTITIONS_MAX + 1] {
+        assert!(matches!(
+            manager.create_topic("t", partitions, BTreeMap::new()),
+            Err(StorageError::InvalidPartitions(_))
+        ));
+    }
+}
+
+#[test]
+fn delete_topic_removes_its_directories_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    let first = manager.create_topic("t", 2, BTreeMap::new()).unwrap();
+    manager.create_topic("t-1", 1, BTreeMap::new()).unwrap();
+    manager
+        .partition("t", 0)
+        .unwrap()
+        .append(batch(1, 0, 1, 0), 0, 0)
+        .unwrap();
+    manager.delete_topic("t").unwrap();
+    assert!(manager.topic("t").is_none());
+    assert!(manager.partition("t", 0).is_none());
+    assert!(!dir.path().join("t-0").exists());
+    assert!(!dir.path().join("t-1").exists());
+    assert!(
+        dir.path().join("t-1-0").exists(),
+        "another topic's partition stays"
+    );
+    assert_eq!(
+        settled_entries(&manager, &dir),
+        ["t-1-0", "topics"],
+        "the renamed directories are deleted in the background"
+    );
+    assert!(matches!(
+        manager.delete_topic("t"),
+        Err(StorageError::UnknownTopic(_))
+    ));
+    drop(manager);
+
+    let manager = open(&dir);
+    assert!(manager.topic("t").is_none());
+    let again = manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+    assert_ne!(again.id, first.id);
+    assert_eq!(manager.partition("t", 0).unwrap().log_end_offset(), 0);
+}
+
+#[test]
+fn create_partitions_only_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager.create_topic("t", 2, BTreeMap::new()).unwrap();
+    manager.create_partitions("t", 4).unwrap();
+    assert_eq!(manager.topic("t").unwrap().partitions, 4);
+    assert!(
+        manager.partition("t", 3).is_none(),
+        "new partitions are not hosted until opened"
+    );
+    manager.open_partition("t", 3).unwrap();
+    assert!(matches!(
+        manager.open_partition("t", 4),
+        Err(StorageError::UnknownPartition { .. })
+    ));
+    for total in [4, 3] {
+        assert!(matches!(
+            manager.create_partitions("t", total),
+            Err(StorageError::InvalidPartitions(_))
+        ));
+    }
+    assert!(matches!(
+        manager.create_partitions("nope", 5),
+        Err(StorageError::UnknownTopic(_))
+    ));
+    drop(manager);
+    let manager = open(&dir);
+    assert_eq!(manager.topic("t").unwrap().partitions, 4);
+    assert!(manager.partition("t", 3).is_some());
+}
+
+#[test]
+fn describe_configs_lists_every_key_and_marks_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager
+        .create_topic(
+            "t",
+            1,
+            configs(&[("retention.ms", "-1"), ("min.insync.replicas", "2")]),
+        )
+        .unwrap();
+    let entries = manager.describe_configs("t").unwrap();
+    let names: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
+    assert_eq!(names, SUPPORTED_TOPIC_CONFIGS);
+    let get = |name: &str| {
+        entries
+            .iter()
+            .find(|entry| entry.name == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        get("retention.ms"),
+        ConfigEntry {
+            name: "retention.ms".into(),
+            value: Some("-1".into()),
+            is_default: false
+        }
+    );
+    assert_eq!(get("min.insync.replicas").value.as_deref(), Some("2"));
+    let segment_bytes = get("segment.bytes");
+    assert!(segment_bytes.is_default);
+    assert_eq!(
+        segment_bytes.value,
+        Some(test_config().segment_bytes_max.to_string())
+    );
+    assert_eq!(get("durability").value.as_deref(), Some("replicated"));
+    assert_eq!(manager.min_insync_replicas("t"), 2);
+    assert_eq!(manager.min_insync_replicas("unknown"), 1);
+    assert!(matches!(
+        manager.describe_configs("unknown"),
+        Err(StorageError::UnknownTopic(_))
+    ));
+}
+
+#[test]
+fn leftover_partition_directories_are_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+    drop(manager);
+    // An unfinished create (no metadata) and a partition past the topic's count.
+    std::fs::create_dir(dir.path().join("ghost-0")).unwrap();
+    std::fs::create_dir(dir.path().join("t-5")).unwrap();
+    std::fs::create_dir(dir.path().join("not-a-partition")).unwrap();
+    let manager = open(&dir);
+    assert!(!dir.path().join("ghost-0").exists());
+    assert!(!dir.path().join("t-5").exists());
+    assert!(dir.path().join("t-0").exists());
+    assert!(
+        dir.path().join("not-a-partition").exists(),
+        "only partition directories are touched"
+    );
+    assert!(manager.topic("ghost").is_none());
+}
+
+#[test]
+fn retention_pass_covers_every_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager
+        .create_topic(
+            "t",
+            2,
+            configs(&[("segment.bytes", "100"), ("retention.ms", "1000")]),
+        )
+        .unwrap();
+    for partition in 0..2 {
+        let log = manager.partition("t", partition).unwrap();
+        for i in 0..3 {
+            log.append(batch(1, i, 20, i as u64), 0, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 3);
+    }
+    let before = manager.usage();
+    assert_eq!(before.segments, 6);
+    assert_eq!(manager.apply_retention(1_000_000), 4);
+    let log = manager.partition("t", 1).unwrap();
+    assert_eq!(log.log_start_offset(), 2);
+    assert_eq!(headers(&log.read(2, 1).unwrap())[0].base_offset, 2);
+    // What is left: one segment with one batch per partition.
+    let after = manager.usage();
+    assert_eq!(after.segments, 2);
+    assert_eq!(after.size_bytes, 2 * log.size_bytes());
+    assert!(after.size_bytes > 0 && after.size_bytes < before.size_bytes);
+}
+
+#[test]
+fn a_topic_has_directories_only_for_the_partitions_opened_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager
+        .create_topic_with_id("t", [7; 16], 3, BTreeMap::new())
+        .unwrap();
+    assert_eq!(settled_entries(&manager, &dir), ["topics"]);
+    let log = manager.open_partition("t", 1).unwrap();
+    log.append(batch(2, 0, 5, 0), 0, 0).unwrap();
+    assert!(Arc::ptr_eq(&log, &manager.open_partition("t", 1).unwrap()));
+    assert!(manager.partition("t", 0).is_none());
+    assert_eq!(settled_entries(&manager, &dir), ["t-1", "topics"]);
+    manager.shutdown().unwrap();
+    drop(manager);
+
+    let manager = open(&dir);
+    assert!(manager.partition("t", 0).is_none());
+    assert!(manager.partition("t", 2).is_none());
+    assert_eq!(manager.partition("t", 1).unwrap().log_end_offset(), 2);
+    assert!(matches!(
+        manager.open_partition("nope", 0),
+        Err(StorageError::UnknownTopic(_))
+    ));
+}
+
+#[test]
+fn remove_partition_renames_the_directory_then_deletes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager.create_topic("t", 2, BTreeMap::new()).unwrap();
+    let log = manager.partition("t", 0).unwrap();
+    log.append(batch(3, 0, 5, 0), 0, 0).unwrap();
+    assert!(manager.remove_partition("t", 0).unwrap());
+    assert!(!manager.remove_partition("t", 0).unwrap(), "removed once");
+    assert!(manager.partition("t", 0).is_none());
+    assert!(
+        log.append(batch(1, 3, 5, 0), 0, 0).is_err(),
+        "a removed log takes no more writes"
+    );
+    assert_eq!(settled_entries(&manager, &dir), ["t-1", "topics"]);
+    // Hosting it again starts empty.
+    assert_eq!(manager.open_partition("t", 0).unwrap().log_end_offset(), 0);
+}
+
+#[test]
+fn a_deletion_interrupted_by_a_crash_finishes_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+    manager
+        .partition("t", 0)
+        .unwrap()
+        .append(batch(3, 0, 5, 0), 0, 0)
+        .unwrap();
+    drop(manager);
+    // A crash after the rename, before the background removal: the directory and its
+    // files are still there under their -delete name.
+    let renamed = dir
+        .path()
+        .join("t-0.0123456789abcdef0123456789abcdef-delete");
+    std::fs::rename(dir.path().join("t-0"), &renamed).unwrap();
+    assert!(renamed.join("00000000000000000000.log").exists());
+
+    let manager = open(&dir);
+    assert!(
+        manager.partition("t", 0).is_none(),
+        "a -delete directory is never opened as a partition"
+    );
+    assert_eq!(settled_entries(&manager, &dir), ["topics"]);
+}
