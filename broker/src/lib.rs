@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod node;
 pub mod replication;
 pub mod server;
+pub mod shutdown;
 pub mod storage;

@@ -21,8 +21,9 @@ use crate::cluster::ClusterNode;
 use crate::config::Config;
 use crate::controller::metadata::check_cluster_id;
 use crate::metrics as m;
-use crate::server::{self, now_ms, Broker};
+use crate::server::{self, Broker};
 use crate::storage::{LogManager, StdFileSystem};
+use sluice_protocol::clock::now_ms;
 
 /// Run a broker until a shutdown signal; returns once the logs are flushed and the
 /// clean-shutdown marker is written.

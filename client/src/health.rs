@@ -46,7 +46,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -65,12 +65,7 @@ pub const TOPIC_BYTES_OUT_METRIC: &str = "sluice_topic_bytes_out_total";
 /// `--metrics-per-partition`.
 pub const TOPIC_METRIC_PREFIX: &str = "sluice_topic_";
 
-/// Wall-clock milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use sluice_protocol::clock::now_ms;
 
 /// Why one broker's answer is missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -10,12 +10,14 @@
 //!   `kafka-protocol` message codecs.
 //! - [`api`]: the API version table Sluice advertises, and request values with a fixed
 //!   meaning (the debugging replica id, the metadata topic's name).
+//! - [`clock`]: the wall clock in Kafka's timestamp unit (ms since the epoch).
 //! - [`batch`]: a zero-copy view over RecordBatch v2: iterate, validate, stamp offsets.
 //! - [`records`]: building and decoding batches with keys, values, headers and the four codecs.
 //! - [`error`]: errors of this crate and the Kafka error codes.
 
 pub mod api;
 pub mod batch;
+pub mod clock;
 pub mod error;
 pub mod frame;
 pub mod header;

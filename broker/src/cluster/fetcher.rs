@@ -25,7 +25,7 @@ use super::replica::{offsets, Replica};
 use crate::controller::MetadataReader;
 use crate::metrics as m;
 use crate::replication::{EpochEndOffset, FetchedPartition, FollowerAction, FollowerFetch};
-use crate::server::now_ms;
+use sluice_protocol::clock::now_ms;
 
 /// Tag of the Fetch request's tagged field that carries the follower's broker epoch.
 pub const BROKER_EPOCH_TAG: i32 = 10_000;
@@ -158,7 +158,7 @@ async fn run_fetcher(
         if current.is_empty() {
             tokio::select! {
                 _ = wake.notified() => continue,
-                () = crate::controller::tcp::stopped(&mut shutdown) => return,
+                () = crate::shutdown::stopped(&mut shutdown) => return,
             }
         }
         let conn = match &connection {
@@ -189,7 +189,7 @@ async fn run_fetcher(
         let timeout = connection_config.request_timeout;
         let response = tokio::select! {
             response = conn.send_versioned(request, FETCH_VERSION, timeout) => response,
-            () = crate::controller::tcp::stopped(&mut shutdown) => return,
+            () = crate::shutdown::stopped(&mut shutdown) => return,
             // A new partition to fetch: the next request includes it.
             _ = wake.notified() => continue,
         };
@@ -226,7 +226,7 @@ async fn run_fetcher(
             tokio::select! {
                 _ = tokio::time::sleep(RETRY_BACKOFF) => {}
                 _ = wake.notified() => {}
-                () = crate::controller::tcp::stopped(&mut shutdown) => return,
+                () = crate::shutdown::stopped(&mut shutdown) => return,
             }
         }
     }
@@ -235,7 +235,7 @@ async fn run_fetcher(
 async fn pause(shutdown: &mut watch::Receiver<bool>) {
     tokio::select! {
         _ = tokio::time::sleep(RETRY_BACKOFF) => {}
-        () = crate::controller::tcp::stopped(shutdown) => {}
+        () = crate::shutdown::stopped(shutdown) => {}
     }
 }
 

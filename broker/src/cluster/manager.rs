@@ -33,8 +33,8 @@ use crate::metrics as m;
 use crate::replication::{
     self, AlterPartitionError, AlterPartitionResult, PendingIsrChange, ReplicaLiveness,
 };
-use crate::server::now_ms;
 use crate::storage::LogManager;
+use sluice_protocol::clock::now_ms;
 
 /// How often leaders are ticked (ISR shrink) and gauges refreshed.
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -322,7 +322,7 @@ impl ReplicaManager {
         let mut gauges = tokio::time::interval(GAUGE_INTERVAL);
         loop {
             tokio::select! {
-                () = crate::controller::tcp::stopped(&mut shutdown) => break,
+                () = crate::shutdown::stopped(&mut shutdown) => break,
                 changed = applied.changed() => {
                     if changed.is_err() { break; }
                     self.reconcile();
@@ -344,7 +344,7 @@ impl ReplicaManager {
     ) {
         loop {
             let (replica, sent) = tokio::select! {
-                () = crate::controller::tcp::stopped(&mut shutdown) => return,
+                () = crate::shutdown::stopped(&mut shutdown) => return,
                 next = proposals.recv() => match next { Some(next) => next, None => return },
             };
             let still_pending = |replica: &Replica| {

@@ -456,7 +456,7 @@ async fn heartbeat_loop(
     let mut last_status = None;
     loop {
         tokio::select! {
-            () = crate::controller::tcp::stopped(&mut shutdown) => return,
+            () = crate::shutdown::stopped(&mut shutdown) => return,
             _ = ticker.tick() => {}
         }
         let applied_index = client
@@ -506,7 +506,7 @@ async fn forward_applied(
             changed
         });
         tokio::select! {
-            () = crate::controller::tcp::stopped(&mut shutdown) => return,
+            () = crate::shutdown::stopped(&mut shutdown) => return,
             changed = metrics.changed() => if changed.is_err() { return },
         }
     }
@@ -541,7 +541,7 @@ async fn report_controller_role(
             metrics::gauge!(m::ACTIVE_CONTROLLER).set(if active { 1.0 } else { 0.0 });
         }
         tokio::select! {
-            () = crate::controller::tcp::stopped(&mut shutdown) => return,
+            () = crate::shutdown::stopped(&mut shutdown) => return,
             changed = metrics.changed() => if changed.is_err() { return },
         }
     }

@@ -30,8 +30,8 @@ use crate::controller::delta::Delta;
 use crate::controller::Topic;
 use crate::metrics as m;
 use crate::replication::{PartitionConfig, PartitionRegistration};
-use crate::server::now_ms;
 use crate::storage::StorageError;
+use sluice_protocol::clock::now_ms;
 
 /// What the last pass reached; guarded by the manager's one-pass-at-a-time lock.
 #[derive(Debug, Default)]

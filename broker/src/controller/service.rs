@@ -276,7 +276,7 @@ impl ControllerService {
         ticker.tick().await;
         loop {
             tokio::select! {
-                () = crate::controller::tcp::stopped(&mut shutdown) => return,
+                () = crate::shutdown::stopped(&mut shutdown) => return,
                 _ = ticker.tick() => {}
             }
             if !self.is_leader() {
@@ -317,7 +317,7 @@ impl ControllerService {
         let mut ticker = tokio::time::interval(every);
         loop {
             tokio::select! {
-                () = crate::controller::tcp::stopped(&mut shutdown) => return,
+                () = crate::shutdown::stopped(&mut shutdown) => return,
                 _ = ticker.tick() => self.expire_sessions().await,
             }
         }

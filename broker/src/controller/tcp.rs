@@ -610,7 +610,7 @@ pub async fn serve_raft_with_config(
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            () = stopped(&mut shutdown) => break,
+            () = crate::shutdown::stopped(&mut shutdown) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -640,11 +640,6 @@ pub async fn serve_raft_with_config(
     }
     // Dropping the set aborts the connection tasks.
     connections.shutdown().await;
-}
-
-/// Resolve once `shutdown` is true or its sender is gone (the guard is not held across awaits).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
 /// Answer requests on one connection until the peer closes it or sends something bad.

@@ -23,7 +23,7 @@ pub mod producer_ids;
 pub mod producer_state;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sluice_protocol::error::ErrorCode;
 use tokio::sync::{watch, Semaphore};
@@ -496,14 +496,6 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
 /// The offset below which a log's records are on disk (fsync durability) or written.
 pub fn durable_end(log: &PartitionLog) -> i64 {
     log.durable_offset().min(log.log_end_offset())
-}
-
-/// Wall-clock milliseconds since the epoch, for timestamps and segment age.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Accept connections until `shutdown` turns true, then wait for connections to finish

@@ -34,7 +34,8 @@ use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, topic_name};
 use crate::controller::{NodeId, QuorumStatus};
-use crate::server::{now_ms, Broker};
+use crate::server::Broker;
+use sluice_protocol::clock::now_ms;
 
 pub fn handle(
     broker: &Broker,

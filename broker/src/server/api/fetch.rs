@@ -42,8 +42,9 @@ use crate::cluster::fetcher::BROKER_EPOCH_TAG;
 use crate::cluster::replica::offsets;
 use crate::metrics as m;
 use crate::replication::{FollowerFetch, FollowerFetchDecision, BROKER_EPOCH_UNKNOWN};
-use crate::server::{now_ms, storage_error_code, Broker};
+use crate::server::{storage_error_code, Broker};
 use crate::storage::StorageError;
+use sluice_protocol::clock::now_ms;
 
 /// Who is fetching.
 #[derive(Debug, Clone, Copy)]

@@ -70,8 +70,9 @@ use crate::replication::{AcksAllStatus, AcksAllWait};
 use crate::server::producer_state::{
     lock_slot, PartitionProducers, ProducerBatch, Verdict, PRODUCERS_PER_PARTITION_MAX,
 };
-use crate::server::{now_ms, storage_error_code, Broker, TopicView};
+use crate::server::{storage_error_code, Broker, TopicView};
 use crate::storage::{Durability, PartitionLog};
+use sluice_protocol::clock::now_ms;
 
 /// What the connection should do with the result.
 pub enum Outcome {
