@@ -8,6 +8,7 @@ pub mod config;
 pub mod controller;
 pub mod metrics;
 pub mod node;
+pub mod replica;
 pub mod replication;
 pub mod server;
 pub mod shutdown;

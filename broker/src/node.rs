@@ -109,7 +109,7 @@ async fn shutdown_signal() -> &'static str {
 
 async fn retention_loop(
     logs: Arc<LogManager>,
-    replicas: Arc<crate::cluster::ReplicaManager>,
+    replicas: Arc<crate::replica::ReplicaManager>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {

@@ -23,10 +23,6 @@
 //! a metadata refresh rather than failed requests.
 
 pub mod client;
-pub mod fetcher;
-pub mod manager;
-mod reconcile;
-pub mod replica;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,11 +42,10 @@ use crate::controller::{
     TcpNetworkConfig, TcpRaftNetwork,
 };
 use crate::metrics as m;
+use crate::replica::fetcher::{FetcherConfig, Fetchers};
+use crate::replica::ReplicaManager;
 use crate::storage::{FileSystem, LogManager};
 pub use client::ControllerClient;
-use fetcher::{FetcherConfig, Fetchers};
-pub use manager::ReplicaManager;
-pub use replica::Replica;
 
 /// How long this node must see the controller quorum without a majority (it leads without
 /// acknowledgements from one, or it knows no leader) before a controlled shutdown gives up:

@@ -31,10 +31,11 @@ use tokio_util::task::TaskTracker;
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{ClusterNode, ControllerClient, Replica, ReplicaManager};
+use crate::cluster::{ClusterNode, ControllerClient};
 use crate::config::Config;
 use crate::controller::{CommandOutcome, MetadataCommand, MetadataError, NewTopic};
 use crate::metrics as m;
+use crate::replica::{Replica, ReplicaManager};
 use crate::storage::{LogManager, PartitionLog, StorageError};
 use net::Listener;
 use producer_ids::ProducerIdAllocator;

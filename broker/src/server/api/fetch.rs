@@ -10,7 +10,7 @@
 //!   ISR and the high watermark; the answer carries records up to the log end, the leader's
 //!   high watermark, and a `DivergingEpoch` when the follower must truncate. The follower's
 //!   broker epoch comes in the tagged field
-//!   [`BROKER_EPOCH_TAG`](crate::cluster::fetcher::BROKER_EPOCH_TAG).
+//!   [`BROKER_EPOCH_TAG`](crate::replica::fetcher::BROKER_EPOCH_TAG).
 //!
 //! - `partition_max_bytes` bounds each partition and `max_bytes` (capped by the broker's
 //!   `fetch_bytes_max`) the whole response, except that the first batch of the first
@@ -38,9 +38,9 @@ use sluice_protocol::error::ErrorCode;
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, count_error, count_topic, Purgatory, RemoteTime};
-use crate::cluster::fetcher::BROKER_EPOCH_TAG;
-use crate::cluster::replica::offsets;
 use crate::metrics as m;
+use crate::replica::fetcher::BROKER_EPOCH_TAG;
+use crate::replica::offsets;
 use crate::replication::{FollowerFetch, FollowerFetchDecision, BROKER_EPOCH_UNKNOWN};
 use crate::server::{storage_error_code, Broker};
 use crate::storage::StorageError;
@@ -315,7 +315,7 @@ fn preferred_read_replica(
 
 /// A follower serves consumers (KIP-392) only while the metadata has it in the ISR: once it
 /// falls out, consumers get NOT_LEADER_OR_FOLLOWER and go back to the leader.
-fn serves_consumers_as_follower(broker: &Broker, replica: &crate::cluster::Replica) -> bool {
+fn serves_consumers_as_follower(broker: &Broker, replica: &crate::replica::Replica) -> bool {
     let local = broker.identity.node_id;
     broker.replicas.metadata().read(|metadata| {
         metadata

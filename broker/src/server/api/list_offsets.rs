@@ -24,7 +24,7 @@ use sluice_protocol::api::DEBUGGING_REPLICA_ID;
 use sluice_protocol::error::ErrorCode;
 
 use super::{check_leader_epoch, count_error};
-use crate::cluster::Replica;
+use crate::replica::Replica;
 use crate::server::{storage_error_code, Broker};
 
 const LATEST: i64 = -1;

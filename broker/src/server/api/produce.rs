@@ -63,9 +63,8 @@ use sluice_protocol::batch::{self, BatchIterError, Batches, RecordsSummary, Vali
 use sluice_protocol::error::{ErrorCode, ProtocolError};
 
 use super::{count_error, count_topic, str_bytes, Purgatory, RemoteTime};
-use crate::cluster::replica::AppendRefusal;
-use crate::cluster::Replica;
 use crate::metrics as m;
+use crate::replica::{AppendRefusal, Replica};
 use crate::replication::{AcksAllStatus, AcksAllWait};
 use crate::server::producer_state::{
     lock_slot, PartitionProducers, ProducerBatch, Verdict, PRODUCERS_PER_PARTITION_MAX,

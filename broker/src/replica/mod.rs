@@ -1,19 +1,33 @@
-//! The replica manager: which partitions this broker hosts and in which role, kept in step
+//! The replica manager: the one owner of the partitions this broker hosts, kept in step
 //! with the metadata log.
 //!
-//! On every metadata change ([`ReplicaManager::reconcile`], in `reconcile.rs`) the topics
-//! that changed are applied: each partition this broker is a replica of gets a local log
-//! and the controller's registration (it leads, or it follows and its fetcher fetches from
-//! the leader); partitions it is no replica of have no log here. A timer ticks the leaders
-//! (ISR shrink) and checkpoints high watermarks.
+//! # Files
 //!
-//! Gauges, refreshed every second and after every reconciliation: the hosted partitions
-//! (led, followed, under-replicated), the size of the logs on disk, the cluster's health as
-//! this node's copy of the metadata sees it (offline partitions, fenced and registered
-//! brokers, topic and partition counts; every node reports them, not only the active
-//! controller as Kafka does), and, with `--metrics-per-partition`, one set of labelled
-//! gauges per hosted partition and per follower. Series of a partition that moved away stay
-//! at their last value: the exporter cannot remove a series.
+//! - `mod.rs`: [`ReplicaManager`], the hosted replicas by (topic, partition), the timer
+//!   loop (leader ticks for ISR shrink, high-watermark checkpoints, gauges) and the
+//!   AlterPartition sender.
+//! - `reconcile.rs`: applying metadata changes by delta (only the topics a command changed):
+//!   partitions hosted here get a log and the controller's registration (lead, or follow
+//!   and fetch); partitions no longer hosted lose their replica and their directory.
+//! - `hosted.rs`: [`Replica`], one hosted partition: its log and its
+//!   [`replication::Partition`] state machine under one lock.
+//! - [`fetcher`]: the follower fetchers, one task per leader broker.
+//!
+//! # Gauges
+//!
+//! Refreshed every second: the hosted partitions (led, followed, under-replicated), the
+//! size of the logs on disk, the cluster's health as this node's copy of the metadata
+//! sees it (on the active controller only), and, with `--metrics-per-partition`, one set
+//! of labelled gauges per hosted partition and per follower. Series of a partition that
+//! moved away stay at their last value (the exporter cannot remove a series), except the
+//! follower lag series, which turn -1.
+//!
+//! # Left out (next steps)
+//!
+//! Produce and fetch still reach a replica's log and state from their handlers
+//! (`server/api/produce.rs`, `fetch.rs`) and producer state lives in the server; the
+//! `append_records` / `fetch_records` operations that the group coordinator will use are
+//! the next step of moving them here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -21,10 +35,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::client::ControllerClient;
-use super::fetcher::Fetchers;
-use super::reconcile::Reconciled;
-use super::replica::{EffectSink, Replica};
+pub mod fetcher;
+mod hosted;
+mod reconcile;
+
+pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
+
+use crate::cluster::ControllerClient;
 use crate::controller::{
     AlterPartition as ControllerAlterPartition, BrokerStatus, ClusterHealth, CommandOutcome,
     LeaderRecoveryState, MetadataError, MetadataReader, MetadataState,
@@ -34,6 +51,8 @@ use crate::replication::{
     self, AlterPartitionError, AlterPartitionResult, PendingIsrChange, ReplicaLiveness,
 };
 use crate::storage::LogManager;
+use fetcher::Fetchers;
+use reconcile::Reconciled;
 use sluice_protocol::clock::now_ms;
 
 /// How often leaders are ticked (ISR shrink) and gauges refreshed.
@@ -45,31 +64,31 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause before re-sending an AlterPartition that got no answer.
 const ALTER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
-pub(super) type ReplicaKey = (String, i32);
+type ReplicaKey = (String, i32);
 
 pub struct ReplicaManager {
-    pub(super) local_id: i32,
-    pub(super) broker_epoch: i64,
-    pub(super) replica_lag_ms_max: i64,
-    pub(super) logs: Arc<LogManager>,
-    pub(super) metadata: MetadataReader,
+    local_id: i32,
+    broker_epoch: i64,
+    replica_lag_ms_max: i64,
+    logs: Arc<LogManager>,
+    metadata: MetadataReader,
     /// Hosted replicas by (topic, partition): ordered, so a topic's replicas are a range.
-    pub(super) replicas: RwLock<BTreeMap<ReplicaKey, Arc<Replica>>>,
+    replicas: RwLock<BTreeMap<ReplicaKey, Arc<Replica>>>,
     /// (leader epoch, partition epoch) last applied per replica, to skip unchanged ones.
-    pub(super) applied: std::sync::Mutex<HashMap<ReplicaKey, (i32, i32)>>,
+    applied: std::sync::Mutex<HashMap<ReplicaKey, (i32, i32)>>,
     alter_tx: mpsc::UnboundedSender<(Arc<Replica>, replication::AlterPartition)>,
     pub fetchers: Arc<Fetchers>,
     /// Whether local topics missing from the metadata may be deleted (only once this
     /// broker's metadata has caught up with its own registration).
-    pub(super) caught_up: std::sync::atomic::AtomicBool,
+    caught_up: std::sync::atomic::AtomicBool,
     /// In a single-node cluster, local topics missing from the metadata (a data dir from
     /// before the controller) are adopted instead.
-    pub(super) adopt_local_topics: bool,
+    adopt_local_topics: bool,
     /// One reconciliation at a time (the metadata loop and admin handlers both run it),
     /// and how far the last one got.
-    pub(super) reconciling: std::sync::Mutex<Reconciled>,
+    reconciling: std::sync::Mutex<Reconciled>,
     /// Partitions looked at by reconciliation passes (for tests and a metric).
-    pub(super) partitions_reconciled: std::sync::atomic::AtomicU64,
+    partitions_reconciled: std::sync::atomic::AtomicU64,
     /// Whether per-partition and per-follower gauges are exported (off bounds the label
     /// cardinality on brokers with many partitions).
     per_partition_metrics: std::sync::atomic::AtomicBool,
@@ -411,7 +430,7 @@ impl ReplicaManager {
 }
 
 /// Broker ids for a log line: `1,2,3` (a plain string in JSON logs too).
-pub(super) fn id_list<'a>(ids: impl IntoIterator<Item = &'a i32>) -> String {
+fn id_list<'a>(ids: impl IntoIterator<Item = &'a i32>) -> String {
     ids.into_iter()
         .map(i32::to_string)
         .collect::<Vec<_>>()
@@ -419,14 +438,14 @@ pub(super) fn id_list<'a>(ids: impl IntoIterator<Item = &'a i32>) -> String {
 }
 
 /// The committed ISR of a partition this broker leads.
-pub(super) fn committed_isr(state: &replication::Partition) -> Option<BTreeSet<i32>> {
+fn committed_isr(state: &replication::Partition) -> Option<BTreeSet<i32>> {
     state.isr().map(|isr| isr.committed_isr().clone())
 }
 
 /// Count and log (one INFO line) a change of a led partition's committed ISR, whichever
 /// way it came: this leader's AlterPartition, or the controller's metadata (a fenced
 /// broker, a reassignment). Kafka's IsrShrinksPerSec / IsrExpandsPerSec.
-pub(super) fn note_isr_change(
+fn note_isr_change(
     replica: &Replica,
     state: &replication::Partition,
     before: Option<BTreeSet<i32>>,

@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::manager::{committed_isr, id_list, note_isr_change, ReplicaKey, ReplicaManager};
-use super::replica::{offsets, Replica};
+use super::hosted::{offsets, Replica};
+use super::{committed_isr, id_list, note_isr_change, ReplicaKey, ReplicaManager};
 use crate::controller::delta::Delta;
 use crate::controller::Topic;
 use crate::metrics as m;

@@ -21,7 +21,7 @@ use sluice_protocol::batch::Batches;
 use sluice_protocol::error::ErrorCode;
 use tokio::sync::{watch, Notify};
 
-use super::replica::{offsets, Replica};
+use super::hosted::{offsets, Replica};
 use crate::controller::MetadataReader;
 use crate::metrics as m;
 use crate::replication::{EpochEndOffset, FetchedPartition, FollowerAction, FollowerFetch};

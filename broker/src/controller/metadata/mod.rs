@@ -1,0 +1,470 @@
+//! The metadata state machine: what the controller quorum agrees on.
+//!
+//! [`MetadataState`] holds the cluster's replicated metadata: registered brokers, topics, and
+//! for every partition its replicas, leader, leader epoch, partition epoch, ISR and leader
+//! recovery state. It changes only through [`MetadataState::apply`], which takes one
+//! [`MetadataCommand`] (a Raft log entry) and its Raft log index. `apply` is sans-IO and
+//! deterministic: the same state, index and command give the same new state and the same
+//! [`CommandResult`] on every controller and every learner, which is what lets a Raft log
+//! replicate it. It reads no clock, no randomness and no global, and it iterates only ordered
+//! maps.
+//!
+//! What is *not* here: a broker's last heartbeat. Session expiry is time-based, so the active
+//! controller decides it (with the time passed in) and records the decision as a
+//! [`MetadataCommand::FenceBroker`]. Replicating heartbeats would put a clock into the log.
+//!
+//! # Files
+//!
+//! This file has the state's types ([`Broker`], [`Topic`], [`Partition`], ...),
+//! [`MetadataState`] with its read accessors, and `apply`, which hands each command to the
+//! file that owns its rule:
+//!
+//! - `records.rs`: the log's records and results ([`MetadataCommand`], [`NewTopic`],
+//!   [`AlterPartition`], [`CommandOutcome`], [`PartitionChange`], [`MetadataError`], ...);
+//!   data only.
+//! - `brokers.rs`: registration, the cluster id, fencing, unfencing, controlled shutdown
+//!   and eligibility.
+//! - `election.rs`: the election rule and ElectLeaders.
+//! - `placement.rs`: creating, deleting and growing topics, their validation, and replica
+//!   placement.
+//! - `reassignment.rs`: starting, cancelling and completing reassignments.
+//! - `isr.rs`: AlterPartition, and the invariant checks every partition change goes
+//!   through (`write_partition`).
+//! - `tests.rs`: the unit and property tests.
+//!
+//! # The rules (KRaft's, from `ReplicationControlManager` and `PartitionChangeBuilder`)
+//!
+//! - **Registration** (`brokers.rs`) gives a broker a *broker epoch*: the Raft log index of
+//!   its `RegisterBroker` entry, as KRaft does. A registered broker starts fenced; it is
+//!   unfenced once it has caught up with the metadata log
+//!   ([`MetadataCommand::UnfenceBroker`]). A re-registration (a restart, a new incarnation)
+//!   first fences the old incarnation.
+//! - **The cluster id** (`brokers.rs`) is the first one a registration proposes: every
+//!   `RegisterBroker` carries the id in its broker's data dir, the state keeps the first and
+//!   ignores later proposals, and each broker adopts the kept one (Kafka fixes it with
+//!   `kafka-storage format`; here the first broker to register does). A malformed proposal
+//!   is refused whether or not it would be kept, so a broker learns about it on its first
+//!   start.
+//! - **Eligible** brokers (`brokers.rs`) are registered, unfenced and not in controlled
+//!   shutdown. Only they may lead or join an ISR.
+//! - **Election** (`election.rs`) keeps the current leader while it is eligible and in the
+//!   ISR. Otherwise the new leader is the first replica, in replica order, that is in the
+//!   ISR and eligible (a clean election). If there is none and the topic sets
+//!   `unclean.leader.election.enable=true`, the first eligible replica leads, the ISR becomes
+//!   just that replica and the leader recovery state becomes `Recovering` (KIP-704); the
+//!   outcome marks the election unclean so the shell can log and count it. Otherwise the
+//!   partition is offline: no leader.
+//! - **ElectLeaders** (`election.rs`) asks, per partition, for the preferred replica (the
+//!   first) to lead, if it is in the ISR and eligible; or, for a leaderless partition, for
+//!   any eligible replica (unclean). A partition it cannot or need not change is refused on
+//!   its own ([`ElectionRefusal`]) without stopping the others.
+//! - **Fencing** a broker (session expiry) and **controlled shutdown** (`brokers.rs`) have
+//!   the same effect on partitions: the broker leaves every ISR and every partition it led
+//!   gets a new leader by the rule above. The ISR never becomes empty: when the broker is
+//!   the last ISR member it stays there, with no leader, so that the partition can come back
+//!   cleanly when that broker does. Kafka does the same (`generateLeaderAndIsrUpdates`).
+//! - **Unfencing** a broker (`brokers.rs`) elects leaders for the leaderless partitions it
+//!   can now lead.
+//! - **AlterPartition** (KIP-497, `isr.rs`) is a compare-and-set from the partition leader:
+//!   it must carry the leader's current broker epoch, the current leader epoch
+//!   (`FENCED_LEADER_EPOCH` otherwise) and the current partition epoch
+//!   (`INVALID_UPDATE_VERSION` otherwise); the new ISR must be replicas only, contain the
+//!   leader (`INVALID_REQUEST`) and name eligible brokers only (`INELIGIBLE_REPLICA`). A
+//!   deposed leader therefore can never change the ISR behind the controller's back.
+//! - **Replica placement** (`placement.rs`) for new partitions spreads leaders round-robin
+//!   over the eligible brokers (sorted by id) and puts followers on distinct brokers with
+//!   Kafka's shifting scheme (`AdminUtils.assignReplicasToBrokersRackUnaware`); when every
+//!   eligible broker has a rack, the brokers are ordered alternating between racks and
+//!   followers go to racks that hold no replica yet (the idea of
+//!   `assignReplicasToBrokersRackAware`). Where randomness would pick the starting broker, a
+//!   replicated cursor (partitions placed so far) does.
+//! - **Reassignment** (KIP-455, `reassignment.rs`) moves a partition to target replicas:
+//!   while it runs the replicas are the target followed by the original replicas not in it;
+//!   once every target replica is in the ISR (checked on the request and on every
+//!   AlterPartition) the removed replicas are dropped, and leadership moves to a target
+//!   replica if the leader was removed. Cancelling goes back to the original replicas.
+//!
+//! # Invariants (asserted for every partition a command changes, in release builds too)
+//!
+//! Checked in `isr.rs` (`check_partition`, which `write_partition` and topic creation run,
+//! and `check_invariants` for a whole state):
+//!
+//! - `replicas` is non-empty, has no duplicates and names registered brokers only.
+//! - `isr` is non-empty, has no duplicates and `isr ⊆ replicas`.
+//! - `leader` is `None` or a member of the ISR that is eligible: no fenced broker leads.
+//! - A `Recovering` partition has exactly one ISR member.
+//! - A running reassignment's adding and removing replicas are replicas, and none is both.
+//! - Epochs never go back: a broker's epoch grows on every registration; a partition's
+//!   leader epoch grows by one exactly when its leader changes (to or from none included);
+//!   its partition epoch grows by one exactly when anything about it changes.
+//! - A command that fails changes nothing.
+//!
+//! # Left out on purpose
+//!
+//! Explicit replica assignments (at topic creation and when adding partitions), eligible
+//! leader replicas (KIP-966), broker unregistration and feature levels. Fencing scans every
+//! partition; a broker -> partitions index can come when clusters are big enough to need it.
+
+mod brokers;
+mod election;
+mod isr;
+mod placement;
+mod reassignment;
+mod records;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::delta::{LastChanges, TopicChange};
+
+pub use brokers::check_cluster_id;
+pub use records::{
+    AlterPartition, CommandOutcome, CommandResult, Election, ElectionRefusal, ElectionType,
+    MetadataCommand, MetadataError, NewTopic, PartitionChange,
+};
+
+// What `tests.rs` (`use super::*;`) reaches besides the items above.
+#[cfg(test)]
+use placement::{assign_replicas, assign_replicas_rack_aware};
+#[cfg(test)]
+use sluice_protocol::error::ErrorCode;
+
+/// A broker's id, as Kafka numbers them.
+pub type BrokerId = i32;
+/// A broker registration's epoch: the Raft log index of its `RegisterBroker` entry.
+pub type BrokerEpoch = i64;
+
+/// Kafka's limit on a topic name's length.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Most partitions one topic may have (the same limit storage enforces).
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+/// Most endpoints one broker may register.
+pub const BROKER_ENDPOINTS_MAX: usize = 16;
+/// Most config overrides one topic may carry.
+pub const TOPIC_CONFIGS_MAX: usize = 64;
+/// Longest cluster id a registration may propose. Kafka's are 22 characters (a base64 UUID),
+/// Sluice's own 32 (a hex UUID).
+pub const CLUSTER_ID_BYTES_MAX: usize = 64;
+/// The topic config that allows electing a leader from outside the ISR.
+pub const UNCLEAN_LEADER_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
+
+/// Where a broker can be reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Listener name (`PLAINTEXT`, `INTERNAL`, ...).
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Whether a registered broker may lead partitions and be in ISRs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerStatus {
+    /// Just registered, or its session expired: neither leads nor joins ISRs.
+    Fenced,
+    /// Caught up and heartbeating: eligible.
+    Unfenced,
+    /// Asked to shut down cleanly: its leaderships were moved away; not eligible until it
+    /// registers again.
+    ShuttingDown,
+}
+
+/// One registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broker {
+    pub id: BrokerId,
+    /// Changes on every process start: tells a restart from a retried registration.
+    pub incarnation: Uuid,
+    pub epoch: BrokerEpoch,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    pub status: BrokerStatus,
+}
+
+impl Broker {
+    pub fn is_eligible(&self) -> bool {
+        self.status == BrokerStatus::Unfenced
+    }
+
+    /// Where clients (and follower fetchers) reach this broker: its first endpoint that is
+    /// not the internal (controller) listener.
+    pub fn client_endpoint(&self) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.listener != super::service::INTERNAL_LISTENER)
+    }
+}
+
+/// Whether a partition's leader may serve reads and take part in ISR growth (KIP-704).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaderRecoveryState {
+    Recovered,
+    /// Elected uncleanly: the leader must recover its log before the ISR may grow.
+    Recovering,
+}
+
+impl LeaderRecoveryState {
+    /// The value on the wire (Kafka's `LeaderRecoveryState`).
+    pub fn wire_value(self) -> i8 {
+        match self {
+            LeaderRecoveryState::Recovered => 0,
+            LeaderRecoveryState::Recovering => 1,
+        }
+    }
+}
+
+/// One partition's replication state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    /// Assigned replicas in preference order; the first is the preferred leader.
+    pub replicas: Vec<BrokerId>,
+    /// In-sync replicas, in the order the leader proposed them.
+    pub isr: Vec<BrokerId>,
+    /// `None` when offline (`-1` on the wire).
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub leader_recovery_state: LeaderRecoveryState,
+    /// While a reassignment runs (KIP-455): replicas being added (in `replicas`, fetching,
+    /// not yet all in the ISR) and replicas to drop once they are. Empty otherwise.
+    #[serde(default)]
+    pub adding_replicas: Vec<BrokerId>,
+    #[serde(default)]
+    pub removing_replicas: Vec<BrokerId>,
+}
+
+impl Partition {
+    /// The replica set a running reassignment moves to (`replicas` when none runs).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replica set before the running reassignment (`replicas` when none runs).
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The leader as Kafka sends it: `-1` for none.
+    pub fn leader_id(&self) -> BrokerId {
+        self.leader.unwrap_or(-1)
+    }
+
+    /// True if the two differ in anything but the epochs.
+    fn differs_from(&self, other: &Partition) -> bool {
+        self.replicas != other.replicas
+            || self.isr != other.isr
+            || self.leader != other.leader
+            || self.leader_recovery_state != other.leader_recovery_state
+            || self.adding_replicas != other.adding_replicas
+            || self.removing_replicas != other.removing_replicas
+    }
+}
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    /// Config overrides (Kafka's names).
+    pub configs: BTreeMap<String, String>,
+    /// Indexed by partition number.
+    pub partitions: Vec<Partition>,
+}
+
+/// The replicated cluster metadata. See the module docs for the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataState {
+    /// The cluster's id: the first one a registration proposed. `None` until then (and in
+    /// snapshots written before the id was replicated).
+    #[serde(default)]
+    cluster_id: Option<String>,
+    brokers: BTreeMap<BrokerId, Broker>,
+    topics: BTreeMap<Uuid, Topic>,
+    /// Name -> id, kept in step with `topics`.
+    topic_ids: BTreeMap<String, Uuid>,
+    /// Partitions placed so far: where the next placement starts, so leaders spread across
+    /// topics without randomness.
+    placement_cursor: u64,
+    /// Log index of the last command applied (failed ones included).
+    last_command_index: Option<u64>,
+    /// Topics the last command changed (see [`delta`](super::delta)); not replicated state.
+    #[serde(skip)]
+    last_changes: LastChanges,
+}
+
+/// The cluster's health as one copy of the metadata sees it ([`MetadataState::health`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterHealth {
+    /// Brokers registered, whatever their status.
+    pub registered_brokers: usize,
+    /// Registered brokers that are fenced (not those in controlled shutdown).
+    pub fenced_brokers: usize,
+    pub topics: usize,
+    pub partitions: usize,
+    /// Partitions with no leader.
+    pub offline_partitions: usize,
+}
+
+impl MetadataState {
+    pub fn new() -> MetadataState {
+        MetadataState::default()
+    }
+
+    /// The cluster's id, once a broker has registered.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    pub fn brokers(&self) -> impl Iterator<Item = &Broker> {
+        self.brokers.values()
+    }
+
+    pub fn broker(&self, id: BrokerId) -> Option<&Broker> {
+        self.brokers.get(&id)
+    }
+
+    /// Topics in id order.
+    pub fn topics(&self) -> impl Iterator<Item = &Topic> {
+        self.topics.values()
+    }
+
+    pub fn topic(&self, id: &Uuid) -> Option<&Topic> {
+        self.topics.get(id)
+    }
+
+    pub fn topic_by_name(&self, name: &str) -> Option<&Topic> {
+        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    pub fn partition(&self, topic_id: &Uuid, partition: i32) -> Option<&Partition> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get(topic_id)?.partitions.get(index)
+    }
+
+    /// The Raft log index of the last command applied.
+    pub fn last_command_index(&self) -> Option<u64> {
+        self.last_command_index
+    }
+
+    /// The topics the last applied command changed, each once; leaves the list empty.
+    pub fn take_last_changes(&mut self) -> Vec<TopicChange> {
+        self.last_changes.take()
+    }
+
+    /// Counts an operator watches (KafkaController's OfflinePartitionsCount,
+    /// FencedBrokerCount, GlobalPartitionCount, ...). One pass over every partition.
+    pub fn health(&self) -> ClusterHealth {
+        let partitions = self.topics.values().flat_map(|topic| &topic.partitions);
+        ClusterHealth {
+            registered_brokers: self.brokers.len(),
+            fenced_brokers: self
+                .brokers
+                .values()
+                .filter(|broker| broker.status == BrokerStatus::Fenced)
+                .count(),
+            topics: self.topics.len(),
+            partitions: partitions.clone().count(),
+            offline_partitions: partitions
+                .filter(|partition| partition.leader.is_none())
+                .count(),
+        }
+    }
+
+    /// Apply the command at Raft log index `index`. Pure and deterministic; a rejected command
+    /// changes nothing but `last_command_index`.
+    ///
+    /// # Panics
+    /// If `index` does not grow (the log applies each entry once, in order), or if a change
+    /// would break an invariant (a bug: the state must not be corrupted silently).
+    pub fn apply(&mut self, index: u64, command: &MetadataCommand) -> CommandResult {
+        if let Some(last) = self.last_command_index {
+            assert!(
+                index > last,
+                "metadata command at log index {index} applied after index {last}"
+            );
+        }
+        self.last_command_index = Some(index);
+        self.last_changes.clear();
+        match command {
+            MetadataCommand::RegisterBroker {
+                id,
+                incarnation,
+                endpoints,
+                rack,
+                cluster_id,
+            } => self.register_broker(
+                index,
+                *id,
+                *incarnation,
+                endpoints,
+                rack,
+                cluster_id.as_deref(),
+            ),
+            MetadataCommand::UnfenceBroker { id, epoch } => self.unfence_broker(*id, *epoch),
+            MetadataCommand::FenceBroker { id, epoch } => self
+                .remove_broker(*id, *epoch, BrokerStatus::Fenced)
+                .map(|changes| CommandOutcome::BrokerFenced { changes }),
+            MetadataCommand::ControlledShutdown { id, epoch } => self
+                .remove_broker(*id, *epoch, BrokerStatus::ShuttingDown)
+                .map(|changes| CommandOutcome::ShutdownControlled { changes }),
+            MetadataCommand::CreateTopic {
+                name,
+                id,
+                partitions,
+                replication_factor,
+                configs,
+            } => self.create_topic(name, *id, *partitions, *replication_factor, configs),
+            MetadataCommand::CreateTopics { topics } => Ok(self.create_topics(topics)),
+            MetadataCommand::DeleteTopic { id } => self.delete_topic(id),
+            MetadataCommand::CreatePartitions { topic_id, count } => {
+                self.create_partitions(topic_id, *count)
+            }
+            MetadataCommand::AlterPartition(request) => self.alter_partition(request),
+            MetadataCommand::ElectLeaders {
+                election,
+                partitions,
+            } => Ok(self.elect_leaders(*election, partitions)),
+            MetadataCommand::ReassignPartition {
+                topic_id,
+                partition,
+                target,
+            } => self.reassign_partition(*topic_id, *partition, target.as_deref()),
+        }
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "replicas {:?} isr {:?} leader {} leader epoch {} partition epoch {}",
+            self.replicas,
+            self.isr,
+            self.leader_id(),
+            self.leader_epoch,
+            self.partition_epoch
+        )
+    }
+}
+
+fn has_duplicates(ids: &[BrokerId]) -> bool {
+    ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id))
+}
+
+#[cfg(test)]
+mod tests;
