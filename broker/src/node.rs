@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::controller::metadata::check_cluster_id;
 use crate::metrics as m;
 use crate::server::{self, Broker};
-use crate::storage::{LogManager, StdFileSystem};
+use crate::storage::{IndexHandleLimit, LogManager, StdFileSystem, INDEX_HANDLES_OPEN_MAX};
 use sluice_protocol::clock::now_ms;
 
 /// Run a broker until a shutdown signal; returns once the logs are flushed and the
@@ -31,7 +31,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     let local_cluster_id = LocalClusterId::read_or_create(&config.data_dir)?;
     m::install(config.metrics_listen)?;
-    let fs: Arc<dyn crate::storage::FileSystem> = Arc::new(StdFileSystem);
+    let fs: Arc<dyn crate::storage::FileSystem> = Arc::new(IndexHandleLimit::new(
+        Arc::new(StdFileSystem),
+        INDEX_HANDLES_OPEN_MAX,
+    ));
     let logs = LogManager::open(fs.clone(), config.data_dir.clone(), config.log_defaults())
         .map_err(|e| format!("cannot open data dir {}: {e}", config.data_dir.display()))?;
     let logs = Arc::new(logs);

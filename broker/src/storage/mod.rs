@@ -27,6 +27,8 @@
 //! - [`fs`]: the file-system boundary ([`FileSystem`], [`StorageFile`]); everything below
 //!   reaches the disk only through it, so a simulated file system can stand in for it.
 //! - `index`: a segment's offset index and time index.
+//! - `handles`: [`IndexHandleLimit`], a file-system wrapper that keeps at most a few
+//!   thousand index descriptors open, so a broker holds about one descriptor per partition.
 //! - `segment`: one segment's three files; `ActiveSegment` (appends) vs `SealedSegment`
 //!   (read-only) as types.
 //! - `log`: [`PartitionLog`], the ordered segments of one partition: append (as leader or
@@ -78,6 +80,7 @@ mod checkpoint;
 mod deleter;
 mod epoch_cache;
 mod fs;
+mod handles;
 mod index;
 mod log;
 mod manager;
@@ -91,6 +94,7 @@ use std::str::FromStr;
 
 pub use epoch_cache::{EpochEndOffset, EpochEntry};
 pub use fs::{FaultInjectingFileSystem, FileSystem, StdFileSystem, StorageFile};
+pub use handles::{IndexHandleLimit, INDEX_HANDLES_OPEN_MAX};
 pub use log::{AppendInfo, PartitionLog};
 pub use manager::{
     ConfigEntry, LogManager, LogUsage, TopicInfo, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,

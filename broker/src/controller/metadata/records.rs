@@ -94,6 +94,9 @@ pub enum MetadataCommand {
     },
 }
 
+/// A topic a `CreateTopics` created: its id and the replicas of each partition.
+pub type CreatedTopic = (Uuid, Vec<Vec<BrokerId>>);
+
 /// One topic of a [`MetadataCommand::CreateTopics`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTopic {
@@ -197,7 +200,7 @@ pub enum CommandOutcome {
     /// Per topic of a `CreateTopics`, in order: its id and replicas per partition, or why
     /// it was refused.
     TopicsCreated {
-        results: Vec<Result<(Uuid, Vec<Vec<BrokerId>>), MetadataError>>,
+        results: Vec<Result<CreatedTopic, MetadataError>>,
     },
     TopicDeleted {
         name: String,
