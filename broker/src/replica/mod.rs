@@ -319,13 +319,18 @@ impl ReplicaManager {
         metrics::gauge!(m::GLOBAL_TOPIC_COUNT).set(health.topics as f64);
     }
 
-    /// Persist every replica's high watermark (advisory; used on restart).
+    /// Persist every replica's high watermark (advisory; used on restart) in the data
+    /// directory's one checkpoint file.
     pub fn checkpoint_high_watermarks(&self) {
-        for replica in self.all_replicas() {
-            let high_watermark = replica.high_watermark();
-            if let Err(error) = replica.log.checkpoint_high_watermark(high_watermark) {
-                tracing::debug!(partition = replica.log.name(), %error, "high watermark checkpoint failed");
-            }
+        let high_watermarks = self.all_replicas().into_iter().map(|replica| {
+            (
+                replica.topic.clone(),
+                replica.index,
+                replica.high_watermark(),
+            )
+        });
+        if let Err(error) = self.logs.checkpoint_high_watermarks(high_watermarks) {
+            tracing::warn!(%error, "high watermark checkpoint failed");
         }
     }
 

@@ -32,7 +32,7 @@ use super::fs::{FileSystem, StorageFile};
 use super::segment::{OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX};
 
 /// Index descriptors a broker keeps open by default.
-pub const INDEX_HANDLES_OPEN_MAX: usize = 4_096;
+pub const INDEX_HANDLES_OPEN_MAX: usize = 1_024;
 
 /// A [`FileSystem`] whose index files hold a descriptor only while in recent use.
 #[derive(Debug)]

@@ -16,7 +16,8 @@
 //! `leader-epoch-checkpoint`) in step with its batches: whenever an append brings a new
 //! epoch, the cache records `(epoch, first offset)` and its checkpoint is made durable
 //! *before* the batches are written, under the state lock. A leader taking over records its
-//! epoch at once with [`PartitionLog::begin_leader_epoch`]. An epoch lower than the latest
+//! epoch at once with [`PartitionLog::begin_leader_epoch`] (in memory; the checkpoint gets
+//! it with the epoch's first batch). An epoch lower than the latest
 //! is refused (`Corrupt`, nothing written): epochs never go back along the log.
 //! [`PartitionLog::end_offset_for_epoch`] answers OffsetsForLeaderEpoch.
 //!
@@ -74,10 +75,12 @@
 //!
 //! # High watermark
 //! Replication owns the high watermark; storage only persists it
-//! ([`PartitionLog::checkpoint_high_watermark`], `high-watermark-checkpoint`, atomic) and
+//! ([`PartitionLog::note_high_watermark`], written for every partition at once in the data
+//! directory's `replication-offset-checkpoint` by the log manager) and
 //! hands the last stored value back ([`PartitionLog::high_watermark_checkpoint`]), clamped
-//! into `[log_start_offset, log_end_offset]` since truncation may have cut below it. Each
-//! checkpoint costs two fsyncs: call it periodically, not on every advance.
+//! into `[log_start_offset, log_end_offset]` since truncation may have cut below it. The
+//! file costs two fsyncs per write, whatever the partition count: it is written
+//! periodically, not on every advance.
 //!
 //! # Read
 //! [`PartitionLog::read`] finds the segment holding the offset, the nearest offset-index
@@ -187,6 +190,9 @@ struct LogState {
     unflushed: Vec<SegmentFiles>,
     /// Which leader epoch wrote which offsets; its checkpoint is written under this lock.
     epochs: EpochCache,
+    /// `epochs` holds an entry its checkpoint lacks: a leader's epoch that has written
+    /// nothing yet ([`PartitionLog::begin_leader_epoch`]). Persisted with its first batch.
+    epochs_unpersisted: bool,
     writes: Writes,
 }
 
@@ -375,6 +381,7 @@ impl PartitionLog {
                 log_start_offset: recovered.log_start_offset,
                 unflushed: Vec::new(),
                 epochs,
+                epochs_unpersisted: false,
                 writes: Writes::Open,
             }),
             sync: Mutex::new(SyncState { recovery_point }),
@@ -386,11 +393,12 @@ impl PartitionLog {
             recovery_report: report,
         };
         // Make what recovery changed (truncations, rebuilt indexes) durable and move the
-        // recovery point to the end, so the next crash does not scan all of it again.
-        if shutdown == ShutdownState::Unclean
-            || recovery_point != log_end_offset
-            || report_changed_files(&log.recovery_report)
-        {
+        // recovery point to the end, so the next crash does not scan all of it again. A log
+        // whose recovery point is already its end and that recovery did not change needs
+        // nothing: everything in it was flushed before the crash (a scan that found it whole
+        // rewrote its indexes with the same entries). So a restart after `kill -9` costs no
+        // fsync for the many idle partitions of a big broker.
+        if recovery_point != log_end_offset || report_changed_files(&log.recovery_report) {
             log.flush_everything()?;
         }
         // After the flush: the checkpoint may now describe the recovered batches.
@@ -511,6 +519,16 @@ impl PartitionLog {
         // The common case: every batch of the latest epoch.
         if let ([(epoch, start_offset)], Some(latest)) = (epochs, state.epochs.latest()) {
             if *epoch == latest.epoch && *start_offset >= latest.start_offset {
+                if state.epochs_unpersisted {
+                    // The first batch of an epoch begun by `begin_leader_epoch`.
+                    if let Err(error) = epoch_cache::persist(&*self.fs, &self.dir, &state.epochs) {
+                        return Err(self.poison(
+                            state,
+                            format!("writing the leader-epoch checkpoint failed: {error}"),
+                        ));
+                    }
+                    state.epochs_unpersisted = false;
+                }
                 return Ok(());
             }
         }
@@ -531,6 +549,7 @@ impl PartitionLog {
             // Replication logs the leader change itself (one line per change).
             tracing::debug!(partition = %self.name, epochs = ?next.entries().last(), "new leader epoch");
             state.epochs = next;
+            state.epochs_unpersisted = false;
         }
         Ok(())
     }
@@ -606,11 +625,23 @@ impl PartitionLog {
     /// asking where the previous epoch ended then get this offset. Returns the epoch's start
     /// offset, which a follower must reach to join the ISR. Refuses (`Corrupt`) an epoch
     /// older than the log's latest; for the latest epoch it only returns its start offset.
+    ///
+    /// The entry is recorded in memory only; the checkpoint gets it with the epoch's first
+    /// batch. Until then it describes no record, and an entry at the log end would be dropped
+    /// by the next open anyway, so writing it now (two fsyncs and a new file, for every
+    /// partition a restarted broker leads again) would buy nothing.
     pub fn begin_leader_epoch(&self, epoch: i32) -> Result<i64, StorageError> {
         let mut state = lock(&self.state);
         state.check_appendable()?;
         let log_end_offset = state.log_end_offset();
-        self.record_epochs(&mut state, &[(epoch, log_end_offset)])?;
+        let mut next = state.epochs.clone();
+        if next
+            .assign(epoch, log_end_offset)
+            .map_err(|regression| self.epoch_refusal(regression))?
+        {
+            state.epochs = next;
+            state.epochs_unpersisted = true;
+        }
         Ok(state
             .epochs
             .latest()
@@ -1183,22 +1214,27 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Persist the high watermark (owned by replication) to `high-watermark-checkpoint`,
-    /// clamped into `[log_start_offset, log_end_offset]`; returns the value stored. A
-    /// failure is returned, not poisoning: the checkpoint is advisory and rewritten whole
-    /// next time. Refuses (`Poisoned`) on a poisoned log.
-    pub fn checkpoint_high_watermark(&self, high_watermark: i64) -> Result<i64, StorageError> {
+    /// Note the high watermark (owned by replication) for the data directory's
+    /// high-watermark checkpoint ([`LogManager::checkpoint_high_watermarks`] writes one file
+    /// for every partition), clamped into `[log_start_offset, log_end_offset]`; returns the
+    /// value noted. Refuses (`Poisoned`) on a poisoned log.
+    ///
+    /// [`LogManager::checkpoint_high_watermarks`]: super::LogManager::checkpoint_high_watermarks
+    pub fn note_high_watermark(&self, high_watermark: i64) -> Result<i64, StorageError> {
         let mut stored = lock(&self.high_watermark);
         let clamped = {
             let state = lock(&self.state);
             state.check_not_poisoned()?;
             high_watermark.clamp(state.log_start_offset, state.log_end_offset())
         };
-        if *stored != Some(clamped) {
-            checkpoint::write_offset(&*self.fs, &self.dir, HIGH_WATERMARK_FILE, clamped)?;
-            *stored = Some(clamped);
-        }
+        *stored = Some(clamped);
         Ok(clamped)
+    }
+
+    /// Take the high watermark the data directory's checkpoint holds for this partition
+    /// (at open; it is newer than a per-partition file of an older version).
+    pub(super) fn restore_high_watermark(&self, high_watermark: i64) {
+        *lock(&self.high_watermark) = Some(high_watermark);
     }
 
     /// The last high watermark checkpointed (in this run or, after a restart, found on
@@ -1431,10 +1467,7 @@ fn sync_segment_data<'a>(
 
 /// Whether recovery rewrote anything that a flush must make durable.
 fn report_changed_files(report: &RecoveryReport) -> bool {
-    report.segments_scanned > 0
-        || report.indexes_rebuilt > 0
-        || report.segments_dropped > 0
-        || report.bytes_truncated > 0
+    report.indexes_rebuilt > 0 || report.segments_dropped > 0 || report.bytes_truncated > 0
 }
 
 /// Check every batch of an append: whole, valid, back to back. Returns each batch's start
@@ -1508,6 +1541,41 @@ mod tests {
             })
             .collect();
         assert_eq!(found, vec![(0, 3, 7), (3, 2, 7), (5, 1, 8)]);
+    }
+
+    #[test]
+    fn an_unclean_open_fsyncs_only_logs_with_unflushed_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FaultInjectingFileSystem::new(std_fs()));
+        let as_fs: Arc<dyn FileSystem> = fs.clone();
+        let log = open_log(&as_fs, dir.path(), &test_config(), ShutdownState::Clean);
+        log.append(batch(3, 100, 10, 1), 0, 0).unwrap();
+        log.flush().unwrap();
+        drop(log); // a crash after the flush
+
+        let before = fs.file_sync_count();
+        let log = open_log(&as_fs, dir.path(), &test_config(), ShutdownState::Unclean);
+        assert_eq!(log.recovery_report().segments_scanned, 1);
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(
+            fs.file_sync_count(),
+            before,
+            "a log flushed up to its end needs no fsync after a crash"
+        );
+
+        log.append(batch(2, 200, 10, 2), 0, 0).unwrap();
+        drop(log); // a crash with two records past the recovery point
+        let before = fs.file_sync_count();
+        let log = open_log(&as_fs, dir.path(), &test_config(), ShutdownState::Unclean);
+        assert_eq!(log.log_end_offset(), 5);
+        assert!(
+            fs.file_sync_count() > before,
+            "records past the recovery point are flushed before the log is used"
+        );
+        drop(log);
+        let before = fs.file_sync_count();
+        open_log(&as_fs, dir.path(), &test_config(), ShutdownState::Unclean);
+        assert_eq!(fs.file_sync_count(), before, "and only once");
     }
 
     #[test]

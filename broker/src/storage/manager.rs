@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{self, TEMP_SUFFIX};
+use super::checkpoint::{self, REPLICATION_OFFSET_FILE, TEMP_SUFFIX};
 use super::deleter::{delete_dir_name, is_delete_dir, Deleter};
 use super::fs::{remove_file_if_exists, FileSystem};
 use super::log::PartitionLog;
@@ -58,6 +58,13 @@ pub const SUPPORTED_TOPIC_CONFIGS: &[&str] = &[
 /// Most partitions one topic may have. It bounds the directories one request can create
 /// and keeps `<topic>-<partition>` within the 255-byte file-name limit.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+/// A partition by topic name and index.
+type PartitionKey = (String, i32);
+
+/// Threads opening partition logs at start (Kafka's `num.recovery.threads.per.data.dir`
+/// is 2; opening is mostly waiting on file-system calls, so more overlap well).
+const LOG_OPEN_THREADS: usize = 8;
 
 /// Kafka's limit on topic name length.
 const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -103,6 +110,9 @@ pub struct LogManager {
     defaults: LogConfig,
     topics: RwLock<BTreeMap<String, Topic>>,
     deleter: Deleter,
+    /// The high watermarks last written to `replication-offset-checkpoint`; the lock also
+    /// serialises writes of that file.
+    high_watermarks: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 #[derive(Debug)]
@@ -174,6 +184,7 @@ impl LogManager {
         }
 
         let manager = LogManager {
+            high_watermarks: std::sync::Mutex::new(BTreeMap::new()),
             deleter: Deleter::new(fs.clone()),
             fs,
             data_dir,
@@ -204,19 +215,18 @@ impl LogManager {
         }
         let (mut partitions_truncated, mut bytes_truncated) = (0usize, 0u64);
         let partitions = hosted.len();
-        for (name, partition) in hosted {
-            let topic = topics.get_mut(&name).expect("checked above");
-            let log = PartitionLog::open(
-                Arc::clone(&manager.fs),
-                manager.partition_dir(&name, partition),
-                format!("{name}-{partition}"),
-                topic.settings.log.clone(),
-                shutdown,
-            )?;
+        let opened = manager.open_logs(&topics, hosted, shutdown)?;
+        let high_watermarks =
+            checkpoint::read_offsets(&*manager.fs, &manager.data_dir, REPLICATION_OFFSET_FILE)?;
+        for ((name, partition), log) in opened {
+            if let Some(high_watermark) = high_watermarks.get(&(name.clone(), partition)) {
+                log.restore_high_watermark(*high_watermark);
+            }
             if log.recovery_report().removed_data() {
                 partitions_truncated += 1;
                 bytes_truncated += log.recovery_report().bytes_removed();
             }
+            let topic = topics.get_mut(&name).expect("checked above");
             topic.partitions.insert(partition, Arc::new(log));
         }
         if shutdown == ShutdownState::Clean {
@@ -237,6 +247,58 @@ impl LogManager {
         );
         *manager.write_topics() = topics;
         Ok(manager)
+    }
+
+    /// Open (recovering as needed) the logs of `hosted` partitions on up to
+    /// [`LOG_OPEN_THREADS`] threads: most of the time goes to file-system calls, which
+    /// overlap well. The first error wins.
+    fn open_logs(
+        &self,
+        topics: &BTreeMap<String, Topic>,
+        hosted: Vec<(String, i32)>,
+        shutdown: ShutdownState,
+    ) -> Result<Vec<(PartitionKey, PartitionLog)>, StorageError> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let open_one = |(name, partition): &(String, i32)| {
+            PartitionLog::open(
+                Arc::clone(&self.fs),
+                self.partition_dir(name, *partition),
+                format!("{name}-{partition}"),
+                topics[name].settings.log.clone(),
+                shutdown,
+            )
+        };
+        let threads = LOG_OPEN_THREADS.min(hosted.len()).max(1);
+        let results: Vec<Vec<(usize, Result<PartitionLog, StorageError>)>> =
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut done = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(key) = hosted.get(i) else {
+                                    return done;
+                                };
+                                done.push((i, open_one(key)));
+                            }
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|worker| worker.join().expect("a log-opening thread panicked"))
+                    .collect()
+            });
+        let mut opened: Vec<(usize, PartitionLog)> = Vec::with_capacity(hosted.len());
+        for (i, result) in results.into_iter().flatten() {
+            opened.push((i, result?));
+        }
+        opened.sort_by_key(|(i, _)| *i);
+        Ok(opened
+            .into_iter()
+            .map(|(i, log)| (hosted[i].clone(), log))
+            .collect())
     }
 
     fn read_topics(&self) -> RwLockReadGuard<'_, BTreeMap<String, Topic>> {
@@ -397,6 +459,45 @@ impl LogManager {
         self.fs.sync_dir(&self.data_dir)?;
         for dir in renamed {
             self.deleter.schedule(dir);
+        }
+        Ok(())
+    }
+
+    /// Note each `(topic, partition, high watermark)` with its log (see
+    /// [`PartitionLog::note_high_watermark`]) and write the data directory's
+    /// `replication-offset-checkpoint` with every hosted partition's noted value, if any
+    /// changed since the last write: one file, two fsyncs, however many partitions.
+    pub fn checkpoint_high_watermarks(
+        &self,
+        high_watermarks: impl IntoIterator<Item = (String, i32, i64)>,
+    ) -> Result<(), StorageError> {
+        for (topic, partition, high_watermark) in high_watermarks {
+            if let Some(log) = self.partition(&topic, partition) {
+                // A poisoned log keeps the value it had.
+                let _ = log.note_high_watermark(high_watermark);
+            }
+        }
+        let current: BTreeMap<(String, i32), i64> = self
+            .read_topics()
+            .iter()
+            .flat_map(|(name, topic)| {
+                topic.partitions.iter().filter_map(|(partition, log)| {
+                    Some(((name.clone(), *partition), log.high_watermark_checkpoint()?))
+                })
+            })
+            .collect();
+        let mut written = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *written != current {
+            checkpoint::write_offsets(
+                &*self.fs,
+                &self.data_dir,
+                REPLICATION_OFFSET_FILE,
+                &current,
+            )?;
+            *written = current;
         }
         Ok(())
     }

@@ -771,28 +771,30 @@ fn retention_trims_the_epoch_cache_from_the_start() {
 }
 
 #[test]
-fn high_watermark_checkpoint_round_trips_and_is_clamped_to_the_log() {
+fn noted_high_watermark_is_clamped_to_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let fs = std_fs();
     let (log, _) = log_with_three_epochs(&fs, dir.path());
     assert_eq!(log.high_watermark_checkpoint(), None);
-    assert_eq!(log.checkpoint_high_watermark(16).unwrap(), 16);
+    assert_eq!(log.note_high_watermark(16).unwrap(), 16);
     assert_eq!(log.high_watermark_checkpoint(), Some(16));
-    assert_eq!(
-        checkpoint::read_offset(&*fs, dir.path(), HIGH_WATERMARK_FILE).unwrap(),
-        Some(16)
-    );
-    // Past the end: stored as the end.
-    assert_eq!(log.checkpoint_high_watermark(99).unwrap(), 24);
-    drop(log);
-    let log = open_log(&fs, dir.path(), &small_segments(), ShutdownState::Clean);
+    // Past the end: noted as the end.
+    assert_eq!(log.note_high_watermark(99).unwrap(), 24);
     assert_eq!(log.high_watermark_checkpoint(), Some(24));
     // A truncation below it clamps what is handed back.
     log.truncate_to(10).unwrap();
     assert_eq!(log.high_watermark_checkpoint(), Some(10));
+}
+
+#[test]
+fn a_high_watermark_file_of_an_older_version_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = std_fs();
+    let (log, _) = log_with_three_epochs(&fs, dir.path());
     drop(log);
+    checkpoint::write_offset(&*fs, dir.path(), HIGH_WATERMARK_FILE, 16).unwrap();
     let log = open_log(&fs, dir.path(), &small_segments(), ShutdownState::Clean);
-    assert_eq!(log.high_watermark_checkpoint(), Some(10));
+    assert_eq!(log.high_watermark_checkpoint(), Some(16));
 }
 
 #[test]
@@ -922,4 +924,32 @@ proptest::proptest! {
         let next_epoch = log.latest_epoch().unwrap_or(0);
         prop_assert_eq!(log.append(batch(1, 0, 1, 0), next_epoch, 0).unwrap().base_offset, end);
     }
+}
+
+#[test]
+fn a_new_leader_epoch_reaches_the_checkpoint_with_its_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = std_fs();
+    let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Clean);
+    append_as_leader(&log, &[(1, 2)]);
+    let on_disk = || {
+        epoch_cache::load(&*fs, dir.path())
+            .unwrap()
+            .map(|cache| cache.entries().to_vec())
+            .unwrap_or_default()
+    };
+    assert_eq!(on_disk(), entries(&[(1, 0)]));
+    assert_eq!(log.begin_leader_epoch(5).unwrap(), 2);
+    assert_eq!(log.epoch_entries(), entries(&[(1, 0), (5, 2)]));
+    assert_eq!(
+        on_disk(),
+        entries(&[(1, 0)]),
+        "an epoch that wrote nothing is not written yet"
+    );
+    append_as_leader(&log, &[(5, 1)]);
+    assert_eq!(
+        on_disk(),
+        entries(&[(1, 0), (5, 2)]),
+        "written before its first batch"
+    );
 }

@@ -425,3 +425,46 @@ fn a_deletion_interrupted_by_a_crash_finishes_on_open() {
     );
     assert_eq!(settled_entries(&manager, &dir), ["topics"]);
 }
+
+#[test]
+fn high_watermarks_of_every_partition_go_to_one_file_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager.create_topic("t", 3, BTreeMap::new()).unwrap();
+    for partition in 0..3 {
+        manager
+            .partition("t", partition)
+            .unwrap()
+            .append(batch(4, 0, 5, 0), 0, 0)
+            .unwrap();
+    }
+    manager
+        .checkpoint_high_watermarks([
+            ("t".to_string(), 0, 2),
+            ("t".to_string(), 1, 99),   // past the end: clamped to 4
+            ("gone".to_string(), 0, 5), // not hosted: ignored
+        ])
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("replication-offset-checkpoint")).unwrap();
+    assert_eq!(text, "0\n2\nt 0 2\nt 1 4\n");
+    assert!(
+        !dir.path()
+            .join("t-0")
+            .join("high-watermark-checkpoint")
+            .exists(),
+        "no per-partition file"
+    );
+    manager.shutdown().unwrap();
+    drop(manager);
+
+    let manager = open(&dir);
+    let high_watermark = |p| {
+        manager
+            .partition("t", p)
+            .unwrap()
+            .high_watermark_checkpoint()
+    };
+    assert_eq!(high_watermark(0), Some(2));
+    assert_eq!(high_watermark(1), Some(4));
+    assert_eq!(high_watermark(2), None);
+}
