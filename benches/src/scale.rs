@@ -6,7 +6,10 @@
 //!
 //! - **create**: `--topics` topics of `--partitions` partitions, in CreateTopics requests of
 //!   `--batch` topics (as an AdminClient sends them), timed per tenth of the topics, so the
-//!   last tenth can be compared with the first (flat means linear creation cost).
+//!   last tenth can be compared with the first (flat means linear creation cost). Both
+//!   brokers answer CreateTopics once the topics are in the metadata and create the logs
+//!   right after, so the time until every partition answers ListOffsets (its leader has its
+//!   log) is measured too.
 //! - **metadata**: one Metadata request for every topic (best of three).
 //! - **memory and files**: the broker's RSS and open descriptors, from /proc (`--pid` /
 //!   `--kafka-pid` for brokers the harness did not start).
@@ -23,7 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use sluice_client::{
-    Acks, Admin, Cluster, ClusterConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
+    Acks, Admin, Cluster, ClusterConfig, NewTopic, OffsetSpec, Producer, ProducerConfig,
+    ProducerRecord,
 };
 
 use crate::process::{broker_binary, free_ports, spawn_sluiced, BrokerProcess};
@@ -79,6 +83,9 @@ struct Figures {
     /// Seconds per tenth of the topics, in creation order.
     create_tenths: Vec<f64>,
     create_total: f64,
+    /// From the first CreateTopics until every partition answers ListOffsets (its leader
+    /// has its log and serves it).
+    ready_total: f64,
     metadata_seconds: f64,
     metadata_topics: usize,
     rss_mib: Option<f64>,
@@ -234,8 +241,11 @@ async fn measure(
         ..Figures::default()
     };
     let admin = Admin::with_cluster(connect(bootstrap).await?);
+    let started = Instant::now();
     (figures.create_tenths, figures.create_total) = create_topics(args, &admin, prefix).await?;
     wait_all_led(bootstrap, prefix, args.topics).await?;
+    wait_all_serving(&admin, prefix, args.topics).await?;
+    figures.ready_total = started.elapsed().as_secs_f64();
     (figures.metadata_seconds, figures.metadata_topics) = metadata_time(bootstrap).await?;
     if let Some(pid) = pid {
         figures.rss_mib = rss_mib(pid);
@@ -291,6 +301,21 @@ async fn wait_all_led(bootstrap: &str, prefix: &str, topics: usize) -> Result<()
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Wait until every partition of every topic answers ListOffsets.
+async fn wait_all_serving(admin: &Admin, prefix: &str, topics: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for i in 0..topics {
+        let topic = format!("{prefix}{i}");
+        while let Err(error) = admin.list_offsets(&topic, OffsetSpec::Latest).await {
+            if Instant::now() > deadline {
+                bail!("{topic} not served 300 s after its creation: {error}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    Ok(())
 }
 
 /// The best of three Metadata requests for every topic: seconds, and how many topics.
@@ -351,11 +376,12 @@ fn open_files(pid: u32) -> Option<usize> {
 
 fn print_figures(figures: &Figures) {
     println!(
-        "  {}: create {:.2} s (first tenth {:.2} s, last tenth {:.2} s), metadata {:.3} s for {} topics, RSS {}, open files {}, produce {:.0} records/s, restart {} (SIGTERM) / {} (kill -9)",
+        "  {}: create {:.2} s (first tenth {:.2} s, last tenth {:.2} s), all served after {:.2} s, metadata {:.3} s for {} topics, RSS {}, open files {}, produce {:.0} records/s, restart {} (SIGTERM) / {} (kill -9)",
         figures.name,
         figures.create_total,
         figures.create_tenths.first().copied().unwrap_or(0.0),
         figures.create_tenths.last().copied().unwrap_or(0.0),
+        figures.ready_total,
         figures.metadata_seconds,
         figures.metadata_topics,
         optional(figures.rss_mib, |v| format!("{v:.0} MiB")),
@@ -399,6 +425,9 @@ fn table(args: &ScaleArgs, rows: &[Figures]) -> String {
     out.push_str(&line("create: last tenth of the topics", &|f| {
         optional(f.create_tenths.last().copied(), |v| format!("{v:.2} s"))
     }));
+    out.push_str(&line("until every partition answers ListOffsets", &|f| {
+        format!("{:.2} s", f.ready_total)
+    }));
     out.push_str(&line("Metadata for all topics", &|f| {
         format!("{:.3} s ({} topics)", f.metadata_seconds, f.metadata_topics)
     }));
@@ -429,7 +458,7 @@ fn table(args: &ScaleArgs, rows: &[Figures]) -> String {
 fn write_results(path: &Path, args: &ScaleArgs, table: &str) -> Result<()> {
     let command: Vec<String> = std::env::args().collect();
     let section = format!(
-        "{SECTION_BEGIN}\n## Scale: {} topics x {} partitions on one broker\n\nCommand: `{}`\n\nMachine: {}\n\n{table}\n{SECTION_END}",
+        "{SECTION_BEGIN}\n## Scale: {} topics x {} partitions on one broker\n\nCommand: `{}`\n\nMachine: {}\n\n{table}\n{SECTION_END}\n\n",
         args.topics,
         args.partitions,
         command.join(" "),

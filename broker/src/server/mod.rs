@@ -187,6 +187,8 @@ impl Broker {
             .await
         {
             Ok(_) => {
+                // The request that named the topic is served right away.
+                self.replicas.reconcile();
                 tracing::info!(topic = name, partitions, "auto-created topic");
                 metrics::counter!(m::TOPICS_AUTO_CREATED_TOTAL).increment(1);
             }
@@ -257,7 +259,13 @@ impl Broker {
         };
         let outcomes = match self.controller.submit(command, CONTROLLER_TIMEOUT).await {
             Ok((index, Ok(CommandOutcome::TopicsCreated { results }))) => {
-                self.caught_up_to(index).await;
+                // Answer once this broker's metadata has the topics, as Kafka's controller
+                // answers once it committed them: the metadata loop creates the local logs
+                // right after, and until a leader has its log it answers
+                // NOT_LEADER_OR_FOLLOWER, which clients retry.
+                self.controller
+                    .wait_applied(index, CONTROLLER_TIMEOUT)
+                    .await;
                 results
             }
             failed => {

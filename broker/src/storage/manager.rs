@@ -617,6 +617,23 @@ impl LogManager {
             .collect())
     }
 
+    /// What [`LogManager::describe_configs`] would list for a topic with these overrides
+    /// (for a topic the metadata has and this broker has not recorded yet).
+    pub fn describe_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Vec<ConfigEntry>, StorageError> {
+        let (settings, overrides) = parse_overrides(&self.defaults, overrides)?;
+        Ok(SUPPORTED_TOPIC_CONFIGS
+            .iter()
+            .map(|key| ConfigEntry {
+                name: key.to_string(),
+                value: Some(config_value(&settings, key)),
+                is_default: !overrides.contains_key(*key),
+            })
+            .collect())
+    }
+
     /// Check config overrides (Kafka names) as topic creation would, without creating.
     pub fn validate_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
         parse_overrides(&self.defaults, configs).map(|_| ())

@@ -69,6 +69,9 @@ pub struct TopicDescription {
     pub configs: Vec<ConfigEntry>,
 }
 
+/// How often [`Admin::create_topic`] asks whether a new topic's leaders serve it yet.
+const SERVING_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Admin {
     /// Create a topic and wait until every partition has a leader.
     pub async fn create_topic(
@@ -95,18 +98,25 @@ impl Admin {
             );
             return Ok(());
         }
-        // Metadata can name a leader a moment before that broker serves the partition; a
-        // ListOffsets answered by every leader shows they do (an acks=0 produce sent in
-        // that moment would be dropped silently).
-        if let Err(error) = self.list_offsets(name, OffsetSpec::Latest).await {
-            tracing::warn!(topic = name, %error, "topic created but its leaders are not serving yet");
+        // The controller answers once the topic is in the metadata (as Kafka's does); the
+        // leaders create the partitions' logs right after. A ListOffsets answered by every
+        // leader shows they serve (an acks=0 produce sent before would be dropped silently).
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match self.list_offsets(name, OffsetSpec::Latest).await {
+                Ok(_) => return Ok(()),
+                Err(error) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!(topic = name, %error, "topic created but its leaders are not serving yet");
+                    return Ok(());
+                }
+                Err(_) => tokio::time::sleep(SERVING_POLL_INTERVAL).await,
+            }
         }
-        Ok(())
     }
 
     /// Create several topics in one CreateTopics request (the broker decides each on its
     /// own); one result per topic, in order. Returns when the controller has them, without
-    /// waiting for leaders to serve.
+    /// waiting for leaders to serve (see [`Admin::create_topic`] for that).
     pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<Vec<(String, Result<()>)>> {
         let request = CreateTopicsRequest::default()
             .with_topics(topics.iter().map(NewTopic::to_wire).collect())

@@ -82,7 +82,17 @@ fn topic_request(broker: &Broker, topic: &CreatableTopic, name: String) -> Topic
     } else {
         topic.num_partitions
     };
-    let configs: BTreeMap<String, String> = topic
+    TopicRequest {
+        name,
+        partitions,
+        replication_factor: topic.replication_factor,
+        configs: requested_configs(topic),
+    }
+}
+
+/// The config overrides a request gives a topic (entries without a value are left out).
+fn requested_configs(topic: &CreatableTopic) -> BTreeMap<String, String> {
+    topic
         .configs
         .iter()
         .filter_map(|c| {
@@ -90,13 +100,7 @@ fn topic_request(broker: &Broker, topic: &CreatableTopic, name: String) -> Topic
                 .as_ref()
                 .map(|v| (c.name.to_string(), v.to_string()))
         })
-        .collect();
-    TopicRequest {
-        name,
-        partitions,
-        replication_factor: topic.replication_factor,
-        configs,
-    }
+        .collect()
 }
 
 /// One topic's answer: on success (v5+) its partition count, replication factor and
@@ -119,10 +123,17 @@ fn result(
             }
             result.num_partitions = view.partitions;
             result.replication_factor = replication_factor;
+            // From the metadata's overrides: this broker may not have recorded the topic
+            // locally yet (its metadata loop does that right after).
+            let overrides = broker
+                .replicas
+                .metadata()
+                .read(|state| state.topic_by_name(&view.name).map(|t| t.configs.clone()))
+                .unwrap_or_else(|| requested_configs(topic));
             result.configs = Some(
                 broker
                     .logs
-                    .describe_configs(&view.name)
+                    .describe_overrides(&overrides)
                     .unwrap_or_default()
                     .into_iter()
                     .map(|entry| {
