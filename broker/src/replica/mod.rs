@@ -11,6 +11,10 @@
 //!   and fetch); partitions no longer hosted lose their replica and their directory.
 //! - `hosted.rs`: [`Replica`], one hosted partition: its log and its
 //!   [`replication::Partition`] state machine under one lock.
+//! - `append.rs`: [`ReplicaManager::append_records`] (admission, validation, idempotence,
+//!   append) and [`ReplicaManager::wait_for_acks`] (acks=all), for Produce and, later, the
+//!   coordinators' internal topics.
+//! - [`producer_state`]: idempotent producers' sequence and epoch checks, per partition.
 //! - [`fetcher`]: the follower fetchers, one task per leader broker.
 //!
 //! # Gauges
@@ -24,10 +28,8 @@
 //!
 //! # Left out (next steps)
 //!
-//! Produce and fetch still reach a replica's log and state from their handlers
-//! (`server/api/produce.rs`, `fetch.rs`) and producer state lives in the server; the
-//! `append_records` / `fetch_records` operations that the group coordinator will use are
-//! the next step of moving them here.
+//! Fetch still reaches a replica's log and state from its handler (`server/api/fetch.rs`);
+//! a `fetch_records` beside `append_records` is the next step.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -35,11 +37,18 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+mod append;
 pub mod fetcher;
 mod hosted;
+pub mod producer_state;
 mod reconcile;
 
+pub use append::{
+    storage_error_code, Acks, AppendOrigin, AppendRequest, Appended, Refusal, SCAN_BYTES_MAX,
+    SCAN_OFFSETS_MAX,
+};
 pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
+use producer_state::ProducerStateRegistry;
 
 use crate::cluster::ControllerClient;
 use crate::controller::{
@@ -99,6 +108,8 @@ pub struct ReplicaManager {
     /// Per-follower lag series exported by the last gauge pass, so those of partitions no
     /// longer led here (or of replicas that left) are set to -1 rather than left frozen.
     lag_series: std::sync::Mutex<HashSet<(String, i32, i32)>>,
+    /// Idempotent producers' state per partition (see `append.rs`).
+    producers: ProducerStateRegistry,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -157,6 +168,7 @@ impl ReplicaManager {
             per_partition_metrics: std::sync::atomic::AtomicBool::new(true),
             active_controller: std::sync::atomic::AtomicBool::new(false),
             lag_series: std::sync::Mutex::new(HashSet::new()),
+            producers: ProducerStateRegistry::default(),
         });
         (manager, alter_rx)
     }
@@ -175,6 +187,11 @@ impl ReplicaManager {
 
     pub fn metadata(&self) -> &MetadataReader {
         &self.metadata
+    }
+
+    /// Idempotent producers' state per partition.
+    pub fn producers(&self) -> &ProducerStateRegistry {
+        &self.producers
     }
 
     pub fn sink(&self) -> impl EffectSink + '_ {

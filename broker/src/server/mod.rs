@@ -7,9 +7,9 @@
 //! once and counted.
 //!
 //! Idempotent producers: [`producer_ids`] hands out producer ids (InitProducerId) that stay
-//! unique across restarts; [`producer_state`] keeps, per partition, each producer's epoch and
-//! last batches so that Produce can drop retried duplicates and refuse out-of-order or fenced
-//! batches. Transactions are not supported.
+//! unique across restarts; the replica manager keeps, per partition, each producer's epoch
+//! and last batches (`replica::producer_state`) so that Produce can drop retried duplicates
+//! and refuse out-of-order or fenced batches. Transactions are not supported.
 //!
 //! Shutdown (SIGINT/SIGTERM): stop accepting, tell every connection to stop reading, let
 //! in-flight requests finish (bounded by `shutdown_timeout_ms`), then the caller flushes the
@@ -20,7 +20,6 @@ pub mod connection;
 pub mod dispatch;
 pub mod net;
 pub mod producer_ids;
-pub mod producer_state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,11 +34,11 @@ use crate::cluster::{ClusterNode, ControllerClient};
 use crate::config::Config;
 use crate::controller::{CommandOutcome, MetadataCommand, MetadataError, NewTopic};
 use crate::metrics as m;
+pub use crate::replica::storage_error_code;
 use crate::replica::{Replica, ReplicaManager};
-use crate::storage::{LogManager, PartitionLog, StorageError};
+use crate::storage::{LogManager, PartitionLog};
 use net::Listener;
 use producer_ids::ProducerIdAllocator;
-use producer_state::ProducerStateRegistry;
 
 /// Limits every handler enforces, from the configuration.
 #[derive(Debug, Clone)]
@@ -112,7 +111,6 @@ pub struct Broker {
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
     /// Idempotent-producer state of every partition, for Produce.
-    pub producers: ProducerStateRegistry,
     /// Whether the per-topic counters are exported (`--metrics-per-partition`).
     pub per_topic_metrics: bool,
 }
@@ -158,7 +156,6 @@ impl Broker {
             reassignment_throttle: (config.reassignment_throttle_bytes_per_sec > 0)
                 .then(|| ByteRate::new(config.reassignment_throttle_bytes_per_sec)),
             producer_ids,
-            producers: ProducerStateRegistry::default(),
             per_topic_metrics: config.metrics_per_partition,
         })
     }
@@ -436,16 +433,7 @@ impl Broker {
 
     /// The replica of a partition this broker leads, or the error to answer with.
     pub fn leader_replica(&self, topic: &str, partition: i32) -> Result<Arc<Replica>, ErrorCode> {
-        match self.replicas.replica(topic, partition) {
-            Some(replica) if replica.lock().is_leader() => Ok(replica),
-            Some(_) => Err(ErrorCode::NotLeaderOrFollower),
-            None => match self.topic(topic) {
-                Some(view) if partition >= 0 && partition < view.partitions => {
-                    Err(ErrorCode::NotLeaderOrFollower)
-                }
-                _ => Err(ErrorCode::UnknownTopicOrPartition),
-            },
-        }
+        self.replicas.leader_replica(topic, partition)
     }
 }
 
@@ -483,23 +471,6 @@ impl ByteRate {
 /// Metadata (controller) errors as wire error codes.
 pub fn metadata_error_code(error: &MetadataError) -> ErrorCode {
     error.code()
-}
-
-/// The one place storage errors become wire error codes.
-pub fn storage_error_code(error: &StorageError) -> ErrorCode {
-    match error {
-        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-        StorageError::Poisoned(_) | StorageError::Io(_) | StorageError::Corrupt(_) => {
-            ErrorCode::KafkaStorageError
-        }
-        StorageError::UnknownTopic(_) | StorageError::UnknownPartition { .. } => {
-            ErrorCode::UnknownTopicOrPartition
-        }
-        StorageError::TopicAlreadyExists(_) => ErrorCode::TopicAlreadyExists,
-        StorageError::InvalidTopic(_) => ErrorCode::InvalidTopicException,
-        StorageError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
-        StorageError::InvalidConfig(_) => ErrorCode::InvalidConfig,
-    }
 }
 
 /// The offset below which a log's records are on disk (fsync durability) or written.

@@ -56,7 +56,7 @@ pub async fn handle(
         {
             Ok(index) => {
                 broker.caught_up_to(index).await;
-                broker.producers.forget_topic(*id.as_bytes());
+                broker.replicas.producers().forget_topic(*id.as_bytes());
                 tracing::info!(topic = %name, "deleted topic");
             }
             Err((code, message)) => {
