@@ -237,6 +237,7 @@ impl ClusterNode {
             shutdown.clone(),
         )));
         replicas.set_per_partition_metrics(config.metrics_per_partition);
+        replicas.set_reassignment_throttle(config.reassignment_throttle_bytes_per_sec);
         replicas.set_caught_up();
         let (applied_tx, applied_rx) = watch::channel(0u64);
         tasks.push(tokio::spawn(forward_applied(

@@ -15,6 +15,10 @@
 //!   append) and [`ReplicaManager::wait_for_acks`] (acks=all), for Produce and, later, the
 //!   coordinators' internal topics.
 //! - [`producer_state`]: idempotent producers' sequence and epoch checks, per partition.
+//! - `fetch.rs`: [`ReplicaManager::fetch_records`], consumer and follower reads with the
+//!   long poll, follower-read (KIP-392) rules and the reassignment throttle.
+//! - `purgatory.rs`: the produce and fetch purgatories' accounting ([`RemoteTime`]), the
+//!   leader-epoch check clients' requests get, the throttle's byte rate.
 //! - [`fetcher`]: the follower fetchers, one task per leader broker.
 //!
 //! # Gauges
@@ -26,10 +30,9 @@
 //! moved away stay at their last value (the exporter cannot remove a series), except the
 //! follower lag series, which turn -1.
 //!
-//! # Left out (next steps)
-//!
-//! Fetch still reaches a replica's log and state from its handler (`server/api/fetch.rs`);
-//! a `fetch_records` beside `append_records` is the next step.
+//! Request handlers (Produce, Fetch) decode, call [`ReplicaManager::append_records`] /
+//! [`ReplicaManager::fetch_records`] and encode; they do not lock partitions or call
+//! storage themselves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -38,17 +41,21 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 mod append;
+mod fetch;
 pub mod fetcher;
 mod hosted;
 pub mod producer_state;
+mod purgatory;
 mod reconcile;
 
 pub use append::{
     storage_error_code, Acks, AppendOrigin, AppendRequest, Appended, Refusal, SCAN_BYTES_MAX,
     SCAN_OFFSETS_MAX,
 };
+pub use fetch::{FetchOrigin, FetchParams, PartitionFetch, PartitionRead};
 pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
 use producer_state::ProducerStateRegistry;
+pub use purgatory::{check_leader_epoch, ByteRate, Purgatory, RemoteTime};
 
 use crate::cluster::ControllerClient;
 use crate::controller::{
@@ -110,6 +117,8 @@ pub struct ReplicaManager {
     lag_series: std::sync::Mutex<HashSet<(String, i32, i32)>>,
     /// Idempotent producers' state per partition (see `append.rs`).
     producers: ProducerStateRegistry,
+    /// The rate at which replicas a reassignment adds may copy (unset: no limit).
+    reassignment_throttle: std::sync::OnceLock<ByteRate>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -169,6 +178,7 @@ impl ReplicaManager {
             active_controller: std::sync::atomic::AtomicBool::new(false),
             lag_series: std::sync::Mutex::new(HashSet::new()),
             producers: ProducerStateRegistry::default(),
+            reassignment_throttle: std::sync::OnceLock::new(),
         });
         (manager, alter_rx)
     }
@@ -187,6 +197,14 @@ impl ReplicaManager {
 
     pub fn metadata(&self) -> &MetadataReader {
         &self.metadata
+    }
+
+    /// Limit the rate at which replicas a reassignment adds copy from this leader, in bytes
+    /// per second (0: no limit). Set once, at start.
+    pub fn set_reassignment_throttle(&self, bytes_per_sec: u64) {
+        if bytes_per_sec > 0 {
+            let _ = self.reassignment_throttle.set(ByteRate::new(bytes_per_sec));
+        }
     }
 
     /// Idempotent producers' state per partition.

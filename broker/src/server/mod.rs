@@ -107,7 +107,6 @@ pub struct Broker {
     /// The way to the active controller, for admin requests.
     pub controller: ControllerClient,
     /// Limits what this broker, as leader, sends to replicas being added by a reassignment.
-    pub reassignment_throttle: Option<ByteRate>,
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
     /// Idempotent-producer state of every partition, for Produce.
@@ -153,8 +152,6 @@ impl Broker {
             logs,
             replicas: cluster.replicas.clone(),
             controller: cluster.client.clone(),
-            reassignment_throttle: (config.reassignment_throttle_bytes_per_sec > 0)
-                .then(|| ByteRate::new(config.reassignment_throttle_bytes_per_sec)),
             producer_ids,
             per_topic_metrics: config.metrics_per_partition,
         })
@@ -434,37 +431,6 @@ impl Broker {
     /// The replica of a partition this broker leads, or the error to answer with.
     pub fn leader_replica(&self, topic: &str, partition: i32) -> Result<Arc<Replica>, ErrorCode> {
         self.replicas.leader_replica(topic, partition)
-    }
-}
-
-/// A token bucket of bytes per second (burst: one second's worth).
-#[derive(Debug)]
-pub struct ByteRate {
-    bytes_per_sec: f64,
-    state: std::sync::Mutex<(f64, std::time::Instant)>,
-}
-
-impl ByteRate {
-    pub fn new(bytes_per_sec: u64) -> ByteRate {
-        ByteRate {
-            bytes_per_sec: bytes_per_sec as f64,
-            state: std::sync::Mutex::new((bytes_per_sec as f64, std::time::Instant::now())),
-        }
-    }
-
-    /// Bytes that may be sent now.
-    pub fn available(&self) -> usize {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(state.1).as_secs_f64() * self.bytes_per_sec;
-        *state = ((state.0 + refill).min(self.bytes_per_sec), now);
-        state.0.max(0.0) as usize
-    }
-
-    /// Record `bytes` sent (may go into debt by the last batch).
-    pub fn consume(&self, bytes: usize) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 -= bytes as f64;
     }
 }
 

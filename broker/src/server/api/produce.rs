@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, count_topic, str_bytes, Purgatory, RemoteTime};
@@ -31,6 +31,9 @@ use crate::metrics as m;
 use crate::replica::{Acks, AppendOrigin, AppendRequest, Appended, Refusal};
 use crate::server::Broker;
 use sluice_protocol::clock::now_ms;
+
+/// Each topic's partitions with their append results, in request order.
+type TopicResults = Vec<(TopicName, Vec<(i32, Result<Appended, Refusal>)>)>;
 
 /// What the connection should do with the result.
 pub enum Outcome {
@@ -62,8 +65,7 @@ pub async fn handle(
     }
 
     // Phase 1, synchronous (see "Ordering" in the module documentation): every append.
-    let mut results: Vec<(_, Vec<(i32, Result<Appended, Refusal>)>)> =
-        Vec::with_capacity(request.topic_data.len());
+    let mut results: TopicResults = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let known = acks.is_some() && broker.topic(&topic.name.0).is_some();
         if known {
@@ -120,13 +122,7 @@ pub async fn handle(
 }
 
 /// The response, and a description of the first failed partition (for acks=0's close).
-fn encode(
-    results: Vec<(
-        kafka_protocol::messages::TopicName,
-        Vec<(i32, Result<Appended, Refusal>)>,
-    )>,
-    version: i16,
-) -> (ProduceResponse, Option<String>) {
+fn encode(results: TopicResults, version: i16) -> (ProduceResponse, Option<String>) {
     let mut response = ProduceResponse::default();
     let mut first_failure: Option<String> = None;
     for (name, partitions) in results {
