@@ -59,6 +59,8 @@ pub enum ShutdownState {
 pub struct RecoveryReport {
     /// Segments whose batches were all read and checked.
     pub segments_scanned: usize,
+    /// Bytes of those segments' log files that the scans read.
+    pub bytes_scanned: u64,
     /// Segments whose index files were missing or failed their sanity check.
     pub indexes_rebuilt: usize,
     /// Bytes cut from the end of the segment where the scan stopped.
@@ -177,6 +179,7 @@ pub(super) fn recover(
                 report.segments_scanned += 1;
                 scanned.push(base);
                 let (segment, stop, truncated) = scan_whole(fs, dir, base, config)?;
+                report.bytes_scanned += segment.size_bytes() + truncated;
                 report.bytes_truncated += truncated;
                 if let Some(why) = stop {
                     // `PartitionLog::open` reports the whole partition in one line.
@@ -530,6 +533,41 @@ mod tests {
                 .next_offset(),
             second_base
         );
+    }
+
+    #[test]
+    fn an_unclean_open_scans_only_the_segments_past_the_recovery_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = std_fs();
+        let config = LogConfig {
+            segment_bytes_max: 300,
+            ..test_config()
+        };
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
+        append_batches(&log, 12);
+        let (segments, end) = (log.segment_count(), log.log_end_offset());
+        assert!(segments >= 4);
+        drop(log); // a crash: each roll flushed the segment before it, the last one is not
+        let logs = segment_logs(dir.path());
+        let size = |path: &PathBuf| std::fs::metadata(path).unwrap().len();
+        let last_bytes = size(logs.last().unwrap());
+        let all_bytes: u64 = logs.iter().map(size).sum();
+        assert!(last_bytes > 0 && last_bytes < all_bytes);
+
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Unclean);
+        let report = log.recovery_report().clone();
+        assert_eq!(report.segments_scanned, 1, "{report:?}");
+        assert_eq!(report.bytes_scanned, last_bytes, "{report:?}");
+        assert_eq!(log.log_end_offset(), end);
+        drop(log);
+
+        // Without a recovery point, everything is read again.
+        std::fs::remove_file(dir.path().join(RECOVERY_POINT_FILE)).unwrap();
+        let log = open_log(&fs, dir.path(), &config, ShutdownState::Unclean);
+        let report = log.recovery_report();
+        assert_eq!(report.segments_scanned, segments, "{report:?}");
+        assert_eq!(report.bytes_scanned, all_bytes, "{report:?}");
+        assert_eq!(log.log_end_offset(), end);
     }
 
     #[test]
