@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 
+use super::durability::RECENT_TRUNCATIONS_MAX;
 use super::*;
+use crate::storage::checkpoint::{self, HIGH_WATERMARK_FILE};
+use crate::storage::epoch_cache::{self, EpochEndOffset, EpochEntry};
 use crate::storage::testing::{
     batch, headers, open_log, segment_logs, stamped, std_fs, test_config, CrashFileSystem,
 };
+use crate::storage::{Durability, ShutdownState};
 
 fn entries(pairs: &[(i32, i64)]) -> Vec<EpochEntry> {
     pairs

@@ -1,0 +1,255 @@
+//! One partition's log: its ordered segments, append, read, roll, retention, durability.
+//!
+//! A [`PartitionLog`] is shared as `Arc<PartitionLog>` and synchronises itself.
+//!
+//! The log is one type, [`PartitionLog`], whose methods live with the concept they serve:
+//! - `open`: opening a log (recovery, the leader-epoch checkpoint reconciled with it).
+//! - `append`: appends as leader and as follower, the leader epochs they record, rolls.
+//! - `read`: reading batches and looking offsets up by timestamp.
+//! - `durability`: flushes, group-commit fsync, durable offsets and their waiters,
+//!   poisoning, the recovery-point checkpoint.
+//! - `truncation`: a follower's truncations and their crash-safe order.
+//! - `retention`: deleting old segments, the log start offset and its checkpoint.
+//!
+//! This module holds the type, its state and locks, and the small accessors.
+//!
+//! # High watermark
+//! Replication owns the high watermark; storage only persists it
+//! ([`PartitionLog::note_high_watermark`], written for every partition at once in the data
+//! directory's `replication-offset-checkpoint` by the log manager) and
+//! hands the last stored value back ([`PartitionLog::high_watermark_checkpoint`]), clamped
+//! into `[log_start_offset, log_end_offset]` since truncation may have cut below it. The
+//! file costs two fsyncs per write, whatever the partition count: it is written
+//! periodically, not on every advance.
+//!
+//! # Locks
+//! - `state`: segments, offsets, epoch cache, poison. Held by append, read, retention and
+//!   briefly by the syncer, never during an fsync, except for rare events: roll creates and
+//!   syncs a directory entry, a new epoch writes the epoch checkpoint, truncation holds it
+//!   throughout.
+//! - `sync`: held by whoever fsyncs (group-commit syncer or flush) and by truncation; it
+//!   also guards the recovery-point checkpoint. Whoever releases it then notifies the
+//!   durable watch, so a waiter that found it taken always wakes and looks again.
+//! - `log_start_checkpoint`: serialises writes of the log-start-offset checkpoint.
+//! - `high_watermark`: serialises writes of the high-watermark checkpoint.
+//!
+//! Lock order: `sync` before `log_start_checkpoint` before `state`; `high_watermark` before
+//! `state`. `state` is never held while taking another.
+//!
+//! # Invariants
+//! - `log_start_offset <= log_end_offset`; offsets are contiguous (asserted on append).
+//! - The segments are ordered by base offset; each sealed segment ends where the next begins;
+//!   the last one is the active segment.
+//! - `durable_offset <= log_end_offset`. Both only grow, except that a truncation lowers
+//!   both to the truncation offset.
+//! - The epoch cache describes the batches (see `epoch_cache`): epochs never go back, and
+//!   no entry starts past the log end offset.
+
+mod append;
+mod durability;
+mod open;
+mod read;
+mod retention;
+mod truncation;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use super::epoch_cache::EpochCache;
+use super::fs::FileSystem;
+use super::recovery::RecoveryReport;
+use super::segment::{ActiveSegment, SealedSegment, Segment, SegmentFiles};
+use super::{LogConfig, StorageError};
+use durability::{Durable, SyncState};
+
+pub use append::AppendInfo;
+
+/// One partition's log. See the module documentation.
+#[derive(Debug)]
+pub struct PartitionLog {
+    /// `<topic>-<partition>`, for log lines and errors.
+    name: String,
+    dir: PathBuf,
+    fs: Arc<dyn FileSystem>,
+    config: LogConfig,
+    state: Mutex<LogState>,
+    sync: Mutex<SyncState>,
+    /// The last log start offset written to its checkpoint.
+    log_start_checkpoint: Mutex<i64>,
+    /// The last high watermark stored in (or read from) its checkpoint.
+    high_watermark: Mutex<Option<i64>>,
+    end_offset: watch::Sender<i64>,
+    durable: watch::Sender<Durable>,
+    recovery_report: RecoveryReport,
+}
+
+#[derive(Debug)]
+struct LogState {
+    sealed: VecDeque<SealedSegment>,
+    active: ActiveSegment,
+    log_start_offset: i64,
+    /// Sealed segments whose files have not been flushed since they were sealed.
+    unflushed: Vec<SegmentFiles>,
+    /// Which leader epoch wrote which offsets; its checkpoint is written under this lock.
+    epochs: EpochCache,
+    /// `epochs` holds an entry its checkpoint lacks: a leader's epoch that has written
+    /// nothing yet ([`PartitionLog::begin_leader_epoch`]). Persisted with its first batch.
+    epochs_unpersisted: bool,
+    writes: Writes,
+}
+
+/// Whether the log takes writes.
+#[derive(Debug, Clone)]
+enum Writes {
+    Open,
+    /// Closed by a clean shutdown: no appends, but flushes still run.
+    Closed(String),
+    /// A write or fsync failed: nothing more is written, not even a flush.
+    Poisoned(String),
+}
+
+impl LogState {
+    fn log_end_offset(&self) -> i64 {
+        self.active.next_offset()
+    }
+
+    fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.sealed
+            .iter()
+            .map(|segment| &**segment)
+            .chain(std::iter::once(&*self.active))
+    }
+
+    /// The segments from the one containing `offset` (which must be below the log end
+    /// offset) onwards.
+    fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
+        let skip = self
+            .sealed
+            .partition_point(|segment| segment.next_offset() <= offset);
+        self.segments().skip(skip)
+    }
+
+    /// Appends need an open log.
+    fn check_appendable(&self) -> Result<(), StorageError> {
+        match &self.writes {
+            Writes::Open => Ok(()),
+            Writes::Closed(reason) | Writes::Poisoned(reason) => {
+                Err(StorageError::Poisoned(reason.clone()))
+            }
+        }
+    }
+
+    /// Fsyncs and flushes need a log that is not poisoned.
+    fn check_not_poisoned(&self) -> Result<(), StorageError> {
+        match &self.writes {
+            Writes::Poisoned(reason) => Err(StorageError::Poisoned(reason.clone())),
+            Writes::Open | Writes::Closed(_) => Ok(()),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a log lock means an invariant broke mid-update: do not go on.
+    mutex
+        .lock()
+        .expect("a partition log lock was poisoned by a panic")
+}
+
+impl PartitionLog {
+    /// What opening this log found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery_report
+    }
+
+    /// `<topic>-<partition>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        lock(&self.state).log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        *self.end_offset.borrow()
+    }
+
+    fn offsets(&self) -> (i64, i64) {
+        let state = lock(&self.state);
+        (state.log_start_offset, state.log_end_offset())
+    }
+
+    /// Watch of the log end offset, bumped on every append.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.end_offset.subscribe()
+    }
+
+    /// Total bytes of all segments' logs.
+    pub fn size_bytes(&self) -> u64 {
+        lock(&self.state).segments().map(Segment::size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        lock(&self.state).sealed.len() + 1
+    }
+
+    /// Note the high watermark (owned by replication) for the data directory's
+    /// high-watermark checkpoint ([`LogManager::checkpoint_high_watermarks`] writes one file
+    /// for every partition), clamped into `[log_start_offset, log_end_offset]`; returns the
+    /// value noted. Refuses (`Poisoned`) on a poisoned log.
+    ///
+    /// [`LogManager::checkpoint_high_watermarks`]: super::LogManager::checkpoint_high_watermarks
+    pub fn note_high_watermark(&self, high_watermark: i64) -> Result<i64, StorageError> {
+        let mut stored = lock(&self.high_watermark);
+        let clamped = {
+            let state = lock(&self.state);
+            state.check_not_poisoned()?;
+            high_watermark.clamp(state.log_start_offset, state.log_end_offset())
+        };
+        *stored = Some(clamped);
+        Ok(clamped)
+    }
+
+    /// Take the high watermark the data directory's checkpoint holds for this partition
+    /// (at open; it is newer than a per-partition file of an older version).
+    pub(super) fn restore_high_watermark(&self, high_watermark: i64) {
+        *lock(&self.high_watermark) = Some(high_watermark);
+    }
+
+    /// The last high watermark checkpointed (in this run or, after a restart, found on
+    /// disk), clamped into `[log_start_offset, log_end_offset]`: a truncation or a crash may
+    /// have cut the log below it. `None` if none was ever checkpointed.
+    pub fn high_watermark_checkpoint(&self) -> Option<i64> {
+        let stored = *lock(&self.high_watermark);
+        let (log_start_offset, log_end_offset) = self.offsets();
+        stored.map(|high_watermark| high_watermark.clamp(log_start_offset, log_end_offset))
+    }
+
+    /// Refuse appends from now on (`why`: the broker is shutting down, the topic was
+    /// deleted). Flushes and reads still work.
+    pub(super) fn close_for_writes(&self, why: &str) {
+        let mut state = lock(&self.state);
+        if let Writes::Open = state.writes {
+            state.writes = Writes::Closed(format!("the log of {} is closed: {why}", self.name));
+        }
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.clone()
+    }
+}
+
+#[cfg(test)]
+fn one_record(timestamp: i64, seed: u64) -> bytes::BytesMut {
+    crate::storage::testing::batch(1, timestamp, 20, seed)
+}
+
+#[cfg(test)]
+mod replica_tests;
