@@ -89,170 +89,42 @@ impl ClusterNode {
         shutdown: watch::Receiver<bool>,
     ) -> Result<ClusterNode, String> {
         let node_id = config.node_id;
-        let raft_id =
-            NodeId::try_from(node_id).map_err(|_| format!("node-id {node_id} must be >= 0"))?;
-        let internal_listen = config.internal_listen()?;
-        let single_node = config.controller_voters.0.is_empty();
-        let voters: BTreeMap<NodeId, String> = if single_node {
-            let addr = internal_listen.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
-            BTreeMap::from([(raft_id, addr)])
-        } else {
-            config
-                .controller_voters
-                .0
-                .iter()
-                .map(|(id, addr)| (*id as NodeId, addr.clone()))
-                .collect()
-        };
-        let is_voter = voters.contains_key(&raft_id);
-
-        let controller_config = ControllerConfig::default();
-        let controller = Controller::open(
-            raft_id,
-            fs,
-            &config.data_dir,
-            &controller_config,
-            TcpRaftNetwork::new(TcpNetworkConfig::default()),
-        )
-        .await
-        .map_err(|e| format!("cannot start the controller: {e}"))?;
-        let service = Arc::new(ControllerService::new(
-            controller.clone(),
-            Duration::from_millis(config.broker_session_timeout_ms),
-        ));
         let mut tasks = Vec::new();
-        if let Some(address) = internal_listen {
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|e| format!("cannot listen on internal address {address}: {e}"))?;
-            tasks.push(tokio::spawn(serve_raft_with_config(
-                listener,
-                controller.raft().clone(),
-                Some(service.clone()),
-                shutdown.clone(),
-                TcpNetworkConfig::default(),
-            )));
-        }
-        if is_voter {
-            let members = voters
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
-                .collect();
-            controller
-                .initialize(members)
-                .await
-                .map_err(|e| format!("cannot initialize the controller quorum: {e}"))?;
-        }
-        tasks.push(tokio::spawn(
-            service.clone().run_session_expiry(shutdown.clone()),
-        ));
-        if config.auto_leader_rebalance {
-            tasks.push(tokio::spawn(service.clone().run_leader_rebalance(
-                Duration::from_millis(config.leader_imbalance_check_interval_ms.max(100)),
-                config.leader_imbalance_per_broker_percentage,
-                shutdown.clone(),
-            )));
-        }
-
-        let client = ControllerClient::new(controller.clone(), service, voters);
-        let (host, port) = config.advertised()?;
-        let mut endpoints = vec![Endpoint {
-            listener: "PLAINTEXT".to_string(),
-            host,
-            port: u16::try_from(port).map_err(|_| format!("bad advertised port {port}"))?,
-        }];
-        if let Some(address) = internal_listen {
-            endpoints.push(Endpoint {
-                listener: INTERNAL_LISTENER.to_string(),
-                host: address.ip().to_string(),
-                port: address.port(),
-            });
-        }
-        let rack = (!config.rack.is_empty()).then(|| config.rack.clone());
+        let quorum = open_controller(config, fs, &shutdown, &mut tasks).await?;
+        let controller = quorum.controller.clone();
+        let client = ControllerClient::new(controller.clone(), quorum.service, quorum.voters);
         let registration = Registration {
             node_id,
-            endpoints,
-            rack,
+            endpoints: endpoints(config, quorum.internal_listen)?,
+            rack: (!config.rack.is_empty()).then(|| config.rack.clone()),
             cluster_id: proposed_cluster_id.to_string(),
         };
         let broker_epoch = register(&client, registration, &shutdown).await?;
-        let index = u64::try_from(broker_epoch).unwrap_or(0);
-        while !client.wait_applied(index, Duration::from_secs(5)).await {
-            if *shutdown.borrow() {
-                return Err("shut down while catching up with the metadata log".into());
-            }
-            tracing::info!(
-                broker_epoch,
-                "waiting for the metadata log to reach this broker's registration"
-            );
-        }
-        // The registration proposed an id, so the metadata holds one from here on.
-        let cluster_id = controller
-            .metadata()
-            .read(|state| state.cluster_id().map(str::to_string))
-            .ok_or("the metadata has no cluster id after this broker's registration")?;
-        if cluster_id != proposed_cluster_id && !logs.topics().is_empty() {
-            // Kafka's InconsistentClusterIdException: partition logs written for another
-            // cluster must not be reconciled (truncated, deleted) against this one's metadata.
-            return Err(format!(
-                "the data directory {} belongs to cluster {proposed_cluster_id} (its cluster.id) \
-                 but this cluster's id is {cluster_id}; refusing to serve or change its partition \
-                 logs. Start with an empty data directory, or write {cluster_id} into \
-                 cluster.id if these logs are this cluster's",
-                config.data_dir.display()
-            ));
-        }
+        let cluster_id = catch_up_with_registration(
+            config,
+            &client,
+            &logs,
+            broker_epoch,
+            proposed_cluster_id,
+            &shutdown,
+        )
+        .await?;
         tracing::info!(
             node_id,
             broker_epoch,
-            voter = is_voter,
+            voter = quorum.is_voter,
             cluster_id = %cluster_id,
             "registered with the controller"
         );
-
-        let fetchers = Arc::new(Fetchers::new(
-            FetcherConfig {
-                local_id: node_id,
-                broker_epoch,
-                max_wait_ms: i32::try_from(config.replica_fetch_wait_max_ms).unwrap_or(500),
-                max_bytes: i32::try_from(config.fetch_bytes_max.min(16 << 20)).unwrap_or(i32::MAX),
-                partition_max_bytes: i32::try_from(config.message_max_bytes.max(1 << 20))
-                    .unwrap_or(i32::MAX),
-            },
-            controller.metadata().clone(),
-            shutdown.clone(),
-        ));
-        let (replicas, alter_rx) = ReplicaManager::new(
-            node_id,
+        let replicas = start_replica_manager(
+            config,
+            &client,
+            &logs,
             broker_epoch,
-            i64::try_from(config.replica_lag_time_max_ms).unwrap_or(i64::MAX),
-            logs.clone(),
-            controller.metadata().clone(),
-            fetchers,
-            single_node,
+            quorum.single_node,
+            &shutdown,
+            &mut tasks,
         );
-        tasks.push(tokio::spawn(report_controller_role(
-            controller.clone(),
-            replicas.clone(),
-            shutdown.clone(),
-        )));
-        replicas.set_per_partition_metrics(config.metrics_per_partition);
-        replicas.set_reassignment_throttle(config.reassignment_throttle_bytes_per_sec);
-        replicas.set_caught_up();
-        let (applied_tx, applied_rx) = watch::channel(0u64);
-        tasks.push(tokio::spawn(forward_applied(
-            controller.clone(),
-            applied_tx,
-            shutdown.clone(),
-        )));
-        tasks.push(tokio::spawn(
-            replicas.clone().run(applied_rx, shutdown.clone()),
-        ));
-        tasks.push(tokio::spawn(replicas.clone().run_alter_partition_sender(
-            client.clone(),
-            alter_rx,
-            shutdown.clone(),
-        )));
         tasks.push(tokio::spawn(heartbeat_loop(
             client.clone(),
             node_id,
@@ -269,7 +141,7 @@ impl ClusterNode {
                 "not unfenced within 30 s; serving anyway (partitions stay led elsewhere)"
             );
         }
-        if single_node {
+        if quorum.single_node {
             // Only now is there an eligible broker to place them on.
             adopt_local_topics(&client, &logs, &replicas).await;
         }
@@ -329,6 +201,220 @@ impl ClusterNode {
         }
         let _ = self.controller.shutdown().await;
     }
+}
+
+/// This node's controller, as [`open_controller`] started it.
+struct Quorum {
+    controller: Controller,
+    service: Arc<ControllerService>,
+    voters: BTreeMap<NodeId, String>,
+    internal_listen: Option<std::net::SocketAddr>,
+    is_voter: bool,
+    single_node: bool,
+}
+
+/// Steps 1 and 2 of the start-up (see the module docs): open this node's controller, serve
+/// the internal listener, initialize the quorum if this node is a voter, and start the
+/// active controller's loops (session expiry, leader rebalance).
+async fn open_controller(
+    config: &Config,
+    fs: Arc<dyn FileSystem>,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<Quorum, String> {
+    let node_id = config.node_id;
+    let raft_id =
+        NodeId::try_from(node_id).map_err(|_| format!("node-id {node_id} must be >= 0"))?;
+    let internal_listen = config.internal_listen()?;
+    let single_node = config.controller_voters.0.is_empty();
+    let voters: BTreeMap<NodeId, String> = if single_node {
+        let addr = internal_listen.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+        BTreeMap::from([(raft_id, addr)])
+    } else {
+        config
+            .controller_voters
+            .0
+            .iter()
+            .map(|(id, addr)| (*id as NodeId, addr.clone()))
+            .collect()
+    };
+    let is_voter = voters.contains_key(&raft_id);
+
+    let controller_config = ControllerConfig::default();
+    let controller = Controller::open(
+        raft_id,
+        fs,
+        &config.data_dir,
+        &controller_config,
+        TcpRaftNetwork::new(TcpNetworkConfig::default()),
+    )
+    .await
+    .map_err(|e| format!("cannot start the controller: {e}"))?;
+    let service = Arc::new(ControllerService::new(
+        controller.clone(),
+        Duration::from_millis(config.broker_session_timeout_ms),
+    ));
+    if let Some(address) = internal_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen on internal address {address}: {e}"))?;
+        tasks.push(tokio::spawn(serve_raft_with_config(
+            listener,
+            controller.raft().clone(),
+            Some(service.clone()),
+            shutdown.clone(),
+            TcpNetworkConfig::default(),
+        )));
+    }
+    if is_voter {
+        let members = voters
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
+        controller
+            .initialize(members)
+            .await
+            .map_err(|e| format!("cannot initialize the controller quorum: {e}"))?;
+    }
+    tasks.push(tokio::spawn(
+        service.clone().run_session_expiry(shutdown.clone()),
+    ));
+    if config.auto_leader_rebalance {
+        tasks.push(tokio::spawn(service.clone().run_leader_rebalance(
+            Duration::from_millis(config.leader_imbalance_check_interval_ms.max(100)),
+            config.leader_imbalance_per_broker_percentage,
+            shutdown.clone(),
+        )));
+    }
+    Ok(Quorum {
+        controller,
+        service,
+        voters,
+        internal_listen,
+        is_voter,
+        single_node,
+    })
+}
+
+/// Where this broker is reached: its advertised client listener, and the internal
+/// (controller) listener if it has one.
+fn endpoints(
+    config: &Config,
+    internal_listen: Option<std::net::SocketAddr>,
+) -> Result<Vec<Endpoint>, String> {
+    let (host, port) = config.advertised()?;
+    let mut endpoints = vec![Endpoint {
+        listener: "PLAINTEXT".to_string(),
+        host,
+        port: u16::try_from(port).map_err(|_| format!("bad advertised port {port}"))?,
+    }];
+    if let Some(address) = internal_listen {
+        endpoints.push(Endpoint {
+            listener: INTERNAL_LISTENER.to_string(),
+            host: address.ip().to_string(),
+            port: address.port(),
+        });
+    }
+    Ok(endpoints)
+}
+
+/// Wait until the local metadata has applied this broker's registration; then the cluster
+/// id is the metadata's. Refuses a data dir holding another cluster's partition logs.
+async fn catch_up_with_registration(
+    config: &Config,
+    client: &ControllerClient,
+    logs: &LogManager,
+    broker_epoch: i64,
+    proposed_cluster_id: &str,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<String, String> {
+    let index = u64::try_from(broker_epoch).unwrap_or(0);
+    while !client.wait_applied(index, Duration::from_secs(5)).await {
+        if *shutdown.borrow() {
+            return Err("shut down while catching up with the metadata log".into());
+        }
+        tracing::info!(
+            broker_epoch,
+            "waiting for the metadata log to reach this broker's registration"
+        );
+    }
+    // The registration proposed an id, so the metadata holds one from here on.
+    let cluster_id = client
+        .controller()
+        .metadata()
+        .read(|state| state.cluster_id().map(str::to_string))
+        .ok_or("the metadata has no cluster id after this broker's registration")?;
+    if cluster_id != proposed_cluster_id && !logs.topics().is_empty() {
+        // Kafka's InconsistentClusterIdException: partition logs written for another
+        // cluster must not be reconciled (truncated, deleted) against this one's metadata.
+        return Err(format!(
+            "the data directory {} belongs to cluster {proposed_cluster_id} (its cluster.id) \
+             but this cluster's id is {cluster_id}; refusing to serve or change its partition \
+             logs. Start with an empty data directory, or write {cluster_id} into \
+             cluster.id if these logs are this cluster's",
+            config.data_dir.display()
+        ));
+    }
+    Ok(cluster_id)
+}
+
+/// Step 3: the replica manager (leaders, followers, fetchers) and its loops: metadata
+/// changes, the AlterPartition sender, the controller-role reporter.
+fn start_replica_manager(
+    config: &Config,
+    client: &ControllerClient,
+    logs: &Arc<LogManager>,
+    broker_epoch: i64,
+    single_node: bool,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Arc<ReplicaManager> {
+    let node_id = config.node_id;
+    let controller = client.controller();
+    let fetchers = Arc::new(Fetchers::new(
+        FetcherConfig {
+            local_id: node_id,
+            broker_epoch,
+            max_wait_ms: i32::try_from(config.replica_fetch_wait_max_ms).unwrap_or(500),
+            max_bytes: i32::try_from(config.fetch_bytes_max.min(16 << 20)).unwrap_or(i32::MAX),
+            partition_max_bytes: i32::try_from(config.message_max_bytes.max(1 << 20))
+                .unwrap_or(i32::MAX),
+        },
+        controller.metadata().clone(),
+        shutdown.clone(),
+    ));
+    let (replicas, alter_rx) = ReplicaManager::new(
+        node_id,
+        broker_epoch,
+        i64::try_from(config.replica_lag_time_max_ms).unwrap_or(i64::MAX),
+        logs.clone(),
+        controller.metadata().clone(),
+        fetchers,
+        single_node,
+    );
+    tasks.push(tokio::spawn(report_controller_role(
+        controller.clone(),
+        replicas.clone(),
+        shutdown.clone(),
+    )));
+    replicas.set_per_partition_metrics(config.metrics_per_partition);
+    replicas.set_reassignment_throttle(config.reassignment_throttle_bytes_per_sec);
+    replicas.set_caught_up();
+    let (applied_tx, applied_rx) = watch::channel(0u64);
+    tasks.push(tokio::spawn(forward_applied(
+        controller.clone(),
+        applied_tx,
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(
+        replicas.clone().run(applied_rx, shutdown.clone()),
+    ));
+    tasks.push(tokio::spawn(replicas.clone().run_alter_partition_sender(
+        client.clone(),
+        alter_rx,
+        shutdown.clone(),
+    )));
+    replicas
 }
 
 /// Wait until this node's metadata shows the broker unfenced at `broker_epoch`.
