@@ -489,93 +489,31 @@ impl Consumer {
     /// concurrently.
     async fn fetch_once(&mut self, deadline: Instant) -> Result<Vec<ConsumerRecord>> {
         let metadata = self.cluster.metadata();
-        let now = Instant::now();
-        let mut by_broker: BTreeMap<i32, Vec<(PartitionKey, i64)>> = BTreeMap::new();
-        // Partitions sent to a preferred read replica this round (not to their leader).
-        let mut via_replica: BTreeSet<PartitionKey> = BTreeSet::new();
-        let mut leaders_missing = false;
-        for (key, state) in &mut self.partitions {
-            let Position::At(offset) = state.position else {
-                continue;
-            };
-            let broker = match route(&metadata, key, &mut state.preferred_read_replica, now) {
-                Some(Route::Leader(broker)) => broker,
-                Some(Route::PreferredReplica(broker)) => {
-                    via_replica.insert(key.clone());
-                    broker
-                }
-                None => {
-                    leaders_missing = true;
-                    continue;
-                }
-            };
-            by_broker
-                .entry(broker)
-                .or_default()
-                .push((key.clone(), offset));
-        }
-        if leaders_missing {
+        let plan = self.plan_round(&metadata, Instant::now());
+        if plan.leaders_missing {
             self.refresh_metadata().await;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        if by_broker.is_empty() {
+        if plan.by_broker.is_empty() {
             // Nothing fetchable now (no assignment, or no leaders yet): wait a little.
             tokio::time::sleep(remaining.min(RETRY_BACKOFF)).await;
             return Ok(Vec::new());
         }
         let max_wait = remaining.min(Duration::from_millis(self.config.fetch_max_wait_ms));
-        let fetches = by_broker.into_iter().map(|(broker, partitions)| {
-            let cluster = self.cluster.clone();
-            let config = &self.config;
-            async move {
-                let result = fetch_from(&cluster, config, broker, &partitions, max_wait).await;
-                (broker, partitions, result)
-            }
-        });
-        // Return as soon as one broker answers with records: a broker holding its fetch for
-        // caught-up partitions (up to `fetch_max_wait_ms`) must not hold back partitions
-        // that have data elsewhere. Fetches still waiting are abandoned; their partitions'
-        // positions did not move, so the next round asks again.
-        let mut pending: futures::stream::FuturesUnordered<_> = fetches.collect();
-        let mut results = Vec::new();
-        while let Some(done) = futures::StreamExt::next(&mut pending).await {
-            let has_records = matches!(&done.2, Ok(response) if response.responses.iter().any(|t| {
-                t.partitions
-                    .iter()
-                    .any(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()))
-            }));
-            results.push(done);
-            if has_records {
-                break;
-            }
-        }
-        drop(pending);
+        let results = self.send_round(plan.by_broker, max_wait).await;
 
-        let mut records = Vec::new();
-        let mut refresh = false;
-        // Pause before the next round if it got nothing (set with `refresh`, and when a
-        // preferred replica failed, so that a leader that keeps redirecting to a failing
-        // replica is not asked in a tight loop).
-        let mut back_off = false;
-        let mut first_error = None;
+        let mut round = RoundOutcome::default();
         for (broker, partitions, result) in results {
             let response = match result {
                 Ok(response) => response,
                 Err(error) => {
-                    metrics::counter!(m::CONSUMER_ERRORS_TOTAL, "error" => m::error_label(&error))
-                        .increment(1);
-                    for (key, _) in &partitions {
-                        if via_replica.contains(key) {
-                            self.drop_preferred_replica(key, "fetch from it failed");
-                        }
-                    }
-                    if error.is_retriable() {
-                        tracing::debug!(broker, %error, "fetch failed; will retry");
-                        // Also covers a broker that refuses connections: back off, then retry.
-                        refresh = true;
-                    } else {
-                        first_error.get_or_insert(error);
-                    }
+                    self.note_failed_fetch(
+                        broker,
+                        &partitions,
+                        &plan.via_replica,
+                        error,
+                        &mut round,
+                    );
                     continue;
                 }
             };
@@ -589,99 +527,240 @@ impl Consumer {
                 let Some(p) = data.get(&(&*key.0, key.1)) else {
                     continue;
                 };
-                let from_replica = via_replica.contains(&key);
-                if p.error_code != 0 {
-                    metrics::counter!(
-                        m::CONSUMER_ERRORS_TOTAL,
-                        "error" => kafka_error_name(p.error_code)
-                    )
-                    .increment(1);
-                }
-                if p.error_code != 0 && from_replica {
-                    // Whatever the error, the leader is asked next (it may redirect again).
-                    self.drop_preferred_replica(&key, &kafka_error_name(p.error_code));
-                    back_off = true;
-                }
-                match p.error_code {
-                    0 => {
-                        if p.preferred_read_replica.0 >= 0
-                            && p.preferred_read_replica.0 != broker
-                            && self.set_preferred_replica(
-                                &key,
-                                p.preferred_read_replica.0,
-                                &metadata,
-                            )
-                        {
-                            refresh = true;
-                        }
-                        let bytes = p.records.clone().unwrap_or_default();
-                        metrics::counter!(m::CONSUMER_BYTES_CONSUMED_TOTAL)
-                            .increment(bytes.len() as u64);
-                        let next = match decode_partition(&key, &bytes, offset, &mut records) {
-                            Ok(next) => next,
-                            Err(error) => {
-                                first_error.get_or_insert(error);
-                                continue;
-                            }
-                        };
-                        if let Some(state) = self.partitions.get_mut(&key) {
-                            state.high_watermark = Some(p.high_watermark);
-                            if let Some(next) = next {
-                                state.position = Position::At(next.max(offset));
-                            }
-                        }
-                    }
-                    // Out of range at the replica (it may lag, or be ahead of a new leader):
-                    // the leader decides, so the position stays.
-                    OFFSET_OUT_OF_RANGE if from_replica => {}
-                    OFFSET_OUT_OF_RANGE => {
-                        let reset = match self.config.auto_offset_reset {
-                            OffsetReset::Earliest => Position::Pending(SeekTo::Earliest),
-                            OffsetReset::Latest => Position::Pending(SeekTo::Latest),
-                            OffsetReset::None => {
-                                first_error.get_or_insert(Error::OffsetOutOfRange {
-                                    topic: key.0.to_string(),
-                                    partition: key.1,
-                                    offset,
-                                });
-                                continue;
-                            }
-                        };
-                        tracing::info!(
-                            topic = %key.0,
-                            partition = key.1,
-                            offset,
-                            "offset out of range; resetting per auto_offset_reset"
-                        );
-                        if let Some(state) = self.partitions.get_mut(&key) {
-                            state.position = reset;
-                        }
-                    }
-                    code if code_needs_metadata_refresh(code) => refresh = true,
-                    code => {
-                        first_error.get_or_insert(Error::broker(
-                            format!("fetching {}-{}", key.0, key.1),
-                            code,
-                            None,
-                        ));
-                    }
-                }
+                let asked = Asked {
+                    broker,
+                    from_replica: plan.via_replica.contains(&key),
+                    key: key.clone(),
+                    offset,
+                };
+                self.apply_partition(&asked, p, &metadata, &mut round);
             }
         }
-        if refresh {
+        if round.refresh {
             self.refresh_metadata().await;
         }
-        if (refresh || back_off) && records.is_empty() {
+        let mut records = round.records;
+        if (round.refresh || round.back_off) && records.is_empty() {
             // Do not spin on a partition that keeps failing until its leader is found.
             let remaining = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(remaining.min(RETRY_BACKOFF)).await;
         }
-        if let Some(error) = first_error {
+        if let Some(error) = round.first_error {
             self.buffered.append(&mut records);
             return Err(error);
         }
         Ok(records)
     }
+
+    /// Which broker each fetchable partition is asked of this round, at which offset.
+    fn plan_round(&mut self, metadata: &Metadata, now: Instant) -> RoundPlan {
+        let mut plan = RoundPlan::default();
+        for (key, state) in &mut self.partitions {
+            let Position::At(offset) = state.position else {
+                continue;
+            };
+            let broker = match route(metadata, key, &mut state.preferred_read_replica, now) {
+                Some(Route::Leader(broker)) => broker,
+                Some(Route::PreferredReplica(broker)) => {
+                    plan.via_replica.insert(key.clone());
+                    broker
+                }
+                None => {
+                    plan.leaders_missing = true;
+                    continue;
+                }
+            };
+            plan.by_broker
+                .entry(broker)
+                .or_default()
+                .push((key.clone(), offset));
+        }
+        plan
+    }
+
+    /// Send the round's fetches concurrently; return as soon as one broker answers with
+    /// records: a broker holding its fetch for caught-up partitions (up to
+    /// `fetch_max_wait_ms`) must not hold back partitions that have data elsewhere. Fetches
+    /// still waiting are abandoned; their partitions' positions did not move, so the next
+    /// round asks again.
+    async fn send_round(
+        &self,
+        by_broker: BTreeMap<i32, Vec<(PartitionKey, i64)>>,
+        max_wait: Duration,
+    ) -> Vec<BrokerFetch> {
+        let fetches = by_broker.into_iter().map(|(broker, partitions)| {
+            let cluster = self.cluster.clone();
+            let config = &self.config;
+            async move {
+                let result = fetch_from(&cluster, config, broker, &partitions, max_wait).await;
+                (broker, partitions, result)
+            }
+        });
+        let mut pending: futures::stream::FuturesUnordered<_> = fetches.collect();
+        let mut results = Vec::new();
+        while let Some(done) = futures::StreamExt::next(&mut pending).await {
+            let has_records = matches!(&done.2, Ok(response) if response.responses.iter().any(|t| {
+                t.partitions
+                    .iter()
+                    .any(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()))
+            }));
+            results.push(done);
+            if has_records {
+                break;
+            }
+        }
+        results
+    }
+
+    /// A whole fetch to `broker` failed: forget the preferred replicas it stood for, and
+    /// retry (retriable) or report it.
+    fn note_failed_fetch(
+        &mut self,
+        broker: i32,
+        partitions: &[(PartitionKey, i64)],
+        via_replica: &BTreeSet<PartitionKey>,
+        error: Error,
+        round: &mut RoundOutcome,
+    ) {
+        metrics::counter!(m::CONSUMER_ERRORS_TOTAL, "error" => m::error_label(&error)).increment(1);
+        for (key, _) in partitions {
+            if via_replica.contains(key) {
+                self.drop_preferred_replica(key, "fetch from it failed");
+            }
+        }
+        if error.is_retriable() {
+            tracing::debug!(broker, %error, "fetch failed; will retry");
+            // Also covers a broker that refuses connections: back off, then retry.
+            round.refresh = true;
+        } else {
+            round.first_error.get_or_insert(error);
+        }
+    }
+
+    /// One partition's answer: its records and new position, a redirect, a reset, or an
+    /// error to retry or report.
+    fn apply_partition(
+        &mut self,
+        asked: &Asked,
+        p: &kafka_protocol::messages::fetch_response::PartitionData,
+        metadata: &Metadata,
+        round: &mut RoundOutcome,
+    ) {
+        let Asked {
+            broker,
+            ref key,
+            offset,
+            from_replica,
+        } = *asked;
+        if p.error_code != 0 {
+            metrics::counter!(
+                m::CONSUMER_ERRORS_TOTAL,
+                "error" => kafka_error_name(p.error_code)
+            )
+            .increment(1);
+        }
+        if p.error_code != 0 && from_replica {
+            // Whatever the error, the leader is asked next (it may redirect again).
+            self.drop_preferred_replica(key, &kafka_error_name(p.error_code));
+            round.back_off = true;
+        }
+        match p.error_code {
+            0 => {
+                if p.preferred_read_replica.0 >= 0
+                    && p.preferred_read_replica.0 != broker
+                    && self.set_preferred_replica(key, p.preferred_read_replica.0, metadata)
+                {
+                    round.refresh = true;
+                }
+                let bytes = p.records.clone().unwrap_or_default();
+                metrics::counter!(m::CONSUMER_BYTES_CONSUMED_TOTAL).increment(bytes.len() as u64);
+                let next = match decode_partition(key, &bytes, offset, &mut round.records) {
+                    Ok(next) => next,
+                    Err(error) => {
+                        round.first_error.get_or_insert(error);
+                        return;
+                    }
+                };
+                if let Some(state) = self.partitions.get_mut(key) {
+                    state.high_watermark = Some(p.high_watermark);
+                    if let Some(next) = next {
+                        state.position = Position::At(next.max(offset));
+                    }
+                }
+            }
+            // Out of range at the replica (it may lag, or be ahead of a new leader):
+            // the leader decides, so the position stays.
+            OFFSET_OUT_OF_RANGE if from_replica => {}
+            OFFSET_OUT_OF_RANGE => self.reset_out_of_range(key, offset, round),
+            code if code_needs_metadata_refresh(code) => round.refresh = true,
+            code => {
+                round.first_error.get_or_insert(Error::broker(
+                    format!("fetching {}-{}", key.0, key.1),
+                    code,
+                    None,
+                ));
+            }
+        }
+    }
+
+    /// OFFSET_OUT_OF_RANGE from the leader: reset per `auto_offset_reset`, or report it.
+    fn reset_out_of_range(&mut self, key: &PartitionKey, offset: i64, round: &mut RoundOutcome) {
+        let reset = match self.config.auto_offset_reset {
+            OffsetReset::Earliest => Position::Pending(SeekTo::Earliest),
+            OffsetReset::Latest => Position::Pending(SeekTo::Latest),
+            OffsetReset::None => {
+                round.first_error.get_or_insert(Error::OffsetOutOfRange {
+                    topic: key.0.to_string(),
+                    partition: key.1,
+                    offset,
+                });
+                return;
+            }
+        };
+        tracing::info!(
+            topic = %key.0,
+            partition = key.1,
+            offset,
+            "offset out of range; resetting per auto_offset_reset"
+        );
+        if let Some(state) = self.partitions.get_mut(key) {
+            state.position = reset;
+        }
+    }
+}
+
+/// One partition as a fetch round asked for it.
+struct Asked {
+    broker: i32,
+    key: PartitionKey,
+    offset: i64,
+    /// Asked of a preferred read replica, not the leader.
+    from_replica: bool,
+}
+
+/// Where one fetch round sends each partition.
+#[derive(Default)]
+struct RoundPlan {
+    by_broker: BTreeMap<i32, Vec<(PartitionKey, i64)>>,
+    /// Partitions sent to a preferred read replica this round (not to their leader).
+    via_replica: BTreeSet<PartitionKey>,
+    leaders_missing: bool,
+}
+
+/// One broker's fetch of a round: the partitions and offsets asked, and the answer.
+type BrokerFetch = (i32, Vec<(PartitionKey, i64)>, Result<FetchResponse>);
+
+/// What one fetch round gathered.
+#[derive(Default)]
+struct RoundOutcome {
+    records: Vec<ConsumerRecord>,
+    /// Ask for metadata before the next round.
+    refresh: bool,
+    /// Pause before the next round if it got nothing (set with `refresh`, and when a
+    /// preferred replica failed, so that a leader that keeps redirecting to a failing
+    /// replica is not asked in a tight loop).
+    back_off: bool,
+    first_error: Option<Error>,
 }
 
 fn topic_name(topic: &str) -> TopicName {

@@ -21,7 +21,15 @@ use sluice_tests::raw::{metric_value, topic_name};
 use sluice_tests::{Cluster, ClusterOptions};
 
 const TOPIC: &str = "hosted";
-const PARTITIONS: i32 = 30;
+/// Partitions of the topic: 30, or `SLUICE_HOSTED_DIRS_PARTITIONS` for a bigger run (the
+/// issue's 3,000: `SLUICE_HOSTED_DIRS_PARTITIONS=3000 ./scripts/test.sh -p sluice-tests
+/// --test cluster_hosted_dirs`).
+fn partitions() -> i32 {
+    std::env::var("SLUICE_HOSTED_DIRS_PARTITIONS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(30)
+}
 const RECONCILED: &str = "sluice_metadata_partitions_reconciled_total";
 
 /// The partition directories each broker should have: `TOPIC-p` for every p it is a
@@ -32,7 +40,7 @@ fn expected_dirs(cluster: &mut Cluster) -> BTreeMap<i32, Vec<String>> {
         .into_iter()
         .map(|id| (id, Vec::new()))
         .collect();
-    for partition in 0..PARTITIONS {
+    for partition in 0..partitions() {
         let state = cluster
             .partition_state_agreed(TOPIC, partition)
             .expect("the nodes agree on the partition");
@@ -60,7 +68,7 @@ fn topic_dirs(cluster: &Cluster, id: i32) -> Vec<String> {
 }
 
 fn wait_for_dirs(cluster: &mut Cluster, expected: &BTreeMap<i32, Vec<String>>, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30 + partitions() as u64 / 20);
     let settled = cluster.poll_until(deadline, |c| {
         expected
             .iter()
@@ -87,13 +95,14 @@ fn reconciled(cluster: &Cluster, id: i32) -> f64 {
 fn brokers_hold_exactly_the_directories_of_their_replicas() {
     let mut cluster = Cluster::start(3, ClusterOptions::fast(3_000, 3_000));
     let ids = cluster.ids();
-    cluster.create_topic(TOPIC, PARTITIONS, 2, &[]);
+    cluster.create_topic(TOPIC, partitions(), 2, &[]);
     let expected = expected_dirs(&mut cluster);
     for (id, dirs) in &expected {
         assert!(
-            !dirs.is_empty() && dirs.len() < PARTITIONS as usize,
-            "broker {id} hosts {} of {PARTITIONS} partitions",
-            dirs.len()
+            !dirs.is_empty() && dirs.len() < partitions() as usize,
+            "broker {id} hosts {} of {} partitions",
+            dirs.len(),
+            partitions()
         );
     }
     wait_for_dirs(
@@ -118,7 +127,7 @@ fn brokers_hold_exactly_the_directories_of_their_replicas() {
     // Move every partition broker `away` hosts to the other two brokers.
     let away = ids[0];
     let others: Vec<i32> = ids.iter().copied().filter(|&id| id != away).collect();
-    let moved: Vec<i32> = (0..PARTITIONS)
+    let moved: Vec<i32> = (0..partitions())
         .filter(|p| expected[&away].contains(&format!("{TOPIC}-{p}")))
         .collect();
     let request = AlterPartitionReassignmentsRequest::default()
@@ -149,7 +158,7 @@ fn brokers_hold_exactly_the_directories_of_their_replicas() {
     assert_eq!(codes, BTreeSet::from([0]), "{response:?}");
     cluster.wait_for(
         "the reassignments to complete",
-        Duration::from_secs(60),
+        Duration::from_secs(60 + partitions() as u64 / 20),
         |c| {
             moved
                 .iter()
