@@ -99,7 +99,7 @@ pub(crate) async fn scale_bench(args: ScaleArgs) -> Result<()> {
     let prefix = format!(
         "scale-{}-{}-",
         std::process::id(),
-        sluice_client::health::now_ms() % 1_000_000
+        sluice_protocol::clock::now_ms() % 1_000_000
     );
     let mut rows = Vec::new();
     let sluice = match &args.bootstrap {

@@ -15,9 +15,10 @@
 //!   `metrics` facade (no exporter in the crate).
 //! - [`reassignment`]: reassignment plans (Kafka's JSON), decommission planning and plan
 //!   progress, pure functions over what [`admin`] reports.
-//! - [`health`], [`views`], [`scrape`]: the operator views (`sluice cluster status`,
-//!   `topic describe`, `top`): what is gathered and how lag and rates are defined, their
-//!   tables and JSON, and reading brokers' Prometheus `/metrics`.
+//!
+//! The `sluice` CLI is the crate's binary, `src/bin/sluice/`: one module per command, and
+//! the operator views (`cluster status`, `topic describe`, `top`) with what they gather,
+//! their tables and JSON, and reading brokers' Prometheus `/metrics`.
 //!
 //! Every client works against Sluice and against Apache Kafka 3.x/4.x: versions are
 //! negotiated per API with ApiVersions, and only versions that name topics (not topic ids)
@@ -30,14 +31,11 @@ pub mod connection;
 pub mod consumer;
 pub mod delivery;
 pub mod error;
-pub mod health;
 pub mod metrics;
 pub mod offsets;
 pub mod partitioner;
 pub mod producer;
 pub mod reassignment;
-pub mod scrape;
-pub mod views;
 
 pub(crate) use sluice_protocol::records;
 
@@ -79,9 +77,9 @@ mod send_and_sync {
         is_send(&admin.list_partition_reassignments(None));
         let timeout = std::time::Duration::from_secs(1);
         is_send(&admin.describe_quorum(Some(1), timeout));
-        is_send(&health::cluster_status(admin, timeout));
-        is_send(&health::topic_health(admin, "t", false, timeout));
-        is_send(&health::sample(admin, &[], &[], timeout));
+        is_send(&admin.replica_log_end_offsets(1, &[]));
+        is_send(&admin.high_watermarks(1, &[]));
+        is_send(&admin.record_timestamp(1, "t", 0, 0));
         is_send(&consumer.poll(std::time::Duration::from_secs(1)));
     }
 

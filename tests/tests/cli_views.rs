@@ -16,8 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice_client::scrape::Endpoint;
-use sluice_client::{health, Acks, Admin};
+use sluice_client::{Acks, Admin};
 use sluice_tests::raw::metric_value;
 use sluice_tests::workload::{
     numbered_values, producer_config, runtime, BackgroundProducer, ProduceSpec,
@@ -398,35 +397,63 @@ fn top_reports_the_produce_rate_while_a_producer_runs() {
 #[test]
 fn a_top_sample_is_timed_from_when_its_requests_are_sent() {
     const TOPIC: &str = "views-top-timing";
-    const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
+    const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+    const INTERVAL: Duration = Duration::from_secs(3);
     let broker = Broker::start();
     // A metrics endpoint that never answers: the kernel accepts the connection into the
     // listen backlog, nothing reads the request, so the scrape takes the whole timeout,
     // as a broker too slow to answer would.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = Endpoint::parse(&silent.local_addr().unwrap().to_string()).unwrap();
-    let endpoints = [endpoint];
-    let runtime = runtime();
-    let (sample, complete) = runtime.block_on(async {
+    let endpoint = format!("http://{}/metrics", silent.local_addr().unwrap());
+    runtime().block_on(async {
         let admin = Admin::new(&broker.bootstrap()).await.unwrap();
         admin.create_topic(TOPIC, 1, 1, &[]).await.unwrap();
-        let sample = health::sample(&admin, &[], &endpoints, SCRAPE_TIMEOUT)
-            .await
-            .unwrap();
-        (sample, Instant::now())
     });
+    let mut command = Command::new(sluice_binary());
+    command.arg("--bootstrap").arg(broker.bootstrap()).args([
+        "top",
+        "--topic",
+        TOPIC,
+        "--metrics",
+        &endpoint,
+        "--timeout-ms",
+        &SCRAPE_TIMEOUT.as_millis().to_string(),
+        "--interval-ms",
+        &INTERVAL.as_millis().to_string(),
+        "--iterations",
+        "1",
+        "--output",
+        "json",
+    ]);
+    let output = run_program(&mut command, None, RUN_TIMEOUT);
     assert!(
-        sample.metrics[&endpoints[0].to_string()].is_err(),
-        "the silent endpoint times out: {:?}",
-        sample.metrics
+        output.success(),
+        "sluice top failed:\n{}",
+        output.describe()
     );
-    // Rates divide by the time between two samples' instants; an instant taken when the
-    // slowest answer came would put a slow endpoint's wait into that time.
-    let held = complete.saturating_duration_since(sample.taken);
+    let text = output.stdout_lossy();
+    let refresh: Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert!(
-        held >= SCRAPE_TIMEOUT,
-        "the sample's instant is {held:?} before it was complete, though the silent endpoint \
-         held it {SCRAPE_TIMEOUT:?}: it must be taken before the requests are sent"
+        refresh["metrics_errors"][&endpoint].is_string(),
+        "the silent endpoint times out: {refresh:#}"
+    );
+    // Rates divide by the time between two samples' instants (elapsed_ms). Each sample
+    // waits SCRAPE_TIMEOUT for the silent endpoint, and the refresh starts INTERVAL after
+    // the first sample's instant. Taken when the requests go out, the two instants are
+    // INTERVAL apart (plus the refresh's Metadata request). Taken when the slowest answer
+    // came, they would be INTERVAL + SCRAPE_TIMEOUT or more apart: that wait would be in
+    // the time the rates divide by, understating them.
+    let elapsed = Duration::from_millis(
+        refresh["elapsed_ms"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no elapsed_ms: {refresh:#}")),
+    );
+    assert!(
+        elapsed >= INTERVAL && elapsed < INTERVAL + SCRAPE_TIMEOUT,
+        "the refresh's rates are over {elapsed:?}, though the samples were {INTERVAL:?} \
+         apart and the silent endpoint held each {SCRAPE_TIMEOUT:?}: a sample's instant must \
+         be taken before its requests are sent"
     );
 }
 

@@ -4,7 +4,7 @@
 //! Owns nothing but a cluster handle: each call is one admin request (CreateTopics,
 //! DeleteTopics, CreatePartitions, DescribeConfigs, DescribeCluster, DescribeQuorum,
 //! ElectLeaders, AlterPartitionReassignments, ListPartitionReassignments), a Metadata read,
-//! or one of the reads behind the operator views (`health`): ListOffsets to one broker
+//! or one of the reads behind the CLI's operator views: ListOffsets to one broker
 //! (a replica's log end offset with Kafka's debugging replica id -2, any replica answers;
 //! a leader's high watermark with replica id -1) and a one-record Fetch for a timestamp.
 //!

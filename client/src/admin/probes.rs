@@ -1,5 +1,5 @@
-//! Probes of one broker, the reads behind the operator views (`health`): a replica's log
-//! end offsets (ListOffsets with the debugging replica id), a leader's high watermarks
+//! Probes of one broker, the reads behind the `sluice` CLI's operator views: a replica's
+//! log end offsets (ListOffsets with the debugging replica id), a leader's high watermarks
 //! (ListOffsets as a consumer) and the timestamp of the record at an offset (a one-record
 //! Fetch).
 
