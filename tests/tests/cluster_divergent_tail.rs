@@ -50,6 +50,20 @@ fn a_returning_leader_truncates_its_divergent_tail() {
         sluice_tests::raw::try_produce_values(&mut conn, TOPIC, 0, &batch("drain", 0), 1, 5_000)
             .unwrap_or_else(|e| panic!("acks=1 produce to the leader: {e}\n{}", cluster.logs()));
     assert_eq!(code, 0, "acks=1 to the leader\n{}", cluster.logs());
+    // The drain append wakes a parked fetch, which then reads on its own schedule: under
+    // load it could read after the tail below was appended. Wait until the leader's fetch
+    // purgatory is empty: a woken fetch leaves it in the same step in which it reads, so
+    // from then on no stopped follower has a read of the tail coming.
+    cluster.wait_for_metrics(
+        &[old_leader],
+        "the leader's parked follower fetches to be answered",
+        Duration::from_secs(10),
+        // No series yet: no fetch was ever parked there.
+        |_, text| {
+            !text.is_empty()
+                && metric_value(text, "sluice_fetch_purgatory_size").unwrap_or(0.0) == 0.0
+        },
+    );
     let mut tail_start = None;
     for b in 0..BATCHES {
         let (code, offset) =
