@@ -41,20 +41,6 @@ use super::recovery::ShutdownState;
 use super::{LogConfig, StorageError};
 use crate::metrics as m;
 
-/// The topic config keys [`LogManager::create_topic`] accepts, in the order
-/// [`LogManager::describe_configs`] lists them.
-pub const SUPPORTED_TOPIC_CONFIGS: &[&str] = &[
-    "cleanup.policy",
-    "durability",
-    "max.message.bytes",
-    "min.insync.replicas",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.ms",
-    "unclean.leader.election.enable",
-];
-
 /// Most partitions one topic may have. It bounds the directories one request can create
 /// and keeps `<topic>-<partition>` within the 255-byte file-name limit.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
@@ -68,8 +54,6 @@ const LOG_OPEN_THREADS: usize = 8;
 
 /// Kafka's limit on topic name length.
 const TOPIC_NAME_BYTES_MAX: usize = 249;
-/// Kafka's smallest `segment.bytes`.
-const SEGMENT_BYTES_MIN: u64 = 14;
 const TOPICS_DIR: &str = "topics";
 const METADATA_SUFFIX: &str = ".toml";
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
@@ -121,14 +105,6 @@ struct Topic {
     settings: TopicSettings,
     /// The partitions hosted here (a directory each), by index.
     partitions: BTreeMap<i32, Arc<PartitionLog>>,
-}
-
-/// A topic's effective settings: broker defaults with its overrides applied.
-#[derive(Debug, Clone)]
-struct TopicSettings {
-    log: LogConfig,
-    min_insync_replicas: i32,
-    unclean_leader_election: bool,
 }
 
 /// The on-disk form of a topic's metadata.
@@ -791,112 +767,6 @@ fn load_metadata(
     ))
 }
 
-/// Apply overrides to the defaults. Returns the settings and the overrides with normalised
-/// values; an unknown key or a bad value is `InvalidConfig` naming the key.
-fn parse_overrides(
-    defaults: &LogConfig,
-    overrides: &BTreeMap<String, String>,
-) -> Result<(TopicSettings, BTreeMap<String, String>), StorageError> {
-    let mut settings = TopicSettings {
-        log: defaults.clone(),
-        min_insync_replicas: 1,
-        unclean_leader_election: false,
-    };
-    for (key, value) in overrides {
-        let value = value.trim();
-        match key.as_str() {
-            "cleanup.policy" => {
-                if value != "delete" {
-                    return Err(StorageError::InvalidConfig(format!(
-                        "cleanup.policy: only \"delete\" is supported, not {value:?}"
-                    )));
-                }
-            }
-            "durability" => {
-                settings.log.durability = value.parse()?;
-            }
-            "max.message.bytes" => {
-                settings.log.batch_bytes_max =
-                    parse_in_range(key, value, 0, i64::from(i32::MAX))? as usize;
-            }
-            "min.insync.replicas" => {
-                settings.min_insync_replicas =
-                    parse_in_range(key, value, 1, i64::from(i32::MAX))? as i32;
-            }
-            "retention.bytes" => settings.log.retention_bytes = parse_limit(key, value)?,
-            "retention.ms" => settings.log.retention_ms = parse_limit(key, value)?,
-            "segment.bytes" => {
-                settings.log.segment_bytes_max =
-                    parse_in_range(key, value, SEGMENT_BYTES_MIN as i64, i64::from(i32::MAX))?
-                        as u64;
-            }
-            "segment.ms" => {
-                settings.log.segment_ms_max = parse_in_range(key, value, 1, i64::MAX)? as u64
-            }
-            "unclean.leader.election.enable" => {
-                settings.unclean_leader_election = match value.to_ascii_lowercase().as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(StorageError::InvalidConfig(format!(
-                            "{key}: expected true or false, got {value:?}"
-                        )))
-                    }
-                }
-            }
-            _ => {
-                return Err(StorageError::InvalidConfig(format!(
-                    "{key}: unknown topic config; supported: {}",
-                    SUPPORTED_TOPIC_CONFIGS.join(", ")
-                )))
-            }
-        }
-    }
-    let normalised = overrides
-        .keys()
-        .map(|key| (key.clone(), config_value(&settings, key)))
-        .collect();
-    Ok((settings, normalised))
-}
-
-fn parse_in_range(key: &str, value: &str, min: i64, max: i64) -> Result<i64, StorageError> {
-    let parsed: i64 = value.parse().map_err(|_| {
-        StorageError::InvalidConfig(format!("{key}: expected an integer, got {value:?}"))
-    })?;
-    if !(min..=max).contains(&parsed) {
-        return Err(StorageError::InvalidConfig(format!(
-            "{key}: {parsed} is outside {min}..={max}"
-        )));
-    }
-    Ok(parsed)
-}
-
-/// A limit where -1 means "none".
-fn parse_limit(key: &str, value: &str) -> Result<Option<u64>, StorageError> {
-    match parse_in_range(key, value, -1, i64::MAX)? {
-        -1 => Ok(None),
-        limit => Ok(Some(limit as u64)),
-    }
-}
-
-/// A setting's value as Kafka prints it.
-fn config_value(settings: &TopicSettings, key: &str) -> String {
-    let limit =
-        |limit: Option<u64>| limit.map_or_else(|| "-1".to_string(), |limit| limit.to_string());
-    match key {
-        "cleanup.policy" => "delete".to_string(),
-        "durability" => settings.log.durability.to_string(),
-        "max.message.bytes" => settings.log.batch_bytes_max.to_string(),
-        "min.insync.replicas" => settings.min_insync_replicas.to_string(),
-        "retention.bytes" => limit(settings.log.retention_bytes),
-        "retention.ms" => limit(settings.log.retention_ms),
-        "segment.bytes" => settings.log.segment_bytes_max.to_string(),
-        "segment.ms" => settings.log.segment_ms_max.to_string(),
-        "unclean.leader.election.enable" => settings.unclean_leader_election.to_string(),
-        other => unreachable!("config_value of unsupported key {other}"),
-    }
-}
-
 /// 16 random bytes, avoiding the ids Kafka reserves (all zeros, and the metadata topic's
 /// `...0001`).
 fn new_topic_id() -> [u8; 16] {
@@ -924,6 +794,11 @@ fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
     }
     Some(id)
 }
+
+mod topic_config;
+
+pub use topic_config::SUPPORTED_TOPIC_CONFIGS;
+use topic_config::{config_value, parse_overrides, TopicSettings};
 
 #[cfg(test)]
 mod tests;
