@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::super::{LogConfig, StorageError};
 
-/// The topic config keys [`LogManager::create_topic`] accepts, in the order
-/// [`LogManager::describe_configs`] lists them.
+/// The topic config keys [`LogManager::create_topic`](super::LogManager::create_topic) accepts, in the order
+/// [`LogManager::describe_configs`](super::LogManager::describe_configs) lists them.
 pub const SUPPORTED_TOPIC_CONFIGS: &[&str] = &[
     "cleanup.policy",
     "durability",
