@@ -10,6 +10,7 @@
 //! ```text
 //! <data_dir>/
 //!   .clean-shutdown                  written last by LogManager::shutdown, deleted by open
+//!   replication-offset-checkpoint    every hosted partition's high watermark (Kafka's format)
 //!   topics/<topic>.toml              one metadata file per topic (name, id, partitions, overrides)
 //!   <topic>-<partition>.<hex>-delete/  a partition directory being removed (see `deleter`)
 //!   <topic>-<partition>/             only for partitions this broker hosts
@@ -19,7 +20,7 @@
 //!     recovery-point-checkpoint      offset below which log and indexes are flushed
 //!     log-start-offset-checkpoint    first offset retained
 //!     leader-epoch-checkpoint        leader epoch -> first offset it wrote (Kafka's format)
-//!     high-watermark-checkpoint      the high watermark replication last asked to keep
+//!     high-watermark-checkpoint      (read only: an older version's; see replication-offset-checkpoint)
 //! ```
 //!
 //! # Modules, one noun each
