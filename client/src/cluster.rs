@@ -159,6 +159,19 @@ impl Metadata {
         self.topics.get(name)
     }
 
+    /// This metadata with a partial answer applied: its brokers, cluster and controller,
+    /// and its topics (replacing ours of the same name); our other topics stay.
+    pub fn merged(&self, partial: Metadata) -> Metadata {
+        let mut topics = self.topics.clone();
+        topics.extend(partial.topics);
+        Metadata {
+            cluster_id: partial.cluster_id.or_else(|| self.cluster_id.clone()),
+            controller_id: partial.controller_id,
+            brokers: partial.brokers,
+            topics,
+        }
+    }
+
     /// The leader's broker id of a partition, if known.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
         self.topic(topic)?.partition(partition)?.leader
@@ -308,6 +321,17 @@ impl Cluster {
         Ok(self.install(fresh))
     }
 
+    /// Fetch metadata for `topic` alone and merge it into the cache (with the brokers and
+    /// controller of the answer); the other topics keep what the last refresh found.
+    async fn refresh_new_topic(&self, topic: &str) -> Result<()> {
+        let fresh = self
+            .fetch_metadata(TopicSelection::Some(&[topic.to_string()]))
+            .await?;
+        let mut current = self.metadata.write().unwrap_or_else(|e| e.into_inner());
+        *current = Arc::new(current.merged(fresh));
+        Ok(())
+    }
+
     /// Fetch metadata for every topic in the cluster (for listing), updating the cache.
     pub async fn refresh_all_topics(&self) -> Result<Arc<Metadata>> {
         let _guard = self.refresh_lock.lock().await;
@@ -367,8 +391,16 @@ impl Cluster {
                 tokio::time::sleep(backoff.min(deadline.saturating_duration_since(now))).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }
+            // A topic the cache has never seen is asked for alone (Kafka's KIP-526), so a
+            // producer meeting its n-th topic does not fetch all n; a known topic without
+            // leaders takes a full refresh.
+            let refreshed_now = if self.metadata().topic(topic).is_none() {
+                self.refresh_new_topic(topic).await
+            } else {
+                self.refresh().await.map(|_| ())
+            };
             // A failed refresh is retried until the deadline like a missing topic.
-            if let Err(error) = self.refresh().await {
+            if let Err(error) = refreshed_now {
                 if Instant::now() >= deadline {
                     return Err(error);
                 }
@@ -531,6 +563,53 @@ mod tests {
         MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
     };
     use kafka_protocol::messages::BrokerId;
+
+    #[test]
+    fn a_partial_answer_adds_its_topics_and_keeps_the_others() {
+        let topic = |name: &str, leader: i32| TopicInfo {
+            name: name.to_string(),
+            is_internal: false,
+            partitions: vec![PartitionInfo {
+                partition: 0,
+                leader: Some(leader),
+                leader_epoch: 0,
+                replicas: vec![leader],
+                isr: vec![leader],
+                offline_replicas: Vec::new(),
+                error_code: 0,
+            }],
+            error_code: 0,
+        };
+        let broker = |id: i32| BrokerInfo {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9092 + id,
+            rack: None,
+        };
+        let cached = Metadata {
+            cluster_id: Some("c".into()),
+            controller_id: Some(1),
+            brokers: BTreeMap::from([(1, broker(1))]),
+            topics: HashMap::from([("a".into(), topic("a", 1)), ("b".into(), topic("b", 1))]),
+        };
+        let partial = Metadata {
+            cluster_id: None,
+            controller_id: Some(2),
+            brokers: BTreeMap::from([(1, broker(1)), (2, broker(2))]),
+            topics: HashMap::from([("b".into(), topic("b", 2)), ("new".into(), topic("new", 2))]),
+        };
+        let merged = cached.merged(partial);
+        assert_eq!(merged.cluster_id.as_deref(), Some("c"));
+        assert_eq!(merged.controller_id, Some(2));
+        assert_eq!(merged.brokers.len(), 2);
+        assert_eq!(merged.leader("a", 0), Some(1), "kept");
+        assert_eq!(
+            merged.leader("b", 0),
+            Some(2),
+            "replaced by the newer answer"
+        );
+        assert_eq!(merged.leader("new", 0), Some(2), "added");
+    }
 
     #[test]
     fn bootstrap_list_parses_and_defaults_the_port() {
