@@ -21,8 +21,11 @@
 //!   and persists snapshots; [`MetadataReader`] is the read view for the rest of the broker.
 //! - [`network`]: an in-process router for tests (it can isolate and heal a node).
 //! - [`tcp`]: the TCP transport: `[u32 len][u32 crc32][json]` frames, lazily reconnected
-//!   peers, [`serve_raft`] for the listening side. Not yet bound to the broker's internal
-//!   listener.
+//!   peers, [`serve_raft`] for the listening side, bound to the broker's internal listener
+//!   (`--internal-listen`).
+//! - [`service`]: the active controller's side of broker-to-controller requests
+//!   (registration, heartbeats, AlterPartition, admin commands), session expiry (fencing)
+//!   and the leader-rebalance loop.
 //!
 //! # Files
 //!
@@ -55,12 +58,15 @@
 //! - Session expiry is decided by the active controller and enters the log as a command;
 //!   nothing in the replicated state depends on a clock.
 //!
+//! Voters are `--controller-voters`; every other broker follows the log as a learner (the
+//! active controller adds it when it registers).
+//!
 //! # Left out (for now)
 //!
-//! Wiring the TCP transport into `sluiced` (`--internal-listen`, `--controller-voters`),
-//! learners (non-voter brokers following the log), membership changes
-//! after initialization, heartbeat handling and session expiry (the active controller's
-//! loop around this state machine), and linearizable reads for requests that need them.
+//! Changing the voter set after initialization, and linearizable reads for requests that
+//! need them (reads are of this node's applied metadata). The applied metadata is one
+//! in-place `MetadataState` under a lock: a change copies nothing, but a snapshot
+//! serialises the whole state under the read lock.
 
 pub mod delta;
 pub mod metadata;
