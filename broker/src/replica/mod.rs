@@ -26,15 +26,16 @@
 //! Refreshed every second: the hosted partitions (led, followed, under-replicated), the
 //! size of the logs on disk, the cluster's health as this node's copy of the metadata
 //! sees it (on the active controller only), and, with `--metrics-per-partition`, one set
-//! of labelled gauges per hosted partition and per follower. Series of a partition that
-//! moved away stay at their last value (the exporter cannot remove a series), except the
-//! follower lag series, which turn -1.
+//! of labelled gauges per hosted partition and per follower. A partition's own gauges are
+//! also refreshed as soon as its role or ISR changes or it leaves, at O(1) cost. Series of
+//! a partition that moved away stay at their last value (the exporter cannot remove a
+//! series), except the follower lag series, which turn -1.
 //!
 //! Request handlers (Produce, Fetch) decode, call [`ReplicaManager::append_records`] /
 //! [`ReplicaManager::fetch_records`] and encode; they do not lock partitions or call
 //! storage themselves.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -114,7 +115,7 @@ pub struct ReplicaManager {
     active_controller: std::sync::atomic::AtomicBool,
     /// Per-follower lag series exported by the last gauge pass, so those of partitions no
     /// longer led here (or of replicas that left) are set to -1 rather than left frozen.
-    lag_series: std::sync::Mutex<HashSet<(String, i32, i32)>>,
+    lag_series: std::sync::Mutex<LagSeries>,
     /// Idempotent producers' state per partition (see `append.rs`).
     producers: ProducerStateRegistry,
     /// The rate at which replicas a reassignment adds may copy (unset: no limit).
@@ -176,7 +177,7 @@ impl ReplicaManager {
             partitions_reconciled: std::sync::atomic::AtomicU64::new(0),
             per_partition_metrics: std::sync::atomic::AtomicBool::new(true),
             active_controller: std::sync::atomic::AtomicBool::new(false),
-            lag_series: std::sync::Mutex::new(HashSet::new()),
+            lag_series: std::sync::Mutex::new(LagSeries::new()),
             producers: ProducerStateRegistry::default(),
             reassignment_throttle: std::sync::OnceLock::new(),
         });
@@ -301,7 +302,7 @@ impl ReplicaManager {
         let per_partition = self
             .per_partition_metrics
             .load(std::sync::atomic::Ordering::Relaxed);
-        let mut lag_series = HashSet::new();
+        let mut lag_series = LagSeries::new();
         for replica in self.all_replicas() {
             let state = replica.lock();
             if state.is_leader() {
@@ -312,20 +313,23 @@ impl ReplicaManager {
                 followed += 1;
             }
             if per_partition {
-                partition_gauges(&replica, &state, &mut lag_series);
+                let followers = partition_gauges(&replica, &state);
+                if !followers.is_empty() {
+                    lag_series.insert((replica.topic.clone(), replica.index), followers);
+                }
             }
         }
         // Followers this broker no longer leads (leadership moved, the replica left, the
         // topic went): -1, "not measured here", rather than the last value forever.
         let mut exported = self.lag_series.lock().unwrap_or_else(|e| e.into_inner());
-        for (topic, partition, replica) in exported.difference(&lag_series) {
-            let labels = [
-                ("topic", topic.clone()),
-                ("partition", partition.to_string()),
-                ("replica", replica.to_string()),
-            ];
-            metrics::gauge!(m::REPLICA_LAG_OFFSETS, &labels).set(-1.0);
-            metrics::gauge!(m::REPLICA_LAG_MS, &labels).set(-1.0);
+        for (key, followers) in exported.iter() {
+            let now = lag_series.get(key);
+            unset_lag_series(
+                key,
+                followers
+                    .iter()
+                    .filter(|f| now.is_none_or(|n| !n.contains(f))),
+            );
         }
         *exported = lag_series;
         drop(exported);
@@ -352,6 +356,38 @@ impl ReplicaManager {
         metrics::gauge!(m::REGISTERED_BROKERS).set(health.registered_brokers as f64);
         metrics::gauge!(m::GLOBAL_PARTITION_COUNT).set(health.partitions as f64);
         metrics::gauge!(m::GLOBAL_TOPIC_COUNT).set(health.topics as f64);
+    }
+
+    /// Refresh one replica's labelled gauges now (after its role or ISR changed), rather
+    /// than at the next full pass: cost O(1), so a metadata change touching few partitions
+    /// stays cheap however many are hosted.
+    fn refresh_partition_gauges(&self, replica: &Replica, state: &replication::Partition) {
+        if !self
+            .per_partition_metrics
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let followers = partition_gauges(replica, state);
+        let key = (replica.topic.clone(), replica.index);
+        let mut exported = self.lag_series.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(before) = exported.get(&key) {
+            unset_lag_series(&key, before.difference(&followers));
+        }
+        if followers.is_empty() {
+            exported.remove(&key);
+        } else {
+            exported.insert(key, followers);
+        }
+    }
+
+    /// A replica no longer hosted here: its follower lag series turn -1 now.
+    fn forget_partition_gauges(&self, replica: &Replica) {
+        let key = (replica.topic.clone(), replica.index);
+        let mut exported = self.lag_series.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(before) = exported.remove(&key) {
+            unset_lag_series(&key, before.iter());
+        }
     }
 
     /// Persist every replica's high watermark (advisory; used on restart) in the data
@@ -515,11 +551,8 @@ fn note_isr_change(
 /// One replica's labelled gauges: log end offset and high watermark; on the leader the ISR
 /// size and each follower's lag in offsets and milliseconds (0 when caught up, -1 when not
 /// heard from in this leadership).
-fn partition_gauges(
-    replica: &Replica,
-    state: &replication::Partition,
-    lag_series: &mut HashSet<(String, i32, i32)>,
-) {
+fn partition_gauges(replica: &Replica, state: &replication::Partition) -> BTreeSet<i32> {
+    let mut exported = BTreeSet::new();
     let labels = [
         ("topic", replica.topic.clone()),
         ("partition", replica.index.to_string()),
@@ -561,7 +594,24 @@ fn partition_gauges(
         };
         metrics::gauge!(m::REPLICA_LAG_OFFSETS, &replica_labels).set(lag_offsets as f64);
         metrics::gauge!(m::REPLICA_LAG_MS, &replica_labels).set(lag_ms as f64);
-        lag_series.insert((replica.topic.clone(), replica.index, follower.replica_id()));
+        exported.insert(follower.replica_id());
+    }
+    exported
+}
+
+/// The followers whose lag series each led partition exports, by (topic, partition).
+type LagSeries = HashMap<(String, i32), BTreeSet<i32>>;
+
+/// Set `followers`' lag series of `key` to -1 ("not measured here").
+fn unset_lag_series<'a>(key: &(String, i32), followers: impl Iterator<Item = &'a i32>) {
+    for follower in followers {
+        let labels = [
+            ("topic", key.0.clone()),
+            ("partition", key.1.to_string()),
+            ("replica", follower.to_string()),
+        ];
+        metrics::gauge!(m::REPLICA_LAG_OFFSETS, &labels).set(-1.0);
+        metrics::gauge!(m::REPLICA_LAG_MS, &labels).set(-1.0);
     }
 }
 

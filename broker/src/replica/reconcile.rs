@@ -210,6 +210,7 @@ impl ReplicaManager {
                 if state.is_leader() && !was_leader {
                     metrics::counter!(m::LEADERSHIPS_TAKEN_TOTAL).increment(1);
                 }
+                self.refresh_partition_gauges(&replica, &state);
                 if state.is_leader() != was_leader || !state.is_leader() {
                     tracing::info!(
                         partition = replica.log.name(),
@@ -307,6 +308,7 @@ impl ReplicaManager {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(replica.topic.clone(), replica.index));
         replica.publish_high_watermark(replica.high_watermark());
+        self.forget_partition_gauges(replica);
     }
 
     /// The hosted replicas of the topic named `name`.
