@@ -241,11 +241,21 @@ impl ReplicaManager {
     /// has them (a reassignment away, or data from before a restart).
     fn stop_hosting(&self, topic: &str, index: i32) -> Result<(), StorageError> {
         let key = (topic.to_string(), index);
-        let removed = self
+        // The common case, a partition hosted elsewhere all along, takes no write lock (the
+        // produce and fetch paths read this map).
+        let hosted = self
             .replicas
-            .write()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+            .contains_key(&key);
+        let removed = if hosted {
+            self.replicas
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key)
+        } else {
+            None
+        };
         if let Some(replica) = &removed {
             self.forget_replica(replica);
         } else if !self.caught_up.load(Ordering::Acquire) {
