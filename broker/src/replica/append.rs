@@ -257,10 +257,7 @@ impl ReplicaManager {
 
     /// Add to a per-topic counter, when per-topic series are exported.
     pub fn count_topic(&self, name: &'static str, topic: &str, value: u64) {
-        if self
-            .per_partition_metrics
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.per_partition_metrics() {
             metrics::counter!(name, "topic" => topic.to_string()).increment(value);
         }
     }

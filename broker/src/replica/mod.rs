@@ -250,6 +250,12 @@ impl ReplicaManager {
             .collect()
     }
 
+    /// Whether per-partition and per-topic series are exported (`--metrics-per-partition`).
+    pub fn per_partition_metrics(&self) -> bool {
+        self.per_partition_metrics
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Export (or not) the per-partition and per-follower gauges.
     pub fn set_per_partition_metrics(&self, enabled: bool) {
         self.per_partition_metrics

@@ -106,12 +106,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     /// The way to the active controller, for admin requests.
     pub controller: ControllerClient,
-    /// Limits what this broker, as leader, sends to replicas being added by a reassignment.
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
-    /// Idempotent-producer state of every partition, for Produce.
-    /// Whether the per-topic counters are exported (`--metrics-per-partition`).
-    pub per_topic_metrics: bool,
 }
 
 impl Broker {
@@ -153,7 +149,6 @@ impl Broker {
             replicas: cluster.replicas.clone(),
             controller: cluster.client.clone(),
             producer_ids,
-            per_topic_metrics: config.metrics_per_partition,
         })
     }
 

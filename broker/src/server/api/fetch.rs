@@ -39,7 +39,7 @@ pub async fn handle(
         response.error_code = count_error("Fetch", ErrorCode::FetchSessionIdNotFound);
         return response;
     }
-    if broker.per_topic_metrics {
+    if broker.replicas.per_partition_metrics() {
         // Topics that exist only: a name made up by a client must not create a series.
         for topic in &request.topics {
             if broker.topic(&topic.topic.0).is_some() {

@@ -49,7 +49,5 @@ pub(crate) fn count_error(api: &'static str, code: ErrorCode) -> i16 {
 /// Add `value` to the per-topic counter `name` of `topic`, if the broker exports per-topic
 /// series (`--metrics-per-partition`).
 pub(crate) fn count_topic(broker: &Broker, name: &'static str, topic: &str, value: u64) {
-    if broker.per_topic_metrics {
-        metrics::counter!(name, "topic" => topic.to_string()).increment(value);
-    }
+    broker.replicas.count_topic(name, topic, value);
 }
