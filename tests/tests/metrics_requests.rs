@@ -116,7 +116,12 @@ fn produce_and_fetch_move_their_request_counts_times_and_bytes() {
         .clone()
         .unwrap_or_default();
     assert_eq!(decode_records(&records).unwrap().len(), 1 + 3 * PRODUCES);
-    let after = scrape(&metrics);
+    // A request is recorded once its response is written, which may be a moment after the
+    // client has read it: wait (bounded) until the Fetch is in, then compare exactly.
+    let fetch_count = series("sluice_requests_total", "Fetch", FETCH_VERSION);
+    let after = wait_until(&metrics, "the Fetch recorded", |text| {
+        delta(&before, text, &fetch_count) >= 1.0
+    });
 
     let produce = |name: &str| delta(&before, &after, &series(name, "Produce", PRODUCE_VERSION));
     let fetched = |name: &str| delta(&before, &after, &series(name, "Fetch", FETCH_VERSION));
