@@ -1,6 +1,6 @@
 //! A broker has log directories only for the partitions it hosts, and loses them when it
 //! stops hosting one: three brokers, a topic whose partitions have two replicas each (so
-//! every broker hosts about two thirds of them). Each broker's directories are exactly its
+//! every broker hosts about two thirds of them; three with `SLUICE_HOSTED_DIRS_RF=3`). Each broker's directories are exactly its
 //! replicas'; a metadata change to another topic looks at that topic's partitions only
 //! (`sluice_metadata_partitions_reconciled_total`); reassigning (up to 100) partitions away
 //! from a broker removes their directories there (renamed to `-delete`, then deleted); deleting
@@ -22,13 +22,23 @@ use sluice_tests::{Cluster, ClusterOptions};
 
 const TOPIC: &str = "hosted";
 /// Partitions of the topic: 30, or `SLUICE_HOSTED_DIRS_PARTITIONS` for a bigger run (the
-/// issue's 3,000: `SLUICE_HOSTED_DIRS_PARTITIONS=3000 ./scripts/test.sh -p sluice-tests
-/// --test cluster_hosted_dirs`).
+/// issue's 3,000 with three replicas each: `SLUICE_HOSTED_DIRS_PARTITIONS=3000
+/// SLUICE_HOSTED_DIRS_RF=3 ./scripts/test.sh -p sluice-tests --test cluster_hosted_dirs`).
 fn partitions() -> i32 {
     std::env::var("SLUICE_HOSTED_DIRS_PARTITIONS")
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(30)
+}
+/// Replicas per partition: 2 (so each broker hosts about two thirds of the partitions), or
+/// `SLUICE_HOSTED_DIRS_RF` (the run uses 3: every broker hosts every partition until
+/// the reassignment moves 100 of them away from one).
+fn replication_factor() -> i16 {
+    std::env::var("SLUICE_HOSTED_DIRS_RF")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|rf| (1..=3).contains(rf))
+        .unwrap_or(2)
 }
 const RECONCILED: &str = "sluice_metadata_partitions_reconciled_total";
 
@@ -95,11 +105,16 @@ fn reconciled(cluster: &Cluster, id: i32) -> f64 {
 fn brokers_hold_exactly_the_directories_of_their_replicas() {
     let mut cluster = Cluster::start(3, ClusterOptions::fast(3_000, 3_000));
     let ids = cluster.ids();
-    cluster.create_topic(TOPIC, partitions(), 2, &[]);
+    cluster.create_topic(TOPIC, partitions(), replication_factor(), &[]);
     let expected = expected_dirs(&mut cluster);
+    let hosted: usize = expected.values().map(Vec::len).sum();
+    assert_eq!(
+        hosted,
+        partitions() as usize * replication_factor() as usize
+    );
     for (id, dirs) in &expected {
         assert!(
-            !dirs.is_empty() && dirs.len() < partitions() as usize,
+            !dirs.is_empty() && (dirs.len() < partitions() as usize || replication_factor() == 3),
             "broker {id} hosts {} of {} partitions",
             dirs.len(),
             partitions()

@@ -1,8 +1,8 @@
 //! Small files that must be either the old version or the new one after a crash, never a
-//! mix: per-partition offset checkpoints (recovery point, log start), the data directory's
-//! high-watermark checkpoint (one file for every partition, Kafka's
-//! `replication-offset-checkpoint`), the leader-epoch checkpoint, topic metadata and the
-//! clean-shutdown marker.
+//! mix: the data directory's offset checkpoints (one file for every partition, Kafka's
+//! format: `replication-offset-checkpoint` here, the recovery point and log start offset in
+//! `dir_checkpoints`), the leader-epoch checkpoint, topic metadata and the clean-shutdown
+//! marker; and the single-offset files of older versions, still read.
 //!
 //! Protocol of [`write_atomic`]: write the whole content to a temporary file in the same
 //! directory, fsync it, rename it over the final name, fsync the directory. A crash before
@@ -20,10 +20,6 @@ use std::path::Path;
 
 use super::fs::FileSystem;
 
-/// Offset below which every segment's log and indexes are flushed.
-pub(super) const RECOVERY_POINT_FILE: &str = "recovery-point-checkpoint";
-/// First offset retained in the partition.
-pub(super) const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
 /// The high watermark replication last asked storage to keep: a partition's own file,
 /// written by versions before the data directory's [`REPLICATION_OFFSET_FILE`]; still read
 /// when that file has no entry for the partition.
@@ -67,6 +63,8 @@ pub(super) fn read_all(fs: &dyn FileSystem, path: &Path) -> io::Result<Option<Ve
     Ok(Some(contents))
 }
 
+/// Write a single-offset file as older versions did (tests build such data directories).
+#[cfg(test)]
 pub(super) fn write_offset(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -170,18 +168,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fs = StdFileSystem;
         assert_eq!(
-            read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            read_offset(&fs, dir.path(), HIGH_WATERMARK_FILE).unwrap(),
             None
         );
-        write_offset(&fs, dir.path(), RECOVERY_POINT_FILE, 1234).unwrap();
+        write_offset(&fs, dir.path(), HIGH_WATERMARK_FILE, 1234).unwrap();
         assert_eq!(
-            read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            read_offset(&fs, dir.path(), HIGH_WATERMARK_FILE).unwrap(),
             Some(1234)
         );
-        assert!(!dir.path().join("recovery-point-checkpoint.tmp").exists());
-        std::fs::write(dir.path().join(RECOVERY_POINT_FILE), "0\n12x\n").unwrap();
+        assert!(!dir.path().join("high-watermark-checkpoint.tmp").exists());
+        std::fs::write(dir.path().join(HIGH_WATERMARK_FILE), "0\n12x\n").unwrap();
         assert_eq!(
-            read_offset(&fs, dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            read_offset(&fs, dir.path(), HIGH_WATERMARK_FILE).unwrap(),
             None
         );
     }

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, REPLICATION_OFFSET_FILE, TEMP_SUFFIX};
 use super::deleter::{delete_dir_name, is_delete_dir, Deleter};
+use super::dir_checkpoints::DirCheckpoints;
 use super::fs::{remove_file_if_exists, FileSystem};
 use super::log::PartitionLog;
 use super::recovery::ShutdownState;
@@ -94,6 +95,8 @@ pub struct LogManager {
     defaults: LogConfig,
     topics: RwLock<BTreeMap<String, Topic>>,
     deleter: Deleter,
+    /// Every hosted log's recovery point and log start offset, and their two files.
+    checkpoints: Arc<DirCheckpoints>,
     /// The high watermarks last written to `replication-offset-checkpoint`; the lock also
     /// serialises writes of that file.
     high_watermarks: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
@@ -160,6 +163,7 @@ impl LogManager {
         }
 
         let manager = LogManager {
+            checkpoints: Arc::new(DirCheckpoints::open(fs.clone(), &data_dir)?),
             high_watermarks: std::sync::Mutex::new(BTreeMap::new()),
             deleter: Deleter::new(fs.clone()),
             fs,
@@ -189,6 +193,8 @@ impl LogManager {
             }
             hosted.push((topic.to_string(), partition));
         }
+        let hosted_set: std::collections::BTreeSet<PartitionKey> = hosted.iter().cloned().collect();
+        manager.checkpoints.retain(|key| hosted_set.contains(key));
         let (mut partitions_truncated, mut bytes_truncated) = (0usize, 0u64);
         let partitions = hosted.len();
         let opened = manager.open_logs(&topics, hosted, shutdown)?;
@@ -205,6 +211,8 @@ impl LogManager {
             let topic = topics.get_mut(&name).expect("checked above");
             topic.partitions.insert(partition, Arc::new(log));
         }
+        // What opening moved (recovery points at the recovered ends), once for every log.
+        manager.checkpoints.write_if_changed()?;
         if shutdown == ShutdownState::Clean {
             manager.fs.remove_file(&marker)?;
             manager.fs.sync_dir(&manager.data_dir)?;
@@ -239,7 +247,7 @@ impl LogManager {
             PartitionLog::open(
                 Arc::clone(&self.fs),
                 self.partition_dir(name, *partition),
-                format!("{name}-{partition}"),
+                (Arc::clone(&self.checkpoints), (name.clone(), *partition)),
                 topics[name].settings.log.clone(),
                 shutdown,
             )
@@ -383,10 +391,13 @@ impl LogManager {
             // Not open, so not ours: a leftover nothing should read.
             self.fs.remove_dir_all(&dir)?;
         }
+        // A new log must not inherit the offsets an earlier log of that name left on disk.
+        let key = (topic.to_string(), partition);
+        self.checkpoints.forget_now(&key)?;
         let log = Arc::new(PartitionLog::open(
             Arc::clone(&self.fs),
             dir,
-            format!("{topic}-{partition}"),
+            (Arc::clone(&self.checkpoints), key),
             entry.settings.log.clone(),
             ShutdownState::Clean,
         )?);
@@ -420,6 +431,7 @@ impl LogManager {
     ) -> Result<(), StorageError> {
         let mut renamed = Vec::new();
         for partition in partitions {
+            self.checkpoints.forget(&(topic.to_string(), partition));
             let dir_name = format!("{topic}-{partition}");
             let from = self.data_dir.join(&dir_name);
             let to = self.data_dir.join(delete_dir_name(&dir_name));
@@ -439,11 +451,13 @@ impl LogManager {
         Ok(())
     }
 
-    /// Note each `(topic, partition, high watermark)` with its log (see
-    /// [`PartitionLog::note_high_watermark`]) and write the data directory's
-    /// `replication-offset-checkpoint` with every hosted partition's noted value, if any
-    /// changed since the last write: one file, two fsyncs, however many partitions.
-    pub fn checkpoint_high_watermarks(
+    /// Write the data directory's offset checkpoints, each only if it changed since its
+    /// last write: one file each, two fsyncs each, however many partitions.
+    /// `replication-offset-checkpoint` gets each `(topic, partition, high watermark)`,
+    /// noted with its log first (see [`PartitionLog::note_high_watermark`]);
+    /// `recovery-point-offset-checkpoint` and `log-start-offset-checkpoint` what the logs
+    /// recorded.
+    pub fn checkpoint_offsets(
         &self,
         high_watermarks: impl IntoIterator<Item = (String, i32, i64)>,
     ) -> Result<(), StorageError> {
@@ -475,6 +489,7 @@ impl LogManager {
             )?;
             *written = current;
         }
+        self.checkpoints.write_if_changed()?;
         Ok(())
     }
 
@@ -679,6 +694,7 @@ impl LogManager {
         if let Some(error) = first_error {
             return Err(error);
         }
+        self.checkpoints.write_if_changed()?;
         checkpoint::write_atomic(
             &*self.fs,
             &self.data_dir,

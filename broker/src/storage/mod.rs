@@ -11,16 +11,19 @@
 //! <data_dir>/
 //!   .clean-shutdown                  written last by LogManager::shutdown, deleted by open
 //!   replication-offset-checkpoint    every hosted partition's high watermark (Kafka's format)
+//!   recovery-point-offset-checkpoint every hosted partition's recovery point: below it log
+//!                                    and indexes are flushed (Kafka's format)
+//!   log-start-offset-checkpoint      every hosted partition's first retained offset
 //!   topics/<topic>.toml              one metadata file per topic (name, id, partitions, overrides)
 //!   <topic>-<partition>.<hex>-delete/  a partition directory being removed (see `deleter`)
 //!   <topic>-<partition>/             only for partitions this broker hosts
 //!     00000000000000000000.log       batches back to back, exactly as received (offsets stamped)
 //!     00000000000000000000.index     sparse: 4-byte relative offset -> 4-byte file position
 //!     00000000000000000000.timeindex sparse: 8-byte timestamp -> 4-byte relative offset
-//!     recovery-point-checkpoint      offset below which log and indexes are flushed
-//!     log-start-offset-checkpoint    first offset retained
 //!     leader-epoch-checkpoint        leader epoch -> first offset it wrote (Kafka's format)
-//!     high-watermark-checkpoint      (read only: an older version's; see replication-offset-checkpoint)
+//!     recovery-point-checkpoint, log-start-offset-checkpoint, high-watermark-checkpoint
+//!                                    (read only: an older version's per-partition files,
+//!                                    used when the data directory's files lack the partition)
 //! ```
 //!
 //! # Modules, one noun each
@@ -38,6 +41,8 @@
 //!   checkpoint.
 //! - `recovery`: opening a partition's segments after a clean or unclean shutdown.
 //! - `checkpoint`: small files written atomically (temp file, fsync, rename, fsync dir).
+//! - `dir_checkpoints`: the data directory's recovery-point and log-start files, written
+//!   for every partition at once, and what they may claim between writes.
 //! - `deleter`: removing partition directories crash-safely (rename to `-delete`, then
 //!   delete in the background).
 //! - `manager`: [`LogManager`], the partitions hosted here, and topic metadata.
@@ -79,6 +84,7 @@
 
 mod checkpoint;
 mod deleter;
+mod dir_checkpoints;
 mod epoch_cache;
 mod fs;
 mod handles;

@@ -33,7 +33,7 @@ use std::path::Path;
 
 use sluice_protocol::batch::{self, BatchIterError, Batches, LOG_OVERHEAD};
 
-use super::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, TEMP_SUFFIX};
+use super::checkpoint::TEMP_SUFFIX;
 use super::fs::{remove_file_if_exists, FileSystem};
 use super::index::IndexLoadError;
 use super::segment::{
@@ -109,9 +109,8 @@ pub(super) fn recover(
     dir: &Path,
     config: &LogConfig,
     shutdown: ShutdownState,
+    (recovery_point, log_start_checkpoint): (i64, Option<i64>),
 ) -> Result<Recovered, StorageError> {
-    let recovery_point = checkpoint::read_offset(fs, dir, RECOVERY_POINT_FILE)?.unwrap_or(0);
-    let log_start_checkpoint = checkpoint::read_offset(fs, dir, LOG_START_OFFSET_FILE)?;
     let mut report = RecoveryReport::default();
 
     let mut bases = Vec::new();
@@ -365,6 +364,7 @@ mod tests {
     use proptest::sample::Index;
 
     use super::*;
+    use crate::storage::dir_checkpoints::RECOVERY_POINT_OFFSET_FILE;
     use crate::storage::fs::StdFileSystem;
     use crate::storage::testing::{
         batch, headers, open_log, segment_logs, stamped, std_fs, test_config,
@@ -501,9 +501,10 @@ mod tests {
         append_batches(&log, 12);
         let segments = log.segment_count();
         assert!(segments >= 4);
+        log.dir_checkpoints().write_if_changed().unwrap();
         drop(log);
         // Forget the recovery point so every segment is scanned, and corrupt the second one.
-        std::fs::remove_file(dir.path().join(RECOVERY_POINT_FILE)).unwrap();
+        std::fs::remove_file(dir.path().join(RECOVERY_POINT_OFFSET_FILE)).unwrap();
         let logs = segment_logs(dir.path());
         flip_byte(&logs[1], 40);
         let bytes_after_second: u64 = logs[2..]
@@ -547,7 +548,10 @@ mod tests {
         append_batches(&log, 12);
         let (segments, end) = (log.segment_count(), log.log_end_offset());
         assert!(segments >= 4);
-        drop(log); // a crash: each roll flushed the segment before it, the last one is not
+        // The periodic checkpoint ran, then a crash: each roll flushed the segment before
+        // it, the last one is not.
+        log.dir_checkpoints().write_if_changed().unwrap();
+        drop(log);
         let logs = segment_logs(dir.path());
         let size = |path: &PathBuf| std::fs::metadata(path).unwrap().len();
         let last_bytes = size(logs.last().unwrap());
@@ -562,7 +566,7 @@ mod tests {
         drop(log);
 
         // Without a recovery point, everything is read again.
-        std::fs::remove_file(dir.path().join(RECOVERY_POINT_FILE)).unwrap();
+        std::fs::remove_file(dir.path().join(RECOVERY_POINT_OFFSET_FILE)).unwrap();
         let log = open_log(&fs, dir.path(), &config, ShutdownState::Unclean);
         let report = log.recovery_report();
         assert_eq!(report.segments_scanned, segments, "{report:?}");

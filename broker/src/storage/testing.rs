@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use sluice_protocol::batch::{self, BatchHeader, Batches, BATCH_HEADER_BYTES, LOG_OVERHEAD};
 
+use super::dir_checkpoints::DirCheckpoints;
 use super::fs::{FileSystem, StdFileSystem};
 use super::{Durability, LogConfig, PartitionLog, ShutdownState};
 
@@ -33,10 +34,11 @@ pub(crate) fn open_log(
     config: &LogConfig,
     shutdown: ShutdownState,
 ) -> PartitionLog {
+    let checkpoints = DirCheckpoints::open(Arc::clone(fs), dir).unwrap();
     PartitionLog::open(
         Arc::clone(fs),
         dir.to_path_buf(),
-        "test-0".into(),
+        (Arc::new(checkpoints), ("test".into(), 0)),
         config.clone(),
         shutdown,
     )

@@ -351,7 +351,8 @@ fn validate_all(records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, StorageErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::checkpoint::{self, RECOVERY_POINT_FILE};
+    use crate::storage::checkpoint;
+    use crate::storage::dir_checkpoints::{OffsetKind, RECOVERY_POINT_OFFSET_FILE};
     use crate::storage::log::one_record;
     use crate::storage::segment::Segment;
     use crate::storage::testing::{batch, headers, open_log, std_fs, test_config};
@@ -473,9 +474,15 @@ mod tests {
             log.append(one_record(i, i as u64), 0, 0).unwrap();
         }
         assert_eq!(log.segment_count(), 3);
-        let recovery_point =
-            checkpoint::read_offset(&*fs, dir.path(), RECOVERY_POINT_FILE).unwrap();
-        assert_eq!(recovery_point, Some(3));
+        // Recorded, not written yet: the data directory's file is written for every log at
+        // once.
+        let key = ("test".to_string(), 0);
+        let checkpoints = log.dir_checkpoints();
+        assert_eq!(checkpoints.on_disk(OffsetKind::RecoveryPoint, &key), None);
+        checkpoints.write_if_changed().unwrap();
+        let offsets =
+            checkpoint::read_offsets(&*fs, dir.path(), RECOVERY_POINT_OFFSET_FILE).unwrap();
+        assert_eq!(offsets.get(&key), Some(&3));
         // So an unclean reopen scans only the active segment.
         drop(log);
         let log = open_log(&fs, dir.path(), &config, ShutdownState::Unclean);

@@ -1,8 +1,8 @@
 //! Durability of a partition's log: flushes, group-commit fsync, the durable offset and
-//! its waiters, poisoning, the recovery-point checkpoint.
+//! its waiters, poisoning, the recovery point.
 //!
-//! - `Durability::Replicated`: appends stay in the page cache. The log is flushed (data,
-//!   indexes, recovery-point checkpoint) when a segment rolls and on shutdown.
+//! - `Durability::Replicated`: appends stay in the page cache. The log is flushed (data and
+//!   indexes, then the recovery point recorded) when a segment rolls and on shutdown.
 //! - `Durability::Fsync`: group commit. [`PartitionLog::wait_durable`] resolves once an fsync
 //!   that began after the offset was appended has completed. The first waiter that finds no
 //!   fsync running becomes the syncer: it notes the log end offset and clones the file
@@ -23,13 +23,13 @@ use tokio::sync::watch;
 
 use super::{lock, LogState, PartitionLog, Writes};
 use crate::metrics as m;
-use crate::storage::checkpoint::{self, RECOVERY_POINT_FILE};
 use crate::storage::fs::StorageFile;
 use crate::storage::{Durability, StorageError};
 
 #[derive(Debug)]
 pub(super) struct SyncState {
-    /// Offset below which log and indexes are flushed, as last checkpointed.
+    /// Offset below which log and indexes are flushed, as last recorded in the data
+    /// directory's checkpoints.
     pub(super) recovery_point: i64,
 }
 
@@ -242,7 +242,8 @@ impl PartitionLog {
     }
 
     /// Fsync every unflushed segment (log and indexes) and move the recovery point to the
-    /// log end offset. A failure poisons the log.
+    /// log end offset (recorded for the data directory's next checkpoint write). A failure
+    /// poisons the log.
     pub fn flush(&self) -> Result<(), StorageError> {
         let result = {
             let mut sync = lock(&self.sync);
@@ -255,7 +256,7 @@ impl PartitionLog {
     pub(super) fn flush_everything(&self) -> Result<(), StorageError> {
         let result = {
             let mut sync = lock(&self.sync);
-            // Force the checkpoint to be written.
+            // Force the recovery point to be recorded.
             sync.recovery_point = -1;
             self.flush_locked(&mut sync)
         };
@@ -290,8 +291,9 @@ impl PartitionLog {
             return Err(self.poison(&mut state, format!("fsync of {file:?} failed: {error}")));
         }
         self.publish_durable(log_end_offset);
-        if let Err(error) =
-            checkpoint::write_offset(&*self.fs, &self.dir, RECOVERY_POINT_FILE, log_end_offset)
+        if let Err(error) = self
+            .checkpoints
+            .record_recovery_point(&self.key, log_end_offset)
         {
             let mut state = lock(&self.state);
             return Err(self.poison(

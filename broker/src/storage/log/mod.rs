@@ -7,9 +7,13 @@
 //! - `append`: appends as leader and as follower, the leader epochs they record, rolls.
 //! - `read`: reading batches and looking offsets up by timestamp.
 //! - `durability`: flushes, group-commit fsync, durable offsets and their waiters,
-//!   poisoning, the recovery-point checkpoint.
+//!   poisoning, the recovery point.
 //! - `truncation`: a follower's truncations and their crash-safe order.
-//! - `retention`: deleting old segments, the log start offset and its checkpoint.
+//! - `retention`: deleting old segments, the log start offset.
+//!
+//! # Recovery point and log start offset
+//! A log records both in its data directory's [`DirCheckpoints`] (one file each for every
+//! partition; see that module for when they reach the disk and what they may claim).
 //!
 //! This module holds the type, its state and locks, and the small accessors.
 //!
@@ -28,13 +32,12 @@
 //!   syncs a directory entry, a new epoch writes the epoch checkpoint, truncation holds it
 //!   throughout.
 //! - `sync`: held by whoever fsyncs (group-commit syncer or flush) and by truncation; it
-//!   also guards the recovery-point checkpoint. Whoever releases it then notifies the
-//!   durable watch, so a waiter that found it taken always wakes and looks again.
-//! - `log_start_checkpoint`: serialises writes of the log-start-offset checkpoint.
+//!   also orders the recovery points this log records. Whoever releases it then notifies
+//!   the durable watch, so a waiter that found it taken always wakes and looks again.
 //! - `high_watermark`: serialises writes of the high-watermark checkpoint.
 //!
-//! Lock order: `sync` before `log_start_checkpoint` before `state`; `high_watermark` before
-//! `state`. `state` is never held while taking another.
+//! Lock order: `sync` before `state`; `high_watermark` before `state`. `state` is never
+//! held while taking another, except the [`DirCheckpoints`] locks (which take no log lock).
 //!
 //! # Invariants
 //! - `log_start_offset <= log_end_offset`; offsets are contiguous (asserted on append).
@@ -58,6 +61,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use super::dir_checkpoints::{DirCheckpoints, PartitionKey};
 use super::epoch_cache::EpochCache;
 use super::fs::FileSystem;
 use super::recovery::RecoveryReport;
@@ -77,8 +81,9 @@ pub struct PartitionLog {
     config: LogConfig,
     state: Mutex<LogState>,
     sync: Mutex<SyncState>,
-    /// The last log start offset written to its checkpoint.
-    log_start_checkpoint: Mutex<i64>,
+    /// Where the recovery point and log start offset are recorded, under `key`.
+    checkpoints: Arc<DirCheckpoints>,
+    key: PartitionKey,
     /// The last high watermark stored in (or read from) its checkpoint.
     high_watermark: Mutex<Option<i64>>,
     end_offset: watch::Sender<i64>,
@@ -201,11 +206,11 @@ impl PartitionLog {
     }
 
     /// Note the high watermark (owned by replication) for the data directory's
-    /// high-watermark checkpoint ([`LogManager::checkpoint_high_watermarks`] writes one file
+    /// high-watermark checkpoint ([`LogManager::checkpoint_offsets`] writes one file
     /// for every partition), clamped into `[log_start_offset, log_end_offset]`; returns the
     /// value noted. Refuses (`Poisoned`) on a poisoned log.
     ///
-    /// [`LogManager::checkpoint_high_watermarks`]: super::LogManager::checkpoint_high_watermarks
+    /// [`LogManager::checkpoint_offsets`]: super::LogManager::checkpoint_offsets
     pub fn note_high_watermark(&self, high_watermark: i64) -> Result<i64, StorageError> {
         let mut stored = lock(&self.high_watermark);
         let clamped = {
@@ -243,6 +248,12 @@ impl PartitionLog {
 
     pub fn config(&self) -> LogConfig {
         self.config.clone()
+    }
+
+    /// The data directory's checkpoints this log records its offsets in.
+    #[cfg(test)]
+    pub(crate) fn dir_checkpoints(&self) -> &DirCheckpoints {
+        &self.checkpoints
     }
 }
 

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use super::durability::{Durable, SyncState};
 use super::{lock, LogState, PartitionLog, Writes};
 use crate::metrics as m;
-use crate::storage::checkpoint::{self, HIGH_WATERMARK_FILE, RECOVERY_POINT_FILE};
+use crate::storage::checkpoint::{self, HIGH_WATERMARK_FILE};
+use crate::storage::dir_checkpoints::{DirCheckpoints, OffsetKind, PartitionKey};
 use crate::storage::epoch_cache::{self, EpochCache};
 use crate::storage::fs::FileSystem;
 use crate::storage::recovery::{self, Recovered, RecoveryReport, ShutdownState};
@@ -27,18 +28,30 @@ use crate::storage::segment::Segment;
 use crate::storage::{LogConfig, StorageError};
 
 impl PartitionLog {
-    /// Open (or create) the log in `dir`, recovering it if `shutdown` was unclean. `name`
-    /// identifies it in log lines (`<topic>-<partition>`).
-    pub fn open(
+    /// Open (or create) the log of partition `key` in `dir`, recovering it if `shutdown`
+    /// was unclean; its recovery point and log start offset are recorded in `checkpoints`.
+    /// The recovery point moves to the log end offset in memory only: the caller writes
+    /// `checkpoints` once for all the logs it opens.
+    pub(crate) fn open(
         fs: Arc<dyn FileSystem>,
         dir: PathBuf,
-        name: String,
+        (checkpoints, key): (Arc<DirCheckpoints>, PartitionKey),
         config: LogConfig,
         shutdown: ShutdownState,
     ) -> Result<PartitionLog, StorageError> {
         fs.create_dir_all(&dir)?;
-        let recovery_point = checkpoint::read_offset(&*fs, &dir, RECOVERY_POINT_FILE)?.unwrap_or(0);
-        let mut recovered = recovery::recover(&*fs, &dir, &config, shutdown)?;
+        let name = format!("{}-{}", key.0, key.1);
+        let recovery_point = checkpoints
+            .load(OffsetKind::RecoveryPoint, &key, &dir)?
+            .unwrap_or(0);
+        let log_start_checkpoint = checkpoints.load(OffsetKind::LogStart, &key, &dir)?;
+        let mut recovered = recovery::recover(
+            &*fs,
+            &dir,
+            &config,
+            shutdown,
+            (recovery_point, log_start_checkpoint),
+        )?;
         let (epochs, epochs_changed) = open_epoch_cache(&*fs, &dir, &mut recovered)?;
         let high_watermark = checkpoint::read_offset(&*fs, &dir, HIGH_WATERMARK_FILE)?;
         let report = recovered.report.clone();
@@ -92,7 +105,8 @@ impl PartitionLog {
                 writes: Writes::Open,
             }),
             sync: Mutex::new(SyncState { recovery_point }),
-            log_start_checkpoint: Mutex::new(-1),
+            checkpoints,
+            key,
             high_watermark: Mutex::new(high_watermark),
             end_offset: watch::Sender::new(log_end_offset),
             // What recovery kept is durable once the flush below has run.
@@ -264,7 +278,8 @@ mod tests {
         let log = open_log(&as_fs, dir.path(), &test_config(), ShutdownState::Clean);
         log.append(batch(3, 100, 10, 1), 0, 0).unwrap();
         log.flush().unwrap();
-        drop(log); // a crash after the flush
+        log.dir_checkpoints().write_if_changed().unwrap();
+        drop(log); // a crash after the flush and the checkpoint
 
         let before = fs.file_sync_count();
         let log = open_log(&as_fs, dir.path(), &test_config(), ShutdownState::Unclean);
@@ -285,6 +300,8 @@ mod tests {
             fs.file_sync_count() > before,
             "records past the recovery point are flushed before the log is used"
         );
+        // As `LogManager::open` does once for all the logs it opened.
+        log.dir_checkpoints().write_if_changed().unwrap();
         drop(log);
         let before = fs.file_sync_count();
         open_log(&as_fs, dir.path(), &test_config(), ShutdownState::Unclean);

@@ -8,7 +8,6 @@
 
 use super::{lock, PartitionLog};
 use crate::metrics as m;
-use crate::storage::checkpoint::{self, LOG_START_OFFSET_FILE};
 use crate::storage::epoch_cache;
 use crate::storage::segment::Segment;
 use crate::storage::StorageError;
@@ -28,7 +27,6 @@ impl PartitionLog {
         now_ms: i64,
         limit_offset: i64,
     ) -> Result<usize, StorageError> {
-        let mut checkpointed = lock(&self.log_start_checkpoint);
         let (deleted, deleted_bytes, log_start_offset) = {
             let mut state = lock(&self.state);
             let mut total_bytes: u64 = state.segments().map(Segment::size_bytes).sum();
@@ -89,15 +87,9 @@ impl PartitionLog {
             (doomed.len(), deleted_bytes, log_start_offset)
         };
         tracing::info!(partition = %self.name, deleted, deleted_bytes, log_start_offset, "retention deleted segments");
-        if *checkpointed != log_start_offset {
-            checkpoint::write_offset(
-                &*self.fs,
-                &self.dir,
-                LOG_START_OFFSET_FILE,
-                log_start_offset,
-            )?;
-            *checkpointed = log_start_offset;
-        }
+        // Recovery never starts below the first segment, so the file may learn it later.
+        self.checkpoints
+            .record_log_start(&self.key, log_start_offset, false)?;
         Ok(deleted)
     }
 }

@@ -8,7 +8,8 @@
 //! return. The order of `truncate_to(offset)`, and why a crash at any point leaves a log
 //! that recovery turns into either the old log or a prefix of it (never truncated records
 //! coming back *after* the truncation was reported done, never a log with a hole):
-//! 1. Lower the recovery-point checkpoint to `offset` (if above). From now on an unclean
+//! 1. Lower the recovery point to `offset` (if above), written to the data directory's
+//!    `recovery-point-offset-checkpoint` at once if that holds more. From now on an unclean
 //!    open scans the segment containing `offset` and everything after it instead of
 //!    trusting their sizes: a sealed segment is trusted to end where its successor starts,
 //!    which a half-done truncation would make a lie.
@@ -30,15 +31,14 @@
 //! cache over a non-empty log is rebuilt on open), (2) an empty segment at `offset` is
 //! created and its directory entry made durable (before the log-start checkpoint moves it
 //! is dropped by the contiguity check), (3) the log-start checkpoint moves to `offset`
-//! (from now on recovery deletes every older segment), (4) the old segments are deleted and
-//! (5) the recovery point moves to `offset`.
+//! (written at once: from now on recovery deletes every older segment), (4) the old segments
+//! are deleted and (5) the recovery point moves to `offset`.
 //!
 //! Any failure after the first change poisons the log: memory and disk may disagree until
 //! a restart recovers the log.
 
 use super::durability::SyncState;
 use super::{lock, LogState, PartitionLog};
-use crate::storage::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::storage::epoch_cache::{self, EpochCache};
 use crate::storage::segment::{ActiveSegment, Segment, SegmentPaths};
 use crate::storage::StorageError;
@@ -133,7 +133,8 @@ impl PartitionLog {
     ) -> Result<(), StorageError> {
         // 1. From now on an unclean open scans everything from `offset` on.
         if sync.recovery_point > offset {
-            checkpoint::write_offset(&*self.fs, &self.dir, RECOVERY_POINT_FILE, offset)?;
+            // Written before this returns if the file holds more.
+            self.checkpoints.record_recovery_point(&self.key, offset)?;
             sync.recovery_point = offset;
         }
         // 2. Detach the later segments, delete their files, last first.
@@ -181,7 +182,6 @@ impl PartitionLog {
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
         let result = {
             let mut sync = lock(&self.sync);
-            let mut checkpointed = lock(&self.log_start_checkpoint);
             let mut state = lock(&self.state);
             state.check_appendable()?;
             let log_end_offset = state.log_end_offset();
@@ -193,7 +193,7 @@ impl PartitionLog {
                 });
             }
             let removed_from = state.log_start_offset;
-            let result = self.restart_segments(&mut sync, &mut checkpointed, &mut state, offset);
+            let result = self.restart_segments(&mut sync, &mut state, offset);
             let log_end_offset = state.log_end_offset();
             self.end_offset.send_replace(log_end_offset);
             self.durable.send_modify(|durable| {
@@ -221,7 +221,6 @@ impl PartitionLog {
     fn restart_segments(
         &self,
         sync: &mut SyncState,
-        checkpointed: &mut i64,
         state: &mut LogState,
         offset: i64,
     ) -> Result<(), StorageError> {
@@ -248,8 +247,7 @@ impl PartitionLog {
             state.sealed.push_back(old_active.seal());
         }
         // 3. From now on recovery deletes every older segment.
-        checkpoint::write_offset(&*self.fs, &self.dir, LOG_START_OFFSET_FILE, offset)?;
-        *checkpointed = offset;
+        self.checkpoints.record_log_start(&self.key, offset, true)?;
         state.log_start_offset = offset;
         // 4. Delete the old segments, last first.
         let doomed = std::mem::take(&mut state.sealed);
@@ -259,7 +257,7 @@ impl PartitionLog {
         }
         self.fs.sync_dir(&self.dir)?;
         // 5. Nothing to recover below the new start.
-        checkpoint::write_offset(&*self.fs, &self.dir, RECOVERY_POINT_FILE, offset)?;
+        self.checkpoints.record_recovery_point(&self.key, offset)?;
         sync.recovery_point = offset;
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::storage::testing::{batch, headers, std_fs, test_config};
-use crate::storage::Durability;
+use crate::storage::{Durability, StdFileSystem};
 
 fn open(dir: &tempfile::TempDir) -> LogManager {
     LogManager::open(std_fs(), dir.path().to_path_buf(), test_config()).unwrap()
@@ -439,7 +439,7 @@ fn high_watermarks_of_every_partition_go_to_one_file_and_survive_reopen() {
             .unwrap();
     }
     manager
-        .checkpoint_high_watermarks([
+        .checkpoint_offsets([
             ("t".to_string(), 0, 2),
             ("t".to_string(), 1, 99),   // past the end: clamped to 4
             ("gone".to_string(), 0, 5), // not hosted: ignored
@@ -467,4 +467,110 @@ fn high_watermarks_of_every_partition_go_to_one_file_and_survive_reopen() {
     assert_eq!(high_watermark(0), Some(2));
     assert_eq!(high_watermark(1), Some(4));
     assert_eq!(high_watermark(2), None);
+}
+
+#[test]
+fn recovery_points_and_log_starts_of_every_partition_go_to_one_file_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let small_segments = LogConfig {
+        segment_bytes_max: 300,
+        ..test_config()
+    };
+    let manager =
+        LogManager::open(std_fs(), dir.path().to_path_buf(), small_segments.clone()).unwrap();
+    manager.create_topic("t", 3, BTreeMap::new()).unwrap();
+    for partition in 0..3 {
+        let log = manager.partition("t", partition).unwrap();
+        for i in 0..(4 * (partition + 1)) {
+            log.append(batch(2, i64::from(i), 40, 0), 0, 0).unwrap();
+        }
+        assert!(
+            log.segment_count() > 1,
+            "each roll moved the recovery point"
+        );
+        // And a batch past the last roll's flush.
+        log.append(batch(1, 99, 10, 0), 0, 0).unwrap();
+    }
+    manager.checkpoint_offsets([]).unwrap();
+    let recovery_points = checkpoint::read_offsets(
+        &StdFileSystem,
+        dir.path(),
+        "recovery-point-offset-checkpoint",
+    )
+    .unwrap();
+    assert_eq!(recovery_points.len(), 3, "{recovery_points:?}");
+    for partition in 0..3 {
+        let log = manager.partition("t", partition).unwrap();
+        let recovery_point = recovery_points[&("t".to_string(), partition)];
+        assert!(
+            recovery_point > 0 && recovery_point < log.log_end_offset(),
+            "t-{partition}: recovery point {recovery_point}, log end {}",
+            log.log_end_offset()
+        );
+        for legacy in ["recovery-point-checkpoint", "log-start-offset-checkpoint"] {
+            assert!(
+                !log.dir().join(legacy).exists(),
+                "no per-partition {legacy}"
+            );
+        }
+    }
+    // A crash: each log is scanned only past its checkpointed recovery point.
+    drop(manager);
+    let manager = LogManager::open(std_fs(), dir.path().to_path_buf(), small_segments).unwrap();
+    for partition in 0..3 {
+        let log = manager.partition("t", partition).unwrap();
+        let report = log.recovery_report();
+        assert_eq!(report.segments_scanned, 1, "t-{partition}: {report:?}");
+        assert!(report.bytes_scanned < log.size_bytes(), "{report:?}");
+    }
+    // Opening moved every recovery point to its log's end and wrote the file once.
+    let recovery_points = checkpoint::read_offsets(
+        &StdFileSystem,
+        dir.path(),
+        "recovery-point-offset-checkpoint",
+    )
+    .unwrap();
+    for partition in 0..3 {
+        let log = manager.partition("t", partition).unwrap();
+        assert_eq!(
+            recovery_points[&("t".to_string(), partition)],
+            log.log_end_offset()
+        );
+    }
+    // A removed partition leaves the files with the next write.
+    manager.remove_partition("t", 1).unwrap();
+    manager.checkpoint_offsets([]).unwrap();
+    let recovery_points = checkpoint::read_offsets(
+        &StdFileSystem,
+        dir.path(),
+        "recovery-point-offset-checkpoint",
+    )
+    .unwrap();
+    assert!(!recovery_points.contains_key(&("t".to_string(), 1)));
+    assert_eq!(recovery_points.len(), 2);
+}
+
+#[test]
+fn a_partition_created_again_does_not_inherit_its_predecessors_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager.create_topic("t", 1, BTreeMap::new()).unwrap();
+    let log = manager.partition("t", 0).unwrap();
+    log.append(batch(3, 0, 10, 0), 0, 0).unwrap();
+    // A follower that fell behind its leader's log start: the start is written at once.
+    log.truncate_fully_and_start_at(1_000).unwrap();
+    let log_starts =
+        checkpoint::read_offsets(&StdFileSystem, dir.path(), "log-start-offset-checkpoint")
+            .unwrap();
+    assert_eq!(log_starts[&("t".to_string(), 0)], 1_000);
+    // Reassigned away and back before any checkpoint write, then a crash.
+    manager.remove_partition("t", 0).unwrap();
+    let log = manager.open_partition("t", 0).unwrap();
+    log.append(batch(2, 0, 10, 0), 0, 0).unwrap();
+    drop(log);
+    drop(manager);
+    let manager = open(&dir);
+    let log = manager.partition("t", 0).unwrap();
+    assert_eq!(log.log_start_offset(), 0);
+    assert_eq!(log.log_end_offset(), 2);
 }
