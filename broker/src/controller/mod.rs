@@ -18,7 +18,8 @@
 //!   or corrupt tail is cut on open.
 //! - [`raft_log`]: openraft log storage (entries, vote, committed id) in one write-ahead file.
 //! - [`raft_store`]: openraft state machine storage: applies entries to [`MetadataState`]
-//!   and persists snapshots; [`MetadataReader`] is the read view for the rest of the broker.
+//!   and persists snapshots; [`MetadataReader`] is the read view for the rest of the broker:
+//!   a copy-on-write image that readers and snapshots read with no lock held.
 //! - [`network`]: an in-process router for tests (it can isolate and heal a node).
 //! - [`tcp`]: the TCP transport: `[u32 len][u32 crc32][json]` frames, lazily reconnected
 //!   peers, [`serve_raft`] for the listening side, bound to the broker's internal listener
@@ -64,9 +65,7 @@
 //! # Left out (for now)
 //!
 //! Changing the voter set after initialization, and linearizable reads for requests that
-//! need them (reads are of this node's applied metadata). The applied metadata is one
-//! in-place `MetadataState` under a lock: a change copies nothing, but a snapshot
-//! serialises the whole state under the read lock.
+//! need them (reads are of this node's applied metadata).
 
 pub mod delta;
 pub mod metadata;

@@ -21,14 +21,35 @@
 //! new leader's first entry) and a membership entry with a marker. openraft requires one
 //! response per entry.
 //!
-//! Readers elsewhere in the broker see the applied state through a [`MetadataReader`]: a
-//! shared, read-locked view that is never ahead of what this node applied.
+//! Readers elsewhere in the broker see the applied state through a [`MetadataReader`],
+//! never ahead of what this node applied.
+//!
+//! # The copy-on-write image
+//!
+//! The applied metadata is an immutable image, `Arc<MetadataState>`, in `Applied` behind
+//! one `RwLock`. A reader takes the lock only to clone that `Arc`
+//! ([`MetadataReader::image`]) and reads with no lock held, however long it takes;
+//! [`MetadataReader::read`] is the same with a closure. `apply` writes through
+//! `Arc::make_mut` under the write lock: when no reader holds the current image it is
+//! changed in place; when one does, it is copied first, shallowly (one pointer per topic,
+//! see [`metadata`](super::metadata)), and then only the topics the command changes are
+//! copied. The reader keeps the image it took, unchanged; the next `image()` sees the
+//! change. A snapshot is a reader like any other: `get_snapshot_builder` takes the image
+//! and the snapshot meta under the lock, and `build_snapshot` (which openraft runs in its
+//! own task, beside further `apply`s) serialises the image with no lock held.
+//!
+//! The lock is held only to clone, replace or apply to the image, never while a reader's
+//! code or serde runs, so a reader may call back into a [`MetadataReader`] freely.
 //!
 //! # Invariants
 //! - `last_applied` only grows (asserted), except when a snapshot from the leader replaces
 //!   the whole state.
-//! - A snapshot holds every entry up to its `last_log_id` and nothing after it: it is taken
-//!   from one consistent view (under the state lock) in `get_snapshot_builder`.
+//! - A snapshot holds every entry up to its `last_log_id` and nothing after it:
+//!   `get_snapshot_builder` takes the image, `last_applied` and the membership together,
+//!   under the state lock, and the image it took never changes afterwards.
+//! - An image handed out never changes: every write goes through `Arc::make_mut`.
+//! - A published image records no changes of its own: `apply` moves the last command's
+//!   changes into the journal from the state it wrote, before releasing the lock.
 //! - An installed or loaded snapshot passes [`MetadataState::check_invariants`] before it is
 //!   used.
 //! - The current snapshot never moves backwards: a build that finishes after a newer install
@@ -72,7 +93,8 @@ pub enum EntryResponse {
 struct Applied {
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, BasicNode>,
-    metadata: MetadataState,
+    /// The current image; see the module docs.
+    metadata: Arc<MetadataState>,
     /// The topics each applied command changed, for readers that reconcile by delta.
     journal: ChangeJournal,
 }
@@ -84,9 +106,15 @@ pub struct MetadataReader {
 }
 
 impl MetadataReader {
-    /// Run `f` on the applied metadata (under a read lock: keep it short).
+    /// The applied metadata as of now: an image no later command changes. The lock is
+    /// held only to clone the `Arc`.
+    pub fn image(&self) -> Arc<MetadataState> {
+        read_lock(&self.applied).metadata.clone()
+    }
+
+    /// Run `f` on the applied metadata ([`image`](Self::image)), with no lock held.
     pub fn read<R>(&self, f: impl FnOnce(&MetadataState) -> R) -> R {
-        f(&read_lock(&self.applied).metadata)
+        f(&self.image())
     }
 
     /// Index of the last entry this node applied.
@@ -230,10 +258,27 @@ fn applied_from(snapshot: &StoredSnapshot) -> io::Result<Applied> {
     Ok(Applied {
         last_applied: snapshot.meta.last_log_id,
         last_membership: snapshot.meta.last_membership.clone(),
-        metadata,
+        metadata: Arc::new(metadata),
         // The snapshot replaced everything up to its index without commands.
         journal: ChangeJournal::new(snapshot.meta.last_log_id.map(|id| id.index)),
     })
+}
+
+impl Applied {
+    /// Apply one metadata command to the image: in place if no reader holds it, else to a
+    /// shallow copy (`Arc::make_mut`) that becomes the image.
+    fn apply_command(&mut self, index: u64, command: &MetadataCommand) -> CommandResult {
+        let metadata = Arc::make_mut(&mut self.metadata);
+        let before = leader_before(metadata, command);
+        let result = metadata.apply(index, command);
+        // From the state `apply` wrote: a copy made above holds the changes, the image a
+        // reader kept does not.
+        self.journal.record(index, metadata.take_last_changes());
+        metrics::counter!(crate::metrics::LEADER_ELECTIONS_TOTAL)
+            .increment(leader_elections(before, &result) as u64);
+        report(index, &result);
+        result
+    }
 }
 
 fn read_lock(applied: &RwLock<Applied>) -> std::sync::RwLockReadGuard<'_, Applied> {
@@ -251,19 +296,23 @@ fn snapshot_error(
     StorageError::from_io_error(subject, verb, error)
 }
 
-/// Builds a snapshot from a view taken when the builder was made.
+/// Builds a snapshot from the image and meta taken, together, when the builder was made.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
     slot: Arc<SnapshotSlot>,
     meta: SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
+    image: Arc<MetadataState>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        // No lock is held here: the image is this builder's own, and no apply changes it.
+        let data = serde_json::to_vec(self.image.as_ref()).map_err(|error| {
+            snapshot_error(Some(&self.meta), ErrorVerb::Write, io::Error::other(error))
+        })?;
         let snapshot = StoredSnapshot {
             meta: self.meta.clone(),
-            data: std::mem::take(&mut self.data),
+            data,
         };
         let stored = self
             .slot
@@ -296,7 +345,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let mut responses = Vec::new();
-        let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.applied.write().unwrap_or_else(|p| p.into_inner());
+        let applied = &mut *guard;
         for entry in entries {
             let log_id = *entry.get_log_id();
             assert!(
@@ -312,14 +362,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryResponse::Membership
                 }
                 EntryPayload::Normal(command) => {
-                    let before = leader_before(&applied.metadata, &command);
-                    let result = applied.metadata.apply(log_id.index, &command);
-                    let changes = applied.metadata.take_last_changes();
-                    applied.journal.record(log_id.index, changes);
-                    metrics::counter!(crate::metrics::LEADER_ELECTIONS_TOTAL)
-                        .increment(leader_elections(before, &result) as u64);
-                    report(log_id.index, &result);
-                    EntryResponse::Command(result)
+                    EntryResponse::Command(applied.apply_command(log_id.index, &command))
                 }
             };
             responses.push(response);
@@ -329,9 +372,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshots_built += 1;
-        let applied = read_lock(&self.applied);
-        let data = serde_json::to_vec(&applied.metadata).expect("metadata serialises");
-        let snapshot_id = match applied.last_applied {
+        // The image and the meta from one locked view, so that the snapshot holds exactly
+        // the entries up to its last_log_id; serialising waits for `build_snapshot`.
+        let (image, last_log_id, last_membership) = {
+            let applied = read_lock(&self.applied);
+            (
+                applied.metadata.clone(),
+                applied.last_applied,
+                applied.last_membership.clone(),
+            )
+        };
+        let snapshot_id = match last_log_id {
             Some(id) => format!(
                 "{}-{}-{}",
                 id.leader_id.term, id.index, self.snapshots_built
@@ -341,11 +392,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             slot: self.snapshot.clone(),
             meta: SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.last_membership.clone(),
+                last_log_id,
+                last_membership,
                 snapshot_id,
             },
-            data,
+            image,
         }
     }
 
@@ -634,6 +685,90 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let error = StateMachineStore::open(Arc::new(StdFileSystem), dir.path()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    fn create_partitions(index: u64, topic_id: Uuid, count: i32) -> Entry<TypeConfig> {
+        normal(index, MetadataCommand::CreatePartitions { topic_id, count })
+    }
+
+    /// `apply_some`, and a second topic "u" at index 6.
+    async fn apply_two_topics(sm: &mut StateMachineStore) -> (Uuid, Uuid) {
+        apply_some(sm).await;
+        let create = MetadataCommand::CreateTopic {
+            name: "u".into(),
+            id: Uuid::from_u128(66),
+            partitions: 1,
+            replication_factor: 1,
+            configs: Default::default(),
+        };
+        sm.apply([normal(6, create)]).await.unwrap();
+        (Uuid::from_u128(55), Uuid::from_u128(66))
+    }
+
+    #[tokio::test]
+    async fn an_image_is_unchanged_by_later_commands_and_shares_what_they_did_not_touch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        let (t, u) = apply_two_topics(&mut sm).await;
+        let reader = sm.reader();
+        let before = reader.image();
+        sm.apply([create_partitions(7, t, 3)]).await.unwrap();
+        let after = reader.image();
+
+        assert_eq!(before.topic(&t).unwrap().partitions.len(), 2);
+        assert_eq!(before.last_command_index(), Some(6));
+        assert_eq!(after.topic(&t).unwrap().partitions.len(), 3);
+        assert_eq!(after.last_command_index(), Some(7));
+        let topic = |image: &MetadataState, id| image.topic_arc(&id).unwrap().clone();
+        assert!(Arc::ptr_eq(&topic(&before, u), &topic(&after, u)));
+        assert!(!Arc::ptr_eq(&topic(&before, t), &topic(&after, t)));
+        before.check_invariants().unwrap();
+    }
+
+    #[tokio::test]
+    async fn read_runs_with_no_lock_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        apply_some(&mut sm).await;
+        let applied = sm.applied.clone();
+        let writable = sm.reader().read(|_| applied.try_write().is_ok());
+        assert!(writable, "the closure ran under the state lock");
+    }
+
+    #[tokio::test]
+    async fn changes_are_journalled_per_command_while_readers_hold_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        let (t, u) = apply_two_topics(&mut sm).await;
+        let reader = sm.reader();
+        let _held = reader.image();
+        sm.apply([create_partitions(7, t, 3)]).await.unwrap();
+        let _held_too = reader.image();
+        sm.apply([create_partitions(8, u, 2)]).await.unwrap();
+        let changed = |after| reader.changes_since(Some(after)).1.unwrap().changed;
+        assert_eq!(changed(6), BTreeSet::from([t, u]));
+        assert_eq!(changed(7), BTreeSet::from([u]));
+        assert!(changed(8).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_holds_the_image_its_builder_took_not_later_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        let (t, _) = apply_two_topics(&mut sm).await;
+        let image = sm.reader().image();
+        let mut builder = sm.get_snapshot_builder().await;
+        // openraft builds in its own task, while the state machine goes on applying.
+        sm.apply([create_partitions(7, t, 3)]).await.unwrap();
+        let built = builder.build_snapshot().await.unwrap();
+
+        assert_eq!(built.meta.last_log_id, Some(log_id(1, 1, 6)));
+        let data = built.snapshot.into_inner();
+        assert_eq!(data, serde_json::to_vec(image.as_ref()).unwrap());
+        let restored: MetadataState = serde_json::from_slice(&data).unwrap();
+        assert_eq!(restored, *image);
+        assert_eq!(restored.topic(&t).unwrap().partitions.len(), 2);
+        assert_eq!(sm.reader().read(|m| m.last_command_index()), Some(7));
     }
 
     /// Apply `command` at `index` as `apply` does; returns the elections it counts.

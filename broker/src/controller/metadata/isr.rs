@@ -23,8 +23,7 @@ impl MetadataState {
             panic!("metadata invariant broken for {topic_id}-{number}: {broken}: {next:?}");
         }
         let slot = &mut self
-            .topics
-            .get_mut(&topic_id)
+            .topic_mut(&topic_id)
             .expect("partition of an existing topic")
             .partitions[number];
         let leader_changed = slot.leader != next.leader;
@@ -39,8 +38,7 @@ impl MetadataState {
             "every partition change bumps the partition epoch by one"
         );
         *slot = next;
-        self.last_changes.changed(topic_id);
-        PartitionChange {
+        let change = PartitionChange {
             topic_id,
             partition: i32::try_from(number).expect("partition count is bounded"),
             leader: slot.leader,
@@ -48,7 +46,9 @@ impl MetadataState {
             partition_epoch: slot.partition_epoch,
             isr: slot.isr.clone(),
             election,
-        }
+        };
+        self.last_changes.changed(topic_id);
+        change
     }
 
     pub(super) fn alter_partition(&mut self, request: &AlterPartition) -> CommandResult {

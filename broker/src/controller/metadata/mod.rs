@@ -9,6 +9,23 @@
 //! replicate it. It reads no clock, no randomness and no global, and it iterates only ordered
 //! maps.
 //!
+//! # Copy-on-write
+//!
+//! The state is built to be shared as an immutable image (the Raft state machine hands
+//! readers an `Arc<MetadataState>`, see [`raft_store`](super::raft_store)) and changed by
+//! copying only what a command touches:
+//!
+//! - Each topic sits behind its own `Arc`, and so does the name -> id index. Cloning a
+//!   `MetadataState` copies the brokers (a handful) and one pointer per topic, never a
+//!   topic's partitions.
+//! - A command changes a topic only through `topic_mut` (`Arc::make_mut`): the topic is
+//!   copied when another image still shares it, and written in place when none does. So
+//!   a change to one partition copies that one topic, and every other topic stays shared,
+//!   pointer for pointer, with the image before it.
+//! - The `Arc`s are invisible in serde: each serialises as what it points to, so a
+//!   snapshot is byte for byte what the plain maps gave (serde's `rc` feature, which
+//!   would do the same, is not enabled; `serde_shared` does it by hand).
+//!
 //! What is *not* here: a broker's last heartbeat. Session expiry is time-based, so the active
 //! controller decides it (with the time passed in) and records the decision as a
 //! [`MetadataCommand::FenceBroker`]. Replicating heartbeats would put a clock into the log.
@@ -114,6 +131,7 @@ mod records;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -294,9 +312,12 @@ pub struct MetadataState {
     #[serde(default)]
     cluster_id: Option<String>,
     brokers: BTreeMap<BrokerId, Broker>,
-    topics: BTreeMap<Uuid, Topic>,
-    /// Name -> id, kept in step with `topics`.
-    topic_ids: BTreeMap<String, Uuid>,
+    /// Each topic shared between images until a command changes it (see the module docs).
+    #[serde(with = "serde_shared::values")]
+    topics: BTreeMap<Uuid, Arc<Topic>>,
+    /// Name -> id, kept in step with `topics`; shared until a topic is created or deleted.
+    #[serde(with = "serde_shared::whole")]
+    topic_ids: Arc<BTreeMap<String, Uuid>>,
     /// Partitions placed so far: where the next placement starts, so leaders spread across
     /// topics without randomness.
     placement_cursor: u64,
@@ -340,15 +361,21 @@ impl MetadataState {
 
     /// Topics in id order.
     pub fn topics(&self) -> impl Iterator<Item = &Topic> {
-        self.topics.values()
+        self.topics.values().map(Arc::as_ref)
     }
 
     pub fn topic(&self, id: &Uuid) -> Option<&Topic> {
+        self.topics.get(id).map(Arc::as_ref)
+    }
+
+    /// The shared topic itself, for tests that check what a change copied.
+    #[cfg(test)]
+    pub(crate) fn topic_arc(&self, id: &Uuid) -> Option<&Arc<Topic>> {
         self.topics.get(id)
     }
 
     pub fn topic_by_name(&self, name: &str) -> Option<&Topic> {
-        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+        self.topic_ids.get(name).and_then(|id| self.topic(id))
     }
 
     pub fn partition(&self, topic_id: &Uuid, partition: i32) -> Option<&Partition> {
@@ -361,7 +388,16 @@ impl MetadataState {
         self.last_command_index
     }
 
+    /// The topic to change, copied first if another image shares it: the one way commands
+    /// write to a topic (see the module docs).
+    fn topic_mut(&mut self, id: &Uuid) -> Option<&mut Topic> {
+        self.topics.get_mut(id).map(Arc::make_mut)
+    }
+
     /// The topics the last applied command changed, each once; leaves the list empty.
+    ///
+    /// The changes live in the state that `apply` wrote, so take them from that same value
+    /// (the copy `Arc::make_mut` returned, not an image taken before it).
     pub fn take_last_changes(&mut self) -> Vec<TopicChange> {
         self.last_changes.take()
     }
@@ -464,6 +500,58 @@ impl fmt::Display for Partition {
 
 fn has_duplicates(ids: &[BrokerId]) -> bool {
     ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id))
+}
+
+/// Serde for the shared parts of [`MetadataState`]: an `Arc` is written as what it points
+/// to and read back into a new one, so the format is that of the plain types.
+mod serde_shared {
+    /// A whole `Arc<T>` field.
+    pub(super) mod whole {
+        use std::sync::Arc;
+
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        pub fn serialize<T: Serialize, S: Serializer>(
+            value: &Arc<T>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            T::serialize(value, serializer)
+        }
+
+        pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Arc<T>, D::Error> {
+            T::deserialize(deserializer).map(Arc::new)
+        }
+    }
+
+    /// A `BTreeMap<K, Arc<V>>` field, written as `BTreeMap<K, V>` is (`collect_map`).
+    pub(super) mod values {
+        use std::collections::BTreeMap;
+        use std::sync::Arc;
+
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+            map: &BTreeMap<K, Arc<V>>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(map.iter().map(|(key, value)| (key, value.as_ref())))
+        }
+
+        pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, Arc<V>>, D::Error>
+        where
+            K: Deserialize<'de> + Ord,
+            V: Deserialize<'de>,
+            D: Deserializer<'de>,
+        {
+            let plain = BTreeMap::<K, V>::deserialize(deserializer)?;
+            Ok(plain
+                .into_iter()
+                .map(|(key, value)| (key, Arc::new(value)))
+                .collect())
+        }
+    }
 }
 
 #[cfg(test)]

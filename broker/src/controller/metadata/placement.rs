@@ -3,6 +3,7 @@
 //! placement (rack-unaware and rack-aware, started by the replicated placement cursor).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -45,8 +46,8 @@ impl MetadataState {
                 panic!("metadata invariant broken in new topic {name}: {broken}");
             }
         }
-        self.topic_ids.insert(name.to_string(), id);
-        self.topics.insert(id, topic);
+        Arc::make_mut(&mut self.topic_ids).insert(name.to_string(), id);
+        self.topics.insert(id, Arc::new(topic));
         self.last_changes.changed(id);
         Ok(CommandOutcome::TopicCreated { id, assignment })
     }
@@ -76,9 +77,10 @@ impl MetadataState {
             .topics
             .remove(id)
             .ok_or(MetadataError::UnknownTopicId(*id))?;
-        self.topic_ids.remove(&topic.name);
-        self.last_changes.deleted(*id, topic.name.clone());
-        Ok(CommandOutcome::TopicDeleted { name: topic.name })
+        let name = topic.name.clone();
+        Arc::make_mut(&mut self.topic_ids).remove(&name);
+        self.last_changes.deleted(*id, name.clone());
+        Ok(CommandOutcome::TopicDeleted { name })
     }
 
     pub(super) fn create_partitions(&mut self, topic_id: &Uuid, count: i32) -> CommandResult {
@@ -93,7 +95,7 @@ impl MetadataState {
             .expect("replication factor came from an i16");
         let added = count - i32::try_from(current).expect("partition count is bounded");
         let assignment = self.place(added, replication_factor)?;
-        let topic = self.topics.get_mut(topic_id).expect("checked above");
+        let topic = self.topic_mut(topic_id).expect("checked above");
         topic
             .partitions
             .extend(assignment.iter().map(|replicas| new_partition(replicas)));

@@ -1450,3 +1450,104 @@ fn each_command_reports_only_the_topics_it_changed() {
         }]
     );
 }
+
+/// The snapshot format, as the code before copy-on-write wrote it (plain maps, no `Arc`):
+/// captured from that code for this state, so that a change to the format fails here.
+const PLAIN_MAPS_JSON: &str = concat!(
+    r#"{"cluster_id":"cluster-proposed-by-0","brokers":{"0":{"id":0,"#,
+    r#""incarnation":"00000000-0000-0000-0000-0000000003e8","epoch":1,"#,
+    r#""endpoints":[{"listener":"PLAINTEXT","host":"127.0.0.1","port":9092}],"#,
+    r#""rack":null,"status":"Unfenced"}},"#,
+    r#""topics":{"00000000-0000-0000-0000-00000000ab03":{"name":"a","#,
+    r#""id":"00000000-0000-0000-0000-00000000ab03","configs":{},"#,
+    r#""partitions":[{"replicas":[0],"isr":[0],"leader":0,"leader_epoch":0,"#,
+    r#""partition_epoch":0,"leader_recovery_state":"Recovered","#,
+    r#""adding_replicas":[],"removing_replicas":[]}]},"#,
+    r#""00000000-0000-0000-0000-00000000ab04":{"name":"b","#,
+    r#""id":"00000000-0000-0000-0000-00000000ab04","#,
+    r#""configs":{"unclean.leader.election.enable":"true"},"#,
+    r#""partitions":[{"replicas":[0],"isr":[0],"leader":0,"leader_epoch":0,"#,
+    r#""partition_epoch":0,"leader_recovery_state":"Recovered","#,
+    r#""adding_replicas":[],"removing_replicas":[]},"#,
+    r#"{"replicas":[0],"isr":[0],"leader":0,"leader_epoch":0,"#,
+    r#""partition_epoch":0,"leader_recovery_state":"Recovered","#,
+    r#""adding_replicas":[],"removing_replicas":[]}]}},"#,
+    r#""topic_ids":{"a":"00000000-0000-0000-0000-00000000ab03","#,
+    r#""b":"00000000-0000-0000-0000-00000000ab04"},"#,
+    r#""placement_cursor":3,"last_command_index":4}"#,
+);
+
+#[test]
+fn shared_topics_serialise_exactly_as_the_plain_maps_did() {
+    let mut h = Harness::new();
+    h.live_brokers(1);
+    h.create_topic("a", 1, 1);
+    h.create_topic_with("b", 2, 1, unclean_allowed());
+    let bytes = serde_json::to_vec(&h.state).unwrap();
+    assert_eq!(String::from_utf8(bytes).unwrap(), PLAIN_MAPS_JSON);
+    let restored: MetadataState = serde_json::from_str(PLAIN_MAPS_JSON).unwrap();
+    assert_eq!(restored, h.state);
+    restored.check_invariants().unwrap();
+}
+
+#[test]
+fn a_partition_change_copies_only_its_topic_and_leaves_a_held_image_alone() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let changed = h.create_topic("changed", 2, 3);
+    let others = [h.create_topic("x", 3, 2), h.create_topic("y", 1, 1)];
+    // A reader's image: the state shared, as the state machine shares it.
+    let image = h.state.clone();
+    let old = h.partition(changed, 0);
+    let leader = old.leader.unwrap();
+    h.alter(changed, 0, vec![leader]).unwrap();
+
+    assert_eq!(
+        image.partition(&changed, 0),
+        Some(&old),
+        "the image did not change"
+    );
+    assert_eq!(h.state.partition(&changed, 0).unwrap().isr, vec![leader]);
+    let arc = |state: &MetadataState, id: Uuid| state.topic_arc(&id).unwrap().clone();
+    assert!(!Arc::ptr_eq(&arc(&image, changed), &arc(&h.state, changed)));
+    for other in others {
+        assert!(
+            Arc::ptr_eq(&arc(&image, other), &arc(&h.state, other)),
+            "an unchanged topic was copied"
+        );
+    }
+    assert!(Arc::ptr_eq(&image.topic_ids, &h.state.topic_ids));
+}
+
+#[test]
+fn an_unshared_topic_is_changed_in_place() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 2, 3);
+    let before = Arc::as_ptr(h.state.topic_arc(&topic).unwrap());
+    let leader = h.partition(topic, 1).leader.unwrap();
+    h.alter(topic, 1, vec![leader]).unwrap();
+    assert_eq!(h.state.partition(&topic, 1).unwrap().isr, vec![leader]);
+    assert_eq!(Arc::as_ptr(h.state.topic_arc(&topic).unwrap()), before);
+}
+
+#[test]
+fn creating_and_deleting_topics_leaves_a_held_image_alone() {
+    let mut h = Harness::new();
+    h.live_brokers(1);
+    let kept = h.create_topic("kept", 1, 1);
+    let deleted = h.create_topic("deleted", 1, 1);
+    let image = h.state.clone();
+    h.apply(MetadataCommand::DeleteTopic { id: deleted })
+        .unwrap();
+    let created = h.create_topic("created", 1, 1);
+
+    assert_eq!(image.topics().count(), 2);
+    assert!(image.topic_by_name("deleted").is_some());
+    assert!(image.topic_by_name("created").is_none());
+    assert!(h.state.topic_by_name("deleted").is_none());
+    assert_eq!(h.state.topic(&created).unwrap().name, "created");
+    let arc = |state: &MetadataState| state.topic_arc(&kept).unwrap().clone();
+    assert!(Arc::ptr_eq(&arc(&image), &arc(&h.state)));
+    image.check_invariants().unwrap();
+}
