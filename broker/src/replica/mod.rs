@@ -17,6 +17,9 @@
 //! - [`producer_state`]: idempotent producers' sequence and epoch checks, per partition.
 //! - `fetch.rs`: [`ReplicaManager::fetch_records`], consumer and follower reads with the
 //!   long poll, follower-read (KIP-392) rules and the reassignment throttle.
+//! - `list_offsets.rs`: [`ReplicaManager::list_offset`], ListOffsets' earliest, latest and
+//!   by-timestamp offsets, and which replica answers (the leader for consumers, any replica
+//!   for the debugging replica id).
 //! - `purgatory.rs`: the produce and fetch purgatories' accounting ([`RemoteTime`]), the
 //!   leader-epoch check clients' requests get, the throttle's byte rate.
 //! - [`fetcher`]: the follower fetchers, one task per leader broker.
@@ -31,9 +34,10 @@
 //! a partition that moved away stay at their last value (the exporter cannot remove a
 //! series), except the follower lag series, which turn -1.
 //!
-//! Request handlers (Produce, Fetch) decode, call [`ReplicaManager::append_records`] /
-//! [`ReplicaManager::fetch_records`] and encode; they do not lock partitions or call
-//! storage themselves.
+//! Request handlers (Produce, Fetch, ListOffsets) decode, call
+//! [`ReplicaManager::append_records`] / [`ReplicaManager::fetch_records`] /
+//! [`ReplicaManager::list_offset`] and encode; they do not lock partitions or call storage
+//! themselves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -45,6 +49,7 @@ mod append;
 mod fetch;
 pub mod fetcher;
 mod hosted;
+mod list_offsets;
 pub mod producer_state;
 mod purgatory;
 mod reconcile;
@@ -55,6 +60,9 @@ pub use append::{
 };
 pub use fetch::{FetchOrigin, FetchParams, PartitionFetch, PartitionRead};
 pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
+pub use list_offsets::{
+    OffsetAnswer, OffsetOrigin, OffsetQuery, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+};
 use producer_state::ProducerStateRegistry;
 pub use purgatory::{check_leader_epoch, ByteRate, Purgatory, RemoteTime};
 
@@ -396,8 +404,8 @@ impl ReplicaManager {
         }
     }
 
-    /// Persist every replica's high watermark (advisory; used on restart) in the data
-    /// directory's one checkpoint file.
+    /// Persist every replica's high watermark (advisory; used on restart), and the logs'
+    /// recovery points and log start offsets, in the data directory's checkpoint files.
     pub fn checkpoint_high_watermarks(&self) {
         let high_watermarks = self.all_replicas().into_iter().map(|replica| {
             (
@@ -406,7 +414,7 @@ impl ReplicaManager {
                 replica.high_watermark(),
             )
         });
-        if let Err(error) = self.logs.checkpoint_high_watermarks(high_watermarks) {
+        if let Err(error) = self.logs.checkpoint_offsets(high_watermarks) {
             tracing::warn!(%error, "high watermark checkpoint failed");
         }
     }

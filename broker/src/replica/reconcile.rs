@@ -49,7 +49,7 @@ impl Reconciled {
     }
 }
 
-/// A topic as the metadata has it, copied out of the metadata lock.
+/// A topic as the metadata image had it, copied so the pass owns it.
 struct WantedTopic {
     name: String,
     id: Uuid,

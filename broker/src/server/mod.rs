@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::controller::{CommandOutcome, MetadataCommand, MetadataError, NewTopic};
 use crate::metrics as m;
 pub use crate::replica::storage_error_code;
-use crate::replica::{Replica, ReplicaManager};
+use crate::replica::ReplicaManager;
 use crate::storage::{LogManager, PartitionLog};
 use net::Listener;
 use producer_ids::ProducerIdAllocator;
@@ -421,11 +421,6 @@ impl Broker {
         state
             .brokers()
             .filter_map(|b| Some((b, b.client_endpoint()?)))
-    }
-
-    /// The replica of a partition this broker leads, or the error to answer with.
-    pub fn leader_replica(&self, topic: &str, partition: i32) -> Result<Arc<Replica>, ErrorCode> {
-        self.replicas.leader_replica(topic, partition)
     }
 }
 

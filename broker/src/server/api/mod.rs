@@ -21,7 +21,7 @@ pub mod metadata;
 pub mod produce;
 pub mod reassignments;
 
-pub use crate::replica::{check_leader_epoch, Purgatory, RemoteTime};
+pub use crate::replica::{Purgatory, RemoteTime};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::error::ErrorCode;
