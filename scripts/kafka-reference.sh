@@ -3,14 +3,16 @@
 # loopback, for reference and comparison only: to check that an interop program is right
 # before pointing it at sluiced, or to compare a wire exchange byte by byte.
 #
-#   scripts/kafka-reference.sh start [--port P]   # default port 19092
-#   scripts/kafka-reference.sh stop
+#   scripts/kafka-reference.sh start [--port P] [--keep-data]   # default port 19092
+#   scripts/kafka-reference.sh stop     # SIGTERM, waits for the exit
+#   scripts/kafka-reference.sh kill     # SIGKILL (a crash), waits for the exit
 #   scripts/kafka-reference.sh status
 #
 # The Kafka jars come from Maven Central through `mvn dependency:copy-dependencies` on a
 # small generated pom, cached under target/kafka-reference/ (override with
 # KAFKA_REFERENCE_DIR). Each start formats a fresh storage directory: the broker keeps no
-# data between runs.
+# data between runs, except with --keep-data, which starts it again on the data and config
+# of the last run (a restart: `sluice-bench scale --kafka-restart` times it).
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_REFERENCE_VERSION:-4.1.1}"
@@ -30,7 +32,7 @@ log() { printf '[kafka-reference] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -90,14 +92,18 @@ EOF
 }
 
 cmd_start() {
-    local port=19092
+    local port=19092 keep_data=false
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --port) port="${2:?--port needs a value}"; shift 2 ;;
             --port=*) port="${1#--port=}"; shift ;;
+            --keep-data) keep_data=true; shift ;;
             *) usage ;;
         esac
     done
+    if $keep_data && [[ -f "$PORT_FILE" ]]; then
+        port="$(cat "$PORT_FILE")"
+    fi
     local controller_port=$((port + 1))
 
     if pid="$(running_pid)"; then
@@ -112,9 +118,25 @@ cmd_start() {
 
     fetch_jars
 
+    local props="$RUN_DIR/server.properties"
+    if $keep_data; then
+        [[ -f "$props" ]] || die "--keep-data: no earlier run in $RUN_DIR"
+        log "starting again on the data in $RUN_DIR/data"
+    else
+        format_storage "$port" "$controller_port"
+    fi
+    launch "$port"
+}
+
+# A fresh data directory and server.properties for ports $1 (client) and $2 (controller).
+format_storage() {
+    local port="$1" controller_port="$2"
+    local props="$RUN_DIR/server.properties"
+    local cp="$LIB_DIR/*"
+    local jvm_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+        -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
     rm -rf "$RUN_DIR"
     mkdir -p "$RUN_DIR/data"
-    local props="$RUN_DIR/server.properties"
     cat >"$props" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -137,15 +159,20 @@ group.initial.rebalance.delay.ms=0
 message.max.bytes=10485760
 EOF
 
-    local cp="$LIB_DIR/*"
-    local jvm_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
-        -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
     log "formatting KRaft storage in $RUN_DIR/data"
     java "${jvm_opts[@]}" -cp "$cp" kafka.tools.StorageTool format \
         --config "$props" --cluster-id "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
         >"$RUN_DIR/format.log" 2>&1 \
         || { cat "$RUN_DIR/format.log" >&2; die "kafka storage format failed"; }
+}
 
+# Start the broker on $RUN_DIR and wait until it accepts connections on port $1.
+launch() {
+    local port="$1"
+    local props="$RUN_DIR/server.properties"
+    local cp="$LIB_DIR/*"
+    local jvm_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+        -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
     log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (log: $LOG_FILE)"
     nohup java "${jvm_opts[@]}" -cp "$cp" kafka.Kafka "$props" >"$LOG_FILE" 2>&1 </dev/null &
     local pid=$!
@@ -173,14 +200,15 @@ EOF
 }
 
 cmd_stop() {
+    local signal="${1:-TERM}"
     local pid
     if ! pid="$(running_pid)"; then
         log "not running"
         rm -f "$PID_FILE"
         return 0
     fi
-    log "stopping pid $pid"
-    kill -TERM "$pid" 2>/dev/null || true
+    log "stopping pid $pid (SIG$signal)"
+    kill "-$signal" "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + STOP_DEADLINE_SECS))
     while kill -0 "$pid" 2>/dev/null; do
         if ((SECONDS >= deadline)); then
@@ -206,7 +234,8 @@ cmd_status() {
 
 case "${1:-}" in
     start) shift; cmd_start "$@" ;;
-    stop) shift; cmd_stop "$@" ;;
+    stop) shift; cmd_stop TERM ;;
+    kill) shift; cmd_stop KILL ;;
     status) shift; cmd_status "$@" ;;
     *) usage ;;
 esac

@@ -15,9 +15,12 @@
 //!   `--kafka-pid` for brokers the harness did not start).
 //! - **produce**: `--records` records of 100 bytes, acks=1, spread evenly over every
 //!   partition of every topic.
-//! - **restart** (a harness-started `sluiced` only): SIGTERM, start again on the same data
-//!   dir, time until it listens and every partition has a leader; then the same after
-//!   `kill -9`.
+//! - **restart**: SIGTERM, start again on the same data dir, time until it listens and
+//!   every partition has a leader; then the same after `kill -9`. For a harness-started
+//!   `sluiced`, and with `--kafka-restart` for a Kafka started by
+//!   `scripts/kafka-reference.sh` (stopped and started again through that script, which
+//!   keeps its data with `start --keep-data`). The clock starts once the old process has
+//!   exited, so a slow shutdown is not counted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +62,7 @@ pub(crate) struct ScaleArgs {
     #[arg(long)]
     pid: Option<u32>,
     /// Also measure this broker (e.g. Apache Kafka from scripts/kafka-reference.sh) in the
-    /// same run, except restarts
+    /// same run (restarts too with --kafka-restart)
     #[arg(long)]
     kafka_bootstrap: Option<String>,
     /// The pid of the `--kafka-bootstrap` broker (scripts/kafka-reference.sh writes it to
@@ -69,6 +72,10 @@ pub(crate) struct ScaleArgs {
     /// Skip the restart scenarios
     #[arg(long)]
     no_restart: bool,
+    /// Also time restarts of the `--kafka-bootstrap` broker, which must have been started by
+    /// scripts/kafka-reference.sh (the bench stops and starts it through that script)
+    #[arg(long, requires = "kafka_bootstrap")]
+    kafka_restart: bool,
     /// Write the table to this Markdown file (replacing its scale section)
     #[arg(long)]
     results: Option<PathBuf>,
@@ -111,7 +118,11 @@ pub(crate) async fn scale_bench(args: ScaleArgs) -> Result<()> {
     print_figures(&sluice);
     rows.push(sluice);
     if let Some(bootstrap) = &args.kafka_bootstrap {
-        let kafka = measure(&args, "Apache Kafka", bootstrap, args.kafka_pid, &prefix).await?;
+        let mut kafka = measure(&args, "Apache Kafka", bootstrap, args.kafka_pid, &prefix).await?;
+        if args.kafka_restart && !args.no_restart {
+            (kafka.restart_sigterm, kafka.restart_kill9) =
+                restart_kafka(bootstrap, &prefix, args.topics).await?;
+        }
         print_figures(&kafka);
         rows.push(kafka);
     }
@@ -206,6 +217,51 @@ async fn restart(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Restart the reference Kafka after SIGTERM, then after SIGKILL, through
+/// scripts/kafka-reference.sh; seconds from launch until every partition is led.
+async fn restart_kafka(
+    bootstrap: &str,
+    prefix: &str,
+    topics: usize,
+) -> Result<(Option<f64>, Option<f64>)> {
+    let mut times = Vec::new();
+    for stop in ["stop", "kill"] {
+        kafka_reference(&[stop])?;
+        let started = Instant::now();
+        kafka_reference(&["start", "--keep-data"])?;
+        let deadline = started + Duration::from_secs(300);
+        loop {
+            if let Ok((seen, led)) = partitions_led(bootstrap, prefix).await {
+                if seen == topics && led {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("Kafka did not lead every partition within 300 s of a restart ({stop})");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!("  Kafka restart after {stop}: {seconds:.2} s");
+        times.push(seconds);
+    }
+    Ok((times.first().copied(), times.get(1).copied()))
+}
+
+/// Run scripts/kafka-reference.sh with `args`, failing on a non-zero exit.
+fn kafka_reference(args: &[&str]) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-reference.sh");
+    let status = std::process::Command::new(&script)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !status.success() {
+        bail!("{} {} failed: {status}", script.display(), args.join(" "));
+    }
+    Ok(())
 }
 
 /// The benchmark's topics in a fresh Metadata answer, and whether all have every leader.
