@@ -229,6 +229,10 @@ options! {
     min_insync_replicas: i32 = 1, "1", "min-insync-replicas", "SLUICE_MIN_INSYNC_REPLICAS", parse_from_str::<i32>;
     "Replication factor of topics created without one (auto-created topics included; Kafka default.replication.factor)"
     default_replication_factor: i16 = 1, "1", "default-replication-factor", "SLUICE_DEFAULT_REPLICATION_FACTOR", parse_from_str::<i16>;
+    "Partitions of the internal __consumer_offsets topic, created on first use; never change it afterwards: every group would move (Kafka offsets.topic.num.partitions)"
+    offsets_topic_num_partitions: i32 = 50, "50", "offsets-topic-num-partitions", "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", parse_from_str::<i32>;
+    "Replication factor of __consumer_offsets, clamped to the brokers there are when it is created (Kafka offsets.topic.replication.factor)"
+    offsets_topic_replication_factor: i16 = 3, "3", "offsets-topic-replication-factor", "SLUICE_OFFSETS_TOPIC_REPLICATION_FACTOR", parse_from_str::<i16>;
     "Default unclean.leader.election.enable of topics: elect a leader from outside the ISR when no in-sync replica is left (may lose acknowledged records)"
     unclean_leader_election: bool = false, "false", "unclean-leader-election", "SLUICE_UNCLEAN_LEADER_ELECTION", parse_bool;
     "This broker's rack (availability zone); consumers in the same rack may fetch from it as a follower (KIP-392), and replicas are spread across racks. Empty: no rack"
@@ -311,6 +315,16 @@ impl Config {
             return Err(
                 "replica-lag-time-max-ms and replica-fetch-wait-max-ms must be positive".into(),
             );
+        }
+        if !(1..=crate::storage::TOPIC_PARTITIONS_MAX).contains(&self.offsets_topic_num_partitions)
+            || self.offsets_topic_replication_factor < 1
+        {
+            return Err(format!(
+                "offsets-topic-num-partitions ({}) must be 1 to {} and offsets-topic-replication-factor ({}) at least 1",
+                self.offsets_topic_num_partitions,
+                crate::storage::TOPIC_PARTITIONS_MAX,
+                self.offsets_topic_replication_factor
+            ));
         }
         if self.min_insync_replicas < 1 || self.default_replication_factor < 1 {
             return Err(format!(

@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod metrics;
 pub mod node;
 pub mod replica;

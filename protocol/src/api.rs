@@ -46,6 +46,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     // The controller quorum (the metadata log), answered by the quorum leader; v2 adds
     // node endpoints and directory ids, which Sluice does not have.
     range(ApiKey::DescribeQuorum, 0, 1),
+    // The coordinator of a group (transactional ids get INVALID_REQUEST until transactions
+    // exist); v4+ batch keys, v6 adds the share-group key type, refused.
+    range(ApiKey::FindCoordinator, 0, 6),
 ];
 
 /// ListOffsets `replica_id` of a tool reading one replica's log (Kafka's

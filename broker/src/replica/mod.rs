@@ -23,6 +23,8 @@
 //! - `purgatory.rs`: the produce and fetch purgatories' accounting ([`RemoteTime`]), the
 //!   leader-epoch check clients' requests get, the throttle's byte rate.
 //! - [`fetcher`]: the follower fetchers, one task per leader broker.
+//! - `leadership.rs`: [`ReplicaManager::watch_leadership`], the leadership changes of a
+//!   topic's partitions, for the coordinators that live on their leaders.
 //!
 //! # Gauges
 //!
@@ -49,6 +51,7 @@ mod append;
 mod fetch;
 pub mod fetcher;
 mod hosted;
+mod leadership;
 mod list_offsets;
 pub mod producer_state;
 mod purgatory;
@@ -60,6 +63,7 @@ pub use append::{
 };
 pub use fetch::{FetchOrigin, FetchParams, PartitionFetch, PartitionRead};
 pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
+pub use leadership::{LeadershipChange, LeadershipRole};
 pub use list_offsets::{
     OffsetAnswer, OffsetOrigin, OffsetQuery, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
@@ -128,6 +132,8 @@ pub struct ReplicaManager {
     producers: ProducerStateRegistry,
     /// The rate at which replicas a reassignment adds may copy (unset: no limit).
     reassignment_throttle: std::sync::OnceLock<ByteRate>,
+    /// Who follows the leadership of which topic (the coordinators).
+    leadership: leadership::LeadershipWatchers,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -188,6 +194,7 @@ impl ReplicaManager {
             lag_series: std::sync::Mutex::new(LagSeries::new()),
             producers: ProducerStateRegistry::default(),
             reassignment_throttle: std::sync::OnceLock::new(),
+            leadership: leadership::LeadershipWatchers::default(),
         });
         (manager, alter_rx)
     }

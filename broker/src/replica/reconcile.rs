@@ -25,6 +25,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::hosted::{offsets, Replica};
+use super::leadership::LeadershipRole;
 use super::{committed_isr, id_list, note_isr_change, ReplicaKey, ReplicaManager};
 use crate::controller::delta::Delta;
 use crate::controller::Topic;
@@ -196,6 +197,7 @@ impl ReplicaManager {
         };
         let mut state = replica.lock();
         let was_leader = state.is_leader();
+        let epoch_before = state.leader_epoch();
         let isr_before = committed_isr(&state);
         match state.apply_registration(&registration, offsets(&replica.log), now) {
             Ok(effects) => {
@@ -232,6 +234,11 @@ impl ReplicaManager {
                     "registration not applied"
                 );
             }
+        }
+        let changed = leadership_change(&state, was_leader, epoch_before);
+        drop(state);
+        if let Some(role) = changed {
+            self.announce_leadership(&topic.name, index, role);
         }
         self.set_applied_epochs(key, epochs);
         Ok(())
@@ -312,6 +319,9 @@ impl ReplicaManager {
 
     /// Stop fetching for a replica no longer hosted and wake whoever waits on it.
     fn forget_replica(&self, replica: &Arc<Replica>) {
+        if replica.lock().is_leader() {
+            self.announce_leadership(&replica.topic, replica.index, LeadershipRole::NotLeader);
+        }
         self.fetchers.remove(replica);
         self.applied
             .lock()
@@ -322,7 +332,7 @@ impl ReplicaManager {
     }
 
     /// The hosted replicas of the topic named `name`.
-    fn replicas_of(&self, name: &str) -> Vec<Arc<Replica>> {
+    pub(super) fn replicas_of(&self, name: &str) -> Vec<Arc<Replica>> {
         let start: ReplicaKey = (name.to_string(), i32::MIN);
         let end: ReplicaKey = (name.to_string(), i32::MAX);
         self.replicas
@@ -414,5 +424,21 @@ impl ReplicaManager {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, replica.clone());
         Ok(replica)
+    }
+}
+
+/// The leadership to announce after a registration was applied: a new leadership, a new
+/// leader epoch, or a lost leadership; `None` if nothing changed.
+fn leadership_change(
+    state: &crate::replication::Partition,
+    was_leader: bool,
+    epoch_before: i32,
+) -> Option<LeadershipRole> {
+    if state.is_leader() {
+        let leader_epoch = state.leader_epoch();
+        (!was_leader || leader_epoch != epoch_before)
+            .then_some(LeadershipRole::Leader { leader_epoch })
+    } else {
+        was_leader.then_some(LeadershipRole::NotLeader)
     }
 }

@@ -236,6 +236,9 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes, received: Instant) ->
         ApiKey::ElectLeaders => call!(ElectLeadersRequest, |req| {
             handlers::elect_leaders::handle(&broker, req, version).await
         }),
+        ApiKey::FindCoordinator => call!(FindCoordinatorRequest, |req| {
+            handlers::find_coordinator::handle(&broker, req, version).await
+        }),
         ApiKey::InitProducerId => call!(InitProducerIdRequest, |req| {
             handlers::init_producer_id::handle(&broker, req, version)
         }),

@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::controller::{CommandOutcome, MetadataCommand, MetadataError, NewTopic};
 use crate::metrics as m;
 pub use crate::replica::storage_error_code;
+use crate::group::offsets_topic::OffsetsTopicConfig;
 use crate::replica::ReplicaManager;
 use crate::storage::{LogManager, PartitionLog};
 use net::Listener;
@@ -108,6 +109,8 @@ pub struct Broker {
     pub controller: ControllerClient,
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
+    /// How `__consumer_offsets` is created.
+    pub offsets_topic: OffsetsTopicConfig,
 }
 
 impl Broker {
@@ -149,6 +152,10 @@ impl Broker {
             replicas: cluster.replicas.clone(),
             controller: cluster.client.clone(),
             producer_ids,
+            offsets_topic: OffsetsTopicConfig {
+                partitions: config.offsets_topic_num_partitions,
+                replication_factor: config.offsets_topic_replication_factor,
+            },
         })
     }
 

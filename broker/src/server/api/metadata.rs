@@ -107,6 +107,8 @@ fn brokers(broker: &Broker, state: &MetadataState) -> Vec<MetadataResponseBroker
 fn describe(topic: &Topic, version: i16) -> MetadataResponseTopic {
     let mut response = MetadataResponseTopic::default();
     response.name = Some(topic_name(&topic.name));
+    // Kafka marks its internal topics (v1+ has the flag).
+    response.is_internal = topic.name == crate::group::offsets_topic::OFFSETS_TOPIC;
     if version >= 10 {
         response.topic_id = topic.id;
     }

@@ -15,6 +15,7 @@ pub mod describe_configs;
 pub mod describe_quorum;
 pub mod elect_leaders;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
