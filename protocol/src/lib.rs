@@ -14,10 +14,12 @@
 //! - [`batch`]: a zero-copy view over RecordBatch v2: iterate, validate, stamp offsets.
 //! - [`records`]: building and decoding batches with keys, values, headers and the four codecs.
 //! - [`error`]: errors of this crate and the Kafka error codes.
+//! - [`consumer_protocol`]: the subscription and assignment bytes of classic `consumer` groups.
 
 pub mod api;
 pub mod batch;
 pub mod clock;
+pub mod consumer_protocol;
 pub mod error;
 pub mod frame;
 pub mod header;

@@ -5,8 +5,13 @@
 //!
 //! - [`offsets_topic`]: the internal `__consumer_offsets` topic, how it is created, and which
 //!   partition (so which coordinator) a group belongs to.
+//! - `records`: the key and value schemas of the records in `__consumer_offsets` (Kafka's
+//!   `OffsetCommitKey/Value`, `GroupMetadataKey/Value`), byte for byte as Kafka writes them,
+//!   so a partition written by either can be read by the other's tools.
 //!
 //! Where group state lives, how a coordinator loads and unloads an offsets partition, and
 //! the request handlers come with the coordinator itself.
 
 pub mod offsets_topic;
+#[allow(dead_code)] // used by the coordinator (issue 11), being built
+mod records;
