@@ -8,10 +8,16 @@
 //! - `records`: the key and value schemas of the records in `__consumer_offsets` (Kafka's
 //!   `OffsetCommitKey/Value`, `GroupMetadataKey/Value`), byte for byte as Kafka writes them,
 //!   so a partition written by either can be read by the other's tools.
+//! - `classic`: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) as a
+//!   sans-IO state machine per group: requests and the time go in, responses to send, records
+//!   to append and timers to set come out.
 //!
 //! Where group state lives, how a coordinator loads and unloads an offsets partition, and
 //! the request handlers come with the coordinator itself.
 
-pub mod offsets_topic;
 #[allow(dead_code)] // used by the coordinator (issue 11), being built
+mod classic;
+pub mod offsets_topic;
+// used by the coordinator (issue 11), being built
+#[allow(dead_code)]
 mod records;
