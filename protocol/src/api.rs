@@ -49,6 +49,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     // The coordinator of a group (transactional ids get INVALID_REQUEST until transactions
     // exist); v4+ batch keys, v6 adds the share-group key type, refused.
     range(ApiKey::FindCoordinator, 0, 6),
+    // Committed offsets on the group coordinator, at Kafka 4.1's ranges.
+    range(ApiKey::OffsetCommit, 2, 9),
+    range(ApiKey::OffsetFetch, 1, 9),
 ];
 
 /// ListOffsets `replica_id` of a tool reading one replica's log (Kafka's

@@ -53,13 +53,33 @@ pub enum ErrorCode {
     NotLeaderOrFollower = 6,
     RequestTimedOut = 7,
     MessageTooLarge = 10,
+    /// A committed offset's metadata is longer than `offset.metadata.max.bytes`.
+    OffsetMetadataTooLarge = 12,
     NetworkException = 13,
+    /// The coordinator is loading its partition: retry.
+    CoordinatorLoadInProgress = 14,
     CoordinatorNotAvailable = 15,
+    /// This broker does not coordinate the group (any more): find the coordinator again.
+    NotCoordinator = 16,
     InvalidTopicException = 17,
     RecordListTooLarge = 18,
     NotEnoughReplicas = 19,
     NotEnoughReplicasAfterAppend = 20,
     InvalidRequiredAcks = 21,
+    /// A group request from a member of another generation.
+    IllegalGeneration = 22,
+    /// A member's protocols share none with the group's, or the protocol type differs.
+    InconsistentGroupProtocol = 23,
+    /// An empty or null group id.
+    InvalidGroupId = 24,
+    /// The member id is not one of the group's.
+    UnknownMemberId = 25,
+    /// The session timeout is outside `group.min/max.session.timeout.ms`.
+    InvalidSessionTimeout = 26,
+    /// The group is rebalancing: the member must rejoin.
+    RebalanceInProgress = 27,
+    /// The commit's records are too large to append.
+    InvalidCommitOffsetSize = 28,
     InvalidTimestamp = 32,
     UnsupportedVersion = 35,
     TopicAlreadyExists = 36,
@@ -76,6 +96,10 @@ pub enum ErrorCode {
     /// An idempotent producer's batch carries an epoch older than one already seen: the
     /// producer instance is fenced.
     InvalidProducerEpoch = 47,
+    /// DeleteGroups of a group that still has members.
+    NonEmptyGroup = 68,
+    /// The group does not exist.
+    GroupIdNotFound = 69,
     KafkaStorageError = 56,
     FetchSessionIdNotFound = 70,
     InvalidFetchSessionEpoch = 71,
@@ -84,15 +108,25 @@ pub enum ErrorCode {
     /// A broker's request carries a broker epoch other than its current registration's.
     StaleBrokerEpoch = 77,
     OffsetNotAvailable = 78,
+    /// A dynamic member's first JoinGroup: rejoin with the member id in the response.
+    MemberIdRequired = 79,
     /// The preferred leader is not in the ISR or not eligible (ElectLeaders).
     PreferredLeaderNotAvailable = 80,
     /// No live replica can lead (ElectLeaders, unclean).
+    /// The group is at `group.max.size` members.
+    GroupMaxSizeReached = 81,
+    /// A static member's instance id is now held by a newer member id.
+    FencedInstanceId = 82,
     EligibleLeadersNotAvailable = 83,
     /// The partition already has the leader the election would give it (ElectLeaders).
     ElectionNotNeeded = 84,
     /// No reassignment runs for the partition (cancel, ListPartitionReassignments).
     NoReassignmentInProgress = 85,
+    /// OffsetDelete of a partition the group is subscribed to.
+    GroupSubscribedToTopic = 86,
     InvalidRecord = 87,
+    /// A transactional commit to the partition is pending (require_stable fetches).
+    UnstableOffsetCommit = 88,
     /// An AlterPartition's partition epoch is not the controller's current one.
     InvalidUpdateVersion = 95,
     UnknownTopicId = 100,
@@ -128,6 +162,10 @@ impl ErrorCode {
                 | ErrorCode::FencedLeaderEpoch
                 | ErrorCode::UnknownLeaderEpoch
                 | ErrorCode::OffsetNotAvailable
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::NotCoordinator
+                | ErrorCode::UnstableOffsetCommit
         )
     }
 
@@ -150,13 +188,23 @@ impl ErrorCode {
             NotLeaderOrFollower,
             RequestTimedOut,
             MessageTooLarge,
+            OffsetMetadataTooLarge,
             NetworkException,
+            CoordinatorLoadInProgress,
             CoordinatorNotAvailable,
+            NotCoordinator,
             InvalidTopicException,
             RecordListTooLarge,
             NotEnoughReplicas,
             NotEnoughReplicasAfterAppend,
             InvalidRequiredAcks,
+            IllegalGeneration,
+            InconsistentGroupProtocol,
+            InvalidGroupId,
+            UnknownMemberId,
+            InvalidSessionTimeout,
+            RebalanceInProgress,
+            InvalidCommitOffsetSize,
             InvalidTimestamp,
             UnsupportedVersion,
             TopicAlreadyExists,
@@ -170,6 +218,8 @@ impl ErrorCode {
             PolicyViolation,
             OutOfOrderSequenceNumber,
             InvalidProducerEpoch,
+            NonEmptyGroup,
+            GroupIdNotFound,
             KafkaStorageError,
             FetchSessionIdNotFound,
             InvalidFetchSessionEpoch,
@@ -177,11 +227,16 @@ impl ErrorCode {
             UnknownLeaderEpoch,
             StaleBrokerEpoch,
             OffsetNotAvailable,
+            MemberIdRequired,
             PreferredLeaderNotAvailable,
+            GroupMaxSizeReached,
+            FencedInstanceId,
             EligibleLeadersNotAvailable,
             ElectionNotNeeded,
             NoReassignmentInProgress,
+            GroupSubscribedToTopic,
             InvalidRecord,
+            UnstableOffsetCommit,
             InvalidUpdateVersion,
             UnknownTopicId,
             BrokerIdNotRegistered,
@@ -251,5 +306,43 @@ mod tests {
         assert_eq!(kafka_error_name(0), "NONE");
         assert_eq!(kafka_error_name(-1), "UNKNOWN_SERVER_ERROR");
         assert_eq!(kafka_error_name(9999), "UNKNOWN_ERROR_CODE_9999");
+    }
+
+    /// Every variant's value is the code Kafka gives that name (checked against the codec
+    /// crate's table), and `from_code` finds it.
+    #[test]
+    fn every_variant_has_kafkas_value_for_its_name() {
+        for code in -1..=200 {
+            let Some(variant) = ErrorCode::from_code(code) else {
+                continue;
+            };
+            assert_eq!(variant.code(), code);
+            let from_debug: String = format!("{variant:?}")
+                .chars()
+                .flat_map(|c| {
+                    let upper = c.to_ascii_uppercase();
+                    if c.is_ascii_uppercase() {
+                        vec!['_', upper]
+                    } else {
+                        vec![upper]
+                    }
+                })
+                .collect();
+            let expected = from_debug.trim_start_matches('_').replace("_EXCEPTION", "");
+            let kafka = kafka_error_name(code);
+            assert!(
+                kafka == expected || kafka.replace("_EXCEPTION", "") == expected,
+                "{variant:?} = {code} is Kafka's {kafka}"
+            );
+        }
+        assert_eq!(ErrorCode::NotCoordinator.kafka_name(), "NOT_COORDINATOR");
+        assert_eq!(
+            ErrorCode::MemberIdRequired.kafka_name(),
+            "MEMBER_ID_REQUIRED"
+        );
+        assert_eq!(
+            ErrorCode::UnstableOffsetCommit.kafka_name(),
+            "UNSTABLE_OFFSET_COMMIT"
+        );
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! Being built (issue 11). What is here so far:
 //!
+//! - [`coordinator`]: [`coordinator::GroupCoordinator`], which loads the offsets partitions
+//!   this broker leads and serves their groups' committed offsets (OffsetCommit,
+//!   OffsetFetch).
 //! - [`offsets_topic`]: the internal `__consumer_offsets` topic, how it is created, and which
 //!   partition (so which coordinator) a group belongs to.
 //! - `records`: the key and value schemas of the records in `__consumer_offsets` (Kafka's
@@ -17,6 +20,7 @@
 
 #[allow(dead_code)] // used by the coordinator (issue 11), being built
 mod classic;
+pub mod coordinator;
 pub mod offsets_topic;
 // used by the coordinator (issue 11), being built
 #[allow(dead_code)]

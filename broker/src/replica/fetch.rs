@@ -101,7 +101,45 @@ impl Default for PartitionRead {
 
 type Watch = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Batches read from a partition this broker leads, for a coordinator loading its state.
+#[derive(Debug)]
+pub struct LocalRead {
+    /// Whole batches from the requested offset on (empty at the log end).
+    pub records: bytes::Bytes,
+    /// The log end offset when the read was made.
+    pub log_end_offset: i64,
+    pub log_start_offset: i64,
+}
+
 impl ReplicaManager {
+    /// Read the local log of a partition this broker leads from `offset` (up to
+    /// `max_bytes`, the first batch whole): how a coordinator loads its partition. Not for
+    /// client fetches, which see only what is below the high watermark.
+    pub fn read_led_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<LocalRead, ErrorCode> {
+        let replica = self.leader_replica(topic, partition)?;
+        let log_end_offset = replica.log.log_end_offset();
+        let log_start_offset = replica.log.log_start_offset();
+        let records = if offset >= log_end_offset {
+            bytes::Bytes::new()
+        } else {
+            replica
+                .log
+                .read(offset.max(log_start_offset), max_bytes)
+                .map_err(|error| storage_error_code(&error))?
+        };
+        Ok(LocalRead {
+            records,
+            log_end_offset,
+            log_start_offset,
+        })
+    }
+
     /// Read every requested partition, long-polling for `min_bytes` (parked in the fetch
     /// purgatory, its time added to `remote`). One answer per partition, in order, and the
     /// record bytes they carry.

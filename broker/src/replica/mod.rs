@@ -61,7 +61,7 @@ pub use append::{
     storage_error_code, Acks, AppendOrigin, AppendRequest, Appended, Refusal, SCAN_BYTES_MAX,
     SCAN_OFFSETS_MAX,
 };
-pub use fetch::{FetchOrigin, FetchParams, PartitionFetch, PartitionRead};
+pub use fetch::{FetchOrigin, FetchParams, LocalRead, PartitionFetch, PartitionRead};
 pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
 pub use leadership::{LeadershipChange, LeadershipRole};
 pub use list_offsets::{

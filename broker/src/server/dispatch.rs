@@ -239,6 +239,12 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes, received: Instant) ->
         ApiKey::FindCoordinator => call!(FindCoordinatorRequest, |req| {
             handlers::find_coordinator::handle(&broker, req, version).await
         }),
+        ApiKey::OffsetCommit => call!(OffsetCommitRequest, |req| {
+            handlers::offset_commit::handle(&broker, req, version).await
+        }),
+        ApiKey::OffsetFetch => call!(OffsetFetchRequest, |req| {
+            handlers::offset_fetch::handle(&broker, req, version)
+        }),
         ApiKey::InitProducerId => call!(InitProducerIdRequest, |req| {
             handlers::init_producer_id::handle(&broker, req, version)
         }),

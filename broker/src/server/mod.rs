@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::controller::{CommandOutcome, MetadataCommand, MetadataError, NewTopic};
 use crate::metrics as m;
 pub use crate::replica::storage_error_code;
+use crate::group::coordinator::GroupCoordinator;
 use crate::group::offsets_topic::OffsetsTopicConfig;
 use crate::replica::ReplicaManager;
 use crate::storage::{LogManager, PartitionLog};
@@ -111,6 +112,8 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     /// How `__consumer_offsets` is created.
     pub offsets_topic: OffsetsTopicConfig,
+    /// The group coordinator of the offsets partitions this broker leads.
+    pub groups: Arc<GroupCoordinator>,
 }
 
 impl Broker {
@@ -152,6 +155,7 @@ impl Broker {
             replicas: cluster.replicas.clone(),
             controller: cluster.client.clone(),
             producer_ids,
+            groups: GroupCoordinator::start(cluster.replicas.clone()),
             offsets_topic: OffsetsTopicConfig {
                 partitions: config.offsets_topic_num_partitions,
                 replication_factor: config.offsets_topic_replication_factor,

@@ -2,12 +2,13 @@
 //! dynamic members and MEMBER_ID_REQUIRED, static members and their replacement, existing
 //! members rejoining in each state, and the group size and session timeout limits.
 
+use sluice_protocol::error::ErrorCode;
 use uuid::Uuid;
 
 use super::member::{select_protocol, Member};
 use super::{
-    ClassicGroup, Effect, GroupErrorCode, GroupState, JoinRequest, JoinResponse, PendingPersist,
-    Protocol, RequestToken,
+    ClassicGroup, Effect, GroupState, JoinRequest, JoinResponse, PendingPersist, Protocol,
+    RequestToken,
 };
 
 /// JoinGroup v4+ requires a member id: a dynamic member's first join gets one back.
@@ -36,7 +37,7 @@ impl StaticReplacement {
     }
 }
 
-fn respond(out: &mut Vec<Effect>, token: RequestToken, error: GroupErrorCode, member_id: &str) {
+fn respond(out: &mut Vec<Effect>, token: RequestToken, error: ErrorCode, member_id: &str) {
     let response = JoinResponse::error(error, member_id);
     out.push(Effect::Join { token, response });
 }
@@ -56,11 +57,11 @@ impl ClassicGroup {
         if session_ms < self.config.session_timeout_ms_min
             || session_ms > self.config.session_timeout_ms_max
         {
-            let error = GroupErrorCode::InvalidSessionTimeout;
+            let error = ErrorCode::InvalidSessionTimeout;
             respond(&mut out, token, error, &request.member_id);
         } else if !self.accepts_joining_member(&request.member_id) {
             self.remove_member(&request.member_id, &mut out);
-            respond(&mut out, token, GroupErrorCode::GroupMaxSizeReached, "");
+            respond(&mut out, token, ErrorCode::GroupMaxSizeReached, "");
         } else if request.member_id.is_empty() {
             self.join_new_member(token, request, fresh_uuid, now_ms, &mut out);
         } else {
@@ -94,10 +95,10 @@ impl ClassicGroup {
         out: &mut Vec<Effect>,
     ) {
         if self.state == GroupState::Dead {
-            return respond(out, token, GroupErrorCode::CoordinatorNotAvailable, "");
+            return respond(out, token, ErrorCode::CoordinatorNotAvailable, "");
         }
         if !self.supports_protocols(&request.protocol_type, &request.protocols) {
-            return respond(out, token, GroupErrorCode::InconsistentGroupProtocol, "");
+            return respond(out, token, ErrorCode::InconsistentGroupProtocol, "");
         }
         let prefix = request
             .group_instance_id
@@ -118,7 +119,7 @@ impl ClassicGroup {
             self.pending_members.insert(new_member_id.clone());
             let session_ms = request.session_timeout_ms;
             self.schedule_heartbeat(&new_member_id, session_ms, now_ms, out);
-            respond(out, token, GroupErrorCode::MemberIdRequired, &new_member_id);
+            respond(out, token, ErrorCode::MemberIdRequired, &new_member_id);
         }
     }
 
@@ -131,22 +132,17 @@ impl ClassicGroup {
     ) {
         let member_id = request.member_id.clone();
         if self.state == GroupState::Dead {
-            return respond(
-                out,
-                token,
-                GroupErrorCode::CoordinatorNotAvailable,
-                &member_id,
-            );
+            return respond(out, token, ErrorCode::CoordinatorNotAvailable, &member_id);
         }
         if !self.supports_protocols(&request.protocol_type, &request.protocols) {
-            let error = GroupErrorCode::InconsistentGroupProtocol;
+            let error = ErrorCode::InconsistentGroupProtocol;
             return respond(out, token, error, &member_id);
         }
         if self.pending_members.contains(&member_id) {
             // Pending ids are only handed to dynamic members; Kafka fails such a request
             // with an IllegalStateException, which reaches the client as this code.
             if request.group_instance_id.is_some() {
-                let error = GroupErrorCode::UnknownServerError;
+                let error = ErrorCode::UnknownServerError;
                 return respond(out, token, error, &member_id);
             }
             return self.add_member_then_rebalance(token, request, member_id, now_ms, out);
@@ -179,7 +175,7 @@ impl ClassicGroup {
                 self.update_member_then_rebalance(token, &request, now_ms, out)
             }
             GroupState::Empty | GroupState::Dead => {
-                respond(out, token, GroupErrorCode::UnknownMemberId, &member_id)
+                respond(out, token, ErrorCode::UnknownMemberId, &member_id)
             }
         }
     }
@@ -256,7 +252,7 @@ impl ClassicGroup {
         (member.rebalance_timeout_ms, member.session_timeout_ms) = timeouts_ms;
         let superseded = std::mem::replace(&mut member.awaiting_join, token);
         if let (Some(old), Some(_)) = (superseded, token) {
-            respond(out, old, GroupErrorCode::RebalanceInProgress, member_id);
+            respond(out, old, ErrorCode::RebalanceInProgress, member_id);
         }
     }
 
@@ -274,10 +270,10 @@ impl ClassicGroup {
             .remove(old_member_id)
             .expect("replaced member exists");
         if let Some(token) = member.awaiting_join.take() {
-            respond(out, token, GroupErrorCode::FencedInstanceId, old_member_id);
+            respond(out, token, ErrorCode::FencedInstanceId, old_member_id);
         }
         if let Some(token) = member.awaiting_sync.take() {
-            let response = super::SyncResponse::error(GroupErrorCode::FencedInstanceId);
+            let response = super::SyncResponse::error(ErrorCode::FencedInstanceId);
             out.push(Effect::Sync { token, response });
         }
         self.heartbeat_timers.remove(old_member_id);
@@ -344,7 +340,7 @@ impl ClassicGroup {
     pub(super) fn on_static_replacement_persisted(
         &mut self,
         replacement: StaticReplacement,
-        result: Result<(), GroupErrorCode>,
+        result: Result<(), ErrorCode>,
         out: &mut Vec<Effect>,
         now_ms: i64,
     ) {
@@ -389,7 +385,7 @@ impl ClassicGroup {
     fn undo_static_replacement(
         &mut self,
         replacement: StaticReplacement,
-        error: GroupErrorCode,
+        error: ErrorCode,
         out: &mut Vec<Effect>,
         now_ms: i64,
     ) {

@@ -2,9 +2,10 @@
 //! `classicGroupHeartbeatToClassicGroup`, `classicGroupLeaveToClassicGroup` and
 //! `ClassicGroup.validateOffsetCommit`).
 
+use sluice_protocol::error::ErrorCode;
+
 use super::{
-    ClassicGroup, CommitKind, Effect, GroupErrorCode, GroupState, HeartbeatRequest, LeaveResponse,
-    LeavingMember,
+    ClassicGroup, CommitKind, Effect, GroupState, HeartbeatRequest, LeaveResponse, LeavingMember,
 };
 
 impl ClassicGroup {
@@ -14,23 +15,23 @@ impl ClassicGroup {
         &mut self,
         request: &HeartbeatRequest,
         now_ms: i64,
-    ) -> (GroupErrorCode, Vec<Effect>) {
+    ) -> (ErrorCode, Vec<Effect>) {
         let mut out = Vec::new();
         if self.state == GroupState::Dead {
-            return (GroupErrorCode::CoordinatorNotAvailable, out);
+            return (ErrorCode::CoordinatorNotAvailable, out);
         }
         let instance_id = request.group_instance_id.as_deref();
         if let Err(error) = self.validate_member(&request.member_id, instance_id) {
             return (error, out);
         }
         if request.generation_id != self.generation_id {
-            return (GroupErrorCode::IllegalGeneration, out);
+            return (ErrorCode::IllegalGeneration, out);
         }
         let error = match self.state {
-            GroupState::Empty | GroupState::Dead => return (GroupErrorCode::UnknownMemberId, out),
-            GroupState::PreparingRebalance => GroupErrorCode::RebalanceInProgress,
+            GroupState::Empty | GroupState::Dead => return (ErrorCode::UnknownMemberId, out),
+            GroupState::PreparingRebalance => ErrorCode::RebalanceInProgress,
             // Members may heartbeat as soon as they have their JoinGroup response.
-            GroupState::CompletingRebalance | GroupState::Stable => GroupErrorCode::None,
+            GroupState::CompletingRebalance | GroupState::Stable => ErrorCode::None,
         };
         let session_ms = self.members[&request.member_id].session_timeout_ms;
         self.schedule_heartbeat(&request.member_id, session_ms, now_ms, &mut out);
@@ -47,7 +48,7 @@ impl ClassicGroup {
         let mut out = Vec::new();
         if self.state == GroupState::Dead {
             let response = LeaveResponse {
-                error: GroupErrorCode::CoordinatorNotAvailable,
+                error: ErrorCode::CoordinatorNotAvailable,
                 members: Vec::new(),
             };
             return (response, out);
@@ -57,7 +58,7 @@ impl ClassicGroup {
             let error = self.leave_one(leaving, &mut out);
             results.push((leaving.clone(), error));
         }
-        let anyone_left = results.iter().any(|(_, e)| *e == GroupErrorCode::None);
+        let anyone_left = results.iter().any(|(_, e)| *e == ErrorCode::None);
         if anyone_left {
             match self.state {
                 GroupState::Stable | GroupState::CompletingRebalance => {
@@ -68,13 +69,13 @@ impl ClassicGroup {
             }
         }
         let response = LeaveResponse {
-            error: GroupErrorCode::None,
+            error: ErrorCode::None,
             members: results,
         };
         (response, out)
     }
 
-    fn leave_one(&mut self, leaving: &LeavingMember, out: &mut Vec<Effect>) -> GroupErrorCode {
+    fn leave_one(&mut self, leaving: &LeavingMember, out: &mut Vec<Effect>) -> ErrorCode {
         let instance_id = leaving.group_instance_id.as_deref();
         if leaving.member_id.is_empty() {
             let static_member = instance_id
@@ -83,19 +84,19 @@ impl ClassicGroup {
             return match static_member {
                 Some(member_id) => {
                     self.remove_member(&member_id, out);
-                    GroupErrorCode::None
+                    ErrorCode::None
                 }
-                None => GroupErrorCode::UnknownMemberId,
+                None => ErrorCode::UnknownMemberId,
             };
         }
         if self.pending_members.contains(&leaving.member_id) {
             self.remove_member(&leaving.member_id, out);
-            return GroupErrorCode::None;
+            return ErrorCode::None;
         }
         match self.validate_member(&leaving.member_id, instance_id) {
             Ok(()) => {
                 self.remove_member(&leaving.member_id, out);
-                GroupErrorCode::None
+                ErrorCode::None
             }
             Err(error) => error,
         }
@@ -110,9 +111,9 @@ impl ClassicGroup {
         group_instance_id: Option<&str>,
         generation_id: i32,
         kind: CommitKind,
-    ) -> Result<(), GroupErrorCode> {
+    ) -> Result<(), ErrorCode> {
         if self.state == GroupState::Dead {
-            return Err(GroupErrorCode::CoordinatorNotAvailable);
+            return Err(ErrorCode::CoordinatorNotAvailable);
         }
         if generation_id < 0 && self.state == GroupState::Empty {
             return Ok(());
@@ -120,14 +121,14 @@ impl ClassicGroup {
         if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
             self.validate_member(member_id, group_instance_id)?;
             if generation_id != self.generation_id {
-                return Err(GroupErrorCode::IllegalGeneration);
+                return Err(ErrorCode::IllegalGeneration);
             }
         } else if kind == CommitKind::Consumer && self.state != GroupState::Empty {
-            return Err(GroupErrorCode::UnknownMemberId);
+            return Err(ErrorCode::UnknownMemberId);
         }
         // The member has the new generation's JoinGroup response but not its assignment.
         if kind == CommitKind::Consumer && self.state == GroupState::CompletingRebalance {
-            return Err(GroupErrorCode::RebalanceInProgress);
+            return Err(ErrorCode::RebalanceInProgress);
         }
         Ok(())
     }

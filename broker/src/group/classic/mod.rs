@@ -55,7 +55,8 @@
 //! 2. SyncGroup. Members' syncs are parked until the leader's arrives. The leader's
 //!    assignment is persisted ([`Effect::Persist`]); when the append succeeds every parked
 //!    sync is answered with its member's assignment and the group is Stable; when it fails
-//!    they get the mapped append error and the group rebalances.
+//!    they get the append error as Kafka maps it ([`append_error_to_group_error`]) and the
+//!    group rebalances.
 //! 3. Heartbeat keeps a member's session; LeaveGroup removes members and rebalances.
 //!
 //! # Invariants
@@ -81,8 +82,6 @@
 //!   departed leader is succeeded by the member with the smallest id.
 //! - Limits are Kafka's: members by `group_size_max` (unbounded by default, as in Kafka);
 //!   pending member ids are not counted against it, but each lives one session at most.
-//! - Error codes are [`GroupErrorCode`], with Kafka's values, until the protocol crate's
-//!   `ErrorCode` carries the group coordinator's codes.
 
 mod join;
 mod member;
@@ -101,6 +100,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use sluice_protocol::error::ErrorCode;
 
 use member::Member;
 pub use types::*;
@@ -342,18 +342,16 @@ impl ClassicGroup {
         &self,
         member_id: &str,
         group_instance_id: Option<&str>,
-    ) -> Result<(), GroupErrorCode> {
+    ) -> Result<(), ErrorCode> {
         if let Some(instance_id) = group_instance_id {
             match self.static_members.get(instance_id) {
-                None => return Err(GroupErrorCode::UnknownMemberId),
-                Some(existing) if existing != member_id => {
-                    return Err(GroupErrorCode::FencedInstanceId)
-                }
+                None => return Err(ErrorCode::UnknownMemberId),
+                Some(existing) if existing != member_id => return Err(ErrorCode::FencedInstanceId),
                 Some(_) => {}
             }
         }
         if !self.members.contains_key(member_id) {
-            return Err(GroupErrorCode::UnknownMemberId);
+            return Err(ErrorCode::UnknownMemberId);
         }
         Ok(())
     }

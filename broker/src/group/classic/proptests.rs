@@ -174,7 +174,7 @@ impl Run {
                 Effect::Join { token, response } => {
                     assert!(self.join_tokens.contains(&token), "unknown join token");
                     assert!(self.answered.insert(token), "join token answered twice");
-                    if response.error == GroupErrorCode::None {
+                    if response.error == ErrorCode::None {
                         let current = generation_id;
                         let emptied = state == GroupState::Empty;
                         assert!(
@@ -189,7 +189,7 @@ impl Run {
                 Effect::Sync { token, response } => {
                     assert!(self.sync_tokens.contains(&token), "unknown sync token");
                     assert!(self.answered.insert(token), "sync token answered twice");
-                    if response.error == GroupErrorCode::None {
+                    if response.error == ErrorCode::None {
                         let prefix = format!("gen{generation_id}-");
                         let assignment = String::from_utf8_lossy(&response.assignment);
                         assert!(
@@ -207,7 +207,7 @@ impl Run {
     fn client_reads_join(&mut self, token: RequestToken, response: &JoinResponse) {
         let client = &mut self.clients[self.token_owner[&token]];
         match response.error {
-            GroupErrorCode::None => {
+            ErrorCode::None => {
                 client.member_id = response.member_id.clone();
                 client.generation_id = response.generation_id;
                 client.members_to_assign = response
@@ -216,10 +216,8 @@ impl Run {
                     .map(|m| m.member_id.clone())
                     .collect();
             }
-            GroupErrorCode::MemberIdRequired => client.member_id = response.member_id.clone(),
-            GroupErrorCode::UnknownMemberId | GroupErrorCode::FencedInstanceId => {
-                client.member_id.clear()
-            }
+            ErrorCode::MemberIdRequired => client.member_id = response.member_id.clone(),
+            ErrorCode::UnknownMemberId | ErrorCode::FencedInstanceId => client.member_id.clear(),
             _ => {}
         }
     }

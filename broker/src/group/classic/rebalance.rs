@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use sluice_protocol::error::ErrorCode;
 
 use super::member::{select_protocol, Member};
 use super::{
-    ClassicGroup, Effect, GroupErrorCode, GroupState, JoinResponse, JoinResponseMember, JoinTimer,
-    PendingPersist, SyncResponse,
+    ClassicGroup, Effect, GroupState, JoinResponse, JoinResponseMember, JoinTimer, PendingPersist,
+    SyncResponse,
 };
 
 impl ClassicGroup {
@@ -45,11 +46,11 @@ impl ClassicGroup {
     pub(super) fn remove_member(&mut self, member_id: &str, out: &mut Vec<Effect>) {
         if let Some(member) = self.members.remove(member_id) {
             if let Some(token) = member.awaiting_join {
-                let response = JoinResponse::error(GroupErrorCode::UnknownMemberId, "");
+                let response = JoinResponse::error(ErrorCode::UnknownMemberId, "");
                 out.push(Effect::Join { token, response });
             }
             if let Some(token) = member.awaiting_sync {
-                let response = SyncResponse::error(GroupErrorCode::UnknownMemberId);
+                let response = SyncResponse::error(ErrorCode::UnknownMemberId);
                 out.push(Effect::Sync { token, response });
             }
             if let Some(instance_id) = &member.group_instance_id {
@@ -81,7 +82,7 @@ impl ClassicGroup {
     /// join phase starts, with the initial delay if the group was Empty.
     pub(super) fn prepare_rebalance(&mut self, now_ms: i64, out: &mut Vec<Effect>) {
         if self.state == GroupState::CompletingRebalance {
-            self.reset_and_propagate_assignment(GroupErrorCode::RebalanceInProgress, now_ms, out);
+            self.reset_and_propagate_assignment(ErrorCode::RebalanceInProgress, now_ms, out);
         }
         self.pending_sync_members.clear();
         self.sync_timer = None;
@@ -232,7 +233,7 @@ impl ClassicGroup {
     /// the member list.
     pub(super) fn join_response(&self, member_id: &str, skip_assignment: bool) -> JoinResponse {
         JoinResponse {
-            error: GroupErrorCode::None,
+            error: ErrorCode::None,
             generation_id: self.generation_id,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -259,7 +260,7 @@ impl ClassicGroup {
     /// Kafka's `resetAndPropagateAssignmentWithError`.
     pub(super) fn reset_and_propagate_assignment(
         &mut self,
-        error: GroupErrorCode,
+        error: ErrorCode,
         now_ms: i64,
         out: &mut Vec<Effect>,
     ) {
@@ -285,14 +286,14 @@ impl ClassicGroup {
                 .cloned()
                 .unwrap_or_default();
         }
-        self.propagate_assignment(GroupErrorCode::None, now_ms, out);
+        self.propagate_assignment(ErrorCode::None, now_ms, out);
     }
 
     /// Answers every parked SyncGroup with its member's assignment and `error`, restarting
     /// those members' sessions.
-    fn propagate_assignment(&mut self, error: GroupErrorCode, now_ms: i64, out: &mut Vec<Effect>) {
+    fn propagate_assignment(&mut self, error: ErrorCode, now_ms: i64, out: &mut Vec<Effect>) {
         let (protocol_type, protocol_name) = match error {
-            GroupErrorCode::None => (self.protocol_type.clone(), self.protocol_name.clone()),
+            ErrorCode::None => (self.protocol_type.clone(), self.protocol_name.clone()),
             _ => (None, None),
         };
         let mut answered = Vec::new();

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use sluice_protocol::error::ErrorCode;
 
 use super::member::Member;
 use super::{
-    ClassicGroup, ClassicGroupConfig, Effect, GroupDescription, GroupErrorCode, GroupSnapshot,
-    GroupState, JoinResponse, ListedGroup, MemberDescription, MemberSnapshot, Protocol,
-    SyncResponse,
+    ClassicGroup, ClassicGroupConfig, Effect, GroupDescription, GroupSnapshot, GroupState,
+    JoinResponse, ListedGroup, MemberDescription, MemberSnapshot, Protocol, SyncResponse,
 };
 
 impl ClassicGroup {
@@ -134,12 +134,12 @@ impl ClassicGroup {
         self.transition_to(GroupState::Dead, now_ms);
         for member in self.members.values_mut() {
             if let Some(token) = member.awaiting_join.take() {
-                let error = GroupErrorCode::NotCoordinator;
+                let error = ErrorCode::NotCoordinator;
                 let response = JoinResponse::error(error, &member.member_id);
                 out.push(Effect::Join { token, response });
             }
             if let Some(token) = member.awaiting_sync.take() {
-                let response = SyncResponse::error(GroupErrorCode::NotCoordinator);
+                let response = SyncResponse::error(ErrorCode::NotCoordinator);
                 out.push(Effect::Sync { token, response });
             }
         }

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use sluice_protocol::error::ErrorCode;
 
 use super::{
-    ClassicGroup, Effect, GroupErrorCode, GroupState, PendingPersist, PersistId, RequestToken,
-    SyncRequest, SyncResponse,
+    append_error_to_group_error, ClassicGroup, Effect, GroupState, PendingPersist, PersistId,
+    RequestToken, SyncRequest, SyncResponse,
 };
 
 /// Kafka's `isProtocolInconsistent`: only a value given on both sides can disagree.
@@ -29,7 +29,7 @@ impl ClassicGroup {
         let member_id = request.member_id.clone();
         match self.state {
             GroupState::PreparingRebalance => {
-                let response = SyncResponse::error(GroupErrorCode::RebalanceInProgress);
+                let response = SyncResponse::error(ErrorCode::RebalanceInProgress);
                 out.push(Effect::Sync { token, response });
             }
             GroupState::CompletingRebalance => {
@@ -44,7 +44,7 @@ impl ClassicGroup {
                 self.pending_sync_members.remove(&member_id);
                 self.cancel_sync_timer_if_all_synced();
                 let response = SyncResponse {
-                    error: GroupErrorCode::None,
+                    error: ErrorCode::None,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
                     assignment: self.members[&member_id].assignment.clone(),
@@ -57,23 +57,23 @@ impl ClassicGroup {
     }
 
     /// Kafka's `validateSyncGroup`, with `classicGroupSync`'s check for an Empty group.
-    fn validate_sync(&self, request: &SyncRequest) -> Result<(), GroupErrorCode> {
+    fn validate_sync(&self, request: &SyncRequest) -> Result<(), ErrorCode> {
         match self.state {
-            GroupState::Empty => return Err(GroupErrorCode::UnknownMemberId),
-            GroupState::Dead => return Err(GroupErrorCode::CoordinatorNotAvailable),
+            GroupState::Empty => return Err(ErrorCode::UnknownMemberId),
+            GroupState::Dead => return Err(ErrorCode::CoordinatorNotAvailable),
             _ => {}
         }
         let instance_id = request.group_instance_id.as_deref();
         self.validate_member(&request.member_id, instance_id)?;
         if request.generation_id != self.generation_id {
-            return Err(GroupErrorCode::IllegalGeneration);
+            return Err(ErrorCode::IllegalGeneration);
         }
         let protocol_type = request.protocol_type.as_deref();
         let protocol_name = request.protocol_name.as_deref();
         if is_inconsistent(protocol_type, self.protocol_type.as_deref())
             || is_inconsistent(protocol_name, self.protocol_name.as_deref())
         {
-            return Err(GroupErrorCode::InconsistentGroupProtocol);
+            return Err(ErrorCode::InconsistentGroupProtocol);
         }
         Ok(())
     }
@@ -83,7 +83,7 @@ impl ClassicGroup {
     fn park_sync(&mut self, member_id: &str, token: RequestToken, out: &mut Vec<Effect>) {
         let member = self.members.get_mut(member_id).expect("validated member");
         if let Some(old) = member.awaiting_sync.replace(token) {
-            let response = SyncResponse::error(GroupErrorCode::RebalanceInProgress);
+            let response = SyncResponse::error(ErrorCode::RebalanceInProgress);
             out.push(Effect::Sync {
                 token: old,
                 response,
@@ -123,7 +123,7 @@ impl ClassicGroup {
         now_ms: i64,
     ) -> Vec<Effect> {
         let mut out = Vec::new();
-        let result = result.map_err(GroupErrorCode::from_append_error);
+        let result = result.map_err(append_error_to_group_error);
         match self.pending_persists.remove(&id) {
             None | Some(PendingPersist::EmptyGeneration) => {}
             Some(PendingPersist::Assignment {
@@ -145,7 +145,7 @@ impl ClassicGroup {
         &mut self,
         generation_id: i32,
         assignment: &BTreeMap<String, Bytes>,
-        result: Result<(), GroupErrorCode>,
+        result: Result<(), ErrorCode>,
         now_ms: i64,
         out: &mut Vec<Effect>,
     ) {

@@ -45,65 +45,19 @@ pub struct RequestToken(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PersistId(pub u64);
 
-/// The Kafka error codes the classic protocol answers with (values from Kafka's `Errors`).
-///
-/// These are group-coordinator codes the protocol crate's `ErrorCode` does not carry yet;
-/// [`GroupErrorCode::Append`] passes an append error through unchanged, as Kafka does for
-/// the ones it does not remap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GroupErrorCode {
-    None,
-    UnknownServerError,
-    CoordinatorNotAvailable,
-    NotCoordinator,
-    IllegalGeneration,
-    InconsistentGroupProtocol,
-    UnknownMemberId,
-    InvalidSessionTimeout,
-    RebalanceInProgress,
-    MemberIdRequired,
-    GroupMaxSizeReached,
-    FencedInstanceId,
-    /// An append error Kafka passes through to the client as it is.
-    Append(ErrorCode),
-}
-
-impl GroupErrorCode {
-    /// The wire value.
-    pub fn code(self) -> i16 {
-        match self {
-            GroupErrorCode::None => 0,
-            GroupErrorCode::UnknownServerError => -1,
-            GroupErrorCode::CoordinatorNotAvailable => 15,
-            GroupErrorCode::NotCoordinator => 16,
-            GroupErrorCode::IllegalGeneration => 22,
-            GroupErrorCode::InconsistentGroupProtocol => 23,
-            GroupErrorCode::UnknownMemberId => 25,
-            GroupErrorCode::InvalidSessionTimeout => 26,
-            GroupErrorCode::RebalanceInProgress => 27,
-            GroupErrorCode::MemberIdRequired => 79,
-            GroupErrorCode::GroupMaxSizeReached => 81,
-            GroupErrorCode::FencedInstanceId => 82,
-            GroupErrorCode::Append(code) => code.code(),
-        }
-    }
-
-    /// What a client is told when appending the group's metadata failed with `error`
-    /// (Kafka's `appendGroupMetadataErrorToResponseError`).
-    pub fn from_append_error(error: ErrorCode) -> GroupErrorCode {
-        match error {
-            ErrorCode::UnknownTopicOrPartition
-            | ErrorCode::NotEnoughReplicas
-            | ErrorCode::RequestTimedOut => GroupErrorCode::CoordinatorNotAvailable,
-            ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => {
-                GroupErrorCode::NotCoordinator
-            }
-            ErrorCode::MessageTooLarge
-            | ErrorCode::RecordListTooLarge
-            | ErrorCode::InvalidFetchSize => GroupErrorCode::UnknownServerError,
-            ErrorCode::UnknownServerError => GroupErrorCode::UnknownServerError,
-            other => GroupErrorCode::Append(other),
-        }
+/// What a client is told when appending the group's metadata failed with `error`
+/// (Kafka's `appendGroupMetadataErrorToResponseError`).
+pub fn append_error_to_group_error(error: ErrorCode) -> ErrorCode {
+    match error {
+        ErrorCode::UnknownTopicOrPartition
+        | ErrorCode::NotEnoughReplicas
+        | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
+        ErrorCode::MessageTooLarge
+        | ErrorCode::RecordListTooLarge
+        | ErrorCode::InvalidFetchSize => ErrorCode::UnknownServerError,
+        ErrorCode::UnknownServerError => ErrorCode::UnknownServerError,
+        other => other,
     }
 }
 
@@ -142,7 +96,7 @@ pub struct JoinResponseMember {
 /// A JoinGroup response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinResponse {
-    pub error: GroupErrorCode,
+    pub error: ErrorCode,
     pub generation_id: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -156,7 +110,7 @@ pub struct JoinResponse {
 
 impl JoinResponse {
     /// A response carrying only an error, as Kafka's error paths build it.
-    pub fn error(error: GroupErrorCode, member_id: &str) -> JoinResponse {
+    pub fn error(error: ErrorCode, member_id: &str) -> JoinResponse {
         JoinResponse {
             error,
             generation_id: -1,
@@ -186,14 +140,14 @@ pub struct SyncRequest {
 /// A SyncGroup response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncResponse {
-    pub error: GroupErrorCode,
+    pub error: ErrorCode,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncResponse {
-    pub fn error(error: GroupErrorCode) -> SyncResponse {
+    pub fn error(error: ErrorCode) -> SyncResponse {
         SyncResponse {
             error,
             protocol_type: None,
@@ -223,8 +177,8 @@ pub struct LeavingMember {
 /// The LeaveGroup response: a top-level error, else one result per member, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaveResponse {
-    pub error: GroupErrorCode,
-    pub members: Vec<(LeavingMember, GroupErrorCode)>,
+    pub error: ErrorCode,
+    pub members: Vec<(LeavingMember, ErrorCode)>,
 }
 
 /// Whether an offset commit is a consumer's own or part of a transaction

@@ -10,7 +10,7 @@ fn first_dynamic_join_requires_member_id_and_the_id_is_pending() {
     let mut h = harness();
     let token = h.join(join_request(""));
     let response = h.joined(token);
-    assert_eq!(response.error, GroupErrorCode::MemberIdRequired);
+    assert_eq!(response.error, ErrorCode::MemberIdRequired);
     assert_eq!(response.member_id, format!("client-{}", Uuid::from_u128(1)));
     assert!(h.group.is_pending_member(&response.member_id));
     assert_eq!(h.group.member_ids().count(), 0);
@@ -32,10 +32,10 @@ fn join_before_v4_adds_the_member_at_once() {
 #[test]
 fn session_timeout_outside_the_configured_range_is_rejected() {
     let cases = [
-        (5_999, GroupErrorCode::InvalidSessionTimeout),
-        (6_000, GroupErrorCode::MemberIdRequired),
-        (1_800_000, GroupErrorCode::MemberIdRequired),
-        (1_800_001, GroupErrorCode::InvalidSessionTimeout),
+        (5_999, ErrorCode::InvalidSessionTimeout),
+        (6_000, ErrorCode::MemberIdRequired),
+        (1_800_000, ErrorCode::MemberIdRequired),
+        (1_800_001, ErrorCode::InvalidSessionTimeout),
     ];
     for (session_timeout_ms, expected) in cases {
         let mut h = harness();
@@ -176,7 +176,7 @@ fn join_with_an_incompatible_protocol_is_inconsistent() {
         let response = h.joined(token);
         assert_eq!(
             response.error,
-            GroupErrorCode::InconsistentGroupProtocol,
+            ErrorCode::InconsistentGroupProtocol,
             "{request:?}"
         );
     }
@@ -187,7 +187,7 @@ fn join_with_an_incompatible_protocol_is_inconsistent() {
     });
     assert_eq!(
         empty.joined(token).error,
-        GroupErrorCode::InconsistentGroupProtocol
+        ErrorCode::InconsistentGroupProtocol
     );
 }
 
@@ -196,7 +196,7 @@ fn join_with_an_unknown_member_id_is_rejected() {
     let mut h = harness();
     h.stable_group(1);
     let token = h.join(join_request("nobody"));
-    assert_eq!(h.joined(token).error, GroupErrorCode::UnknownMemberId);
+    assert_eq!(h.joined(token).error, ErrorCode::UnknownMemberId);
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn group_refuses_members_past_its_max_size() {
     h.stable_group(2);
     let token = h.join(join_request(""));
     let response = h.joined(token);
-    assert_eq!(response.error, GroupErrorCode::GroupMaxSizeReached);
+    assert_eq!(response.error, ErrorCode::GroupMaxSizeReached);
     assert_eq!(response.member_id, "");
     assert_eq!(h.group.member_ids().count(), 2);
 }
@@ -263,7 +263,7 @@ fn rejoin_without_changes_answers_with_the_current_generation() {
     let response = h.joined(token);
     assert_eq!(
         (response.error, response.generation_id),
-        (GroupErrorCode::None, 1)
+        (ErrorCode::None, 1)
     );
     assert!(response.members.is_empty());
     assert_eq!(h.group.state(), GroupState::Stable);
@@ -297,7 +297,7 @@ fn superseded_join_is_answered() {
     let ids = h.stable_group(2);
     let first = h.join(join_request(&ids[0]));
     let second = h.join(join_request(&ids[0]));
-    assert_eq!(h.joined(first).error, GroupErrorCode::RebalanceInProgress);
+    assert_eq!(h.joined(first).error, ErrorCode::RebalanceInProgress);
     assert!(h.join_answer(second).is_none());
 }
 

@@ -1,17 +1,15 @@
-//! Offset-commit validation, loading, DescribeGroups/ListGroups, unloading, and the wire
-//! values of the error codes.
+//! Offset-commit validation, loading, DescribeGroups/ListGroups, unloading, and the mapping of
+//! append errors to the errors clients are told.
 
 use bytes::Bytes;
-use sluice_protocol::error::{kafka_error_name, ErrorCode};
+use sluice_protocol::error::ErrorCode;
 
 use super::*;
 
 #[test]
 fn offset_commits_are_validated_as_kafka_does() {
     use CommitKind::{Consumer, Transactional};
-    use GroupErrorCode::{
-        FencedInstanceId, IllegalGeneration, RebalanceInProgress, UnknownMemberId,
-    };
+    use ErrorCode::{FencedInstanceId, IllegalGeneration, RebalanceInProgress, UnknownMemberId};
     let empty = ClassicGroup::new("g", ClassicGroupConfig::default());
     assert_eq!(empty.validate_offset_commit("", None, -1, Consumer), Ok(()));
     assert_eq!(
@@ -137,39 +135,39 @@ fn unload_tells_parked_requests_to_find_the_new_coordinator() {
     let token = h.join(join_request(&id));
     let effects = h.group.unload(h.now_ms);
     h.effects.extend(effects);
-    assert_eq!(h.joined(token).error, GroupErrorCode::NotCoordinator);
+    assert_eq!(h.joined(token).error, ErrorCode::NotCoordinator);
     assert_eq!(h.group.state(), GroupState::Dead);
     assert_eq!(h.group.next_deadline_ms(), None);
     let again = h.join(join_request(""));
-    assert_eq!(
-        h.joined(again).error,
-        GroupErrorCode::CoordinatorNotAvailable
-    );
-    assert_eq!(h.heartbeat(&id, 0), GroupErrorCode::CoordinatorNotAvailable);
+    assert_eq!(h.joined(again).error, ErrorCode::CoordinatorNotAvailable);
+    assert_eq!(h.heartbeat(&id, 0), ErrorCode::CoordinatorNotAvailable);
 }
 
+/// Kafka's `appendGroupMetadataErrorToResponseError`: storage and leadership errors become
+/// coordinator errors, size errors UNKNOWN_SERVER_ERROR, and the rest pass through.
 #[test]
-fn error_codes_carry_kafkas_wire_values() {
-    use GroupErrorCode as E;
+fn append_errors_map_as_kafka_maps_them() {
+    use ErrorCode as E;
     let cases = [
-        (E::None, "NONE"),
-        (E::UnknownServerError, "UNKNOWN_SERVER_ERROR"),
-        (E::CoordinatorNotAvailable, "COORDINATOR_NOT_AVAILABLE"),
-        (E::NotCoordinator, "NOT_COORDINATOR"),
-        (E::IllegalGeneration, "ILLEGAL_GENERATION"),
-        (E::InconsistentGroupProtocol, "INCONSISTENT_GROUP_PROTOCOL"),
-        (E::UnknownMemberId, "UNKNOWN_MEMBER_ID"),
-        (E::InvalidSessionTimeout, "INVALID_SESSION_TIMEOUT"),
-        (E::RebalanceInProgress, "REBALANCE_IN_PROGRESS"),
-        (E::MemberIdRequired, "MEMBER_ID_REQUIRED"),
-        (E::GroupMaxSizeReached, "GROUP_MAX_SIZE_REACHED"),
-        (E::FencedInstanceId, "FENCED_INSTANCE_ID"),
-        (E::Append(ErrorCode::InvalidRequest), "INVALID_REQUEST"),
+        (E::UnknownTopicOrPartition, E::CoordinatorNotAvailable),
+        (E::NotEnoughReplicas, E::CoordinatorNotAvailable),
+        (E::RequestTimedOut, E::CoordinatorNotAvailable),
+        (E::NotLeaderOrFollower, E::NotCoordinator),
+        (E::KafkaStorageError, E::NotCoordinator),
+        (E::MessageTooLarge, E::UnknownServerError),
+        (E::RecordListTooLarge, E::UnknownServerError),
+        (E::InvalidFetchSize, E::UnknownServerError),
+        (E::UnknownServerError, E::UnknownServerError),
+        // Append errors Kafka does not remap pass through.
+        (E::InvalidRequest, E::InvalidRequest),
+        (
+            E::NotEnoughReplicasAfterAppend,
+            E::NotEnoughReplicasAfterAppend,
+        ),
+        (E::CorruptMessage, E::CorruptMessage),
     ];
-    for (error, name) in cases {
-        assert_eq!(kafka_error_name(error.code()), name, "{error:?}");
+    for (append_error, expected) in cases {
+        let mapped = append_error_to_group_error(append_error);
+        assert_eq!(mapped, expected, "{append_error:?}");
     }
-    // Append errors Kafka does not remap pass through.
-    let passed = GroupErrorCode::from_append_error(ErrorCode::InvalidRequest);
-    assert_eq!(passed, E::Append(ErrorCode::InvalidRequest));
 }

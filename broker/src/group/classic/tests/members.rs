@@ -10,9 +10,9 @@ fn heartbeat_errors_follow_the_group_state_and_membership() {
     let mut h = harness();
     let ids = h.stable_group(2);
     let cases = [
-        (ids[0].as_str(), 1, GroupErrorCode::None),
-        (ids[0].as_str(), 2, GroupErrorCode::IllegalGeneration),
-        ("nobody", 1, GroupErrorCode::UnknownMemberId),
+        (ids[0].as_str(), 1, ErrorCode::None),
+        (ids[0].as_str(), 2, ErrorCode::IllegalGeneration),
+        ("nobody", 1, ErrorCode::UnknownMemberId),
     ];
     for (member_id, generation_id, expected) in cases {
         assert_eq!(
@@ -22,7 +22,7 @@ fn heartbeat_errors_follow_the_group_state_and_membership() {
         );
     }
     h.join(join_request(&ids[0]));
-    assert_eq!(h.heartbeat(&ids[1], 1), GroupErrorCode::RebalanceInProgress);
+    assert_eq!(h.heartbeat(&ids[1], 1), ErrorCode::RebalanceInProgress);
 }
 
 #[test]
@@ -32,18 +32,18 @@ fn heartbeat_keeps_the_session_and_silence_ends_it() {
     let session = i64::from(SESSION_MS);
     for _ in 0..3 {
         h.advance(session - 1);
-        assert_eq!(h.heartbeat(&ids[0], 1), GroupErrorCode::None);
-        assert_eq!(h.heartbeat(&ids[1], 1), GroupErrorCode::None);
+        assert_eq!(h.heartbeat(&ids[0], 1), ErrorCode::None);
+        assert_eq!(h.heartbeat(&ids[1], 1), ErrorCode::None);
     }
     h.advance(session - 1);
-    assert_eq!(h.heartbeat(&ids[0], 1), GroupErrorCode::None);
+    assert_eq!(h.heartbeat(&ids[0], 1), ErrorCode::None);
     h.advance(1); // ids[1]'s session ends.
     assert_eq!(
         h.group.member_ids().collect::<Vec<_>>(),
         vec![ids[0].as_str()]
     );
     assert_eq!(h.group.state(), GroupState::PreparingRebalance);
-    assert_eq!(h.heartbeat(&ids[1], 1), GroupErrorCode::UnknownMemberId);
+    assert_eq!(h.heartbeat(&ids[1], 1), ErrorCode::UnknownMemberId);
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn pending_member_expires_after_its_session() {
     h.advance(1);
     assert!(!h.group.is_pending_member(&id));
     let token = h.join(join_request(&id));
-    assert_eq!(h.joined(token).error, GroupErrorCode::UnknownMemberId);
+    assert_eq!(h.joined(token).error, ErrorCode::UnknownMemberId);
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn new_member_join_times_out_while_the_rebalance_waits() {
     assert!(h.join_answer(token).is_none());
     h.advance(1);
     let response = h.joined(token);
-    assert_eq!(response.error, GroupErrorCode::UnknownMemberId);
+    assert_eq!(response.error, ErrorCode::UnknownMemberId);
     assert!(!h.group.member_ids().any(|id| id == newcomer));
 }
 
@@ -99,7 +99,7 @@ fn leave_reports_each_member_and_rebalances() {
     ];
     let response = h.leave(&request);
     let codes: Vec<_> = response.members.iter().map(|(_, e)| *e).collect();
-    use GroupErrorCode as E;
+    use ErrorCode as E;
     let expected = [
         E::None,
         E::UnknownMemberId,
@@ -120,7 +120,7 @@ fn last_member_leaving_empties_the_group_and_persists_it() {
     let mut h = harness();
     let ids = h.stable_group(1);
     let response = h.leave(&[leaving(&ids[0], None)]);
-    assert_eq!(response.members[0].1, GroupErrorCode::None);
+    assert_eq!(response.members[0].1, ErrorCode::None);
     assert_eq!(h.group.state(), GroupState::Empty);
     assert_eq!(h.group.generation_id(), 2);
     let persists = h.take_persists();
@@ -135,7 +135,7 @@ fn pending_member_can_leave() {
     let mut h = harness();
     let id = h.member_id("a");
     let response = h.leave(&[leaving(&id, None)]);
-    assert_eq!(response.members[0].1, GroupErrorCode::None);
+    assert_eq!(response.members[0].1, ErrorCode::None);
     assert!(!h.group.is_pending_member(&id));
 }
 
@@ -153,7 +153,7 @@ fn static_member_rejoining_while_stable_takes_a_new_id_and_fences_the_old() {
     let response = h.joined(token);
     assert_eq!(
         (response.error, response.generation_id),
-        (GroupErrorCode::None, 1)
+        (ErrorCode::None, 1)
     );
     assert_eq!(response.member_id, new_id);
     assert!(response.skip_assignment, "v9 leader keeps its assignment");
@@ -164,7 +164,7 @@ fn static_member_rejoining_while_stable_takes_a_new_id_and_fences_the_old() {
         ..heartbeat_request(&old_id, 1)
     };
     let (error, _) = h.group.heartbeat(&request, h.now_ms);
-    assert_eq!(error, GroupErrorCode::FencedInstanceId);
+    assert_eq!(error, ErrorCode::FencedInstanceId);
 }
 
 #[test]
@@ -174,14 +174,14 @@ fn static_replacement_is_undone_when_its_append_fails() {
     let token = h.join(static_request("i-1", ""));
     h.persist_all(Err(ErrorCode::NotLeaderOrFollower));
     let response = h.joined(token);
-    assert_eq!(response.error, GroupErrorCode::NotCoordinator);
+    assert_eq!(response.error, ErrorCode::NotCoordinator);
     assert_eq!(response.member_id, "");
     assert_eq!(
         h.group.member_ids().collect::<Vec<_>>(),
         vec![old_id.as_str()]
     );
     assert_eq!(h.group.leader_id(), Some(old_id.as_str()));
-    assert_eq!(h.heartbeat(&old_id, 1), GroupErrorCode::None);
+    assert_eq!(h.heartbeat(&old_id, 1), ErrorCode::None);
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn static_rejoin_fences_a_parked_join_of_the_old_id() {
     });
     assert_eq!(h.group.state(), GroupState::PreparingRebalance);
     let replacing = h.join(static_request("i-1", ""));
-    assert_eq!(h.joined(parked).error, GroupErrorCode::FencedInstanceId);
+    assert_eq!(h.joined(parked).error, ErrorCode::FencedInstanceId);
     assert!(
         h.join_answer(replacing).is_none(),
         "the dynamic member has not rejoined"

@@ -112,7 +112,7 @@ impl Harness {
         token
     }
 
-    pub(super) fn heartbeat(&mut self, member_id: &str, generation_id: i32) -> GroupErrorCode {
+    pub(super) fn heartbeat(&mut self, member_id: &str, generation_id: i32) -> ErrorCode {
         let request = heartbeat_request(member_id, generation_id);
         let (error, effects) = self.group.heartbeat(&request, self.now_ms);
         self.effects.extend(effects);
@@ -196,7 +196,7 @@ impl Harness {
         };
         let token = self.join(request);
         let response = self.joined(token);
-        assert_eq!(response.error, GroupErrorCode::MemberIdRequired);
+        assert_eq!(response.error, ErrorCode::MemberIdRequired);
         response.member_id
     }
 

@@ -34,7 +34,7 @@ fn sync_responses_wait_for_the_leader_and_the_append() {
     h.effects.extend(effects);
     assert_eq!(h.synced(sb).assignment, Bytes::from("for-b"));
     assert_eq!(h.synced(sa).assignment, Bytes::new(), "left out: empty");
-    assert_eq!(h.synced(sa).error, GroupErrorCode::None);
+    assert_eq!(h.synced(sa).error, ErrorCode::None);
     assert_eq!(h.group.state(), GroupState::Stable);
     // Stable: a late sync gets its assignment at once.
     let again = h.sync(sync_request(&b, generation));
@@ -44,31 +44,22 @@ fn sync_responses_wait_for_the_leader_and_the_append() {
 #[test]
 fn failed_assignment_append_answers_syncs_with_the_mapped_error_and_rebalances() {
     let cases = [
-        (
-            ErrorCode::NotLeaderOrFollower,
-            GroupErrorCode::NotCoordinator,
-        ),
-        (ErrorCode::KafkaStorageError, GroupErrorCode::NotCoordinator),
+        (ErrorCode::NotLeaderOrFollower, ErrorCode::NotCoordinator),
+        (ErrorCode::KafkaStorageError, ErrorCode::NotCoordinator),
         (
             ErrorCode::RequestTimedOut,
-            GroupErrorCode::CoordinatorNotAvailable,
+            ErrorCode::CoordinatorNotAvailable,
         ),
         (
             ErrorCode::NotEnoughReplicas,
-            GroupErrorCode::CoordinatorNotAvailable,
+            ErrorCode::CoordinatorNotAvailable,
         ),
         (
             ErrorCode::UnknownTopicOrPartition,
-            GroupErrorCode::CoordinatorNotAvailable,
+            ErrorCode::CoordinatorNotAvailable,
         ),
-        (
-            ErrorCode::MessageTooLarge,
-            GroupErrorCode::UnknownServerError,
-        ),
-        (
-            ErrorCode::RecordListTooLarge,
-            GroupErrorCode::UnknownServerError,
-        ),
+        (ErrorCode::MessageTooLarge, ErrorCode::UnknownServerError),
+        (ErrorCode::RecordListTooLarge, ErrorCode::UnknownServerError),
     ];
     for (append_error, expected) in cases {
         let mut h = harness();
@@ -95,11 +86,11 @@ fn sync_errors_follow_kafkas_checks() {
     let mut unnamed = sync_request(&ids[0], 1);
     (unnamed.protocol_type, unnamed.protocol_name) = (None, None);
     let cases = [
-        (sync_request(&ids[0], 0), GroupErrorCode::IllegalGeneration),
-        (sync_request("nobody", 1), GroupErrorCode::UnknownMemberId),
-        (wrong_type, GroupErrorCode::InconsistentGroupProtocol),
-        (wrong_name, GroupErrorCode::InconsistentGroupProtocol),
-        (unnamed, GroupErrorCode::None),
+        (sync_request(&ids[0], 0), ErrorCode::IllegalGeneration),
+        (sync_request("nobody", 1), ErrorCode::UnknownMemberId),
+        (wrong_type, ErrorCode::InconsistentGroupProtocol),
+        (wrong_name, ErrorCode::InconsistentGroupProtocol),
+        (unnamed, ErrorCode::None),
     ];
     for (request, expected) in cases {
         let token = h.sync(request.clone());
@@ -108,11 +99,11 @@ fn sync_errors_follow_kafkas_checks() {
     // A rejoin starts a rebalance: syncs are told to rejoin.
     h.join(join_request(&ids[0]));
     let token = h.sync(sync_request(&ids[1], 1));
-    assert_eq!(h.synced(token).error, GroupErrorCode::RebalanceInProgress);
+    assert_eq!(h.synced(token).error, ErrorCode::RebalanceInProgress);
     // An Empty group has no members to sync.
     let mut empty = harness();
     let token = empty.sync(sync_request("x", 0));
-    assert_eq!(empty.synced(token).error, GroupErrorCode::UnknownMemberId);
+    assert_eq!(empty.synced(token).error, ErrorCode::UnknownMemberId);
 }
 
 #[test]
@@ -132,7 +123,7 @@ fn members_that_do_not_sync_in_time_are_removed() {
         !h.group.member_ids().any(|id| id == a),
         "the leader never synced"
     );
-    assert_eq!(h.synced(sb).error, GroupErrorCode::RebalanceInProgress);
+    assert_eq!(h.synced(sb).error, ErrorCode::RebalanceInProgress);
     assert_eq!(h.group.state(), GroupState::PreparingRebalance);
 }
 

@@ -1,0 +1,161 @@
+//! [`GroupCoordinator`]: serves the groups of the `__consumer_offsets` partitions this
+//! broker leads.
+//!
+//! # Ownership
+//! The coordinator follows the leadership of `__consumer_offsets` through
+//! [`ReplicaManager::watch_leadership`]. Becoming leader of a partition (or leader again
+//! under a new epoch) makes a new [`Shard`] for it and loads it in the background
+//! (`load.rs`): every record from the log start to the log end is replayed. Until then
+//! requests for its groups get COORDINATOR_LOAD_IN_PROGRESS. Losing leadership drops the
+//! shard: its groups get NOT_COORDINATOR and clients look the coordinator up again. This is
+//! Kafka's `CoordinatorRuntime` scheduling loads and unloads on `onElection` /
+//! `onResignation`.
+//!
+//! # Writes
+//! Every change is a record appended to the group's partition through
+//! [`ReplicaManager::append_records`] (origin coordinator, acks=all) and is applied to the
+//! shard, and answered, only once the ISR has it (`offsets.rs`). A write that fails is not
+//! applied, so nothing acknowledged is lost by a failover: the next leader's log has every
+//! record the ISR had.
+//!
+//! # Files
+//! - `shard.rs`: one partition's groups and offsets, and how records change them.
+//! - `load.rs`: loading a partition.
+//! - `offsets.rs`: OffsetCommit and OffsetFetch.
+
+mod load;
+mod offsets;
+mod shard;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use sluice_protocol::error::ErrorCode;
+
+use super::offsets_topic::{partition_for, OFFSETS_TOPIC};
+use crate::replica::{LeadershipChange, LeadershipRole, ReplicaManager};
+use shard::Shard;
+
+pub use offsets::{
+    CommitPartition, FetchedOffset, OffsetCommitInput, OffsetFetchInput, TopicCommitResult,
+};
+
+/// Kafka's `offset.metadata.max.bytes` default.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+/// Kafka's `offsets.commit.timeout.ms` default: how long a commit waits for the ISR.
+pub const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5_000);
+
+/// The group coordinator of this broker. See the module docs.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    replicas: Arc<ReplicaManager>,
+    /// The shards of the offsets partitions led here, by partition.
+    shards: RwLock<HashMap<i32, Arc<Shard>>>,
+}
+
+impl GroupCoordinator {
+    /// A coordinator following the leadership of `__consumer_offsets` on this broker (a
+    /// task on the current runtime; it ends once the coordinator is dropped).
+    pub fn start(replicas: Arc<ReplicaManager>) -> Arc<GroupCoordinator> {
+        let coordinator = Arc::new(GroupCoordinator {
+            replicas: replicas.clone(),
+            shards: RwLock::new(HashMap::new()),
+        });
+        let changes = replicas.watch_leadership(OFFSETS_TOPIC);
+        tokio::spawn(follow_leadership(Arc::downgrade(&coordinator), changes));
+        coordinator
+    }
+
+    /// The shard serving `group_id`, or the error to answer with: NOT_COORDINATOR if this
+    /// broker does not lead its partition, COORDINATOR_LOAD_IN_PROGRESS while it loads.
+    fn shard_for(&self, group_id: &str) -> Result<Arc<Shard>, ErrorCode> {
+        let partitions = self
+            .replicas
+            .metadata()
+            .read(|state| {
+                state
+                    .topic_by_name(OFFSETS_TOPIC)
+                    .map(|t| t.partitions.len())
+            })
+            .ok_or(ErrorCode::NotCoordinator)?;
+        let partitions = i32::try_from(partitions).map_err(|_| ErrorCode::NotCoordinator)?;
+        if partitions == 0 {
+            return Err(ErrorCode::NotCoordinator);
+        }
+        let partition = partition_for(group_id, partitions);
+        let shard = self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&partition)
+            .cloned()
+            .ok_or(ErrorCode::NotCoordinator)?;
+        if !shard.is_loaded() {
+            return Err(ErrorCode::CoordinatorLoadInProgress);
+        }
+        Ok(shard)
+    }
+
+    /// Whether `shard` still serves its partition (not replaced by a newer epoch or dropped).
+    fn is_current(&self, shard: &Arc<Shard>) -> bool {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&shard.partition)
+            .is_some_and(|current| Arc::ptr_eq(current, shard))
+    }
+
+    /// Take a leadership change: a new shard to load, or the partition's shard dropped.
+    fn on_leadership(self: &Arc<Self>, change: LeadershipChange) {
+        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+        match change.role {
+            LeadershipRole::Leader { leader_epoch } => {
+                if shards
+                    .get(&change.partition)
+                    .is_some_and(|shard| shard.leader_epoch == leader_epoch)
+                {
+                    return;
+                }
+                let shard = Arc::new(Shard::new(change.partition, leader_epoch));
+                shards.insert(change.partition, shard.clone());
+                tracing::info!(
+                    partition = change.partition,
+                    leader_epoch,
+                    "loading group coordinator partition"
+                );
+                tokio::spawn(load::load(self.clone(), shard));
+            }
+            LeadershipRole::NotLeader => {
+                if shards.remove(&change.partition).is_some() {
+                    tracing::info!(
+                        partition = change.partition,
+                        "unloaded group coordinator partition: no longer its leader"
+                    );
+                }
+            }
+        }
+    }
+
+    /// How many offsets partitions are loaded and serving here.
+    pub fn loaded_partitions(&self) -> usize {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|shard| shard.is_loaded())
+            .count()
+    }
+}
+
+async fn follow_leadership(
+    coordinator: Weak<GroupCoordinator>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<LeadershipChange>,
+) {
+    while let Some(change) = changes.recv().await {
+        let Some(coordinator) = coordinator.upgrade() else {
+            return;
+        };
+        coordinator.on_leadership(change);
+    }
+}
