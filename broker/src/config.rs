@@ -233,6 +233,14 @@ options! {
     offsets_topic_num_partitions: i32 = 50, "50", "offsets-topic-num-partitions", "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", parse_from_str::<i32>;
     "Replication factor of __consumer_offsets, clamped to the brokers there are when it is created (Kafka offsets.topic.replication.factor)"
     offsets_topic_replication_factor: i16 = 3, "3", "offsets-topic-replication-factor", "SLUICE_OFFSETS_TOPIC_REPLICATION_FACTOR", parse_from_str::<i16>;
+    "Shortest session timeout a group member may ask for (Kafka group.min.session.timeout.ms)"
+    group_min_session_timeout_ms: i32 = 6_000, "6000", "group-min-session-timeout-ms", "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS", parse_from_str::<i32>;
+    "Longest session timeout a group member may ask for (Kafka group.max.session.timeout.ms)"
+    group_max_session_timeout_ms: i32 = 1_800_000, "1800000", "group-max-session-timeout-ms", "SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS", parse_from_str::<i32>;
+    "Most members a classic group accepts (Kafka group.max.size)"
+    group_max_size: i32 = i32::MAX, "2147483647", "group-max-size", "SLUICE_GROUP_MAX_SIZE", parse_from_str::<i32>;
+    "How long the first rebalance of an empty group waits for more members, extended while they keep joining (Kafka group.initial.rebalance.delay.ms)"
+    group_initial_rebalance_delay_ms: i32 = 3_000, "3000", "group-initial-rebalance-delay-ms", "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", parse_from_str::<i32>;
     "Default unclean.leader.election.enable of topics: elect a leader from outside the ISR when no in-sync replica is left (may lose acknowledged records)"
     unclean_leader_election: bool = false, "false", "unclean-leader-election", "SLUICE_UNCLEAN_LEADER_ELECTION", parse_bool;
     "This broker's rack (availability zone); consumers in the same rack may fetch from it as a follower (KIP-392), and replicas are spread across racks. Empty: no rack"
@@ -326,6 +334,19 @@ impl Config {
                 self.offsets_topic_replication_factor
             ));
         }
+        if self.group_min_session_timeout_ms < 0
+            || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
+            || self.group_max_size < 1
+            || self.group_initial_rebalance_delay_ms < 0
+        {
+            return Err(format!(
+                "group settings out of range: group-min-session-timeout-ms {} must be >= 0 and <= group-max-session-timeout-ms {}, group-max-size {} >= 1, group-initial-rebalance-delay-ms {} >= 0",
+                self.group_min_session_timeout_ms,
+                self.group_max_session_timeout_ms,
+                self.group_max_size,
+                self.group_initial_rebalance_delay_ms
+            ));
+        }
         if self.min_insync_replicas < 1 || self.default_replication_factor < 1 {
             return Err(format!(
                 "min-insync-replicas ({}) and default-replication-factor ({}) must be at least 1",
@@ -397,6 +418,17 @@ impl Config {
     }
 
     /// Defaults for every partition log, before per-topic overrides.
+    /// The group coordinator's classic-group settings.
+    pub fn classic_group_config(&self) -> crate::group::classic::ClassicGroupConfig {
+        crate::group::classic::ClassicGroupConfig {
+            session_timeout_ms_min: self.group_min_session_timeout_ms,
+            session_timeout_ms_max: self.group_max_session_timeout_ms,
+            group_size_max: usize::try_from(self.group_max_size).unwrap_or(usize::MAX),
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            ..Default::default()
+        }
+    }
+
     pub fn log_defaults(&self) -> LogConfig {
         LogConfig {
             segment_bytes_max: self.segment_bytes,

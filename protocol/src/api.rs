@@ -52,6 +52,13 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     // Committed offsets on the group coordinator, at Kafka 4.1's ranges.
     range(ApiKey::OffsetCommit, 2, 9),
     range(ApiKey::OffsetFetch, 1, 9),
+    // The classic group protocol, at Kafka 4.1's ranges.
+    range(ApiKey::JoinGroup, 0, 9),
+    range(ApiKey::SyncGroup, 0, 5),
+    range(ApiKey::Heartbeat, 0, 4),
+    range(ApiKey::LeaveGroup, 0, 5),
+    range(ApiKey::ListGroups, 0, 5),
+    range(ApiKey::DescribeGroups, 0, 6),
 ];
 
 /// ListOffsets `replica_id` of a tool reading one replica's log (Kafka's

@@ -18,8 +18,7 @@
 //! Where group state lives, how a coordinator loads and unloads an offsets partition, and
 //! the request handlers come with the coordinator itself.
 
-#[allow(dead_code)] // used by the coordinator (issue 11), being built
-mod classic;
+pub mod classic;
 pub mod coordinator;
 pub mod offsets_topic;
 // used by the coordinator (issue 11), being built

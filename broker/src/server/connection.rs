@@ -99,7 +99,7 @@ pub async fn serve_connection<S>(
                     Some(Ok(frame)) => {
                         let broker = broker.clone();
                         let received = Instant::now();
-                        pending.push_back(dispatch::handle(broker, Bytes::from(frame), received));
+                        pending.push_back(dispatch::handle(broker, Bytes::from(frame), received, peer));
                     }
                     Some(Err(FrameError::Io(e))) => {
                         tracing::debug!(%peer, error = %e, "read failed");

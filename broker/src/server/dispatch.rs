@@ -134,7 +134,13 @@ fn version_label(version: i16) -> SharedString {
 }
 
 /// Answer one request frame (without its length prefix) read at `received`.
-pub async fn handle(broker: Arc<Broker>, mut frame: Bytes, received: Instant) -> Handled {
+/// `peer` is the client's address (group members' `client_host`).
+pub async fn handle(
+    broker: Arc<Broker>,
+    mut frame: Bytes,
+    received: Instant,
+    peer: std::net::SocketAddr,
+) -> Handled {
     // An async fn runs nothing until its first poll, so this is when handling starts.
     let started = Instant::now();
     let request_bytes = frame.len() + 4;
@@ -238,6 +244,25 @@ pub async fn handle(broker: Arc<Broker>, mut frame: Bytes, received: Instant) ->
         }),
         ApiKey::FindCoordinator => call!(FindCoordinatorRequest, |req| {
             handlers::find_coordinator::handle(&broker, req, version).await
+        }),
+        ApiKey::JoinGroup => call!(JoinGroupRequest, |req| {
+            let client_id = request_header.client_id.as_deref().unwrap_or("");
+            handlers::join_group::handle_join(&broker, req, version, client_id, peer).await
+        }),
+        ApiKey::SyncGroup => call!(SyncGroupRequest, |req| {
+            handlers::join_group::handle_sync(&broker, req, version).await
+        }),
+        ApiKey::Heartbeat => call!(HeartbeatRequest, |req| {
+            handlers::group_membership::handle_heartbeat(&broker, req)
+        }),
+        ApiKey::LeaveGroup => call!(LeaveGroupRequest, |req| {
+            handlers::group_membership::handle_leave(&broker, req, version)
+        }),
+        ApiKey::ListGroups => call!(ListGroupsRequest, |req| {
+            handlers::list_groups::handle_list(&broker, req, version)
+        }),
+        ApiKey::DescribeGroups => call!(DescribeGroupsRequest, |req| {
+            handlers::list_groups::handle_describe(&broker, req, version)
         }),
         ApiKey::OffsetCommit => call!(OffsetCommitRequest, |req| {
             handlers::offset_commit::handle(&broker, req, version).await

@@ -68,7 +68,9 @@ pub(super) async fn load(coordinator: Arc<GroupCoordinator>, shard: Arc<Shard>) 
         tokio::task::yield_now().await;
     }
     if coordinator.is_current(&shard) {
+        coordinator.start_loaded_groups(&shard);
         shard.mark_loaded();
+        tokio::spawn(coordinator.clone().tick_groups(shard.clone()));
         let groups = shard.lock().groups.len();
         tracing::info!(
             partition = shard.partition,

@@ -22,7 +22,10 @@
 //! - `shard.rs`: one partition's groups and offsets, and how records change them.
 //! - `load.rs`: loading a partition.
 //! - `offsets.rs`: OffsetCommit and OffsetFetch.
+//! - `groups.rs`: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//!   ListGroups, DescribeGroups) through each group's `ClassicGroup` state machine.
 
+mod groups;
 mod load;
 mod offsets;
 mod shard;
@@ -33,6 +36,7 @@ use std::time::Duration;
 
 use sluice_protocol::error::ErrorCode;
 
+use super::classic::ClassicGroupConfig;
 use super::offsets_topic::{partition_for, OFFSETS_TOPIC};
 use crate::replica::{LeadershipChange, LeadershipRole, ReplicaManager};
 use shard::Shard;
@@ -50,6 +54,7 @@ pub const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5_000);
 #[derive(Debug)]
 pub struct GroupCoordinator {
     replicas: Arc<ReplicaManager>,
+    group_config: ClassicGroupConfig,
     /// The shards of the offsets partitions led here, by partition.
     shards: RwLock<HashMap<i32, Arc<Shard>>>,
 }
@@ -57,9 +62,13 @@ pub struct GroupCoordinator {
 impl GroupCoordinator {
     /// A coordinator following the leadership of `__consumer_offsets` on this broker (a
     /// task on the current runtime; it ends once the coordinator is dropped).
-    pub fn start(replicas: Arc<ReplicaManager>) -> Arc<GroupCoordinator> {
+    pub fn start(
+        replicas: Arc<ReplicaManager>,
+        group_config: ClassicGroupConfig,
+    ) -> Arc<GroupCoordinator> {
         let coordinator = Arc::new(GroupCoordinator {
             replicas: replicas.clone(),
+            group_config,
             shards: RwLock::new(HashMap::new()),
         });
         let changes = replicas.watch_leadership(OFFSETS_TOPIC);
@@ -118,7 +127,9 @@ impl GroupCoordinator {
                     return;
                 }
                 let shard = Arc::new(Shard::new(change.partition, leader_epoch));
-                shards.insert(change.partition, shard.clone());
+                if let Some(old) = shards.insert(change.partition, shard.clone()) {
+                    self.unload_groups(&old);
+                }
                 tracing::info!(
                     partition = change.partition,
                     leader_epoch,
@@ -127,7 +138,8 @@ impl GroupCoordinator {
                 tokio::spawn(load::load(self.clone(), shard));
             }
             LeadershipRole::NotLeader => {
-                if shards.remove(&change.partition).is_some() {
+                if let Some(old) = shards.remove(&change.partition) {
+                    self.unload_groups(&old);
                     tracing::info!(
                         partition = change.partition,
                         "unloaded group coordinator partition: no longer its leader"
@@ -135,6 +147,16 @@ impl GroupCoordinator {
                 }
             }
         }
+    }
+
+    /// The shards of every led partition, loaded or not.
+    fn shards_snapshot(&self) -> Vec<Arc<Shard>> {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// How many offsets partitions are loaded and serving here.

@@ -2,8 +2,8 @@
 //!
 //! A commit is checked against its group, written as one batch of offset-commit records to
 //! the group's partition with acks=all, and applied and answered once the ISR has it. The
-//! checks, as Kafka 4.1's `validateOffsetCommit` for a group with no members (the only
-//! kind until the classic protocol is served):
+//! checks, as Kafka 4.1's `validateOffsetCommit` (an existing group's own rules, generation
+//! and member, are its `ClassicGroup`'s):
 //! - an empty group id: INVALID_GROUP_ID;
 //! - generation < 0 (a client that does not use group management, or an admin tool): a
 //!   "simple" commit, accepted, and the group exists from then on;
@@ -32,6 +32,7 @@ use sluice_protocol::records::{encode_batch, Record as WireRecord};
 
 use super::shard::{GroupEntry, Shard};
 use super::{GroupCoordinator, OFFSETS_COMMIT_TIMEOUT, OFFSET_METADATA_BYTES_MAX};
+use crate::group::classic::CommitKind;
 use crate::group::offsets_topic::OFFSETS_TOPIC;
 use crate::group::records::{OffsetCommitKey, OffsetCommitValue, Record};
 use crate::replica::{Acks, AppendOrigin, AppendRequest};
@@ -121,7 +122,11 @@ impl GroupCoordinator {
     }
 
     /// Append `records` to the shard's partition (acks=all), then apply them.
-    async fn write(&self, shard: &Arc<Shard>, records: &[Record]) -> Result<(), ErrorCode> {
+    pub(super) async fn write(
+        &self,
+        shard: &Arc<Shard>,
+        records: &[Record],
+    ) -> Result<(), ErrorCode> {
         let batch = encode(records).map_err(|_| ErrorCode::UnknownServerError)?;
         let appended = self
             .replicas
@@ -149,6 +154,10 @@ impl GroupCoordinator {
         let mut state = shard.lock();
         for (i, record) in records.iter().enumerate() {
             state.apply(appended.base_offset + i as i64, record);
+            if let Record::OffsetCommit { key, .. } = record {
+                // A simple commit makes the group (Empty) if it did not exist.
+                state.ensure_group(&key.group, &self.group_config);
+            }
         }
         Ok(())
     }
@@ -180,20 +189,25 @@ impl GroupCoordinator {
     }
 }
 
-/// Kafka's check of who commits, for a group without members (module docs).
+/// Kafka's check of who commits (module docs; a group's own rules are its state
+/// machine's `validate_offset_commit`).
 fn check_member(shard: &Shard, input: &OffsetCommitInput) -> Result<(), ErrorCode> {
-    let exists = shard.lock().groups.contains_key(&input.group_id);
-    if input.generation < 0 {
-        return Ok(());
+    let state = shard.lock();
+    match state
+        .groups
+        .get(&input.group_id)
+        .and_then(|entry| entry.group.as_ref())
+    {
+        Some(group) => group.validate_offset_commit(
+            &input.member_id,
+            input.group_instance_id.as_deref(),
+            input.generation,
+            CommitKind::Consumer,
+        ),
+        None if input.generation < 0 => Ok(()),
+        None if input.api_version >= 9 => Err(ErrorCode::GroupIdNotFound),
+        None => Err(ErrorCode::IllegalGeneration),
     }
-    if !exists {
-        return Err(if input.api_version >= 9 {
-            ErrorCode::GroupIdNotFound
-        } else {
-            ErrorCode::IllegalGeneration
-        });
-    }
-    Err(ErrorCode::UnknownMemberId)
 }
 
 fn commit_record(

@@ -10,10 +10,13 @@
 //!   new epoch makes a new shard (the old one is dropped with everything in it).
 
 use std::collections::{BTreeMap, HashMap};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use tokio::sync::oneshot;
 
-use crate::group::records::{OffsetCommitKey, OffsetCommitValue, Record};
+use crate::group::classic::{ClassicGroup, JoinResponse, RequestToken, SyncResponse};
+use crate::group::records::{GroupMetadataValue, OffsetCommitKey, OffsetCommitValue, Record};
 
 /// A committed offset and where its record is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,18 +32,37 @@ pub struct Committed {
 }
 
 /// What a shard knows of one group.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GroupEntry {
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), Committed>,
     /// Log offset of the last group-metadata record applied (-1: none).
     pub metadata_record_offset: i64,
+    /// While the shard loads: the group's last metadata record (`None`: none, or deleted).
+    pub loaded: Option<GroupMetadataValue>,
+    /// Once the shard is loaded: the live group (every group has one from then on).
+    pub group: Option<ClassicGroup>,
+}
+
+impl Default for GroupEntry {
+    fn default() -> GroupEntry {
+        GroupEntry {
+            offsets: BTreeMap::new(),
+            metadata_record_offset: -1,
+            loaded: None,
+            group: None,
+        }
+    }
 }
 
 /// The state behind a shard's lock.
 #[derive(Debug, Default)]
 pub struct ShardState {
     pub groups: HashMap<String, GroupEntry>,
+    /// Parked JoinGroup and SyncGroup requests, by the token their group knows them by.
+    pub pending_joins: HashMap<RequestToken, oneshot::Sender<JoinResponse>>,
+    pub pending_syncs: HashMap<RequestToken, oneshot::Sender<SyncResponse>>,
+    pub next_token: u64,
 }
 
 /// One led offsets partition. See the module docs.
@@ -84,17 +106,18 @@ impl ShardState {
                 self.apply_offset(record_offset, key, value.as_ref())
             }
             Record::GroupMetadata { key, value } => {
-                if value.is_none() {
-                    // The group was deleted; its offsets have their own tombstones.
-                    if let Some(entry) = self.groups.get_mut(&key.group) {
-                        if entry.metadata_record_offset < record_offset && entry.offsets.is_empty()
-                        {
-                            self.groups.remove(&key.group);
-                        }
+                let entry = self.groups.entry(key.group.clone()).or_default();
+                if entry.metadata_record_offset >= record_offset {
+                    return;
+                }
+                entry.metadata_record_offset = record_offset;
+                // A live group is its own state; while loading, the last record is kept.
+                if entry.group.is_none() {
+                    entry.loaded = value.clone();
+                    if value.is_none() && entry.offsets.is_empty() {
+                        // Deleted; its offsets have their own tombstones.
+                        self.groups.remove(&key.group);
                     }
-                } else {
-                    let entry = self.groups.entry(key.group.clone()).or_default();
-                    entry.metadata_record_offset = entry.metadata_record_offset.max(record_offset);
                 }
             }
             Record::Unknown { .. } => {}
