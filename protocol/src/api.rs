@@ -59,6 +59,8 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::LeaveGroup, 0, 5),
     range(ApiKey::ListGroups, 0, 5),
     range(ApiKey::DescribeGroups, 0, 6),
+    range(ApiKey::DeleteGroups, 0, 2),
+    range(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// ListOffsets `replica_id` of a tool reading one replica's log (Kafka's

@@ -264,6 +264,12 @@ pub async fn handle(
         ApiKey::DescribeGroups => call!(DescribeGroupsRequest, |req| {
             handlers::list_groups::handle_describe(&broker, req, version)
         }),
+        ApiKey::DeleteGroups => call!(DeleteGroupsRequest, |req| {
+            handlers::delete_groups::handle_delete_groups(&broker, req).await
+        }),
+        ApiKey::OffsetDelete => call!(OffsetDeleteRequest, |req| {
+            handlers::delete_groups::handle_offset_delete(&broker, req).await
+        }),
         ApiKey::OffsetCommit => call!(OffsetCommitRequest, |req| {
             handlers::offset_commit::handle(&broker, req, version).await
         }),

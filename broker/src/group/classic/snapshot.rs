@@ -2,9 +2,10 @@
 //! `replay`), as DescribeGroups and ListGroups show it, and its end when the coordinator
 //! unloads it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use sluice_protocol::consumer_protocol;
 use sluice_protocol::error::ErrorCode;
 
 use super::member::Member;
@@ -117,6 +118,26 @@ impl ClassicGroup {
             protocol_data: stable_protocol.unwrap_or_default().to_string(),
             members: members.collect(),
         }
+    }
+
+    /// The topics the members subscribe to (Kafka's `computeSubscribedTopics`): empty for a
+    /// group without members; `None` when not known (the protocol type is not `consumer`,
+    /// or a member's subscription cannot be decoded), which callers treat as "every topic".
+    pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        if self.members.is_empty() {
+            return Some(BTreeSet::new());
+        }
+        if self.protocol_type.as_deref() != Some(consumer_protocol::PROTOCOL_TYPE) {
+            return None;
+        }
+        let protocol = self.protocol_name.as_deref()?;
+        let mut topics = BTreeSet::new();
+        for member in self.members.values() {
+            let metadata = member.metadata(protocol)?.clone();
+            let subscription = consumer_protocol::decode_subscription(metadata).ok()?;
+            topics.extend(subscription.message.topics.iter().map(|t| t.to_string()));
+        }
+        Some(topics)
     }
 
     /// The group for ListGroups.

@@ -59,16 +59,32 @@ impl GroupCoordinator {
             return Err(ErrorCode::InvalidGroupId);
         }
         let shard = self.shard_for(group_id)?;
+        let config = &self.group_config;
+        // Checked before a group is made for the request, as Kafka does.
+        if !(config.session_timeout_ms_min..=config.session_timeout_ms_max)
+            .contains(&request.session_timeout_ms)
+        {
+            return Err(ErrorCode::InvalidSessionTimeout);
+        }
         let mut state = shard.lock();
-        if state.group_mut(group_id).is_none() {
+        let is_new = state.group_mut(group_id).is_none();
+        if is_new {
             if !request.member_id.is_empty() {
                 return Err(ErrorCode::UnknownMemberId);
             }
-            state.ensure_group(group_id, &self.group_config);
+            state.ensure_group(group_id, config);
         }
         let token = state.next_token();
         let group = state.group_mut(group_id).expect("made above");
         let effects = group.join(token, request, new_uuid(), now_ms());
+        let refused = effects.iter().any(|effect| {
+            matches!(effect, Effect::Join { token: t, response }
+                if *t == token && !matches!(response.error, ErrorCode::None | ErrorCode::MemberIdRequired))
+        });
+        if is_new && refused {
+            // A group made for a join it refused is not kept (Kafka removes it too).
+            state.groups.remove(group_id);
+        }
         let (sender, receiver) = oneshot::channel();
         state.pending_joins.insert(token, sender);
         self.carry_out(&shard, &mut state, group_id, effects);

@@ -22,9 +22,11 @@
 //! - `shard.rs`: one partition's groups and offsets, and how records change them.
 //! - `load.rs`: loading a partition.
 //! - `offsets.rs`: OffsetCommit and OffsetFetch.
+//! - `admin.rs`: DeleteGroups and OffsetDelete.
 //! - `groups.rs`: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //!   ListGroups, DescribeGroups) through each group's `ClassicGroup` state machine.
 
+mod admin;
 mod groups;
 mod load;
 mod offsets;

@@ -154,7 +154,12 @@ impl GroupCoordinator {
         let mut state = shard.lock();
         for (i, record) in records.iter().enumerate() {
             state.apply(appended.base_offset + i as i64, record);
-            if let Record::OffsetCommit { key, .. } = record {
+            if let Record::OffsetCommit {
+                key,
+                value: Some(_),
+                ..
+            } = record
+            {
                 // A simple commit makes the group (Empty) if it did not exist.
                 state.ensure_group(&key.group, &self.group_config);
             }

@@ -1,0 +1,120 @@
+//! Deleting groups and committed offsets (DeleteGroups, OffsetDelete), as Kafka 4.1's
+//! `GroupMetadataManager.deleteGroups` / `OffsetMetadataManager.deleteOffsets`.
+//!
+//! - DeleteGroups: a group that does not exist is GROUP_ID_NOT_FOUND; one with members
+//!   (not Empty) NON_EMPTY_GROUP; otherwise a tombstone for each committed offset and one
+//!   for the group are appended (acks=all), and the group is gone once they are committed.
+//! - OffsetDelete: the group must exist (GROUP_ID_NOT_FOUND); a partition of a topic the
+//!   group's members subscribe to gets GROUP_SUBSCRIBED_TO_TOPIC (a group whose
+//!   subscriptions cannot be read counts as subscribed to everything, as in Kafka); the
+//!   others get a tombstone. Offsets never committed are answered NONE and written nothing.
+
+use std::collections::BTreeSet;
+
+use sluice_protocol::error::ErrorCode;
+
+use super::offsets::TopicCommitResult;
+use super::GroupCoordinator;
+use crate::group::classic::GroupState;
+use crate::group::records::{GroupMetadataKey, OffsetCommitKey, Record};
+
+impl GroupCoordinator {
+    /// DeleteGroups: each group's error code, in request order.
+    pub async fn delete_groups(&self, group_ids: &[String]) -> Vec<(String, ErrorCode)> {
+        let mut results = Vec::with_capacity(group_ids.len());
+        for group_id in group_ids {
+            let error = match self.delete_group(group_id).await {
+                Ok(()) => ErrorCode::None,
+                Err(error) => error,
+            };
+            results.push((group_id.clone(), error));
+        }
+        results
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<(), ErrorCode> {
+        if group_id.is_empty() {
+            return Err(ErrorCode::InvalidGroupId);
+        }
+        let shard = self.shard_for(group_id)?;
+        let records = {
+            let state = shard.lock();
+            let entry = state
+                .groups
+                .get(group_id)
+                .ok_or(ErrorCode::GroupIdNotFound)?;
+            let group = entry.group.as_ref().ok_or(ErrorCode::GroupIdNotFound)?;
+            if !matches!(group.state(), GroupState::Empty | GroupState::Dead) {
+                return Err(ErrorCode::NonEmptyGroup);
+            }
+            let mut records: Vec<Record> = entry
+                .offsets
+                .keys()
+                .map(|(topic, partition)| offset_tombstone(group_id, topic, *partition))
+                .collect();
+            records.push(Record::group_metadata_tombstone(GroupMetadataKey {
+                group: group_id.to_string(),
+            }));
+            records
+        };
+        self.write(&shard, &records).await?;
+        shard.lock().groups.remove(group_id);
+        tracing::info!(group = group_id, "deleted group");
+        Ok(())
+    }
+
+    /// OffsetDelete: each partition's error code, or a group-level error.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        topics: &[(String, Vec<i32>)],
+    ) -> Result<Vec<TopicCommitResult>, ErrorCode> {
+        if group_id.is_empty() {
+            return Err(ErrorCode::InvalidGroupId);
+        }
+        let shard = self.shard_for(group_id)?;
+        let (results, records) = {
+            let state = shard.lock();
+            let entry = state
+                .groups
+                .get(group_id)
+                .ok_or(ErrorCode::GroupIdNotFound)?;
+            let group = entry.group.as_ref().ok_or(ErrorCode::GroupIdNotFound)?;
+            let subscribed = group.subscribed_topics();
+            let is_subscribed = |topic: &str| {
+                subscribed
+                    .as_ref()
+                    .is_none_or(|topics: &BTreeSet<String>| topics.contains(topic))
+            };
+            let mut results = Vec::new();
+            let mut records = Vec::new();
+            for (topic, partitions) in topics {
+                let mut codes = Vec::new();
+                for &partition in partitions {
+                    if is_subscribed(topic) {
+                        codes.push((partition, ErrorCode::GroupSubscribedToTopic));
+                        continue;
+                    }
+                    if entry.offsets.contains_key(&(topic.clone(), partition)) {
+                        records.push(offset_tombstone(group_id, topic, partition));
+                    }
+                    codes.push((partition, ErrorCode::None));
+                }
+                results.push((topic.clone(), codes));
+            }
+            (results, records)
+        };
+        if !records.is_empty() {
+            self.write(&shard, &records).await?;
+        }
+        Ok(results)
+    }
+}
+
+fn offset_tombstone(group_id: &str, topic: &str, partition: i32) -> Record {
+    Record::offset_commit_tombstone(OffsetCommitKey {
+        group: group_id.to_string(),
+        topic: topic.to_string(),
+        partition,
+    })
+}
