@@ -241,6 +241,10 @@ options! {
     group_max_size: i32 = i32::MAX, "2147483647", "group-max-size", "SLUICE_GROUP_MAX_SIZE", parse_from_str::<i32>;
     "How long the first rebalance of an empty group waits for more members, extended while they keep joining (Kafka group.initial.rebalance.delay.ms)"
     group_initial_rebalance_delay_ms: i32 = 3_000, "3000", "group-initial-rebalance-delay-ms", "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", parse_from_str::<i32>;
+    "How long committed offsets are kept: from when a group with members became empty, else from the commit (Kafka offsets.retention.minutes)"
+    offsets_retention_minutes: i64 = 10_080, "10080 (7 days)", "offsets-retention-minutes", "SLUICE_OFFSETS_RETENTION_MINUTES", parse_from_str::<i64>;
+    "How often expired committed offsets are removed (Kafka offsets.retention.check.interval.ms)"
+    offsets_retention_check_interval_ms: u64 = 600_000, "600000", "offsets-retention-check-interval-ms", "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS", parse_from_str::<u64>;
     "Default unclean.leader.election.enable of topics: elect a leader from outside the ISR when no in-sync replica is left (may lose acknowledged records)"
     unclean_leader_election: bool = false, "false", "unclean-leader-election", "SLUICE_UNCLEAN_LEADER_ELECTION", parse_bool;
     "This broker's rack (availability zone); consumers in the same rack may fetch from it as a follower (KIP-392), and replicas are spread across racks. Empty: no rack"
@@ -334,6 +338,12 @@ impl Config {
                 self.offsets_topic_replication_factor
             ));
         }
+        if self.offsets_retention_minutes < 1 {
+            return Err(format!(
+                "offsets-retention-minutes ({}) must be at least 1",
+                self.offsets_retention_minutes
+            ));
+        }
         if self.group_min_session_timeout_ms < 0
             || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
             || self.group_max_size < 1
@@ -418,6 +428,17 @@ impl Config {
     }
 
     /// Defaults for every partition log, before per-topic overrides.
+    /// The group coordinator's settings.
+    pub fn coordinator_config(&self) -> crate::group::coordinator::CoordinatorConfig {
+        crate::group::coordinator::CoordinatorConfig {
+            group: self.classic_group_config(),
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+            offsets_retention_check_interval: std::time::Duration::from_millis(
+                self.offsets_retention_check_interval_ms.max(1),
+            ),
+        }
+    }
+
     /// The group coordinator's classic-group settings.
     pub fn classic_group_config(&self) -> crate::group::classic::ClassicGroupConfig {
         crate::group::classic::ClassicGroupConfig {

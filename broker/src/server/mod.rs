@@ -155,7 +155,7 @@ impl Broker {
             replicas: cluster.replicas.clone(),
             controller: cluster.client.clone(),
             producer_ids,
-            groups: GroupCoordinator::start(cluster.replicas.clone(), config.classic_group_config()),
+            groups: GroupCoordinator::start(cluster.replicas.clone(), config.coordinator_config()),
             offsets_topic: OffsetsTopicConfig {
                 partitions: config.offsets_topic_num_partitions,
                 replication_factor: config.offsets_topic_replication_factor,

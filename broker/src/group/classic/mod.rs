@@ -253,6 +253,12 @@ impl ClassicGroup {
         self.protocol_type.as_deref()
     }
 
+    /// When the group last changed state (`None` if unknown, as for a group loaded from a
+    /// record that did not say).
+    pub fn state_timestamp_ms(&self) -> Option<i64> {
+        self.state_timestamp_ms
+    }
+
     /// The member ids, in order.
     pub fn member_ids(&self) -> impl Iterator<Item = &str> {
         self.members.keys().map(String::as_str)

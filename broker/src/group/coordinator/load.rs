@@ -71,6 +71,11 @@ pub(super) async fn load(coordinator: Arc<GroupCoordinator>, shard: Arc<Shard>) 
         coordinator.start_loaded_groups(&shard);
         shard.mark_loaded();
         tokio::spawn(coordinator.clone().tick_groups(shard.clone()));
+        tokio::spawn(
+            coordinator
+                .clone()
+                .expire_offsets_periodically(shard.clone()),
+        );
         let groups = shard.lock().groups.len();
         tracing::info!(
             partition = shard.partition,

@@ -23,10 +23,12 @@
 //! - `load.rs`: loading a partition.
 //! - `offsets.rs`: OffsetCommit and OffsetFetch.
 //! - `admin.rs`: DeleteGroups and OffsetDelete.
+//! - `expiry.rs`: expiring committed offsets (`offsets.retention.minutes`).
 //! - `groups.rs`: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //!   ListGroups, DescribeGroups) through each group's `ClassicGroup` state machine.
 
 mod admin;
+mod expiry;
 mod groups;
 mod load;
 mod offsets;
@@ -43,6 +45,7 @@ use super::offsets_topic::{partition_for, OFFSETS_TOPIC};
 use crate::replica::{LeadershipChange, LeadershipRole, ReplicaManager};
 use shard::Shard;
 
+pub use expiry::{OFFSETS_RETENTION_CHECK_INTERVAL_DEFAULT, OFFSETS_RETENTION_MS_DEFAULT};
 pub use offsets::{
     CommitPartition, FetchedOffset, OffsetCommitInput, OffsetFetchInput, TopicCommitResult,
 };
@@ -52,10 +55,31 @@ pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 /// Kafka's `offsets.commit.timeout.ms` default: how long a commit waits for the ISR.
 pub const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5_000);
 
+/// The coordinator's settings (Kafka's names in the field docs).
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub group: ClassicGroupConfig,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval: Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> CoordinatorConfig {
+        CoordinatorConfig {
+            group: ClassicGroupConfig::default(),
+            offsets_retention_ms: expiry::OFFSETS_RETENTION_MS_DEFAULT,
+            offsets_retention_check_interval: expiry::OFFSETS_RETENTION_CHECK_INTERVAL_DEFAULT,
+        }
+    }
+}
+
 /// The group coordinator of this broker. See the module docs.
 #[derive(Debug)]
 pub struct GroupCoordinator {
     replicas: Arc<ReplicaManager>,
+    config: CoordinatorConfig,
     group_config: ClassicGroupConfig,
     /// The shards of the offsets partitions led here, by partition.
     shards: RwLock<HashMap<i32, Arc<Shard>>>,
@@ -66,11 +90,12 @@ impl GroupCoordinator {
     /// task on the current runtime; it ends once the coordinator is dropped).
     pub fn start(
         replicas: Arc<ReplicaManager>,
-        group_config: ClassicGroupConfig,
+        config: CoordinatorConfig,
     ) -> Arc<GroupCoordinator> {
         let coordinator = Arc::new(GroupCoordinator {
             replicas: replicas.clone(),
-            group_config,
+            group_config: config.group.clone(),
+            config,
             shards: RwLock::new(HashMap::new()),
         });
         let changes = replicas.watch_leadership(OFFSETS_TOPIC);
