@@ -5,7 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_tests::raw::{metadata, RawConnection};
 use sluice_tests::{Broker, BrokerOptions};
@@ -78,6 +82,23 @@ fn the_first_request_creates_the_offsets_topic_and_then_the_leader_coordinates()
     assert!(topic.is_internal);
     assert_eq!(topic.partitions.len(), 7);
     assert!(topic.partitions.iter().all(|p| p.replica_nodes.len() == 1));
+    // Kept whole (no time retention) with Kafka's segment size for the topic.
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("__consumer_offsets"))
+            .with_configuration_keys(None)]);
+    let configs: DescribeConfigsResponse =
+        conn.request(ApiKey::DescribeConfigs, 4, &request).unwrap();
+    let value = |name: &str| {
+        configs.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .and_then(|c| c.value.as_ref().map(|v| v.to_string()))
+    };
+    assert_eq!(value("retention.ms").as_deref(), Some("-1"), "{configs:?}");
+    assert_eq!(value("segment.bytes").as_deref(), Some("104857600"));
 
     // v0 (no key type), and the batched form with several keys.
     assert_eq!(find(&mut conn, 0, 0, "g").error_code, 0);

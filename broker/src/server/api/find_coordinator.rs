@@ -136,10 +136,15 @@ async fn create_offsets_topic(broker: &Broker) {
         name: OFFSETS_TOPIC.to_string(),
         partitions: config.partitions,
         replication_factor,
-        configs: BTreeMap::from([(
-            "segment.bytes".to_string(),
-            OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
-        )]),
+        // Until compaction exists (issue 11), time retention must not delete group state
+        // that is still current: keep everything.
+        configs: BTreeMap::from([
+            (
+                "segment.bytes".to_string(),
+                OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
+            ),
+            ("retention.ms".to_string(), "-1".to_string()),
+        ]),
     };
     match broker.create_topics(vec![request], false).await.pop() {
         Some(Ok(_)) => {
