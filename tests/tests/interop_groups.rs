@@ -3,6 +3,12 @@
 //! committed offsets read back with OffsetFetch are what was consumed, and ListGroups and
 //! DescribeGroups show the group Stable with its three members. The program is
 //! `tests/interop/group_consume.py`; each test runs it with one client library.
+//!
+//! Members failing (`tests/interop/group_failover.py`, confluent-kafka, one process per
+//! member): one leaves and one is killed with SIGKILL while records flow, and the last takes
+//! over from the committed offsets (nothing lost, only the killed member's uncommitted
+//! records redelivered); a static member killed and restarted within its session timeout
+//! gets its partitions back without a rebalance.
 
 use std::process::Command;
 use std::time::Duration;
@@ -29,4 +35,26 @@ fn confluent_kafka_group_members_share_a_topic_and_commit() {
 #[test]
 fn kafka_python_group_members_share_a_topic_and_commit() {
     run_group_program("kafka-python");
+}
+
+fn run_failover_scenario(scenario: &str) {
+    let broker = interop_broker(BrokerOptions::default());
+    let mut command = Command::new(venv_python());
+    command
+        .arg(repo_root().join("tests/interop/group_failover.py"))
+        .arg("--scenario")
+        .arg(scenario)
+        .arg("--bootstrap")
+        .arg(broker.bootstrap());
+    assert_interop_program(scenario, &mut command, &broker, Duration::from_secs(240));
+}
+
+#[test]
+fn the_last_member_takes_over_from_committed_offsets_after_a_leave_and_a_crash() {
+    run_failover_scenario("leave-and-crash");
+}
+
+#[test]
+fn a_static_member_restarted_within_its_session_timeout_causes_no_rebalance() {
+    run_failover_scenario("static-restart");
 }
