@@ -40,6 +40,7 @@ const INVALID_SESSION_TIMEOUT: i16 = 26;
 const NON_EMPTY_GROUP: i16 = 68;
 const GROUP_ID_NOT_FOUND: i16 = 69;
 const MEMBER_ID_REQUIRED: i16 = 79;
+const GROUP_MAX_SIZE_REACHED: i16 = 81;
 const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 
 fn str(s: &str) -> StrBytes {
@@ -286,4 +287,83 @@ fn a_member_joins_syncs_heartbeats_and_leaves_and_then_the_group_can_be_deleted(
     assert_eq!(committed(&mut conn, SUBSCRIBED), [-1, -1]);
     assert_eq!(committed(&mut conn, OTHER), [-1, -1]);
     assert_eq!(delete_groups(&mut conn, &[GROUP]), [GROUP_ID_NOT_FOUND]);
+}
+
+/// Join `GROUP` as a new dynamic member (MEMBER_ID_REQUIRED, then the rejoin).
+fn join_new_member(conn: &mut RawConnection) -> JoinGroupResponse {
+    let first = join(conn, "", 10_000);
+    assert_eq!(first.error_code, MEMBER_ID_REQUIRED, "{first:?}");
+    join(conn, &first.member_id, 10_000)
+}
+
+#[test]
+fn bad_group_requests_get_kafkas_errors_and_store_nothing() {
+    let broker = Broker::start_with(BrokerOptions {
+        extra_args: vec![
+            "--group-initial-rebalance-delay-ms".into(),
+            "0".into(),
+            "--group-max-size".into(),
+            "1".into(),
+        ],
+        ..Default::default()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let admin = Admin::new(&broker.bootstrap()).await.unwrap();
+        admin.create_topic(SUBSCRIBED, 2, 1, &[]).await.unwrap();
+    });
+    let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
+    wait_for_coordinator(&mut conn);
+
+    // An empty group id.
+    let request = JoinGroupRequest::default()
+        .with_session_timeout_ms(10_000)
+        .with_protocol_type(str("consumer"));
+    let response: JoinGroupResponse = conn.request(ApiKey::JoinGroup, 9, &request).unwrap();
+    assert_eq!(response.error_code, INVALID_GROUP_ID);
+    let request = HeartbeatRequest::default().with_member_id(str("m"));
+    let response: HeartbeatResponse = conn.request(ApiKey::Heartbeat, 4, &request).unwrap();
+    assert_eq!(response.error_code, INVALID_GROUP_ID);
+    // Session timeouts outside [6000, 1800000].
+    for session_timeout_ms in [5_999, 1_800_001] {
+        assert_eq!(
+            join(&mut conn, "", session_timeout_ms).error_code,
+            INVALID_SESSION_TIMEOUT
+        );
+    }
+
+    // The one member group.max.size allows, then a second one is turned away at once (as
+    // Kafka checks the size before handing out a member id).
+    let member = join_new_member(&mut conn);
+    assert_eq!(member.error_code, 0, "{member:?}");
+    let second = join(&mut conn, "", 10_000);
+    assert_eq!(second.error_code, GROUP_MAX_SIZE_REACHED, "{second:?}");
+    assert_eq!(second.member_id.as_str(), "");
+
+    // Commits from the wrong generation or an unknown member change nothing.
+    let member_id = member.member_id.to_string();
+    for (who, generation, expected) in [
+        (member_id.as_str(), 5, ILLEGAL_GENERATION),
+        ("stranger", 1, UNKNOWN_MEMBER_ID),
+    ] {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(group_id(GROUP))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(str(who))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name(SUBSCRIBED))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(99)])]);
+        let response: OffsetCommitResponse =
+            conn.request(ApiKey::OffsetCommit, 8, &request).unwrap();
+        assert_eq!(
+            response.topics[0].partitions[0].error_code, expected,
+            "{who}"
+        );
+    }
+    assert_eq!(committed(&mut conn, SUBSCRIBED), [-1, -1]);
 }
