@@ -106,31 +106,36 @@ impl GroupCoordinator {
     /// The shard serving `group_id`, or the error to answer with: NOT_COORDINATOR if this
     /// broker does not lead its partition, COORDINATOR_LOAD_IN_PROGRESS while it loads.
     fn shard_for(&self, group_id: &str) -> Result<Arc<Shard>, ErrorCode> {
-        let partitions = self
+        let local_id = self.replicas.local_id();
+        // The group's partition, and whether the metadata makes this broker its leader.
+        let (partition, led_here) = self
             .replicas
             .metadata()
             .read(|state| {
-                state
-                    .topic_by_name(OFFSETS_TOPIC)
-                    .map(|t| t.partitions.len())
+                let topic = state.topic_by_name(OFFSETS_TOPIC)?;
+                let partitions = i32::try_from(topic.partitions.len()).ok()?;
+                if partitions == 0 {
+                    return None;
+                }
+                let partition = partition_for(group_id, partitions);
+                let leader = state.partition(&topic.id, partition)?.leader;
+                Some((partition, leader == Some(local_id)))
             })
             .ok_or(ErrorCode::NotCoordinator)?;
-        let partitions = i32::try_from(partitions).map_err(|_| ErrorCode::NotCoordinator)?;
-        if partitions == 0 {
-            return Err(ErrorCode::NotCoordinator);
-        }
-        let partition = partition_for(group_id, partitions);
         let shard = self
             .shards
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&partition)
-            .cloned()
-            .ok_or(ErrorCode::NotCoordinator)?;
-        if !shard.is_loaded() {
-            return Err(ErrorCode::CoordinatorLoadInProgress);
+            .cloned();
+        match shard {
+            Some(shard) if shard.is_loaded() => Ok(shard),
+            Some(_) => Err(ErrorCode::CoordinatorLoadInProgress),
+            // Led here by the metadata, but the replica manager has not made this broker
+            // the leader yet: about to load (Kafka answers the same while it loads).
+            None if led_here => Err(ErrorCode::CoordinatorLoadInProgress),
+            None => Err(ErrorCode::NotCoordinator),
         }
-        Ok(shard)
     }
 
     /// Whether `shard` still serves its partition (not replaced by a newer epoch or dropped).
