@@ -245,6 +245,8 @@ options! {
     offsets_retention_minutes: i64 = 10_080, "10080 (7 days)", "offsets-retention-minutes", "SLUICE_OFFSETS_RETENTION_MINUTES", parse_from_str::<i64>;
     "How often expired committed offsets are removed (Kafka offsets.retention.check.interval.ms)"
     offsets_retention_check_interval_ms: u64 = 600_000, "600000", "offsets-retention-check-interval-ms", "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS", parse_from_str::<u64>;
+    "How often the group coordinator refreshes its group metrics: groups by state, members, rebalances and consumer lag (sluice_group_lag)"
+    group_metrics_interval_ms: u64 = 10_000, "10000", "group-metrics-interval-ms", "SLUICE_GROUP_METRICS_INTERVAL_MS", parse_from_str::<u64>;
     "Default unclean.leader.election.enable of topics: elect a leader from outside the ISR when no in-sync replica is left (may lose acknowledged records)"
     unclean_leader_election: bool = false, "false", "unclean-leader-election", "SLUICE_UNCLEAN_LEADER_ELECTION", parse_bool;
     "This broker's rack (availability zone); consumers in the same rack may fetch from it as a follower (KIP-392), and replicas are spread across racks. Empty: no rack"
@@ -435,6 +437,9 @@ impl Config {
             offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
             offsets_retention_check_interval: std::time::Duration::from_millis(
                 self.offsets_retention_check_interval_ms.max(1),
+            ),
+            metrics_interval: std::time::Duration::from_millis(
+                self.group_metrics_interval_ms.max(1),
             ),
         }
     }

@@ -58,6 +58,25 @@ pub const TOPIC_FETCH_REQUESTS_TOTAL: &str = "sluice_topic_fetch_requests_total"
 pub const BYTES_OUT_TOTAL: &str = "sluice_bytes_out_total";
 /// Topics created automatically on Metadata/Produce.
 pub const TOPICS_AUTO_CREATED_TOTAL: &str = "sluice_topics_auto_created_total";
+/// Groups this broker coordinates, by `state` (refreshed every 10 s).
+pub const GROUPS: &str = "sluice_groups";
+/// Members of a group, by `group`.
+pub const GROUP_MEMBERS: &str = "sluice_group_members";
+/// Rebalances a group completed (generations), by `group`.
+pub const GROUP_REBALANCES_TOTAL: &str = "sluice_group_rebalances_total";
+/// Consumer lag of a group on a topic, by `group` and `topic`: the sum over its committed
+/// partitions of the partition's high watermark minus the committed offset.
+pub const GROUP_LAG: &str = "sluice_group_lag";
+/// The same per partition (`group`, `topic`, `partition`), only with
+/// `--metrics-per-partition`.
+pub const GROUP_PARTITION_LAG: &str = "sluice_group_partition_lag";
+/// Committed partitions whose end offset the last lag pass could not learn.
+pub const GROUP_LAG_UNKNOWN_PARTITIONS: &str = "sluice_group_lag_unknown_partitions";
+/// Offsets committed (partitions), and offsets removed by expiration.
+pub const OFFSET_COMMITS_TOTAL: &str = "sluice_offset_commits_total";
+pub const OFFSETS_EXPIRED_TOTAL: &str = "sluice_offsets_expired_total";
+/// `__consumer_offsets` partitions this broker coordinates, by `state` (loading, loaded).
+pub const GROUP_COORDINATOR_PARTITIONS: &str = "sluice_group_coordinator_partitions";
 /// Segments deleted by retention.
 pub const RETENTION_SEGMENTS_DELETED_TOTAL: &str = "sluice_retention_segments_deleted_total";
 /// Producer ids handed out by InitProducerId.
@@ -235,7 +254,39 @@ const EVENT_COUNTERS: &[&str] = &[
     LOG_RECOVERY_TRUNCATED_BYTES_TOTAL,
 ];
 
+fn describe_groups() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(GROUPS, "Groups this broker coordinates, by state");
+    describe_gauge!(GROUP_MEMBERS, "Members of a group, by group");
+    describe_counter!(
+        GROUP_REBALANCES_TOTAL,
+        "Rebalances (generations) a group completed, by group"
+    );
+    describe_gauge!(
+        GROUP_LAG,
+        "Consumer lag of a group on a topic: high watermark minus committed offset, summed over its committed partitions"
+    );
+    describe_gauge!(
+        GROUP_PARTITION_LAG,
+        "Consumer lag of a group on one partition (--metrics-per-partition)"
+    );
+    describe_gauge!(
+        GROUP_LAG_UNKNOWN_PARTITIONS,
+        "Committed partitions whose end offset the last lag pass could not learn"
+    );
+    describe_counter!(OFFSET_COMMITS_TOTAL, "Offsets committed (partitions)");
+    describe_counter!(
+        OFFSETS_EXPIRED_TOTAL,
+        "Committed offsets removed by expiration"
+    );
+    describe_gauge!(
+        GROUP_COORDINATOR_PARTITIONS,
+        "__consumer_offsets partitions this broker coordinates, by state (loading, loaded)"
+    );
+}
+
 fn describe() {
+    describe_groups();
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(REQUESTS_TOTAL, "Requests answered, by API and version");
     describe_histogram!(

@@ -54,6 +54,11 @@ impl GroupCoordinator {
         }
         match self.write(shard, &records).await {
             Ok(()) => {
+                let offsets = records
+                    .iter()
+                    .filter(|r| matches!(r, Record::OffsetCommit { .. }))
+                    .count();
+                metrics::counter!(crate::metrics::OFFSETS_EXPIRED_TOTAL).increment(offsets as u64);
                 let mut state = shard.lock();
                 for group_id in &emptied {
                     let still_empty = state.groups.get(group_id).is_some_and(|entry| {

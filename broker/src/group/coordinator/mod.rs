@@ -24,12 +24,14 @@
 //! - `offsets.rs`: OffsetCommit and OffsetFetch.
 //! - `admin.rs`: DeleteGroups and OffsetDelete.
 //! - `expiry.rs`: expiring committed offsets (`offsets.retention.minutes`).
+//! - `lag.rs`: the group metrics: groups by state, members, rebalances, consumer lag.
 //! - `groups.rs`: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //!   ListGroups, DescribeGroups) through each group's `ClassicGroup` state machine.
 
 mod admin;
 mod expiry;
 mod groups;
+mod lag;
 mod load;
 mod offsets;
 mod shard;
@@ -63,6 +65,8 @@ pub struct CoordinatorConfig {
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval: Duration,
+    /// How often the group metrics (lag included) are refreshed.
+    pub metrics_interval: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -71,6 +75,7 @@ impl Default for CoordinatorConfig {
             group: ClassicGroupConfig::default(),
             offsets_retention_ms: expiry::OFFSETS_RETENTION_MS_DEFAULT,
             offsets_retention_check_interval: expiry::OFFSETS_RETENTION_CHECK_INTERVAL_DEFAULT,
+            metrics_interval: lag::REPORT_INTERVAL_DEFAULT,
         }
     }
 }
@@ -100,6 +105,11 @@ impl GroupCoordinator {
         });
         let changes = replicas.watch_leadership(OFFSETS_TOPIC);
         tokio::spawn(follow_leadership(Arc::downgrade(&coordinator), changes));
+        let every = coordinator.config.metrics_interval;
+        tokio::spawn(lag::report_periodically(
+            Arc::downgrade(&coordinator),
+            every,
+        ));
         coordinator
     }
 

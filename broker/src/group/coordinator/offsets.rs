@@ -109,7 +109,11 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(results);
         }
-        if let Err(code) = self.write(&shard, &records).await {
+        let written = self.write(&shard, &records).await;
+        if written.is_ok() {
+            metrics::counter!(crate::metrics::OFFSET_COMMITS_TOTAL).increment(records.len() as u64);
+        }
+        if let Err(code) = written {
             for (_, codes) in &mut results {
                 for (_, partition_code) in codes.iter_mut() {
                     if *partition_code == ErrorCode::None {
