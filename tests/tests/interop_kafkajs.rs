@@ -1,0 +1,34 @@
+//! Consumer groups with KafkaJS (Node.js) against a real `sluiced`: three members of one
+//! group share a 6-partition topic, every record is consumed exactly once, the offsets
+//! each member commits read back with OffsetFetch as the log end offsets, and ListGroups
+//! and DescribeGroups show the group Stable with its three members: the scenario of
+//! `tests/interop/group_consume.py`. The program is `tests/node/group_consume.js`, run with
+//! the machine's `node` and the pinned kafkajs that `scripts/test.sh` installs into
+//! `tests/node/node_modules` (`npm ci`). `SLUICE_KAFKAJS_LOG=debug` prints KafkaJS's log.
+
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_tests::{assert_interop_program, interop_broker, repo_root, BrokerOptions};
+
+/// The program's own waits are 90 s each (`--timeout`); this bounds the whole run.
+const PROGRAM_DEADLINE: Duration = Duration::from_secs(180);
+
+#[test]
+fn kafkajs_group_members_share_a_topic_and_commit() {
+    let node_dir = repo_root().join("tests/node");
+    assert!(
+        node_dir.join("node_modules/kafkajs/package.json").exists(),
+        "{} has no kafkajs: run ./scripts/test.sh to provision the interop clients",
+        node_dir.display()
+    );
+    let broker = interop_broker(BrokerOptions::default());
+    let mut command = Command::new("node");
+    command
+        .current_dir(&node_dir)
+        .arg(node_dir.join("group_consume.js"))
+        .arg("--bootstrap")
+        .arg(broker.bootstrap())
+        .args(["--timeout", "90"]);
+    assert_interop_program("kafkajs", &mut command, &broker, PROGRAM_DEADLINE);
+}
