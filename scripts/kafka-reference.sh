@@ -13,6 +13,8 @@
 # KAFKA_REFERENCE_DIR). Each start formats a fresh storage directory: the broker keeps no
 # data between runs, except with --keep-data, which starts it again on the data and config
 # of the last run (a restart: `sluice-bench scale --kafka-restart` times it).
+# KAFKA_REFERENCE_OFFSETS_PARTITIONS sets offsets.topic.num.partitions (default 1, for a
+# quick start; Kafka's own default is 50, which `sluice-bench groups` compares against).
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_REFERENCE_VERSION:-4.1.1}"
@@ -32,7 +34,7 @@ log() { printf '[kafka-reference] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -150,7 +152,7 @@ log.dirs=$RUN_DIR/data
 num.partitions=1
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
+offsets.topic.num.partitions=${KAFKA_REFERENCE_OFFSETS_PARTITIONS:-1}
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1

@@ -40,6 +40,7 @@
 
 mod cluster;
 mod consume;
+mod groups;
 mod process;
 mod produce;
 mod report;
@@ -52,6 +53,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cluster::{cluster_bench, ClusterArgs};
 use crate::consume::{consume_cluster_bench, ConsumeClusterArgs};
+use crate::groups::{groups_bench, GroupsArgs};
 use crate::produce::{produce_bench, ProduceArgs};
 use crate::scale::{scale_bench, ScaleArgs};
 
@@ -80,6 +82,9 @@ enum BenchCommand {
     /// tenth; Metadata for all of them; RSS and open files; produce across every partition;
     /// restart after SIGTERM and kill -9. `--kafka-bootstrap` measures Apache Kafka too
     Scale(ScaleArgs),
+    /// Offset commits per second on one group coordinator (many committers, each its own
+    /// group, commitSync-style); `--kafka-bootstrap` measures Apache Kafka too
+    Groups(GroupsArgs),
 }
 
 /// Producer settings shared by every subcommand.
@@ -117,5 +122,6 @@ fn main() -> Result<()> {
         BenchCommand::Cluster(args) => runtime.block_on(cluster_bench(args)),
         BenchCommand::ConsumeCluster(args) => runtime.block_on(consume_cluster_bench(args)),
         BenchCommand::Scale(args) => runtime.block_on(scale_bench(args)),
+        BenchCommand::Groups(args) => runtime.block_on(groups_bench(args)),
     }
 }
