@@ -128,6 +128,7 @@ fn grafana_dashboard_is_well_formed() {
         "Request latency",
         "Replication: ISR and lag",
         "Storage",
+        "Consumer groups",
     ] {
         assert!(rows.contains(&row), "row {row} in {rows:?}");
     }
