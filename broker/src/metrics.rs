@@ -152,6 +152,13 @@ pub const LOG_RECOVERY_SECONDS: &str = "sluice_log_recovery_seconds";
 pub const LOG_RECOVERY_TRUNCATED_BYTES_TOTAL: &str = "sluice_log_recovery_truncated_bytes_total";
 /// Log-file bytes of the segments deleted by retention.
 pub const RETENTION_BYTES_DELETED_TOTAL: &str = "sluice_retention_bytes_deleted_total";
+/// Compaction passes completed over a partition log, the segment bytes they read and the
+/// bytes of the cleaned copies they wrote (Kafka's log cleaner metrics), and passes that
+/// could not run (the offset map could not hold one batch's keys).
+pub const LOG_CLEANER_PASSES_TOTAL: &str = "sluice_log_cleaner_passes_total";
+pub const LOG_CLEANER_BYTES_READ_TOTAL: &str = "sluice_log_cleaner_bytes_read_total";
+pub const LOG_CLEANER_BYTES_WRITTEN_TOTAL: &str = "sluice_log_cleaner_bytes_written_total";
+pub const LOG_CLEANER_UNCLEANABLE_TOTAL: &str = "sluice_log_cleaner_uncleanable_total";
 /// Bytes of segment log files and number of segments, over every partition log on disk.
 pub const LOG_SIZE_BYTES: &str = "sluice_log_size_bytes";
 pub const LOG_SEGMENTS: &str = "sluice_log_segments";

@@ -811,8 +811,10 @@ fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
     Some(id)
 }
 
+mod clean;
 mod topic_config;
 
+pub use clean::CleanPassStats;
 pub use topic_config::SUPPORTED_TOPIC_CONFIGS;
 use topic_config::{config_value, parse_overrides, TopicSettings};
 

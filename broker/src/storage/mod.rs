@@ -46,12 +46,17 @@
 //! - `deleter`: removing partition directories crash-safely (rename to `-delete`, then
 //!   delete in the background).
 //! - `manager`: [`LogManager`], the partitions hosted here, and topic metadata.
+//! - `cleaner`: log compaction (Kafka's log cleaner): the cleanup-policy configs, the
+//!   offset map, rewriting segments and swapping them in crash-safely.
 //!
 //! # Invariants
 //!
 //! - Offsets are contiguous: each batch's baseOffset is the previous batch's last offset + 1,
 //!   within a segment and across segments (a segment's base offset is the next offset of the
-//!   segment before it). Append asserts it; recovery treats a gap as corruption.
+//!   segment before it). Append asserts it; recovery treats a gap as corruption. The one
+//!   exception is a compacted log (`cleanup.policy` with `compact`): the cleaner removes
+//!   records and batches, leaving gaps inside sealed segments (offsets still only grow, each
+//!   segment still ends where the next begins, batches keep their last offset).
 //! - Nothing malformed reaches the files: append re-validates every batch (length, magic,
 //!   CRC-32C, record count) with `sluice_protocol::batch::validate` although the server
 //!   already did.
@@ -65,6 +70,7 @@
 //!   the durable batches but never behind them.
 //! - A truncation is durable before it returns; a crash during one leaves the old log or a
 //!   prefix of it, never a log with a hole.
+//! - A crash during a compaction pass leaves each segment either as it was or as cleaned.
 //!
 //! # Metrics
 //!
@@ -72,17 +78,21 @@
 //! without an installed recorder, as in tests, they cost a no-op): bytes appended, flushes
 //! of segment data and their duration (one per group-commit fsync or flush; checkpoint,
 //! directory and truncation fsyncs are not flushes), bytes cut by recovery and the time
-//! opening the logs took, segments and bytes deleted by retention. The size gauges are
-//! read from [`LogManager::usage`] and [`PartitionLog`] by the replica manager.
+//! opening the logs took, segments and bytes deleted by retention, compaction passes and
+//! the bytes they read and wrote. The size gauges are read from [`LogManager::usage`] and
+//! [`PartitionLog`] by the replica manager.
 //!
 //! # Left out on purpose
 //!
-//! Compaction and transactions (producer state snapshots) belong to later layers and are not
-//! here yet. Storage persists the high watermark but does not own it: replication decides
-//! it (and should bound retention by it). Files are not memory-mapped: indexes are searched
-//! with `pread`, which a simulated file system can provide and mmap cannot.
+//! The log cleaner's background thread, its scheduling and throttle (storage has the pass,
+//! [`PartitionLog::clean`], and [`LogManager::clean_pass`]); transactions (producer state
+//! snapshots) belong to later layers. Storage persists the high watermark but does not
+//! own it: replication decides it (and should bound retention and cleaning by it). Files
+//! are not memory-mapped: indexes are searched with `pread`, which a simulated file system
+//! can provide and mmap cannot.
 
 mod checkpoint;
+mod cleaner;
 mod deleter;
 mod dir_checkpoints;
 mod epoch_cache;
@@ -99,12 +109,16 @@ pub(crate) mod testing;
 use std::fmt;
 use std::str::FromStr;
 
+pub use cleaner::{
+    CleanLimits, CleanStats, CleanerConfig, CleanupPolicy, DirtyRatio, OFFSET_MAP_BYTES_MAX,
+};
 pub use epoch_cache::{EpochEndOffset, EpochEntry};
 pub use fs::{FaultInjectingFileSystem, FileSystem, StdFileSystem, StorageFile};
 pub use handles::{IndexHandleLimit, INDEX_HANDLES_OPEN_MAX};
 pub use log::{AppendInfo, PartitionLog};
 pub use manager::{
-    ConfigEntry, LogManager, LogUsage, TopicInfo, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
+    CleanPassStats, ConfigEntry, LogManager, LogUsage, TopicInfo, SUPPORTED_TOPIC_CONFIGS,
+    TOPIC_PARTITIONS_MAX,
 };
 pub use recovery::{RecoveryReport, ShutdownState};
 
@@ -175,6 +189,8 @@ pub struct LogConfig {
     /// copy what its leader accepted.
     pub batch_bytes_max: usize,
     pub durability: Durability,
+    /// Compaction and the cleanup policy (see `cleaner`).
+    pub cleaner: CleanerConfig,
 }
 
 impl Default for LogConfig {
@@ -187,6 +203,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             batch_bytes_max: (1 << 20) + 12,
             durability: Durability::Replicated,
+            cleaner: CleanerConfig::default(),
         }
     }
 }

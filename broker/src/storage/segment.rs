@@ -7,9 +7,11 @@
 //!
 //! The lifecycle is in the types: an [`ActiveSegment`] takes appends; rolling seals it into
 //! a [`SealedSegment`], which is only read, until retention deletes it, or until a follower
-//! truncates the log into it, which makes it the active segment again. Both dereference to
+//! truncates the log into it, which makes it the active segment again, or until the log
+//! cleaner replaces it by a cleaned copy with the same base offset. Both dereference to
 //! [`Segment`], which holds the read path: find the batch containing an offset (offset index,
-//! then a forward scan of batch headers), read whole batches, search by timestamp.
+//! then a forward scan of batch headers; in a compacted log, the first batch after an
+//! offset the cleaner removed), read whole batches, search by timestamp.
 //!
 //! Truncation ([`ActiveSegment::truncate_to`]) cuts the log file at a batch boundary and
 //! both indexes after their last entry below the cut, then re-derives the segment's end
@@ -21,66 +23,32 @@
 //! - `size_bytes` is where the next batch goes, and every byte before it belongs to a whole,
 //!   valid batch (append validates; recovery truncates at the first batch that is not).
 //! - Batches are contiguous: each batch's base offset is `next_offset` when it is appended.
+//!   In a compacted log's sealed segments, which the cleaner rewrote (written by
+//!   [`Segment::write_batch`] to `.cleaned` files, see `cleaner`), base offsets may skip
+//!   past it; they never go back, and the last batch still ends at the segment's end.
 //! - Relative offsets and file positions fit in 4 bytes (the active segment rolls first).
 //! - Index entries are written by one rule, [`Segment::note_batch`], both when appending and
 //!   when recovery rebuilds an index, so a rebuilt index equals the one appends produced.
 
 use std::io;
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use sluice_protocol::batch::{self, BatchHeader, BatchIterError, Batches, BATCH_HEADER_BYTES};
 
 use super::epoch_cache::EpochEntry;
-use super::fs::{remove_file_if_exists, FileSystem, StorageFile};
+use super::fs::{FileSystem, StorageFile};
 use super::index::{IndexFile, IndexLoadError, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use super::{LogConfig, StorageError, NO_TIMESTAMP};
 
-pub(super) const LOG_SUFFIX: &str = ".log";
-pub(super) const OFFSET_INDEX_SUFFIX: &str = ".index";
-pub(super) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+mod paths;
 
-/// The file name of a segment file: base offset as 20 digits, then the suffix.
-pub(super) fn segment_file_name(base_offset: i64, suffix: &str) -> String {
-    format!("{base_offset:020}{suffix}")
-}
-
-/// The base offset a segment file name encodes, if it is one with this suffix.
-pub(super) fn parse_segment_file_name(name: &str, suffix: &str) -> Option<i64> {
-    let digits = name.strip_suffix(suffix)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// Where a segment's three files live.
-#[derive(Debug, Clone)]
-pub(super) struct SegmentPaths {
-    pub log: PathBuf,
-    pub offset_index: PathBuf,
-    pub time_index: PathBuf,
-}
-
-impl SegmentPaths {
-    pub(super) fn new(dir: &Path, base_offset: i64) -> SegmentPaths {
-        SegmentPaths {
-            log: dir.join(segment_file_name(base_offset, LOG_SUFFIX)),
-            offset_index: dir.join(segment_file_name(base_offset, OFFSET_INDEX_SUFFIX)),
-            time_index: dir.join(segment_file_name(base_offset, TIME_INDEX_SUFFIX)),
-        }
-    }
-
-    /// Remove all three files; missing ones are fine. The log goes first: an index without
-    /// its log is an orphan that the next open deletes, a log without its index is rebuilt.
-    pub(super) fn remove(&self, fs: &dyn FileSystem) -> io::Result<()> {
-        remove_file_if_exists(fs, &self.log)?;
-        remove_file_if_exists(fs, &self.offset_index)?;
-        remove_file_if_exists(fs, &self.time_index)
-    }
-}
+pub(super) use paths::{
+    parse_segment_file_name, SegmentPaths, CLEANED_SUFFIX, LOG_SUFFIX, OFFSET_INDEX_SUFFIX,
+    SWAP_SUFFIX, TIME_INDEX_SUFFIX,
+};
 
 /// Handles to a segment's files, cloned out so they can be fsynced without the log's lock.
 #[derive(Debug, Clone)]
@@ -133,13 +101,11 @@ pub(super) struct Segment {
 impl Segment {
     fn with_files(
         fs: &dyn FileSystem,
-        dir: &Path,
-        base_offset: i64,
+        (paths, base_offset): (SegmentPaths, i64),
         index_interval_bytes: u32,
         offset_index: impl FnOnce(Arc<dyn StorageFile>) -> Result<OffsetIndex, IndexLoadError>,
         time_index: impl FnOnce(Arc<dyn StorageFile>) -> Result<TimeIndex, IndexLoadError>,
     ) -> Result<Segment, IndexLoadError> {
-        let paths = SegmentPaths::new(dir, base_offset);
         let log = fs.open(&paths.log)?;
         let offset_index = offset_index(fs.open(&paths.offset_index)?)?;
         let time_index = time_index(fs.open(&paths.time_index)?)?;
@@ -166,10 +132,36 @@ impl Segment {
         base_offset: i64,
         index_interval_bytes: u32,
     ) -> io::Result<Segment> {
+        Segment::empty_indexes(
+            fs,
+            (SegmentPaths::new(dir, base_offset), base_offset),
+            index_interval_bytes,
+        )
+    }
+
+    /// A new segment written to `<base>.log.cleaned` (and `.index.cleaned`,
+    /// `.timeindex.cleaned`), all three emptied first: the cleaner's output, which its swap
+    /// renames into place.
+    pub(super) fn create_cleaned(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u32,
+    ) -> io::Result<Segment> {
+        let paths = SegmentPaths::with_suffix(dir, base_offset, CLEANED_SUFFIX);
+        let segment = Segment::empty_indexes(fs, (paths, base_offset), index_interval_bytes)?;
+        segment.log.truncate(0)?;
+        Ok(segment)
+    }
+
+    fn empty_indexes(
+        fs: &dyn FileSystem,
+        (paths, base_offset): (SegmentPaths, i64),
+        index_interval_bytes: u32,
+    ) -> io::Result<Segment> {
         let segment = Segment::with_files(
             fs,
-            dir,
-            base_offset,
+            (paths, base_offset),
             index_interval_bytes,
             |file| Ok(IndexFile::create(file)?),
             |file| Ok(IndexFile::create(file)?),
@@ -205,8 +197,7 @@ impl Segment {
         let log_len = fs.open(&paths.log)?.len()?;
         let mut segment = Segment::with_files(
             fs,
-            dir,
-            base_offset,
+            (paths, base_offset),
             index_interval_bytes,
             |file| {
                 IndexFile::load(file, |entry: &OffsetEntry| {
@@ -349,10 +340,13 @@ impl Segment {
         position: u64,
         header: &BatchHeader,
     ) -> Result<(), StorageError> {
-        assert_eq!(
-            header.base_offset, self.next_offset,
-            "batches must be contiguous in segment {}",
-            self.base_offset
+        // Equal in a log that was never compacted; compaction leaves gaps (see `cleaner`).
+        assert!(
+            header.base_offset >= self.next_offset,
+            "batch offsets must increase in segment {}: batch {} after offset {}",
+            self.base_offset,
+            header.base_offset,
+            self.next_offset
         );
         assert_eq!(
             position, self.size_bytes,
@@ -384,6 +378,18 @@ impl Segment {
         self.size_bytes = position + size;
         self.next_offset = header.next_offset();
         Ok(())
+    }
+
+    /// Write one whole, valid batch at the end of the log and index it (the cleaner's
+    /// output segment; appends go through [`ActiveSegment::append`]).
+    pub(super) fn write_batch(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+    ) -> Result<(), StorageError> {
+        let position = self.size_bytes;
+        self.log.write_at(batch, position)?;
+        self.note_batch(position, header)
     }
 
     /// Record the largest timestamp in the time index if it grew since the last entry.
@@ -428,29 +434,43 @@ impl Segment {
         Ok(header)
     }
 
-    /// File position of the batch that starts exactly at `offset` (which must lie in this
-    /// segment), or `None` if `offset` lies inside a batch.
+    /// File position where the records at or past `offset` (which must lie in this
+    /// segment) start: the batch starting exactly at `offset`, or in a compacted log the
+    /// first batch after the gap `offset` lies in (or the end of the segment). `None` if
+    /// `offset` lies inside a batch.
     pub(super) fn batch_start_position(&self, offset: i64) -> Result<Option<u64>, StorageError> {
         let position = self.find_position(offset)?;
+        if position == self.size_bytes {
+            return Ok(Some(position));
+        }
         let header = self.read_header(position)?;
-        Ok((header.base_offset == offset).then_some(position))
+        Ok((header.base_offset >= offset).then_some(position))
     }
 
     /// The epoch changes along this segment's batches: the first batch's `(epoch, base
     /// offset)` and then one entry wherever the epoch differs from the batch before. Batches
     /// without an epoch (negative, Kafka's `NO_PARTITION_LEADER_EPOCH`) are skipped. One
     /// header read per batch.
-    pub(super) fn epoch_runs(&self) -> Result<Vec<EpochEntry>, StorageError> {
-        let mut runs: Vec<EpochEntry> = Vec::new();
+    ///
+    /// Each run comes with the offset one past its last batch: in a compacted log the next
+    /// run may start later (the cleaner removed the batches between).
+    pub(super) fn epoch_runs(&self) -> Result<Vec<(EpochEntry, i64)>, StorageError> {
+        let mut runs: Vec<(EpochEntry, i64)> = Vec::new();
         let mut position = 0;
         while position < self.size_bytes {
             let header = self.read_header(position)?;
             let epoch = header.partition_leader_epoch;
-            if epoch >= 0 && runs.last().is_none_or(|run| run.epoch != epoch) {
-                runs.push(EpochEntry {
+            if epoch >= 0 && runs.last().is_none_or(|(run, _)| run.epoch != epoch) {
+                let run = EpochEntry {
                     epoch,
                     start_offset: header.base_offset,
-                });
+                };
+                runs.push((run, header.next_offset()));
+            }
+            if let Some((run, end)) = runs.last_mut() {
+                if run.epoch == epoch {
+                    *end = header.next_offset();
+                }
             }
             position += header.size_bytes() as u64;
         }
@@ -478,18 +498,23 @@ impl Segment {
         self.position_at_last_index_entries();
         while self.size_bytes < position {
             let header = self.read_header_before(self.size_bytes, position)?;
-            if header.base_offset != self.next_offset {
+            if header.base_offset < self.next_offset {
                 return Err(StorageError::Corrupt(format!(
-                    "segment {}: the batch at position {} has base offset {}, expected {}",
+                    "segment {}: the batch at position {} has base offset {}, below offset {}",
                     self.base_offset, self.size_bytes, header.base_offset, self.next_offset
                 )));
             }
             self.note_batch(self.size_bytes, &header)?;
         }
+        // In a compacted log `offset` may lie in a gap after the last kept batch; the log
+        // still ends at `offset` (Kafka's `truncateTo` sets the log end offset likewise).
+        self.next_offset = self.next_offset.max(offset);
         Ok(())
     }
 
-    /// File position of the batch that contains `offset` (which must lie in this segment).
+    /// File position of the batch that contains `offset` (which must lie in this segment);
+    /// in a compacted log, of the first batch after `offset` if compaction removed it, or
+    /// the end of the segment if no batch holds an offset at or past it.
     pub(super) fn find_position(&self, offset: i64) -> Result<u64, StorageError> {
         assert!(
             offset >= self.base_offset && offset < self.next_offset,
@@ -501,19 +526,15 @@ impl Segment {
             .offset_index
             .lookup(self.relative(offset)?)?
             .map_or(0, |entry| u64::from(entry.position));
-        loop {
+        while position < self.size_bytes {
             let header = self.read_header(position)?;
-            if header.base_offset > offset {
-                return Err(StorageError::Corrupt(format!(
-                    "segment {}: scanning for offset {offset} met batch {} at position {position}",
-                    self.base_offset, header.base_offset
-                )));
-            }
+            // A batch starting past `offset` is the first after a compaction gap.
             if header.next_offset() > offset {
                 return Ok(position);
             }
             position += header.size_bytes() as u64;
         }
+        Ok(position)
     }
 
     /// Append to `out` the whole batches from `position` on, up to `budget_bytes` (but see
@@ -582,7 +603,9 @@ impl Segment {
         let mut position = self.find_position(start_offset)?;
         while position < self.size_bytes {
             let header = self.read_header(position)?;
-            if header.max_timestamp >= timestamp {
+            // An empty batch (the cleaner removed every record) answers nothing, as in
+            // Kafka's `searchForTimestamp`, which looks at the records.
+            if header.max_timestamp >= timestamp && header.records_count > 0 {
                 return Ok(Some((header.base_offset, header.max_timestamp)));
             }
             position += header.size_bytes() as u64;
@@ -730,19 +753,5 @@ impl Deref for SealedSegment {
 impl SealedSegment {
     pub(super) fn from_recovered(segment: Segment) -> SealedSegment {
         SealedSegment { segment }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segment_file_names_round_trip() {
-        let name = segment_file_name(42, LOG_SUFFIX);
-        assert_eq!(name, "00000000000000000042.log");
-        assert_eq!(parse_segment_file_name(&name, LOG_SUFFIX), Some(42));
-        assert_eq!(parse_segment_file_name(&name, OFFSET_INDEX_SUFFIX), None);
-        assert_eq!(parse_segment_file_name("42.log", LOG_SUFFIX), None);
     }
 }

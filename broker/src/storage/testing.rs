@@ -21,6 +21,7 @@ pub(crate) fn test_config() -> LogConfig {
         retention_bytes: None,
         batch_bytes_max: 1 << 20,
         durability: Durability::Replicated,
+        cleaner: super::CleanerConfig::default(),
     }
 }
 

@@ -26,7 +26,10 @@
 //! they already carry their offsets and epochs, so nothing is stamped and the bytes on disk
 //! are the leader's bytes. Each batch is validated; the first must start at the log end
 //! offset (else `OffsetOutOfRange`, nothing written) and each next one where the previous
-//! ended; each must carry an epoch, and epochs must not go back (else `Corrupt`).
+//! ended; each must carry an epoch, and epochs must not go back (else `Corrupt`). In a
+//! compacted log (`cleaner::OffsetLayout::MayHaveGaps`) the leader's cleaner may have left
+//! gaps: a batch may start past that offset and hold fewer records than offsets (Kafka's
+//! follower accepts the same).
 
 use std::sync::MutexGuard;
 
@@ -35,6 +38,7 @@ use sluice_protocol::batch::{self, BatchHeader, BatchIterError, Batches};
 
 use super::{lock, LogState, PartitionLog};
 use crate::metrics as m;
+use crate::storage::cleaner::{validate_stored, OffsetLayout};
 use crate::storage::epoch_cache::{self, EpochEndOffset, EpochEntry, EpochRegression};
 use crate::storage::segment::ActiveSegment;
 use crate::storage::StorageError;
@@ -64,7 +68,8 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let mut batches = validate_all(&records)?;
+        // A producer's batches hold every record of their offsets, compacted log or not.
+        let mut batches = validate_all(&records, OffsetLayout::Contiguous)?;
         let mut state = lock(&self.state);
         state.check_appendable()?;
         let base_offset = state.log_end_offset();
@@ -89,29 +94,32 @@ impl PartitionLog {
     /// documentation.
     ///
     /// Refuses before writing anything: `OffsetOutOfRange` if the first batch does not
-    /// start at the log end offset; `Corrupt` if a batch is invalid, does not start where
-    /// the previous one ended, carries no leader epoch or an epoch older than the one
+    /// start at the log end offset (in a compacted log: starts below it); `Corrupt` if a
+    /// batch is invalid, does not start where the previous one ended (in a compacted log:
+    /// starts before it), carries no leader epoch or an epoch older than the one
     /// before it (or than the log's latest); `Poisoned` once the log is poisoned or closed.
     pub fn append_as_follower(
         &self,
         records: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let batches = validate_all(records)?;
+        let layout = OffsetLayout::of(&self.config);
+        let batches = validate_all(records, layout)?;
         let mut state = lock(&self.state);
         state.check_appendable()?;
-        let base_offset = state.log_end_offset();
-        if batches[0].1.base_offset != base_offset {
+        let log_end_offset = state.log_end_offset();
+        let base_offset = batches[0].1.base_offset;
+        if !follows(layout, log_end_offset, base_offset) {
             return Err(StorageError::OffsetOutOfRange {
-                requested: batches[0].1.base_offset,
+                requested: base_offset,
                 log_start_offset: state.log_start_offset,
-                log_end_offset: base_offset,
+                log_end_offset,
             });
         }
-        let mut next_offset = base_offset;
+        let mut next_offset = log_end_offset;
         let mut epochs: Vec<(i32, i64)> = Vec::new();
         for (start, header) in &batches {
-            if header.base_offset != next_offset {
+            if !follows(layout, next_offset, header.base_offset) {
                 return Err(StorageError::Corrupt(format!(
                     "{}: the replicated batch at byte {start} has base offset {}, expected {next_offset}: batches must be contiguous",
                     self.name, header.base_offset
@@ -316,15 +324,31 @@ impl PartitionLog {
     }
 }
 
-/// Check every batch of an append: whole, valid, back to back. Returns each batch's start
-/// and header.
-fn validate_all(records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, StorageError> {
+/// Whether a batch starting at `base_offset` may follow one ending before `next_offset`:
+/// right there, or in a compacted log anywhere after (the leader's cleaner left a gap).
+fn follows(layout: OffsetLayout, next_offset: i64, base_offset: i64) -> bool {
+    match layout {
+        OffsetLayout::Contiguous => base_offset == next_offset,
+        OffsetLayout::MayHaveGaps => base_offset >= next_offset,
+    }
+}
+
+/// Check every batch of an append: whole, valid, back to back (by `layout`'s rule: a
+/// compacted log's batches may hold fewer records than offsets). Returns each batch's
+/// start and header.
+fn validate_all(
+    records: &[u8],
+    layout: OffsetLayout,
+) -> Result<Vec<(usize, BatchHeader)>, StorageError> {
     let mut batches = Vec::new();
     let mut start = 0;
     for item in Batches::new(records) {
         match item {
             Ok((_, bytes)) => {
-                let header = batch::validate(bytes)?;
+                let header = match layout {
+                    OffsetLayout::Contiguous => batch::validate(bytes)?,
+                    OffsetLayout::MayHaveGaps => validate_stored(bytes)?,
+                };
                 batches.push((start, header));
                 start += bytes.len();
             }

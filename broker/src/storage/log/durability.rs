@@ -79,6 +79,11 @@ impl Durable {
                 .any(|truncation| truncation.number > since && truncation.removed_from <= offset)
     }
 
+    /// How many truncations the log has had (the cleaner checks none ran during its pass).
+    pub(super) fn truncation_count(&self) -> u64 {
+        self.truncations
+    }
+
     /// Every offset from `removed_from` on was removed; the log now ends at `log_end_offset`.
     pub(super) fn note_truncation(&mut self, removed_from: i64, log_end_offset: i64) {
         self.truncations += 1;

@@ -10,6 +10,7 @@
 //!   poisoning, the recovery point.
 //! - `truncation`: a follower's truncations and their crash-safe order.
 //! - `retention`: deleting old segments, the log start offset.
+//! - `clean`: compaction passes (the work is in `storage::cleaner`) and their swaps.
 //!
 //! # Recovery point and log start offset
 //! A log records both in its data directory's [`DirCheckpoints`] (one file each for every
@@ -36,11 +37,15 @@
 //!   the durable watch, so a waiter that found it taken always wakes and looks again.
 //! - `high_watermark`: serialises writes of the high-watermark checkpoint.
 //!
-//! Lock order: `sync` before `state`; `high_watermark` before `state`. `state` is never
-//! held while taking another, except the [`DirCheckpoints`] locks (which take no log lock).
+//! - `first_dirty_offset`: held by a cleaning pass from start to end (one pass at a time).
+//!
+//! Lock order: `first_dirty_offset` before `state`; `sync` before `state`; `high_watermark`
+//! before `state`. `state` is never held while taking another, except the
+//! [`DirCheckpoints`] locks (which take no log lock).
 //!
 //! # Invariants
-//! - `log_start_offset <= log_end_offset`; offsets are contiguous (asserted on append).
+//! - `log_start_offset <= log_end_offset`; offsets are contiguous (asserted on append),
+//!   except for the gaps compaction leaves in a compacted log's sealed segments.
 //! - The segments are ordered by base offset; each sealed segment ends where the next begins;
 //!   the last one is the active segment.
 //! - `durable_offset <= log_end_offset`. Both only grow, except that a truncation lowers
@@ -49,6 +54,7 @@
 //!   no entry starts past the log end offset.
 
 mod append;
+mod clean;
 mod durability;
 mod open;
 mod read;
@@ -86,6 +92,8 @@ pub struct PartitionLog {
     key: PartitionKey,
     /// The last high watermark stored in (or read from) its checkpoint.
     high_watermark: Mutex<Option<i64>>,
+    /// Held by a cleaning pass throughout; where the last pass ended, `None` until one ran.
+    first_dirty_offset: Mutex<Option<clean::FirstDirty>>,
     end_offset: watch::Sender<i64>,
     durable: watch::Sender<Durable>,
     recovery_report: RecoveryReport,

@@ -108,6 +108,7 @@ impl PartitionLog {
             checkpoints,
             key,
             high_watermark: Mutex::new(high_watermark),
+            first_dirty_offset: Mutex::new(None),
             end_offset: watch::Sender::new(log_end_offset),
             // What recovery kept is durable once the flush below has run.
             durable: watch::Sender::new(Durable::new(log_end_offset)),
@@ -155,11 +156,18 @@ fn open_epoch_cache(
         let scanned = segments
             .iter()
             .filter(|segment| recovered.scanned.contains(&segment.base_offset()));
-        // Every batch has an epoch, so the cache of a non-empty log covers it from its start.
+        // Every batch has an epoch, so the cache of a non-empty log covers it from its first
+        // batch (in a compacted log that may start past the log start offset: a follower
+        // copying a compacted leader learns the epoch from the first batch it gets).
         let first_start = epochs.entries().first().map(|entry| entry.start_offset);
-        let mut verdict = if log_start_offset < log_end_offset
-            && first_start.is_none_or(|start| start > log_start_offset)
-        {
+        let uncovered = match first_start {
+            _ if log_start_offset >= log_end_offset => false,
+            None => true,
+            Some(start) => {
+                start > log_start_offset && start > first_batch_offset(&segments, log_start_offset)?
+            }
+        };
+        let mut verdict = if uncovered {
             Err(format!(
                 "it starts at {first_start:?} but the log holds records from {log_start_offset}"
             ))
@@ -184,7 +192,7 @@ fn open_epoch_cache(
     }
     let mut epochs = EpochCache::default();
     for segment in &segments {
-        for run in segment.epoch_runs()? {
+        for (run, _) in segment.epoch_runs()? {
             // Kafka's rule when reading epochs off batches: only ever move forward.
             if epochs
                 .latest_epoch()
@@ -208,6 +216,24 @@ fn open_epoch_cache(
     Ok((epochs, rebuilt))
 }
 
+/// The base offset of the first batch holding offsets at or past `log_start_offset`
+/// (below the log end offset), or the log start offset if that batch begins before it.
+fn first_batch_offset(segments: &[&Segment], log_start_offset: i64) -> Result<i64, StorageError> {
+    for segment in segments {
+        if segment.next_offset() <= log_start_offset {
+            continue;
+        }
+        let position = segment.find_position(log_start_offset.max(segment.base_offset()))?;
+        if position < segment.size_bytes() {
+            return Ok(segment
+                .read_header(position)?
+                .base_offset
+                .max(log_start_offset));
+        }
+    }
+    Ok(log_start_offset)
+}
+
 /// Check that the batches of a scanned `segment` carry the epochs `epochs` says they do;
 /// epochs past the cache's latest, at the end of the log, are added (their checkpoint
 /// write did not survive). `Ok(Err(why))` if they contradict it.
@@ -216,11 +242,7 @@ fn check_epochs(
     segment: &Segment,
     log_start_offset: i64,
 ) -> Result<Result<(), String>, StorageError> {
-    let runs = segment.epoch_runs()?;
-    for (i, run) in runs.iter().enumerate() {
-        let run_end = runs
-            .get(i + 1)
-            .map_or(segment.next_offset(), |next| next.start_offset);
+    for (run, run_end) in segment.epoch_runs()? {
         if run_end <= log_start_offset {
             continue;
         }

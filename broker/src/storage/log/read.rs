@@ -5,6 +5,10 @@
 //! entry at or before it, scans batch headers forward to the batch containing the offset,
 //! then returns whole batches up to `max_bytes`, continuing into later segments. The first
 //! batch is returned whole even if it alone exceeds `max_bytes`.
+//!
+//! In a compacted log an offset may lie in a gap the cleaner left (its record was
+//! removed): the read starts at the first batch after it, as Kafka's does. Batches keep
+//! their last offset, so every offset below the log end has a batch at or after it.
 
 use bytes::{Bytes, BytesMut};
 
@@ -30,12 +34,19 @@ impl PartitionLog {
         }
         let mut first = true;
         for segment in state.segments_from(offset) {
-            let (position, rule) = if first {
-                (segment.find_position(offset)?, FirstBatch::Whole)
+            let position = if first {
+                segment.find_position(offset)?
             } else {
-                (0, FirstBatch::IfFits)
+                0
             };
             first = false;
+            // Whole while nothing is read yet: in a compacted log the segment holding
+            // `offset` may have no batch left at or past it.
+            let rule = if out.is_empty() {
+                FirstBatch::Whole
+            } else {
+                FirstBatch::IfFits
+            };
             let budget = max_bytes.saturating_sub(out.len());
             if segment.read_into(position, budget, rule, &mut out)? == ReadEnd::BudgetSpent {
                 break;

@@ -4,7 +4,8 @@
 //! [`PartitionLog::apply_retention`] deletes whole sealed segments from the front while the
 //! oldest is past `retention_ms` (by its largest timestamp) or removing it leaves the log at
 //! least `retention_bytes` big. The active segment is never deleted. The log start offset
-//! advances to the new first segment and is checkpointed.
+//! advances to the new first segment and is checkpointed. A log whose `cleanup.policy`
+//! lacks `delete` (compaction alone) is never cut by retention, as in Kafka.
 
 use super::{lock, PartitionLog};
 use crate::metrics as m;
@@ -27,6 +28,10 @@ impl PartitionLog {
         now_ms: i64,
         limit_offset: i64,
     ) -> Result<usize, StorageError> {
+        // Kafka: time and size retention apply only when the policy includes `delete`.
+        if !self.config.cleaner.cleanup_policy.deletes() {
+            return Ok(0);
+        }
         let (deleted, deleted_bytes, log_start_offset) = {
             let mut state = lock(&self.state);
             let mut total_bytes: u64 = state.segments().map(Segment::size_bytes).sum();

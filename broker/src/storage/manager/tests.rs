@@ -157,7 +157,11 @@ fn invalid_configs_are_rejected_naming_the_key() {
         ("segment.bytes", "10"),
         ("segment.ms", "0"),
         ("max.message.bytes", "-1"),
-        ("cleanup.policy", "compact"),
+        ("cleanup.policy", "compact,shred"),
+        ("delete.retention.ms", "-1"),
+        ("min.cleanable.dirty.ratio", "1.5"),
+        ("min.compaction.lag.ms", "-1"),
+        ("max.compaction.lag.ms", "0"),
         ("min.insync.replicas", "0"),
         ("durability", "sometimes"),
     ] {
@@ -573,4 +577,86 @@ fn a_partition_created_again_does_not_inherit_its_predecessors_log_start() {
     let log = manager.partition("t", 0).unwrap();
     assert_eq!(log.log_start_offset(), 0);
     assert_eq!(log.log_end_offset(), 2);
+}
+
+#[test]
+fn compaction_configs_parse_and_describe_with_kafka_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    let info = manager
+        .create_topic(
+            "c",
+            1,
+            configs(&[
+                ("cleanup.policy", "delete, compact"),
+                ("min.cleanable.dirty.ratio", "0.25"),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(info.configs["cleanup.policy"], "compact,delete");
+    manager.create_topic("d", 1, BTreeMap::new()).unwrap();
+    let described = |topic: &str| -> BTreeMap<String, String> {
+        manager
+            .describe_configs(topic)
+            .unwrap()
+            .into_iter()
+            .map(|entry| (entry.name, entry.value.unwrap()))
+            .collect()
+    };
+    let defaults = described("d");
+    assert_eq!(defaults["cleanup.policy"], "delete");
+    assert_eq!(defaults["delete.retention.ms"], "86400000");
+    assert_eq!(defaults["min.cleanable.dirty.ratio"], "0.5");
+    assert_eq!(defaults["min.compaction.lag.ms"], "0");
+    assert_eq!(defaults["max.compaction.lag.ms"], i64::MAX.to_string());
+    assert_eq!(described("c")["min.cleanable.dirty.ratio"], "0.25");
+    // Kafka's cross-check of the two lags.
+    let conflict = configs(&[
+        ("min.compaction.lag.ms", "10"),
+        ("max.compaction.lag.ms", "5"),
+    ]);
+    assert!(matches!(
+        manager.create_topic("e", 1, conflict),
+        Err(StorageError::InvalidConfig(why)) if why.contains("min.compaction.lag.ms")
+    ));
+}
+
+#[test]
+fn a_clean_pass_cleans_the_compacted_partitions_that_are_due() {
+    use sluice_protocol::batch::Compression;
+    use sluice_protocol::records::{encode_batch, Record};
+
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    let small = [("segment.bytes", "300")];
+    manager
+        .create_topic("c", 1, configs(&[small[0], ("cleanup.policy", "compact")]))
+        .unwrap();
+    manager.create_topic("d", 1, configs(&small)).unwrap();
+    for topic in ["c", "d"] {
+        let log = manager.open_partition(topic, 0).unwrap();
+        for i in 0..12 {
+            let record = Record {
+                key: Some(bytes::Bytes::from_static(b"same key")),
+                value: Some(bytes::Bytes::from(vec![b'v'; 40])),
+                headers: Vec::new(),
+                timestamp: i,
+            };
+            let built = encode_batch(&[record], Compression::None).unwrap();
+            log.append(bytes::BytesMut::from(&built[..]), 0, 0).unwrap();
+        }
+    }
+    let end = |log: &PartitionLog| log.log_end_offset();
+    let stats = manager.clean_pass(1_000, &end, 1 << 20);
+    assert_eq!(stats.partitions_cleaned, 1, "{stats:?}");
+    assert!(stats.segments_cleaned > 0);
+    assert!(
+        manager.partition("c", 0).unwrap().size_bytes()
+            < manager.partition("d", 0).unwrap().size_bytes()
+    );
+    // Nothing dirty is left: no pass is due.
+    assert_eq!(
+        manager.clean_pass(1_000, &end, 1 << 20),
+        CleanPassStats::default()
+    );
 }

@@ -3,14 +3,19 @@
 
 use std::collections::BTreeMap;
 
+use super::super::cleaner::{parse_dirty_ratio, CleanupPolicy};
 use super::super::{LogConfig, StorageError};
 
 /// The topic config keys [`LogManager::create_topic`](super::LogManager::create_topic) accepts, in the order
 /// [`LogManager::describe_configs`](super::LogManager::describe_configs) lists them.
 pub const SUPPORTED_TOPIC_CONFIGS: &[&str] = &[
     "cleanup.policy",
+    "delete.retention.ms",
     "durability",
+    "max.compaction.lag.ms",
     "max.message.bytes",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -44,11 +49,22 @@ pub(super) fn parse_overrides(
         let value = value.trim();
         match key.as_str() {
             "cleanup.policy" => {
-                if value != "delete" {
-                    return Err(StorageError::InvalidConfig(format!(
-                        "cleanup.policy: only \"delete\" is supported, not {value:?}"
-                    )));
-                }
+                settings.log.cleaner.cleanup_policy = CleanupPolicy::parse(value)?;
+            }
+            "delete.retention.ms" => {
+                settings.log.cleaner.delete_retention_ms =
+                    parse_in_range(key, value, 0, i64::MAX)? as u64;
+            }
+            "max.compaction.lag.ms" => {
+                settings.log.cleaner.max_compaction_lag_ms =
+                    parse_in_range(key, value, 1, i64::MAX)? as u64;
+            }
+            "min.cleanable.dirty.ratio" => {
+                settings.log.cleaner.min_cleanable_dirty_ratio = parse_dirty_ratio(key, value)?;
+            }
+            "min.compaction.lag.ms" => {
+                settings.log.cleaner.min_compaction_lag_ms =
+                    parse_in_range(key, value, 0, i64::MAX)? as u64;
             }
             "durability" => {
                 settings.log.durability = value.parse()?;
@@ -90,6 +106,7 @@ pub(super) fn parse_overrides(
             }
         }
     }
+    settings.log.cleaner.validate()?;
     let normalised = overrides
         .keys()
         .map(|key| (key.clone(), config_value(&settings, key)))
@@ -122,7 +139,11 @@ pub(super) fn config_value(settings: &TopicSettings, key: &str) -> String {
     let limit =
         |limit: Option<u64>| limit.map_or_else(|| "-1".to_string(), |limit| limit.to_string());
     match key {
-        "cleanup.policy" => "delete".to_string(),
+        "cleanup.policy" => settings.log.cleaner.cleanup_policy.to_string(),
+        "delete.retention.ms" => settings.log.cleaner.delete_retention_ms.to_string(),
+        "max.compaction.lag.ms" => settings.log.cleaner.max_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => settings.log.cleaner.min_cleanable_dirty_ratio.to_string(),
+        "min.compaction.lag.ms" => settings.log.cleaner.min_compaction_lag_ms.to_string(),
         "durability" => settings.log.durability.to_string(),
         "max.message.bytes" => settings.log.batch_bytes_max.to_string(),
         "min.insync.replicas" => settings.min_insync_replicas.to_string(),
