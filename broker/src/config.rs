@@ -199,6 +199,10 @@ options! {
     retention_bytes: i64 = -1, "-1", "retention-bytes", "SLUICE_RETENTION_BYTES", parse_from_str::<i64>;
     "How often the retention task runs, in milliseconds"
     retention_check_interval_ms: u64 = 300_000, "300000 (5 minutes)", "retention-check-interval-ms", "SLUICE_RETENTION_CHECK_INTERVAL_MS", parse_from_str::<u64>;
+    "How often the log cleaner looks for compacted partitions due for cleaning (Kafka log.cleaner.backoff.ms)"
+    log_cleaner_backoff_ms: u64 = 15_000, "15000", "log-cleaner-backoff-ms", "SLUICE_LOG_CLEANER_BACKOFF_MS", parse_from_str::<u64>;
+    "Memory for the log cleaner's key map, in bytes: a pass cleans as far as this many keys' entries reach (Kafka log.cleaner.dedupe.buffer.size)"
+    log_cleaner_dedupe_buffer_size: u64 = 128 << 20, "134217728 (128 MiB)", "log-cleaner-dedupe-buffer-size", "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_SIZE", parse_from_str::<u64>;
     "replicated: acknowledge from the page cache; fsync: group-commit fsync before acks=all answers and records become visible"
     durability: Durability = Durability::Replicated, "replicated", "durability", "SLUICE_DURABILITY", parse_durability;
     "Largest record batch accepted, in bytes (Kafka message.max.bytes)"
@@ -231,6 +235,8 @@ options! {
     default_replication_factor: i16 = 1, "1", "default-replication-factor", "SLUICE_DEFAULT_REPLICATION_FACTOR", parse_from_str::<i16>;
     "Partitions of the internal __consumer_offsets topic, created on first use; never change it afterwards: every group would move (Kafka offsets.topic.num.partitions)"
     offsets_topic_num_partitions: i32 = 50, "50", "offsets-topic-num-partitions", "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", parse_from_str::<i32>;
+    "Segment size of __consumer_offsets, set when it is created (Kafka offsets.topic.segment.bytes)"
+    offsets_topic_segment_bytes: u64 = 100 << 20, "104857600 (100 MiB)", "offsets-topic-segment-bytes", "SLUICE_OFFSETS_TOPIC_SEGMENT_BYTES", parse_from_str::<u64>;
     "Replication factor of __consumer_offsets, clamped to the brokers there are when it is created (Kafka offsets.topic.replication.factor)"
     offsets_topic_replication_factor: i16 = 3, "3", "offsets-topic-replication-factor", "SLUICE_OFFSETS_TOPIC_REPLICATION_FACTOR", parse_from_str::<i16>;
     "Shortest session timeout a group member may ask for (Kafka group.min.session.timeout.ms)"

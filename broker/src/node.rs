@@ -73,6 +73,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         Duration::from_millis(config.retention_check_interval_ms.max(1)),
         shutdown_rx.clone(),
     ));
+    let cleaner = tokio::spawn(cleaner_loop(
+        logs.clone(),
+        cluster.replicas.clone(),
+        Duration::from_millis(config.log_cleaner_backoff_ms.max(1)),
+        usize::try_from(config.log_cleaner_dedupe_buffer_size).unwrap_or(usize::MAX),
+        shutdown_rx.clone(),
+    ));
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
     let server = tokio::spawn(server::serve(broker, listener, shutdown_rx, grace));
 
@@ -85,6 +92,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = retention.await;
+    let _ = cleaner.await;
     cluster.stop().await;
     let logs_for_flush = logs.clone();
     tokio::task::spawn_blocking(move || logs_for_flush.shutdown())
@@ -132,6 +140,39 @@ async fn retention_loop(
                 // Storage counts the deleted segments and bytes and logs each partition.
                 if deleted > 0 {
                     tracing::debug!(segments = deleted, "retention pass deleted segments");
+                }
+            }
+        }
+    }
+}
+
+/// Compact the partitions whose topics say `cleanup.policy=compact` (Kafka's log cleaner)
+/// every `every`, one pass at a time on a blocking thread: each below its high watermark,
+/// so records a follower or a `read_committed` reader has not seen as final stay whole.
+async fn cleaner_loop(
+    logs: Arc<LogManager>,
+    replicas: Arc<crate::replica::ReplicaManager>,
+    every: Duration,
+    offset_map_bytes: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => {
+                let (logs, replicas) = (logs.clone(), replicas.clone());
+                let limit = move |log: &crate::storage::PartitionLog| {
+                    replicas.high_watermark_of(log.name()).unwrap_or(0)
+                };
+                let pass = tokio::task::spawn_blocking(move || {
+                    logs.clean_pass(now_ms(), &limit, offset_map_bytes)
+                });
+                if let Ok(stats) = pass.await {
+                    if stats.partitions_cleaned > 0 {
+                        tracing::debug!(?stats, "log cleaner pass");
+                    }
                 }
             }
         }

@@ -82,7 +82,7 @@ fn the_first_request_creates_the_offsets_topic_and_then_the_leader_coordinates()
     assert!(topic.is_internal);
     assert_eq!(topic.partitions.len(), 7);
     assert!(topic.partitions.iter().all(|p| p.replica_nodes.len() == 1));
-    // Kept whole (no time retention) with Kafka's segment size for the topic.
+    // Compacted (no time retention) with Kafka's segment size for the topic.
     let request =
         DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
             .with_resource_type(2)
@@ -97,7 +97,11 @@ fn the_first_request_creates_the_offsets_topic_and_then_the_leader_coordinates()
             .find(|c| c.name.as_str() == name)
             .and_then(|c| c.value.as_ref().map(|v| v.to_string()))
     };
-    assert_eq!(value("retention.ms").as_deref(), Some("-1"), "{configs:?}");
+    assert_eq!(
+        value("cleanup.policy").as_deref(),
+        Some("compact"),
+        "{configs:?}"
+    );
     assert_eq!(value("segment.bytes").as_deref(), Some("104857600"));
 
     // v0 (no key type), and the batched form with several keys.

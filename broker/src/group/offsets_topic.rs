@@ -26,6 +26,7 @@ pub const OFFSETS_TOPIC_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
 pub struct OffsetsTopicConfig {
     pub partitions: i32,
     pub replication_factor: i16,
+    pub segment_bytes: u64,
 }
 
 impl Default for OffsetsTopicConfig {
@@ -33,6 +34,7 @@ impl Default for OffsetsTopicConfig {
         OffsetsTopicConfig {
             partitions: OFFSETS_TOPIC_PARTITIONS_DEFAULT,
             replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
+            segment_bytes: OFFSETS_TOPIC_SEGMENT_BYTES,
         }
     }
 }

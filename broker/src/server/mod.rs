@@ -159,6 +159,7 @@ impl Broker {
             offsets_topic: OffsetsTopicConfig {
                 partitions: config.offsets_topic_num_partitions,
                 replication_factor: config.offsets_topic_replication_factor,
+                segment_bytes: config.offsets_topic_segment_bytes,
             },
         })
     }

@@ -26,7 +26,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, str_bytes};
-use crate::group::offsets_topic::{partition_for, OFFSETS_TOPIC, OFFSETS_TOPIC_SEGMENT_BYTES};
+use crate::group::offsets_topic::{partition_for, OFFSETS_TOPIC};
 use crate::metrics as m;
 use crate::server::{Broker, TopicRequest};
 
@@ -136,14 +136,14 @@ async fn create_offsets_topic(broker: &Broker) {
         name: OFFSETS_TOPIC.to_string(),
         partitions: config.partitions,
         replication_factor,
-        // Until compaction exists (issue 11), time retention must not delete group state
-        // that is still current: keep everything.
+        // Compacted, as Kafka's: the latest record of each group and committed offset is
+        // kept, whatever its age (no time retention), the rest cleaned away.
         configs: BTreeMap::from([
             (
                 "segment.bytes".to_string(),
-                OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
+                config.segment_bytes.to_string(),
             ),
-            ("retention.ms".to_string(), "-1".to_string()),
+            ("cleanup.policy".to_string(), "compact".to_string()),
         ]),
     };
     match broker.create_topics(vec![request], false).await.pop() {
