@@ -30,6 +30,7 @@ const GROUP: &str = "classic-group";
 const SUBSCRIBED: &str = "subscribed";
 const OTHER: &str = "other";
 
+const UNKNOWN_SERVER_ERROR: i16 = -1;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const NOT_COORDINATOR: i16 = 16;
@@ -366,4 +367,48 @@ fn bad_group_requests_get_kafkas_errors_and_store_nothing() {
         );
     }
     assert_eq!(committed(&mut conn, SUBSCRIBED), [-1, -1]);
+}
+
+/// A member whose subscription metadata makes the group's record larger than the offsets
+/// topic takes (max.message.bytes, 1 MiB by default): the join is answered, the sync is
+/// refused with Kafka's UNKNOWN_SERVER_ERROR (its mapping of MESSAGE_TOO_LARGE), and
+/// nothing is stored — the group does not become Stable.
+#[test]
+fn a_group_too_large_to_persist_is_refused_at_sync() {
+    let broker = Broker::start_with(BrokerOptions {
+        extra_args: vec!["--group-initial-rebalance-delay-ms".into(), "0".into()],
+        ..Default::default()
+    });
+    let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
+    wait_for_coordinator(&mut conn);
+    let big = Bytes::from(vec![7u8; 2 << 20]);
+    let join_big = |conn: &mut RawConnection, member_id: &str| -> JoinGroupResponse {
+        let request = JoinGroupRequest::default()
+            .with_group_id(group_id(GROUP))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(str(member_id))
+            .with_protocol_type(str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(str("range"))
+                .with_metadata(big.clone())]);
+        conn.request(ApiKey::JoinGroup, 9, &request).unwrap()
+    };
+    let first = join_big(&mut conn, "");
+    assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
+    let joined = join_big(&mut conn, &first.member_id);
+    assert_eq!(joined.error_code, 0, "{}", joined.error_code);
+    let request = SyncGroupRequest::default()
+        .with_group_id(group_id(GROUP))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(joined.member_id.clone())
+        .with_assignments(vec![SyncGroupRequestAssignment::default()
+            .with_member_id(joined.member_id.clone())
+            .with_assignment(Bytes::from_static(b"x"))]);
+    let synced: SyncGroupResponse = conn.request(ApiKey::SyncGroup, 5, &request).unwrap();
+    assert_eq!(synced.error_code, UNKNOWN_SERVER_ERROR);
+    let request = DescribeGroupsRequest::default().with_groups(vec![group_id(GROUP)]);
+    let described: DescribeGroupsResponse =
+        conn.request(ApiKey::DescribeGroups, 5, &request).unwrap();
+    assert_ne!(described.groups[0].group_state.as_str(), "Stable");
 }

@@ -227,7 +227,9 @@ impl GroupCoordinator {
                     let (coordinator, shard) = (self.clone(), shard.clone());
                     let group_id = group_id.to_string();
                     tokio::spawn(async move {
-                        let result = coordinator.write(&shard, &[record]).await;
+                        // The group maps a failure itself (Kafka's
+                        // appendGroupMetadataErrorToResponseError).
+                        let result = coordinator.write_raw(&shard, &[record]).await;
                         coordinator.persisted(&shard, &group_id, id, result);
                     });
                 }

@@ -125,8 +125,20 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// Append `records` to the shard's partition (acks=all), then apply them.
+    /// [`GroupCoordinator::write_raw`], with a failure as Kafka's coordinator answers it
+    /// for offset and group-admin writes (module docs).
     pub(super) async fn write(
+        &self,
+        shard: &Arc<Shard>,
+        records: &[Record],
+    ) -> Result<(), ErrorCode> {
+        self.write_raw(shard, records).await.map_err(write_error)
+    }
+
+    /// Append `records` to the shard's partition (acks=all), then apply them. A failure is
+    /// the replica manager's error code, for the caller to map (a group's metadata write
+    /// maps it the classic protocol's way).
+    pub(super) async fn write_raw(
         &self,
         shard: &Arc<Shard>,
         records: &[Record],
@@ -142,12 +154,12 @@ impl GroupCoordinator {
                 origin: AppendOrigin::Coordinator,
                 now_ms: now_ms(),
             })
-            .map_err(|(code, _)| write_error(code))?;
+            .map_err(|(code, _)| code)?;
         let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
         self.replicas
             .wait_for_acks(&appended, deadline)
             .await
-            .map_err(|(code, _)| write_error(code))?;
+            .map_err(|(code, _)| code)?;
         if appended
             .leader_epoch
             .is_some_and(|epoch| epoch != shard.leader_epoch)
