@@ -75,7 +75,9 @@ fn profile_dir() -> PathBuf {
     }
 }
 
-/// One cargo build per (package, binary) per test process; parallel tests wait for it.
+/// One cargo build per (package, binary) per test process, even when the binary exists
+/// (it may be older than the sources: `cargo test -p sluice-tests` does not rebuild it;
+/// when it is current the build is a no-op); parallel tests wait for it.
 fn workspace_binary(package: &str, bin: &str, env_override: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env_override) {
         return PathBuf::from(path);
@@ -86,7 +88,7 @@ fn workspace_binary(package: &str, bin: &str, env_override: &str) -> PathBuf {
         .get_or_init(|| Mutex::new(Vec::new()))
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if !path.exists() && !built.iter().any(|b| b == bin) {
+    if !built.iter().any(|b| b == bin) {
         let profile = profile_dir();
         let release = profile.file_name() == Some(OsStr::new("release"));
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
