@@ -120,7 +120,7 @@ impl ShardState {
                     }
                 }
             }
-            Record::Unknown { .. } => {}
+            Record::ConsumerGroup(_) | Record::Unknown { .. } => {}
         }
     }
 

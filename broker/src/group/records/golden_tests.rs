@@ -224,20 +224,6 @@ fn empty_group_with_null_protocol_and_leader_matches_kafka() {
 }
 
 #[test]
-fn consumer_group_record_of_kip_848_decodes_as_unknown() {
-    // ConsumerGroupMetadataKey{groupId: "group-2"} / ConsumerGroupMetadataValue{epoch: 4} v0.
-    let key = bytes_of("0003000767726f75702d32");
-    let value = bytes_of("00000000000400");
-    let record = Record::decode(key, Some(value)).expect("decode");
-    assert_eq!(record, Record::Unknown { version: 3 });
-    assert_eq!(kafka_record_type_name(3), Some("CONSUMER_GROUP_METADATA"));
-    assert_eq!(
-        record.encode_key(),
-        Err(RecordError::NotEncodable { version: 3 })
-    );
-}
-
-#[test]
 fn every_truncation_of_a_golden_value_is_an_error() {
     let offset_values = [
         "00040000011f71fb04cb00000009056d6574610000018bcfe568000100100123456789abcdeffedcba9876543210",
