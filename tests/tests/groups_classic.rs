@@ -31,6 +31,7 @@ const SUBSCRIBED: &str = "subscribed";
 const OTHER: &str = "other";
 
 const UNKNOWN_SERVER_ERROR: i16 = -1;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const NOT_COORDINATOR: i16 = 16;
@@ -263,6 +264,10 @@ fn a_member_joins_syncs_heartbeats_and_leaves_and_then_the_group_can_be_deleted(
         (0, vec![GROUP_SUBSCRIBED_TO_TOPIC])
     );
     assert_eq!(delete_offsets(&mut conn, OTHER), (0, vec![0]));
+    assert_eq!(
+        delete_offsets(&mut conn, "no-such-topic"),
+        (0, vec![UNKNOWN_TOPIC_OR_PARTITION])
+    );
     assert_eq!(committed(&mut conn, OTHER), [-1, 11]);
 
     let request = LeaveGroupRequest::default()

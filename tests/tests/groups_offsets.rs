@@ -326,6 +326,12 @@ fn commits_from_members_of_unknown_groups_are_refused_as_kafka_refuses_them() {
         codes(commit(&mut conn, 8, "", -1, &[(TOPIC, partitions)])),
         [INVALID_GROUP_ID]
     );
+    // A partition the topic does not have, beside one it has.
+    let mixed: &[Commit] = &[(0, 1, 0, ""), (9, 1, 0, "")];
+    assert_eq!(
+        codes(commit(&mut conn, 8, "g1", -1, &[(TOPIC, mixed)])),
+        [0, UNKNOWN_TOPIC_OR_PARTITION]
+    );
     // Nothing of the refused commits was stored.
     assert_eq!(
         fetch_v7(&mut conn, "ghost", &[0]).1,

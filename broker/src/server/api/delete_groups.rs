@@ -1,6 +1,8 @@
 //! DeleteGroups (v0-v2) and OffsetDelete (v0): decode, ask the group coordinator, encode.
 //! The rules are the coordinator's (`group::coordinator`, `admin.rs`). OffsetDelete's
-//! group-level error goes in the response's error code with no topics, as Kafka answers.
+//! group-level error goes in the response's error code with no topics, as Kafka answers;
+//! a partition the metadata does not have is UNKNOWN_TOPIC_OR_PARTITION (Kafka's
+//! `handleOffsetDeleteRequest`), not passed to the coordinator.
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::offset_delete_response::{
@@ -10,7 +12,7 @@ use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, GroupId, OffsetDeleteRequest, OffsetDeleteResponse,
 };
 
-use super::{count_error, str_bytes, topic_name};
+use super::{count_error, str_bytes, topic_name, unknown_partitions};
 use crate::server::Broker;
 
 pub async fn handle_delete_groups(
@@ -36,14 +38,20 @@ pub async fn handle_offset_delete(
     broker: &Broker,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
-    let topics: Vec<(String, Vec<i32>)> = request
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t.partitions.iter().map(|p| p.partition_index).collect();
-            (t.name.0.to_string(), partitions)
-        })
-        .collect();
+    let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
+    let mut unknown: Vec<(String, Vec<i32>)> = Vec::new();
+    for t in &request.topics {
+        let partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+        let missing = unknown_partitions(broker, &t.name.0, &partitions);
+        let present: Vec<i32> = partitions
+            .into_iter()
+            .filter(|p| !missing.contains(p))
+            .collect();
+        topics.push((t.name.0.to_string(), present));
+        if !missing.is_empty() {
+            unknown.push((t.name.0.to_string(), missing));
+        }
+    }
     let mut response = OffsetDeleteResponse::default();
     match broker
         .groups
@@ -51,7 +59,20 @@ pub async fn handle_offset_delete(
         .await
     {
         Ok(results) => {
-            for (topic, codes) in results {
+            let unknown = unknown.into_iter().map(|(topic, partitions)| {
+                let codes = partitions
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p,
+                            sluice_protocol::error::ErrorCode::UnknownTopicOrPartition,
+                        )
+                    })
+                    .collect();
+                (topic, codes)
+            });
+            let results = results.into_iter().filter(|(_, codes)| !codes.is_empty());
+            for (topic, codes) in results.chain(unknown) {
                 let mut entry = OffsetDeleteResponseTopic::default();
                 entry.name = topic_name(&topic);
                 entry.partitions = codes

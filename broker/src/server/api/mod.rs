@@ -44,6 +44,18 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
+/// Which of `partitions` of `topic` the metadata does not have (all of them for an unknown
+/// topic): Kafka answers UNKNOWN_TOPIC_OR_PARTITION for those in OffsetCommit and
+/// OffsetDelete without asking the coordinator.
+pub(crate) fn unknown_partitions(broker: &Broker, topic: &str, partitions: &[i32]) -> Vec<i32> {
+    let count = broker.topic(topic).map_or(0, |view| view.partitions);
+    partitions
+        .iter()
+        .copied()
+        .filter(|&p| !(0..count).contains(&p))
+        .collect()
+}
+
 /// Count an error code returned by an API (NONE is not counted).
 pub(crate) fn count_error(api: &'static str, code: ErrorCode) -> i16 {
     if code != ErrorCode::None {

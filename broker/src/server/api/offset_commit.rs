@@ -1,7 +1,7 @@
 //! OffsetCommit (v2-v9): decode, ask the group coordinator, encode.
 //!
-//! As Kafka's `KafkaApis.handleOffsetCommitRequest`, a topic the metadata does not have is
-//! answered UNKNOWN_TOPIC_OR_PARTITION for each of its partitions and not passed on; a
+//! As Kafka's `KafkaApis.handleOffsetCommitRequest`, a partition the metadata does not have
+//! (of a known topic or not) is answered UNKNOWN_TOPIC_OR_PARTITION and not passed on; a
 //! group-level error (NOT_COORDINATOR, ILLEGAL_GENERATION, ...) is answered for every
 //! partition. The rules of the commit itself are the coordinator's
 //! (`group::coordinator`, `offsets.rs`).
@@ -12,7 +12,7 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use sluice_protocol::error::ErrorCode;
 
-use super::{count_error, topic_name};
+use super::{count_error, topic_name, unknown_partitions};
 use crate::group::coordinator::{CommitPartition, OffsetCommitInput};
 use crate::server::Broker;
 
@@ -37,10 +37,16 @@ pub async fn handle(
                 metadata: p.committed_metadata.map(|m| m.to_string()),
             })
             .collect();
-        if broker.topic(&topic.name.0).is_some() {
-            known.push((topic.name.0.to_string(), partitions));
-        } else {
-            let codes = partitions
+        let indexes: Vec<i32> = partitions.iter().map(|p| p.partition).collect();
+        let missing = unknown_partitions(broker, &topic.name.0, &indexes);
+        let (absent, present): (Vec<CommitPartition>, Vec<CommitPartition>) = partitions
+            .into_iter()
+            .partition(|p| missing.contains(&p.partition));
+        if !present.is_empty() {
+            known.push((topic.name.0.to_string(), present));
+        }
+        if !absent.is_empty() {
+            let codes = absent
                 .iter()
                 .map(|p| (p.partition, ErrorCode::UnknownTopicOrPartition))
                 .collect();
