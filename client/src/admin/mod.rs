@@ -31,6 +31,8 @@
 //!
 //! - `topics.rs`: create, delete, list, describe and grow topics; configs; list offsets.
 //! - `elections.rs`: `elect_leaders` and its types.
+//! - `groups.rs`: consumer groups: list, describe, committed offsets (list, alter, delete),
+//!   delete; the coordinator lookup and its retries.
 //! - `reassignments.rs`: alter and list partition reassignments and their types.
 //! - `quorum.rs`: `describe_cluster` and `describe_quorum` (the search for the quorum
 //!   leader) and their types.
@@ -38,6 +40,7 @@
 //!   watermarks, a record's timestamp.
 
 mod elections;
+mod groups;
 mod probes;
 mod quorum;
 mod reassignments;
@@ -55,6 +58,10 @@ use crate::connection::Connection;
 use crate::error::{kafka_error_name, Error, Result};
 
 pub use elections::{ElectionOutcome, ElectionResult, ElectionType};
+pub use groups::{
+    CommittedOffset, GroupDescription, GroupListing, GroupListings, GroupMember, GroupState,
+    ListGroupsFilter, MemberAssignment, NewOffset, PartitionResult, GROUP_API_VERSIONS,
+};
 pub use quorum::{ClusterDescription, QuorumDescription, QuorumReplica};
 pub use reassignments::{
     OngoingReassignment, Reassignment, ReassignmentOutcome, ReassignmentResult,

@@ -17,6 +17,8 @@
 //! - `partition`: `partition elect-leaders` (`partition/elect.rs`) and `partition reassign`
 //!   (`partition/reassign.rs`).
 //! - `broker`: `broker decommission`.
+//! - `group`: `group list | describe | delete | delete-offsets | reset-offsets` (consumer
+//!   groups, as kafka-consumer-groups manages them).
 //!
 //! Behind the operator views (`cluster status`, `topic describe`, `top`):
 //!
@@ -28,6 +30,7 @@
 mod broker;
 mod cluster;
 mod consume;
+mod group;
 mod health;
 mod output;
 mod partition;
@@ -100,6 +103,12 @@ enum Command {
         #[command(subcommand)]
         command: broker::BrokerCommand,
     },
+    /// Consumer groups: list, describe (committed offsets, log end offsets, lag, members),
+    /// delete, delete offsets, reset offsets (as kafka-consumer-groups).
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+    },
 }
 
 /// A `KEY=VALUE` argument (`--config`, `--header`).
@@ -155,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Top(args) => top::run(&bootstrap, args).await,
         Command::Partition { command } => partition::run(&bootstrap, command).await,
         Command::Broker { command } => broker::run(&bootstrap, command).await,
+        Command::Group { command } => group::run(&bootstrap, command).await,
     }
 }
 
@@ -236,6 +246,12 @@ mod tests {
             &["sluice", "cluster", "status", "--help"],
             &["sluice", "topic", "describe", "--help"],
             &["sluice", "top", "--help"],
+            &["sluice", "group", "--help"],
+            &["sluice", "group", "list", "--help"],
+            &["sluice", "group", "describe", "--help"],
+            &["sluice", "group", "delete", "--help"],
+            &["sluice", "group", "delete-offsets", "--help"],
+            &["sluice", "group", "reset-offsets", "--help"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(
