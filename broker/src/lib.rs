@@ -1,9 +1,10 @@
 //! The Sluice broker.
 //!
 //! Dependencies point one way: [`storage`] <- [`replication`] <- [`replica`] (the replica
-//! manager, the one owner of hosted partitions) <- [`server`] (the Kafka listener and one
-//! handler per API); [`controller`] (the metadata quorum) <- [`cluster`] (membership) and
-//! [`replica`]; [`node`] wires one running broker together. `docs/architecture.md` draws
+//! manager, the one owner of hosted partitions) <- [`group`] (the group coordinator, on
+//! `__consumer_offsets`) <- [`server`] (the Kafka listener and one handler per API);
+//! [`controller`] (the metadata quorum) <- [`cluster`] (membership) and [`replica`];
+//! [`node`] wires one running broker together. `docs/architecture.md` draws
 //! the layers and the produce and fetch paths through them.
 
 pub mod cluster;
