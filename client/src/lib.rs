@@ -31,6 +31,7 @@ pub mod connection;
 pub mod consumer;
 pub mod delivery;
 pub mod error;
+pub mod group;
 pub mod metrics;
 pub mod offsets;
 pub mod partitioner;
@@ -50,6 +51,9 @@ pub use cluster::{Cluster, ClusterConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, SeekTo};
 pub use delivery::{DeliveryFuture, RecordMetadata};
 pub use error::{Error, Result};
+pub use group::{
+    Assignor, GroupConsumer, GroupConsumerConfig, PendingCommit, RebalanceListener, TopicPartition,
+};
 pub use offsets::OffsetSpec;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord};
 pub use sluice_protocol::batch::Compression;

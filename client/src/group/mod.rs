@@ -1,0 +1,35 @@
+//! Consumer groups, classic protocol: [`GroupConsumer`] subscribes to topics and consumes
+//! the partitions its group assigns it, with committed offsets.
+//!
+//! The group protocol as Kafka's consumer speaks it (the broker's side is
+//! `broker/src/group`, docs/groups.md):
+//!
+//! 1. FindCoordinator names the broker coordinating the group; the member keeps a
+//!    dedicated connection to it (`coordinator`).
+//! 2. JoinGroup, with the subscription encoded once per offered assignor. A new dynamic
+//!    member is first refused with MEMBER_ID_REQUIRED and a member id to join with. The
+//!    coordinator waits for every member, picks an assignor all offer and a leader.
+//! 3. The leader runs the assignor (`assignor`: range, roundrobin) over all subscriptions
+//!    and sends the result in SyncGroup; everyone's SyncGroup answers with their share.
+//! 4. Positions start from the group's committed offsets (OffsetFetch), or the reset policy.
+//! 5. A background task heartbeats (`heartbeat`); an answer of REBALANCE_IN_PROGRESS makes
+//!    the next `poll` revoke everything (eager protocol), commit, and go back to step 2.
+//! 6. Commits (OffsetCommit) carry the member id and generation; close leaves the group
+//!    (LeaveGroup) unless the member is static (`group.instance.id`).
+//!
+//! Modules: `config` (settings), `assignor` (pure assignment functions), `coordinator`
+//! (finding the coordinator, building and sending the group requests), `member` (member
+//! id, generation, rejoin and fatal state shared with the heartbeat task), `heartbeat`,
+//! `consumer` (the [`GroupConsumer`] itself), [`metrics`] (metric names).
+
+mod assignor;
+mod config;
+mod consumer;
+mod coordinator;
+mod heartbeat;
+mod member;
+pub mod metrics;
+
+pub use assignor::{Assignment, Assignor, MemberSubscription};
+pub use config::GroupConsumerConfig;
+pub use consumer::{GroupConsumer, PendingCommit, RebalanceListener, TopicPartition};
