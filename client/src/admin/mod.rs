@@ -31,7 +31,7 @@
 //!
 //! - `topics.rs`: create, delete, list, describe and grow topics; configs; list offsets.
 //! - `elections.rs`: `elect_leaders` and its types.
-//! - `groups.rs`: consumer groups: list, describe, committed offsets (list, alter, delete),
+//! - `groups/`: consumer groups: list, describe, committed offsets (list, alter, delete),
 //!   delete; the coordinator lookup and its retries.
 //! - `reassignments.rs`: alter and list partition reassignments and their types.
 //! - `quorum.rs`: `describe_cluster` and `describe_quorum` (the search for the quorum
