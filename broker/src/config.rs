@@ -253,6 +253,10 @@ options! {
     offsets_retention_check_interval_ms: u64 = 600_000, "600000", "offsets-retention-check-interval-ms", "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS", parse_from_str::<u64>;
     "How often the group coordinator refreshes its group metrics: groups by state, members, rebalances and consumer lag (sluice_group_lag)"
     group_metrics_interval_ms: u64 = 10_000, "10000", "group-metrics-interval-ms", "SLUICE_GROUP_METRICS_INTERVAL_MS", parse_from_str::<u64>;
+    "Session timeout of consumer group members (KIP-848, group.protocol=consumer): a member that does not heartbeat for this long is removed (Kafka group.consumer.session.timeout.ms)"
+    group_consumer_session_timeout_ms: i32 = 45_000, "45000", "group-consumer-session-timeout-ms", "SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS", parse_from_str::<i32>;
+    "How often consumer group members (KIP-848) are told to heartbeat (Kafka group.consumer.heartbeat.interval.ms)"
+    group_consumer_heartbeat_interval_ms: i32 = 5_000, "5000", "group-consumer-heartbeat-interval-ms", "SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", parse_from_str::<i32>;
     "Default unclean.leader.election.enable of topics: elect a leader from outside the ISR when no in-sync replica is left (may lose acknowledged records)"
     unclean_leader_election: bool = false, "false", "unclean-leader-election", "SLUICE_UNCLEAN_LEADER_ELECTION", parse_bool;
     "This broker's rack (availability zone); consumers in the same rack may fetch from it as a follower (KIP-392), and replicas are spread across racks. Empty: no rack"
@@ -344,6 +348,15 @@ impl Config {
                 self.offsets_topic_num_partitions,
                 crate::storage::TOPIC_PARTITIONS_MAX,
                 self.offsets_topic_replication_factor
+            ));
+        }
+        if self.group_consumer_session_timeout_ms < 1
+            || self.group_consumer_heartbeat_interval_ms < 1
+            || self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms
+        {
+            return Err(format!(
+                "group-consumer-heartbeat-interval-ms ({}) must be positive and below group-consumer-session-timeout-ms ({})",
+                self.group_consumer_heartbeat_interval_ms, self.group_consumer_session_timeout_ms
             ));
         }
         if self.offsets_retention_minutes < 1 {
@@ -440,6 +453,11 @@ impl Config {
     pub fn coordinator_config(&self) -> crate::group::coordinator::CoordinatorConfig {
         crate::group::coordinator::CoordinatorConfig {
             group: self.classic_group_config(),
+            consumer: crate::group::consumer::ConsumerGroupConfig {
+                session_timeout_ms: self.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
+                ..Default::default()
+            },
             offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
             offsets_retention_check_interval: std::time::Duration::from_millis(
                 self.offsets_retention_check_interval_ms.max(1),

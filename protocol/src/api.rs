@@ -61,6 +61,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DescribeGroups, 0, 6),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
+    // The KIP-848 group protocol (group.protocol=consumer).
+    range(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    range(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// ListOffsets `replica_id` of a tool reading one replica's log (Kafka's

@@ -133,6 +133,15 @@ pub enum ErrorCode {
     BrokerIdNotRegistered = 102,
     /// A proposed ISR names a broker that is fenced or shutting down.
     IneligibleReplica = 107,
+    /// A consumer group member's epoch is not the coordinator's (KIP-848): it must give up
+    /// its partitions and rejoin with epoch 0.
+    FencedMemberEpoch = 110,
+    /// A static member joined with an instance id another member still holds (KIP-848).
+    UnreleasedInstanceId = 111,
+    /// The requested server-side assignor is not configured (KIP-848).
+    UnsupportedAssignor = 112,
+    /// An offset commit or fetch carries a member epoch that is not the member's (KIP-848).
+    StaleMemberEpoch = 113,
     /// DescribeCluster asked a listener for endpoints of the other kind (controllers of a
     /// broker listener).
     MismatchedEndpointType = 114,
@@ -241,6 +250,10 @@ impl ErrorCode {
             UnknownTopicId,
             BrokerIdNotRegistered,
             IneligibleReplica,
+            FencedMemberEpoch,
+            UnreleasedInstanceId,
+            UnsupportedAssignor,
+            StaleMemberEpoch,
             MismatchedEndpointType,
             UnsupportedEndpointType,
         ];

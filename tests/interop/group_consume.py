@@ -63,21 +63,28 @@ class Shared:
 def confluent_member(args, topic, group, member, shared):
     from confluent_kafka import Consumer
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": group,
-            "client.id": f"member-{member}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 10000,
-            "heartbeat.interval.ms": 1000,
-        }
-    )
+    config = {
+        "bootstrap.servers": args.bootstrap,
+        "group.id": group,
+        "client.id": f"member-{member}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    if args.protocol == "consumer":
+        # KIP-848: the broker assigns and sets the timeouts.
+        config["group.protocol"] = "consumer"
+    else:
+        config.update({"session.timeout.ms": 10000, "heartbeat.interval.ms": 1000})
+    consumer = Consumer(config)
+
+    # With the consumer protocol (KIP-848) the callbacks get the partitions added and
+    # removed (incremental); with the classic one (eager) the whole assignment and all of it.
+    incremental = args.protocol == "consumer"
 
     def on_assign(c, partitions):
         with shared.lock:
-            shared.assignments[member] = sorted(p.partition for p in partitions)
+            held = set(shared.assignments.get(member, [])) if incremental else set()
+            shared.assignments[member] = sorted(held | {p.partition for p in partitions})
 
     def on_revoke(c, partitions):
         if partitions:
@@ -86,7 +93,8 @@ def confluent_member(args, topic, group, member, shared):
             except Exception as e:  # nothing consumed yet: nothing to commit
                 log(f"member {member}: commit on revoke: {e}")
         with shared.lock:
-            shared.assignments[member] = []
+            held = set(shared.assignments.get(member, [])) if incremental else set()
+            shared.assignments[member] = sorted(held - {p.partition for p in partitions})
 
     consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
     try:
@@ -248,10 +256,18 @@ def main():
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--client", choices=sorted(CLIENTS), required=True)
     parser.add_argument("--records", type=int, default=3000)
+    parser.add_argument(
+        "--protocol",
+        choices=["classic", "consumer"],
+        default="classic",
+        help="group.protocol (consumer: KIP-848; confluent-kafka only)",
+    )
     parser.add_argument("--timeout", type=float, default=90.0)
     args = parser.parse_args()
     create_topic, member, produce, admin_checks = CLIENTS[args.client]
-    tag = f"{args.client}-{os.getpid()}"
+    if args.protocol == "consumer" and args.client != "confluent-kafka":
+        parser.error("--protocol consumer is for confluent-kafka")
+    tag = f"{args.client}-{args.protocol}-{os.getpid()}"
     topic, group = f"group-consume-{tag}", f"group-{tag}"
     create_topic(args, topic)
 
@@ -290,7 +306,7 @@ def main():
     log(f"committed {committed}, log ends {ends}")
     if committed != ends:
         fail(f"committed offsets {committed} are not what was consumed {ends}")
-    print(f"SUMMARY {args.client}: {MEMBERS} members, {args.records} records consumed once, offsets committed")
+    print(f"SUMMARY {args.client} ({args.protocol} protocol): {MEMBERS} members, {args.records} records consumed once, offsets committed")
 
 
 if __name__ == "__main__":

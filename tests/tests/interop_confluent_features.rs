@@ -5,9 +5,8 @@
 //! stored batch's attributes). The program is `tests/interop/confluent_features.py`.
 //!
 //! Against Kafka 4.1.1 librdkafka 2.16 disables nothing; against Sluice it still disables
-//! BrokerBalancedConsumer (the KIP-848 group protocol, ConsumerGroupHeartbeat) and the SASL
-//! features, which are later work (issues 11 and 14): the test pins that list, so it fails
-//! when one more feature goes missing and is to be shortened as those land.
+//! the SASL features, which are later work (issue 14): the test pins that list, so it fails
+//! when one more feature goes missing and is to be shortened as SASL lands.
 
 use std::process::Command;
 use std::time::Duration;
@@ -45,12 +44,7 @@ fn librdkafka_keeps_lz4_and_its_batches_are_stored_as_lz4() {
         .collect();
     assert_eq!(
         disabled,
-        [
-            "BrokerBalancedConsumer",
-            "Sasl",
-            "SaslAuthReq",
-            "SaslHandshake"
-        ],
+        ["Sasl", "SaslAuthReq", "SaslHandshake"],
         "{stdout}"
     );
 

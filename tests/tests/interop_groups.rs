@@ -2,7 +2,8 @@
 //! one group share a 6-partition topic, every record is consumed exactly once, the
 //! committed offsets read back with OffsetFetch are what was consumed, and ListGroups and
 //! DescribeGroups show the group Stable with its three members. The program is
-//! `tests/interop/group_consume.py`; each test runs it with one client library.
+//! `tests/interop/group_consume.py`; each test runs it with one client library (and
+//! librdkafka also with the KIP-848 protocol, `group.protocol=consumer`).
 //!
 //! Members failing (`tests/interop/group_failover.py`, confluent-kafka, one process per
 //! member): one leaves and one is killed with SIGKILL while records flow, and the last takes
@@ -15,13 +16,15 @@ use std::time::Duration;
 
 use sluice_tests::{assert_interop_program, interop_broker, repo_root, venv_python, BrokerOptions};
 
-fn run_group_program(client: &str) {
+fn run_group_program(client: &str, protocol: &str) {
     let broker = interop_broker(BrokerOptions::default());
     let mut command = Command::new(venv_python());
     command
         .arg(repo_root().join("tests/interop/group_consume.py"))
         .arg("--client")
         .arg(client)
+        .arg("--protocol")
+        .arg(protocol)
         .arg("--bootstrap")
         .arg(broker.bootstrap());
     assert_interop_program(client, &mut command, &broker, Duration::from_secs(180));
@@ -29,12 +32,19 @@ fn run_group_program(client: &str) {
 
 #[test]
 fn confluent_kafka_group_members_share_a_topic_and_commit() {
-    run_group_program("confluent-kafka");
+    run_group_program("confluent-kafka", "classic");
+}
+
+/// The KIP-848 protocol (`group.protocol=consumer`): the broker assigns (uniform), the
+/// members reconcile incrementally.
+#[test]
+fn confluent_kafka_consumer_protocol_members_share_a_topic_and_commit() {
+    run_group_program("confluent-kafka", "consumer");
 }
 
 #[test]
 fn kafka_python_group_members_share_a_topic_and_commit() {
-    run_group_program("kafka-python");
+    run_group_program("kafka-python", "classic");
 }
 
 fn run_failover_scenario(scenario: &str) {

@@ -19,8 +19,7 @@
 //! the request handlers come with the coordinator itself.
 
 pub mod classic;
-#[allow(dead_code)] // used by the coordinator (issue 11), being built
-mod consumer;
+pub mod consumer;
 pub mod coordinator;
 pub mod offsets_topic;
 // used by the coordinator (issue 11), being built

@@ -270,6 +270,13 @@ pub async fn handle(
         ApiKey::OffsetDelete => call!(OffsetDeleteRequest, |req| {
             handlers::delete_groups::handle_offset_delete(&broker, req).await
         }),
+        ApiKey::ConsumerGroupHeartbeat => call!(ConsumerGroupHeartbeatRequest, |req| {
+            let client_id = request_header.client_id.as_deref().unwrap_or("");
+            handlers::consumer_group::handle_heartbeat(&broker, req, version, client_id, peer).await
+        }),
+        ApiKey::ConsumerGroupDescribe => call!(ConsumerGroupDescribeRequest, |req| {
+            handlers::consumer_group::handle_describe(&broker, req)
+        }),
         ApiKey::OffsetCommit => call!(OffsetCommitRequest, |req| {
             handlers::offset_commit::handle(&broker, req, version).await
         }),

@@ -10,6 +10,7 @@
 //!   others get a tombstone. Offsets never committed are answered NONE and written nothing.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use sluice_protocol::error::ErrorCode;
 
@@ -20,7 +21,7 @@ use crate::group::records::{GroupMetadataKey, OffsetCommitKey, Record};
 
 impl GroupCoordinator {
     /// DeleteGroups: each group's error code, in request order.
-    pub async fn delete_groups(&self, group_ids: &[String]) -> Vec<(String, ErrorCode)> {
+    pub async fn delete_groups(self: &Arc<Self>, group_ids: &[String]) -> Vec<(String, ErrorCode)> {
         let mut results = Vec::with_capacity(group_ids.len());
         for group_id in group_ids {
             let error = match self.delete_group(group_id).await {
@@ -32,32 +33,52 @@ impl GroupCoordinator {
         results
     }
 
-    async fn delete_group(&self, group_id: &str) -> Result<(), ErrorCode> {
+    async fn delete_group(self: &Arc<Self>, group_id: &str) -> Result<(), ErrorCode> {
         if group_id.is_empty() {
             return Err(ErrorCode::InvalidGroupId);
         }
         let shard = self.shard_for(group_id)?;
-        let records = {
-            let state = shard.lock();
+        let (records, consumer) = {
+            let mut state = shard.lock();
             let entry = state
                 .groups
-                .get(group_id)
+                .get_mut(group_id)
                 .ok_or(ErrorCode::GroupIdNotFound)?;
-            let group = entry.group.as_ref().ok_or(ErrorCode::GroupIdNotFound)?;
-            if !matches!(group.state(), GroupState::Empty | GroupState::Dead) {
-                return Err(ErrorCode::NonEmptyGroup);
-            }
             let mut records: Vec<Record> = entry
                 .offsets
                 .keys()
                 .map(|(topic, partition)| offset_tombstone(group_id, topic, *partition))
                 .collect();
-            records.push(Record::group_metadata_tombstone(GroupMetadataKey {
-                group: group_id.to_string(),
-            }));
-            records
+            let consumer = entry.consumer.is_some();
+            if let Some(group) = entry.consumer.as_mut() {
+                // A consumer group (KIP-848): its own records end it (it refuses while it
+                // has members), and it counts as deleted from here on.
+                let ended = group.delete().map_err(|error| {
+                    ErrorCode::from_code(error.code()).unwrap_or(ErrorCode::UnknownServerError)
+                })?;
+                records.extend(
+                    ended
+                        .iter()
+                        .map(|record| super::consumer_records::to_log_record(group_id, record)),
+                );
+            } else {
+                let group = entry.group.as_ref().ok_or(ErrorCode::GroupIdNotFound)?;
+                if !matches!(group.state(), GroupState::Empty | GroupState::Dead) {
+                    return Err(ErrorCode::NonEmptyGroup);
+                }
+                records.push(Record::group_metadata_tombstone(GroupMetadataKey {
+                    group: group_id.to_string(),
+                }));
+            }
+            (records, consumer)
         };
-        self.write(&shard, &records).await?;
+        if let Err(error) = self.write(&shard, &records).await {
+            if consumer {
+                // The group already counts itself deleted: back to what the log says.
+                self.reload(&shard);
+            }
+            return Err(error);
+        }
         shard.lock().groups.remove(group_id);
         tracing::info!(group = group_id, "deleted group");
         Ok(())
@@ -79,13 +100,21 @@ impl GroupCoordinator {
                 .groups
                 .get(group_id)
                 .ok_or(ErrorCode::GroupIdNotFound)?;
-            let group = entry.group.as_ref().ok_or(ErrorCode::GroupIdNotFound)?;
-            let subscribed = group.subscribed_topics();
-            let is_subscribed = |topic: &str| {
-                subscribed
-                    .as_ref()
-                    .is_none_or(|topics: &BTreeSet<String>| topics.contains(topic))
+            let subscribed: Box<dyn Fn(&str) -> bool> = match (&entry.group, &entry.consumer) {
+                (_, Some(consumer)) => Box::new(|topic: &str| {
+                    consumer.member_ids().next().is_some() && consumer.is_subscribed_to_topic(topic)
+                }),
+                (Some(group), None) => {
+                    let topics = group.subscribed_topics();
+                    Box::new(move |topic: &str| {
+                        topics
+                            .as_ref()
+                            .is_none_or(|topics: &BTreeSet<String>| topics.contains(topic))
+                    })
+                }
+                (None, None) => return Err(ErrorCode::GroupIdNotFound),
             };
+            let is_subscribed = |topic: &str| subscribed(topic);
             let mut results = Vec::new();
             let mut records = Vec::new();
             for (topic, partitions) in topics {

@@ -99,10 +99,13 @@ fn expired_records(state: &ShardState, now: i64, retention_ms: i64) -> (Vec<Reco
     let mut emptied = Vec::new();
     for (group_id, entry) in &state.groups {
         let expired = expired_offsets(entry, now, retention_ms);
-        let empty_group = entry
-            .group
-            .as_ref()
-            .is_none_or(|group| group.state() == GroupState::Empty);
+        // A consumer group keeps its own records; only a classic or simple one is deleted
+        // with its last offsets.
+        let empty_group = entry.consumer.is_none()
+            && entry
+                .group
+                .as_ref()
+                .is_none_or(|group| group.state() == GroupState::Empty);
         let all_gone = expired.len() == entry.offsets.len();
         for (topic, partition) in &expired {
             records.push(Record::offset_commit_tombstone(OffsetCommitKey {
@@ -123,7 +126,12 @@ fn expired_records(state: &ShardState, now: i64, retention_ms: i64) -> (Vec<Reco
 
 /// The offsets of one group that have expired (module docs).
 fn expired_offsets(entry: &GroupEntry, now: i64, retention_ms: i64) -> Vec<(String, i32)> {
-    let Some(condition) = entry.group.as_ref().map_or(Some(Base::CommitTime), base_of) else {
+    let condition = match (&entry.group, &entry.consumer) {
+        (Some(group), _) => base_of(group),
+        (None, Some(consumer)) => Some(consumer_base(consumer)),
+        (None, None) => Some(Base::CommitTime),
+    };
+    let Some(condition) = condition else {
         return Vec::new();
     };
     entry
@@ -151,6 +159,17 @@ enum Base {
     EmptySince(Option<i64>),
     /// The commit time, for topics outside these.
     Unsubscribed(std::collections::BTreeSet<String>),
+}
+
+/// A consumer group's (Kafka's `ConsumerGroup.offsetExpirationCondition`): the commit time,
+/// for topics none of its members subscribes to.
+fn consumer_base(group: &crate::group::consumer::ConsumerGroup) -> Base {
+    let topics = group
+        .member_ids()
+        .filter_map(|id| group.member(id))
+        .flat_map(|member| member.metadata.subscribed_topic_names.iter().cloned())
+        .collect();
+    Base::Unsubscribed(topics)
 }
 
 fn base_of(group: &ClassicGroup) -> Option<Base> {

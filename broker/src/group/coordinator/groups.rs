@@ -67,6 +67,14 @@ impl GroupCoordinator {
             return Err(ErrorCode::InvalidSessionTimeout);
         }
         let mut state = shard.lock();
+        if state
+            .groups
+            .get(group_id)
+            .is_some_and(|entry| entry.consumer.is_some())
+        {
+            // A consumer group (KIP-848); classic members cannot join it here yet.
+            return Err(ErrorCode::InconsistentGroupProtocol);
+        }
         let is_new = state.group_mut(group_id).is_none();
         if is_new {
             if !request.member_id.is_empty() {
@@ -173,7 +181,8 @@ impl GroupCoordinator {
 
     /// Every group of every loaded shard, for ListGroups; the error of a shard still
     /// loading (Kafka answers COORDINATOR_LOAD_IN_PROGRESS then).
-    pub fn list_groups(&self) -> Result<Vec<(String, ListedGroup)>, ErrorCode> {
+    /// Each group with its type: "classic", or "consumer" (KIP-848).
+    pub fn list_groups(&self) -> Result<Vec<(String, ListedGroup, &'static str)>, ErrorCode> {
         let shards: Vec<Arc<Shard>> = self.shards_snapshot();
         if shards.iter().any(|shard| !shard.is_loaded()) {
             return Err(ErrorCode::CoordinatorLoadInProgress);
@@ -183,7 +192,15 @@ impl GroupCoordinator {
             let state = shard.lock();
             for (group_id, entry) in &state.groups {
                 if let Some(group) = &entry.group {
-                    groups.push((group_id.clone(), group.list_state()));
+                    groups.push((group_id.clone(), group.list_state(), "classic"));
+                }
+                if let Some(group) = &entry.consumer {
+                    let listed = ListedGroup {
+                        state: group.state().as_str(),
+                        protocol_type: sluice_protocol::consumer_protocol::PROTOCOL_TYPE
+                            .to_string(),
+                    };
+                    groups.push((group_id.clone(), listed, "consumer"));
                 }
             }
         }
@@ -223,13 +240,21 @@ impl GroupCoordinator {
                     }
                 }
                 Effect::Persist { id, snapshot } => {
-                    let record = metadata_record(group_id, snapshot);
+                    // Appended now, under the lock (so in the order the group changed);
+                    // the wait for the ISR runs in a task, which reports back to the group
+                    // with the replica manager's own error (Kafka's
+                    // appendGroupMetadataErrorToResponseError maps it there).
+                    let records = [metadata_record(group_id, snapshot)];
+                    let appended = self.append(shard, &records);
                     let (coordinator, shard) = (self.clone(), shard.clone());
                     let group_id = group_id.to_string();
                     tokio::spawn(async move {
-                        // The group maps a failure itself (Kafka's
-                        // appendGroupMetadataErrorToResponseError).
-                        let result = coordinator.write_raw(&shard, &[record]).await;
+                        let result = match appended {
+                            Ok(appended) => {
+                                coordinator.committed(&shard, &appended, &records).await
+                            }
+                            Err(code) => Err(code),
+                        };
                         coordinator.persisted(&shard, &group_id, id, result);
                     });
                 }
@@ -269,20 +294,24 @@ impl GroupCoordinator {
                 .groups
                 .iter()
                 .filter(|(_, entry)| {
-                    entry
+                    let classic = entry
                         .group
                         .as_ref()
-                        .and_then(ClassicGroup::next_deadline_ms)
-                        .is_some_and(|deadline| deadline <= now)
+                        .and_then(ClassicGroup::next_deadline_ms);
+                    let consumer = entry.consumer.as_ref().and_then(|g| g.next_deadline_ms());
+                    classic
+                        .into_iter()
+                        .chain(consumer)
+                        .any(|deadline| deadline <= now)
                 })
                 .map(|(group_id, _)| group_id.clone())
                 .collect();
             for group_id in due {
-                let effects = match state.group_mut(&group_id) {
-                    Some(group) => group.tick(now),
-                    None => continue,
-                };
-                self.carry_out(&shard, &mut state, &group_id, effects);
+                if let Some(group) = state.group_mut(&group_id) {
+                    let effects = group.tick(now);
+                    self.carry_out(&shard, &mut state, &group_id, effects);
+                }
+                self.tick_consumer_group(&shard, &mut state, &group_id, now);
             }
         }
     }
@@ -315,6 +344,14 @@ impl GroupCoordinator {
         let group_ids: Vec<String> = state.groups.keys().cloned().collect();
         for group_id in group_ids {
             let entry: &mut GroupEntry = state.groups.get_mut(&group_id).expect("listed");
+            if let Some(consumer) = entry.consumer.as_mut() {
+                // A consumer group (KIP-848): its sessions start now; no classic group.
+                entry.loaded = None;
+                let effects = consumer.start_timers(now);
+                let records = super::consumer_groups::persisted_records(&group_id, effects);
+                self.write_in_background(shard, records);
+                continue;
+            }
             let (group, effects) = match entry.loaded.take() {
                 Some(value) => ClassicGroup::load(
                     &group_id,

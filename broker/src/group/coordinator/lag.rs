@@ -25,7 +25,6 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_client::connection::{Connection, ConnectionConfig};
 
 use super::GroupCoordinator;
-use crate::group::classic::GroupState;
 use crate::metrics as m;
 
 /// How often the group metrics are refreshed, by default.
@@ -35,7 +34,8 @@ const LATEST: i64 = -1;
 
 /// One group as a report pass sees it.
 struct GroupView {
-    state: GroupState,
+    /// Kafka's name of its state (classic or consumer group states).
+    state: &'static str,
     members: usize,
     generation: i32,
     /// Committed offsets by (topic, partition).
@@ -73,9 +73,9 @@ impl Reporter {
             .set((shards.len() - loaded) as f64);
         let groups = snapshot(coordinator);
         let mut states: BTreeMap<&'static str, usize> =
-            ALL_STATES.iter().map(|s| (s.as_str(), 0)).collect();
+            ALL_STATES.iter().map(|s| (*s, 0)).collect();
         for view in groups.values() {
-            *states.entry(view.state.as_str()).or_default() += 1;
+            *states.entry(view.state).or_default() += 1;
         }
         for (state, count) in states {
             metrics::gauge!(m::GROUPS, "state" => state).set(count as f64);
@@ -281,12 +281,15 @@ impl Reporter {
     }
 }
 
-const ALL_STATES: [GroupState; 5] = [
-    GroupState::Empty,
-    GroupState::PreparingRebalance,
-    GroupState::CompletingRebalance,
-    GroupState::Stable,
-    GroupState::Dead,
+/// Every state a classic or consumer group reports, so each `sluice_groups` series exists.
+const ALL_STATES: [&str; 7] = [
+    "Empty",
+    "PreparingRebalance",
+    "CompletingRebalance",
+    "Assigning",
+    "Reconciling",
+    "Stable",
+    "Dead",
 ];
 
 /// Every group of every loaded shard, copied out of the shards' locks.
@@ -298,15 +301,25 @@ fn snapshot(coordinator: &GroupCoordinator) -> BTreeMap<String, GroupView> {
         }
         let state = shard.lock();
         for (group_id, entry) in &state.groups {
-            let Some(group) = &entry.group else {
-                continue;
+            let (state, members, generation) = match (&entry.group, &entry.consumer) {
+                (Some(group), _) => (
+                    group.state().as_str(),
+                    group.member_ids().count(),
+                    group.generation_id(),
+                ),
+                (None, Some(group)) => (
+                    group.state().as_str(),
+                    group.member_ids().count(),
+                    group.group_epoch(),
+                ),
+                (None, None) => continue,
             };
             groups.insert(
                 group_id.clone(),
                 GroupView {
-                    state: group.state(),
-                    members: group.member_ids().count(),
-                    generation: group.generation_id(),
+                    state,
+                    members,
+                    generation,
                     committed: entry
                         .offsets
                         .iter()

@@ -52,7 +52,7 @@ pub(super) async fn load(coordinator: Arc<GroupCoordinator>, shard: Arc<Shard>) 
         if read.records.is_empty() {
             break;
         }
-        match replay(&shard, &read.records) {
+        match replay(&coordinator, &shard, &read.records) {
             Ok((count, end)) => {
                 records += count;
                 next = end;
@@ -90,7 +90,11 @@ pub(super) async fn load(coordinator: Arc<GroupCoordinator>, shard: Arc<Shard>) 
 
 /// Apply every record of `bytes` (whole batches); returns how many and the offset after
 /// the last.
-fn replay(shard: &Shard, bytes: &bytes::Bytes) -> Result<(u64, i64), String> {
+fn replay(
+    coordinator: &GroupCoordinator,
+    shard: &Shard,
+    bytes: &bytes::Bytes,
+) -> Result<(u64, i64), String> {
     let consumed = decode_records(bytes).map_err(|e| e.to_string())?;
     let end = sluice_protocol::batch::Batches::new(bytes)
         .filter_map(|item| item.ok())
@@ -104,7 +108,11 @@ fn replay(shard: &Shard, bytes: &bytes::Bytes) -> Result<(u64, i64), String> {
             continue;
         };
         let decoded = Record::decode(key, record.value).map_err(|e| e.to_string())?;
-        state.apply(record.offset, &decoded);
+        if let Record::ConsumerGroup(stored) = &decoded {
+            coordinator.replay_consumer_record(&mut state, stored)?;
+        } else {
+            state.apply(record.offset, &decoded);
+        }
         count += 1;
     }
     Ok((count, end))

@@ -23,12 +23,17 @@
 //! - `load.rs`: loading a partition.
 //! - `offsets.rs`: OffsetCommit and OffsetFetch.
 //! - `admin.rs`: DeleteGroups and OffsetDelete.
+//! - `consumer_groups.rs`: consumer groups (KIP-848): ConsumerGroupHeartbeat and
+//!   ConsumerGroupDescribe through each group's `ConsumerGroup` state machine;
+//!   `consumer_records.rs` maps its records to the stored ones.
 //! - `expiry.rs`: expiring committed offsets (`offsets.retention.minutes`).
 //! - `lag.rs`: the group metrics: groups by state, members, rebalances, consumer lag.
 //! - `groups.rs`: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //!   ListGroups, DescribeGroups) through each group's `ClassicGroup` state machine.
 
 mod admin;
+mod consumer_groups;
+mod consumer_records;
 mod expiry;
 mod groups;
 mod lag;
@@ -43,10 +48,12 @@ use std::time::Duration;
 use sluice_protocol::error::ErrorCode;
 
 use super::classic::ClassicGroupConfig;
+use super::consumer::ConsumerGroupConfig;
 use super::offsets_topic::{partition_for, OFFSETS_TOPIC};
 use crate::replica::{LeadershipChange, LeadershipRole, ReplicaManager};
 use shard::Shard;
 
+pub use consumer_groups::ConsumerGroupRefusal;
 pub use expiry::{OFFSETS_RETENTION_CHECK_INTERVAL_DEFAULT, OFFSETS_RETENTION_MS_DEFAULT};
 pub use offsets::{
     CommitPartition, FetchedOffset, OffsetCommitInput, OffsetFetchInput, TopicCommitResult,
@@ -61,6 +68,8 @@ pub const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5_000);
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     pub group: ClassicGroupConfig,
+    /// Consumer groups (KIP-848): `group.consumer.*`.
+    pub consumer: ConsumerGroupConfig,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`.
@@ -73,6 +82,7 @@ impl Default for CoordinatorConfig {
     fn default() -> CoordinatorConfig {
         CoordinatorConfig {
             group: ClassicGroupConfig::default(),
+            consumer: ConsumerGroupConfig::default(),
             offsets_retention_ms: expiry::OFFSETS_RETENTION_MS_DEFAULT,
             offsets_retention_check_interval: expiry::OFFSETS_RETENTION_CHECK_INTERVAL_DEFAULT,
             metrics_interval: lag::REPORT_INTERVAL_DEFAULT,
@@ -86,6 +96,7 @@ pub struct GroupCoordinator {
     replicas: Arc<ReplicaManager>,
     config: CoordinatorConfig,
     group_config: ClassicGroupConfig,
+    consumer_config: ConsumerGroupConfig,
     /// The shards of the offsets partitions led here, by partition.
     shards: RwLock<HashMap<i32, Arc<Shard>>>,
 }
@@ -100,6 +111,7 @@ impl GroupCoordinator {
         let coordinator = Arc::new(GroupCoordinator {
             replicas: replicas.clone(),
             group_config: config.group.clone(),
+            consumer_config: config.consumer.clone(),
             config,
             shards: RwLock::new(HashMap::new()),
         });
@@ -155,6 +167,28 @@ impl GroupCoordinator {
             .unwrap_or_else(|e| e.into_inner())
             .get(&shard.partition)
             .is_some_and(|current| Arc::ptr_eq(current, shard))
+    }
+
+    /// Load `shard`'s partition again from its log (a write failed after its groups had
+    /// applied it, so the shard is ahead of the log): a new shard for the same epoch replaces
+    /// it, and its groups' parked requests are answered NOT_COORDINATOR.
+    fn reload(self: &Arc<Self>, shard: &Arc<Shard>) {
+        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+        if !shards
+            .get(&shard.partition)
+            .is_some_and(|current| Arc::ptr_eq(current, shard))
+        {
+            return;
+        }
+        let fresh = Arc::new(Shard::new(shard.partition, shard.leader_epoch));
+        shards.insert(shard.partition, fresh.clone());
+        drop(shards);
+        tracing::warn!(
+            partition = shard.partition,
+            "a group write failed after the group changed: loading the partition again"
+        );
+        self.unload_groups(shard);
+        tokio::spawn(load::load(self.clone(), fresh));
     }
 
     /// Take a leadership change: a new shard to load, or the partition's shard dropped.

@@ -35,7 +35,7 @@ use super::{GroupCoordinator, OFFSETS_COMMIT_TIMEOUT, OFFSET_METADATA_BYTES_MAX}
 use crate::group::classic::CommitKind;
 use crate::group::offsets_topic::OFFSETS_TOPIC;
 use crate::group::records::{OffsetCommitKey, OffsetCommitValue, Record};
-use crate::replica::{Acks, AppendOrigin, AppendRequest};
+use crate::replica::{Acks, AppendOrigin, AppendRequest, Appended};
 
 /// An OffsetCommit request, as the coordinator needs it.
 #[derive(Debug, Clone)]
@@ -143,9 +143,21 @@ impl GroupCoordinator {
         shard: &Arc<Shard>,
         records: &[Record],
     ) -> Result<(), ErrorCode> {
+        // Appended under the shard's lock, so the log has the records in the order the
+        // shard produced them (see `append`).
+        let appended = {
+            let _state = shard.lock();
+            self.append(shard, records)?
+        };
+        self.committed(shard, &appended, records).await
+    }
+
+    /// Put `records` at the end of the shard's partition, now (no waiting). Callers that
+    /// changed a group's state for these records call it with the shard's lock held, so two
+    /// writes reach the log in the order their changes were made.
+    pub(super) fn append(&self, shard: &Shard, records: &[Record]) -> Result<Appended, ErrorCode> {
         let batch = encode(records).map_err(|_| ErrorCode::UnknownServerError)?;
-        let appended = self
-            .replicas
+        self.replicas
             .append_records(AppendRequest {
                 topic: OFFSETS_TOPIC,
                 partition: shard.partition,
@@ -154,10 +166,20 @@ impl GroupCoordinator {
                 origin: AppendOrigin::Coordinator,
                 now_ms: now_ms(),
             })
-            .map_err(|(code, _)| code)?;
+            .map_err(|(code, _)| code)
+    }
+
+    /// Wait until the ISR has the `appended` records (at most `offsets.commit.timeout.ms`),
+    /// then apply them to the shard (if it still serves the partition).
+    pub(super) async fn committed(
+        &self,
+        shard: &Arc<Shard>,
+        appended: &Appended,
+        records: &[Record],
+    ) -> Result<(), ErrorCode> {
         let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
         self.replicas
-            .wait_for_acks(&appended, deadline)
+            .wait_for_acks(appended, deadline)
             .await
             .map_err(|(code, _)| code)?;
         if appended
@@ -214,11 +236,21 @@ impl GroupCoordinator {
 /// machine's `validate_offset_commit`).
 fn check_member(shard: &Shard, input: &OffsetCommitInput) -> Result<(), ErrorCode> {
     let state = shard.lock();
-    match state
-        .groups
-        .get(&input.group_id)
-        .and_then(|entry| entry.group.as_ref())
-    {
+    let entry = state.groups.get(&input.group_id);
+    if let Some(group) = entry.and_then(|entry| entry.consumer.as_ref()) {
+        // A consumer group (KIP-848): the generation is the member epoch.
+        return group
+            .validate_offset_commit(
+                &input.member_id,
+                input.generation,
+                CommitKind::Consumer,
+                input.api_version,
+            )
+            .map_err(|error| {
+                ErrorCode::from_code(error.code()).unwrap_or(ErrorCode::UnknownServerError)
+            });
+    }
+    match entry.and_then(|entry| entry.group.as_ref()) {
         Some(group) => group.validate_offset_commit(
             &input.member_id,
             input.group_instance_id.as_deref(),
@@ -272,7 +304,7 @@ fn encode(records: &[Record]) -> Result<Bytes, String> {
 }
 
 /// What a failed coordinator write answers (module docs).
-fn write_error(code: ErrorCode) -> ErrorCode {
+pub(super) fn write_error(code: ErrorCode) -> ErrorCode {
     match code {
         ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
         ErrorCode::NotEnoughReplicas

@@ -16,6 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 use crate::group::classic::{ClassicGroup, JoinResponse, RequestToken, SyncResponse};
+use crate::group::consumer::ConsumerGroup;
 use crate::group::records::{GroupMetadataValue, OffsetCommitKey, OffsetCommitValue, Record};
 
 /// A committed offset and where its record is.
@@ -40,8 +41,12 @@ pub struct GroupEntry {
     pub metadata_record_offset: i64,
     /// While the shard loads: the group's last metadata record (`None`: none, or deleted).
     pub loaded: Option<GroupMetadataValue>,
-    /// Once the shard is loaded: the live group (every group has one from then on).
+    /// Once the shard is loaded: the live group (every group has one from then on),
+    /// unless it is a consumer group (KIP-848), which `consumer` holds instead.
     pub group: Option<ClassicGroup>,
+    /// A consumer group (KIP-848): rebuilt by replaying its records while loading, live
+    /// afterwards. A group id is a classic group or a consumer group, never both.
+    pub consumer: Option<ConsumerGroup>,
 }
 
 impl Default for GroupEntry {
@@ -51,6 +56,7 @@ impl Default for GroupEntry {
             metadata_record_offset: -1,
             loaded: None,
             group: None,
+            consumer: None,
         }
     }
 }

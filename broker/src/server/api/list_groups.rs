@@ -1,7 +1,8 @@
 //! ListGroups (v0-v5) and DescribeGroups (v0-v6): the groups this broker coordinates.
 //!
 //! ListGroups answers for this broker's coordinators only (clients ask every broker, as
-//! with Kafka), filtered by state (v4+) and type (v5+, "classic" or "consumer";
+//! with Kafka), classic and consumer (KIP-848) groups, filtered by state (v4+) and type
+//! (v5+, "classic" or "consumer";
 //! case-insensitive, as Kafka compares them). While one of its partitions loads it
 //! answers COORDINATOR_LOAD_IN_PROGRESS.
 //!
@@ -19,9 +20,6 @@ use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, str_bytes};
 use crate::server::Broker;
-
-/// The type of a classic group, as ListGroups v5+ names it.
-const CLASSIC_GROUP_TYPE: &str = "classic";
 
 pub fn handle_list(
     broker: &Broker,
@@ -46,11 +44,11 @@ pub fn handle_list(
         .iter()
         .map(|t| t.to_lowercase())
         .collect();
-    for (group_id, listed) in groups {
+    for (group_id, listed, group_type) in groups {
         if version >= 4 && !states.is_empty() && !states.contains(&listed.state.to_lowercase()) {
             continue;
         }
-        if version >= 5 && !types.is_empty() && !types.contains(&CLASSIC_GROUP_TYPE.to_string()) {
+        if version >= 5 && !types.is_empty() && !types.contains(&group_type.to_string()) {
             continue;
         }
         let mut entry = ListedGroup::default();
@@ -60,7 +58,7 @@ pub fn handle_list(
             entry.group_state = str_bytes(listed.state);
         }
         if version >= 5 {
-            entry.group_type = str_bytes(CLASSIC_GROUP_TYPE);
+            entry.group_type = str_bytes(group_type);
         }
         response.groups.push(entry);
     }

@@ -1,6 +1,8 @@
 //! Metadata: brokers, topics and partition leaders, from this broker's copy of the metadata
 //! log. Requested topics that do not exist are auto-created (through the controller) when
-//! both the request and the broker allow it.
+//! both the request and the broker allow it. A topic asked for by id alone (v10+, as
+//! KIP-848 clients resolve the topic ids of their assignments) is answered by id, or
+//! UNKNOWN_TOPIC_ID.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -20,11 +22,11 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     };
     let mut errors: Vec<(kafka_protocol::messages::TopicName, ErrorCode)> = Vec::new();
     let mut wanted: Vec<String> = Vec::new();
-    let mut unknown_ids = Vec::new();
+    let mut ids = Vec::new();
     if !all_topics {
         for requested in request.topics.clone().unwrap_or_default() {
             let Some(name) = requested.name else {
-                unknown_ids.push(requested.topic_id);
+                ids.push(requested.topic_id);
                 continue;
             };
             let lookup = if request.allow_auto_topic_creation {
@@ -62,9 +64,16 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                 }
             }
         }
+        ids.retain(|id| match state.topic(id) {
+            Some(topic) => {
+                response.topics.push(describe(topic, version));
+                false
+            }
+            None => true,
+        });
         response
     });
-    for id in unknown_ids {
+    for id in ids {
         let mut topic = MetadataResponseTopic::default();
         topic.topic_id = id;
         topic.error_code = count_error("Metadata", ErrorCode::UnknownTopicId);

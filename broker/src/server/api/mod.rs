@@ -7,6 +7,7 @@
 //! remote time, which dispatch reports.
 
 pub mod api_versions;
+pub mod consumer_group;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
