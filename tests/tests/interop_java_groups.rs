@@ -1,4 +1,4 @@
-//! Classic consumer groups with the Java kafka-clients and with Kafka's own command-line
+//! Consumer groups with the Java kafka-clients and with Kafka's own command-line
 //! tools (both from Maven Central, run with the machine's JDK from the jars that
 //! `scripts/test.sh` copies into `tests/java/target/lib`) against a real `sluiced`.
 //!
@@ -11,6 +11,13 @@
 //!   shows the group Stable with three members of two partitions each; `listGroups` and
 //!   `listConsumerGroups` list it; once the members close (LeaveGroup) it is Empty and keeps
 //!   its offsets.
+//! - `java_kafka_clients_consumer_protocol_group_members_share_a_topic_and_commit` runs the same
+//!   program with `--protocol consumer` (`group.protocol=consumer`, KIP-848): the members join
+//!   with ConsumerGroupHeartbeat and their rebalance listeners see the partitions added and
+//!   taken away; `describeConsumerGroups` (ConsumerGroupDescribe) shows the group Stable, of
+//!   type consumer, with the broker's default assignor `uniform` and two partitions for each
+//!   member; `listGroups` lists it as a consumer group; the offsets and the Empty group after
+//!   the members leave are checked as above.
 //! - `kafka_console_consumer_and_consumer_group_command_see_the_group` runs the classes behind
 //!   `kafka-topics.sh`, `kafka-console-producer.sh`, `kafka-console-consumer.sh` and
 //!   `kafka-consumer-groups.sh` (Kafka 4.1 keeps them all in `kafka-tools`): a topic is made
@@ -82,8 +89,8 @@ fn compile_group_consume(classpath: &str, classes: &Path) {
     );
 }
 
-#[test]
-fn java_kafka_clients_group_members_share_a_topic_and_commit() {
+/// Run `GroupConsume --protocol protocol` against a fresh broker.
+fn run_group_consume(protocol: &str) {
     let classpath = java_classpath();
     let classes = tempfile::tempdir().expect("temporary directory");
     compile_group_consume(&classpath, classes.path());
@@ -99,13 +106,25 @@ fn java_kafka_clients_group_members_share_a_topic_and_commit() {
         .arg("--bootstrap")
         .arg(broker.bootstrap())
         .arg("--timeout")
-        .arg(GROUP_WAIT_TIMEOUT_SECS.to_string());
+        .arg(GROUP_WAIT_TIMEOUT_SECS.to_string())
+        .arg("--protocol")
+        .arg(protocol);
     assert_interop_program(
-        "java kafka-clients consumer group",
+        &format!("java kafka-clients consumer group (group.protocol={protocol})"),
         &mut java,
         &broker,
         GROUP_PROGRAM_TIMEOUT,
     );
+}
+
+#[test]
+fn java_kafka_clients_group_members_share_a_topic_and_commit() {
+    run_group_consume("classic");
+}
+
+#[test]
+fn java_kafka_clients_consumer_protocol_group_members_share_a_topic_and_commit() {
+    run_group_consume("consumer");
 }
 
 const TOPIC_COMMAND: &str = "org.apache.kafka.tools.TopicCommand";

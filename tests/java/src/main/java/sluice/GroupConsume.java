@@ -48,25 +48,28 @@ import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
 /**
- * Classic consumer groups with the Java kafka-clients against a broker, the scenario of
+ * Consumer groups with the Java kafka-clients against a broker, the scenario of
  * tests/interop/group_consume.py: three KafkaConsumer members of one group
- * ({@code group.protocol=classic}, each in its own thread with its own client.id) share a
- * 6-partition topic made with the Admin client. Once every member holds two partitions (seen
+ * ({@code group.protocol=classic}, or {@code consumer} with {@code --protocol consumer}: the
+ * KIP-848 protocol, ConsumerGroupHeartbeat, with the broker's assignor; each member in its own
+ * thread with its own client.id) share a 6-partition topic made with the Admin client. Once every member holds two partitions (seen
  * by its ConsumerRebalanceListener), a KafkaProducer writes the records; every record is
  * consumed exactly once, each member commits with commitSync, and the Admin client sees
  * <ul>
  * <li>listConsumerGroupOffsets: the committed offsets are the log end offsets (listOffsets
  *     latest), which are also one past the last offset consumed and the count produced;</li>
- * <li>describeConsumerGroups: the group Stable, classic, assignor "range", three members,
- *     each with its client.id and the two partitions its listener reported;</li>
+ * <li>describeConsumerGroups: the group Stable, classic with assignor "range" (DescribeGroups)
+ *     or consumer with the broker's default assignor "uniform" (ConsumerGroupDescribe), three
+ *     members, each with its client.id and the two partitions its listener reported;</li>
  * <li>listGroups (all types, and consumer groups only) and listConsumerGroups: the group,
- *     classic, protocol type "consumer", Stable;</li>
- * <li>after the members close (LeaveGroup): the group Empty, with no members, and its
- *     committed offsets still there.</li>
+ *     classic or consumer, protocol type "consumer", Stable;</li>
+ * <li>after the members close (LeaveGroup, or a heartbeat with member epoch -1): the group
+ *     Empty, with no members, and its committed offsets still there.</li>
  * </ul>
  *
  * <pre>
- * java -cp 'tests/java/target/lib/*:CLASSES' sluice.GroupConsume --bootstrap 127.0.0.1:9092
+ * java -cp 'tests/java/target/lib/*:CLASSES' sluice.GroupConsume --bootstrap 127.0.0.1:9092 \
+ *     [--protocol classic|consumer]
  * </pre>
  *
  * Exits 0 and prints a SUMMARY line when all of that held; 1 otherwise, saying what did not.
@@ -82,6 +85,12 @@ public final class GroupConsume {
     String bootstrap;
     int records = 3000;
     double timeoutSecs = 90.0;
+    /** group.protocol: "classic" or "consumer" (KIP-848). */
+    String protocol = "classic";
+
+    boolean consumerProtocol() {
+        return protocol.equals("consumer");
+    }
 
     static void log(String msg) {
         System.out.println("[GroupConsume " + LocalTime.now().format(CLOCK) + "] " + msg);
@@ -152,12 +161,16 @@ public final class GroupConsume {
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
-        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "member-" + member);
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 10_000);
-        p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 1_000);
+        // The consumer protocol refuses these (ConfigException): the broker sets the session
+        // timeout and the heartbeat interval, and assigns the partitions itself.
+        if (!consumerProtocol()) {
+            p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 10_000);
+            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 1_000);
+        }
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, (int) (timeoutMs() / 2));
         p.put(ConsumerConfig.REQUEST_TIMEOUT_MS_CONFIG, (int) (timeoutMs() / 4));
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
@@ -169,11 +182,14 @@ public final class GroupConsume {
     void member(String topic, String group, int member) {
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(consumerProperties(group, member))) {
             consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
-                // The consumer's whole assignment, not the partitions passed in: with a
-                // cooperative assignor these are only the ones added or taken away.
+                // Classic (eager range): the consumer's whole assignment, not the partitions
+                // passed in. Consumer protocol: the partitions passed in are only those added
+                // or taken away, so they are applied to what the member held before.
                 @Override
                 public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
-                    Set<Integer> held = partitionsOf(consumer.assignment());
+                    Set<Integer> held = new TreeSet<>(consumerProtocol()
+                            ? assignments.getOrDefault(member, Set.of())
+                            : partitionsOf(consumer.assignment()));
                     held.removeAll(partitionsOf(partitions));
                     assignments.put(member, held);
                     // Nothing commits on revoke: once the group is balanced and records are
@@ -186,7 +202,13 @@ public final class GroupConsume {
 
                 @Override
                 public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
-                    assignments.put(member, partitionsOf(consumer.assignment()));
+                    if (consumerProtocol()) {
+                        Set<Integer> held = new TreeSet<>(assignments.getOrDefault(member, Set.of()));
+                        held.addAll(partitionsOf(partitions));
+                        assignments.put(member, held);
+                    } else {
+                        assignments.put(member, partitionsOf(consumer.assignment()));
+                    }
                 }
 
                 @Override
@@ -286,7 +308,7 @@ public final class GroupConsume {
                         .collect(Collectors.toList());
     }
 
-    /** DescribeGroups while the three members are in the group. */
+    /** DescribeGroups (ConsumerGroupDescribe for a consumer group) while the three members are in it. */
     void checkDescribedStable(Admin admin, String topic, String group) throws Exception {
         ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group))
                 .describedGroups()
@@ -295,11 +317,14 @@ public final class GroupConsume {
         log("described: " + describe(d));
         check(d.groupId().equals(group), "described group " + d.groupId() + ", asked for " + group);
         check(d.groupState() == GroupState.STABLE, "group state " + d.groupState() + ", not Stable: " + describe(d));
-        check(d.type() == GroupType.CLASSIC, "group type " + d.type() + ", not classic: " + describe(d));
+        GroupType type = consumerProtocol() ? GroupType.CONSUMER : GroupType.CLASSIC;
+        check(d.type() == type, "group type " + d.type() + ", not " + type + ": " + describe(d));
         check(!d.isSimpleConsumerGroup(), "a group with members is described as a simple group: " + describe(d));
-        // Both the members' assignors are [range, cooperative-sticky]; the group picks the
-        // first that every member supports.
-        check("range".equals(d.partitionAssignor()), "assignor " + d.partitionAssignor() + ", not range");
+        // Classic: both the members' assignors are [range, cooperative-sticky]; the group picks
+        // the first that every member supports. Consumer: the members name no server assignor
+        // (group.remote.assignor), so the broker uses its default, uniform.
+        String assignor = consumerProtocol() ? "uniform" : "range";
+        check(assignor.equals(d.partitionAssignor()), "assignor " + d.partitionAssignor() + ", not " + assignor);
         check(d.coordinator() != null && d.coordinator().id() >= 0, "no coordinator: " + describe(d));
         check(d.members().size() == MEMBERS, d.members().size() + " members, not " + MEMBERS + ": " + describe(d));
         Set<Integer> all = new TreeSet<>();
@@ -327,7 +352,8 @@ public final class GroupConsume {
         GroupListing g = everything.stream().filter(l -> l.groupId().equals(group)).findFirst().orElse(null);
         check(g != null, "listGroups does not list " + group + ": " + everything);
         log("listed: " + g);
-        check(g.type().equals(Optional.of(GroupType.CLASSIC)), "listGroups: type " + g.type());
+        GroupType type = consumerProtocol() ? GroupType.CONSUMER : GroupType.CLASSIC;
+        check(g.type().equals(Optional.of(type)), "listGroups: type " + g.type() + ", not " + type);
         check("consumer".equals(g.protocol()), "listGroups: protocol type " + g.protocol());
         check(g.groupState().equals(Optional.of(GroupState.STABLE)), "listGroups: state " + g.groupState());
 
@@ -380,7 +406,8 @@ public final class GroupConsume {
             admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, (short) 1)))
                     .all()
                     .get(timeoutMs(), TimeUnit.MILLISECONDS);
-            log("created " + topic + " with " + PARTITIONS + " partitions");
+            log("created " + topic + " with " + PARTITIONS + " partitions; group " + group + ", group.protocol="
+                    + protocol);
 
             for (int m = 0; m < MEMBERS; m++) {
                 int member = m;
@@ -426,8 +453,8 @@ public final class GroupConsume {
             checkDescribedStable(admin, topic, group);
             checkListed(admin, group);
 
-            // The members leave (KafkaConsumer.close sends LeaveGroup); the group stays, Empty,
-            // with its offsets.
+            // The members leave (KafkaConsumer.close sends LeaveGroup, or a ConsumerGroupHeartbeat
+            // with member epoch -1); the group stays, Empty, with its offsets.
             stop.set(true);
             for (Thread t : threads) {
                 t.join(timeoutMs());
@@ -441,7 +468,7 @@ public final class GroupConsume {
                     .get(timeoutMs(), TimeUnit.MILLISECONDS);
             log("after the members closed: " + describe(left));
             check(left.groupState() == GroupState.EMPTY && left.members().isEmpty(),
-                    "after every member closed (LeaveGroup) the group is not Empty: " + describe(left));
+                    "after every member closed (left the group) it is not Empty: " + describe(left));
             Map<Integer, Long> kept = offsetsOf(fetchCommitted(admin, group));
             check(kept.equals(ends), "after the members left the committed offsets are " + kept + ", not " + ends);
         } finally {
@@ -450,8 +477,8 @@ public final class GroupConsume {
                 t.join(timeoutMs());
             }
         }
-        System.out.printf("SUMMARY java-kafka-clients: %d classic group members, %d records consumed once, "
-                + "offsets committed, group described and listed%n", MEMBERS, records);
+        System.out.printf("SUMMARY java-kafka-clients: %d %s group members, %d records consumed once, "
+                + "offsets committed, group described and listed%n", MEMBERS, protocol, records);
         return 0;
     }
 
@@ -480,8 +507,15 @@ public final class GroupConsume {
                 case "--bootstrap" -> it.bootstrap = v;
                 case "--records" -> it.records = Integer.parseInt(v);
                 case "--timeout" -> it.timeoutSecs = Double.parseDouble(v);
+                case "--protocol" -> {
+                    if (!v.equals("classic") && !v.equals("consumer")) {
+                        System.err.println("--protocol is classic or consumer, not " + v);
+                        System.exit(2);
+                    }
+                    it.protocol = v;
+                }
                 default -> {
-                    System.err.println("unknown flag " + flag + " (--bootstrap --records --timeout)");
+                    System.err.println("unknown flag " + flag + " (--bootstrap --records --timeout --protocol)");
                     System.exit(2);
                 }
             }
