@@ -20,16 +20,24 @@
 //! Modules: `config` (settings), `assignor` (pure assignment functions), `coordinator`
 //! (finding the coordinator, building and sending the group requests), `member` (member
 //! id, generation, rejoin and fatal state shared with the heartbeat task), `heartbeat`,
-//! `consumer` (the [`GroupConsumer`] itself), [`metrics`] (metric names).
+//! `consumer` (the [`GroupConsumer`] itself: its state, `poll`, `close`), and beside it
+//! `rebalance` (revoke, join, sync, take the assignment), `commits` (OffsetCommit,
+//! auto-commit, OffsetFetch), `positions` (what the application has seen; seek, pause),
+//! [`metrics`] (metric names).
 
 mod assignor;
+mod commits;
 mod config;
 mod consumer;
 mod coordinator;
 mod heartbeat;
 mod member;
 pub mod metrics;
+mod positions;
+mod rebalance;
 
 pub use assignor::{Assignment, Assignor, MemberSubscription};
+pub use commits::PendingCommit;
 pub use config::GroupConsumerConfig;
-pub use consumer::{GroupConsumer, PendingCommit, RebalanceListener, TopicPartition};
+pub use consumer::{GroupConsumer, TopicPartition};
+pub use rebalance::RebalanceListener;
