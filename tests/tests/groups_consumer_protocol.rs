@@ -19,6 +19,7 @@ const TOPIC: &str = "kip848-topic";
 const MEMBER: &str = "AAAAAAAAAAAAAAAAAAAAAA";
 const FENCED_MEMBER_EPOCH: i16 = 110;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+const STALE_MEMBER_EPOCH: i16 = 113;
 
 fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -125,6 +126,22 @@ fn a_consumer_group_member_joins_is_fenced_survives_a_restart_and_leaves() {
     assert_eq!(described.members.len(), 1);
     assert_eq!(described.members[0].member_epoch, 1);
     assert_eq!(described.assignor_name.as_str(), "uniform");
+
+    // OffsetFetch v9 from the member: its epoch is checked.
+    for (epoch, expected) in [(1, 0), (7, STALE_MEMBER_EPOCH)] {
+        let request = OffsetFetchRequest::default().with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(str(GROUP)))
+                .with_member_id(Some(str(MEMBER)))
+                .with_member_epoch(epoch)
+                .with_topics(None),
+        ]);
+        let fetched: OffsetFetchResponse = conn.request(ApiKey::OffsetFetch, 9, &request).unwrap();
+        assert_eq!(
+            fetched.groups[0].error_code, expected,
+            "epoch {epoch}: {fetched:?}"
+        );
+    }
 
     // A classic join for it is refused; a wrong epoch is fenced.
     let join = JoinGroupRequest::default()

@@ -339,6 +339,8 @@ mod broker_tests {
         let fetch = OffsetFetchInput {
             group_id: "g".into(),
             topics: Some(vec![("t".into(), vec![0])]),
+            member_id: None,
+            member_epoch: -1,
         };
         let offset = |broker: &testing::TestBroker| {
             broker.groups.fetch_offsets(&fetch).unwrap()[0].1[0].offset

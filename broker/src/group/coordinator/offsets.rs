@@ -67,6 +67,11 @@ pub type TopicCommitResult = (String, Vec<(i32, ErrorCode)>);
 pub struct OffsetFetchInput {
     pub group_id: String,
     pub topics: Option<Vec<(String, Vec<i32>)>>,
+    /// OffsetFetch v9's member id and epoch (`None` and -1 before v9, and from admin
+    /// clients): a consumer group (KIP-848) checks them (STALE_MEMBER_EPOCH,
+    /// UNKNOWN_MEMBER_ID); a classic group does not.
+    pub member_id: Option<String>,
+    pub member_epoch: i32,
 }
 
 /// One partition's committed offset (-1 when none).
@@ -216,6 +221,13 @@ impl GroupCoordinator {
         let shard = self.shard_for(&input.group_id)?;
         let state = shard.lock();
         let group = state.groups.get(&input.group_id);
+        if let Some(consumer) = group.and_then(|entry| entry.consumer.as_ref()) {
+            consumer
+                .validate_offset_fetch(input.member_id.as_deref(), input.member_epoch)
+                .map_err(|error| {
+                    ErrorCode::from_code(error.code()).unwrap_or(ErrorCode::UnknownServerError)
+                })?;
+        }
         Ok(match &input.topics {
             Some(topics) => topics
                 .iter()

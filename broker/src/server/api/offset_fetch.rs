@@ -32,6 +32,8 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 }),
+                member_id: group.member_id.map(|id| id.to_string()),
+                member_epoch: if version >= 9 { group.member_epoch } else { -1 },
             };
             let answer = broker.groups.fetch_offsets(&input);
             response.groups.push(group_response(group.group_id, answer));
@@ -46,6 +48,8 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         }),
+        member_id: None,
+        member_epoch: -1,
     };
     match broker.groups.fetch_offsets(&input) {
         Ok(topics) => response.topics = single_group_topics(topics),
