@@ -505,3 +505,56 @@ fn group_help_explains_each_command() {
         assert!(help.contains(flag), "{flag}:\n{help}");
     }
 }
+
+/// `sluice consume --group`: a member of the group reads from the group's committed
+/// offsets and commits what it printed, so a second run prints only what came after.
+#[test]
+fn consume_with_a_group_resumes_where_the_group_left_off() {
+    let broker = broker();
+    let rt = runtime();
+    topic_with_records(&broker, &rt, 1_700_000_000_000);
+    let total = (RECORDS[0] + RECORDS[1]) as usize;
+    let consume = |count: usize| {
+        ok(
+            &broker,
+            &[
+                "consume",
+                TOPIC,
+                "--group",
+                "cli-consumers",
+                "--from-beginning",
+                "--count",
+                &count.to_string(),
+                "--timeout-ms",
+                "15000",
+            ],
+        )
+    };
+    assert_eq!(consume(total).lines().count(), total);
+    let admin = rt.block_on(Admin::new(&broker.bootstrap())).unwrap();
+    assert_eq!(
+        committed(&admin, &rt, "cli-consumers"),
+        [Some(RECORDS[0]), Some(RECORDS[1])],
+        "what was printed is committed"
+    );
+    // Nothing new: the next member starts at the commits and prints nothing.
+    let again = ok(
+        &broker,
+        &[
+            "consume",
+            TOPIC,
+            "--group",
+            "cli-consumers",
+            "--from-beginning",
+            "--timeout-ms",
+            "3000",
+        ],
+    );
+    assert_eq!(again, "", "records already consumed by the group");
+    // --partition and --group do not go together.
+    let refused = fails(
+        &broker,
+        &["consume", TOPIC, "--group", "g", "--partition", "0"],
+    );
+    assert!(refused.contains("--partition"), "{refused}");
+}

@@ -1,12 +1,18 @@
 //! `sluice consume`: a topic's records to stdout, one value (optionally its key first) per
-//! line, from the earliest or the latest offset of every partition or of one.
+//! line, from the earliest or the latest offset of every partition or of one; or, with
+//! `--group`, as a member of a consumer group (the classic protocol, as Kafka's
+//! `kafka-console-consumer --group`): the group assigns the partitions, reading starts at
+//! the group's committed offsets (`--from-beginning` only matters where none are
+//! committed), the positions printed are committed every 5 s and on exit.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use clap::Args;
-use sluice_client::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
+use sluice_client::{
+    Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig, OffsetReset,
+    SeekTo,
+};
 
 use crate::output::quiet_on_broken_pipe;
 use crate::CLI_METADATA_WAIT;
@@ -33,8 +39,9 @@ pub struct ConsumeArgs {
     /// Separator printed between key and value with --print-key.
     #[arg(long, default_value = "\t", value_name = "SEP")]
     key_separator: String,
-    /// Consumer group (not supported yet: the command fails with a message saying so).
-    #[arg(long)]
+    /// Read as a member of this consumer group: partitions assigned by the group, starting
+    /// at its committed offsets, positions committed as records are printed and on exit.
+    #[arg(long, conflicts_with = "partition")]
     group: Option<String>,
     /// The rack this consumer runs in (Kafka's client.rack): lets the partition leader
     /// point it at an in-sync replica in the same rack (follower reads, KIP-392).
@@ -42,15 +49,62 @@ pub struct ConsumeArgs {
     client_rack: Option<String>,
 }
 
+/// Where records come from: partitions assigned here, or a consumer group.
+enum Source {
+    Assigned(Box<Consumer>),
+    Group(Box<GroupConsumer>),
+}
+
+impl Source {
+    async fn poll(&mut self, timeout: Duration) -> sluice_client::Result<Vec<ConsumerRecord>> {
+        match self {
+            Source::Assigned(consumer) => consumer.poll(timeout).await,
+            Source::Group(consumer) => consumer.poll(timeout).await,
+        }
+    }
+
+    /// A group member commits what was printed and leaves the group.
+    async fn close(self) -> anyhow::Result<()> {
+        if let Source::Group(consumer) = self {
+            (*consumer).close().await?;
+        }
+        Ok(())
+    }
+}
+
 /// Print `args.topic` until interrupted, `--count` records or `--timeout-ms` of quiet.
 pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
-    if let Some(group) = &args.group {
-        bail!(
-            "consumer groups are not supported yet (--group {group}); omit --group to read \
-             all partitions, or pick one with --partition"
-        );
-    }
-    let mut consumer = assigned_consumer(bootstrap, &args).await?;
+    let mut consumer = match &args.group {
+        Some(group) => Source::Group(Box::new(group_consumer(bootstrap, group, &args).await?)),
+        None => Source::Assigned(Box::new(assigned_consumer(bootstrap, &args).await?)),
+    };
+    let printed = print_records(&mut consumer, &args).await;
+    let closed = consumer.close().await;
+    printed?;
+    closed
+}
+
+/// A member of `group` subscribed to `args.topic`.
+async fn group_consumer(
+    bootstrap: &str,
+    group: &str,
+    args: &ConsumeArgs,
+) -> anyhow::Result<GroupConsumer> {
+    let mut config = GroupConsumerConfig::new(bootstrap, group);
+    config.consumer.client_id = "sluice-cli".to_string();
+    config.consumer.client_rack = args.client_rack.clone();
+    config.consumer.auto_offset_reset = if args.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    };
+    let mut consumer = GroupConsumer::new(config).await?;
+    consumer.subscribe(&[args.topic.as_str()])?;
+    Ok(consumer)
+}
+
+/// The poll-and-print loop of [`run`].
+async fn print_records(consumer: &mut Source, args: &ConsumeArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let idle_limit = args.timeout_ms.map(Duration::from_millis);
@@ -83,7 +137,7 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
             if args.count.is_some_and(|count| printed >= count) {
                 break;
             }
-            if let Err(error) = write_record(&mut out, &record, &args) {
+            if let Err(error) = write_record(&mut out, &record, args) {
                 return quiet_on_broken_pipe(error);
             }
             printed += 1;
@@ -169,8 +223,6 @@ mod tests {
             "--timeout-ms",
             "500",
             "--print-key",
-            "--group",
-            "g",
             "--client-rack",
             "eu-1a",
         ]);
@@ -182,11 +234,16 @@ mod tests {
         assert_eq!(args.partition, Some(1));
         assert_eq!(args.count, Some(10));
         assert_eq!(args.timeout_ms, Some(500));
-        assert_eq!(args.group.as_deref(), Some("g"));
+        assert_eq!(args.group, None);
         assert_eq!(args.key_separator, "\t");
         let Command::Consume(args) = parse(&["sluice", "consume", "t"]).command else {
             panic!("not consume");
         };
         assert_eq!(args.client_rack, None);
+        let Command::Consume(args) = parse(&["sluice", "consume", "t", "--group", "g"]).command
+        else {
+            panic!("not consume");
+        };
+        assert_eq!(args.group.as_deref(), Some("g"));
     }
 }
