@@ -8,8 +8,9 @@
 //! commits acknowledged per second (requests and partitions) and the median and p99
 //! latency of one commit.
 //!
-//! The time for a group of consumers to become stable (first join to every member
-//! consuming) needs a group consumer in the bench harness and is not measured yet.
+//! Then, with the client crate's consumers (`group_consume.rs`): the time for `--members`
+//! consumers to become a stable group on `--stable-partitions` partitions (classic
+//! protocol), and consuming through a group against consuming assigned partitions.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_client::connection::{Connection, ConnectionConfig};
 use sluice_client::Admin;
 
+use crate::group_consume::{group_vs_assign, stable_group_seconds};
 use crate::process::{broker_binary, free_ports, spawn_sluiced};
 use crate::report::{machine_description, splice_section};
 use crate::BrokerSettings;
@@ -51,6 +53,15 @@ pub(crate) struct GroupsArgs {
     /// Also measure this broker (e.g. Apache Kafka from scripts/kafka-reference.sh)
     #[arg(long)]
     kafka_bootstrap: Option<String>,
+    /// Members of the group whose time to become stable is measured
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Partitions of that group's topic
+    #[arg(long, default_value_t = 100)]
+    stable_partitions: i32,
+    /// Records read through a group and assigned, to compare
+    #[arg(long, default_value_t = 200_000)]
+    consume_records: usize,
     /// Write the table to this Markdown file (replacing its groups section)
     #[arg(long)]
     results: Option<PathBuf>,
@@ -65,6 +76,9 @@ struct Figures {
     partitions_per_sec: f64,
     median_ms: f64,
     p99_ms: f64,
+    stable_seconds: f64,
+    assigned_records_per_sec: f64,
+    group_records_per_sec: f64,
 }
 
 pub(crate) async fn groups_bench(args: GroupsArgs) -> Result<()> {
@@ -133,18 +147,32 @@ async fn measure(args: &GroupsArgs, name: &str, bootstrap: &str) -> Result<Figur
     latencies.sort_unstable();
     let quantile =
         |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
-    let figures = Figures {
-        name: name.to_string(),
-        commits_per_sec: latencies.len() as f64 / seconds,
-        partitions_per_sec: latencies.len() as f64 * f64::from(args.partitions) / seconds,
-        median_ms: quantile(0.5),
-        p99_ms: quantile(0.99),
-    };
-    println!(
-        "  {:.0} commits/s ({:.0} partitions/s), median {:.2} ms, p99 {:.2} ms",
-        figures.commits_per_sec, figures.partitions_per_sec, figures.median_ms, figures.p99_ms
+    let (median_ms, p99_ms) = (quantile(0.5), quantile(0.99));
+    let commits_per_sec = latencies.len() as f64 / seconds;
+    println!("  {commits_per_sec:.0} commits/s, median {median_ms:.2} ms, p99 {p99_ms:.2} ms");
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        sluice_protocol::clock::now_ms()
     );
-    Ok(figures)
+    let stable_seconds =
+        stable_group_seconds(bootstrap, &tag, args.members, args.stable_partitions).await?;
+    println!(
+        "  a group of {} stable after {stable_seconds:.2} s",
+        args.members
+    );
+    let (assigned, grouped) = group_vs_assign(bootstrap, &tag, args.consume_records).await?;
+    println!("  consuming: {assigned:.0} records/s assigned, {grouped:.0} through a group");
+    Ok(Figures {
+        name: name.to_string(),
+        commits_per_sec,
+        partitions_per_sec: commits_per_sec * f64::from(args.partitions),
+        median_ms,
+        p99_ms,
+        stable_seconds,
+        assigned_records_per_sec: assigned,
+        group_records_per_sec: grouped,
+    })
 }
 
 /// One committer: find the group's coordinator, then commit until `deadline`; the latency
@@ -257,6 +285,27 @@ fn table(args: &GroupsArgs, rows: &[Figures]) -> String {
     }));
     out.push_str(&line("commit latency, p99", &|f| {
         format!("{:.2} ms", f.p99_ms)
+    }));
+    out.push_str(&line(
+        &format!(
+            "{} consumers on {} partitions stable after (classic)",
+            args.members, args.stable_partitions
+        ),
+        &|f| format!("{:.2} s", f.stable_seconds),
+    ));
+    out.push_str(&line(
+        &format!(
+            "consume {} x 100 B, assigned partitions",
+            args.consume_records
+        ),
+        &|f| format!("{:.0} records/s", f.assigned_records_per_sec),
+    ));
+    out.push_str(&line("the same through a group", &|f| {
+        format!(
+            "{:.0} records/s ({:+.0}%)",
+            f.group_records_per_sec,
+            (f.group_records_per_sec / f.assigned_records_per_sec - 1.0) * 100.0
+        )
     }));
     out
 }

@@ -40,6 +40,7 @@
 
 mod cluster;
 mod consume;
+mod group_consume;
 mod groups;
 mod process;
 mod produce;
