@@ -120,6 +120,19 @@ macro_rules! options {
     };
 }
 
+/// A positive rate, as Kafka's double (`1.7976931348623157E308`, its default, is no limit).
+fn parse_bytes_per_second(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(rate) if rate >= 1.0 => Ok(if rate >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            rate as u64
+        }),
+        Ok(_) => Err(format!("'{s}': must be at least 1 byte per second")),
+        Err(e) => Err(format!("'{s}': {e}")),
+    }
+}
+
 fn parse_from_str<T: FromStr>(s: &str) -> Result<T, String>
 where
     T::Err: std::fmt::Display,
@@ -203,6 +216,8 @@ options! {
     log_cleaner_backoff_ms: u64 = 15_000, "15000", "log-cleaner-backoff-ms", "SLUICE_LOG_CLEANER_BACKOFF_MS", parse_from_str::<u64>;
     "Memory for the log cleaner's key map, in bytes: a pass cleans as far as this many keys' entries reach (Kafka log.cleaner.dedupe.buffer.size)"
     log_cleaner_dedupe_buffer_size: u64 = 128 << 20, "134217728 (128 MiB)", "log-cleaner-dedupe-buffer-size", "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_SIZE", parse_from_str::<u64>;
+    "Bytes per second the log cleaner may read plus write; a decimal number, e.g. 5e7 (Kafka log.cleaner.io.max.bytes.per.second)"
+    log_cleaner_io_max_bytes_per_second: u64 = u64::MAX, "unlimited", "log-cleaner-io-max-bytes-per-second", "SLUICE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND", parse_bytes_per_second;
     "replicated: acknowledge from the page cache; fsync: group-commit fsync before acks=all answers and records become visible"
     durability: Durability = Durability::Replicated, "replicated", "durability", "SLUICE_DURABILITY", parse_durability;
     "Largest record batch accepted, in bytes (Kafka message.max.bytes)"

@@ -154,11 +154,20 @@ pub const LOG_RECOVERY_TRUNCATED_BYTES_TOTAL: &str = "sluice_log_recovery_trunca
 pub const RETENTION_BYTES_DELETED_TOTAL: &str = "sluice_retention_bytes_deleted_total";
 /// Compaction passes completed over a partition log, the segment bytes they read and the
 /// bytes of the cleaned copies they wrote (Kafka's log cleaner metrics), and passes that
-/// could not run (the offset map could not hold one batch's keys).
+/// failed (the offset map could not hold one batch's keys, an I/O error).
 pub const LOG_CLEANER_PASSES_TOTAL: &str = "sluice_log_cleaner_passes_total";
 pub const LOG_CLEANER_BYTES_READ_TOTAL: &str = "sluice_log_cleaner_bytes_read_total";
 pub const LOG_CLEANER_BYTES_WRITTEN_TOTAL: &str = "sluice_log_cleaner_bytes_written_total";
 pub const LOG_CLEANER_UNCLEANABLE_TOTAL: &str = "sluice_log_cleaner_uncleanable_total";
+/// Time of one partition's compaction pass (Kafka's max-clean-time-secs, as a histogram).
+pub const LOG_CLEANER_CLEAN_SECONDS: &str = "sluice_log_cleaner_clean_seconds";
+/// Compacted partitions whose last pass failed (Kafka's uncleanable-partitions-count), and
+/// the largest dirty ratio among compacted partitions (Kafka's max-dirty-percent / 100).
+pub const LOG_CLEANER_UNCLEANABLE_PARTITIONS: &str = "sluice_log_cleaner_uncleanable_partitions";
+pub const LOG_CLEANER_MAX_DIRTY_RATIO: &str = "sluice_log_cleaner_max_dirty_ratio";
+/// Per compacted hosted partition (`topic`, `partition`), with `--metrics-per-partition`:
+/// the share of its cleanable bytes not cleaned yet.
+pub const PARTITION_LOG_DIRTY_RATIO: &str = "sluice_partition_log_dirty_ratio";
 /// Bytes of segment log files and number of segments, over every partition log on disk.
 pub const LOG_SIZE_BYTES: &str = "sluice_log_size_bytes";
 pub const LOG_SEGMENTS: &str = "sluice_log_segments";
@@ -243,6 +252,8 @@ const EVENT_COUNTERS: &[&str] = &[
     TOPICS_AUTO_CREATED_TOTAL,
     RETENTION_SEGMENTS_DELETED_TOTAL,
     RETENTION_BYTES_DELETED_TOTAL,
+    LOG_CLEANER_PASSES_TOTAL,
+    LOG_CLEANER_UNCLEANABLE_TOTAL,
     PRODUCER_IDS_ALLOCATED_TOTAL,
     PRODUCER_DUPLICATES_TOTAL,
     UNCLEAN_LEADER_ELECTIONS_TOTAL,
@@ -416,6 +427,45 @@ fn describe() {
     describe_storage_and_cluster();
 }
 
+fn describe_cleaner() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        LOG_CLEANER_PASSES_TOTAL,
+        "Compaction passes completed over a partition log"
+    );
+    describe_counter!(
+        LOG_CLEANER_BYTES_READ_TOTAL,
+        Unit::Bytes,
+        "Segment bytes read by compaction passes"
+    );
+    describe_counter!(
+        LOG_CLEANER_BYTES_WRITTEN_TOTAL,
+        Unit::Bytes,
+        "Bytes of the cleaned segment copies written by compaction passes"
+    );
+    describe_counter!(
+        LOG_CLEANER_UNCLEANABLE_TOTAL,
+        "Compaction passes that failed (the partition is retried on the next pass)"
+    );
+    describe_histogram!(
+        LOG_CLEANER_CLEAN_SECONDS,
+        Unit::Seconds,
+        "Time of one partition's compaction pass, throttle pauses included"
+    );
+    describe_gauge!(
+        LOG_CLEANER_UNCLEANABLE_PARTITIONS,
+        "Compacted partitions whose last compaction pass failed"
+    );
+    describe_gauge!(
+        LOG_CLEANER_MAX_DIRTY_RATIO,
+        "Largest share of not-yet-cleaned bytes among compacted partitions"
+    );
+    describe_gauge!(
+        PARTITION_LOG_DIRTY_RATIO,
+        "Share of a compacted partition's cleanable bytes not cleaned yet"
+    );
+}
+
 fn describe_storage_and_cluster() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
@@ -447,6 +497,7 @@ fn describe_storage_and_cluster() {
         Unit::Bytes,
         "Segment bytes deleted by retention"
     );
+    describe_cleaner();
     describe_gauge!(
         LOG_SIZE_BYTES,
         Unit::Bytes,

@@ -77,7 +77,12 @@ pub async fn run(config: Config) -> Result<(), String> {
         logs.clone(),
         cluster.replicas.clone(),
         Duration::from_millis(config.log_cleaner_backoff_ms.max(1)),
-        usize::try_from(config.log_cleaner_dedupe_buffer_size).unwrap_or(usize::MAX),
+        crate::storage::CleanLimits {
+            first_uncleanable_offset: 0,
+            offset_map_bytes_max: usize::try_from(config.log_cleaner_dedupe_buffer_size)
+                .unwrap_or(usize::MAX),
+            io_bytes_per_sec_max: config.log_cleaner_io_max_bytes_per_second,
+        },
         shutdown_rx.clone(),
     ));
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
@@ -148,12 +153,13 @@ async fn retention_loop(
 
 /// Compact the partitions whose topics say `cleanup.policy=compact` (Kafka's log cleaner)
 /// every `every`, one pass at a time on a blocking thread: each below its high watermark,
-/// so records a follower or a `read_committed` reader has not seen as final stay whole.
+/// so records a follower or a `read_committed` reader has not seen as final stay whole,
+/// with `limits`' offset map and I/O rate.
 async fn cleaner_loop(
     logs: Arc<LogManager>,
     replicas: Arc<crate::replica::ReplicaManager>,
     every: Duration,
-    offset_map_bytes: usize,
+    limits: crate::storage::CleanLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
@@ -167,7 +173,7 @@ async fn cleaner_loop(
                     replicas.high_watermark_of(log.name()).unwrap_or(0)
                 };
                 let pass = tokio::task::spawn_blocking(move || {
-                    logs.clean_pass(now_ms(), &limit, offset_map_bytes)
+                    logs.clean_pass(now_ms(), &limit, limits)
                 });
                 if let Ok(stats) = pass.await {
                     if stats.partitions_cleaned > 0 {

@@ -16,7 +16,9 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_client::Admin;
 use sluice_protocol::batch::Compression;
 use sluice_protocol::records::{decode_records, encode_batch, Record};
-use sluice_tests::raw::{fetch, fetch_request, produce_batch, topic_name, RawConnection};
+use sluice_tests::raw::{
+    fetch, fetch_request, metric_value, produce_batch, topic_name, wait_for_metrics, RawConnection,
+};
 use sluice_tests::{Broker, BrokerOptions};
 
 const TOPIC: &str = "compacted";
@@ -134,6 +136,25 @@ fn a_compacted_topic_keeps_the_last_value_of_each_key_at_its_offset() {
     );
     // Reading from offset 0 skips the gap the removed rounds left.
     assert_eq!(offsets[0], (KEYS * (ROUNDS - 1)) as i64, "{offsets:?}");
+    cleaner_metrics_show_the_pass(&broker);
+}
+
+/// After a pass: its time in the histogram, the partition's dirty ratio (with
+/// `--metrics-per-partition`, on by default) back below the topic's 0.01 once nothing is
+/// dirty, the max dirty ratio gauge, and no uncleanable partition.
+fn cleaner_metrics_show_the_pass(broker: &Broker) {
+    let series = format!("sluice_partition_log_dirty_ratio{{topic=\"{TOPIC}\",partition=\"0\"}}");
+    let check = |text: &str| {
+        metric_value(text, "sluice_log_cleaner_clean_seconds_count").is_some_and(|n| n >= 1.0)
+            && metric_value(text, &series).is_some_and(|ratio| ratio < 0.01)
+            && metric_value(text, "sluice_log_cleaner_max_dirty_ratio").is_some()
+            && metric_value(text, "sluice_log_cleaner_uncleanable_partitions") == Some(0.0)
+            && metric_value(text, "sluice_log_cleaner_passes_total").is_some_and(|n| n >= 1.0)
+    };
+    let waited = wait_for_metrics(&broker.metrics_address(), Duration::from_secs(15), check);
+    if let Err(text) = waited {
+        panic!("cleaner metrics not shown:\n{text}");
+    }
 }
 
 fn commit(conn: &mut RawConnection, offset: i64) -> i16 {

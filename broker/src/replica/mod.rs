@@ -585,6 +585,9 @@ fn partition_gauges(replica: &Replica, state: &replication::Partition) -> BTreeS
         .set(replica.log.log_start_offset() as f64);
     metrics::gauge!(m::PARTITION_LOG_SIZE_BYTES, &labels).set(replica.log.size_bytes() as f64);
     metrics::gauge!(m::PARTITION_LOG_SEGMENTS, &labels).set(replica.log.segment_count() as f64);
+    if let Some(ratio) = replica.log.dirty_ratio() {
+        metrics::gauge!(m::PARTITION_LOG_DIRTY_RATIO, &labels).set(ratio);
+    }
     // 0 where this broker does not lead, as Kafka's InSyncReplicasCount.
     let isr_size = state.isr().map_or(0, |isr| isr.committed_isr().len());
     metrics::gauge!(m::PARTITION_ISR_SIZE, &labels).set(isr_size as f64);

@@ -57,12 +57,16 @@
 //!   [`CleanStats::compressed_batches_kept`]): the broker links no codec (decompression
 //!   of their keys uses `sluice_protocol::records`, which cannot re-encode with chosen
 //!   offsets). Control batches (transaction markers) are kept whole too.
-//! - The background cleaner thread, its choice of the dirtiest log, the I/O throttle, and
-//!   persisting the first dirty offset (Kafka's `cleaner-offset-checkpoint`): after a
+//! - Persisting the first dirty offset (Kafka's `cleaner-offset-checkpoint`): after a
 //!   restart the next pass treats the whole log as dirty once.
-//! - Wiring into replication: the replica manager does not call a pass yet (it would pass
-//!   the high watermark as the limit). A follower of a compacted log does accept its
-//!   leader's gaps and short batches (`append_as_follower`, by the log's layout).
+//!
+//! # Who runs it
+//! `LogManager::clean_pass` (storage/manager/clean.rs) picks the partitions due, dirtiest
+//! first; the broker's cleaner loop (node.rs) calls it every `log.cleaner.backoff.ms` on a
+//! blocking thread with the high watermark as each log's limit. [`Throttle`] (`throttle`)
+//! caps a pass's reads plus writes at `CleanLimits::io_bytes_per_sec_max`. A follower of
+//! a compacted log cleans on its own and accepts its leader's gaps and short batches
+//! (`append_as_follower`, by the log's layout).
 
 mod config;
 #[cfg(test)]
@@ -77,6 +81,7 @@ mod rewrite;
 pub(crate) mod swap;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use std::sync::Arc;
 
@@ -84,6 +89,7 @@ pub(crate) use config::parse_dirty_ratio;
 pub use config::{CleanerConfig, CleanupPolicy, DirtyRatio};
 pub(crate) use records::validate_stored;
 pub(crate) use rewrite::{build_offset_map, producer_last_batches, rewrite_group, Filter};
+pub(crate) use throttle::Throttle;
 
 use super::fs::StorageFile;
 use super::LogConfig;
@@ -99,6 +105,9 @@ pub struct CleanLimits {
     pub first_uncleanable_offset: i64,
     /// Memory the offset map may use, in bytes.
     pub offset_map_bytes_max: usize,
+    /// Bytes per second the pass may read and write (Kafka
+    /// `log.cleaner.io.max.bytes.per.second`); `u64::MAX` for no limit.
+    pub io_bytes_per_sec_max: u64,
 }
 
 impl CleanLimits {
@@ -106,6 +115,7 @@ impl CleanLimits {
         CleanLimits {
             first_uncleanable_offset,
             offset_map_bytes_max: OFFSET_MAP_BYTES_MAX,
+            io_bytes_per_sec_max: u64::MAX,
         }
     }
 }

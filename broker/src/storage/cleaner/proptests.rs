@@ -94,7 +94,7 @@ proptest! {
             log.append(build(records, 100 * i as i64, *compressed), 0, 0).unwrap();
             before.extend(decode_records(&log.read(appended, usize::MAX).unwrap()).unwrap());
             if *pass_after || i + 1 == batches.len() {
-                let limits = CleanLimits { first_uncleanable_offset: end(&log), offset_map_bytes_max: map_bytes };
+                let limits = CleanLimits { offset_map_bytes_max: map_bytes, ..CleanLimits::below(end(&log)) };
                 match log.clean(&limits, 10_000 + 1_000 * i as i64) {
                     Ok(_) | Err(StorageError::InvalidConfig(_)) => {}
                     Err(error) => panic!("{error}"),

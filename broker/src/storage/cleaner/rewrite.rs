@@ -12,7 +12,7 @@ use sluice_protocol::records::decode_records;
 
 use super::offset_map::{OffsetMap, ENTRY_OVERHEAD_BYTES};
 use super::records::{self, filterable, validate_stored, Rebuild, RecordView, DELETE_HORIZON_FLAG};
-use super::{swap, CleanStats, SegmentSnapshot};
+use super::{swap, CleanStats, SegmentSnapshot, Throttle};
 use crate::storage::fs::{FileSystem, StorageFile};
 use crate::storage::segment::Segment;
 use crate::storage::StorageError;
@@ -96,12 +96,13 @@ pub(crate) fn build_offset_map(
     dirty: &[SegmentSnapshot],
     first_dirty: i64,
     bytes_max: usize,
-    stats: &mut CleanStats,
+    (stats, throttle): (&mut CleanStats, &mut Throttle),
 ) -> Result<OffsetMap, StorageError> {
     let mut map = OffsetMap::new(bytes_max);
     for segment in dirty {
         let mut full = false;
         for_each_batch(segment, |header, bytes| {
+            throttle.charge(bytes.len() as u64);
             if header.last_offset() < first_dirty {
                 return Ok(true);
             }
@@ -299,7 +300,7 @@ pub(crate) fn rewrite_group(
     group: &[SegmentSnapshot],
     index_interval_bytes: u32,
     filter: &mut Filter<'_>,
-    stats: &mut CleanStats,
+    (stats, throttle): (&mut CleanStats, &mut Throttle),
 ) -> Result<bool, StorageError> {
     let base_offset = group[0].base_offset;
     let mut cleaned = Segment::create_cleaned(&**fs, dir, base_offset, index_interval_bytes)?;
@@ -310,6 +311,7 @@ pub(crate) fn rewrite_group(
         result = for_each_batch(segment, |header, bytes| {
             position += bytes.len() as u64;
             stats.bytes_read += bytes.len() as u64;
+            throttle.charge(bytes.len() as u64);
             let last = i + 1 == group.len() && position == segment.size_bytes;
             let Some(out) = filter.filter_batch(header, bytes, last, stats)? else {
                 changed = true;
@@ -319,6 +321,7 @@ pub(crate) fn rewrite_group(
             let out_header = validate_stored(&out)?;
             cleaned.write_batch(&out, &out_header)?;
             stats.bytes_written += out.len() as u64;
+            throttle.charge(out.len() as u64);
             Ok(true)
         });
         if result.is_err() {

@@ -11,6 +11,7 @@
 //! and the pass stops. The first dirty offset it records is forgotten by the next
 //! truncation (which may cut below it), so the next pass then starts at the log start.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sluice_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
@@ -19,7 +20,7 @@ use super::{lock, LogState, PartitionLog};
 use crate::metrics as m;
 use crate::storage::cleaner::{
     self, build_offset_map, producer_last_batches, rewrite_group, swap, CleanLimits, CleanStats,
-    Filter, SegmentSnapshot,
+    Filter, SegmentSnapshot, Throttle,
 };
 use crate::storage::index::IndexLoadError;
 use crate::storage::segment::{SealedSegment, Segment};
@@ -33,7 +34,42 @@ pub(super) struct FirstDirty {
     truncations: u64,
 }
 
+/// What the cleaner last saw of a log, for metrics: the dirty ratio (f64 bits; negative
+/// until measured) and whether its last pass failed.
+#[derive(Debug)]
+pub(super) struct CleanerStatus {
+    dirty_ratio: AtomicU64,
+    uncleanable: AtomicBool,
+}
+
+impl Default for CleanerStatus {
+    fn default() -> CleanerStatus {
+        CleanerStatus {
+            dirty_ratio: AtomicU64::new((-1.0f64).to_bits()),
+            uncleanable: AtomicBool::new(false),
+        }
+    }
+}
+
 impl PartitionLog {
+    /// The share of the cleanable bytes not yet cleaned, as the cleaner last measured it
+    /// ([`PartitionLog::cleaning_due`]); `None` before that or if the log is not compacted.
+    pub fn dirty_ratio(&self) -> Option<f64> {
+        let ratio = f64::from_bits(self.cleaner_status.dirty_ratio.load(Ordering::Relaxed));
+        (ratio >= 0.0 && self.config.cleaner.cleanup_policy.compacts()).then_some(ratio)
+    }
+
+    /// Whether the last cleaning pass over this log failed (Kafka's uncleanable partition).
+    pub fn uncleanable(&self) -> bool {
+        self.cleaner_status.uncleanable.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_uncleanable(&self, uncleanable: bool) {
+        self.cleaner_status
+            .uncleanable
+            .store(uncleanable, Ordering::Relaxed);
+    }
+
     /// Run one compaction pass (see `storage::cleaner`), cleaning only whole sealed
     /// segments below `limits.first_uncleanable_offset` whose records are at least
     /// `min.compaction.lag.ms` old at `now_ms`. Does nothing unless the log's
@@ -62,7 +98,9 @@ impl PartitionLog {
         if dirty.is_empty() {
             return Ok(stats);
         }
-        let map = build_offset_map(&dirty, start, limits.offset_map_bytes_max, &mut stats)?;
+        let mut throttle = Throttle::new(limits.io_bytes_per_sec_max);
+        let io = (&mut stats, &mut throttle);
+        let map = build_offset_map(&dirty, start, limits.offset_map_bytes_max, io)?;
         stats.map_keys = map.len();
         let Some(covered_to) = map.covered_to() else {
             return Err(StorageError::InvalidConfig(format!(
@@ -84,7 +122,8 @@ impl PartitionLog {
             self.config.cleaner.delete_retention_ms,
             limits.offset_map_bytes_max,
         );
-        if !self.rewrite_and_swap(&rewritten, &mut filter, truncations, &mut stats)? {
+        let io = (&mut stats, &mut throttle);
+        if !self.rewrite_and_swap(&rewritten, &mut filter, truncations, io)? {
             return Ok(stats);
         }
         *first_dirty = Some(FirstDirty {
@@ -106,11 +145,12 @@ impl PartitionLog {
         rewritten: &[SegmentSnapshot],
         filter: &mut Filter<'_>,
         truncations: u64,
-        stats: &mut CleanStats,
+        (stats, throttle): (&mut CleanStats, &mut Throttle),
     ) -> Result<bool, StorageError> {
         let interval = self.config.index_interval_bytes;
         for group in cleaner::group_by_size(rewritten, self.config.segment_bytes_max) {
-            if !rewrite_group((&self.fs, &self.dir), group, interval, filter, stats)? {
+            let io = (&mut *stats, &mut *throttle);
+            if !rewrite_group((&self.fs, &self.dir), group, interval, filter, io)? {
                 continue;
             }
             if !self.swap_in(group, truncations)? {
@@ -125,7 +165,8 @@ impl PartitionLog {
     /// Whether a pass is due at `now_ms`, by Kafka's `LogCleanerManager` rule: the dirty
     /// share of the cleanable segments' bytes exceeds `min.cleanable.dirty.ratio`, or the
     /// oldest dirty batch is older than `max.compaction.lag.ms`. Returns the dirty ratio if
-    /// due, `None` if not (or if the log is not compacted).
+    /// due, `None` if not (or if the log is not compacted); the ratio is kept for
+    /// [`PartitionLog::dirty_ratio`] either way.
     pub fn cleaning_due(
         &self,
         limits: &CleanLimits,
@@ -146,10 +187,12 @@ impl PartitionLog {
             segments.iter().map(|segment| segment.size_bytes).sum()
         };
         let dirty_bytes = bytes(&dirty);
+        let ratio = dirty_bytes as f64 / (dirty_bytes + bytes(&clean)).max(1) as f64;
+        let status = &self.cleaner_status;
+        status.dirty_ratio.store(ratio.to_bits(), Ordering::Relaxed);
         if dirty_bytes == 0 {
             return Ok(None);
         }
-        let ratio = dirty_bytes as f64 / (dirty_bytes + bytes(&clean)) as f64;
         let lag_ms = i64::try_from(cleaner.max_compaction_lag_ms).unwrap_or(i64::MAX);
         let oldest_dirty = first_batch_timestamp(dirty[0])?;
         let overdue = oldest_dirty >= 0 && oldest_dirty < now_ms.saturating_sub(lag_ms);

@@ -94,6 +94,8 @@ pub struct PartitionLog {
     high_watermark: Mutex<Option<i64>>,
     /// Held by a cleaning pass throughout; where the last pass ended, `None` until one ran.
     first_dirty_offset: Mutex<Option<clean::FirstDirty>>,
+    /// The dirty ratio last seen and whether the last pass failed, for metrics.
+    cleaner_status: clean::CleanerStatus,
     end_offset: watch::Sender<i64>,
     durable: watch::Sender<Durable>,
     recovery_report: RecoveryReport,

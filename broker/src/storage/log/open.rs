@@ -109,6 +109,7 @@ impl PartitionLog {
             key,
             high_watermark: Mutex::new(high_watermark),
             first_dirty_offset: Mutex::new(None),
+            cleaner_status: Default::default(),
             end_offset: watch::Sender::new(log_end_offset),
             // What recovery kept is durable once the flush below has run.
             durable: watch::Sender::new(Durable::new(log_end_offset)),

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::storage::testing::{batch, headers, std_fs, test_config};
-use crate::storage::{Durability, StdFileSystem};
+use crate::storage::{CleanLimits, Durability, StdFileSystem};
 
 fn open(dir: &tempfile::TempDir) -> LogManager {
     LogManager::open(std_fs(), dir.path().to_path_buf(), test_config()).unwrap()
@@ -647,16 +647,25 @@ fn a_clean_pass_cleans_the_compacted_partitions_that_are_due() {
         }
     }
     let end = |log: &PartitionLog| log.log_end_offset();
-    let stats = manager.clean_pass(1_000, &end, 1 << 20);
+    let limits = CleanLimits {
+        offset_map_bytes_max: 1 << 20,
+        ..CleanLimits::below(0)
+    };
+    let stats = manager.clean_pass(1_000, &end, limits);
     assert_eq!(stats.partitions_cleaned, 1, "{stats:?}");
     assert!(stats.segments_cleaned > 0);
+    // Every sealed segment was dirty; "d" is not compacted and has no ratio.
+    assert_eq!(stats.max_dirty_ratio, 1.0);
+    assert_eq!(manager.partition("d", 0).unwrap().dirty_ratio(), None);
+    assert!(!manager.partition("c", 0).unwrap().uncleanable());
     assert!(
         manager.partition("c", 0).unwrap().size_bytes()
             < manager.partition("d", 0).unwrap().size_bytes()
     );
     // Nothing dirty is left: no pass is due.
     assert_eq!(
-        manager.clean_pass(1_000, &end, 1 << 20),
+        manager.clean_pass(1_000, &end, limits),
         CleanPassStats::default()
     );
+    assert_eq!(manager.partition("c", 0).unwrap().dirty_ratio(), Some(0.0));
 }
