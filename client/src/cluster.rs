@@ -152,6 +152,8 @@ pub struct Metadata {
     pub controller_id: Option<i32>,
     pub brokers: BTreeMap<i32, BrokerInfo>,
     pub topics: HashMap<String, TopicInfo>,
+    /// Topic id -> name, for the topics whose answers carried an id (Metadata v10+).
+    pub topic_names: HashMap<uuid::Uuid, String>,
 }
 
 impl Metadata {
@@ -159,16 +161,33 @@ impl Metadata {
         self.topics.get(name)
     }
 
+    /// The name of the topic with this id, if a Metadata answer named it.
+    pub fn topic_name(&self, id: &uuid::Uuid) -> Option<&str> {
+        self.topic_names.get(id).map(String::as_str)
+    }
+
+    /// The id of a topic, if a Metadata answer gave one.
+    pub fn topic_id(&self, name: &str) -> Option<uuid::Uuid> {
+        self.topic_names
+            .iter()
+            .find_map(|(id, topic)| (topic == name).then_some(*id))
+    }
+
     /// This metadata with a partial answer applied: its brokers, cluster and controller,
     /// and its topics (replacing ours of the same name); our other topics stay.
     pub fn merged(&self, partial: Metadata) -> Metadata {
         let mut topics = self.topics.clone();
         topics.extend(partial.topics);
+        // A re-created topic has a new id: drop the old one's.
+        let mut topic_names = self.topic_names.clone();
+        topic_names.retain(|_, name| !partial.topic_names.values().any(|n| n == name));
+        topic_names.extend(partial.topic_names);
         Metadata {
             cluster_id: partial.cluster_id.or_else(|| self.cluster_id.clone()),
             controller_id: partial.controller_id,
             brokers: partial.brokers,
             topics,
+            topic_names,
         }
     }
 
@@ -193,10 +212,14 @@ impl Metadata {
             })
             .collect();
         let mut topics = HashMap::new();
+        let mut topic_names = HashMap::new();
         for topic in &response.topics {
             let Some(name) = &topic.name else { continue };
             if topic.error_code == UNKNOWN_TOPIC_OR_PARTITION {
                 continue;
+            }
+            if !topic.topic_id.is_nil() {
+                topic_names.insert(topic.topic_id, name.0.to_string());
             }
             let mut partitions: Vec<PartitionInfo> = topic
                 .partitions
@@ -227,6 +250,7 @@ impl Metadata {
             controller_id: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
             brokers,
             topics,
+            topic_names,
         }
     }
 }
@@ -591,12 +615,18 @@ mod tests {
             controller_id: Some(1),
             brokers: BTreeMap::from([(1, broker(1))]),
             topics: HashMap::from([("a".into(), topic("a", 1)), ("b".into(), topic("b", 1))]),
+            topic_names: HashMap::from([
+                (uuid::Uuid::from_u128(1), "a".into()),
+                (uuid::Uuid::from_u128(2), "b".into()),
+            ]),
         };
         let partial = Metadata {
             cluster_id: None,
             controller_id: Some(2),
             brokers: BTreeMap::from([(1, broker(1)), (2, broker(2))]),
             topics: HashMap::from([("b".into(), topic("b", 2)), ("new".into(), topic("new", 2))]),
+            // "b" was re-created with a new id.
+            topic_names: HashMap::from([(uuid::Uuid::from_u128(3), "b".into())]),
         };
         let merged = cached.merged(partial);
         assert_eq!(merged.cluster_id.as_deref(), Some("c"));
@@ -609,6 +639,9 @@ mod tests {
             "replaced by the newer answer"
         );
         assert_eq!(merged.leader("new", 0), Some(2), "added");
+        assert_eq!(merged.topic_name(&uuid::Uuid::from_u128(1)), Some("a"));
+        assert_eq!(merged.topic_name(&uuid::Uuid::from_u128(2)), None);
+        assert_eq!(merged.topic_id("b"), Some(uuid::Uuid::from_u128(3)));
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, Off
 pub use delivery::{DeliveryFuture, RecordMetadata};
 pub use error::{Error, Result};
 pub use group::{
-    Assignor, GroupConsumer, GroupConsumerConfig, PendingCommit, RebalanceListener, TopicPartition,
+    Assignor, GroupConsumer, GroupConsumerConfig, GroupProtocol, PendingCommit, RebalanceListener,
+    TopicPartition,
 };
 pub use offsets::OffsetSpec;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord};

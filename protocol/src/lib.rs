@@ -15,6 +15,7 @@
 //! - [`records`]: building and decoding batches with keys, values, headers and the four codecs.
 //! - [`error`]: errors of this crate and the Kafka error codes.
 //! - [`consumer_protocol`]: the subscription and assignment bytes of classic `consumer` groups.
+//! - [`uuid_string`]: a UUID printed as Kafka prints member and topic ids.
 
 pub mod api;
 pub mod batch;
@@ -24,5 +25,6 @@ pub mod error;
 pub mod frame;
 pub mod header;
 pub mod records;
+pub mod uuid_string;
 
 pub use kafka_protocol;

@@ -24,6 +24,7 @@
 //! synchronisation.
 
 pub mod cluster;
+pub mod group_members;
 pub mod rack_reads;
 pub mod raw;
 pub mod roundtrip;

@@ -232,6 +232,8 @@ fn classify_commit(
             CommitOutcome::Retry(error)
         }
         codes::COORDINATOR_LOAD_IN_PROGRESS => CommitOutcome::Retry(error),
+        // Consumer protocol: the epoch moved on; the retry carries the new one.
+        codes::STALE_MEMBER_EPOCH => CommitOutcome::Retry(error),
         codes::REBALANCE_IN_PROGRESS => {
             if current {
                 member.request_rejoin("commit: REBALANCE_IN_PROGRESS");

@@ -6,6 +6,32 @@ use crate::consumer::ConsumerConfig;
 use crate::error::{Error, Result};
 use crate::group::assignor::Assignor;
 
+/// Kafka's `group.protocol`: how the member takes part in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup/Heartbeat; the group's leader member runs the assignor
+    /// (`assignors`); eager rebalances (everything revoked, then reassigned).
+    #[default]
+    Classic,
+    /// KIP-848 (ConsumerGroupHeartbeat): the coordinator assigns (`group_remote_assignor`)
+    /// and moves partitions incrementally: a member only gives up the partitions that
+    /// move. The session timeout and heartbeat interval are the broker's
+    /// (`group.consumer.*`); `session_timeout_ms`, `heartbeat_interval_ms` and `assignors`
+    /// do not apply.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// Kafka's names: `classic`, `consumer` (any case).
+    pub fn from_name(name: &str) -> Option<GroupProtocol> {
+        match name.to_ascii_lowercase().as_str() {
+            "classic" => Some(GroupProtocol::Classic),
+            "consumer" => Some(GroupProtocol::Consumer),
+            _ => None,
+        }
+    }
+}
+
 /// Settings of a [`GroupConsumer`](crate::group::GroupConsumer).
 /// [`GroupConsumerConfig::new`] gives Kafka's defaults.
 #[derive(Debug, Clone)]
@@ -15,6 +41,11 @@ pub struct GroupConsumerConfig {
     pub consumer: ConsumerConfig,
     /// Kafka's `group.id`.
     pub group_id: String,
+    /// Kafka's `group.protocol` (default classic).
+    pub group_protocol: GroupProtocol,
+    /// Kafka's `group.remote.assignor`: with the consumer protocol, the server-side
+    /// assignor to ask for (`uniform`, `range`); None leaves the choice to the broker.
+    pub group_remote_assignor: Option<String>,
     /// Kafka's `group.instance.id`: set, the member is static (KIP-345): it keeps its
     /// partitions across restarts within the session timeout, and `close` does not leave
     /// the group. Default None (dynamic).
@@ -50,6 +81,8 @@ impl GroupConsumerConfig {
         GroupConsumerConfig {
             consumer: ConsumerConfig::new(bootstrap),
             group_id: group_id.into(),
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
             group_instance_id: None,
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 3_000,
@@ -70,6 +103,9 @@ impl GroupConsumerConfig {
         }
         if self.group_instance_id.as_deref() == Some("") {
             return invalid("group_instance_id must not be empty when set".into());
+        }
+        if self.group_remote_assignor.as_deref() == Some("") {
+            return invalid("group_remote_assignor must not be empty when set".into());
         }
         if self.assignors.is_empty() {
             return invalid("assignors must name at least one assignor".into());

@@ -29,8 +29,12 @@
 //! offsets), `positions` (what the application has seen; `seek`, `pause`, `resume`). This
 //! file holds the type and its state, its accessors, `poll` and `close`.
 //!
-//! Left out for now: cooperative (incremental) rebalancing and `cooperative-sticky`,
-//! regex subscriptions, and KIP-848 (`group.protocol=consumer`).
+//! With the consumer protocol (KIP-848, `kip848`), step 1 is instead: take over what the
+//! heartbeat task received (revoke what moved away, add what is new, report the owned
+//! set), and fetches run in short slices so that a new assignment is taken promptly.
+//!
+//! Left out for now: cooperative (incremental) rebalancing of the classic protocol and
+//! `cooperative-sticky`, and regex subscriptions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,15 +42,20 @@ use std::time::{Duration, Instant};
 
 use crate::consumer::{Consumer, ConsumerRecord};
 use crate::error::{kafka_error_name, Error, Result};
-use crate::group::config::GroupConsumerConfig;
+use crate::group::config::{GroupConsumerConfig, GroupProtocol};
 use crate::group::coordinator::{codes, Coordinator};
 use crate::group::heartbeat::{self, HeartbeatSettings};
+use crate::group::kip848;
 use crate::group::member::{Member, Phase};
 use crate::group::rebalance::RebalanceListener;
 
+/// Consumer protocol: the longest a fetch runs before `poll` looks for a new assignment.
+const KIP848_POLL_SLICE: Duration = Duration::from_millis(100);
+
 /// A topic partition, as the rest of the client names one.
 pub type TopicPartition = (String, i32);
-/// A consumer-group member (classic protocol, eager rebalancing).
+/// A consumer-group member: classic protocol with eager rebalancing, or the consumer
+/// protocol (KIP-848) with incremental reconciliation.
 ///
 /// Call [`GroupConsumer::close`] when done: dropping the consumer stops its heartbeats but
 /// neither commits nor leaves, so its partitions wait for the session timeout to move.
@@ -86,17 +95,32 @@ impl GroupConsumer {
             config.request_timeout(),
             config.retry_backoff(),
         ));
-        let member = Arc::new(Member::new());
-        let heartbeat = tokio::spawn(heartbeat::run(
-            coordinator.clone(),
-            member.clone(),
-            HeartbeatSettings {
-                interval: config.heartbeat_interval(),
-                session_timeout: config.session_timeout(),
-                max_poll_interval: config.max_poll_interval(),
-                is_static: config.group_instance_id.is_some(),
-            },
-        ));
+        let (member, heartbeat) = match config.group_protocol {
+            GroupProtocol::Classic => {
+                let member = Arc::new(Member::new());
+                let settings = HeartbeatSettings {
+                    interval: config.heartbeat_interval(),
+                    session_timeout: config.session_timeout(),
+                    max_poll_interval: config.max_poll_interval(),
+                    is_static: config.group_instance_id.is_some(),
+                };
+                let task = heartbeat::run(coordinator.clone(), member.clone(), settings);
+                (member, tokio::spawn(task))
+            }
+            GroupProtocol::Consumer => {
+                let member = Arc::new(Member::consumer_protocol(kip848::new_member_id()));
+                let settings = kip848::HeartbeatSettings {
+                    group_instance_id: config.group_instance_id.clone(),
+                    rebalance_timeout_ms: i32::try_from(config.max_poll_interval_ms)
+                        .unwrap_or(i32::MAX),
+                    server_assignor: config.group_remote_assignor.clone(),
+                    max_poll_interval: config.max_poll_interval(),
+                };
+                let cluster = consumer.cluster().clone();
+                let task = kip848::run(coordinator.clone(), member.clone(), cluster, settings);
+                (member, tokio::spawn(task))
+            }
+        };
         let next_auto_commit =
             Instant::now() + Duration::from_millis(config.auto_commit_interval_ms);
         Ok(GroupConsumer {
@@ -130,7 +154,11 @@ impl GroupConsumer {
                 .cluster()
                 .add_interest(topics.iter().map(String::as_str));
             self.subscription = topics;
-            if self.member.stable_identity().is_some() {
+            if self.config.group_protocol == GroupProtocol::Consumer {
+                let topics = self.subscription.clone();
+                self.member.lock().kip848.set_subscription(topics);
+                self.member.wake.notify_one();
+            } else if self.member.stable_identity().is_some() {
                 self.member.request_rejoin("the subscription changed");
             }
         }
@@ -177,15 +205,21 @@ impl GroupConsumer {
             if let Some(error) = self.member.fatal() {
                 return Err(error);
             }
-            if self.member.needs_join() {
-                self.join_group().await?;
-                self.member.note_poll();
-            }
+            let slice_max = if self.config.group_protocol == GroupProtocol::Consumer {
+                self.reconcile().await?;
+                KIP848_POLL_SLICE
+            } else {
+                if self.member.needs_join() {
+                    self.join_group().await?;
+                    self.member.note_poll();
+                }
+                self.config.heartbeat_interval()
+            };
             self.maybe_auto_commit();
             self.maybe_check_metadata().await;
             let slice = deadline
                 .saturating_duration_since(Instant::now())
-                .min(self.config.heartbeat_interval());
+                .min(slice_max);
             let records = self.consumer.poll(slice).await?;
             self.note_positions();
             if !records.is_empty() || Instant::now() >= deadline {
@@ -200,6 +234,12 @@ impl GroupConsumer {
     pub async fn close(mut self) -> Result<()> {
         let committed = self.revoke_all().await;
         self.heartbeat.abort();
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            let instance = self.config.group_instance_id.as_deref();
+            kip848::leave(&self.coordinator, &self.member, instance).await;
+            self.member.lock().phase = Phase::Unjoined;
+            return committed;
+        }
         let member_id = self.member.lock().member_id.clone();
         if self.config.group_instance_id.is_none() && !member_id.is_empty() {
             let deadline = Instant::now() + self.config.request_timeout();

@@ -1,6 +1,7 @@
 //! The group coordinator as the client sees it: finding it, one dedicated connection to it,
 //! and the requests of the classic protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit, OffsetFetch), each built for the version negotiated with that broker.
+//! OffsetCommit, OffsetFetch), each built for the version negotiated with that broker
+//! (ConsumerGroupHeartbeat is built in `kip848`, and sent through [`Coordinator::send`]).
 //!
 //! This module sends requests and classifies answers; what an answer does to the member
 //! (rejoin, reset the member id, give up) is decided by the caller (`consumer.rs`,
@@ -56,6 +57,7 @@ pub(crate) const GROUP_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 3, 5),
     (ApiKey::OffsetCommit, 7, 9),
     (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
 ];
 
 /// Kafka error codes the group protocol acts on.
@@ -70,6 +72,8 @@ pub(crate) mod codes {
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
 }
 
 /// FindCoordinator's key type for groups.
@@ -277,7 +281,7 @@ impl Coordinator {
         Ok(connection)
     }
 
-    async fn send<R: Request>(
+    pub(crate) async fn send<R: Request>(
         &self,
         connection: &Connection,
         build: impl FnOnce(i16) -> R,

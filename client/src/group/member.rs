@@ -9,14 +9,23 @@
 //!   ILLEGAL_GENERATION forgets the generation, UNKNOWN_MEMBER_ID the member id too (both
 //!   then rejoin); FENCED_INSTANCE_ID is fatal: every later call fails with it.
 //!
+//! With the consumer protocol (KIP-848) the generation is the member epoch: `Stable {
+//! generation }` holds the epoch of the last heartbeat answer, `Unjoined` means epoch 0
+//! (join next), and the member id is the client's own, kept for the member's life; the
+//! resets then mark the member's partitions lost instead (see `kip848`), and
+//! [`MemberState::kip848`] is what `poll` and the heartbeat task tell each other.
+//!
 //! Invariant: a commit or heartbeat is only sent with the generation of a `Stable` member,
 //! so nothing is ever committed in a generation the member does not belong to.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
+use tokio::sync::Notify;
+
 use crate::error::Error;
 use crate::group::coordinator::MemberIdentityRef;
+use crate::group::kip848::Exchange;
 
 /// Where the member is in the group protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,24 +45,45 @@ pub(crate) struct MemberState {
     pub fatal: Option<Error>,
     /// When the application last called `poll` (for `max_poll_interval_ms`).
     pub last_poll: Instant,
+    /// Consumer protocol only: what `poll` and the heartbeat task tell each other.
+    pub kip848: Exchange,
 }
 
 /// [`MemberState`] behind a lock; no lock is held across an await.
 #[derive(Debug)]
 pub(crate) struct Member {
     state: Mutex<MemberState>,
+    /// Consumer protocol: the member id is the client's, and a lost member rejoins with
+    /// it (epoch 0) rather than as a new member.
+    consumer_protocol: bool,
+    /// Wakes the consumer protocol's heartbeat task to send now (a join, an acknowledged
+    /// reconciliation, a new subscription).
+    pub(crate) wake: Notify,
 }
 
 impl Member {
+    /// A classic member: no id until the coordinator gives one.
     pub(crate) fn new() -> Member {
+        Member::with_id(String::new(), false)
+    }
+
+    /// A consumer-protocol member with the id it made up (KIP-1082).
+    pub(crate) fn consumer_protocol(member_id: String) -> Member {
+        Member::with_id(member_id, true)
+    }
+
+    fn with_id(member_id: String, consumer_protocol: bool) -> Member {
         Member {
             state: Mutex::new(MemberState {
-                member_id: String::new(),
+                member_id,
                 phase: Phase::Unjoined,
                 rejoin: None,
                 fatal: None,
                 last_poll: Instant::now(),
+                kip848: Exchange::default(),
             }),
+            consumer_protocol,
+            wake: Notify::new(),
         }
     }
 
@@ -85,6 +115,9 @@ impl Member {
 
     /// ILLEGAL_GENERATION: the generation is over; keep the member id and rejoin.
     pub(crate) fn reset_generation(&self, reason: &str) {
+        if self.consumer_protocol {
+            return self.lose_partitions(reason);
+        }
         {
             let mut state = self.lock();
             if state.phase != Phase::Joining {
@@ -96,6 +129,9 @@ impl Member {
 
     /// UNKNOWN_MEMBER_ID: the coordinator forgot this member; join as a new one.
     pub(crate) fn reset_member_id(&self, reason: &str) {
+        if self.consumer_protocol {
+            return self.lose_partitions(reason);
+        }
         {
             let mut state = self.lock();
             state.member_id.clear();
@@ -104,6 +140,22 @@ impl Member {
             }
         }
         self.request_rejoin(reason);
+    }
+
+    /// Consumer protocol: the coordinator fenced or forgot this member (or it left): its
+    /// partitions are lost (`poll` drops them without committing) and it joins again
+    /// with epoch 0 and the same id.
+    pub(crate) fn lose_partitions(&self, reason: &str) {
+        {
+            let mut state = self.lock();
+            if state.phase == Phase::Unjoined && state.kip848.lost {
+                return;
+            }
+            tracing::info!(member = %state.member_id, %reason, "partitions lost; joining again");
+            state.phase = Phase::Unjoined;
+            state.kip848.lose();
+        }
+        self.wake.notify_one();
     }
 
     pub(crate) fn set_fatal(&self, error: Error) {

@@ -24,6 +24,10 @@
 //! `rebalance` (revoke, join, sync, take the assignment), `commits` (OffsetCommit,
 //! auto-commit, OffsetFetch), `positions` (what the application has seen; seek, pause),
 //! [`metrics`] (metric names).
+//!
+//! With `group_protocol: GroupProtocol::Consumer` (KIP-848) steps 2-5 are replaced by
+//! ConsumerGroupHeartbeat: the coordinator assigns and the member reconciles
+//! incrementally (`kip848`); commits and positions are shared.
 
 mod assignor;
 mod commits;
@@ -31,6 +35,7 @@ mod config;
 mod consumer;
 mod coordinator;
 mod heartbeat;
+mod kip848;
 mod member;
 pub mod metrics;
 mod positions;
@@ -38,6 +43,6 @@ mod rebalance;
 
 pub use assignor::{Assignment, Assignor, MemberSubscription};
 pub use commits::PendingCommit;
-pub use config::GroupConsumerConfig;
+pub use config::{GroupConsumerConfig, GroupProtocol};
 pub use consumer::{GroupConsumer, TopicPartition};
 pub use rebalance::RebalanceListener;

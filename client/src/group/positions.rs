@@ -119,7 +119,7 @@ impl GroupConsumer {
     }
 
     /// The assigned partitions that are not paused: what the inner consumer fetches.
-    fn fetched_partitions(&self) -> Vec<TopicPartition> {
+    pub(in crate::group) fn fetched_partitions(&self) -> Vec<TopicPartition> {
         self.assigned
             .iter()
             .filter(|key| !self.paused.contains_key(*key))

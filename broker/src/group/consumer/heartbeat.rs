@@ -476,21 +476,7 @@ fn removal_records(member_id: &str) -> Vec<ConsumerGroupRecord> {
     ]
 }
 
-/// A UUID as Kafka prints one (`Uuid.toString`): URL-safe base64 of its 16 bytes, without
-/// padding (22 characters).
+/// A UUID as Kafka prints one (`Uuid.toString`, see `sluice_protocol::uuid_string`).
 pub fn kafka_uuid_string(uuid: Uuid) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid.as_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let mut buffer = [0u8; 3];
-        buffer[..chunk.len()].copy_from_slice(chunk);
-        let n = (u32::from(buffer[0]) << 16) | (u32::from(buffer[1]) << 8) | u32::from(buffer[2]);
-        let sextets = chunk.len() + 1;
-        for i in 0..sextets {
-            let index = (n >> (18 - 6 * i)) & 0x3f;
-            out.push(char::from(ALPHABET[index as usize]));
-        }
-    }
-    out
+    sluice_protocol::uuid_string::kafka_uuid_string(uuid.as_bytes())
 }

@@ -1,0 +1,271 @@
+//! Sluice's own group consumer with the consumer protocol (KIP-848,
+//! `GroupProtocol::Consumer`) against the real `sluiced`: three members split a
+//! 6-partition topic by the coordinator's assignment and consume every record exactly
+//! once, committing with their member epochs; when one closes, the others take its
+//! partitions over from its commits *incrementally* (a member that stays keeps what it
+//! had, without a revoke); a member the coordinator fences (its session expired while it
+//! did not heartbeat) loses its partitions without committing and joins again with the
+//! same member id; a bad assignor name is a fatal error.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_client::{
+    Admin, GroupConsumer, GroupConsumerConfig, GroupProtocol, OffsetReset, TopicPartition,
+};
+use sluice_tests::group_members::*;
+use sluice_tests::{Broker, BrokerOptions};
+
+/// A broker whose consumer groups heartbeat every 200 ms and expire sessions after 3 s.
+fn broker() -> Broker {
+    Broker::start_with(BrokerOptions {
+        extra_args: [
+            "--group-consumer-heartbeat-interval-ms",
+            "200",
+            "--group-consumer-session-timeout-ms",
+            "3000",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    })
+}
+
+fn consumer_protocol(bootstrap: &str, group: &str, index: usize) -> GroupConsumerConfig {
+    let mut config = member_config(bootstrap, group, index);
+    config.group_protocol = GroupProtocol::Consumer;
+    config
+}
+
+/// Member `member`'s callbacks, in order: ("revoked" | "assigned", partitions).
+fn callbacks(shared: &Shared, member: usize) -> Vec<(&'static str, Vec<TopicPartition>)> {
+    shared
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _, _)| *m == member)
+        .map(|(_, what, partitions)| (*what, partitions.clone()))
+        .collect()
+}
+
+#[test]
+fn members_split_by_the_coordinator_and_a_closing_members_partitions_move_incrementally() {
+    const GROUP: &str = "kip848-group";
+    const TOPIC: &str = "kip848-topic";
+    const FIRST: usize = 300;
+    const SECOND: usize = 60;
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    runtime().block_on(async {
+        let admin = Admin::new(&bootstrap).await.unwrap();
+        admin.create_topic(TOPIC, PARTITIONS, 1, &[]).await.unwrap();
+        let shared = Arc::new(Shared::default());
+        let mut members: Vec<MemberTask> = (0..3)
+            .map(|i| {
+                let config = consumer_protocol(&bootstrap, GROUP, i);
+                spawn_member(
+                    config,
+                    TOPIC,
+                    i,
+                    Commits::AutoOnRebalanceAndClose,
+                    shared.clone(),
+                )
+            })
+            .collect();
+        let all: Vec<&MemberTask> = members.iter().collect();
+        wait_for("three members with two partitions each", &all, || {
+            split_as(&shared.assignments(), &[0, 1, 2], &[2, 2, 2])
+        })
+        .await;
+        let ends = produce(&bootstrap, TOPIC, "first", FIRST).await;
+        wait_for("every record of the first batch", &all, || {
+            let seen = shared.seen.lock().unwrap().len();
+            (seen >= FIRST)
+                .then_some(())
+                .ok_or(format!("{seen} consumed"))
+        })
+        .await;
+        // (While the group formed, members gave up partitions to those joining.)
+        // The member epochs are the generations the members report, and they are > 0.
+        let generations = shared.generations.lock().unwrap().clone();
+        assert!(
+            generations.values().all(|g| g.is_some_and(|g| g > 0)),
+            "{generations:?}"
+        );
+        let kept: Vec<BTreeSet<TopicPartition>> = [1, 2]
+            .iter()
+            .map(|m| shared.assignments()[m].iter().cloned().collect())
+            .collect();
+
+        // Member 0 closes (committing, then leaving with epoch -1): the others get its two
+        // partitions and keep their own.
+        let events_before: Vec<usize> = [1, 2].map(|m| callbacks(&shared, m).len()).to_vec();
+        let closing = members.remove(0);
+        let closed_partitions = shared.assignments()[&0].clone();
+        closing.close().await.unwrap();
+        let all: Vec<&MemberTask> = members.iter().collect();
+        wait_for("two members with three partitions each", &all, || {
+            split_as(&shared.assignments(), &[1, 2], &[3, 3])
+        })
+        .await;
+        for (i, member) in [1, 2].into_iter().enumerate() {
+            let now: BTreeSet<TopicPartition> =
+                shared.assignments()[&member].iter().cloned().collect();
+            assert!(
+                now.is_superset(&kept[i]),
+                "member {member}: {now:?} ⊉ {:?}",
+                kept[i]
+            );
+            let revoked: Vec<_> = callbacks(&shared, member)
+                .into_iter()
+                .skip(events_before[i])
+                .filter(|(what, partitions)| *what == "revoked" && !partitions.is_empty())
+                .collect();
+            assert!(revoked.is_empty(), "member {member} revoked {revoked:?}");
+        }
+        // Member 0's commits on close cover what it consumed.
+        let committed_now = committed(&bootstrap, GROUP, TOPIC).await;
+        for (_, partition) in &closed_partitions {
+            assert_eq!(
+                committed_now[partition],
+                Some(ends[partition]),
+                "{committed_now:?}"
+            );
+        }
+
+        let second_ends = produce(&bootstrap, TOPIC, "second", SECOND).await;
+        wait_for("every record of the second batch", &all, || {
+            let seen = shared.seen.lock().unwrap().len();
+            (seen >= FIRST + SECOND)
+                .then_some(())
+                .ok_or(format!("{seen} consumed"))
+        })
+        .await;
+        let everything = shared.seen();
+        let unique = assert_no_duplicates(&everything);
+        assert_eq!(unique.len(), FIRST + SECOND);
+        for record in &everything[FIRST..] {
+            assert!(
+                record.offset >= ends[&record.partition],
+                "{record:?} is old"
+            );
+            assert_ne!(record.member, 0, "{record:?}");
+        }
+        for member in members {
+            member.close().await.unwrap();
+        }
+        wait_for_commits(&bootstrap, GROUP, TOPIC, &second_ends, &[]).await;
+    });
+}
+
+/// Poll until `count` records came back (or fail after `WAIT`).
+async fn consume(consumer: &mut GroupConsumer, count: usize) {
+    let mut consumed = 0;
+    let deadline = Instant::now() + WAIT;
+    while consumed < count {
+        consumed += consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .len();
+        assert!(Instant::now() < deadline, "{consumed} of {count} consumed");
+    }
+}
+
+#[test]
+fn a_fenced_member_loses_its_partitions_without_committing_and_joins_again() {
+    const GROUP: &str = "kip848-fenced";
+    const TOPIC: &str = "kip848-fenced";
+    const RECORDS: usize = 60;
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    // One thread: blocking it stops the heartbeat task too.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let admin = Admin::new(&bootstrap).await.unwrap();
+        admin.create_topic(TOPIC, PARTITIONS, 1, &[]).await.unwrap();
+        produce(&bootstrap, TOPIC, "r", RECORDS).await;
+        let mut config = consumer_protocol(&bootstrap, GROUP, 0);
+        config.consumer.auto_offset_reset = OffsetReset::Earliest;
+        config.enable_auto_commit = true;
+        config.auto_commit_interval_ms = 3_600_000;
+        let mut consumer = GroupConsumer::new(config).await.unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        let shared = Arc::new(Shared::default());
+        consumer.set_rebalance_listener(Recorder {
+            member: 0,
+            shared: shared.clone(),
+        });
+        consume(&mut consumer, RECORDS).await;
+        let (member_id, epoch) = consumer.member();
+        assert!(epoch.is_some_and(|e| e > 0), "{epoch:?}");
+        assert_eq!(consumer.assignment().len(), PARTITIONS as usize);
+
+        // No heartbeat for longer than the 3 s session: the coordinator removes the member.
+        std::thread::sleep(Duration::from_secs(5));
+        // The next heartbeat is refused; poll drops the partitions without committing, the
+        // member joins again with the same id and, nothing being committed, reads
+        // everything again from the earliest offset.
+        consume(&mut consumer, RECORDS).await;
+        let (member_id_after, epoch_after) = consumer.member();
+        assert_eq!(member_id_after, member_id);
+        assert!(epoch_after.is_some_and(|e| e > 0), "{epoch_after:?}");
+        let events = callbacks(&shared, 0);
+        let lost = events
+            .iter()
+            .position(|(what, partitions)| *what == "revoked" && partitions.len() == 6);
+        let lost = lost.unwrap_or_else(|| panic!("no revocation of all six: {events:?}"));
+        assert!(
+            events[lost + 1..]
+                .iter()
+                .any(|(what, partitions)| *what == "assigned" && partitions.len() == 6),
+            "{events:?}"
+        );
+        let committed_now = committed(&bootstrap, GROUP, TOPIC).await;
+        assert!(
+            committed_now.values().all(Option::is_none),
+            "{committed_now:?}"
+        );
+        consumer.close().await.unwrap();
+        // Closing committed what the second round consumed.
+        let committed_now = committed(&bootstrap, GROUP, TOPIC).await;
+        let total: i64 = committed_now.values().map(|o| o.unwrap_or(0)).sum();
+        assert_eq!(total, RECORDS as i64, "{committed_now:?}");
+    });
+}
+
+#[test]
+fn an_assignor_the_broker_lacks_is_a_fatal_error() {
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    runtime().block_on(async {
+        let admin = Admin::new(&bootstrap).await.unwrap();
+        admin
+            .create_topic("kip848-assignor", 1, 1, &[])
+            .await
+            .unwrap();
+        let mut config = consumer_protocol(&bootstrap, "kip848-assignor", 0);
+        config.group_remote_assignor = Some("no-such-assignor".into());
+        let mut consumer = GroupConsumer::new(config).await.unwrap();
+        consumer.subscribe(&["kip848-assignor"]).unwrap();
+        let deadline = Instant::now() + WAIT;
+        let error = loop {
+            match consumer.poll(Duration::from_millis(100)).await {
+                Err(error) => break error,
+                Ok(_) => assert!(Instant::now() < deadline, "poll never failed"),
+            }
+        };
+        assert_eq!(
+            error.kafka_code(),
+            Some(112),
+            "UNSUPPORTED_ASSIGNOR: {error}"
+        );
+        // And it stays failed.
+        assert!(consumer.poll(Duration::from_millis(10)).await.is_err());
+    });
+}
