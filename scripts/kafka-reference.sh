@@ -15,6 +15,8 @@
 # of the last run (a restart: `sluice-bench scale --kafka-restart` times it).
 # KAFKA_REFERENCE_OFFSETS_PARTITIONS sets offsets.topic.num.partitions (default 1, for a
 # quick start; Kafka's own default is 50, which `sluice-bench groups` compares against).
+# KAFKA_REFERENCE_GROUP_INITIAL_DELAY_MS sets group.initial.rebalance.delay.ms (default 0,
+# so groups form at once; Kafka's own default is 3000).
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_REFERENCE_VERSION:-4.1.1}"
@@ -34,7 +36,7 @@ log() { printf '[kafka-reference] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -157,7 +159,7 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
+group.initial.rebalance.delay.ms=${KAFKA_REFERENCE_GROUP_INITIAL_DELAY_MS:-0}
 message.max.bytes=10485760
 EOF
 

@@ -1,14 +1,17 @@
 //! The consuming half of `sluice-bench groups`: how long a group of consumers takes to
 //! become stable, and how fast one consumer reads through a group compared with reading
-//! the same partitions it assigned itself. Both use the client crate's consumers (the
-//! group one speaks the classic protocol), against whichever broker is measured.
+//! the same partitions it assigned itself. Both use the client crate's consumers, against
+//! whichever broker is measured.
 //!
 //! - **Stable group**: `--members` [`GroupConsumer`]s subscribe at once to a topic of
 //!   `--stable-partitions` partitions; the time from the first subscribe until every member
-//!   is in the same generation and their assignments cover every partition once. The
+//!   is in the same generation (member epoch, with the consumer protocol) and their
+//!   assignments cover every partition once. Measured with the classic protocol, where the
 //!   broker's `group.initial.rebalance.delay.ms` is most of it (Kafka's default 3 s; the
 //!   reference script starts Kafka with 0 unless `KAFKA_REFERENCE_GROUP_INITIAL_DELAY_MS` says
-//!   otherwise, and sluiced takes `--broker-args "--group-initial-rebalance-delay-ms 0"`).
+//!   otherwise, and sluiced takes `--broker-args "--group-initial-rebalance-delay-ms 0"`),
+//!   and with the consumer protocol (KIP-848), where the heartbeat interval the broker
+//!   hands out (`group.consumer.heartbeat.interval.ms`, 5 s on both) paces reconciliation.
 //! - **Group vs assign**: `--consume-records` records of 100 bytes on 8 partitions, read
 //!   once by a [`Consumer`] assigned every partition and once by a lone [`GroupConsumer`].
 //!   Each clock starts at the first records received, so the group's join (the stable-group
@@ -20,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use sluice_client::{
-    Acks, Admin, Consumer, ConsumerConfig, GroupConsumer, GroupConsumerConfig, OffsetReset,
-    Producer, ProducerConfig, ProducerRecord,
+    Acks, Admin, Consumer, ConsumerConfig, GroupConsumer, GroupConsumerConfig, GroupProtocol,
+    OffsetReset, Producer, ProducerConfig, ProducerRecord,
 };
 
 /// Partitions of the topic the group-vs-assign comparison reads.
@@ -36,9 +39,10 @@ type MemberViews = Arc<Mutex<Vec<(Option<i32>, Vec<i32>)>>>;
 pub(crate) async fn stable_group_seconds(
     bootstrap: &str,
     tag: &str,
-    members: usize,
-    partitions: i32,
+    (members, partitions): (usize, i32),
+    protocol: GroupProtocol,
 ) -> Result<f64> {
+    let tag = format!("{tag}-{protocol:?}").to_lowercase();
     let topic = format!("bench-stable-{tag}");
     Admin::new(bootstrap)
         .await?
@@ -49,7 +53,8 @@ pub(crate) async fn stable_group_seconds(
     let started = Instant::now();
     let tasks: Vec<_> = (0..members)
         .map(|i| {
-            let config = GroupConsumerConfig::new(bootstrap, format!("bench-stable-{tag}"));
+            let mut config = GroupConsumerConfig::new(bootstrap, format!("bench-stable-{tag}"));
+            config.group_protocol = protocol;
             let (topic, views, done) = (topic.clone(), views.clone(), done.clone());
             tokio::spawn(async move { run_member(config, &topic, i, views, done).await })
         })

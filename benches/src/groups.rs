@@ -23,7 +23,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::{FindCoordinatorRequest, GroupId, OffsetCommitRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_client::connection::{Connection, ConnectionConfig};
-use sluice_client::Admin;
+use sluice_client::{Admin, GroupProtocol};
 
 use crate::group_consume::{group_vs_assign, stable_group_seconds};
 use crate::process::{broker_binary, free_ports, spawn_sluiced};
@@ -77,6 +77,7 @@ struct Figures {
     median_ms: f64,
     p99_ms: f64,
     stable_seconds: f64,
+    stable_consumer_seconds: f64,
     assigned_records_per_sec: f64,
     group_records_per_sec: f64,
 }
@@ -155,10 +156,13 @@ async fn measure(args: &GroupsArgs, name: &str, bootstrap: &str) -> Result<Figur
         std::process::id(),
         sluice_protocol::clock::now_ms()
     );
+    let group = (args.members, args.stable_partitions);
     let stable_seconds =
-        stable_group_seconds(bootstrap, &tag, args.members, args.stable_partitions).await?;
+        stable_group_seconds(bootstrap, &tag, group, GroupProtocol::Classic).await?;
+    let stable_consumer_seconds =
+        stable_group_seconds(bootstrap, &tag, group, GroupProtocol::Consumer).await?;
     println!(
-        "  a group of {} stable after {stable_seconds:.2} s",
+        "  a group of {} stable after {stable_seconds:.2} s (classic), {stable_consumer_seconds:.2} s (consumer)",
         args.members
     );
     let (assigned, grouped) = group_vs_assign(bootstrap, &tag, args.consume_records).await?;
@@ -170,6 +174,7 @@ async fn measure(args: &GroupsArgs, name: &str, bootstrap: &str) -> Result<Figur
         median_ms,
         p99_ms,
         stable_seconds,
+        stable_consumer_seconds,
         assigned_records_per_sec: assigned,
         group_records_per_sec: grouped,
     })
@@ -293,6 +298,9 @@ fn table(args: &GroupsArgs, rows: &[Figures]) -> String {
         ),
         &|f| format!("{:.2} s", f.stable_seconds),
     ));
+    out.push_str(&line("the same, consumer protocol (KIP-848)", &|f| {
+        format!("{:.2} s", f.stable_consumer_seconds)
+    }));
     out.push_str(&line(
         &format!(
             "consume {} x 100 B, assigned partitions",
