@@ -507,50 +507,45 @@ fn group_help_explains_each_command() {
 }
 
 /// `sluice consume --group`: a member of the group reads from the group's committed
-/// offsets and commits what it printed, so a second run prints only what came after.
+/// offsets and commits what it printed, so a second run prints only what came after; with
+/// either group protocol.
 #[test]
 fn consume_with_a_group_resumes_where_the_group_left_off() {
     let broker = broker();
     let rt = runtime();
     topic_with_records(&broker, &rt, 1_700_000_000_000);
     let total = (RECORDS[0] + RECORDS[1]) as usize;
-    let consume = |count: usize| {
-        ok(
-            &broker,
-            &[
+    let admin = rt.block_on(Admin::new(&broker.bootstrap())).unwrap();
+    for protocol in ["classic", "consumer"] {
+        let group = format!("cli-consumers-{protocol}");
+        let consume = |extra: &[&str]| {
+            let mut args = vec![
                 "consume",
                 TOPIC,
                 "--group",
-                "cli-consumers",
+                &group,
+                "--group-protocol",
+                protocol,
                 "--from-beginning",
-                "--count",
-                &count.to_string(),
-                "--timeout-ms",
-                "15000",
-            ],
-        )
-    };
-    assert_eq!(consume(total).lines().count(), total);
-    let admin = rt.block_on(Admin::new(&broker.bootstrap())).unwrap();
-    assert_eq!(
-        committed(&admin, &rt, "cli-consumers"),
-        [Some(RECORDS[0]), Some(RECORDS[1])],
-        "what was printed is committed"
-    );
-    // Nothing new: the next member starts at the commits and prints nothing.
-    let again = ok(
-        &broker,
-        &[
-            "consume",
-            TOPIC,
-            "--group",
-            "cli-consumers",
-            "--from-beginning",
-            "--timeout-ms",
-            "3000",
-        ],
-    );
-    assert_eq!(again, "", "records already consumed by the group");
+            ];
+            args.extend_from_slice(extra);
+            ok(&broker, &args)
+        };
+        let count = total.to_string();
+        let printed = consume(&["--count", &count, "--timeout-ms", "15000"]);
+        assert_eq!(printed.lines().count(), total, "{protocol}");
+        assert_eq!(
+            committed(&admin, &rt, &group),
+            [Some(RECORDS[0]), Some(RECORDS[1])],
+            "{protocol}: what was printed is committed"
+        );
+        // Nothing new: the next member starts at the commits and prints nothing.
+        let again = consume(&["--timeout-ms", "3000"]);
+        assert_eq!(
+            again, "",
+            "{protocol}: records already consumed by the group"
+        );
+    }
     // --partition and --group do not go together.
     let refused = fails(
         &broker,

@@ -1,7 +1,8 @@
 //! `sluice consume`: a topic's records to stdout, one value (optionally its key first) per
 //! line, from the earliest or the latest offset of every partition or of one; or, with
-//! `--group`, as a member of a consumer group (the classic protocol, as Kafka's
-//! `kafka-console-consumer --group`): the group assigns the partitions, reading starts at
+//! `--group`, as a member of a consumer group (the classic protocol, or KIP-848's with
+//! `--group-protocol consumer`, as Kafka's `kafka-console-consumer --group` with
+//! `--consumer-property group.protocol=...`): the group assigns the partitions, reading starts at
 //! the group's committed offsets (`--from-beginning` only matters where none are
 //! committed), the positions printed are committed every 5 s and on exit.
 
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use sluice_client::{
-    Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig, OffsetReset,
-    SeekTo,
+    Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig, GroupProtocol,
+    OffsetReset, SeekTo,
 };
 
 use crate::output::quiet_on_broken_pipe;
@@ -43,6 +44,11 @@ pub struct ConsumeArgs {
     /// at its committed offsets, positions committed as records are printed and on exit.
     #[arg(long, conflicts_with = "partition")]
     group: Option<String>,
+    /// With --group: the group protocol (Kafka's group.protocol): `classic` (JoinGroup and
+    /// SyncGroup; the members assign) or `consumer` (KIP-848; the coordinator assigns and
+    /// moves partitions incrementally).
+    #[arg(long, value_name = "PROTOCOL", default_value = "classic", value_parser = parse_group_protocol, requires = "group")]
+    group_protocol: GroupProtocol,
     /// The rack this consumer runs in (Kafka's client.rack): lets the partition leader
     /// point it at an in-sync replica in the same rack (follower reads, KIP-392).
     #[arg(long, value_name = "RACK")]
@@ -91,6 +97,7 @@ async fn group_consumer(
     args: &ConsumeArgs,
 ) -> anyhow::Result<GroupConsumer> {
     let mut config = GroupConsumerConfig::new(bootstrap, group);
+    config.group_protocol = args.group_protocol;
     config.consumer.client_id = "sluice-cli".to_string();
     config.consumer.client_rack = args.client_rack.clone();
     config.consumer.auto_offset_reset = if args.from_beginning {
@@ -101,6 +108,11 @@ async fn group_consumer(
     let mut consumer = GroupConsumer::new(config).await?;
     consumer.subscribe(&[args.topic.as_str()])?;
     Ok(consumer)
+}
+
+fn parse_group_protocol(name: &str) -> Result<GroupProtocol, String> {
+    GroupProtocol::from_name(name)
+        .ok_or_else(|| format!("'{name}': the group protocol is classic or consumer"))
 }
 
 /// The poll-and-print loop of [`run`].
