@@ -50,12 +50,13 @@ impl ConsumerGroup {
     fn assignment_spec(&self) -> AssignmentSpec {
         let metadata = &self.data.subscription_metadata;
         let members = self.data.members.iter().map(|(member_id, member)| {
-            let subscribed = &member.metadata.subscribed_topic_names;
+            let known = metadata.keys().map(String::as_str);
+            let subscribed = super::regex::member_topics(&member.metadata, known);
             let spec = MemberSpec {
                 instance_id: member.metadata.instance_id.clone(),
                 subscribed_topic_ids: subscribed
                     .iter()
-                    .filter_map(|name| metadata.get(name).map(|info| info.topic_id))
+                    .filter_map(|name| metadata.get(*name).map(|info| info.topic_id))
                     .collect(),
                 previous_target: self.target_assignment(member_id),
             };

@@ -2,7 +2,7 @@
 //! and what it calls): request validation, who the member is, its metadata and the group
 //! epoch, then the target assignment and reconciliation (in `assignment.rs`), and leaving.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
@@ -142,8 +142,12 @@ impl ConsumerGroup {
         } else if epoch < LEAVE_GROUP_STATIC_MEMBER_EPOCH {
             return invalid("MemberEpoch is invalid.");
         }
-        if request.subscribed_topic_regex.is_some() {
-            return invalid("SubscribedTopicRegex is not supported yet.");
+        if let Some(regex) = request
+            .subscribed_topic_regex
+            .as_deref()
+            .filter(|r| !r.is_empty())
+        {
+            super::regex::compile(regex)?;
         }
         if let Some(name) = &request.server_assignor {
             if !self.config.assignors.iter().any(|a| a.name() == name) {
@@ -339,11 +343,19 @@ impl ConsumerGroup {
             names.dedup();
             metadata.subscribed_topic_names = names;
         }
+        if let Some(regex) = &request.subscribed_topic_regex {
+            // An empty expression is none (as stored: Kafka writes "" for none).
+            metadata.subscribed_topic_regex = (!regex.is_empty()).then(|| regex.clone());
+        }
         metadata.client_id = request.client_id.clone();
         metadata.client_host = request.client_host.clone();
 
-        let subscription_changed =
-            old.map(|m| &m.subscribed_topic_names) != Some(&metadata.subscribed_topic_names);
+        let subscription_changed = old
+            .map(|m| (&m.subscribed_topic_names, &m.subscribed_topic_regex))
+            != Some((
+                &metadata.subscribed_topic_names,
+                &metadata.subscribed_topic_regex,
+            ));
         if old != Some(&metadata) {
             let record = ConsumerGroupRecord::MemberMetadata {
                 member_id: member_id.to_string(),
@@ -361,13 +373,10 @@ impl ConsumerGroup {
         topics: &TopicsSnapshot,
         records: &mut Vec<ConsumerGroupRecord>,
     ) -> bool {
-        let subscribed = self
-            .data
-            .members
-            .values()
-            .flat_map(|m| &m.metadata.subscribed_topic_names);
-        let metadata: BTreeMap<String, TopicInfo> = subscribed
-            .filter_map(|name| topics.get(name).map(|info| (name.clone(), info)))
+        let metadata: BTreeMap<String, TopicInfo> = self
+            .subscribed_topics(topics.names())
+            .into_iter()
+            .filter_map(|name| topics.get(name).map(|info| (name.to_string(), info)))
             .collect();
         if metadata == self.data.subscription_metadata {
             return false;
@@ -419,14 +428,14 @@ impl ConsumerGroup {
     /// are refreshed by the next heartbeat, which has a topic snapshot.
     pub(super) fn fence_member(&mut self, member_id: &str, records: &mut Vec<ConsumerGroupRecord>) {
         self.apply(removal_records(member_id), records);
-        let subscribed: Vec<&String> = self
-            .data
-            .members
-            .values()
-            .flat_map(|m| &m.metadata.subscribed_topic_names)
+        let known = self.data.subscription_metadata.keys().map(String::as_str);
+        let subscribed: BTreeSet<String> = self
+            .subscribed_topics(known)
+            .into_iter()
+            .map(str::to_string)
             .collect();
         let mut metadata = self.data.subscription_metadata.clone();
-        metadata.retain(|name, _| subscribed.contains(&name));
+        metadata.retain(|name, _| subscribed.contains(name));
         let mut new = Vec::new();
         if metadata != self.data.subscription_metadata {
             new.push(ConsumerGroupRecord::PartitionMetadata { topics: metadata });

@@ -80,11 +80,10 @@
 //!
 //! # Left out on purpose, and deviations from Kafka
 //!
-//! - Regex subscriptions (`SubscribedTopicRegex`, v1) are refused with INVALID_REQUEST
-//!   "SubscribedTopicRegex is not supported yet." (Kafka 3.x's answer; Kafka 4.x resolves
-//!   RE2J patterns and writes `ConsumerGroupRegularExpression` records). Java clients
-//!   using `subscribe(Pattern)` resolve it themselves and are not affected;
-//!   `subscribe(SubscriptionPattern)` and librdkafka regex subscriptions are.
+//! - Regex subscriptions (`SubscribedTopicRegex`, v1) are resolved against the caller's
+//!   topic snapshot on every heartbeat, synchronously, and not persisted (Kafka resolves
+//!   them asynchronously and writes `ConsumerGroupRegularExpression` records); see
+//!   `regex`.
 //! - Classic-protocol members in a consumer group (online upgrade and downgrade), rack-aware
 //!   assignment (racks are stored, not used), per-group dynamic configs, metrics.
 //! - Subscription metadata is compared with the caller's snapshot on every heartbeat
@@ -108,6 +107,7 @@ mod heartbeat;
 pub mod member;
 mod offsets;
 pub mod records;
+mod regex;
 mod timers;
 mod types;
 
@@ -252,8 +252,8 @@ impl ConsumerGroup {
     /// Whether some member subscribes to `topic` (Kafka's `isSubscribedToTopic`, for
     /// OffsetDelete's GROUP_SUBSCRIBED_TO_TOPIC).
     pub fn is_subscribed_to_topic(&self, topic: &str) -> bool {
-        let mut subscriptions = self.data.members.values();
-        subscriptions.any(|m| m.metadata.subscribed_topic_names.iter().any(|t| t == topic))
+        let mut members = self.data.members.values();
+        members.any(|m| regex::subscribes(&m.metadata, topic))
     }
 
     /// The epoch of the member owning a partition, or -1 if none does.

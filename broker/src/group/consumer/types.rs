@@ -28,6 +28,8 @@ pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 /// STALE_MEMBER_EPOCH (113): an offset commit or fetch came with an epoch that is not the
 /// member's current one. Not in `ErrorCode` yet.
 pub const STALE_MEMBER_EPOCH: i16 = 113;
+/// INVALID_REGULAR_EXPRESSION (128): a member's `SubscribedTopicRegex` does not compile.
+pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 /// The member epoch that asks to leave the group.
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
@@ -94,6 +96,11 @@ impl TopicsSnapshot {
 
     pub fn name_of(&self, topic_id: Uuid) -> Option<&str> {
         self.names_by_id.get(&topic_id).map(String::as_str)
+    }
+
+    /// Every topic name, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.by_name.keys().map(String::as_str)
     }
 }
 
@@ -184,6 +191,8 @@ pub enum GroupError {
     UnsupportedVersion(String),
     /// NON_EMPTY_GROUP: a group with members cannot be deleted.
     NonEmptyGroup(String),
+    /// INVALID_REGULAR_EXPRESSION: the member's `SubscribedTopicRegex` does not compile.
+    InvalidRegularExpression(String),
 }
 
 impl GroupError {
@@ -200,6 +209,7 @@ impl GroupError {
             GroupError::StaleMemberEpoch(_) => STALE_MEMBER_EPOCH,
             GroupError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion.code(),
             GroupError::NonEmptyGroup(_) => ErrorCode::NonEmptyGroup.code(),
+            GroupError::InvalidRegularExpression(_) => INVALID_REGULAR_EXPRESSION,
         }
     }
 
@@ -215,7 +225,8 @@ impl GroupError {
             | GroupError::UnreleasedInstanceId(m)
             | GroupError::StaleMemberEpoch(m)
             | GroupError::UnsupportedVersion(m)
-            | GroupError::NonEmptyGroup(m) => m,
+            | GroupError::NonEmptyGroup(m)
+            | GroupError::InvalidRegularExpression(m) => m,
         }
     }
 }

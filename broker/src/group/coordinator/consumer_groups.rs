@@ -208,8 +208,8 @@ impl GroupCoordinator {
         stored: &ConsumerGroupLogRecord,
     ) -> Result<(), String> {
         let Some((group_id, record)) = from_log_record(stored) else {
-            // Regular-expression records are not modelled (regex subscriptions are refused);
-            // anything else unreadable (an unknown member state) stops the load, as Kafka's.
+            // Regular-expression records (Kafka's stored resolutions) are not needed: Sluice
+            // resolves members' expressions on every heartbeat. Anything else unreadable (an unknown member state) stops the load, as Kafka's.
             return match stored {
                 ConsumerGroupLogRecord::RegularExpression { .. } => Ok(()),
                 other => Err(format!(

@@ -101,13 +101,6 @@ fn invalid_requests_are_refused_with_kafkas_messages() {
         ),
         (leave("m1", -2), "InstanceId can't be null."),
         (beat("m1", -3, Partitions::new()), "MemberEpoch is invalid."),
-        (
-            HeartbeatRequest {
-                subscribed_topic_regex: Some("fo.*".into()),
-                ..join("m1", &["foo"])
-            },
-            "SubscribedTopicRegex is not supported yet.",
-        ),
         (beat("", 3, Partitions::new()), "MemberId can't be empty."),
     ];
     let mut h = Harness::new();

@@ -5,6 +5,7 @@ mod heartbeat;
 mod lifecycle;
 mod reconcile;
 mod records;
+mod regex;
 mod static_members;
 
 use std::collections::BTreeSet;
