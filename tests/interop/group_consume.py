@@ -14,6 +14,7 @@ Exits 0 and prints a SUMMARY line when all of that held; 1 otherwise, saying wha
 
 import argparse
 import os
+import re
 import sys
 import threading
 import time
@@ -96,7 +97,10 @@ def confluent_member(args, topic, group, member, shared):
             held = set(shared.assignments.get(member, [])) if incremental else set()
             shared.assignments[member] = sorted(held - {p.partition for p in partitions})
 
-    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+    # A regex subscription (librdkafka: a leading ^): with the consumer protocol the broker
+    # resolves it (SubscribedTopicRegex), with the classic one the client does.
+    subscription = f"^{re.escape(topic)}$" if args.regex else topic
+    consumer.subscribe([subscription], on_assign=on_assign, on_revoke=on_revoke)
     try:
         while not shared.stop.is_set():
             if shared.commit_now.is_set() and member not in shared.committed:
@@ -262,12 +266,19 @@ def main():
         default="classic",
         help="group.protocol (consumer: KIP-848; confluent-kafka only)",
     )
+    parser.add_argument(
+        "--regex",
+        action="store_true",
+        help="subscribe with a regular expression matching the topic (confluent-kafka only)",
+    )
     parser.add_argument("--timeout", type=float, default=90.0)
     args = parser.parse_args()
     create_topic, member, produce, admin_checks = CLIENTS[args.client]
     if args.protocol == "consumer" and args.client != "confluent-kafka":
         parser.error("--protocol consumer is for confluent-kafka")
-    tag = f"{args.client}-{args.protocol}-{os.getpid()}"
+    if args.regex and args.client != "confluent-kafka":
+        parser.error("--regex is for confluent-kafka")
+    tag = f"{args.client}-{args.protocol}{'-regex' if args.regex else ''}-{os.getpid()}"
     topic, group = f"group-consume-{tag}", f"group-{tag}"
     create_topic(args, topic)
 

@@ -33,8 +33,11 @@
 //! heartbeat task received (revoke what moved away, add what is new, report the owned
 //! set), and fetches run in short slices so that a new assignment is taken promptly.
 //!
+//! Pattern subscriptions (`subscribe_pattern`) are in `pattern`: with the classic
+//! protocol `poll` resolves them against metadata before step 1.
+//!
 //! Left out for now: cooperative (incremental) rebalancing of the classic protocol and
-//! `cooperative-sticky`, and regex subscriptions.
+//! `cooperative-sticky`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -47,6 +50,7 @@ use crate::group::coordinator::{codes, Coordinator};
 use crate::group::heartbeat::{self, HeartbeatSettings};
 use crate::group::kip848;
 use crate::group::member::{Member, Phase};
+use crate::group::pattern::Pattern;
 use crate::group::rebalance::RebalanceListener;
 
 /// Consumer protocol: the longest a fetch runs before `poll` looks for a new assignment.
@@ -66,6 +70,8 @@ pub struct GroupConsumer {
     pub(super) member: Arc<Member>,
     pub(super) heartbeat: tokio::task::JoinHandle<()>,
     pub(super) subscription: BTreeSet<String>,
+    /// Set by `subscribe_pattern`: the subscription follows it (see `pattern`).
+    pub(super) pattern: Option<Pattern>,
     /// The group's assignment to this member, paused partitions included.
     pub(super) assigned: BTreeSet<TopicPartition>,
     /// Paused partitions, with the position to resume from (None: not known yet; the reset
@@ -130,6 +136,7 @@ impl GroupConsumer {
             member,
             heartbeat,
             subscription: BTreeSet::new(),
+            pattern: None,
             assigned: BTreeSet::new(),
             paused: BTreeMap::new(),
             positions: BTreeMap::new(),
@@ -149,7 +156,8 @@ impl GroupConsumer {
             ));
         }
         let topics: BTreeSet<String> = topics.iter().map(|t| t.to_string()).collect();
-        if topics != self.subscription {
+        if topics != self.subscription || self.pattern.is_some() {
+            self.pattern = None;
             self.consumer
                 .cluster()
                 .add_interest(topics.iter().map(String::as_str));
@@ -194,9 +202,9 @@ impl GroupConsumer {
     /// Join the group if needed, then fetch. Returns as soon as records arrive, or empty
     /// after `timeout` (a rebalance in progress is finished first; see the module doc).
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        if self.subscription.is_empty() {
+        if self.subscription.is_empty() && self.pattern.is_none() {
             return Err(Error::InvalidConfig(
-                "subscribe to at least one topic before poll".into(),
+                "subscribe to at least one topic (or a pattern) before poll".into(),
             ));
         }
         let deadline = Instant::now() + timeout;
@@ -209,6 +217,7 @@ impl GroupConsumer {
                 self.reconcile().await?;
                 KIP848_POLL_SLICE
             } else {
+                self.maybe_resolve_pattern().await?;
                 if self.member.needs_join() {
                     self.join_group().await?;
                     self.member.note_poll();

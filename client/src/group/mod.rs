@@ -21,7 +21,8 @@
 //! (finding the coordinator, building and sending the group requests), `member` (member
 //! id, generation, rejoin and fatal state shared with the heartbeat task), `heartbeat`,
 //! `consumer` (the [`GroupConsumer`] itself: its state, `poll`, `close`), and beside it
-//! `rebalance` (revoke, join, sync, take the assignment), `commits` (OffsetCommit,
+//! `rebalance` (revoke, join, sync, take the assignment), `pattern` (regex
+//! subscriptions), `commits` (OffsetCommit,
 //! auto-commit, OffsetFetch), `positions` (what the application has seen; seek, pause),
 //! [`metrics`] (metric names).
 //!
@@ -38,6 +39,7 @@ mod heartbeat;
 mod kip848;
 mod member;
 pub mod metrics;
+mod pattern;
 mod positions;
 mod rebalance;
 

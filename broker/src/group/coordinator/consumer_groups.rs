@@ -59,8 +59,7 @@ impl GroupCoordinator {
                 .get_mut(&request.group_id)
                 .and_then(|entry| entry.consumer.as_mut())
                 .expect("made above");
-            let snapshot =
-                self.topics_snapshot(group, request.subscribed_topic_names.iter().flatten());
+            let snapshot = self.topics_snapshot(group, Some(&request));
             let outcome = group
                 .heartbeat(&request, &snapshot, now_ms(), new_uuid())
                 .map_err(|error| (error.code(), Some(error.message().to_string())))?;
@@ -107,27 +106,44 @@ impl GroupCoordinator {
         Ok(records)
     }
 
-    /// The topics a group's members and this request subscribe to, as the metadata has them.
-    fn topics_snapshot<'a>(
+    /// The topics a group's members and this request subscribe to, as the metadata has them;
+    /// every topic when one of them subscribes by regular expression (it is matched
+    /// against all names).
+    fn topics_snapshot(
         &self,
         group: &ConsumerGroup,
-        requested: impl Iterator<Item = &'a String>,
+        request: Option<&HeartbeatRequest>,
     ) -> TopicsSnapshot {
-        let mut names: BTreeSet<String> = requested.cloned().collect();
+        let mut names: BTreeSet<String> = request
+            .and_then(|r| r.subscribed_topic_names.clone())
+            .into_iter()
+            .flatten()
+            .collect();
+        let regex = request.and_then(|r| r.subscribed_topic_regex.as_deref());
+        let mut by_regex = regex.is_some_and(|r| !r.is_empty());
         for member_id in group.member_ids() {
             if let Some(member) = group.member(member_id) {
                 names.extend(member.metadata.subscribed_topic_names.iter().cloned());
+                by_regex |= member.metadata.subscribed_topic_regex.is_some();
             }
         }
-        self.replicas.metadata().read(|state| {
-            TopicsSnapshot::new(names.into_iter().filter_map(|name| {
-                let topic = state.topic_by_name(&name)?;
-                let info = TopicInfo {
+        let info = |topic: &crate::controller::metadata::Topic| {
+            let partition_count = i32::try_from(topic.partitions.len()).ok()?;
+            Some((
+                topic.name.clone(),
+                TopicInfo {
                     topic_id: topic.id,
-                    partition_count: i32::try_from(topic.partitions.len()).ok()?,
-                };
-                Some((name, info))
-            }))
+                    partition_count,
+                },
+            ))
+        };
+        self.replicas.metadata().read(|state| {
+            if by_regex {
+                TopicsSnapshot::new(state.topics().filter_map(info))
+            } else {
+                let topics = names.iter().filter_map(|name| state.topic_by_name(name));
+                TopicsSnapshot::new(topics.filter_map(info))
+            }
         })
     }
 
@@ -141,7 +157,7 @@ impl GroupCoordinator {
         let Some(group) = state.groups.get(group_id).and_then(|e| e.consumer.as_ref()) else {
             return Ok(None);
         };
-        let snapshot = self.topics_snapshot(group, std::iter::empty());
+        let snapshot = self.topics_snapshot(group, None);
         Ok(Some(group.describe(&snapshot)))
     }
 

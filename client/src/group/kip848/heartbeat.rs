@@ -138,7 +138,7 @@ async fn ready_to_send(
             None => false,
         };
         (
-            !state.kip848.subscription.is_empty(),
+            state.kip848.subscribed(),
             matches!(state.phase, Phase::Stable { .. }),
             state.last_poll.elapsed(),
             waiting,
@@ -167,13 +167,14 @@ fn build(
     member: &Member,
     settings: &HeartbeatSettings,
 ) -> (ConsumerGroupHeartbeatRequest, Sent) {
-    let state = member.lock();
+    let mut state = member.lock();
     let epoch = match state.phase {
         Phase::Stable { generation } => generation,
         _ => 0,
     };
     let exchange = &state.kip848;
     let joining = epoch == 0;
+    let mut regex_sent = false;
     let mut request = ConsumerGroupHeartbeatRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(
             coordinator.group_id().to_string(),
@@ -194,6 +195,12 @@ fn build(
                 .map(|t| TopicName(StrBytes::from_string(t.clone())))
                 .collect(),
         );
+        // v1's field: the pattern, or "" to drop one sent before.
+        if exchange.regex.is_some() || exchange.regex_sent {
+            let regex = exchange.regex.clone().unwrap_or_default();
+            request.subscribed_topic_regex = Some(StrBytes::from_string(regex));
+            regex_sent = true;
+        }
     }
     if joining {
         request.rebalance_timeout_ms = settings.rebalance_timeout_ms;
@@ -211,6 +218,7 @@ fn build(
             exchange.owned_version
         },
     };
+    state.kip848.regex_sent |= regex_sent;
     (request, sent)
 }
 

@@ -54,6 +54,10 @@ pub(crate) fn new_member_id() -> String {
 pub(crate) struct Exchange {
     /// The subscribed topics, as `subscribe` last set them.
     pub subscription: BTreeSet<String>,
+    /// Or the subscribed pattern (`subscribe_pattern`), resolved by the coordinator.
+    pub regex: Option<String>,
+    /// A pattern was sent at some point: clearing it needs an empty one on the wire.
+    pub regex_sent: bool,
     pub subscription_version: u64,
     pub subscription_sent: u64,
     /// The coordinator's latest assignment, by topic name, not yet taken by `poll`.
@@ -80,12 +84,27 @@ impl Exchange {
         self.owned_version += 1;
     }
 
-    /// `subscribe` changed the topics.
+    /// `subscribe` changed the topics (and dropped any pattern).
     pub(crate) fn set_subscription(&mut self, topics: BTreeSet<String>) {
-        if topics != self.subscription {
+        if topics != self.subscription || self.regex.is_some() {
             self.subscription = topics;
+            self.regex = None;
             self.subscription_version += 1;
         }
+    }
+
+    /// `subscribe_pattern` set a pattern (dropping any topic names).
+    pub(crate) fn set_regex(&mut self, regex: Option<String>) {
+        if regex != self.regex {
+            self.regex = regex;
+            self.subscription.clear();
+            self.subscription_version += 1;
+        }
+    }
+
+    /// Whether the member has subscribed to anything yet (then it may join).
+    pub(crate) fn subscribed(&self) -> bool {
+        !self.subscription.is_empty() || self.regex.is_some()
     }
 }
 
