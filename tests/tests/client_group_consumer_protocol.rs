@@ -1,5 +1,7 @@
-//! Sluice's own group consumer with the consumer protocol (KIP-848,
-//! `GroupProtocol::Consumer`) against the real `sluiced`: three members split a
+//! Sluice's own group consumer rebalancing incrementally against the real `sluiced`: with
+//! the consumer protocol (KIP-848, `GroupProtocol::Consumer`), and with the classic
+//! protocol and `cooperative-sticky` (KIP-429), which shares the handover test. With the
+//! consumer protocol, three members split a
 //! 6-partition topic by the coordinator's assignment and consume every record exactly
 //! once, committing with their member epochs; when one closes, the others take its
 //! partitions over from its commits *incrementally* (a member that stays keeps what it
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_client::{
-    Admin, GroupConsumer, GroupConsumerConfig, GroupProtocol, OffsetReset, TopicPartition,
+    Admin, Assignor, GroupConsumer, GroupConsumerConfig, GroupProtocol, OffsetReset, TopicPartition,
 };
 use sluice_tests::group_members::*;
 use sluice_tests::{Broker, BrokerOptions};
@@ -52,22 +54,39 @@ fn callbacks(shared: &Shared, member: usize) -> Vec<(&'static str, Vec<TopicPart
 
 #[test]
 fn members_split_by_the_coordinator_and_a_closing_members_partitions_move_incrementally() {
-    const GROUP: &str = "kip848-group";
-    const TOPIC: &str = "kip848-topic";
+    incremental_handover("kip848", consumer_protocol);
+}
+
+/// The classic protocol with `cooperative-sticky` (KIP-429): the same incremental
+/// handover, the leader member assigning.
+#[test]
+fn cooperative_sticky_members_keep_their_partitions_when_one_closes() {
+    incremental_handover("cooperative", |bootstrap, group, index| {
+        let mut config = member_config(bootstrap, group, index);
+        config.assignors = vec![Assignor::CooperativeSticky];
+        config
+    });
+}
+
+/// Three members split six partitions and consume every record once; member 0 closes and
+/// the other two take its partitions without giving up any of theirs.
+fn incremental_handover(tag: &str, config: fn(&str, &str, usize) -> GroupConsumerConfig) {
+    let group = format!("{tag}-group");
+    let topic = group.as_str();
     const FIRST: usize = 300;
     const SECOND: usize = 60;
     let broker = broker();
     let bootstrap = broker.bootstrap();
     runtime().block_on(async {
         let admin = Admin::new(&bootstrap).await.unwrap();
-        admin.create_topic(TOPIC, PARTITIONS, 1, &[]).await.unwrap();
+        admin.create_topic(topic, PARTITIONS, 1, &[]).await.unwrap();
         let shared = Arc::new(Shared::default());
         let mut members: Vec<MemberTask> = (0..3)
             .map(|i| {
-                let config = consumer_protocol(&bootstrap, GROUP, i);
+                let config = config(&bootstrap, &group, i);
                 spawn_member(
                     config,
-                    TOPIC,
+                    topic,
                     i,
                     Commits::AutoOnRebalanceAndClose,
                     shared.clone(),
@@ -79,7 +98,7 @@ fn members_split_by_the_coordinator_and_a_closing_members_partitions_move_increm
             split_as(&shared.assignments(), &[0, 1, 2], &[2, 2, 2])
         })
         .await;
-        let ends = produce(&bootstrap, TOPIC, "first", FIRST).await;
+        let ends = produce(&bootstrap, topic, "first", FIRST).await;
         wait_for("every record of the first batch", &all, || {
             let seen = shared.seen.lock().unwrap().len();
             (seen >= FIRST)
@@ -126,7 +145,7 @@ fn members_split_by_the_coordinator_and_a_closing_members_partitions_move_increm
             assert!(revoked.is_empty(), "member {member} revoked {revoked:?}");
         }
         // Member 0's commits on close cover what it consumed.
-        let committed_now = committed(&bootstrap, GROUP, TOPIC).await;
+        let committed_now = committed(&bootstrap, &group, topic).await;
         for (_, partition) in &closed_partitions {
             assert_eq!(
                 committed_now[partition],
@@ -135,7 +154,7 @@ fn members_split_by_the_coordinator_and_a_closing_members_partitions_move_increm
             );
         }
 
-        let second_ends = produce(&bootstrap, TOPIC, "second", SECOND).await;
+        let second_ends = produce(&bootstrap, topic, "second", SECOND).await;
         wait_for("every record of the second batch", &all, || {
             let seen = shared.seen.lock().unwrap().len();
             (seen >= FIRST + SECOND)
@@ -156,7 +175,7 @@ fn members_split_by_the_coordinator_and_a_closing_members_partitions_move_increm
         for member in members {
             member.close().await.unwrap();
         }
-        wait_for_commits(&bootstrap, GROUP, TOPIC, &second_ends, &[]).await;
+        wait_for_commits(&bootstrap, &group, topic, &second_ends, &[]).await;
     });
 }
 

@@ -14,9 +14,11 @@
 //! member id order.
 //!
 //! Both are *eager* assignors: they ignore what members own, and members give up all
-//! their partitions before rejoining. Topics that metadata does not know (no partition
-//! count) are left out, as in Kafka. Left out on purpose: the rack-aware variants (KIP-881;
-//! members here send no rack) and `cooperative-sticky`.
+//! their partitions before rejoining. [`Assignor::CooperativeSticky`] is Kafka's
+//! `CooperativeStickyAssignor` (`cooperative-sticky`, module `sticky`): members keep
+//! their partitions across rebalances and only those that move are revoked (KIP-429).
+//! Topics that metadata does not know (no partition count) are left out, as in Kafka.
+//! Left out on purpose: the rack-aware variants (KIP-881; members here send no rack).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +33,8 @@ pub enum Assignor {
     Range,
     /// Kafka's `RoundRobinAssignor`.
     RoundRobin,
+    /// Kafka's `CooperativeStickyAssignor`: incremental (cooperative) rebalancing.
+    CooperativeSticky,
 }
 
 impl Assignor {
@@ -39,7 +43,14 @@ impl Assignor {
         match self {
             Assignor::Range => "range",
             Assignor::RoundRobin => "roundrobin",
+            Assignor::CooperativeSticky => "cooperative-sticky",
         }
+    }
+
+    /// Whether members keep their partitions through a rebalance (Kafka's
+    /// `RebalanceProtocol.COOPERATIVE`), giving up only those that move.
+    pub fn is_cooperative(self) -> bool {
+        self == Assignor::CooperativeSticky
     }
 
     /// The assignor with this protocol name, if this client has it.
@@ -47,6 +58,7 @@ impl Assignor {
         match name {
             "range" => Some(Assignor::Range),
             "roundrobin" => Some(Assignor::RoundRobin),
+            "cooperative-sticky" => Some(Assignor::CooperativeSticky),
             _ => None,
         }
     }
@@ -61,6 +73,9 @@ impl Assignor {
         match self {
             Assignor::Range => range(members, partition_counts),
             Assignor::RoundRobin => round_robin(members, partition_counts),
+            Assignor::CooperativeSticky => {
+                super::sticky::cooperative_sticky(members, partition_counts)
+            }
         }
     }
 }
@@ -71,11 +86,15 @@ pub struct MemberSubscription {
     pub member_id: String,
     pub group_instance_id: Option<String>,
     pub topics: BTreeSet<String>,
+    /// What the member owns (subscription v1+; cooperative assignors use it).
+    pub owned_partitions: Vec<(String, i32)>,
+    /// The generation it owns them in (subscription v2+; -1 if unknown).
+    pub generation: i32,
 }
 
 /// Kafka's `MemberInfo.compareTo`: static members first, by instance id; then dynamic
 /// members by member id.
-fn member_order(a: &MemberSubscription, b: &MemberSubscription) -> Ordering {
+pub(super) fn member_order(a: &MemberSubscription, b: &MemberSubscription) -> Ordering {
     match (&a.group_instance_id, &b.group_instance_id) {
         (Some(x), Some(y)) => x.cmp(y),
         (Some(_), None) => Ordering::Less,
@@ -172,6 +191,8 @@ mod tests {
             member_id: id.to_string(),
             group_instance_id: None,
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            owned_partitions: Vec::new(),
+            generation: -1,
         }
     }
 
@@ -422,9 +443,14 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for assignor in [Assignor::Range, Assignor::RoundRobin] {
+        for assignor in [
+            Assignor::Range,
+            Assignor::RoundRobin,
+            Assignor::CooperativeSticky,
+        ] {
             assert_eq!(Assignor::from_name(assignor.name()), Some(assignor));
         }
-        assert_eq!(Assignor::from_name("cooperative-sticky"), None);
+        assert_eq!(Assignor::from_name("sticky"), None);
+        assert!(Assignor::CooperativeSticky.is_cooperative() && !Assignor::Range.is_cooperative());
     }
 }

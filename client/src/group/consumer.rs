@@ -86,6 +86,9 @@ pub struct GroupConsumer {
     /// when the assignment was made (None: unknown to metadata), and when to compare it
     /// with fresh metadata next.
     pub(super) led_with: Option<BTreeMap<String, Option<i32>>>,
+    /// Cooperative rebalancing: the generation the assigned partitions are owned in (sent
+    /// with them in the subscription; -1 if none).
+    pub(super) owned_generation: i32,
     pub(super) next_metadata_check: Instant,
 }
 
@@ -143,6 +146,7 @@ impl GroupConsumer {
             listener: None,
             next_auto_commit,
             led_with: None,
+            owned_generation: -1,
             next_metadata_check: Instant::now(),
         })
     }

@@ -42,6 +42,7 @@ pub mod metrics;
 mod pattern;
 mod positions;
 mod rebalance;
+mod sticky;
 
 pub use assignor::{Assignment, Assignor, MemberSubscription};
 pub use commits::PendingCommit;

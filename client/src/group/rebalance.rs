@@ -18,7 +18,8 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::consumer_protocol::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription,
     AssignedPartitions, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
-    ASSIGNMENT_VERSION_MAX, SUBSCRIPTION_VERSION_MAX,
+    OwnedPartitions as SubscriptionTopicPartition, ASSIGNMENT_VERSION_MAX,
+    SUBSCRIPTION_VERSION_MAX,
 };
 
 use crate::consumer::SeekTo;
@@ -114,11 +115,28 @@ impl GroupConsumer {
             ));
         }
     }
-    /// Rebalance: revoke, then JoinGroup and SyncGroup until an assignment arrives, a
-    /// fatal error, or the rebalance timeout (plus a request timeout) passes.
+    /// Whether rebalances are cooperative (KIP-429): every offered assignor is, as Kafka's
+    /// consumer decides it.
+    pub(super) fn cooperative(&self) -> bool {
+        self.config.assignors.iter().all(|a| a.is_cooperative())
+    }
+
+    /// Rebalance: revoke (eager: everything; cooperative: nothing, unless the member lost
+    /// its generation, when its partitions are dropped without a commit), then JoinGroup and
+    /// SyncGroup until an assignment arrives, a fatal error, or the rebalance timeout (plus a
+    /// request timeout) passes.
     pub(super) async fn join_group(&mut self) -> Result<()> {
-        // A failed commit was logged; the rebalance goes on regardless.
-        let _ = self.revoke_all().await;
+        let owned_in = match self.member.lock().phase {
+            Phase::Stable { generation } => Some(generation),
+            _ => None,
+        };
+        if !self.cooperative() {
+            // A failed commit was logged; the rebalance goes on regardless.
+            let _ = self.revoke_all().await;
+        } else if owned_in.is_none() {
+            self.drop_lost().await;
+        }
+        self.owned_generation = owned_in.unwrap_or(-1);
         let reason = {
             let mut state = self.member.lock();
             state.phase = Phase::Joining;
@@ -149,16 +167,67 @@ impl GroupConsumer {
                 }
             }
         };
-        self.take_assignment(partitions).await
+        if self.cooperative() {
+            self.take_incrementally(partitions).await
+        } else {
+            self.take_assignment(partitions).await
+        }
     }
 
-    fn join_params(&self, reason: &str) -> Result<JoinParams> {
-        let subscription = ConsumerProtocolSubscription::default().with_topics(
-            self.subscription
-                .iter()
-                .map(|t| StrBytes::from_string(t.clone()))
-                .collect(),
-        );
+    /// Cooperative: give up what the assignment no longer has (committing it), start what
+    /// is new, keep the rest fetching; rejoin at once if anything was given up, so that the
+    /// next round hands it to its new owner.
+    async fn take_incrementally(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        let new: BTreeSet<TopicPartition> = partitions.into_iter().collect();
+        let revoked: Vec<TopicPartition> = self.assigned.difference(&new).cloned().collect();
+        let added: Vec<TopicPartition> = new.difference(&self.assigned).cloned().collect();
+        if !revoked.is_empty() {
+            self.revoke(&revoked).await?;
+        }
+        let started = if added.is_empty() {
+            Ok(())
+        } else {
+            self.add(&added).await
+        };
+        if let Err(error) = started {
+            self.member.request_rejoin(format!(
+                "could not take over the assigned partitions: {error}"
+            ));
+            return Err(error);
+        }
+        if let Some(listener) = self.listener.as_mut() {
+            listener.on_partitions_assigned(&added);
+        }
+        if !revoked.is_empty() {
+            self.member
+                .request_rejoin("cooperative rebalance: partitions were given up");
+        }
+        self.next_auto_commit =
+            Instant::now() + Duration::from_millis(self.config.auto_commit_interval_ms);
+        Ok(())
+    }
+
+    fn join_params(&self, reason: &str, generation: i32) -> Result<JoinParams> {
+        let mut owned: Vec<SubscriptionTopicPartition> = Vec::new();
+        for (topic, partition) in &self.assigned {
+            match owned.last_mut() {
+                Some(last) if *last.topic.0 == **topic => last.partitions.push(*partition),
+                _ => owned.push(
+                    SubscriptionTopicPartition::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![*partition]),
+                ),
+            }
+        }
+        let subscription = ConsumerProtocolSubscription::default()
+            .with_topics(
+                self.subscription
+                    .iter()
+                    .map(|t| StrBytes::from_string(t.clone()))
+                    .collect(),
+            )
+            .with_owned_partitions(owned)
+            .with_generation_id(generation);
         let metadata = encode_subscription(&subscription, SUBSCRIPTION_VERSION_MAX)
             .map_err(|e| Error::InvalidConfig(format!("encoding the subscription: {e}")))?;
         let as_i32 = |ms: u64| i32::try_from(ms).unwrap_or(i32::MAX);
@@ -185,7 +254,7 @@ impl GroupConsumer {
             .connection(lookup_deadline.min(give_up))
             .await?;
         let member_id = self.member.lock().member_id.clone();
-        let params = self.join_params(reason)?;
+        let params = self.join_params(reason, self.owned_generation)?;
         let response = match self
             .coordinator
             .join(&connection, &member_id, &params)
@@ -354,6 +423,13 @@ impl GroupConsumer {
                     .iter()
                     .map(|t| t.to_string())
                     .collect(),
+                owned_partitions: subscription
+                    .message
+                    .owned_partitions
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|&p| (t.topic.0.to_string(), p)))
+                    .collect(),
+                generation: subscription.message.generation_id,
             });
         }
         let topics: BTreeSet<String> = members.iter().flat_map(|m| m.topics.clone()).collect();

@@ -1,6 +1,8 @@
 //! `poll`'s side of the consumer protocol: take the coordinator's latest assignment over
 //! incrementally (revoke what left it, add what is new), or drop lost partitions, then
-//! report the owned set for the heartbeat task to acknowledge.
+//! report the owned set for the heartbeat task to acknowledge. The classic protocol's
+//! cooperative rebalancing (`rebalance`) takes its assignments over with the same
+//! `revoke`, `add` and `drop_lost`.
 
 use std::collections::BTreeMap;
 
@@ -58,7 +60,7 @@ impl GroupConsumer {
 
     /// Give up partitions that moved: commit their positions (with auto-commit), tell the
     /// listener, stop fetching them.
-    async fn revoke(&mut self, revoked: &[TopicPartition]) -> Result<()> {
+    pub(in crate::group) async fn revoke(&mut self, revoked: &[TopicPartition]) -> Result<()> {
         if self.config.enable_auto_commit {
             let offsets: BTreeMap<TopicPartition, i64> = revoked
                 .iter()
@@ -87,7 +89,7 @@ impl GroupConsumer {
 
     /// Take new partitions over: positions from the committed offsets, else the reset
     /// policy.
-    async fn add(&mut self, added: &[TopicPartition]) -> Result<()> {
+    pub(in crate::group) async fn add(&mut self, added: &[TopicPartition]) -> Result<()> {
         let committed = self.committed(added).await?;
         let mut fetched = self.fetched_partitions();
         fetched.extend(added.iter().cloned());
@@ -114,7 +116,7 @@ impl GroupConsumer {
 
     /// The member was fenced or dropped: its partitions may already be someone else's, so
     /// nothing is committed (Kafka's `onPartitionsLost`, here `on_partitions_revoked`).
-    async fn drop_lost(&mut self) {
+    pub(in crate::group) async fn drop_lost(&mut self) {
         if self.assigned.is_empty() {
             return;
         }
