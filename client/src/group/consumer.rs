@@ -36,8 +36,9 @@
 //! Pattern subscriptions (`subscribe_pattern`) are in `pattern`: with the classic
 //! protocol `poll` resolves them against metadata before step 1.
 //!
-//! Left out for now: cooperative (incremental) rebalancing of the classic protocol and
-//! `cooperative-sticky`.
+//! With `cooperative-sticky` as the only assignor, step 1 is cooperative (KIP-429):
+//! nothing is revoked before joining; after SyncGroup only the partitions that left the
+//! assignment are revoked, and the member rejoins at once if there were any (`rebalance`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -58,7 +59,8 @@ const KIP848_POLL_SLICE: Duration = Duration::from_millis(100);
 
 /// A topic partition, as the rest of the client names one.
 pub type TopicPartition = (String, i32);
-/// A consumer-group member: classic protocol with eager rebalancing, or the consumer
+/// A consumer-group member: classic protocol with eager (or, with `cooperative-sticky`,
+/// cooperative) rebalancing, or the consumer
 /// protocol (KIP-848) with incremental reconciliation.
 ///
 /// Call [`GroupConsumer::close`] when done: dropping the consumer stops its heartbeats but

@@ -13,7 +13,8 @@
 //!    and sends the result in SyncGroup; everyone's SyncGroup answers with their share.
 //! 4. Positions start from the group's committed offsets (OffsetFetch), or the reset policy.
 //! 5. A background task heartbeats (`heartbeat`); an answer of REBALANCE_IN_PROGRESS makes
-//!    the next `poll` revoke everything (eager protocol), commit, and go back to step 2.
+//!    the next `poll` revoke everything (eager protocol; with `cooperative-sticky` only what
+//!    moves, after the join), commit, and go back to step 2.
 //! 6. Commits (OffsetCommit) carry the member id and generation; close leaves the group
 //!    (LeaveGroup) unless the member is static (`group.instance.id`).
 //!

@@ -1,8 +1,12 @@
-//! Rebalancing a [`GroupConsumer`], eagerly (step 1 of [`GroupConsumer::poll`]): revoke
+//! Rebalancing a [`GroupConsumer`] (step 1 of [`GroupConsumer::poll`]). Eagerly: revoke
 //! every partition (commit with auto-commit, `on_partitions_revoked`, unassign), then
 //! JoinGroup and SyncGroup until an assignment arrives (as the leader, run the assignor the
 //! coordinator chose over every member's subscription), then take the assignment over:
 //! positions from the committed offsets or the reset policy, `on_partitions_assigned`.
+//! Cooperatively (every offered assignor cooperative: `cooperative-sticky`): keep the
+//! partitions through the join (sending them, and their generation, in the subscription),
+//! then revoke only those the new assignment lacks, add the new ones, and rejoin at once if
+//! anything was revoked (KIP-429's second round).
 //!
 //! # Metadata changes
 //! The leader refreshes metadata every `metadata_max_age_ms` and rejoins when a subscribed
