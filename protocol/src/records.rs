@@ -581,6 +581,24 @@ fn put_nullable_bytes(out: &mut impl BufMut, field: Option<&[u8]>) {
     }
 }
 
+/// Compress a batch's records section with `codec`, as the producer would (the log
+/// cleaner re-encodes the records a compressed batch keeps).
+pub fn compress_records_section(
+    codec: Compression,
+    section: &[u8],
+) -> Result<Vec<u8>, ProtocolError> {
+    compress(codec, section)
+}
+
+/// Decompress a batch's records section, refusing to produce more than `bytes_max` bytes.
+pub fn decompress_records_section(
+    codec: Compression,
+    section: &[u8],
+    bytes_max: usize,
+) -> Result<Vec<u8>, ProtocolError> {
+    decompress(codec, section, bytes_max)
+}
+
 fn codec_error(codec: Compression, error: impl std::fmt::Display) -> ProtocolError {
     ProtocolError::Compression(format!("{}: {error}", codec.name()))
 }

@@ -22,7 +22,9 @@
 //!    the latest of its key and either has a value or is a tombstone still within its
 //!    delete horizon. A batch keeps its base offset and last offset (Kafka's `filterTo`),
 //!    so offsets of removed records become gaps, and is rebuilt with the kept records and a
-//!    new CRC-32C (its bytes copied unchanged when nothing is removed). A batch left with
+//!    new CRC-32C (its bytes copied unchanged when nothing is removed). A compressed batch
+//!    is decompressed, filtered the same way and compressed again with its codec (counted
+//!    in [`CleanStats::compressed_batches_rewritten`]). A batch left with
 //!    no record is dropped, except the last batch of each group (so the cleaned segment
 //!    still ends where its successor begins, which recovery checks) and the last batch of
 //!    each producer id (its sequence numbers): those stay as Kafka's empty batch.
@@ -45,18 +47,14 @@
 //! - A crash at any point leaves each group of segments either wholly old or wholly
 //!   cleaned, never a mix and never a loss.
 //! - Segments are swapped in offset order, so a record superseded by a later one (a
-//!   tombstone, say) is durably gone before the later one can be removed; a tombstone is
-//!   kept while an older record of its key survives in a batch the cleaner could not
-//!   filter (compressed), or the old value would come back.
+//!   tombstone, say) is durably gone before the later one can be removed.
 //! - Recovery checks a compacted log's batches by [`OffsetLayout::MayHaveGaps`]: a base
 //!   offset may exceed the previous batch's end and a record count may be below
 //!   `lastOffsetDelta + 1`. Other logs keep the strict checks.
 //!
 //! # Left out on purpose
-//! - Compressed batches are kept whole (counted in
-//!   [`CleanStats::compressed_batches_kept`]): the broker links no codec (decompression
-//!   of their keys uses `sluice_protocol::records`, which cannot re-encode with chosen
-//!   offsets). Control batches (transaction markers) are kept whole too.
+//! - Control batches (transaction markers) are kept whole: transactions do not exist yet,
+//!   so no aborted records need removing.
 //! - Persisting the first dirty offset (Kafka's `cleaner-offset-checkpoint`): after a
 //!   restart the next pass treats the whole log as dirty once.
 //!
@@ -135,8 +133,8 @@ pub struct CleanStats {
     pub tombstones_removed: u64,
     /// Batches dropped because no record of theirs survived.
     pub batches_removed: u64,
-    /// Compressed batches kept whole (see the module documentation).
-    pub compressed_batches_kept: u64,
+    /// Compressed batches rewritten (decompressed, filtered, compressed again).
+    pub compressed_batches_rewritten: u64,
     /// Keys in the offset map, and whether it filled before the dirty part's end.
     pub map_keys: usize,
     pub map_full: bool,

@@ -250,11 +250,57 @@ pub(crate) fn validate_stored(bytes: &[u8]) -> Result<BatchHeader, StorageError>
     Ok(header)
 }
 
-/// Whether the cleaner can filter this batch's records itself: an uncompressed data batch.
-/// Control batches (transaction markers) and compressed batches are kept whole.
+/// Whether the cleaner reads this batch's records directly: an uncompressed data batch.
+/// Compressed data batches are decompressed first ([`decompressed`]); control batches
+/// (transaction markers) are kept whole.
 pub(super) fn filterable(header: &BatchHeader) -> Result<bool, StorageError> {
     Ok(!header.is_control() && header.compression()? == Compression::None)
 }
+
+/// Rewrite a batch's length, attributes and CRC-32C after its records section changed.
+fn seal(out: &mut [u8], attributes: i16) -> Result<(), StorageError> {
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
+        .map_err(|_| corrupt(format!("a rebuilt batch of {} bytes", out.len())))?;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+    out[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
+/// A compressed data batch as the uncompressed batch it stands for: the same header (no
+/// codec in its attributes) over the decompressed records section.
+pub(super) fn decompressed(bytes: &[u8], codec: Compression) -> Result<Vec<u8>, StorageError> {
+    let header = BatchHeader::parse(bytes)?;
+    let section = sluice_protocol::records::decompress_records_section(
+        codec,
+        &bytes[BATCH_HEADER_BYTES..],
+        sluice_protocol::records::DECOMPRESSED_BATCH_BYTES_MAX,
+    )
+    .map_err(|e| corrupt(format!("its records do not decompress: {e}")))?;
+    let mut plain = Vec::with_capacity(BATCH_HEADER_BYTES + section.len());
+    plain.extend_from_slice(&bytes[..BATCH_HEADER_BYTES]);
+    plain.extend_from_slice(&section);
+    seal(&mut plain, header.attributes & !CODEC_MASK)?;
+    Ok(plain)
+}
+
+/// An uncompressed batch compressed with `codec` (its records section, and the codec in its
+/// attributes).
+pub(super) fn compressed(plain: &[u8], codec: Compression) -> Result<Vec<u8>, StorageError> {
+    let header = BatchHeader::parse(plain)?;
+    let section =
+        sluice_protocol::records::compress_records_section(codec, &plain[BATCH_HEADER_BYTES..])
+            .map_err(|e| corrupt(format!("its records do not compress: {e}")))?;
+    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + section.len());
+    out.extend_from_slice(&plain[..BATCH_HEADER_BYTES]);
+    out.extend_from_slice(&section);
+    seal(&mut out, (header.attributes & !CODEC_MASK) | codec as i16)?;
+    Ok(out)
+}
+
+/// The codec bits of a batch's attributes.
+const CODEC_MASK: i16 = 0x7;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! and each segment rewritten keeping only the records that survive (see the rules in the
 //! `cleaner` module documentation).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sluice_protocol::batch::{self, BatchHeader, LOG_OVERHEAD};
 use sluice_protocol::records::decode_records;
 
-use super::offset_map::{OffsetMap, ENTRY_OVERHEAD_BYTES};
+use super::offset_map::OffsetMap;
 use super::records::{self, filterable, validate_stored, Rebuild, RecordView, DELETE_HORIZON_FLAG};
 use super::{swap, CleanStats, SegmentSnapshot, Throttle};
 use crate::storage::fs::{FileSystem, StorageFile};
@@ -157,12 +157,6 @@ pub(crate) struct Filter<'a> {
     producer_last: Option<&'a HashMap<i64, i64>>,
     now_ms: i64,
     delete_retention_ms: u64,
-    /// Keys of records kept in compressed batches the cleaner cannot filter, seen so far:
-    /// a later tombstone of such a key must stay, or the older value would come back.
-    /// Bounded by `pinned_bytes_max`; past it every key counts as pinned.
-    pinned: HashSet<Box<[u8]>>,
-    pinned_bytes: usize,
-    pinned_bytes_max: usize,
 }
 
 impl<'a> Filter<'a> {
@@ -170,36 +164,17 @@ impl<'a> Filter<'a> {
         (map, producer_last): (&'a OffsetMap, Option<&'a HashMap<i64, i64>>),
         now_ms: i64,
         delete_retention_ms: u64,
-        pinned_bytes_max: usize,
     ) -> Filter<'a> {
         Filter {
             map,
             producer_last,
             now_ms,
             delete_retention_ms,
-            pinned: HashSet::new(),
-            pinned_bytes: 0,
-            pinned_bytes_max,
         }
     }
 }
 
 impl Filter<'_> {
-    fn pin_keys(&mut self, header: &BatchHeader, bytes: &[u8]) -> Result<(), StorageError> {
-        for (key, _) in keys_of(header, bytes, i64::MIN)? {
-            if self.pinned_bytes <= self.pinned_bytes_max && !self.pinned.contains(&key[..]) {
-                self.pinned_bytes += key.len() + ENTRY_OVERHEAD_BYTES;
-                self.pinned.insert(key[..].into());
-            }
-        }
-        Ok(())
-    }
-
-    fn is_pinned(&self, key: &[u8]) -> bool {
-        // Once the set overflowed, every key may be pinned.
-        self.pinned_bytes > self.pinned_bytes_max || self.pinned.contains(key)
-    }
-
     /// Whether a record survives (Kafka's `Cleaner.shouldRetainRecord`, keeping records
     /// without a key).
     fn keeps(&self, header: &BatchHeader, record: &RecordView<'_>, stats: &mut CleanStats) -> bool {
@@ -220,9 +195,8 @@ impl Filter<'_> {
         if record.has_value {
             return true;
         }
-        let expired = header.attributes & DELETE_HORIZON_FLAG != 0
-            && self.now_ms >= header.base_timestamp
-            && !self.is_pinned(key);
+        let expired =
+            header.attributes & DELETE_HORIZON_FLAG != 0 && self.now_ms >= header.base_timestamp;
         if expired {
             stats.tombstones_removed += 1;
         }
@@ -231,7 +205,9 @@ impl Filter<'_> {
 
     /// The batch to write for `bytes` (`None`: drop it). `last_in_segment`: the output
     /// segment's last batch is always kept, emptied if need be, so that the segment still
-    /// ends where its successor begins.
+    /// ends where its successor begins. A control batch is kept whole; a compressed one is
+    /// filtered as the uncompressed batch it stands for, and what it keeps compressed
+    /// again with its codec (an emptied one is Kafka's empty batch, uncompressed).
     fn filter_batch(
         &mut self,
         header: &BatchHeader,
@@ -239,13 +215,36 @@ impl Filter<'_> {
         last_in_segment: bool,
         stats: &mut CleanStats,
     ) -> Result<Option<Vec<u8>>, StorageError> {
-        if !filterable(header)? {
-            if !header.is_control() {
-                stats.compressed_batches_kept += 1;
-                self.pin_keys(header, bytes)?;
-            }
+        if header.is_control() {
             return Ok(Some(bytes.to_vec()));
         }
+        let codec = header.compression()?;
+        if filterable(header)? {
+            return self.filter_records(header, bytes, last_in_segment, stats);
+        }
+        let plain = records::decompressed(bytes, codec)?;
+        let plain_header = BatchHeader::parse(&plain)?;
+        let Some(out) = self.filter_records(&plain_header, &plain, last_in_segment, stats)? else {
+            return Ok(None);
+        };
+        if out == plain {
+            return Ok(Some(bytes.to_vec()));
+        }
+        if BatchHeader::parse(&out)?.records_count == 0 {
+            return Ok(Some(out));
+        }
+        stats.compressed_batches_rewritten += 1;
+        records::compressed(&out, codec).map(Some)
+    }
+
+    /// [`Filter::filter_batch`] of an uncompressed data batch.
+    fn filter_records(
+        &mut self,
+        header: &BatchHeader,
+        bytes: &[u8],
+        last_in_segment: bool,
+        stats: &mut CleanStats,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
         let records = records::records(bytes)?;
         stats.records_read += records.len() as u64;
         let kept: Vec<RecordView<'_>> = records

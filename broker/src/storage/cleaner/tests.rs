@@ -385,41 +385,58 @@ fn a_full_offset_map_cleans_up_to_where_it_filled_and_the_next_pass_goes_on() {
 }
 
 #[test]
-fn compressed_batches_are_kept_whole_and_pin_their_keys_tombstones() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        cleaner: CleanerConfig {
-            delete_retention_ms: 0,
-            ..compacted_config().cleaner
-        },
-        ..compacted_config()
-    };
-    let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
-    log.append(
-        keyed_batch(
+fn compressed_batches_are_filtered_and_stay_compressed_with_their_codec() {
+    for codec in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            cleaner: CleanerConfig {
+                delete_retention_ms: 0,
+                ..compacted_config().cleaner
+            },
+            ..compacted_config()
+        };
+        let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+        let batch = keyed_batch(
             &[(Some("k"), Some("old")), (Some("z"), Some("1"))],
             1000,
-            Compression::Gzip,
-        ),
-        0,
-        0,
-    )
-    .unwrap();
-    append_all(&log, &[&[(Some("k"), None)]]);
-    let filler: Vec<Vec<Kv<'_>>> = (0..6)
-        .map(|_| vec![(Some("f"), Some("0123456789012345678901234567890123456789"))])
-        .collect();
-    append_all(&log, &filler.iter().map(Vec::as_slice).collect::<Vec<_>>());
-    let first = log.clean(&everything(&log), 100_000).unwrap();
-    assert_eq!(first.compressed_batches_kept, 1, "{first:?}");
-    log.clean(&everything(&log), 200_000).unwrap();
-    let records = records_of(&log);
-    // The tombstone stays: without it the compressed batch's "old" would come back.
-    assert!(
-        records.contains(&(2, Some("k".into()), None)),
-        "{records:?}"
-    );
-    assert!(records.contains(&(0, Some("k".into()), Some("old".into()))));
+            codec,
+        );
+        log.append(batch, 0, 0).unwrap();
+        append_all(&log, &[&[(Some("k"), None)]]);
+        let filler: Vec<Vec<Kv<'_>>> = (0..6)
+            .map(|_| vec![(Some("f"), Some("0123456789012345678901234567890123456789"))])
+            .collect();
+        append_all(&log, &filler.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let first = log.clean(&everything(&log), 100_000).unwrap();
+        assert_eq!(
+            first.compressed_batches_rewritten, 1,
+            "{codec:?}: {first:?}"
+        );
+        // "k"'s old value is gone from inside the compressed batch; "z" stays at offset 1,
+        // still compressed with the same codec.
+        let records = records_of(&log);
+        assert!(!records.iter().any(|r| r.0 == 0), "{codec:?}: {records:?}");
+        assert!(records.contains(&(1, Some("z".into()), Some("1".into()))));
+        let stored = log.read(0, usize::MAX).unwrap();
+        let header = BatchHeader::parse(&stored).unwrap();
+        assert_eq!(header.compression().unwrap(), codec);
+        assert_eq!((header.base_offset, header.last_offset()), (0, 1));
+        // The tombstone goes once its horizon passed (at a pass that has new dirty
+        // records): nothing of "k" is left.
+        append_all(&log, &filler.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        log.clean(&everything(&log), 200_000).unwrap();
+        let records = records_of(&log);
+        assert!(
+            !records.iter().any(|r| r.1.as_deref() == Some("k")),
+            "{codec:?}: {records:?}"
+        );
+        assert!(records.contains(&(1, Some("z".into()), Some("1".into()))));
+    }
 }
 
 #[test]

@@ -120,7 +120,6 @@ impl PartitionLog {
             (&map, producer_last.as_ref()),
             now_ms,
             self.config.cleaner.delete_retention_ms,
-            limits.offset_map_bytes_max,
         );
         let io = (&mut stats, &mut throttle);
         if !self.rewrite_and_swap(&rewritten, &mut filter, truncations, io)? {
