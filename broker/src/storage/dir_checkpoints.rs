@@ -1,7 +1,9 @@
 //! A data directory's per-partition offset checkpoints: every hosted partition's recovery
-//! point in `recovery-point-offset-checkpoint` and its log start offset in
-//! `log-start-offset-checkpoint` (Kafka's names and multi-partition format), one file each
-//! for however many partitions, each rewritten whole with [`checkpoint::write_atomic`].
+//! point in `recovery-point-offset-checkpoint`, its log start offset in
+//! `log-start-offset-checkpoint` and, for compacted logs, where the cleaner's last pass
+//! ended in `cleaner-offset-checkpoint` (Kafka's names and multi-partition format), one
+//! file each for however many partitions, each rewritten whole with
+//! [`checkpoint::write_atomic`].
 //!
 //! Logs record their offsets here in memory; the files are written together by
 //! [`DirCheckpoints::write_if_changed`] (the replica manager's periodic checkpoint, the end
@@ -17,6 +19,10 @@
 //! - A log start offset only grows while its partition exists. A full truncation's new start
 //!   is written at once (from then on recovery deletes every older segment); retention's
 //!   waits, since recovery never starts below the first segment anyway.
+//! - A cleaner offset on disk is never above an offset a truncation cut the log to (a
+//!   truncation lowers it before returning): records appended after the truncation are
+//!   never taken for cleaned. Raises wait for the next write (a restart then cleans a
+//!   little more again).
 //! - An entry for a partition that no longer has a directory may linger until the next
 //!   write; before a new directory of that name is created its entries are removed on disk
 //!   ([`DirCheckpoints::forget_now`]), so a new log never inherits an old one's offsets.
@@ -50,15 +56,18 @@ pub(super) const LEGACY_RECOVERY_POINT_FILE: &str = "recovery-point-checkpoint";
 /// A partition's own log-start file, as [`LEGACY_RECOVERY_POINT_FILE`] (the same name as
 /// the data directory's file, in the partition directory).
 pub(super) const LEGACY_LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
+/// Where each compacted log's last cleaning pass ended (Kafka's name and format).
+pub(super) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
 /// A partition by topic name and index, as the files name it.
 pub(crate) type PartitionKey = (String, i32);
 
-/// Which of the two files.
+/// Which of the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OffsetKind {
     RecoveryPoint,
     LogStart,
+    CleanerOffset,
 }
 
 impl OffsetKind {
@@ -66,13 +75,15 @@ impl OffsetKind {
         match self {
             OffsetKind::RecoveryPoint => RECOVERY_POINT_OFFSET_FILE,
             OffsetKind::LogStart => LOG_START_OFFSET_FILE,
+            OffsetKind::CleanerOffset => CLEANER_OFFSET_FILE,
         }
     }
 
-    fn legacy_file_name(self) -> &'static str {
+    fn legacy_file_name(self) -> Option<&'static str> {
         match self {
-            OffsetKind::RecoveryPoint => LEGACY_RECOVERY_POINT_FILE,
-            OffsetKind::LogStart => LEGACY_LOG_START_OFFSET_FILE,
+            OffsetKind::RecoveryPoint => Some(LEGACY_RECOVERY_POINT_FILE),
+            OffsetKind::LogStart => Some(LEGACY_LOG_START_OFFSET_FILE),
+            OffsetKind::CleanerOffset => None,
         }
     }
 
@@ -80,18 +91,23 @@ impl OffsetKind {
         match self {
             OffsetKind::RecoveryPoint => 0,
             OffsetKind::LogStart => 1,
+            OffsetKind::CleanerOffset => 2,
         }
     }
 }
 
-const KINDS: [OffsetKind; 2] = [OffsetKind::RecoveryPoint, OffsetKind::LogStart];
+const KINDS: [OffsetKind; 3] = [
+    OffsetKind::RecoveryPoint,
+    OffsetKind::LogStart,
+    OffsetKind::CleanerOffset,
+];
 
-/// The two offset checkpoint files of one data directory. See the module documentation.
+/// The offset checkpoint files of one data directory. See the module documentation.
 #[derive(Debug)]
 pub(crate) struct DirCheckpoints {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
-    entries: Mutex<[Entries; 2]>,
+    entries: Mutex<[Entries; 3]>,
     io: Mutex<()>,
 }
 
@@ -107,7 +123,7 @@ impl DirCheckpoints {
     /// Read the files in `dir` (missing or unreadable files read as empty: every partition
     /// falls back to its safe default).
     pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> io::Result<DirCheckpoints> {
-        let mut entries: [Entries; 2] = Default::default();
+        let mut entries: [Entries; 3] = Default::default();
         for kind in KINDS {
             let offsets = checkpoint::read_offsets(&*fs, dir, kind.file_name())?;
             entries[kind.index()] = Entries {
@@ -123,7 +139,7 @@ impl DirCheckpoints {
         })
     }
 
-    fn entries(&self) -> MutexGuard<'_, [Entries; 2]> {
+    fn entries(&self) -> MutexGuard<'_, [Entries; 3]> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -138,11 +154,14 @@ impl DirCheckpoints {
         if let Some(offset) = self.entries()[kind.index()].current.get(key) {
             return Ok(Some(*offset));
         }
+        let Some(legacy_name) = kind.legacy_file_name() else {
+            return Ok(None);
+        };
         if partition_dir == self.dir {
             // A log opened alone (tests) keeps the data directory's files in its own.
             return Ok(None);
         }
-        let legacy = checkpoint::read_offset(&*self.fs, partition_dir, kind.legacy_file_name())?;
+        let legacy = checkpoint::read_offset(&*self.fs, partition_dir, legacy_name)?;
         if let Some(offset) = legacy {
             let mut entries = self.entries();
             let entries = &mut entries[kind.index()];
@@ -183,6 +202,30 @@ impl DirCheckpoints {
         }
         if now {
             self.write(OffsetKind::LogStart)?;
+        }
+        Ok(())
+    }
+
+    /// Record where a cleaning pass over `key`'s log ended; written with the next write.
+    pub(crate) fn record_cleaner_offset(&self, key: &PartitionKey, offset: i64) {
+        let mut entries = self.entries();
+        let current = &mut entries[OffsetKind::CleanerOffset.index()].current;
+        current.insert(key.clone(), offset);
+    }
+
+    /// A truncation cut `key`'s log to `offset`: lower its cleaner offset to it if above,
+    /// written before returning if the file holds more.
+    pub(crate) fn lower_cleaner_offset(&self, key: &PartitionKey, offset: i64) -> io::Result<()> {
+        let lowered = {
+            let mut entries = self.entries();
+            let entries = &mut entries[OffsetKind::CleanerOffset.index()];
+            if let Some(current) = entries.current.get_mut(key) {
+                *current = (*current).min(offset);
+            }
+            entries.on_disk.get(key).is_some_and(|disk| *disk > offset)
+        };
+        if lowered {
+            self.write(OffsetKind::CleanerOffset)?;
         }
         Ok(())
     }
@@ -365,5 +408,40 @@ mod tests {
         let reopened = open(dir.path());
         let recovery_point = reopened.load(OffsetKind::RecoveryPoint, &key(0), &partition_dir);
         assert_eq!(recovery_point.unwrap(), Some(60));
+    }
+
+    #[test]
+    fn a_truncation_below_the_cleaner_offset_lowers_it_on_disk_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn FileSystem> = Arc::new(StdFileSystem);
+        let checkpoints = DirCheckpoints::open(fs.clone(), dir.path()).unwrap();
+        let key = ("t".to_string(), 0);
+        checkpoints.record_cleaner_offset(&key, 40);
+        assert_eq!(checkpoints.on_disk(OffsetKind::CleanerOffset, &key), None);
+        checkpoints.write_if_changed().unwrap();
+        assert_eq!(
+            checkpoints.on_disk(OffsetKind::CleanerOffset, &key),
+            Some(40)
+        );
+        // Above it: nothing to do. Below it: lowered and written now.
+        checkpoints.lower_cleaner_offset(&key, 50).unwrap();
+        assert_eq!(
+            checkpoints.on_disk(OffsetKind::CleanerOffset, &key),
+            Some(40)
+        );
+        checkpoints.lower_cleaner_offset(&key, 25).unwrap();
+        assert_eq!(
+            checkpoints.on_disk(OffsetKind::CleanerOffset, &key),
+            Some(25)
+        );
+        let offsets = read_offsets(&*fs, dir.path(), CLEANER_OFFSET_FILE).unwrap();
+        assert_eq!(offsets.get(&key), Some(&25));
+        // The cleaner offset has no per-partition legacy file.
+        let reopened = DirCheckpoints::open(fs, dir.path()).unwrap();
+        let elsewhere = dir.path().join("t-0");
+        let loaded = reopened
+            .load(OffsetKind::CleanerOffset, &key, &elsewhere)
+            .unwrap();
+        assert_eq!(loaded, Some(25));
     }
 }

@@ -55,8 +55,10 @@
 //! # Left out on purpose
 //! - Control batches (transaction markers) are kept whole: transactions do not exist yet,
 //!   so no aborted records need removing.
-//! - Persisting the first dirty offset (Kafka's `cleaner-offset-checkpoint`): after a
-//!   restart the next pass treats the whole log as dirty once.
+//!
+//! Where a pass ended (the next one's first dirty offset) is kept in the data directory's
+//! `cleaner-offset-checkpoint` (Kafka's file), lowered at once by a truncation below it,
+//! so a restart does not clean everything again.
 //!
 //! # Who runs it
 //! `LogManager::clean_pass` (storage/manager/clean.rs) picks the partitions due, dirtiest

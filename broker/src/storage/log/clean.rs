@@ -28,10 +28,21 @@ use crate::storage::{StorageError, NO_TIMESTAMP};
 
 /// Where the last pass ended: the first offset it did not clean, valid only while the
 /// log has had no truncation since (one may have cut below it and new records come in).
+/// Kept in the data directory's `cleaner-offset-checkpoint` across restarts.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FirstDirty {
     offset: i64,
     truncations: u64,
+}
+
+impl FirstDirty {
+    /// The checkpointed offset of an opening log (no truncation yet).
+    pub(super) fn restored(offset: i64) -> FirstDirty {
+        FirstDirty {
+            offset,
+            truncations: 0,
+        }
+    }
 }
 
 /// What the cleaner last saw of a log, for metrics: the dirty ratio (f64 bits; negative
@@ -129,6 +140,8 @@ impl PartitionLog {
             offset: covered_to + 1,
             truncations,
         });
+        self.checkpoints
+            .record_cleaner_offset(&self.key, covered_to + 1);
         stats.cleaned_to = Some(covered_to + 1);
         metrics::counter!(m::LOG_CLEANER_PASSES_TOTAL).increment(1);
         metrics::counter!(m::LOG_CLEANER_BYTES_READ_TOTAL).increment(stats.bytes_read);

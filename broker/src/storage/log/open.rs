@@ -90,6 +90,9 @@ impl PartitionLog {
             tracing::debug!(partition = %name, log_end_offset = report.log_end_offset, "opened partition log");
         }
         let log_end_offset = recovered.active.next_offset();
+        // Where the last cleaning pass ended, never past what recovery kept.
+        checkpoints.lower_cleaner_offset(&key, log_end_offset)?;
+        let cleaned_to = checkpoints.load(OffsetKind::CleanerOffset, &key, &dir)?;
         let log = PartitionLog {
             name,
             dir,
@@ -108,7 +111,7 @@ impl PartitionLog {
             checkpoints,
             key,
             high_watermark: Mutex::new(high_watermark),
-            first_dirty_offset: Mutex::new(None),
+            first_dirty_offset: Mutex::new(cleaned_to.map(super::clean::FirstDirty::restored)),
             cleaner_status: Default::default(),
             end_offset: watch::Sender::new(log_end_offset),
             // What recovery kept is durable once the flush below has run.

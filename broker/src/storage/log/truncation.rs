@@ -131,12 +131,14 @@ impl PartitionLog {
         containing: usize,
         offset: i64,
     ) -> Result<(), StorageError> {
-        // 1. From now on an unclean open scans everything from `offset` on.
+        // 1. From now on an unclean open scans everything from `offset` on, and a compacted
+        // log's records from `offset` on are dirty.
         if sync.recovery_point > offset {
             // Written before this returns if the file holds more.
             self.checkpoints.record_recovery_point(&self.key, offset)?;
             sync.recovery_point = offset;
         }
+        self.checkpoints.lower_cleaner_offset(&self.key, offset)?;
         // 2. Detach the later segments, delete their files, last first.
         let mut doomed: Vec<SegmentPaths> = Vec::new();
         if containing < state.sealed.len() {
