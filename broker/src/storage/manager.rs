@@ -455,8 +455,8 @@ impl LogManager {
     /// last write: one file each, two fsyncs each, however many partitions.
     /// `replication-offset-checkpoint` gets each `(topic, partition, high watermark)`,
     /// noted with its log first (see [`PartitionLog::note_high_watermark`]);
-    /// `recovery-point-offset-checkpoint` and `log-start-offset-checkpoint` what the logs
-    /// recorded.
+    /// `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint` and
+    /// `cleaner-offset-checkpoint` what the logs recorded.
     pub fn checkpoint_offsets(
         &self,
         high_watermarks: impl IntoIterator<Item = (String, i32, i64)>,
