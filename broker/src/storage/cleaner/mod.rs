@@ -38,7 +38,9 @@
 //! delete.retention.ms`: attribute bit 6 set and the baseTimestamp field holding the
 //! horizon (record timestamp deltas are re-encoded against it, so record timestamps do not
 //! change). A later pass removes the tombstone once `now >=` the horizon, so consumers have
-//! `delete.retention.ms` to see it.
+//! `delete.retention.ms` to see it. A log whose earliest kept horizon has passed is due for
+//! a pass even with nothing new to clean (Kafka's `latestDeleteHorizon`, kept in memory as
+//! there): that pass rewrites the cleaned part alone, with an offset map of no keys.
 //!
 //! # Invariants
 //! - Offsets only increase along a log, within and across segments; in a compacted log
@@ -87,8 +89,11 @@ use std::sync::Arc;
 
 pub(crate) use config::parse_dirty_ratio;
 pub use config::{CleanerConfig, CleanupPolicy, DirtyRatio};
+pub(crate) use offset_map::OffsetMap;
 pub(crate) use records::validate_stored;
-pub(crate) use rewrite::{build_offset_map, producer_last_batches, rewrite_group, Filter};
+pub(crate) use rewrite::{
+    build_offset_map, clean_part_map, producer_last_batches, rewrite_group, Filter,
+};
 pub(crate) use throttle::Throttle;
 
 use super::fs::StorageFile;
@@ -142,6 +147,9 @@ pub struct CleanStats {
     pub map_full: bool,
     /// The first dirty offset after the pass (`None` if it cleaned nothing).
     pub cleaned_to: Option<i64>,
+    /// The earliest delete horizon among the tombstones the pass kept (`None`: it kept
+    /// none): from then on a pass is due to remove them, new records or not.
+    pub delete_horizon: Option<i64>,
 }
 
 /// How strictly a log's stored batches are checked when read back by recovery.

@@ -122,6 +122,15 @@ pub(crate) fn build_offset_map(
     Ok(map)
 }
 
+/// The offset map of a pass with nothing new to clean, only expired tombstones to remove:
+/// no keys, covering the cleaned part (below `first_dirty`), whose records are each the
+/// latest of their key already.
+pub(crate) fn clean_part_map(first_dirty: i64) -> OffsetMap {
+    let mut map = OffsetMap::new(0);
+    map.cover_to(first_dirty - 1);
+    map
+}
+
 /// For every producer id in `segments`, the last offset of its last batch there: Kafka
 /// keeps that batch (emptied if need be) so the producer's last sequence number survives.
 /// `None` if there are more than `producers_max` producer ids: then every batch with a
@@ -253,8 +262,17 @@ impl Filter<'_> {
             .copied()
             .collect();
         stats.records_removed += (records.len() - kept.len()) as u64;
-        let needs_horizon = header.attributes & DELETE_HORIZON_FLAG == 0
-            && kept.iter().any(|record| !record.has_value);
+        let has_horizon = header.attributes & DELETE_HORIZON_FLAG != 0;
+        let keeps_tombstones = kept.iter().any(|record| !record.has_value);
+        let needs_horizon = !has_horizon && keeps_tombstones;
+        if keeps_tombstones {
+            let horizon = if has_horizon {
+                header.base_timestamp
+            } else {
+                self.now_ms.saturating_add(self.delete_retention_ms as i64)
+            };
+            stats.delete_horizon = Some(stats.delete_horizon.map_or(horizon, |h| h.min(horizon)));
+        }
         if kept.len() == records.len() && !needs_horizon {
             return Ok(Some(bytes.to_vec()));
         }

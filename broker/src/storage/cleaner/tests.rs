@@ -562,3 +562,44 @@ fn the_last_batch_of_each_producer_stays_even_when_emptied() {
     );
     assert!(!kept.iter().any(|batch| batch.0 == 2), "{kept:?}");
 }
+
+#[test]
+fn expired_tombstones_make_a_pass_due_with_no_new_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        cleaner: CleanerConfig {
+            delete_retention_ms: 1_000,
+            min_cleanable_dirty_ratio: crate::storage::cleaner::parse_dirty_ratio("r", "0.5")
+                .unwrap(),
+            ..compacted_config().cleaner
+        },
+        ..compacted_config()
+    };
+    let log = open_log(&std_fs(), dir.path(), &config, ShutdownState::Clean);
+    append_all(&log, &[&[(Some("k"), Some("v"))], &[(Some("k"), None)]]);
+    let filler: Vec<Vec<Kv<'_>>> = (0..6)
+        .map(|i| {
+            vec![(
+                Some(["f0", "f1", "f2", "f3", "f4", "f5"][i]),
+                Some("0123456789012345678901234567890123456789"),
+            )]
+        })
+        .collect();
+    append_all(&log, &filler.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    let limits = everything(&log);
+    let first = log.clean(&limits, 100_000).unwrap();
+    assert_eq!(first.delete_horizon, Some(101_000), "{first:?}");
+    assert!(records_of(&log).iter().any(|r| r.1.as_deref() == Some("k")));
+    // Nothing new: not due before the horizon, due from it on.
+    assert_eq!(log.cleaning_due(&limits, 100_999).unwrap(), None);
+    assert!(log.cleaning_due(&limits, 101_000).unwrap().is_some());
+    let second = log.clean(&limits, 101_000).unwrap();
+    assert_eq!(second.tombstones_removed, 1, "{second:?}");
+    assert!(
+        !records_of(&log).iter().any(|r| r.1.as_deref() == Some("k")),
+        "{:?}",
+        records_of(&log)
+    );
+    // No tombstone left: no pass due any more.
+    assert_eq!(log.cleaning_due(&limits, 200_000).unwrap(), None);
+}

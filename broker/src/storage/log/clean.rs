@@ -11,7 +11,7 @@
 //! and the pass stops. The first dirty offset it records is forgotten by the next
 //! truncation (which may cut below it), so the next pass then starts at the log start.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sluice_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
@@ -19,8 +19,8 @@ use sluice_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 use super::{lock, LogState, PartitionLog};
 use crate::metrics as m;
 use crate::storage::cleaner::{
-    self, build_offset_map, producer_last_batches, rewrite_group, swap, CleanLimits, CleanStats,
-    Filter, SegmentSnapshot, Throttle,
+    self, build_offset_map, clean_part_map, producer_last_batches, rewrite_group, swap,
+    CleanLimits, CleanStats, Filter, OffsetMap, SegmentSnapshot, Throttle,
 };
 use crate::storage::index::IndexLoadError;
 use crate::storage::segment::{SealedSegment, Segment};
@@ -51,6 +51,9 @@ impl FirstDirty {
 pub(super) struct CleanerStatus {
     dirty_ratio: AtomicU64,
     uncleanable: AtomicBool,
+    /// The earliest delete horizon of the tombstones the last pass kept (`i64::MAX`: none
+    /// known; in memory only, as Kafka's `latestDeleteHorizon`).
+    delete_horizon: AtomicI64,
 }
 
 impl Default for CleanerStatus {
@@ -58,6 +61,7 @@ impl Default for CleanerStatus {
         CleanerStatus {
             dirty_ratio: AtomicU64::new((-1.0f64).to_bits()),
             uncleanable: AtomicBool::new(false),
+            delete_horizon: AtomicI64::new(i64::MAX),
         }
     }
 }
@@ -101,24 +105,15 @@ impl PartitionLog {
         let cleanable =
             &sealed[..cleaner::cleanable_count(&sealed, limits, &self.config.cleaner, now_ms)];
         let start = dirty_from(*first_dirty, log_start_offset, truncations);
-        let dirty: Vec<SegmentSnapshot> = cleanable
-            .iter()
-            .filter(|segment| segment.next_offset > start)
-            .cloned()
-            .collect();
-        if dirty.is_empty() {
-            return Ok(stats);
-        }
         let mut throttle = Throttle::new(limits.io_bytes_per_sec_max);
         let io = (&mut stats, &mut throttle);
-        let map = build_offset_map(&dirty, start, limits.offset_map_bytes_max, io)?;
-        stats.map_keys = map.len();
-        let Some(covered_to) = map.covered_to() else {
-            return Err(StorageError::InvalidConfig(format!(
-                "{}: an offset map of {} bytes cannot hold the keys of one batch at offset {start}",
-                self.name, limits.offset_map_bytes_max
-            )));
+        let Some(map) =
+            self.offset_map(cleanable, (start, log_start_offset), limits, now_ms, io)?
+        else {
+            return Ok(stats);
         };
+        stats.map_keys = map.len();
+        let covered_to = map.covered_to().unwrap_or(start - 1);
         let rewritten: Vec<SegmentSnapshot> = cleanable
             .iter()
             .filter(|segment| segment.base_offset <= covered_to)
@@ -142,12 +137,51 @@ impl PartitionLog {
         });
         self.checkpoints
             .record_cleaner_offset(&self.key, covered_to + 1);
+        let horizon = stats.delete_horizon.unwrap_or(i64::MAX);
+        self.cleaner_status
+            .delete_horizon
+            .store(horizon, Ordering::Relaxed);
         stats.cleaned_to = Some(covered_to + 1);
         metrics::counter!(m::LOG_CLEANER_PASSES_TOTAL).increment(1);
         metrics::counter!(m::LOG_CLEANER_BYTES_READ_TOTAL).increment(stats.bytes_read);
         metrics::counter!(m::LOG_CLEANER_BYTES_WRITTEN_TOTAL).increment(stats.bytes_written);
         tracing::info!(partition = %self.name, ?stats, "cleaned log");
         Ok(stats)
+    }
+
+    /// Step 2 of a pass: the offset map over the dirty part of `cleanable` (from `start`);
+    /// with nothing dirty, one of no keys over the cleaned part if tombstones there have
+    /// expired; `None` if there is nothing to do.
+    fn offset_map(
+        &self,
+        cleanable: &[SegmentSnapshot],
+        (start, log_start_offset): (i64, i64),
+        limits: &CleanLimits,
+        now_ms: i64,
+        io: (&mut CleanStats, &mut Throttle),
+    ) -> Result<Option<OffsetMap>, StorageError> {
+        let dirty: Vec<SegmentSnapshot> = cleanable
+            .iter()
+            .filter(|segment| segment.next_offset > start)
+            .cloned()
+            .collect();
+        if dirty.is_empty() {
+            let expired = self.tombstones_expired(now_ms) && start > log_start_offset;
+            return Ok(expired.then(|| clean_part_map(start)));
+        }
+        let map = build_offset_map(&dirty, start, limits.offset_map_bytes_max, io)?;
+        if map.covered_to().is_none() {
+            return Err(StorageError::InvalidConfig(format!(
+                "{}: an offset map of {} bytes cannot hold the keys of one batch at offset {start}",
+                self.name, limits.offset_map_bytes_max
+            )));
+        }
+        Ok(Some(map))
+    }
+
+    /// Whether a tombstone kept by the last pass has reached its delete horizon.
+    fn tombstones_expired(&self, now_ms: i64) -> bool {
+        self.cleaner_status.delete_horizon.load(Ordering::Relaxed) <= now_ms
     }
 
     /// Steps 3 and 4 of a pass: rewrite `rewritten` group by group, swapping each in.
@@ -203,12 +237,14 @@ impl PartitionLog {
         let status = &self.cleaner_status;
         status.dirty_ratio.store(ratio.to_bits(), Ordering::Relaxed);
         if dirty_bytes == 0 {
-            return Ok(None);
+            return Ok(self.tombstones_expired(now_ms).then_some(ratio));
         }
         let lag_ms = i64::try_from(cleaner.max_compaction_lag_ms).unwrap_or(i64::MAX);
         let oldest_dirty = first_batch_timestamp(dirty[0])?;
         let overdue = oldest_dirty >= 0 && oldest_dirty < now_ms.saturating_sub(lag_ms);
-        let due = ratio > cleaner.min_cleanable_dirty_ratio.get() || overdue;
+        let due = ratio > cleaner.min_cleanable_dirty_ratio.get()
+            || overdue
+            || self.tombstones_expired(now_ms);
         Ok(due.then_some(ratio))
     }
 
