@@ -1,6 +1,7 @@
 //! Log compaction through a running broker (`cleanup.policy=compact`, the cleaner every
 //! `--log-cleaner-backoff-ms`): a compacted topic keeps the last value of each key (at its
-//! original offset; consumers read across the gaps; batches LZ4-compressed or not), and `__consumer_offsets`, compacted
+//! original offset; consumers read across the gaps; batches LZ4-compressed or not), its
+//! tombstones go after `delete.retention.ms` with nothing more produced, and `__consumer_offsets`, compacted
 //! too, keeps each group's last commit, which a restarted coordinator loads back.
 
 use std::collections::BTreeMap;
@@ -67,6 +68,7 @@ fn a_compacted_topic_keeps_the_last_value_of_each_key_at_its_offset() {
             ("cleanup.policy", "compact"),
             ("segment.bytes", "400"),
             ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "500"),
         ];
         let configs: Vec<(String, String)> = configs
             .iter()
@@ -143,6 +145,46 @@ fn a_compacted_topic_keeps_the_last_value_of_each_key_at_its_offset() {
     // Reading from offset 0 skips the gap the removed rounds left.
     assert_eq!(offsets[0], (KEYS * (ROUNDS - 1)) as i64, "{offsets:?}");
     cleaner_metrics_show_the_pass(&broker);
+    tombstones_go_after_delete_retention(&broker, &mut conn);
+}
+
+/// Tombstones for every key, then one batch more (so theirs is sealed) and nothing else:
+/// once `delete.retention.ms` (500 ms) has passed, a pass removes them with no new records
+/// to clean, and no record of those keys is left.
+fn tombstones_go_after_delete_retention(broker: &Broker, conn: &mut RawConnection) {
+    let tombstones: Vec<Record> = (0..KEYS)
+        .map(|k| Record {
+            key: Some(Bytes::from(format!("k{k}"))),
+            value: None,
+            headers: vec![],
+            timestamp: 2_000,
+        })
+        .collect();
+    // Larger than segment.bytes: the tombstones' segment rolls.
+    let filler = [Record {
+        key: Some(Bytes::from_static(b"filler")),
+        value: Some(Bytes::from(vec![b'x'; 500])),
+        headers: vec![],
+        timestamp: 2_001,
+    }];
+    for records in [&tombstones[..], &filler[..]] {
+        let batch = encode_batch(records, Compression::None).unwrap();
+        assert_eq!(produce_batch(conn, TOPIC, 0, batch, -1).0, 0);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = read_all(conn, TOPIC);
+        let left: Vec<_> = records.iter().filter(|r| r.1.starts_with('k')).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "records of deleted keys left after 30 s: {left:?}\n{}",
+            broker.log_tail(8192)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// After a pass: its time in the histogram, the partition's dirty ratio (with
