@@ -1,5 +1,6 @@
 //! Fetch and ListOffsets semantics against the real broker: long poll, byte limits,
-//! out-of-range offsets, refused incremental sessions, and offsets by time.
+//! out-of-range offsets, refused incremental sessions, and offsets by time (per record,
+//! inside a batch, as Kafka).
 
 use std::time::{Duration, Instant};
 
@@ -162,4 +163,25 @@ fn fetch_limits_out_of_range_and_sessions() {
     assert_eq!(offset, 50, "batch 5 starts at timestamp 5000");
     let (_, offset, _) = list_offset(&mut conn, "limits", 10_000_000);
     assert_eq!(offset, -1, "no record that late");
+}
+
+/// Issue 12's case: one batch of 100 records 1 ms apart; a time inside it answers the
+/// record, as Kafka (offset 50 and its own timestamp), not the batch (offset 0 and the
+/// batch's max timestamp).
+#[test]
+fn offsets_by_time_answer_the_record_inside_a_batch() {
+    let broker = Broker::start();
+    let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
+    let base = 1_700_000_000_000;
+    assert_eq!(produce(&mut conn, "by-time", 100, base, 10), 0);
+    assert_eq!(
+        list_offset(&mut conn, "by-time", base + 50),
+        (0, 50, base + 50)
+    );
+    assert_eq!(list_offset(&mut conn, "by-time", base), (0, 0, base));
+    assert_eq!(
+        list_offset(&mut conn, "by-time", base + 99),
+        (0, 99, base + 99)
+    );
+    assert_eq!(list_offset(&mut conn, "by-time", base + 100), (0, -1, -1));
 }

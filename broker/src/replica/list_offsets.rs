@@ -124,9 +124,10 @@ impl ReplicaManager {
             LATEST_TIMESTAMP => answer.offset = end,
             EARLIEST_TIMESTAMP => answer.offset = log.log_start_offset(),
             timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp) {
-                Ok(Some((offset, found))) if offset < end => {
-                    answer.offset = offset;
-                    answer.timestamp = found;
+                Ok(Some(found)) if found.offset < end => {
+                    answer.offset = found.offset;
+                    answer.timestamp = found.timestamp;
+                    answer.leader_epoch = found.leader_epoch;
                 }
                 Ok(_) => {}
                 Err(e) => answer.error = storage_error_code(&e),

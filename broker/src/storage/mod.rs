@@ -121,6 +121,7 @@ pub use manager::{
     TOPIC_PARTITIONS_MAX,
 };
 pub use recovery::{RecoveryReport, ShutdownState};
+pub use segment::TimestampMatch;
 
 /// A timestamp field that carries no timestamp (Kafka's `RecordBatch.NO_TIMESTAMP`).
 pub const NO_TIMESTAMP: i64 = -1;

@@ -583,12 +583,16 @@ impl Segment {
         }
     }
 
-    /// The first batch in this segment whose max timestamp is `>= timestamp`:
-    /// `(base offset, max timestamp)`.
+    /// The first record in this segment at or past `min_offset` whose timestamp is
+    /// `>= timestamp` (Kafka's `searchForTimestamp`): the time index finds where to start,
+    /// batch max timestamps which batch to open, then its records (decompressed if need be;
+    /// with LogAppendTime each record has the batch's time). `(offset, timestamp, the
+    /// batch's partition leader epoch)`.
     pub(super) fn find_timestamp(
         &self,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>, StorageError> {
+        min_offset: i64,
+    ) -> Result<Option<TimestampMatch>, StorageError> {
         if self.max_timestamp < timestamp || self.is_empty() {
             return Ok(None);
         }
@@ -600,13 +604,25 @@ impl Segment {
             .map_or(self.base_offset, |entry| {
                 self.base_offset + i64::from(entry.relative_offset)
             });
-        let mut position = self.find_position(start_offset)?;
+        let mut position = self.find_position(start_offset.max(min_offset))?;
         while position < self.size_bytes {
             let header = self.read_header(position)?;
-            // An empty batch (the cleaner removed every record) answers nothing, as in
-            // Kafka's `searchForTimestamp`, which looks at the records.
+            // An empty batch (the cleaner removed every record) answers nothing; nor does
+            // one whose records with the max timestamp were cleaned away.
             if header.max_timestamp >= timestamp && header.records_count > 0 {
-                return Ok(Some((header.base_offset, header.max_timestamp)));
+                let mut bytes = vec![0u8; header.size_bytes()];
+                self.log.read_exact_at(&mut bytes, position)?;
+                let records = sluice_protocol::records::decode_records(&bytes.into())?;
+                let found = records
+                    .iter()
+                    .find(|r| r.timestamp >= timestamp && r.offset >= min_offset);
+                if let Some(record) = found {
+                    return Ok(Some(TimestampMatch {
+                        offset: record.offset,
+                        timestamp: record.timestamp,
+                        leader_epoch: header.partition_leader_epoch,
+                    }));
+                }
             }
             position += header.size_bytes() as u64;
         }
@@ -617,6 +633,15 @@ impl Segment {
     pub(super) fn truncate_log_to_size(&self) -> io::Result<()> {
         self.log.truncate(self.size_bytes)
     }
+}
+
+/// The answer of a search by timestamp: the first record at or after the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampMatch {
+    pub offset: i64,
+    pub timestamp: i64,
+    /// The leader epoch of the batch holding it (what Kafka answers with).
+    pub leader_epoch: i32,
 }
 
 /// The segment that takes appends: the last one of a log.

@@ -13,7 +13,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{lock, PartitionLog};
-use crate::storage::segment::{FirstBatch, ReadEnd};
+use crate::storage::segment::{FirstBatch, ReadEnd, TimestampMatch};
 use crate::storage::StorageError;
 
 impl PartitionLog {
@@ -55,15 +55,15 @@ impl PartitionLog {
         Ok(out.freeze())
     }
 
-    /// The first batch whose max timestamp is `>= timestamp_ms`: `(its base offset, its max
-    /// timestamp)`, or `None` if no batch has such a timestamp.
+    /// The first record at or past the log start whose timestamp is `>= timestamp_ms`
+    /// (Kafka's `fetchOffsetByTimestamp`), or `None` if no record has such a timestamp.
     pub fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
-    ) -> Result<Option<(i64, i64)>, StorageError> {
+    ) -> Result<Option<TimestampMatch>, StorageError> {
         let state = lock(&self.state);
         for segment in state.segments() {
-            if let Some(found) = segment.find_timestamp(timestamp_ms)? {
+            if let Some(found) = segment.find_timestamp(timestamp_ms, state.log_start_offset)? {
                 return Ok(Some(found));
             }
         }
@@ -166,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn offset_for_timestamp_finds_the_first_batch_at_or_after() {
+    fn offset_for_timestamp_finds_the_first_record_at_or_after() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
             segment_bytes_max: 300,
@@ -194,12 +194,12 @@ mod tests {
             (600, Some((6, 600))),
             (601, None),
         ];
+        let found = |log: &PartitionLog, timestamp| {
+            let found = log.offset_for_timestamp(timestamp).unwrap();
+            found.map(|f| (f.offset, f.timestamp))
+        };
         for (timestamp, expected) in expect {
-            assert_eq!(
-                log.offset_for_timestamp(timestamp).unwrap(),
-                expected,
-                "timestamp {timestamp}"
-            );
+            assert_eq!(found(&log, timestamp), expected, "timestamp {timestamp}");
         }
         // The same answers from indexes loaded off disk.
         log.flush().unwrap();
@@ -207,11 +207,40 @@ mod tests {
         let log = open_log(&fs, dir.path(), &config, ShutdownState::Clean);
         assert_eq!(log.recovery_report().segments_scanned, 0);
         for (timestamp, expected) in expect {
+            assert_eq!(found(&log, timestamp), expected, "reopened, {timestamp}");
+        }
+    }
+
+    /// The case: one batch of 100 records 1 ms apart; asking for base + 50 ms
+    /// answers the 51st record (offset 50 and its own timestamp), not the batch, whatever
+    /// the codec; the answer carries the batch's leader epoch.
+    #[test]
+    fn offset_for_timestamp_answers_the_record_inside_a_batch() {
+        use sluice_protocol::batch::Compression;
+        use sluice_protocol::records::{encode_batch, Record};
+        for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(&std_fs(), dir.path(), &test_config(), ShutdownState::Clean);
+            let base = 1_700_000_000_000i64;
+            let records: Vec<Record> = (0..100)
+                .map(|i| Record {
+                    key: None,
+                    value: Some(bytes::Bytes::from(format!("v{i}"))),
+                    headers: Vec::new(),
+                    timestamp: base + i,
+                })
+                .collect();
+            let batch = BytesMut::from(&encode_batch(&records, codec).unwrap()[..]);
+            log.append(batch, 7, 0).unwrap();
+            let found = log.offset_for_timestamp(base + 50).unwrap().unwrap();
             assert_eq!(
-                log.offset_for_timestamp(timestamp).unwrap(),
-                expected,
-                "reopened, timestamp {timestamp}"
+                (found.offset, found.timestamp, found.leader_epoch),
+                (50, base + 50, 7),
+                "{codec:?}"
             );
+            let first = log.offset_for_timestamp(base - 5).unwrap().unwrap();
+            assert_eq!((first.offset, first.timestamp), (0, base), "{codec:?}");
+            assert_eq!(log.offset_for_timestamp(base + 100).unwrap(), None);
         }
     }
 }
