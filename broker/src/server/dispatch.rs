@@ -1,10 +1,11 @@
 //! The one `match` on the API key: decode the body, call the API's handler, encode the
 //! response. The supported surface can be read here in one place.
 //!
-//! Requests for an API key or version outside [`sluice_protocol::api::SUPPORTED_APIS`] are
-//! answered with UNSUPPORTED_VERSION rather than left hanging: ApiVersions with a v0
-//! response carrying our ranges (so the client retries lower, as Kafka does), every other
-//! API with a bare header + error code.
+//! Requests for an API key or version outside [`sluice_protocol::api::SUPPORTED_APIS`] get
+//! what Kafka gives them (its `RequestContext.parseRequest`): ApiVersions a v0 response with
+//! UNSUPPORTED_VERSION carrying our ranges (so the client retries at a version we have);
+//! every other API has no response schema to answer in, so the connection is closed. Both
+//! are counted in `sluice_unsupported_requests_total{api_key}` and logged.
 //!
 //! # Request metrics
 //! Each request's time is split as Kafka's RequestMetrics split it. The connection notes
@@ -17,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use metrics::SharedString;
@@ -331,24 +332,22 @@ fn malformed(api: &'static str, error: impl std::fmt::Display) -> Reply {
 
 fn unsupported(preamble: &RequestPreamble) -> Reply {
     let known = ApiKey::try_from(preamble.api_key).ok();
-    tracing::info!(
-        api_key = preamble.api_key,
-        api = known.map(api_name).unwrap_or("unknown"),
-        api_version = preamble.api_version,
-        "unsupported API or version; answering UNSUPPORTED_VERSION"
-    );
+    let api = known.map(api_name).unwrap_or("unknown");
     metrics::counter!(m::UNSUPPORTED_REQUESTS_TOTAL, "api_key" => preamble.api_key.to_string())
         .increment(1);
     if known == Some(ApiKey::ApiVersions) {
+        tracing::info!(
+            api_version = preamble.api_version,
+            "ApiVersions at a version this broker lacks; answering v0 with UNSUPPORTED_VERSION"
+        );
         let response = handlers::api_versions::handle(ErrorCode::UnsupportedVersion);
         return encode(ApiKey::ApiVersions, 0, preamble.correlation_id, &response);
     }
-    // No schema to answer in: header v0 (correlation id) and the error code.
-    let mut frame = BytesMut::with_capacity(10);
-    frame.put_i32(6);
-    frame.put_i32(preamble.correlation_id);
-    frame.put_i16(ErrorCode::UnsupportedVersion.code());
-    Reply::Frame(frame.freeze())
+    // No response schema to answer in: close, as Kafka does.
+    Reply::Close(format!(
+        "unsupported API or version: {api} (key {}) v{}",
+        preamble.api_key, preamble.api_version
+    ))
 }
 
 /// Kafka's name for an API, for logs and metric labels.
