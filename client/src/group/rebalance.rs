@@ -26,7 +26,6 @@ use sluice_protocol::consumer_protocol::{
     SUBSCRIPTION_VERSION_MAX,
 };
 
-use crate::consumer::SeekTo;
 use crate::error::{kafka_error_name, Error, Result};
 use crate::group::assignor::{Assignor, MemberSubscription};
 use crate::group::consumer::{GroupConsumer, TopicPartition};
@@ -500,7 +499,12 @@ impl GroupConsumer {
     /// (the reset policy elsewhere), then tell the listener. On failure the member rejoins
     /// at the next `poll`.
     async fn take_assignment(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
-        let result = self.start_partitions(&partitions).await;
+        // Everything was revoked before the join: every partition is new.
+        let result = if partitions.is_empty() {
+            Ok(())
+        } else {
+            self.add(&partitions).await
+        };
         if let Err(error) = &result {
             // Hold nothing half-started; the next poll rejoins.
             self.positions.clear();
@@ -510,40 +514,12 @@ impl GroupConsumer {
             ));
             return result;
         }
-        metrics::gauge!(gm::ASSIGNED_PARTITIONS).increment(partitions.len() as f64);
         if let Some(listener) = self.listener.as_mut() {
             listener.on_partitions_assigned(&partitions);
         }
         self.next_auto_commit =
             Instant::now() + Duration::from_millis(self.config.auto_commit_interval_ms);
         result
-    }
-
-    async fn start_partitions(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        let committed = if partitions.is_empty() {
-            BTreeMap::new()
-        } else {
-            self.committed(partitions).await?
-        };
-        match self.consumer.assign(partitions.to_vec()).await {
-            // The leader saw partitions this member's metadata does not have yet (the topic
-            // grew): refresh and try once more.
-            Err(Error::UnknownPartition { .. }) => {
-                self.consumer.cluster().refresh().await?;
-                self.consumer.assign(partitions.to_vec()).await?;
-            }
-            other => other?,
-        }
-        for (key, offset) in committed {
-            if let Some(offset) = offset {
-                self.consumer
-                    .seek(&key.0, key.1, SeekTo::Offset(offset))
-                    .await?;
-                self.positions.insert(key, offset);
-            }
-        }
-        self.assigned = partitions.iter().cloned().collect();
-        Ok(())
     }
 }
 
