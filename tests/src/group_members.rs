@@ -324,3 +324,120 @@ pub fn assert_no_duplicates(seen: &[Seen]) -> BTreeSet<(i32, i64)> {
     }
     unique
 }
+
+/// The handover scenario both rebalancing styles are tested with: three members
+/// (auto-commit on revoke and close only) split a 6-partition topic and consume a first
+/// batch; member 0 closes; the two left consume a second batch. Each phase checks what
+/// every style must show (every record once, nothing old again, member 0 gone); the tests
+/// check their style's callbacks and commits between phases.
+pub struct Handover {
+    pub bootstrap: String,
+    pub group: String,
+    pub shared: Arc<Shared>,
+    pub members: Vec<MemberTask>,
+    /// Each partition's log end after the first batch.
+    pub ends: BTreeMap<i32, i64>,
+    /// Member 0's partitions when it closed.
+    pub closed_partitions: Vec<TopicPartition>,
+}
+
+impl Handover {
+    pub const FIRST: usize = 300;
+    pub const SECOND: usize = 60;
+
+    /// Create the topic (named as the group), start three members made by `config`, wait
+    /// for two partitions each, produce the first batch and wait until it is consumed.
+    pub async fn start(
+        bootstrap: &str,
+        group: &str,
+        config: impl Fn(&str, &str, usize) -> GroupConsumerConfig,
+    ) -> Handover {
+        let admin = sluice_client::Admin::new(bootstrap).await.unwrap();
+        admin.create_topic(group, PARTITIONS, 1, &[]).await.unwrap();
+        let shared = Arc::new(Shared::default());
+        let members: Vec<MemberTask> = (0..3)
+            .map(|i| {
+                let commits = Commits::AutoOnRebalanceAndClose;
+                spawn_member(
+                    config(bootstrap, group, i),
+                    group,
+                    i,
+                    commits,
+                    shared.clone(),
+                )
+            })
+            .collect();
+        let all: Vec<&MemberTask> = members.iter().collect();
+        wait_for("three members with two partitions each", &all, || {
+            split_as(&shared.assignments(), &[0, 1, 2], &[2, 2, 2])
+        })
+        .await;
+        let ends = produce(bootstrap, group, "first", Self::FIRST).await;
+        wait_for_seen(&shared, &all, Self::FIRST).await;
+        Handover {
+            bootstrap: bootstrap.to_string(),
+            group: group.to_string(),
+            shared,
+            members,
+            ends,
+            closed_partitions: Vec::new(),
+        }
+    }
+
+    /// Member 0 closes; wait until the other two hold three partitions each.
+    pub async fn close_member_0(&mut self) {
+        let closing = self.members.remove(0);
+        self.closed_partitions = self.shared.assignments()[&0].clone();
+        closing.close().await.unwrap();
+        let all: Vec<&MemberTask> = self.members.iter().collect();
+        wait_for("two members with three partitions each", &all, || {
+            split_as(&self.shared.assignments(), &[1, 2], &[3, 3])
+        })
+        .await;
+    }
+
+    /// Produce the second batch and check what was consumed: every record exactly once,
+    /// the second batch only past the first's ends, none of it by member 0, and member 0's
+    /// partitions taken over. Returns the log ends after it.
+    pub async fn consume_second(&self) -> BTreeMap<i32, i64> {
+        let all: Vec<&MemberTask> = self.members.iter().collect();
+        let second_ends = produce(&self.bootstrap, &self.group, "second", Self::SECOND).await;
+        wait_for_seen(&self.shared, &all, Self::FIRST + Self::SECOND).await;
+        let everything = self.shared.seen();
+        let unique = assert_no_duplicates(&everything);
+        assert_eq!(unique.len(), Self::FIRST + Self::SECOND);
+        let second = &everything[Self::FIRST..];
+        assert_eq!(second.len(), Self::SECOND, "nothing old was consumed again");
+        for record in second {
+            let end = self.ends[&record.partition];
+            assert!(record.offset >= end, "{record:?} is old");
+            assert_ne!(record.member, 0, "{record:?}");
+        }
+        for (_, partition) in &self.closed_partitions {
+            assert!(
+                second.iter().any(|s| s.partition == *partition),
+                "nobody consumed partition {partition} after member 0 closed: {second:?}"
+            );
+        }
+        second_ends
+    }
+
+    /// Close the others and wait until the group has committed `ends`.
+    pub async fn finish(self, ends: &BTreeMap<i32, i64>) {
+        for member in self.members {
+            member.close().await.unwrap();
+        }
+        wait_for_commits(&self.bootstrap, &self.group, &self.group, ends, &[]).await;
+    }
+}
+
+/// Wait until the members have consumed at least `count` records.
+async fn wait_for_seen(shared: &Shared, members: &[&MemberTask], count: usize) {
+    wait_for(&format!("{count} records consumed"), members, || {
+        let seen = shared.seen.lock().unwrap().len();
+        (seen >= count)
+            .then_some(())
+            .ok_or(format!("{seen} consumed"))
+    })
+    .await;
+}

@@ -134,89 +134,25 @@ fn members_split_partitions_consume_each_record_once_and_a_late_member_resumes_f
 
 #[test]
 fn a_closing_member_hands_its_partitions_and_commits_to_the_others() {
-    const GROUP: &str = "group-handover";
-    const TOPIC: &str = "group-handover";
-    const FIRST: usize = 300;
-    const SECOND: usize = 60;
     let broker = broker();
     let bootstrap = broker.bootstrap();
     runtime().block_on(async {
-        let admin = Admin::new(&bootstrap).await.unwrap();
-        admin.create_topic(TOPIC, PARTITIONS, 1, &[]).await.unwrap();
-        let shared = Arc::new(Shared::default());
-        let mut members: Vec<MemberTask> = (0..3)
-            .map(|i| {
-                let config = member_config(&bootstrap, GROUP, i);
-                spawn_member(
-                    config,
-                    TOPIC,
-                    i,
-                    Commits::AutoOnRebalanceAndClose,
-                    shared.clone(),
-                )
-            })
-            .collect();
-        let all: Vec<&MemberTask> = members.iter().collect();
-        wait_for("three members with two partitions each", &all, || {
-            split_as(&shared.assignments(), &[0, 1, 2], &[2, 2, 2])
-        })
-        .await;
-        let ends = produce(&bootstrap, TOPIC, "first", FIRST).await;
-        wait_for("every record of the first batch", &all, || {
-            let seen = shared.seen.lock().unwrap().len();
-            (seen >= FIRST)
-                .then_some(())
-                .ok_or(format!("{seen} consumed"))
-        })
-        .await;
+        let mut run = Handover::start(&bootstrap, "group-handover", member_config).await;
         // Auto-commit is due only in an hour: nothing past the start is committed yet (a
         // rebalance while the group formed may have committed the starting offsets, 0).
-        let before = committed(&bootstrap, GROUP, TOPIC).await;
+        let before = committed(&bootstrap, &run.group, &run.group).await;
         assert!(before.values().all(|o| o.unwrap_or(0) == 0), "{before:?}");
 
         // Member 0 closes: it commits its partitions, then leaves; the other two revoke
         // (committing theirs) and share all six.
-        let closing = members.remove(0);
-        let closed_partitions = shared.assignments()[&0].clone();
-        closing.close().await.unwrap();
-        let all: Vec<&MemberTask> = members.iter().collect();
-        wait_for("two members with three partitions each", &all, || {
-            split_as(&shared.assignments(), &[1, 2], &[3, 3])
-        })
-        .await;
-        wait_for_commits(&bootstrap, GROUP, TOPIC, &ends, &all).await;
-
-        let second_ends = produce(&bootstrap, TOPIC, "second", SECOND).await;
-        wait_for("every record of the second batch", &all, || {
-            let seen = shared.seen.lock().unwrap().len();
-            (seen >= FIRST + SECOND)
-                .then_some(())
-                .ok_or(format!("{seen} consumed"))
-        })
-        .await;
-        let everything = shared.seen();
-        let unique = assert_no_duplicates(&everything);
-        assert_eq!(unique.len(), FIRST + SECOND);
-        let second = &everything[FIRST..];
-        assert_eq!(second.len(), SECOND, "nothing old was consumed again");
-        for record in second {
-            assert!(
-                record.offset >= ends[&record.partition],
-                "{record:?} is old"
-            );
-            assert_ne!(record.member, 0, "{record:?}");
-        }
-        // The closed member's partitions were taken over, from its commits.
-        for (_, partition) in &closed_partitions {
-            assert!(
-                second.iter().any(|s| s.partition == *partition),
-                "nobody consumed partition {partition} after member 0 closed: {second:?}"
-            );
-        }
+        run.close_member_0().await;
+        let all: Vec<&MemberTask> = run.members.iter().collect();
+        wait_for_commits(&bootstrap, &run.group, &run.group, &run.ends, &all).await;
+        let second_ends = run.consume_second().await;
 
         // The listener saw the eager rebalance: member 1 gave up both its partitions, then
         // got three.
-        let events = shared.events.lock().unwrap().clone();
+        let events = run.shared.events.lock().unwrap().clone();
         let member_1: Vec<(&str, usize)> = events
             .iter()
             .filter(|(m, _, _)| *m == 1)
@@ -226,11 +162,7 @@ fn a_closing_member_hands_its_partitions_and_commits_to_the_others() {
             member_1.ends_with(&[("revoked", 2), ("assigned", 3)]),
             "member 1's callbacks: {member_1:?}"
         );
-
-        for member in members {
-            member.close().await.unwrap();
-        }
-        wait_for_commits(&bootstrap, GROUP, TOPIC, &second_ends, &[]).await;
+        run.finish(&second_ends).await;
     });
 }
 

@@ -71,43 +71,13 @@ fn cooperative_sticky_members_keep_their_partitions_when_one_closes() {
 /// Three members split six partitions and consume every record once; member 0 closes and
 /// the other two take its partitions without giving up any of theirs.
 fn incremental_handover(tag: &str, config: fn(&str, &str, usize) -> GroupConsumerConfig) {
-    let group = format!("{tag}-group");
-    let topic = group.as_str();
-    const FIRST: usize = 300;
-    const SECOND: usize = 60;
     let broker = broker();
     let bootstrap = broker.bootstrap();
     runtime().block_on(async {
-        let admin = Admin::new(&bootstrap).await.unwrap();
-        admin.create_topic(topic, PARTITIONS, 1, &[]).await.unwrap();
-        let shared = Arc::new(Shared::default());
-        let mut members: Vec<MemberTask> = (0..3)
-            .map(|i| {
-                let config = config(&bootstrap, &group, i);
-                spawn_member(
-                    config,
-                    topic,
-                    i,
-                    Commits::AutoOnRebalanceAndClose,
-                    shared.clone(),
-                )
-            })
-            .collect();
-        let all: Vec<&MemberTask> = members.iter().collect();
-        wait_for("three members with two partitions each", &all, || {
-            split_as(&shared.assignments(), &[0, 1, 2], &[2, 2, 2])
-        })
-        .await;
-        let ends = produce(&bootstrap, topic, "first", FIRST).await;
-        wait_for("every record of the first batch", &all, || {
-            let seen = shared.seen.lock().unwrap().len();
-            (seen >= FIRST)
-                .then_some(())
-                .ok_or(format!("{seen} consumed"))
-        })
-        .await;
+        let mut run = Handover::start(&bootstrap, &format!("{tag}-group"), config).await;
+        let shared = run.shared.clone();
         // (While the group formed, members gave up partitions to those joining.)
-        // The member epochs are the generations the members report, and they are > 0.
+        // The member epochs (or generations) the members report are > 0.
         let generations = shared.generations.lock().unwrap().clone();
         assert!(
             generations.values().all(|g| g.is_some_and(|g| g > 0)),
@@ -118,17 +88,10 @@ fn incremental_handover(tag: &str, config: fn(&str, &str, usize) -> GroupConsume
             .map(|m| shared.assignments()[m].iter().cloned().collect())
             .collect();
 
-        // Member 0 closes (committing, then leaving with epoch -1): the others get its two
-        // partitions and keep their own.
+        // Member 0 closes (committing, then leaving): the others get its two partitions and
+        // keep their own, without giving any up.
         let events_before: Vec<usize> = [1, 2].map(|m| callbacks(&shared, m).len()).to_vec();
-        let closing = members.remove(0);
-        let closed_partitions = shared.assignments()[&0].clone();
-        closing.close().await.unwrap();
-        let all: Vec<&MemberTask> = members.iter().collect();
-        wait_for("two members with three partitions each", &all, || {
-            split_as(&shared.assignments(), &[1, 2], &[3, 3])
-        })
-        .await;
+        run.close_member_0().await;
         for (i, member) in [1, 2].into_iter().enumerate() {
             let now: BTreeSet<TopicPartition> =
                 shared.assignments()[&member].iter().cloned().collect();
@@ -145,37 +108,16 @@ fn incremental_handover(tag: &str, config: fn(&str, &str, usize) -> GroupConsume
             assert!(revoked.is_empty(), "member {member} revoked {revoked:?}");
         }
         // Member 0's commits on close cover what it consumed.
-        let committed_now = committed(&bootstrap, &group, topic).await;
-        for (_, partition) in &closed_partitions {
+        let committed_now = committed(&bootstrap, &run.group, &run.group).await;
+        for (_, partition) in &run.closed_partitions {
             assert_eq!(
                 committed_now[partition],
-                Some(ends[partition]),
+                Some(run.ends[partition]),
                 "{committed_now:?}"
             );
         }
-
-        let second_ends = produce(&bootstrap, topic, "second", SECOND).await;
-        wait_for("every record of the second batch", &all, || {
-            let seen = shared.seen.lock().unwrap().len();
-            (seen >= FIRST + SECOND)
-                .then_some(())
-                .ok_or(format!("{seen} consumed"))
-        })
-        .await;
-        let everything = shared.seen();
-        let unique = assert_no_duplicates(&everything);
-        assert_eq!(unique.len(), FIRST + SECOND);
-        for record in &everything[FIRST..] {
-            assert!(
-                record.offset >= ends[&record.partition],
-                "{record:?} is old"
-            );
-            assert_ne!(record.member, 0, "{record:?}");
-        }
-        for member in members {
-            member.close().await.unwrap();
-        }
-        wait_for_commits(&bootstrap, &group, topic, &second_ends, &[]).await;
+        let second_ends = run.consume_second().await;
+        run.finish(&second_ends).await;
     });
 }
 
