@@ -5,7 +5,9 @@
 //! Ranges are chosen so that current librdkafka, kafka-python and the Java client negotiate
 //! versions whose bodies the `kafka-protocol` crate decodes. Produce is advertised from v0
 //! because librdkafka 2.0.2 (Debian's kcat) turns compression off unless Produce starts at
-//! v0; clients still pick their highest version. Fetch stops at v12 and Produce at v11, the
+//! v0; clients still pick their highest version. Apache Kafka 4.1.1 does exactly the same
+//! (KAFKA-18659: it advertises Produce 0..13 and closes the connection on a v0-v2 request;
+//! checked with a raw Produce v2 on 2026-12-07), and so does Sluice. Fetch stops at v12 and Produce at v11, the
 //! last versions that address topics by name.
 
 use kafka_protocol::messages::ApiKey;
