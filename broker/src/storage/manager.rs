@@ -85,6 +85,29 @@ pub struct ConfigEntry {
     pub value: Option<String>,
     /// True when the value is the broker default rather than a topic override.
     pub is_default: bool,
+    /// The broker config it falls back to (Kafka's synonym), if any.
+    pub synonym: Option<&'static str>,
+    /// Kafka's `ConfigType` (1 boolean, 2 string, 3 int, 5 long, 6 double, 7 list).
+    pub config_type: i8,
+    /// Kafka's default (`None` for Sluice's own configs).
+    pub kafka_default: Option<&'static str>,
+}
+
+impl ConfigEntry {
+    /// Kafka's `ConfigSource`: 1 a topic override, 5 Kafka's default, 4 a broker setting
+    /// (a value other than Kafka's default that the topic does not override).
+    pub fn source(&self) -> i8 {
+        if !self.is_default {
+            1
+        } else if self
+            .kafka_default
+            .is_none_or(|d| Some(d) == self.value.as_deref())
+        {
+            5
+        } else {
+            4
+        }
+    }
 }
 
 /// All partition logs in one data directory.
@@ -598,14 +621,7 @@ impl LogManager {
         let topic = topics
             .get(name)
             .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
-        Ok(SUPPORTED_TOPIC_CONFIGS
-            .iter()
-            .map(|key| ConfigEntry {
-                name: key.to_string(),
-                value: Some(config_value(&topic.settings, key)),
-                is_default: !topic.info.configs.contains_key(*key),
-            })
-            .collect())
+        Ok(topic_entries(&topic.settings, &topic.info.configs))
     }
 
     /// What [`LogManager::describe_configs`] would list for a topic with these overrides
@@ -615,14 +631,7 @@ impl LogManager {
         overrides: &BTreeMap<String, String>,
     ) -> Result<Vec<ConfigEntry>, StorageError> {
         let (settings, overrides) = parse_overrides(&self.defaults, overrides)?;
-        Ok(SUPPORTED_TOPIC_CONFIGS
-            .iter()
-            .map(|key| ConfigEntry {
-                name: key.to_string(),
-                value: Some(config_value(&settings, key)),
-                is_default: !overrides.contains_key(*key),
-            })
-            .collect())
+        Ok(topic_entries(&settings, &overrides))
     }
 
     /// Check config overrides (Kafka names) as topic creation would, without creating.
@@ -812,11 +821,12 @@ fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
 }
 
 mod clean;
+mod kafka_topic_configs;
 mod topic_config;
 
 pub use clean::CleanPassStats;
 pub use topic_config::SUPPORTED_TOPIC_CONFIGS;
-use topic_config::{config_value, parse_overrides, TopicSettings};
+use topic_config::{parse_overrides, topic_entries, TopicSettings};
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,14 @@
 //! DescribeConfigs for topics (resource type 2) and this broker (resource type 4).
+//!
+//! A topic lists Kafka 4.1.1's 33 topic configs and Sluice's `durability`
+//! (`storage::manager::kafka_topic_configs`): honoured ones with their effective value,
+//! the others at Kafka's default. Each has Kafka's source (1 topic override, 4 a broker
+//! setting other than Kafka's default, 5 Kafka's default), its type, and, when asked
+//! (`include_synonyms`), its synonyms: the override, then the broker config it falls back
+//! to. Documentation is not served (null), a known difference.
 
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use sluice_protocol::error::ErrorCode;
@@ -16,8 +23,27 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// One config entry: name, value, Kafka ConfigSource.
-type Entry = (String, Option<String>, i8);
+/// One config entry: name, value, Kafka ConfigSource, and for topics the broker synonym
+/// (with its value) and Kafka's config type.
+struct Entry {
+    name: String,
+    value: Option<String>,
+    source: i8,
+    synonym: Option<(&'static str, Option<String>, i8)>,
+    config_type: i8,
+}
+
+impl Entry {
+    fn broker(name: &str, value: String) -> Entry {
+        Entry {
+            name: name.to_string(),
+            value: Some(value),
+            source: SOURCE_STATIC_BROKER,
+            synonym: None,
+            config_type: 0,
+        }
+    }
+}
 
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
@@ -29,19 +55,7 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
             RESOURCE_TOPIC => broker
                 .logs
                 .describe_configs(&resource.resource_name)
-                .map(|entries| {
-                    entries
-                        .into_iter()
-                        .map(|e| {
-                            let source = if e.is_default {
-                                SOURCE_DEFAULT
-                            } else {
-                                SOURCE_DYNAMIC_TOPIC
-                            };
-                            (e.name, e.value, source)
-                        })
-                        .collect()
-                })
+                .map(|entries| entries.into_iter().map(topic_entry).collect())
                 .map_err(|e| (storage_error_code(&e), e.to_string())),
             RESOURCE_BROKER => {
                 if resource.resource_name.as_str() == broker.identity.node_id.to_string()
@@ -62,21 +76,14 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
         };
         match entries {
             Ok(entries) => {
+                let is_broker = resource.resource_type == RESOURCE_BROKER;
                 result.configs = entries
                     .into_iter()
-                    .filter(|(name, _, _)| match &resource.configuration_keys {
+                    .filter(|e| match &resource.configuration_keys {
                         None => true,
-                        Some(keys) => keys.iter().any(|k| k.as_str() == name),
+                        Some(keys) => keys.iter().any(|k| k.as_str() == e.name),
                     })
-                    .map(|(name, value, source)| {
-                        let mut c = DescribeConfigsResourceResult::default();
-                        c.name = str_bytes(name);
-                        c.value = value.map(str_bytes);
-                        c.config_source = source;
-                        c.read_only = source != SOURCE_DYNAMIC_TOPIC
-                            && resource.resource_type == RESOURCE_BROKER;
-                        c
-                    })
+                    .map(|e| config_result(e, is_broker, request.include_synonyms))
                     .collect();
             }
             Err((code, message)) => {
@@ -89,36 +96,75 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
     response
 }
 
+/// A topic's config as storage describes it.
+fn topic_entry(e: crate::storage::ConfigEntry) -> Entry {
+    let source = e.source();
+    // A default's value is its broker synonym's; an override shadows it.
+    let synonym = e.synonym.map(|name| {
+        let broker_source = if source == SOURCE_DYNAMIC_TOPIC {
+            SOURCE_DEFAULT
+        } else {
+            source
+        };
+        let value = if source == SOURCE_DYNAMIC_TOPIC {
+            e.kafka_default.map(str::to_string)
+        } else {
+            e.value.clone()
+        };
+        (name, value, broker_source)
+    });
+    Entry {
+        name: e.name,
+        value: e.value,
+        source,
+        synonym,
+        config_type: e.config_type,
+    }
+}
+
+fn config_result(
+    e: Entry,
+    is_broker: bool,
+    include_synonyms: bool,
+) -> DescribeConfigsResourceResult {
+    let mut c = DescribeConfigsResourceResult::default();
+    if include_synonyms {
+        if e.source == SOURCE_DYNAMIC_TOPIC {
+            c.synonyms.push(synonym(&e.name, e.value.clone(), e.source));
+        }
+        if let Some((name, value, source)) = e.synonym {
+            c.synonyms.push(synonym(name, value, source));
+        }
+    }
+    c.name = str_bytes(e.name);
+    c.value = e.value.map(str_bytes);
+    c.config_source = e.source;
+    c.config_type = e.config_type;
+    c.read_only = is_broker;
+    c
+}
+
+fn synonym(name: &str, value: Option<String>, source: i8) -> DescribeConfigsSynonym {
+    let mut s = DescribeConfigsSynonym::default();
+    s.name = str_bytes(name.to_string());
+    s.value = value.map(str_bytes);
+    s.source = source;
+    s
+}
+
 fn broker_configs(broker: &Broker) -> Vec<Entry> {
     let (auto_create, partitions) = match broker.auto_create {
         AutoCreate::Enabled { partitions } => (true, partitions),
         AutoCreate::Disabled => (false, 1),
     };
     vec![
-        (
-            "broker.id".into(),
-            Some(broker.identity.node_id.to_string()),
-            SOURCE_STATIC_BROKER,
+        Entry::broker("broker.id", broker.identity.node_id.to_string()),
+        Entry::broker("auto.create.topics.enable", auto_create.to_string()),
+        Entry::broker("num.partitions", partitions.to_string()),
+        Entry::broker(
+            "socket.request.max.bytes",
+            broker.limits.frame_bytes_max.to_string(),
         ),
-        (
-            "auto.create.topics.enable".into(),
-            Some(auto_create.to_string()),
-            SOURCE_STATIC_BROKER,
-        ),
-        (
-            "num.partitions".into(),
-            Some(partitions.to_string()),
-            SOURCE_STATIC_BROKER,
-        ),
-        (
-            "socket.request.max.bytes".into(),
-            Some(broker.limits.frame_bytes_max.to_string()),
-            SOURCE_STATIC_BROKER,
-        ),
-        (
-            "fetch.max.bytes".into(),
-            Some(broker.limits.fetch_bytes_max.to_string()),
-            SOURCE_STATIC_BROKER,
-        ),
+        Entry::broker("fetch.max.bytes", broker.limits.fetch_bytes_max.to_string()),
     ]
 }

@@ -273,8 +273,13 @@ fn describe_configs_lists_every_key_and_marks_overrides() {
         )
         .unwrap();
     let entries = manager.describe_configs("t").unwrap();
+    // Kafka's 33 and Sluice's durability, in name order.
     let names: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
-    assert_eq!(names, SUPPORTED_TOPIC_CONFIGS);
+    assert_eq!(names.len(), 34);
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    for name in SUPPORTED_TOPIC_CONFIGS {
+        assert!(names.contains(name), "{name}");
+    }
     let get = |name: &str| {
         entries
             .iter()
@@ -287,9 +292,19 @@ fn describe_configs_lists_every_key_and_marks_overrides() {
         ConfigEntry {
             name: "retention.ms".into(),
             value: Some("-1".into()),
-            is_default: false
+            is_default: false,
+            synonym: None,
+            config_type: 5,
+            kafka_default: Some("604800000"),
         }
     );
+    assert_eq!(get("retention.ms").source(), 1, "a topic override");
+    // Not implemented by Sluice: listed at Kafka's default, Kafka's source for it.
+    let timestamp_type = get("message.timestamp.type");
+    assert_eq!(timestamp_type.value.as_deref(), Some("CreateTime"));
+    assert_eq!(timestamp_type.source(), 5);
+    // The test config's segment size is not Kafka's default: a broker setting.
+    assert_eq!(get("segment.bytes").source(), 4);
     assert_eq!(get("min.insync.replicas").value.as_deref(), Some("2"));
     let segment_bytes = get("segment.bytes");
     assert!(segment_bytes.is_default);
@@ -304,6 +319,21 @@ fn describe_configs_lists_every_key_and_marks_overrides() {
         manager.describe_configs("unknown"),
         Err(StorageError::UnknownTopic(_))
     ));
+    // Kafka's configs Sluice does not implement may be set to Kafka's default only.
+    let streams_like = configs(&[("message.timestamp.type", "CreateTime")]);
+    let info = manager.create_topic("s", 1, streams_like).unwrap();
+    assert_eq!(info.configs["message.timestamp.type"], "CreateTime");
+    let refused = manager.create_topic(
+        "x",
+        1,
+        configs(&[("message.timestamp.type", "LogAppendTime")]),
+    );
+    assert!(
+        matches!(&refused, Err(StorageError::InvalidConfig(m)) if m.contains("only Kafka's default")),
+        "{refused:?}"
+    );
+    let unknown = manager.create_topic("y", 1, configs(&[("no.such.config", "1")]));
+    assert!(matches!(unknown, Err(StorageError::InvalidConfig(_))));
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::super::cleaner::{parse_dirty_ratio, CleanupPolicy};
 use super::super::{LogConfig, StorageError};
+use super::kafka_topic_configs::{is_kafka_default, kafka_topic_config, KAFKA_TOPIC_CONFIGS};
 
 /// The topic config keys [`LogManager::create_topic`](super::LogManager::create_topic) accepts, in the order
 /// [`LogManager::describe_configs`](super::LogManager::describe_configs) lists them.
@@ -98,12 +99,22 @@ pub(super) fn parse_overrides(
                     }
                 }
             }
-            _ => {
-                return Err(StorageError::InvalidConfig(format!(
-                    "{key}: unknown topic config; supported: {}",
-                    SUPPORTED_TOPIC_CONFIGS.join(", ")
-                )))
-            }
+            _ => match kafka_topic_config(key) {
+                // One of Kafka's that Sluice does not implement: its default only.
+                Some(config) if is_kafka_default(config, value) => {}
+                Some(config) => {
+                    return Err(StorageError::InvalidConfig(format!(
+                        "{key}: Sluice implements only Kafka's default, {:?}; {value:?} is not supported",
+                        config.kafka_default
+                    )))
+                }
+                None => {
+                    return Err(StorageError::InvalidConfig(format!(
+                        "{key}: unknown topic config; implemented: {}",
+                        SUPPORTED_TOPIC_CONFIGS.join(", ")
+                    )))
+                }
+            },
         }
     }
     settings.log.cleaner.validate()?;
@@ -134,6 +145,37 @@ fn parse_limit(key: &str, value: &str) -> Result<Option<u64>, StorageError> {
     }
 }
 
+/// Every config DescribeConfigs lists for a topic, in name order: Kafka's 33 and Sluice's
+/// own `durability`, each with its value and whether the topic overrides it.
+pub(super) fn topic_entries(
+    settings: &TopicSettings,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<super::ConfigEntry> {
+    let entry = |name: &str, synonym, config_type, kafka_default| super::ConfigEntry {
+        name: name.to_string(),
+        value: Some(config_value(settings, name)),
+        is_default: !overrides.contains_key(name),
+        synonym,
+        config_type,
+        kafka_default,
+    };
+    let mut entries: Vec<super::ConfigEntry> = KAFKA_TOPIC_CONFIGS
+        .iter()
+        .map(|c| {
+            entry(
+                c.name,
+                c.broker_synonym,
+                c.config_type as i8,
+                Some(c.kafka_default),
+            )
+        })
+        .collect();
+    // Sluice's own: where its durability mode is set per topic (a string).
+    entries.push(entry("durability", Some("durability"), 2, None));
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    entries
+}
+
 /// A setting's value as Kafka prints it.
 pub(super) fn config_value(settings: &TopicSettings, key: &str) -> String {
     let limit =
@@ -152,6 +194,9 @@ pub(super) fn config_value(settings: &TopicSettings, key: &str) -> String {
         "segment.bytes" => settings.log.segment_bytes_max.to_string(),
         "segment.ms" => settings.log.segment_ms_max.to_string(),
         "unclean.leader.election.enable" => settings.unclean_leader_election.to_string(),
-        other => unreachable!("config_value of unsupported key {other}"),
+        other => match kafka_topic_config(other) {
+            Some(config) => config.kafka_default.to_string(),
+            None => unreachable!("config_value of unknown key {other}"),
+        },
     }
 }
