@@ -29,6 +29,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::Produce, 0, 11),
     range(ApiKey::Fetch, 4, 12),
     range(ApiKey::ListOffsets, 1, 8),
+    // Where a leader epoch ends (KIP-279), for consumers validating their position after a
+    // leader change (KIP-320) and for tools; Kafka 4.1's range.
+    range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::Metadata, 0, 12),
     range(ApiKey::ApiVersions, 0, 4),
     range(ApiKey::CreateTopics, 2, 7),

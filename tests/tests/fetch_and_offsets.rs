@@ -185,3 +185,76 @@ fn offsets_by_time_answer_the_record_inside_a_batch() {
     );
     assert_eq!(list_offset(&mut conn, "by-time", base + 100), (0, -1, -1));
 }
+
+fn epoch_end(
+    conn: &mut RawConnection,
+    topic: &str,
+    current_leader_epoch: i32,
+    leader_epoch: i32,
+) -> (i16, i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(current_leader_epoch)
+                .with_leader_epoch(leader_epoch)])]);
+    let response: OffsetForLeaderEpochResponse = conn
+        .request(ApiKey::OffsetForLeaderEpoch, 4, &request)
+        .unwrap();
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
+}
+
+/// OffsetForLeaderEpoch as a consumer sends it after a leader change (KIP-320): the
+/// current epoch ends at the log end offset, a later one is unknown to the log, and the
+/// client's current leader epoch is checked first.
+#[test]
+fn offset_for_leader_epoch_answers_where_an_epoch_ends() {
+    let broker = Broker::start();
+    let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
+    assert_eq!(produce(&mut conn, "epochs", 10, 1_000, 10), 0);
+    let (_, epoch, _) = list_offset_epoch(&mut conn, "epochs");
+    assert!(epoch >= 0);
+    assert_eq!(epoch_end(&mut conn, "epochs", epoch, epoch), (0, epoch, 10));
+    assert_eq!(epoch_end(&mut conn, "epochs", -1, epoch), (0, epoch, 10));
+    // A later epoch than the log knows: undefined, as Kafka's cache answers it.
+    assert_eq!(epoch_end(&mut conn, "epochs", -1, epoch + 1), (0, -1, -1));
+    // The client thinks the leader is newer (UNKNOWN_LEADER_EPOCH) or older
+    // (FENCED_LEADER_EPOCH) than it is.
+    assert_eq!(
+        epoch_end(&mut conn, "epochs", epoch + 1, epoch),
+        (75, -1, -1)
+    );
+    if epoch > 0 {
+        assert_eq!(
+            epoch_end(&mut conn, "epochs", epoch - 1, epoch),
+            (74, -1, -1)
+        );
+        // An epoch older than any the log has: it ends where the log's first epoch starts.
+        assert_eq!(
+            epoch_end(&mut conn, "epochs", -1, epoch - 1),
+            (0, epoch - 1, 0)
+        );
+    }
+    let unknown = epoch_end(&mut conn, "no-such-topic", -1, 0);
+    assert_eq!(unknown.0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+}
+
+/// The leader epoch ListOffsets v4+ reports for the latest offset.
+fn list_offset_epoch(conn: &mut RawConnection, topic: &str) -> (i16, i32, i64) {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let response: ListOffsetsResponse = conn.request(ApiKey::ListOffsets, 7, &request).unwrap();
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.offset)
+}

@@ -139,7 +139,10 @@ impl ReplicaManager {
 
     /// The replica that answers for a partition: any hosted replica for the debugging
     /// replica id, the leader for everyone else; or the error to answer with.
-    fn answering_replica(&self, query: &OffsetQuery<'_>) -> Result<Arc<Replica>, ErrorCode> {
+    pub(super) fn answering_replica(
+        &self,
+        query: &OffsetQuery<'_>,
+    ) -> Result<Arc<Replica>, ErrorCode> {
         if query.origin == OffsetOrigin::Consumer {
             return self.leader_replica(query.topic, query.partition);
         }

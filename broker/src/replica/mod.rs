@@ -48,6 +48,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 mod append;
+mod epoch_offsets;
 mod fetch;
 pub mod fetcher;
 mod hosted;
@@ -61,6 +62,7 @@ pub use append::{
     storage_error_code, Acks, AppendOrigin, AppendRequest, Appended, Refusal, SCAN_BYTES_MAX,
     SCAN_OFFSETS_MAX,
 };
+pub use epoch_offsets::{EpochAnswer, EpochQuery};
 pub use fetch::{FetchOrigin, FetchParams, LocalRead, PartitionFetch, PartitionRead};
 pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
 pub use leadership::{LeadershipChange, LeadershipRole};

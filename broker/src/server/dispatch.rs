@@ -214,6 +214,9 @@ pub async fn handle(
         ApiKey::ListOffsets => call!(ListOffsetsRequest, |req| handlers::list_offsets::handle(
             &broker, req, version
         )),
+        ApiKey::OffsetForLeaderEpoch => call!(OffsetForLeaderEpochRequest, |req| {
+            handlers::offset_for_leader_epoch::handle(&broker, req)
+        }),
         ApiKey::CreateTopics => call!(CreateTopicsRequest, |req| handlers::create_topics::handle(
             &broker, req, version
         )
@@ -356,6 +359,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::Produce => "Produce",
         ApiKey::Fetch => "Fetch",
         ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::Metadata => "Metadata",
         ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
