@@ -38,6 +38,8 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DeleteTopics, 1, 6),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DescribeConfigs, 1, 4),
+    // The data directory and its partitions' sizes (`kafka-log-dirs`); Kafka 4.1's range.
+    range(ApiKey::DescribeLogDirs, 1, 4),
     // v2 (KIP-1073) flags fenced brokers and lists them on request.
     range(ApiKey::DescribeCluster, 0, 2),
     // Idempotent producers only: a transactional id is refused (see the broker's handler).

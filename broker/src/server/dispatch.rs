@@ -217,6 +217,9 @@ pub async fn handle(
         ApiKey::OffsetForLeaderEpoch => call!(OffsetForLeaderEpochRequest, |req| {
             handlers::offset_for_leader_epoch::handle(&broker, req)
         }),
+        ApiKey::DescribeLogDirs => call!(DescribeLogDirsRequest, |req| {
+            handlers::describe_log_dirs::handle(&broker, req)
+        }),
         ApiKey::CreateTopics => call!(CreateTopicsRequest, |req| handlers::create_topics::handle(
             &broker, req, version
         )
@@ -360,6 +363,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::Fetch => "Fetch",
         ApiKey::ListOffsets => "ListOffsets",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
         ApiKey::Metadata => "Metadata",
         ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
