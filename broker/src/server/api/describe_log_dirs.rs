@@ -1,8 +1,8 @@
 //! DescribeLogDirs (v1-v4, Kafka 4.1's range; `kafka-log-dirs --describe`): the one data
 //! directory of this broker with every hosted partition (or the requested ones) and its
-//! log size. The offset lag is Kafka's for a current (not future) log, `max(high watermark
-//! - log end, 0)`; `is_future_key` is always false (no replica moves between directories
-//! here). The directory's total and usable bytes (v4) are -1, Kafka's "unknown": the
+//! log size. The offset lag is Kafka's for a current (not future) log,
+//! `max(high watermark - log end, 0)`; `is_future_key` is always false (no replica moves
+//! between directories here). The directory's total and usable bytes (v4) are -1, Kafka's "unknown": the
 //! broker reads no file-system statistics.
 
 use std::collections::BTreeMap;
