@@ -1,7 +1,9 @@
 //! Kafka's own command-line tools (the 4.1.1 jars `tests/java` provisions) against a real
 //! `sluiced`, read as a user reads them: `kafka-log-dirs --describe` (DescribeLogDirs) lists
 //! the data directory and each partition's size; `kafka-get-offsets --time` (ListOffsets by
-//! timestamp) names the record at a time inside a batch, as on Kafka.
+//! timestamp) names the record at a time inside a batch, as on Kafka; `kafka-topics --create
+//! --replica-assignment` places replicas as given on a three-broker cluster (and `--alter
+//! --partitions --replica-assignment` the new partitions'), and refuses what Kafka refuses.
 
 use std::process::Command;
 use std::time::Duration;
@@ -10,22 +12,27 @@ use bytes::Bytes;
 use sluice_protocol::batch::Compression;
 use sluice_protocol::records::{encode_batch, Record};
 use sluice_tests::raw::{produce_batch, RawConnection};
-use sluice_tests::{java_classpath, run_program, Broker, ProgramOutput};
+use sluice_tests::{java_classpath, run_program, Broker, Cluster, ClusterOptions, ProgramOutput};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn tool(class: &str, broker: &Broker, args: &[&str]) -> ProgramOutput {
-    let output = run_program(
+/// Run one of Kafka's tools (its main class) against `bootstrap`.
+fn run_tool(class: &str, bootstrap: &str, args: &[&str]) -> ProgramOutput {
+    run_program(
         Command::new("java")
             .arg("-cp")
             .arg(java_classpath())
             .arg(class)
             .arg("--bootstrap-server")
-            .arg(broker.bootstrap())
+            .arg(bootstrap)
             .args(args),
         None,
         TOOL_TIMEOUT,
-    );
+    )
+}
+
+fn tool(class: &str, broker: &Broker, args: &[&str]) -> ProgramOutput {
+    let output = run_tool(class, &broker.bootstrap(), args);
     assert!(
         output.success(),
         "{class} {args:?}: {}\n--- broker log ---\n{}",
@@ -103,4 +110,102 @@ fn kafka_get_offsets_by_time_names_the_record_inside_a_batch() {
     assert_eq!(at(base + 50), "times:0:50");
     assert_eq!(at(-2), "times:0:0");
     assert_eq!(at(-1), "times:0:100");
+}
+
+#[test]
+fn kafka_topics_creates_a_topic_with_a_manual_replica_assignment() {
+    const TOPIC_COMMAND: &str = "org.apache.kafka.tools.TopicCommand";
+    let cluster = Cluster::start(3, ClusterOptions::default());
+    let ids = cluster.ids();
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let bootstrap = cluster.bootstrap();
+    let assignment = format!("{b}:{c},{c}:{a}");
+    let args = [
+        "--create",
+        "--topic",
+        "manual",
+        "--replica-assignment",
+        assignment.as_str(),
+    ];
+    let created = run_tool(TOPIC_COMMAND, &bootstrap, &args);
+    assert!(created.success(), "{}", created.describe());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let topic = runtime.block_on(async {
+        let admin = sluice_client::Admin::new(&bootstrap).await.unwrap();
+        admin.describe_topic("manual").await.unwrap()
+    });
+    let replicas: Vec<Vec<i32>> = topic
+        .partitions
+        .iter()
+        .map(|p| p.replicas.clone())
+        .collect();
+    assert_eq!(replicas, [vec![b, c], vec![c, a]]);
+    let leaders: Vec<Option<i32>> = topic.partitions.iter().map(|p| p.leader).collect();
+    assert_eq!(leaders, [Some(b), Some(c)]);
+    // Growing it with `--alter --partitions --replica-assignment` (CreatePartitions with
+    // assignments): the tool sends the lists of the new partitions only.
+    let grown = format!("{b}:{c},{c}:{a},{a}:{b}");
+    let args = [
+        "--alter",
+        "--topic",
+        "manual",
+        "--partitions",
+        "3",
+        "--replica-assignment",
+        grown.as_str(),
+    ];
+    let altered = run_tool(TOPIC_COMMAND, &bootstrap, &args);
+    assert!(altered.success(), "{}", altered.describe());
+    // The broker asked may learn of the new partitions a moment after the controller.
+    let third = runtime.block_on(async {
+        let admin = sluice_client::Admin::new(&bootstrap).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let topic = admin.describe_topic("manual").await.unwrap();
+            let third: Vec<(Vec<i32>, Option<i32>)> = topic
+                .partitions
+                .iter()
+                .filter(|p| p.partition == 2)
+                .map(|p| (p.replicas.clone(), p.leader))
+                .collect();
+            if !third.is_empty() || tokio::time::Instant::now() >= deadline {
+                return third;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(third, [(vec![a, b], Some(a))]);
+    // A broker twice: the tool itself refuses. One that does not exist: the broker refuses
+    // it as Kafka's controller does.
+    let twice = format!("{a}:{a}");
+    let args = [
+        "--create",
+        "--topic",
+        "twice",
+        "--replica-assignment",
+        twice.as_str(),
+    ];
+    assert!(!run_tool(TOPIC_COMMAND, &bootstrap, &args).success());
+    let args = [
+        "--create",
+        "--topic",
+        "nobody",
+        "--replica-assignment",
+        "4242",
+    ];
+    let refused = run_tool(TOPIC_COMMAND, &bootstrap, &args);
+    let text = format!(
+        "{}{}",
+        refused.stdout_lossy(),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        text.contains("InvalidReplicaAssignmentException")
+            && text.contains("broker 4242, but no such broker is registered"),
+        "{}",
+        refused.describe()
+    );
 }

@@ -688,7 +688,14 @@ mod tests {
     }
 
     fn create_partitions(index: u64, topic_id: Uuid, count: i32) -> Entry<TypeConfig> {
-        normal(index, MetadataCommand::CreatePartitions { topic_id, count })
+        normal(
+            index,
+            MetadataCommand::CreatePartitions {
+                topic_id,
+                count,
+                assignment: None,
+            },
+        )
     }
 
     /// `apply_some`, and a second topic "u" at index 6.

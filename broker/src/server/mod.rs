@@ -92,6 +92,9 @@ pub struct TopicRequest {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+    /// Replicas per partition chosen by the client (CreateTopics' manual assignment);
+    /// `partitions` and `replication_factor` are then taken from it.
+    pub assignment: Option<Vec<Vec<i32>>>,
 }
 
 /// How long an admin request waits for the controller.
@@ -222,6 +225,7 @@ impl Broker {
             partitions,
             replication_factor,
             configs,
+            assignment: None,
         };
         self.create_topics(vec![request], validate_only)
             .await
@@ -317,12 +321,19 @@ impl Broker {
             partitions,
             replication_factor,
             mut configs,
+            assignment,
         } = topic;
         let defaults = self.topic_defaults;
-        let replication_factor = if replication_factor == -1 {
-            defaults.replication_factor
-        } else {
-            replication_factor
+        let (partitions, replication_factor) = match &assignment {
+            // The controller checks the lists themselves.
+            Some(lists) => (
+                i32::try_from(lists.len()).unwrap_or(i32::MAX),
+                lists
+                    .first()
+                    .map_or(0, |r| i16::try_from(r.len()).unwrap_or(i16::MAX)),
+            ),
+            None if replication_factor == -1 => (partitions, defaults.replication_factor),
+            None => (partitions, replication_factor),
         };
         if defaults.min_insync_replicas != 1 {
             configs
@@ -355,7 +366,7 @@ impl Broker {
                 format!("topic '{}' already exists", existing.name),
             ));
         }
-        if validate_only {
+        if validate_only && assignment.is_none() {
             let brokers = self
                 .replicas
                 .metadata()
@@ -373,6 +384,7 @@ impl Broker {
             partitions,
             replication_factor,
             configs,
+            assignment,
         })
     }
 

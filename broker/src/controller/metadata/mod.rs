@@ -464,12 +464,17 @@ impl MetadataState {
                 partitions,
                 replication_factor,
                 configs,
-            } => self.create_topic(name, *id, *partitions, *replication_factor, configs),
+            } => {
+                let shape = (*partitions, *replication_factor, None);
+                self.create_topic(name, *id, shape, configs)
+            }
             MetadataCommand::CreateTopics { topics } => Ok(self.create_topics(topics)),
             MetadataCommand::DeleteTopic { id } => self.delete_topic(id),
-            MetadataCommand::CreatePartitions { topic_id, count } => {
-                self.create_partitions(topic_id, *count)
-            }
+            MetadataCommand::CreatePartitions {
+                topic_id,
+                count,
+                assignment,
+            } => self.create_partitions(topic_id, *count, assignment.as_deref()),
             MetadataCommand::AlterPartition(request) => self.alter_partition(request),
             MetadataCommand::ElectLeaders {
                 election,

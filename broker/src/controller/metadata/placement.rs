@@ -14,12 +14,13 @@ use super::{
 };
 
 impl MetadataState {
+    /// Create a topic of `partitions` x `replication_factor` placed by the controller, or
+    /// with the replicas of `manual` (CreateTopics' manual assignment, checked here).
     pub(super) fn create_topic(
         &mut self,
         name: &str,
         id: Uuid,
-        partitions: i32,
-        replication_factor: i16,
+        (partitions, replication_factor, manual): (i32, i16, Option<&[Vec<BrokerId>]>),
         configs: &BTreeMap<String, String>,
     ) -> CommandResult {
         validate_topic_name(name)?;
@@ -29,16 +30,23 @@ impl MetadataState {
         if id.is_nil() || self.topics.contains_key(&id) {
             return Err(MetadataError::TopicIdInUse(id));
         }
+        let partitions = match manual {
+            Some(manual) => i32::try_from(manual.len()).unwrap_or(i32::MAX),
+            None => partitions,
+        };
         validate_partition_count(partitions, 1)?;
         validate_configs(configs)?;
-        let assignment = self.place(partitions, replication_factor)?;
+        let assignment = match manual {
+            Some(manual) => self.check_manual_assignment(manual)?,
+            None => self.place(partitions, replication_factor)?,
+        };
         let topic = Topic {
             name: name.to_string(),
             id,
             configs: configs.clone(),
             partitions: assignment
                 .iter()
-                .map(|replicas| new_partition(replicas))
+                .map(|replicas| self.new_partition(replicas))
                 .collect(),
         };
         for partition in &topic.partitions {
@@ -56,13 +64,12 @@ impl MetadataState {
         let results = topics
             .iter()
             .map(|topic| {
-                let outcome = self.create_topic(
-                    &topic.name,
-                    topic.id,
+                let shape = (
                     topic.partitions,
                     topic.replication_factor,
-                    &topic.configs,
-                )?;
+                    topic.assignment.as_deref(),
+                );
+                let outcome = self.create_topic(&topic.name, topic.id, shape, &topic.configs)?;
                 match outcome {
                     CommandOutcome::TopicCreated { id, assignment } => Ok((id, assignment)),
                     other => unreachable!("create_topic answered {other:?}"),
@@ -83,7 +90,14 @@ impl MetadataState {
         Ok(CommandOutcome::TopicDeleted { name })
     }
 
-    pub(super) fn create_partitions(&mut self, topic_id: &Uuid, count: i32) -> CommandResult {
+    /// Grow a topic to `count` partitions, the new ones placed or on `manual`'s replicas
+    /// (one list per new partition, of the topic's replication factor).
+    pub(super) fn create_partitions(
+        &mut self,
+        topic_id: &Uuid,
+        count: i32,
+        manual: Option<&[Vec<BrokerId>]>,
+    ) -> CommandResult {
         let topic = self
             .topics
             .get(topic_id)
@@ -94,11 +108,32 @@ impl MetadataState {
         let replication_factor = i16::try_from(topic.partitions[0].replicas.len())
             .expect("replication factor came from an i16");
         let added = count - i32::try_from(current).expect("partition count is bounded");
-        let assignment = self.place(added, replication_factor)?;
+        let assignment = match manual {
+            None => self.place(added, replication_factor)?,
+            Some(manual) => {
+                if manual.len() != usize::try_from(added).unwrap_or(0) {
+                    return Err(MetadataError::InvalidReplicaAssignment(format!(
+                        "Increasing the number of partitions by {added} but {} assignments provided.",
+                        manual.len()
+                    )));
+                }
+                let assignment = self.check_manual_assignment(manual)?;
+                let factor = usize::try_from(replication_factor).unwrap_or(0);
+                if assignment.iter().any(|replicas| replicas.len() != factor) {
+                    return Err(MetadataError::InvalidReplicaAssignment(format!(
+                        "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {factor} replica(s).",
+                        assignment[0].len()
+                    )));
+                }
+                assignment
+            }
+        };
+        let partitions: Vec<Partition> = assignment
+            .iter()
+            .map(|replicas| self.new_partition(replicas))
+            .collect();
         let topic = self.topic_mut(topic_id).expect("checked above");
-        topic
-            .partitions
-            .extend(assignment.iter().map(|replicas| new_partition(replicas)));
+        topic.partitions.extend(partitions);
         self.last_changes.changed(*topic_id);
         Ok(CommandOutcome::PartitionsCreated { assignment })
     }
@@ -133,11 +168,63 @@ impl MetadataState {
     }
 }
 
-fn new_partition(replicas: &[BrokerId]) -> Partition {
+impl MetadataState {
+    /// A manual assignment as Kafka's controller checks one (INVALID_REPLICA_ASSIGNMENT):
+    /// every partition a non-empty list of distinct registered brokers, all of one length,
+    /// each with at least one broker that may lead.
+    fn check_manual_assignment(
+        &self,
+        manual: &[Vec<BrokerId>],
+    ) -> Result<Vec<Vec<BrokerId>>, MetadataError> {
+        let invalid = |why: String| Err(MetadataError::InvalidReplicaAssignment(why));
+        for (partition, replicas) in manual.iter().enumerate() {
+            if replicas.is_empty() {
+                return invalid(
+                    "The manual partition assignment includes an empty replica list.".into(),
+                );
+            }
+            if let Some(twice) = replicas
+                .iter()
+                .find(|b| replicas.iter().filter(|r| r == b).count() > 1)
+            {
+                return invalid(format!(
+                    "The manual partition assignment includes the broker {twice} more than once."
+                ));
+            }
+            if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                return invalid(format!("The manual partition assignment includes broker {unknown}, but no such broker is registered."));
+            }
+            if replicas.len() != manual[0].len() {
+                return invalid(format!(
+                    "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {} replica(s).",
+                    replicas.len(),
+                    manual[0].len()
+                ));
+            }
+            if !replicas.iter().any(|b| self.is_eligible(*b)) {
+                return invalid(format!("All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."));
+            }
+        }
+        Ok(manual.to_vec())
+    }
+
+    /// A new partition on `replicas`: the eligible ones in sync, the first of them leading
+    /// (placement only picks eligible brokers; a manual assignment may name others).
+    fn new_partition(&self, replicas: &[BrokerId]) -> Partition {
+        let isr: Vec<BrokerId> = replicas
+            .iter()
+            .copied()
+            .filter(|b| self.is_eligible(*b))
+            .collect();
+        new_partition_with(replicas, isr)
+    }
+}
+
+fn new_partition_with(replicas: &[BrokerId], isr: Vec<BrokerId>) -> Partition {
     Partition {
         replicas: replicas.to_vec(),
-        isr: replicas.to_vec(),
-        leader: replicas.first().copied(),
+        leader: isr.first().copied(),
+        isr,
         leader_epoch: 0,
         partition_epoch: 0,
         leader_recovery_state: LeaderRecoveryState::Recovered,

@@ -68,10 +68,13 @@ pub enum MetadataCommand {
     DeleteTopic {
         id: Uuid,
     },
-    /// Grow a topic to `count` partitions in total.
+    /// Grow a topic to `count` partitions in total; the new partitions on the replicas of
+    /// `assignment` (CreatePartitions' manual assignment) if given, else placed.
     CreatePartitions {
         topic_id: Uuid,
         count: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignment: Option<Vec<Vec<BrokerId>>>,
     },
     AlterPartition(AlterPartition),
     ControlledShutdown {
@@ -105,6 +108,10 @@ pub struct NewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+    /// Replicas per partition chosen by the client (CreateTopics' manual assignments); the
+    /// controller places them otherwise. Absent from entries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<Vec<Vec<BrokerId>>>,
 }
 
 /// Which election an ElectLeaders asks for (Kafka's `ElectionType`).

@@ -357,6 +357,7 @@ fn create_partitions_grows_a_topic_with_the_same_replication_factor() {
         .apply(MetadataCommand::CreatePartitions {
             topic_id: topic,
             count: 5,
+            assignment: None,
         })
         .unwrap();
     let CommandOutcome::PartitionsCreated { assignment } = outcome else {
@@ -368,7 +369,8 @@ fn create_partitions_grows_a_topic_with_the_same_replication_factor() {
     assert!(matches!(
         h.apply(MetadataCommand::CreatePartitions {
             topic_id: topic,
-            count: 5
+            count: 5,
+            assignment: None,
         }),
         Err(MetadataError::InvalidPartitions { .. })
     ));
@@ -963,6 +965,7 @@ fn command_from(h: &Harness, seed: (u8, u8, u8, u8, u8)) -> MetadataCommand {
             Some(topic) => MetadataCommand::CreatePartitions {
                 topic_id: topic.id,
                 count: i32::try_from(topic.partitions.len()).unwrap() + i32::from(b % 3),
+                assignment: None,
             },
             None => MetadataCommand::DeleteTopic {
                 id: Uuid::from_u128(1),
@@ -1360,6 +1363,7 @@ fn create_topics_creates_each_topic_or_says_why_not() {
         partitions,
         replication_factor: 2,
         configs: BTreeMap::new(),
+        assignment: None,
     };
     let outcome = h
         .apply(MetadataCommand::CreateTopics {
@@ -1396,6 +1400,88 @@ fn create_topics_creates_each_topic_or_says_why_not() {
     assert_eq!(h.state.topic_by_name("c").unwrap().partitions.len(), 2);
     assert!(h.state.topic_by_name("b").is_none());
     assert_eq!(h.state.topics().count(), 3);
+}
+
+/// CreateTopics with a manual assignment (`kafka-topics --replica-assignment`): the
+/// replicas as given, the first eligible one leading, fenced ones out of the ISR; and
+/// Kafka's INVALID_REPLICA_ASSIGNMENT for what its controller refuses.
+#[test]
+fn a_manual_assignment_places_replicas_as_given_or_says_why_not() {
+    let mut h = Harness::new();
+    h.live_brokers(4);
+    h.fence(3).unwrap();
+    let manual = |name: &str, id: u128, lists: Vec<Vec<BrokerId>>| NewTopic {
+        name: name.into(),
+        id: Uuid::from_u128(id),
+        partitions: -1,
+        replication_factor: -1,
+        configs: BTreeMap::new(),
+        assignment: Some(lists),
+    };
+    let outcome = h
+        .apply(MetadataCommand::CreateTopics {
+            topics: vec![
+                manual("placed", 1, vec![vec![2, 1], vec![3, 2]]),
+                manual("twice", 2, vec![vec![1, 1]]),
+                manual("ragged", 3, vec![vec![1], vec![1, 2]]),
+                manual("unknown", 4, vec![vec![1, 9]]),
+                manual("fenced", 5, vec![vec![3]]),
+                manual("empty", 6, vec![vec![]]),
+            ],
+        })
+        .unwrap();
+    let CommandOutcome::TopicsCreated { results } = outcome else {
+        panic!("unexpected outcome {outcome:?}");
+    };
+    let (id, assignment) = results[0].clone().unwrap();
+    assert_eq!(assignment, vec![vec![2, 1], vec![3, 2]]);
+    let (p0, p1) = (h.partition(id, 0), h.partition(id, 1));
+    assert_eq!((p0.leader, p0.isr.clone()), (Some(2), vec![2, 1]));
+    assert_eq!(
+        (p1.replicas.clone(), p1.leader, p1.isr.clone()),
+        (vec![3, 2], Some(2), vec![2])
+    );
+    for refused in &results[1..] {
+        assert!(
+            matches!(refused, Err(MetadataError::InvalidReplicaAssignment(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(h.state.topics().count(), 1);
+}
+
+#[test]
+fn create_partitions_takes_a_manual_assignment_of_the_topics_replication_factor() {
+    let mut h = Harness::new();
+    h.live_brokers(3);
+    let topic = h.create_topic("t", 1, 2);
+    let grow = |count, lists: Vec<Vec<BrokerId>>| MetadataCommand::CreatePartitions {
+        topic_id: topic,
+        count,
+        assignment: Some(lists),
+    };
+    for refused in [
+        grow(3, vec![vec![1, 2]]),
+        grow(2, vec![vec![0, 1, 2]]),
+        grow(2, vec![vec![2, 2]]),
+        grow(2, vec![vec![2, 7]]),
+    ] {
+        assert!(
+            matches!(
+                h.apply(refused),
+                Err(MetadataError::InvalidReplicaAssignment(_))
+            ),
+            "a bad manual assignment was accepted"
+        );
+    }
+    let outcome = h.apply(grow(3, vec![vec![2, 0], vec![1, 2]])).unwrap();
+    let CommandOutcome::PartitionsCreated { assignment } = outcome else {
+        panic!("unexpected outcome {outcome:?}");
+    };
+    assert_eq!(assignment, vec![vec![2, 0], vec![1, 2]]);
+    let (p1, p2) = (h.partition(topic, 1), h.partition(topic, 2));
+    assert_eq!((p1.replicas.clone(), p1.leader), (vec![2, 0], Some(2)));
+    assert_eq!((p2.replicas.clone(), p2.leader), (vec![1, 2], Some(1)));
 }
 
 #[test]
@@ -1438,6 +1524,7 @@ fn each_command_reports_only_the_topics_it_changed() {
     h.apply(MetadataCommand::CreatePartitions {
         topic_id: b,
         count: 3,
+        assignment: None,
     })
     .unwrap();
     assert_eq!(h.state.take_last_changes(), vec![TopicChange::Changed(b)]);

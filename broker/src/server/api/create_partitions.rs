@@ -1,5 +1,8 @@
 //! CreatePartitions: grow a topic's partition count (never shrink), through the controller,
-//! which places the new partitions' replicas.
+//! which places the new partitions' replicas, or puts them where the request's manual
+//! assignment says (`kafka-topics --alter --replica-assignment`; one list per new
+//! partition, of the topic's replication factor, checked as for CreateTopics:
+//! INVALID_REPLICA_ASSIGNMENT).
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -32,6 +35,12 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
                 .controller_command(MetadataCommand::CreatePartitions {
                     topic_id: info.id,
                     count: topic.count,
+                    assignment: topic.assignments.as_ref().map(|lists| {
+                        lists
+                            .iter()
+                            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                            .collect()
+                    }),
                 })
                 .await
             {

@@ -3,8 +3,10 @@
 //! (spreading leaders) and the answer comes once the topics are in this broker's metadata.
 //!
 //! As Kafka's controller does: a name given twice in one request is refused for both
-//! (INVALID_REQUEST, "Duplicate topic name.", answered once); manual replica assignments
-//! are refused with INVALID_REQUEST (reassignment is its own API).
+//! (INVALID_REQUEST, "Duplicate topic name.", answered once). A manual replica assignment
+//! (`kafka-topics --replica-assignment`) needs the partition count and replication factor
+//! left at -1 (INVALID_REQUEST otherwise) and partitions numbered 0.. without gaps or
+//! repeats (INVALID_REPLICA_ASSIGNMENT); the controller checks the brokers.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -31,17 +33,12 @@ pub async fn handle(
         if duplicates.contains(&name) {
             continue;
         }
-        if !topic.assignments.is_empty() {
-            let refusal = (
-                ErrorCode::InvalidRequest,
-                "manual replica assignment is not supported".to_string(),
-            );
-            response
+        match topic_request(broker, topic, name) {
+            Ok(request) => asked.push((topic, request)),
+            Err(refusal) => response
                 .topics
-                .push(result(broker, topic, Err(refusal), version));
-            continue;
+                .push(result(broker, topic, Err(refusal), version)),
         }
-        asked.push((topic, topic_request(broker, topic, name)));
     }
     let requests = asked.iter().map(|(_, request)| request.clone()).collect();
     let outcomes = broker.create_topics(requests, request.validate_only).await;
@@ -76,18 +73,69 @@ fn duplicate_names(topics: &[CreatableTopic]) -> Vec<String> {
     duplicates
 }
 
-fn topic_request(broker: &Broker, topic: &CreatableTopic, name: String) -> TopicRequest {
+fn topic_request(
+    broker: &Broker,
+    topic: &CreatableTopic,
+    name: String,
+) -> Result<TopicRequest, (ErrorCode, String)> {
     let partitions = if topic.num_partitions == -1 {
         broker.topic_defaults.partitions
     } else {
         topic.num_partitions
     };
-    TopicRequest {
+    Ok(TopicRequest {
         name,
         partitions,
         replication_factor: topic.replication_factor,
         configs: requested_configs(topic),
+        assignment: manual_assignment(topic)?,
+    })
+}
+
+/// The request's manual assignment as replicas per partition (`None` without one), with
+/// Kafka's checks of its shape.
+fn manual_assignment(topic: &CreatableTopic) -> Result<Option<Vec<Vec<i32>>>, (ErrorCode, String)> {
+    if topic.assignments.is_empty() {
+        return Ok(None);
     }
+    let invalid_request = |m: &str| Err((ErrorCode::InvalidRequest, m.to_string()));
+    if topic.replication_factor != -1 {
+        return invalid_request(
+            "A manual partition assignment was specified, but replication factor was not set to -1.",
+        );
+    }
+    if topic.num_partitions != -1 {
+        return invalid_request(
+            "A manual partition assignment was specified, but numPartitions was not set to -1.",
+        );
+    }
+    let mut by_partition: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for assignment in &topic.assignments {
+        let replicas = assignment.broker_ids.iter().map(|b| b.0).collect();
+        if by_partition
+            .insert(assignment.partition_index, replicas)
+            .is_some()
+        {
+            return Err((
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "Found multiple manual partition assignments for partition {}",
+                    assignment.partition_index
+                ),
+            ));
+        }
+    }
+    if by_partition
+        .keys()
+        .copied()
+        .ne(0..by_partition.len() as i32)
+    {
+        return Err((
+            ErrorCode::InvalidReplicaAssignment,
+            "partitions should be a consecutive 0-based integer sequence".to_string(),
+        ));
+    }
+    Ok(Some(by_partition.into_values().collect()))
 }
 
 /// The config overrides a request gives a topic (entries without a value are left out).

@@ -145,6 +145,7 @@ async fn create_offsets_topic(broker: &Broker) {
             ),
             ("cleanup.policy".to_string(), "compact".to_string()),
         ]),
+        assignment: None,
     };
     match broker.create_topics(vec![request], false).await.pop() {
         Some(Ok(_)) => {
