@@ -41,11 +41,11 @@ pub mod reassignment;
 pub(crate) use sluice_protocol::records;
 
 pub use admin::{
-    Admin, ClusterDescription, CommittedOffset, ConfigEntry, ConfigSource, ElectionOutcome,
-    ElectionResult, ElectionType, GroupDescription, GroupListing, GroupListings, GroupMember,
-    GroupState, ListGroupsFilter, MemberAssignment, NewOffset, NewTopic, OngoingReassignment,
-    PartitionResult, QuorumDescription, QuorumReplica, Reassignment, ReassignmentOutcome,
-    ReassignmentResult, TopicDescription,
+    Admin, ClusterDescription, CommittedOffset, ConfigEntry, ConfigOp, ConfigSource,
+    ElectionOutcome, ElectionResult, ElectionType, GroupDescription, GroupListing, GroupListings,
+    GroupMember, GroupState, ListGroupsFilter, MemberAssignment, NewOffset, NewTopic,
+    OngoingReassignment, PartitionResult, QuorumDescription, QuorumReplica, Reassignment,
+    ReassignmentOutcome, ReassignmentResult, TopicDescription,
 };
 pub use cluster::{Cluster, ClusterConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, SeekTo};

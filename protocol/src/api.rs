@@ -38,6 +38,9 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DeleteTopics, 1, 6),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DescribeConfigs, 1, 4),
+    // Topic config overrides, applied live; Kafka 4.1's ranges.
+    range(ApiKey::AlterConfigs, 0, 2),
+    range(ApiKey::IncrementalAlterConfigs, 0, 1),
     // The data directory and its partitions' sizes (`kafka-log-dirs`); Kafka 4.1's range.
     range(ApiKey::DescribeLogDirs, 1, 4),
     // v2 (KIP-1073) flags fenced brokers and lists them on request.

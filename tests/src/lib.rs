@@ -634,6 +634,22 @@ impl ProgramOutput {
     }
 }
 
+/// Run one of Kafka's command-line tools (its main class, from the 4.1.1 jars
+/// [`java_classpath`] provisions) against `bootstrap`, for at most 90 s.
+pub fn kafka_tool(class: &str, bootstrap: &str, args: &[&str]) -> ProgramOutput {
+    run_program(
+        Command::new("java")
+            .arg("-cp")
+            .arg(java_classpath())
+            .arg(class)
+            .arg("--bootstrap-server")
+            .arg(bootstrap)
+            .args(args),
+        None,
+        Duration::from_secs(90),
+    )
+}
+
 /// Run `command` to completion or until `timeout`, then kill it. Its stdin is `input`
 /// (or empty); stdout and stderr go to temporary files, so no pipe can fill up.
 pub fn run_program(

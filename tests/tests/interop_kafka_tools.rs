@@ -5,30 +5,17 @@
 //! --replica-assignment` places replicas as given on a three-broker cluster (and `--alter
 //! --partitions --replica-assignment` the new partitions'), and refuses what Kafka refuses.
 
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_protocol::batch::Compression;
 use sluice_protocol::records::{encode_batch, Record};
 use sluice_tests::raw::{produce_batch, RawConnection};
-use sluice_tests::{java_classpath, run_program, Broker, Cluster, ClusterOptions, ProgramOutput};
-
-const TOOL_TIMEOUT: Duration = Duration::from_secs(90);
+use sluice_tests::{kafka_tool, Broker, Cluster, ClusterOptions, ProgramOutput};
 
 /// Run one of Kafka's tools (its main class) against `bootstrap`.
 fn run_tool(class: &str, bootstrap: &str, args: &[&str]) -> ProgramOutput {
-    run_program(
-        Command::new("java")
-            .arg("-cp")
-            .arg(java_classpath())
-            .arg(class)
-            .arg("--bootstrap-server")
-            .arg(bootstrap)
-            .args(args),
-        None,
-        TOOL_TIMEOUT,
-    )
+    kafka_tool(class, bootstrap, args)
 }
 
 fn tool(class: &str, broker: &Broker, args: &[&str]) -> ProgramOutput {

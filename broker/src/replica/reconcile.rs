@@ -7,7 +7,8 @@
 //! install, after falling too far behind) and once when this broker's metadata has caught
 //! up with its registration ([`ReplicaManager::set_caught_up`]).
 //!
-//! For one topic: its local record exists (created with the controller's id and configs;
+//! For one topic: its local record exists (created with the controller's id and configs,
+//! its configs kept equal to the controller's, applied live to its logs and replicas;
 //! a local topic of the same name and another id is a deleted one, replaced); each
 //! partition this broker is a replica of gets a log (a directory, created on first use)
 //! and the controller's registration ([`Partition::apply_registration`]): it leads, or it
@@ -144,7 +145,7 @@ impl ReplicaManager {
     }
 
     fn reconcile_topic(&self, topic: &WantedTopic, now: i64) -> Result<(), StorageError> {
-        self.ensure_local_topic(topic)?;
+        let configs_changed = self.ensure_local_topic(topic)?;
         // Replicas of a deleted topic that had the same name.
         for replica in self.replicas_of(&topic.name) {
             if replica.topic_id != topic.id {
@@ -153,6 +154,9 @@ impl ReplicaManager {
         }
         let min_insync_replicas =
             usize::try_from(self.logs.min_insync_replicas(&topic.name)).unwrap_or(1);
+        if configs_changed {
+            self.apply_min_insync_replicas(&topic.name, min_insync_replicas);
+        }
         let examined = u64::try_from(topic.partitions.len()).unwrap_or(u64::MAX);
         self.partitions_reconciled
             .fetch_add(examined, Ordering::Relaxed);
@@ -358,7 +362,9 @@ impl ReplicaManager {
             .insert(key, epochs);
     }
 
-    fn ensure_local_topic(&self, topic: &WantedTopic) -> Result<(), StorageError> {
+    /// The topic's local record, created or brought in line with the metadata (partition
+    /// count, configs); returns whether its configs changed.
+    fn ensure_local_topic(&self, topic: &WantedTopic) -> Result<bool, StorageError> {
         let (name, id) = (topic.name.as_str(), topic.id);
         let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
         match self.logs.topic(name) {
@@ -366,16 +372,28 @@ impl ReplicaManager {
                 if local.partitions < partitions {
                     self.logs.create_partitions(name, partitions)?;
                 }
-                Ok(())
+                self.logs.alter_topic_configs(name, &topic.configs)
             }
             Some(local) => {
                 // Same name, another topic: the old one was deleted while this broker was
                 // away and the name reused.
                 tracing::info!(topic = name, old_id = %Uuid::from_bytes(local.id), new_id = %id, "replacing the local log of a deleted topic");
                 self.logs.delete_topic(name)?;
-                self.create_local_topic(topic)
+                self.create_local_topic(topic).map(|()| false)
             }
-            None => self.create_local_topic(topic),
+            None => self.create_local_topic(topic).map(|()| false),
+        }
+    }
+
+    /// A changed `min.insync.replicas` applied to the topic's hosted replicas (lowering it
+    /// may let a leader's high watermark advance at once).
+    fn apply_min_insync_replicas(&self, topic: &str, min_insync_replicas: usize) {
+        for replica in self.replicas_of(topic) {
+            let mut state = replica.lock();
+            let effects = state.set_min_insync_replicas(min_insync_replicas);
+            if let Err(error) = replica.apply_effects(&mut state, effects, &self.sink()) {
+                tracing::error!(partition = replica.log.name(), %error, "applying a min.insync.replicas change failed");
+            }
         }
     }
 

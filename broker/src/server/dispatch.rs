@@ -234,6 +234,12 @@ pub async fn handle(
         ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, |req| {
             handlers::describe_configs::handle(&broker, req)
         }),
+        ApiKey::IncrementalAlterConfigs => call!(IncrementalAlterConfigsRequest, |req| {
+            handlers::alter_configs::handle_incremental(&broker, req).await
+        }),
+        ApiKey::AlterConfigs => call!(AlterConfigsRequest, |req| {
+            handlers::alter_configs::handle(&broker, req).await
+        }),
         ApiKey::DescribeCluster => call!(DescribeClusterRequest, |req| {
             handlers::describe_cluster::handle(&broker, req, version)
         }),
@@ -373,6 +379,8 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::InitProducerId => "InitProducerId",

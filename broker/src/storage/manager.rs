@@ -19,7 +19,8 @@
 //! appended, so a later crash is detected.
 //!
 //! Topic configs use Kafka's names ([`SUPPORTED_TOPIC_CONFIGS`]); an override replaces the
-//! broker default given to [`LogManager::open`]. Configs cannot be altered after creation yet.
+//! broker default given to [`LogManager::open`]. They may be altered later
+//! ([`LogManager::alter_topic_configs`]), except `durability`, fixed at creation.
 //!
 //! Locking: one `RwLock` over the topic map. Lookups (`partition`, `topic`) take it shared;
 //! admin operations take it exclusively for their whole duration, file-system work included
@@ -820,10 +821,12 @@ fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
     Some(id)
 }
 
+mod alter_configs;
 mod clean;
 mod kafka_topic_configs;
 mod topic_config;
 
+pub use alter_configs::{apply_config_changes, check_config_change, ConfigChange};
 pub use clean::CleanPassStats;
 pub use topic_config::SUPPORTED_TOPIC_CONFIGS;
 use topic_config::{parse_overrides, topic_entries, TopicSettings};

@@ -117,8 +117,8 @@ pub use fs::{FaultInjectingFileSystem, FileSystem, StdFileSystem, StorageFile};
 pub use handles::{IndexHandleLimit, INDEX_HANDLES_OPEN_MAX};
 pub use log::{AppendInfo, PartitionLog};
 pub use manager::{
-    CleanPassStats, ConfigEntry, LogManager, LogUsage, TopicInfo, SUPPORTED_TOPIC_CONFIGS,
-    TOPIC_PARTITIONS_MAX,
+    apply_config_changes, check_config_change, CleanPassStats, ConfigChange, ConfigEntry,
+    LogManager, LogUsage, TopicInfo, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
 };
 pub use recovery::{RecoveryReport, ShutdownState};
 pub use segment::TimestampMatch;

@@ -2,7 +2,7 @@
 //! reassign partitions.
 //!
 //! Owns nothing but a cluster handle: each call is one admin request (CreateTopics,
-//! DeleteTopics, CreatePartitions, DescribeConfigs, DescribeCluster, DescribeQuorum,
+//! DeleteTopics, CreatePartitions, DescribeConfigs, IncrementalAlterConfigs, DescribeCluster, DescribeQuorum,
 //! ElectLeaders, AlterPartitionReassignments, ListPartitionReassignments), a Metadata read,
 //! or one of the reads behind the CLI's operator views: ListOffsets to one broker
 //! (a replica's log end offset with Kafka's debugging replica id -2, any replica answers;
@@ -30,6 +30,7 @@
 //! file:
 //!
 //! - `topics.rs`: create, delete, list, describe and grow topics; configs; list offsets.
+//! - `configs.rs`: `alter_topic_configs` (IncrementalAlterConfigs) and [`ConfigOp`].
 //! - `elections.rs`: `elect_leaders` and its types.
 //! - `groups/`: consumer groups: list, describe, committed offsets (list, alter, delete),
 //!   delete; the coordinator lookup and its retries.
@@ -39,6 +40,7 @@
 //! - `probes.rs`: the reads behind the operator views: replicas' log end offsets, high
 //!   watermarks, a record's timestamp.
 
+mod configs;
 mod elections;
 mod groups;
 mod probes;
@@ -57,6 +59,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::connection::Connection;
 use crate::error::{kafka_error_name, Error, Result};
 
+pub use configs::ConfigOp;
 pub use elections::{ElectionOutcome, ElectionResult, ElectionType};
 pub use groups::{
     CommittedOffset, GroupDescription, GroupListing, GroupListings, GroupMember, GroupState,

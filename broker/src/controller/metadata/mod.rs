@@ -41,6 +41,7 @@
 //!   data only.
 //! - `brokers.rs`: registration, the cluster id, fencing, unfencing, controlled shutdown
 //!   and eligibility.
+//! - `configs.rs`: altering a topic's config overrides.
 //! - `election.rs`: the election rule and ElectLeaders.
 //! - `placement.rs`: creating, deleting and growing topics, their validation, and replica
 //!   placement.
@@ -118,11 +119,11 @@
 //!
 //! # Left out on purpose
 //!
-//! Explicit replica assignments (at topic creation and when adding partitions), eligible
-//! leader replicas (KIP-966), broker unregistration and feature levels. Fencing scans every
+//! Eligible leader replicas (KIP-966), broker unregistration and feature levels. Fencing scans every
 //! partition; a broker -> partitions index can come when clusters are big enough to need it.
 
 mod brokers;
+mod configs;
 mod election;
 mod isr;
 mod placement;
@@ -485,6 +486,11 @@ impl MetadataState {
                 partition,
                 target,
             } => self.reassign_partition(*topic_id, *partition, target.as_deref()),
+            MetadataCommand::AlterTopicConfigs {
+                topic_id,
+                changes,
+                replace,
+            } => self.alter_topic_configs(topic_id, changes, *replace),
         }
     }
 }

@@ -362,7 +362,7 @@ fn validate_partition_count(count: i32, minimum: i32) -> Result<(), MetadataErro
     Ok(())
 }
 
-fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
+pub(super) fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
     if configs.len() > TOPIC_CONFIGS_MAX {
         return Err(MetadataError::InvalidConfig(format!(
             "{} overrides, at most {TOPIC_CONFIGS_MAX} allowed",

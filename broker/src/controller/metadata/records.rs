@@ -14,6 +14,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::{BrokerEpoch, BrokerId, Endpoint, LeaderRecoveryState, Partition};
+use crate::storage::ConfigChange;
 
 /// A change to one partition's leader/ISR proposed by its leader (Kafka's AlterPartition).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +95,13 @@ pub enum MetadataCommand {
         topic_id: Uuid,
         partition: i32,
         target: Option<Vec<BrokerId>>,
+    },
+    /// Kafka's IncrementalAlterConfigs for one topic's overrides, or with `replace` its
+    /// AlterConfigs (the SETs become the whole set).
+    AlterTopicConfigs {
+        topic_id: Uuid,
+        changes: Vec<ConfigChange>,
+        replace: bool,
     },
 }
 
@@ -216,6 +224,10 @@ pub enum CommandOutcome {
         /// Replicas per *new* partition, starting at the old partition count.
         assignment: Vec<Vec<BrokerId>>,
     },
+    /// The partitions an unclean election the change allowed gave a leader.
+    ConfigsAltered {
+        changes: Vec<PartitionChange>,
+    },
     /// The partition as it is now (unchanged if the proposal changed nothing).
     PartitionAltered {
         partition: Partition,
@@ -238,7 +250,8 @@ impl CommandOutcome {
             CommandOutcome::BrokerRegistered { changes, .. }
             | CommandOutcome::BrokerUnfenced { changes }
             | CommandOutcome::BrokerFenced { changes }
-            | CommandOutcome::ShutdownControlled { changes } => changes,
+            | CommandOutcome::ShutdownControlled { changes }
+            | CommandOutcome::ConfigsAltered { changes } => changes,
             _ => &[],
         }
     }

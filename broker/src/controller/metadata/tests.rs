@@ -6,6 +6,8 @@ use uuid::Uuid;
 use super::*;
 use crate::controller::delta::TopicChange;
 
+mod configs;
+
 /// Drives a [`MetadataState`] with growing log indexes, as the Raft log would.
 struct Harness {
     state: MetadataState,

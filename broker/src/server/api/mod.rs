@@ -6,6 +6,7 @@
 //! request in its purgatory's gauge while it waits and adds the wait to the request's
 //! remote time, which dispatch reports.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group;
 pub mod create_partitions;

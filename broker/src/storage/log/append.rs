@@ -103,7 +103,7 @@ impl PartitionLog {
         records: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let layout = OffsetLayout::of(&self.config);
+        let layout = OffsetLayout::of(&self.config());
         let batches = validate_all(records, layout)?;
         let mut state = lock(&self.state);
         state.check_appendable()?;
@@ -212,7 +212,7 @@ impl PartitionLog {
             let offset = header.base_offset;
             if state
                 .active
-                .should_roll(bytes.len(), header.last_offset(), now_ms, &self.config)
+                .should_roll(bytes.len(), header.last_offset(), now_ms, &self.config())
             {
                 if let Err(error) = self.roll(state) {
                     return Err(self.poison(
@@ -312,7 +312,7 @@ impl PartitionLog {
             &*self.fs,
             &self.dir,
             base_offset,
-            self.config.index_interval_bytes,
+            self.config().index_interval_bytes,
         )?;
         // The new files' directory entries must be durable before data in them can be.
         self.fs.sync_dir(&self.dir)?;

@@ -71,7 +71,7 @@ impl PartitionLog {
     /// ([`PartitionLog::cleaning_due`]); `None` before that or if the log is not compacted.
     pub fn dirty_ratio(&self) -> Option<f64> {
         let ratio = f64::from_bits(self.cleaner_status.dirty_ratio.load(Ordering::Relaxed));
-        (ratio >= 0.0 && self.config.cleaner.cleanup_policy.compacts()).then_some(ratio)
+        (ratio >= 0.0 && self.config().cleaner.cleanup_policy.compacts()).then_some(ratio)
     }
 
     /// Whether the last cleaning pass over this log failed (Kafka's uncleanable partition).
@@ -98,12 +98,12 @@ impl PartitionLog {
     pub fn clean(&self, limits: &CleanLimits, now_ms: i64) -> Result<CleanStats, StorageError> {
         let mut first_dirty = lock(&self.first_dirty_offset);
         let mut stats = CleanStats::default();
-        if !self.config.cleaner.cleanup_policy.compacts() {
+        if !self.config().cleaner.cleanup_policy.compacts() {
             return Ok(stats);
         }
         let (sealed, log_start_offset, truncations) = self.sealed_snapshot()?;
         let cleanable =
-            &sealed[..cleaner::cleanable_count(&sealed, limits, &self.config.cleaner, now_ms)];
+            &sealed[..cleaner::cleanable_count(&sealed, limits, &self.config().cleaner, now_ms)];
         let start = dirty_from(*first_dirty, log_start_offset, truncations);
         let mut throttle = Throttle::new(limits.io_bytes_per_sec_max);
         let io = (&mut stats, &mut throttle);
@@ -125,7 +125,7 @@ impl PartitionLog {
         let mut filter = Filter::new(
             (&map, producer_last.as_ref()),
             now_ms,
-            self.config.cleaner.delete_retention_ms,
+            self.config().cleaner.delete_retention_ms,
         );
         let io = (&mut stats, &mut throttle);
         if !self.rewrite_and_swap(&rewritten, &mut filter, truncations, io)? {
@@ -193,8 +193,8 @@ impl PartitionLog {
         truncations: u64,
         (stats, throttle): (&mut CleanStats, &mut Throttle),
     ) -> Result<bool, StorageError> {
-        let interval = self.config.index_interval_bytes;
-        for group in cleaner::group_by_size(rewritten, self.config.segment_bytes_max) {
+        let interval = self.config().index_interval_bytes;
+        for group in cleaner::group_by_size(rewritten, self.config().segment_bytes_max) {
             let io = (&mut *stats, &mut *throttle);
             if !rewrite_group((&self.fs, &self.dir), group, interval, filter, io)? {
                 continue;
@@ -218,7 +218,7 @@ impl PartitionLog {
         limits: &CleanLimits,
         now_ms: i64,
     ) -> Result<Option<f64>, StorageError> {
-        let cleaner = &self.config.cleaner;
+        let cleaner = &self.config().cleaner;
         if !cleaner.cleanup_policy.compacts() {
             return Ok(None);
         }
@@ -310,7 +310,7 @@ impl PartitionLog {
         let base = group[0].base_offset;
         let merged: Vec<i64> = group[1..].iter().map(|s| s.base_offset).collect();
         swap::commit(&*self.fs, &self.dir, base, &merged)?;
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config().index_interval_bytes;
         let mut segment = match Segment::open_with_indexes(&*self.fs, &self.dir, base, interval) {
             Ok(segment) => segment,
             Err(IndexLoadError::Io(error)) => return Err(error.into()),

@@ -140,7 +140,7 @@ impl PartitionLog {
                         log_end_offset,
                     });
                 }
-                if self.config.durability == Durability::Replicated || current.offset > offset {
+                if self.config().durability == Durability::Replicated || current.offset > offset {
                     return Ok(());
                 }
             }
@@ -211,7 +211,7 @@ impl PartitionLog {
     /// Offset below which data is known durable: the last fsync's log end offset
     /// (`Fsync`), or the log end offset (`Replicated`).
     pub fn durable_offset(&self) -> i64 {
-        match self.config.durability {
+        match self.config().durability {
             Durability::Fsync => self.durable.borrow().offset,
             Durability::Replicated => self.log_end_offset(),
         }
@@ -225,7 +225,7 @@ impl PartitionLog {
             End(watch::Receiver<i64>),
             Durable(watch::Receiver<Durable>),
         }
-        let mut armed = match self.config.durability {
+        let mut armed = match self.config().durability {
             Durability::Replicated => Armed::End(self.end_offset.subscribe()),
             Durability::Fsync => Armed::Durable(self.durable.subscribe()),
         };

@@ -63,7 +63,7 @@ mod truncation;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::watch;
 
@@ -84,7 +84,9 @@ pub struct PartitionLog {
     name: String,
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
-    config: LogConfig,
+    /// The topic's settings; replaced whole when its configs change
+    /// ([`PartitionLog::set_config`]), read as a snapshot by each operation.
+    config: RwLock<Arc<LogConfig>>,
     state: Mutex<LogState>,
     sync: Mutex<SyncState>,
     /// Where the recovery point and log start offset are recorded, under `key`.
@@ -256,8 +258,18 @@ impl PartitionLog {
         }
     }
 
-    pub fn config(&self) -> LogConfig {
-        self.config.clone()
+    /// The settings in force now (a snapshot: a config change replaces them whole).
+    pub fn config(&self) -> Arc<LogConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Apply a topic config change: later appends, rolls, retention and cleaning passes
+    /// use `config`. The durability mode is fixed at creation (see `topic_config`), so it is
+    /// kept as it was.
+    pub fn set_config(&self, mut config: LogConfig) {
+        let mut current = self.config.write().unwrap_or_else(|e| e.into_inner());
+        config.durability = current.durability;
+        *current = Arc::new(config);
     }
 
     /// The data directory's checkpoints this log records its offsets in.

@@ -97,7 +97,7 @@ impl PartitionLog {
             name,
             dir,
             fs,
-            config,
+            config: std::sync::RwLock::new(Arc::new(config)),
             state: Mutex::new(LogState {
                 sealed: recovered.sealed,
                 active: recovered.active,

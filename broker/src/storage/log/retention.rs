@@ -29,7 +29,8 @@ impl PartitionLog {
         limit_offset: i64,
     ) -> Result<usize, StorageError> {
         // Kafka: time and size retention apply only when the policy includes `delete`.
-        if !self.config.cleaner.cleanup_policy.deletes() {
+        let config = self.config();
+        if !config.cleaner.cleanup_policy.deletes() {
             return Ok(0);
         }
         let (deleted, deleted_bytes, log_start_offset) = {
@@ -37,7 +38,7 @@ impl PartitionLog {
             let mut total_bytes: u64 = state.segments().map(Segment::size_bytes).sum();
             let mut doomed = Vec::new();
             while let Some(oldest) = state.sealed.front() {
-                let expired = match self.config.retention_ms {
+                let expired = match config.retention_ms {
                     // A segment without timestamps never expires by time.
                     Some(retention_ms) if oldest.max_timestamp() >= 0 => {
                         i128::from(now_ms) - i128::from(oldest.max_timestamp())
@@ -45,7 +46,7 @@ impl PartitionLog {
                     }
                     _ => false,
                 };
-                let oversized = self.config.retention_bytes.is_some_and(|retention_bytes| {
+                let oversized = config.retention_bytes.is_some_and(|retention_bytes| {
                     total_bytes - oldest.size_bytes() >= retention_bytes
                 });
                 if !(expired || oversized) {

@@ -242,7 +242,7 @@ impl PartitionLog {
                 &*self.fs,
                 &self.dir,
                 offset,
-                self.config.index_interval_bytes,
+                self.config().index_interval_bytes,
             )?;
             self.fs.sync_dir(&self.dir)?;
             let old_active = std::mem::replace(&mut state.active, fresh);

@@ -715,3 +715,60 @@ fn a_clean_pass_cleans_the_compacted_partitions_that_are_due() {
     );
     assert_eq!(manager.partition("c", 0).unwrap().dirty_ratio(), Some(0.0));
 }
+
+#[test]
+fn altered_configs_apply_to_open_logs_at_once_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open(&dir);
+    manager
+        .create_topic("t", 2, configs(&[("durability", "fsync")]))
+        .unwrap();
+    let log = manager.partition("t", 1).unwrap();
+    assert_eq!(log.config().retention_bytes, None);
+    let altered = configs(&[
+        ("durability", "fsync"),
+        ("retention.bytes", "4096"),
+        ("segment.bytes", "2048"),
+    ]);
+    assert!(manager.alter_topic_configs("t", &altered).unwrap());
+    assert_eq!(log.config().retention_bytes, Some(4096));
+    assert_eq!(log.config().segment_bytes_max, 2048);
+    assert_eq!(log.config().durability, Durability::Fsync);
+    // The same overrides again change nothing; a bad one changes nothing either.
+    assert!(!manager.alter_topic_configs("t", &altered).unwrap());
+    assert!(matches!(
+        manager.alter_topic_configs("t", &configs(&[("retention.ms", "x")])),
+        Err(StorageError::InvalidConfig(_))
+    ));
+    assert_eq!(log.config().retention_bytes, Some(4096));
+    manager.shutdown().unwrap();
+    drop((log, manager));
+    let manager = open(&dir);
+    assert_eq!(manager.topic("t").unwrap().configs, altered);
+    let log = manager.open_partition("t", 0).unwrap();
+    assert_eq!(log.config().segment_bytes_max, 2048);
+}
+
+#[test]
+fn config_changes_follow_kafkas_operations_and_keep_durability() {
+    let before = configs(&[("durability", "fsync"), ("cleanup.policy", "compact")]);
+    let append = ConfigChange::Append {
+        name: "cleanup.policy".into(),
+        value: "delete,compact".into(),
+    };
+    let after = apply_config_changes(&before, &[append], false).unwrap();
+    assert_eq!(after.get("cleanup.policy").unwrap(), "compact,delete");
+    let replaced = apply_config_changes(
+        &configs(&[("retention.ms", "5")]),
+        &[ConfigChange::Set {
+            name: "segment.ms".into(),
+            value: "100".into(),
+        }],
+        true,
+    )
+    .unwrap();
+    assert_eq!(replaced, configs(&[("segment.ms", "100")]));
+    // Replacing the whole set may not drop the durability fixed at creation.
+    let dropped = apply_config_changes(&before, &[], true);
+    assert!(matches!(dropped, Err(StorageError::InvalidConfig(_))));
+}

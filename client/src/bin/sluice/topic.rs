@@ -1,4 +1,4 @@
-//! `sluice topic`: create, list, describe, grow and delete topics. `topic describe` is an
+//! `sluice topic`: create, list, describe, grow (and alter the configs of) and delete topics. `topic describe` is an
 //! operator view: gathered by [`crate::health::topic::topic_health`], printed by
 //! [`crate::views::topic_health`].
 
@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Subcommand;
-use sluice_client::Admin;
+use sluice_client::{Admin, ConfigOp};
 
 use crate::output::Output;
 use crate::{health, parse_key_value, view_admin, views};
@@ -57,13 +57,24 @@ pub enum TopicCommand {
         #[arg(long, default_value_t = 5000, value_name = "MS")]
         timeout_ms: u64,
     },
-    /// Grow a topic to a larger number of partitions.
+    /// Grow a topic to a larger number of partitions, and/or change its config overrides.
+    ///
+    /// Config changes apply live on every broker (as `kafka-configs --alter`); they are
+    /// checked as at creation and all apply or none. `durability` is fixed at creation.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+        .args(["partitions", "configs", "delete_configs"])))]
     Alter {
         /// Topic name.
         name: String,
         /// The new total number of partitions.
         #[arg(long)]
-        partitions: i32,
+        partitions: Option<i32>,
+        /// Set a config override, e.g. --config retention.ms=86400000 (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+        /// Remove a config override: the broker default applies again (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
     },
     /// Delete a topic and its data.
     Delete {
@@ -108,9 +119,25 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             let topic = health::topic::topic_health(&admin, &name, all_configs, timeout).await?;
             out.write_all(views::topic_health(&topic, output).as_bytes())?;
         }
-        TopicCommand::Alter { name, partitions } => {
-            admin.create_partitions(&name, partitions).await?;
-            writeln!(out, "Topic {name} now has {partitions} partitions.")?;
+        TopicCommand::Alter {
+            name,
+            partitions,
+            configs,
+            delete_configs,
+        } => {
+            if let Some(partitions) = partitions {
+                admin.create_partitions(&name, partitions).await?;
+                writeln!(out, "Topic {name} now has {partitions} partitions.")?;
+            }
+            let changes: Vec<ConfigOp> = configs
+                .into_iter()
+                .map(|(key, value)| ConfigOp::Set(key, value))
+                .chain(delete_configs.into_iter().map(ConfigOp::Delete))
+                .collect();
+            if !changes.is_empty() {
+                admin.alter_topic_configs(&name, &changes, false).await?;
+                writeln!(out, "Updated the configs of topic {name}.")?;
+            }
         }
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await?;
@@ -204,5 +231,44 @@ mod tests {
             ]),
             ("t".to_string(), true, Output::Json, 200)
         );
+    }
+
+    #[test]
+    fn topic_alter_takes_partitions_configs_or_both_but_something() {
+        let alter = |args: &[&str]| match parse(args).command {
+            Command::Topic {
+                command:
+                    TopicCommand::Alter {
+                        name,
+                        partitions,
+                        configs,
+                        delete_configs,
+                    },
+            } => (name, partitions, configs, delete_configs),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(
+            alter(&["sluice", "topic", "alter", "t", "--partitions", "4"]),
+            ("t".to_string(), Some(4), vec![], vec![])
+        );
+        assert_eq!(
+            alter(&[
+                "sluice",
+                "topic",
+                "alter",
+                "t",
+                "--config",
+                "retention.ms=5",
+                "--delete-config",
+                "segment.ms"
+            ]),
+            (
+                "t".to_string(),
+                None,
+                vec![("retention.ms".to_string(), "5".to_string())],
+                vec!["segment.ms".to_string()]
+            )
+        );
+        assert!(Cli::try_parse_from(["sluice", "topic", "alter", "t"]).is_err());
     }
 }
