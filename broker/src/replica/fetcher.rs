@@ -408,5 +408,20 @@ fn apply_response(
             return false;
         }
     }
+    follow_log_start(replica, partition.log_start_offset);
     true
+}
+
+/// Move this follower's log start up to the leader's (DeleteRecords, or the leader's
+/// retention), never past what this follower holds (Kafka's
+/// `maybeIncrementLogStartOffset(LeaderOffsetIncremented)`). Called under the replica's
+/// lock, as every log change a fetch answer brings.
+fn follow_log_start(replica: &Replica, leader_log_start_offset: i64) {
+    if leader_log_start_offset <= replica.log.log_start_offset() {
+        return;
+    }
+    let target = leader_log_start_offset.min(replica.log.log_end_offset());
+    if let Err(error) = replica.log.advance_log_start(target) {
+        tracing::error!(partition = replica.log.name(), %error, leader_log_start_offset, "following the leader's log start failed");
+    }
 }

@@ -22,7 +22,10 @@
 //!   for the debugging replica id).
 //! - `purgatory.rs`: the produce and fetch purgatories' accounting ([`RemoteTime`]), the
 //!   leader-epoch check clients' requests get, the throttle's byte rate.
-//! - [`fetcher`]: the follower fetchers, one task per leader broker.
+//! - `delete_records.rs`: [`ReplicaManager::delete_records`] (the leader moves its log
+//!   start, Kafka's DeleteRecords) and the low watermark it waits on.
+//! - [`fetcher`]: the follower fetchers, one task per leader broker (a follower also moves
+//!   its log start up to its leader's).
 //! - `leadership.rs`: [`ReplicaManager::watch_leadership`], the leadership changes of a
 //!   topic's partitions, for the coordinators that live on their leaders.
 //!
@@ -48,6 +51,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 mod append;
+mod delete_records;
 mod epoch_offsets;
 mod fetch;
 pub mod fetcher;

@@ -240,6 +240,9 @@ pub async fn handle(
         ApiKey::AlterConfigs => call!(AlterConfigsRequest, |req| {
             handlers::alter_configs::handle(&broker, req).await
         }),
+        ApiKey::DeleteRecords => call!(DeleteRecordsRequest, |req| {
+            handlers::delete_records::handle(&broker, req).await
+        }),
         ApiKey::DescribeCluster => call!(DescribeClusterRequest, |req| {
             handlers::describe_cluster::handle(&broker, req, version)
         }),
@@ -381,6 +384,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::InitProducerId => "InitProducerId",

@@ -2,7 +2,8 @@
 //! reassign partitions.
 //!
 //! Owns nothing but a cluster handle: each call is one admin request (CreateTopics,
-//! DeleteTopics, CreatePartitions, DescribeConfigs, IncrementalAlterConfigs, DescribeCluster, DescribeQuorum,
+//! DeleteTopics, CreatePartitions, DescribeConfigs, IncrementalAlterConfigs, DeleteRecords,
+//! DescribeCluster, DescribeQuorum,
 //! ElectLeaders, AlterPartitionReassignments, ListPartitionReassignments), a Metadata read,
 //! or one of the reads behind the CLI's operator views: ListOffsets to one broker
 //! (a replica's log end offset with Kafka's debugging replica id -2, any replica answers;
@@ -31,6 +32,7 @@
 //!
 //! - `topics.rs`: create, delete, list, describe and grow topics; configs; list offsets.
 //! - `configs.rs`: `alter_topic_configs` (IncrementalAlterConfigs) and [`ConfigOp`].
+//! - `records.rs`: `delete_records` (DeleteRecords, to each partition's leader).
 //! - `elections.rs`: `elect_leaders` and its types.
 //! - `groups/`: consumer groups: list, describe, committed offsets (list, alter, delete),
 //!   delete; the coordinator lookup and its retries.
@@ -46,6 +48,7 @@ mod groups;
 mod probes;
 mod quorum;
 mod reassignments;
+mod records;
 mod topics;
 
 use std::sync::Arc;
@@ -69,6 +72,7 @@ pub use quorum::{ClusterDescription, QuorumDescription, QuorumReplica};
 pub use reassignments::{
     OngoingReassignment, Reassignment, ReassignmentOutcome, ReassignmentResult,
 };
+pub use records::DELETE_TO_HIGH_WATERMARK;
 pub use topics::{ConfigEntry, ConfigSource, TopicDescription};
 
 /// Kafka's codes that get a sentence of their own.

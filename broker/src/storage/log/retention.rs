@@ -6,6 +6,12 @@
 //! least `retention_bytes` big. The active segment is never deleted. The log start offset
 //! advances to the new first segment and is checkpointed. A log whose `cleanup.policy`
 //! lacks `delete` (compaction alone) is never cut by retention, as in Kafka.
+//!
+//! [`PartitionLog::advance_log_start`] moves the log start to any offset (Kafka's
+//! DeleteRecords on a leader, and a follower following its leader's log start): it may land
+//! inside a segment, whose records below it then stay on disk but are never served (reads
+//! below the log start are out of range); whole segments below it are deleted. The new
+//! start is checkpointed before it returns, so a restart does not bring the records back.
 
 use super::{lock, PartitionLog};
 use crate::metrics as m;
@@ -14,6 +20,52 @@ use crate::storage::segment::Segment;
 use crate::storage::StorageError;
 
 impl PartitionLog {
+    /// Make `offset` the log start (if above it; at most the log end offset): records
+    /// below are gone for readers, and sealed segments that end at or below it are deleted.
+    /// Returns the log start offset now. The caller keeps it at or below what is committed
+    /// (the high watermark).
+    pub fn advance_log_start(&self, offset: i64) -> Result<i64, StorageError> {
+        let doomed = {
+            let mut state = lock(&self.state);
+            let offset = offset.min(state.log_end_offset());
+            if offset <= state.log_start_offset {
+                return Ok(state.log_start_offset);
+            }
+            state.log_start_offset = offset;
+            let mut doomed = Vec::new();
+            while !state.sealed.is_empty() {
+                let end = state
+                    .sealed
+                    .get(1)
+                    .map_or(state.active.base_offset(), |next| next.base_offset());
+                if end > offset {
+                    break;
+                }
+                doomed.extend(state.sealed.pop_front());
+            }
+            state.unflushed.retain(|files| {
+                doomed
+                    .iter()
+                    .all(|segment| segment.base_offset() != files.base_offset)
+            });
+            // Entries below the log start are harmless on disk (open drops them).
+            if state.epochs.truncate_from_start(offset) {
+                epoch_cache::persist(&*self.fs, &self.dir, &state.epochs)?;
+            }
+            doomed
+        };
+        let log_start_offset = self.log_start_offset();
+        // The start on disk first: a crash before the files go leaves segments that
+        // opening removes as below the log start, never records that come back.
+        self.checkpoints
+            .record_log_start(&self.key, log_start_offset, true)?;
+        for segment in &doomed {
+            segment.paths().remove(&*self.fs)?;
+        }
+        tracing::info!(partition = %self.name, log_start_offset, segments_deleted = doomed.len(), "log start offset advanced");
+        Ok(log_start_offset)
+    }
+
     /// Delete whole sealed segments past retention; returns how many were deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         self.apply_retention_below(now_ms, i64::MAX)
@@ -122,6 +174,52 @@ mod tests {
         }
         assert_eq!(log.segment_count(), 10);
         (log, size)
+    }
+
+    #[test]
+    fn advancing_the_log_start_hides_records_deletes_segments_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = log_of_ten_segments(&dir, test_config());
+        // A batch of five records in the active segment: offsets 10..15.
+        log.append(crate::storage::testing::batch(5, 20_000, 20, 7), 0, 0)
+            .unwrap();
+        assert_eq!(log.advance_log_start(3).unwrap(), 3);
+        assert_eq!(log.segment_count(), 8);
+        // Inside the batch of the active segment: every sealed segment goes.
+        assert_eq!(log.advance_log_start(12).unwrap(), 12);
+        assert_eq!(log.segment_count(), 1);
+        assert!(matches!(
+            log.read(11, 100),
+            Err(StorageError::OffsetOutOfRange {
+                requested: 11,
+                log_start_offset: 12,
+                ..
+            })
+        ));
+        // The batch holding the log start is served whole, as Kafka serves it.
+        assert_eq!(headers(&log.read(12, 1000).unwrap())[0].base_offset, 10);
+        drop(log);
+        let log = open_log(
+            &std_fs(),
+            dir.path(),
+            &test_config(),
+            ShutdownState::Unclean,
+        );
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 15));
+        assert_eq!(headers(&log.read(12, 1000).unwrap())[0].base_offset, 10);
+        // Never backwards, never past the log end.
+        assert_eq!(log.advance_log_start(5).unwrap(), 12);
+        assert_eq!(log.advance_log_start(99).unwrap(), 15);
+        assert_eq!(log.log_end_offset(), 15);
+        drop(log);
+        let log = open_log(
+            &std_fs(),
+            dir.path(),
+            &test_config(),
+            ShutdownState::Unclean,
+        );
+        assert_eq!(log.log_start_offset(), 15);
+        assert_eq!(log.log_end_offset(), 15);
     }
 
     #[test]

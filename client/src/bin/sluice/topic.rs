@@ -1,4 +1,5 @@
-//! `sluice topic`: create, list, describe, grow (and alter the configs of) and delete topics. `topic describe` is an
+//! `sluice topic`: create, list, describe, grow (and alter the configs of) and delete topics,
+//! and delete records. `topic describe` is an
 //! operator view: gathered by [`crate::health::topic::topic_health`], printed by
 //! [`crate::views::topic_health`].
 
@@ -76,6 +77,19 @@ pub enum TopicCommand {
         #[arg(long = "delete-config", value_name = "KEY")]
         delete_configs: Vec<String>,
     },
+    /// Delete the records below an offset (as kafka-delete-records): the partitions' log
+    /// start offsets move there on every replica; consumers can no longer read below it.
+    DeleteRecords {
+        /// Topic name.
+        name: String,
+        /// The partition (repeatable; default: every partition).
+        #[arg(long = "partition")]
+        partitions: Vec<i32>,
+        /// Delete every record below this offset; -1 (the default) deletes everything below
+        /// the high watermark.
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        before: i64,
+    },
     /// Delete a topic and its data.
     Delete {
         /// Topic name.
@@ -137,6 +151,35 @@ pub async fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
             if !changes.is_empty() {
                 admin.alter_topic_configs(&name, &changes, false).await?;
                 writeln!(out, "Updated the configs of topic {name}.")?;
+            }
+        }
+        TopicCommand::DeleteRecords {
+            name,
+            partitions,
+            before,
+        } => {
+            let partitions = if partitions.is_empty() {
+                let topic = admin.describe_topic(&name).await?;
+                topic.partitions.iter().map(|p| p.partition).collect()
+            } else {
+                partitions
+            };
+            let offsets: Vec<(i32, i64)> = partitions.iter().map(|&p| (p, before)).collect();
+            let mut failed = 0;
+            for (partition, answer) in admin.delete_records(&name, &offsets).await? {
+                match answer {
+                    Ok(low_watermark) => writeln!(
+                        out,
+                        "{name}-{partition}: records below {low_watermark} deleted"
+                    )?,
+                    Err(error) => {
+                        failed += 1;
+                        writeln!(out, "{name}-{partition}: {error}")?;
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} partition(s) of {name} kept their records");
             }
         }
         TopicCommand::Delete { name } => {
