@@ -165,6 +165,32 @@ fn kafka_configs_alters_a_topic_live_and_refuses_what_kafka_refuses() {
         "{refused}"
     );
 
+    // A broker's settings are its flags: setting a dynamic broker config is refused as
+    // Kafka refuses a static one.
+    let refused = kafka_tool(
+        CONFIG_COMMAND,
+        &broker.bootstrap(),
+        &[
+            "--alter",
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--add-config",
+            "leader.replication.throttled.rate=100",
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        refused.stdout_lossy(),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        !refused.success()
+            && text.contains("InvalidRequestException")
+            && text.contains("Cannot update these configs dynamically"),
+        "{text}"
+    );
+
     // Sluice's own CLI changes them the same way.
     let cli = run_program(
         Command::new(sluice_binary()).args([

@@ -12,8 +12,11 @@
 //! topic resource, a resource type other than topic). With `validate_only` the same checks
 //! run on this broker's copy of the metadata and nothing changes.
 //!
-//! Broker resources (dynamic broker configs) are refused with INVALID_CONFIG: Sluice's
-//! broker settings are its command-line flags (see `docs/compatibility.md`).
+//! Broker resources (dynamic broker configs): Sluice has none, its broker settings are its
+//! command-line flags. Deleting one is accepted (there is nothing to delete: what
+//! `kafka-reassign-partitions --verify` does to clear throttles); setting one is refused as
+//! Kafka refuses a static config, INVALID_REQUEST "Cannot update these configs
+//! dynamically" (see `docs/compatibility.md`).
 
 use std::collections::BTreeSet;
 
@@ -168,15 +171,39 @@ async fn alter(broker: &Broker, change: ResourceChange, validate_only: bool) -> 
             "Default topic resources are not allowed.".to_string(),
         )),
         RESOURCE_TOPIC => alter_topic(broker, change, validate_only).await,
-        RESOURCE_BROKER => Err((
-            ErrorCode::InvalidConfig,
-            "dynamic broker configs are not supported: Sluice's broker settings are its command-line flags and environment".to_string(),
-        )),
+        RESOURCE_BROKER => alter_broker(&change),
         other => Err((
             ErrorCode::InvalidRequest,
             format!("resource type {other} has no configs Sluice can alter"),
         )),
     }
+}
+
+/// A broker resource (`""` for the cluster default, else a broker id): deletes are no-ops,
+/// anything else is refused.
+fn alter_broker(change: &ResourceChange) -> Outcome {
+    if !change.name.is_empty() && change.name.parse::<i32>().is_err() {
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!("Invalid broker id {:?}", change.name),
+        ));
+    }
+    let set: Vec<&str> = change
+        .changes
+        .iter()
+        .filter(|c| !matches!(c, ConfigChange::Delete { .. }))
+        .map(ConfigChange::name)
+        .collect();
+    if set.is_empty() {
+        return Ok(());
+    }
+    Err((
+        ErrorCode::InvalidRequest,
+        format!(
+            "Cannot update these configs dynamically: Set({}); Sluice's broker settings are its command-line flags and environment",
+            set.join(", ")
+        ),
+    ))
 }
 
 async fn alter_topic(broker: &Broker, change: ResourceChange, validate_only: bool) -> Outcome {
