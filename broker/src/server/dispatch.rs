@@ -240,6 +240,9 @@ pub async fn handle(
         ApiKey::AlterConfigs => call!(AlterConfigsRequest, |req| {
             handlers::alter_configs::handle(&broker, req).await
         }),
+        ApiKey::DescribeTopicPartitions => call!(DescribeTopicPartitionsRequest, |req| {
+            handlers::describe_topic_partitions::handle(&broker, req)
+        }),
         ApiKey::DeleteRecords => call!(DeleteRecordsRequest, |req| {
             handlers::delete_records::handle(&broker, req).await
         }),
@@ -385,6 +388,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::InitProducerId => "InitProducerId",
