@@ -45,6 +45,8 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DeleteRecords, 0, 2),
     // Topics and partitions, paged (KIP-966); Java's Admin describes topics with it.
     range(ApiKey::DescribeTopicPartitions, 0, 0),
+    // The idempotent producers of a partition (`kafka-transactions describe-producers`).
+    range(ApiKey::DescribeProducers, 0, 0),
     // The data directory and its partitions' sizes (`kafka-log-dirs`); Kafka 4.1's range.
     range(ApiKey::DescribeLogDirs, 1, 4),
     // v2 (KIP-1073) flags fenced brokers and lists them on request.

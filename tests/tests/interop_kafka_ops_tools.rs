@@ -1,6 +1,6 @@
 //! Kafka's operations and system-test tools (the 4.1.1 jars) against real `sluiced`, read
 //! as their users read them: `kafka-producer-perf-test` and `kafka-consumer-perf-test` move
-//! every record, `kafka-e2e-latency` gets its records back, `kafka-verifiable-producer` and
+//! every record, `kafka-transactions describe-producers` lists the idempotent producer, `kafka-e2e-latency` gets its records back, `kafka-verifiable-producer` and
 //! `kafka-verifiable-consumer` (Kafka's own system-test clients) see every record acked,
 //! consumed in a group and committed, and `kafka-reassign-partitions --generate / --execute
 //! / --verify` and `kafka-leader-election` move replicas and leaders on a three-broker
@@ -61,6 +61,29 @@ fn perf_and_latency_tools_move_every_record() {
     assert!(
         produced.contains("20000 records sent"),
         "kafka-producer-perf-test:\n{produced}"
+    );
+    // The perf producer is idempotent: `kafka-transactions describe-producers` (on the
+    // partition's leader, DescribeProducers) lists it with its last sequence.
+    let producers = ok(
+        kafka_tool(
+            "org.apache.kafka.tools.TransactionsCommand",
+            &bootstrap,
+            &["describe-producers", "--topic", "perf", "--partition", "0"],
+        ),
+        "kafka-transactions describe-producers",
+    );
+    let row: Vec<&str> = producers
+        .lines()
+        .skip_while(|l| !l.starts_with("ProducerId"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no producer listed:\n{producers}"))
+        .split_whitespace()
+        .collect();
+    // ProducerId, ProducerEpoch, LatestCoordinatorEpoch, LastSequence, LastTimestamp, ...
+    assert_eq!(
+        (row[1], row[2], row[3]),
+        ("0", "-1", "19999"),
+        "{producers}"
     );
     let consumed = ok(
         kafka_tool(

@@ -434,7 +434,7 @@ async fn wait_durable(appended: &Appended, deadline: tokio::time::Instant) -> Re
 /// is appended meanwhile. Reads at most [`SCAN_BYTES_MAX`] bytes per attempt, on the calling
 /// thread, once per partition per broker run. If the tail cannot be scanned the state starts
 /// empty: every producer is then unknown, which is lenient rather than wrong.
-fn rebuild_producer_state(log: &PartitionLog) -> PartitionProducers {
+pub(super) fn rebuild_producer_state(log: &PartitionLog) -> PartitionProducers {
     let end = log.log_end_offset();
     let log_start = log.log_start_offset();
     if end <= log_start {

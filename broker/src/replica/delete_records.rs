@@ -132,7 +132,7 @@ impl ReplicaManager {
         }
     }
 
-    fn not_hosted(&self, topic: &str, partition: i32) -> (ErrorCode, String) {
+    pub(super) fn not_hosted(&self, topic: &str, partition: i32) -> (ErrorCode, String) {
         let known = self.metadata.read(|state| {
             state
                 .topic_by_name(topic)

@@ -14,7 +14,8 @@
 //! - `append.rs`: [`ReplicaManager::append_records`] (admission, validation, idempotence,
 //!   append) and [`ReplicaManager::wait_for_acks`] (acks=all), for Produce and, later, the
 //!   coordinators' internal topics.
-//! - [`producer_state`]: idempotent producers' sequence and epoch checks, per partition.
+//! - [`producer_state`]: idempotent producers' sequence and epoch checks, per partition;
+//!   `describe_producers.rs` lists them (DescribeProducers).
 //! - `fetch.rs`: [`ReplicaManager::fetch_records`], consumer and follower reads with the
 //!   long poll, follower-read (KIP-392) rules and the reassignment throttle.
 //! - `list_offsets.rs`: [`ReplicaManager::list_offset`], ListOffsets' earliest, latest and
@@ -52,6 +53,7 @@ use tokio::sync::{mpsc, watch};
 
 mod append;
 mod delete_records;
+mod describe_producers;
 mod epoch_offsets;
 mod fetch;
 pub mod fetcher;

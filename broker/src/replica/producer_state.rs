@@ -57,6 +57,8 @@ pub struct ProducerBatch {
     pub epoch: i16,
     pub first_sequence: i32,
     pub last_sequence: i32,
+    /// The batch's largest record timestamp (DescribeProducers' last timestamp).
+    pub max_timestamp: i64,
 }
 
 impl ProducerBatch {
@@ -81,6 +83,7 @@ impl ProducerBatch {
             epoch: header.producer_epoch,
             first_sequence: header.base_sequence,
             last_sequence: add_sequence(header.base_sequence, header.last_offset_delta),
+            max_timestamp: header.max_timestamp,
         }))
     }
 }
@@ -94,6 +97,15 @@ pub fn add_sequence(sequence: i32, delta: i32) -> i32 {
     } else {
         sequence + delta
     }
+}
+
+/// One producer a partition knows (DescribeProducers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 /// Where an appended batch went, as remembered for duplicate detection.
@@ -161,6 +173,8 @@ struct ProducerEntry {
     epoch: i16,
     /// Oldest first; never empty.
     batches: VecDeque<AppendedBatch>,
+    /// The largest timestamp of its last batch.
+    last_timestamp: i64,
 }
 
 impl ProducerEntry {
@@ -202,6 +216,22 @@ impl PartitionProducers {
         for header in headers {
             producers.observe(header);
         }
+        producers
+    }
+
+    /// Every producer tracked, by id: what DescribeProducers lists.
+    pub fn describe(&self) -> Vec<ActiveProducer> {
+        let mut producers: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| ActiveProducer {
+                producer_id: *id,
+                epoch: entry.epoch,
+                last_sequence: entry.last().last_sequence,
+                last_timestamp: entry.last_timestamp,
+            })
+            .collect();
+        producers.sort_by_key(|p| p.producer_id);
         producers
     }
 
@@ -274,6 +304,7 @@ impl PartitionProducers {
         };
         match self.producers.get_mut(&batch.producer_id) {
             Some(entry) if entry.epoch == batch.epoch => {
+                entry.last_timestamp = batch.max_timestamp;
                 let previous = entry.last().last_offset;
                 assert!(
                     base_offset > previous,
@@ -294,6 +325,7 @@ impl PartitionProducers {
                     batch.epoch
                 );
                 entry.epoch = batch.epoch;
+                entry.last_timestamp = batch.max_timestamp;
                 entry.batches.clear();
                 entry.batches.push_back(appended);
             }
@@ -306,6 +338,7 @@ impl PartitionProducers {
                     ProducerEntry {
                         epoch: batch.epoch,
                         batches: VecDeque::from([appended]),
+                        last_timestamp: batch.max_timestamp,
                     },
                 );
             }
@@ -414,6 +447,7 @@ mod tests {
             epoch,
             first_sequence,
             last_sequence: add_sequence(first_sequence, records - 1),
+            max_timestamp: 1_000 + i64::from(first_sequence),
         }
     }
 
@@ -632,6 +666,26 @@ mod tests {
         assert_eq!(produce(&mut state, &mut next, other), Ok(Verdict::Append));
         assert!(matches!(state.check(&other), Ok(Verdict::Duplicate(_))));
         assert_eq!(state.len(), 2);
+    }
+
+    #[test]
+    fn describe_lists_each_producers_epoch_last_sequence_and_timestamp() {
+        let mut state = PartitionProducers::default();
+        let mut next = 0;
+        let other = |first_sequence| ProducerBatch {
+            producer_id: PID - 1,
+            ..batch(0, first_sequence, 2)
+        };
+        produce(&mut state, &mut next, batch(0, 0, 3)).unwrap();
+        produce(&mut state, &mut next, other(0)).unwrap();
+        produce(&mut state, &mut next, batch(0, 3, 2)).unwrap();
+        produce(&mut state, &mut next, batch(1, 0, 1)).unwrap();
+        let described = state.describe();
+        let summary: Vec<(i64, i16, i32, i64)> = described
+            .iter()
+            .map(|p| (p.producer_id, p.epoch, p.last_sequence, p.last_timestamp))
+            .collect();
+        assert_eq!(summary, vec![(PID - 1, 0, 1, 1_000), (PID, 1, 0, 1_000)]);
     }
 
     #[test]

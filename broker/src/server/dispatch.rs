@@ -243,6 +243,9 @@ pub async fn handle(
         ApiKey::DescribeTopicPartitions => call!(DescribeTopicPartitionsRequest, |req| {
             handlers::describe_topic_partitions::handle(&broker, req)
         }),
+        ApiKey::DescribeProducers => call!(DescribeProducersRequest, |req| {
+            handlers::describe_producers::handle(&broker, req)
+        }),
         ApiKey::DeleteRecords => call!(DeleteRecordsRequest, |req| {
             handlers::delete_records::handle(&broker, req).await
         }),
@@ -388,6 +391,7 @@ pub fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::DescribeProducers => "DescribeProducers",
         ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
