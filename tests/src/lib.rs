@@ -25,6 +25,7 @@
 
 pub mod cluster;
 pub mod group_members;
+pub mod kafka_reference;
 pub mod rack_reads;
 pub mod raw;
 pub mod roundtrip;

@@ -25,6 +25,8 @@ use sluice_protocol::records::{encode_batch, Record};
 pub struct RawConnection {
     stream: TcpStream,
     correlation_id: i32,
+    /// Topics [`ensure_topic`](Self::ensure_topic) found with leaders.
+    known_topics: std::collections::HashSet<String>,
 }
 
 impl RawConnection {
@@ -35,6 +37,7 @@ impl RawConnection {
         Ok(RawConnection {
             stream,
             correlation_id: 0,
+            known_topics: Default::default(),
         })
     }
 
@@ -51,7 +54,41 @@ impl RawConnection {
         Ok(RawConnection {
             stream,
             correlation_id: 0,
+            known_topics: Default::default(),
         })
+    }
+
+    /// Do what a client does before its first produce to a topic: ask for its metadata with
+    /// auto-creation allowed (brokers create topics only from Metadata, as Kafka does), until
+    /// every partition has a leader (at most 10 s). Once per topic per connection; an error
+    /// (a broker that does not answer) is left to the produce that follows.
+    pub fn ensure_topic(&mut self, topic: &str) {
+        if self.known_topics.contains(topic) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let request = MetadataRequest::default()
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+                ]))
+                .with_allow_auto_topic_creation(true);
+            let Ok(response) =
+                self.request::<_, MetadataResponse>(ApiKey::Metadata, METADATA_VERSION, &request)
+            else {
+                return;
+            };
+            let ready = response.topics.iter().all(|t| {
+                t.error_code == 0
+                    && !t.partitions.is_empty()
+                    && t.partitions.iter().all(|p| p.leader_id.0 >= 0)
+            });
+            if ready {
+                self.known_topics.insert(topic.to_string());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Change how long a read waits for the broker (10 s after [`connect`](Self::connect)).
@@ -178,6 +215,7 @@ pub fn produce_batch(
     records: Bytes,
     acks: i16,
 ) -> (i16, i64) {
+    conn.ensure_topic(topic);
     let response: ProduceResponse = conn
         .request(
             ApiKey::Produce,
@@ -259,6 +297,7 @@ pub fn try_produce_values<V: AsRef<[u8]>>(
     acks: i16,
     timeout_ms: i32,
 ) -> std::io::Result<(i16, i64)> {
+    conn.ensure_topic(topic);
     let request =
         produce_request(topic, partition, value_batch(values), acks).with_timeout_ms(timeout_ms);
     let response: ProduceResponse = conn.request(ApiKey::Produce, PRODUCE_VERSION, &request)?;

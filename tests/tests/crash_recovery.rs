@@ -26,6 +26,7 @@ fn produce_until_failure(
     let Ok(mut conn) = RawConnection::connect(&address) else {
         return;
     };
+    conn.ensure_topic(TOPIC);
     let mut next = 0u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {

@@ -99,9 +99,11 @@ fn delete_records_moves_the_log_start_on_every_replica() {
     let below = fetch(&mut conn, &fetch_request(TOPIC, 0, 20, 1 << 20));
     let partition = &below.responses[0].partitions[0];
     assert_eq!(partition.error_code, OFFSET_OUT_OF_RANGE);
-    assert_eq!(partition.log_start_offset, 55);
+    // Kafka answers a consumer's failed partition with the offsets unknown.
+    assert_eq!(partition.log_start_offset, -1);
     let at = fetch(&mut conn, &fetch_request(TOPIC, 0, 55, 1 << 20));
-    assert_eq!(at.responses[0].partitions[0].error_code, 0);
+    let at = &at.responses[0].partitions[0];
+    assert_eq!((at.error_code, at.log_start_offset), (0, 55));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

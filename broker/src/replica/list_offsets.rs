@@ -129,7 +129,8 @@ impl ReplicaManager {
                     answer.timestamp = found.timestamp;
                     answer.leader_epoch = found.leader_epoch;
                 }
-                Ok(_) => {}
+                // No record at or after it: offset and epoch unknown (-1), as on Kafka.
+                Ok(_) => answer.leader_epoch = -1,
                 Err(e) => answer.error = storage_error_code(&e),
             },
             _ => answer.error = ErrorCode::UnsupportedVersion,
@@ -255,8 +256,11 @@ mod tests {
             assert_eq!(answer(3_000), found(4, 3_000));
             assert_eq!(
                 answer(3_001),
-                found(-1, -1),
-                "no record that late: no error"
+                OffsetAnswer {
+                    leader_epoch: -1,
+                    ..found(-1, -1)
+                },
+                "no record that late: no error, and no epoch"
             );
         }
         broker.stop().await;

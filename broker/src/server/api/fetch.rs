@@ -122,6 +122,13 @@ fn encode(request: &FetchRequest, reads: Vec<PartitionRead>, version: i16) -> Fe
             } else {
                 read.log_start_offset
             };
+            if read.error != ErrorCode::None && request.replica_id.0 < 0 {
+                // Kafka answers a consumer's failed partition with every offset unknown;
+                // a follower keeps the leader's log start (it restarts its log there).
+                p.high_watermark = -1;
+                p.last_stable_offset = -1;
+                p.log_start_offset = -1;
+            }
             p.preferred_read_replica = BrokerId(read.preferred_read_replica);
             if let Some((epoch, end_offset)) = read.diverging_epoch {
                 p.diverging_epoch.epoch = epoch;

@@ -9,11 +9,12 @@
 //!   in its gauge and in the request's remote time) until the whole ISR has the records
 //!   ([`ReplicaManager::wait_for_acks`](crate::replica::ReplicaManager::wait_for_acks)).
 //! - Any other acks value: INVALID_REQUIRED_ACKS for every partition.
-//! - A topic nobody created yet is auto-created first when the broker allows it.
+//! - A topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION: as on Kafka, only
+//!   Metadata auto-creates topics (clients ask for a topic's metadata before producing).
 //!
 //! # Ordering
-//! Every append of a request happens before the handler's first `.await` after the
-//! auto-creation: phase 1 appends every partition synchronously, phase 2 only waits. The
+//! Every append of a request happens before the handler's first `.await`: phase 1 appends
+//! every partition synchronously, phase 2 only waits. The
 //! connection polls its in-flight requests in a `FuturesOrdered`, in the order they were
 //! read, and `dispatch::handle` does not await before calling this handler, so the appends of
 //! one connection happen in request order. An idempotent producer pipelines up to five
@@ -53,16 +54,6 @@ pub async fn handle(
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let deadline = tokio::time::Instant::now() + timeout;
     let now = now_ms();
-
-    // Topics nobody created yet: create them first (the only await before the appends; a
-    // producer pipelining to a topic it has not seen in Metadata gets no ordering promise).
-    if acks.is_some() {
-        for topic in &request.topic_data {
-            if broker.topic(&topic.name.0).is_none() {
-                let _ = broker.topic_or_auto_create(&topic.name.0).await;
-            }
-        }
-    }
 
     // Phase 1, synchronous (see "Ordering" in the module documentation): every append.
     let mut results: TopicResults = Vec::with_capacity(request.topic_data.len());
@@ -209,6 +200,8 @@ mod tests {
     }
 
     async fn produce(broker: &Broker, records: Bytes) -> PartitionProduceResponse {
+        // As a client does: Metadata (auto-creating the topic) before the first produce.
+        broker.topic_or_auto_create(TOPIC).await.unwrap();
         let mut partition = PartitionProduceData::default();
         partition.index = 0;
         partition.records = Some(records);
@@ -239,6 +232,29 @@ mod tests {
             "{:?}",
             response.error_message
         );
+    }
+
+    #[tokio::test]
+    async fn a_topic_that_does_not_exist_is_unknown_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = testing::broker(dir.path()).await;
+        let mut partition = PartitionProduceData::default();
+        partition.records = Some(batch(-1, -1, -1, 1, 0));
+        let mut topic = TopicProduceData::default();
+        topic.name = topic_name("never-created");
+        topic.partition_data = vec![partition];
+        let mut request = ProduceRequest::default();
+        request.acks = 1;
+        request.timeout_ms = 5_000;
+        request.topic_data = vec![topic];
+        let Outcome::Respond(response) =
+            handle(&broker, request, 9, &mut RemoteTime::default()).await
+        else {
+            panic!("acks=1 must be answered");
+        };
+        let code = response.responses[0].partition_responses[0].error_code;
+        assert_eq!(code, ErrorCode::UnknownTopicOrPartition.code());
+        assert!(broker.topic("never-created").is_none());
     }
 
     #[tokio::test]

@@ -119,10 +119,28 @@ pub(super) fn parse_overrides(
     }
     settings.log.cleaner.validate()?;
     let normalised = overrides
-        .keys()
-        .map(|key| (key.clone(), config_value(&settings, key)))
+        .iter()
+        .map(|(key, value)| {
+            let normal = match key.as_str() {
+                // A list keeps the order it was given in, as Kafka shows it.
+                "cleanup.policy" => list_in_order(value),
+                _ => config_value(&settings, key),
+            };
+            (key.clone(), normal)
+        })
         .collect();
     Ok((settings, normalised))
+}
+
+/// A list value's items, trimmed, lower-cased and without repeats, in the order given.
+fn list_in_order(value: &str) -> String {
+    let mut items: Vec<String> = Vec::new();
+    for item in value.split(',').map(|i| i.trim().to_ascii_lowercase()) {
+        if !item.is_empty() && !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    items.join(",")
 }
 
 fn parse_in_range(key: &str, value: &str, min: i64, max: i64) -> Result<i64, StorageError> {
@@ -153,7 +171,13 @@ pub(super) fn topic_entries(
 ) -> Vec<super::ConfigEntry> {
     let entry = |name: &str, synonym, config_type, kafka_default| super::ConfigEntry {
         name: name.to_string(),
-        value: Some(config_value(settings, name)),
+        // An override as stored (normalised), else the effective value.
+        value: Some(
+            overrides
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| config_value(settings, name)),
+        ),
         is_default: !overrides.contains_key(name),
         synonym,
         config_type,
