@@ -198,7 +198,7 @@ options! {
     advertised_listener: String = String::new(), "the listen address", "advertised-listener", "SLUICE_ADVERTISED_LISTENER", parse_from_str::<String>;
     "Address serving Prometheus metrics at /metrics"
     metrics_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9644)), "127.0.0.1:9644", "metrics-listen", "SLUICE_METRICS_LISTEN", parse_from_str::<SocketAddr>;
-    "Create unknown topics on Metadata and Produce requests (true|false)"
+    "Create unknown topics a Metadata request names, when the client allows it (Kafka auto.create.topics.enable; never from Produce) (true|false)"
     auto_create_topics: bool = true, "true", "auto-create-topics", "SLUICE_AUTO_CREATE_TOPICS", parse_bool;
     "Partitions of a topic created without a partition count (Kafka num.partitions)"
     default_partitions: i32 = 1, "1", "default-partitions", "SLUICE_DEFAULT_PARTITIONS", parse_from_str::<i32>;
