@@ -165,32 +165,6 @@ fn kafka_configs_alters_a_topic_live_and_refuses_what_kafka_refuses() {
         "{refused}"
     );
 
-    // A broker's settings are its flags: setting a dynamic broker config is refused as
-    // Kafka refuses a static one.
-    let refused = kafka_tool(
-        CONFIG_COMMAND,
-        &broker.bootstrap(),
-        &[
-            "--alter",
-            "--entity-type",
-            "brokers",
-            "--entity-default",
-            "--add-config",
-            "leader.replication.throttled.rate=100",
-        ],
-    );
-    let text = format!(
-        "{}{}",
-        refused.stdout_lossy(),
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    assert!(
-        !refused.success()
-            && text.contains("InvalidRequestException")
-            && text.contains("Cannot update these configs dynamically"),
-        "{text}"
-    );
-
     // Sluice's own CLI changes them the same way.
     let cli = run_program(
         Command::new(sluice_binary()).args([
@@ -293,4 +267,109 @@ fn described(address: &str, topic: &str, name: &str) -> Option<String> {
         .iter()
         .find(|c| c.name.as_str() == name)
         .and_then(|c| c.value.as_ref().map(|v| v.to_string()))
+}
+
+fn kafka_broker_configs(broker: &Broker, args: &[&str]) -> ProgramOutput {
+    let mut all = vec!["--entity-type", "brokers"];
+    all.extend_from_slice(args);
+    kafka_tool(CONFIG_COMMAND, &broker.bootstrap(), &all)
+}
+
+#[test]
+fn dynamic_broker_configs_change_every_topics_defaults_live() {
+    let broker = Broker::start_with(BrokerOptions {
+        extra_args: vec!["--retention-check-interval-ms".into(), "100".into()],
+        ..BrokerOptions::default()
+    });
+    let runtime = runtime();
+    runtime.block_on(async {
+        let admin = Admin::new(&broker.bootstrap()).await.unwrap();
+        admin
+            .create_topic("live", 1, 1, &[("segment.bytes".into(), "1024".into())])
+            .await
+            .unwrap();
+    });
+    for _ in 0..10 {
+        assert_eq!(produce(&broker, 20), 0);
+    }
+    let ok = |output: ProgramOutput| {
+        assert!(output.success(), "{}", output.describe());
+        output.stdout_lossy()
+    };
+    // This broker's own message.max.bytes: the next batch is too large, until removed.
+    ok(kafka_broker_configs(
+        &broker,
+        &[
+            "--alter",
+            "--entity-name",
+            "1",
+            "--add-config",
+            "message.max.bytes=64",
+        ],
+    ));
+    assert_eq!(produce(&broker, 20), MESSAGE_TOO_LARGE);
+    let described = ok(kafka_broker_configs(
+        &broker,
+        &["--describe", "--entity-name", "1"],
+    ));
+    assert!(described.contains("message.max.bytes=64"), "{described}");
+    ok(kafka_broker_configs(
+        &broker,
+        &[
+            "--alter",
+            "--entity-name",
+            "1",
+            "--delete-config",
+            "message.max.bytes",
+        ],
+    ));
+    assert_eq!(produce(&broker, 20), 0);
+
+    // The cluster default's log.retention.bytes reaches the topic (it has no override).
+    ok(kafka_broker_configs(
+        &broker,
+        &[
+            "--alter",
+            "--entity-default",
+            "--add-config",
+            "log.retention.bytes=1",
+        ],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while earliest(&runtime, &broker) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "log.retention.bytes=1 deleted nothing in 15 s\n{}",
+            broker.log_tail(4096)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let described = ok(kafka_broker_configs(
+        &broker,
+        &["--describe", "--entity-default"],
+    ));
+    assert!(described.contains("log.retention.bytes=1"), "{described}");
+
+    // A config Sluice cannot change at run time, and a bad value.
+    for (config, expected) in [
+        (
+            "log.dirs=/elsewhere",
+            "Cannot update these configs dynamically",
+        ),
+        ("log.retention.ms=soon", "InvalidConfigurationException"),
+    ] {
+        let refused = kafka_broker_configs(
+            &broker,
+            &["--alter", "--entity-default", "--add-config", config],
+        );
+        let text = format!(
+            "{}{}",
+            refused.stdout_lossy(),
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        assert!(
+            !refused.success() && text.contains(expected),
+            "{config}: {text}"
+        );
+    }
 }

@@ -3,8 +3,9 @@
 //! every record, `kafka-transactions describe-producers` lists the idempotent producer, `kafka-e2e-latency` gets its records back, `kafka-verifiable-producer` and
 //! `kafka-verifiable-consumer` (Kafka's own system-test clients) see every record acked,
 //! consumed in a group and committed, and `kafka-reassign-partitions --generate / --execute
-//! / --verify` and `kafka-leader-election` move replicas and leaders on a three-broker
-//! cluster.
+//! / --verify` (with a replication throttle, set as dynamic broker and topic configs and
+//! cleared by --verify) and `kafka-leader-election` move replicas and leaders on a
+//! three-broker cluster.
 
 use std::time::{Duration, Instant};
 
@@ -239,7 +240,13 @@ fn reassign_partitions_and_leader_election_tools_move_replicas_and_leaders() {
         kafka_tool(
             REASSIGN,
             &bootstrap,
-            &["--execute", "--reassignment-json-file", &plan],
+            &[
+                "--execute",
+                "--reassignment-json-file",
+                &plan,
+                "--throttle",
+                "50000000",
+            ],
         ),
         "kafka-reassign-partitions --execute",
     );

@@ -85,9 +85,9 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, RaftNetworkFactory, SnapshotPolicy, TokioRuntime};
 
 pub use metadata::{
-    AlterPartition, Broker, BrokerEpoch, BrokerId, BrokerStatus, ClusterHealth, CommandOutcome,
-    CommandResult, ElectionRefusal, ElectionType, Endpoint, LeaderRecoveryState, MetadataCommand,
-    MetadataError, MetadataState, NewTopic, Partition, Topic,
+    broker_configs_after, AlterPartition, Broker, BrokerEpoch, BrokerId, BrokerStatus,
+    ClusterHealth, CommandOutcome, CommandResult, ElectionRefusal, ElectionType, Endpoint,
+    LeaderRecoveryState, MetadataCommand, MetadataError, MetadataState, NewTopic, Partition, Topic,
 };
 pub use raft_log::RaftLogStore;
 pub use raft_store::{EntryResponse, MetadataReader, StateMachineStore};

@@ -11,7 +11,9 @@
 //!   epochs, broker epoch, divergence) and records the follower's progress, which moves the
 //!   ISR and the high watermark; the answer carries records up to the log end, the leader's
 //!   high watermark, and a diverging epoch when the follower must truncate. A replica that a
-//!   reassignment is adding copies at the reassignment throttle's rate.
+//!   reassignment is adding, or that its topic's `leader.replication.throttled.replicas`
+//!   names, copies at the replication throttle's rate (the dynamic
+//!   `leader.replication.throttled.rate`, else `--reassignment-throttle-bytes-per-sec`).
 //! - Each partition reads at most its own `max_bytes`, the whole fetch at most the
 //!   request's, except that the first batch of the first non-empty partition is always
 //!   returned whole so a consumer can make progress.
@@ -395,7 +397,9 @@ impl ReplicaManager {
     }
 
     /// A follower's records from `from`: a replica that a reassignment is adding copies at
-    /// the throttled rate (KIP-455's throttle, `--reassignment-throttle-bytes-per-sec`).
+    /// the throttled rate (KIP-455's throttle: the dynamic `leader.replication.throttled.rate`,
+    /// else `--reassignment-throttle-bytes-per-sec`), as does one the topic's
+    /// `leader.replication.throttled.replicas` names.
     fn read_for_replica_copy(
         &self,
         replica: &Arc<Replica>,
@@ -403,14 +407,22 @@ impl ReplicaManager {
         from: i64,
         budget: usize,
     ) -> Result<Bytes, ErrorCode> {
-        let throttle = self.reassignment_throttle.get().filter(|_| {
+        let throttle = self.throttle().filter(|_| {
             self.metadata.read(|state| {
-                state
+                let adding = state
                     .partition(&replica.topic_id, replica.index)
-                    .is_some_and(|p| p.adding_replicas.contains(&replica_id))
+                    .is_some_and(|p| p.adding_replicas.contains(&replica_id));
+                let listed = state.topic(&replica.topic_id).is_some_and(|topic| {
+                    throttled_replica(
+                        topic.configs.get(LEADER_THROTTLED_REPLICAS),
+                        replica.index,
+                        replica_id,
+                    )
+                });
+                adding || listed
             })
         });
-        let budget = match throttle {
+        let budget = match &throttle {
             Some(rate) => budget.min(rate.available()),
             None => budget,
         };
@@ -427,6 +439,23 @@ impl ReplicaManager {
         }
         Ok(records)
     }
+}
+
+/// The topic config naming the replicas a leader throttles (Kafka's).
+const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+
+/// Whether a topic's `leader.replication.throttled.replicas` (`*`, or `partition:broker`
+/// pairs) names this replica.
+fn throttled_replica(list: Option<&String>, partition: i32, replica_id: i32) -> bool {
+    let Some(list) = list else {
+        return false;
+    };
+    list.split(',').map(str::trim).any(|item| {
+        item == "*"
+            || item
+                .split_once(':')
+                .is_some_and(|(p, b)| p.parse() == Ok(partition) && b.parse() == Ok(replica_id))
+    })
 }
 
 /// Whole batches from `offset`, at most `budget` bytes (or one batch), none at or above the

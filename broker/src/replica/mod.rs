@@ -138,8 +138,14 @@ pub struct ReplicaManager {
     lag_series: std::sync::Mutex<LagSeries>,
     /// Idempotent producers' state per partition (see `append.rs`).
     producers: ProducerStateRegistry,
-    /// The rate at which replicas a reassignment adds may copy (unset: no limit).
-    reassignment_throttle: std::sync::OnceLock<ByteRate>,
+    /// The rate at which throttled replicas (those a reassignment adds, and those a topic's
+    /// `leader.replication.throttled.replicas` names) may copy from this leader (`None`: no
+    /// limit): the dynamic `leader.replication.throttled.rate`, else the flag.
+    reassignment_throttle: RwLock<Option<Arc<ByteRate>>>,
+    /// The `--reassignment-throttle-bytes-per-sec` flag (0: none).
+    static_throttle: std::sync::atomic::AtomicU64,
+    /// The dynamic broker configs last applied (see `apply_broker_configs`).
+    applied_broker_configs: std::sync::Mutex<Option<BTreeMap<String, String>>>,
     /// Who follows the leadership of which topic (the coordinators).
     leadership: leadership::LeadershipWatchers,
 }
@@ -201,7 +207,9 @@ impl ReplicaManager {
             active_controller: std::sync::atomic::AtomicBool::new(false),
             lag_series: std::sync::Mutex::new(LagSeries::new()),
             producers: ProducerStateRegistry::default(),
-            reassignment_throttle: std::sync::OnceLock::new(),
+            reassignment_throttle: RwLock::new(None),
+            static_throttle: std::sync::atomic::AtomicU64::new(0),
+            applied_broker_configs: std::sync::Mutex::new(None),
             leadership: leadership::LeadershipWatchers::default(),
         });
         (manager, alter_rx)
@@ -224,11 +232,58 @@ impl ReplicaManager {
     }
 
     /// Limit the rate at which replicas a reassignment adds copy from this leader, in bytes
-    /// per second (0: no limit). Set once, at start.
+    /// per second (0: no limit): the flag, set at start; a dynamic
+    /// `leader.replication.throttled.rate` replaces it while set.
     pub fn set_reassignment_throttle(&self, bytes_per_sec: u64) {
-        if bytes_per_sec > 0 {
-            let _ = self.reassignment_throttle.set(ByteRate::new(bytes_per_sec));
+        self.static_throttle
+            .store(bytes_per_sec, std::sync::atomic::Ordering::Relaxed);
+        self.use_throttle(bytes_per_sec);
+    }
+
+    fn use_throttle(&self, bytes_per_sec: u64) {
+        let rate = (bytes_per_sec > 0).then(|| Arc::new(ByteRate::new(bytes_per_sec)));
+        *self
+            .reassignment_throttle
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = rate;
+    }
+
+    /// The replication throttle in force, if any.
+    pub(crate) fn throttle(&self) -> Option<Arc<ByteRate>> {
+        self.reassignment_throttle
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Apply this broker's dynamic configs (the cluster default's, then its own) when they
+    /// changed: the topic defaults (`LogManager::set_dynamic_defaults`) and the throttle.
+    fn apply_broker_configs(&self) {
+        let wanted = self.metadata.read(|state| {
+            crate::storage::effective_broker_configs(
+                state.broker_configs(None),
+                state.broker_configs(Some(self.local_id)),
+            )
+        });
+        let mut applied = self
+            .applied_broker_configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if applied.as_ref() == Some(&wanted) {
+            return;
         }
+        if let Err(error) = self.logs.set_dynamic_defaults(&wanted) {
+            tracing::error!(%error, "cannot apply the dynamic broker configs; keeping the previous topic defaults");
+        }
+        let rate = wanted
+            .get(crate::storage::LEADER_THROTTLE_RATE)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                self.static_throttle
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            });
+        self.use_throttle(rate);
+        *applied = Some(wanted);
     }
 
     /// Idempotent producers' state per partition.

@@ -74,6 +74,7 @@ impl ReplicaManager {
     /// Bring hosted replicas in line with the metadata (see the module docs).
     pub fn reconcile(&self) {
         let mut reconciled = self.reconciling.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_broker_configs();
         let (through, delta) = self.metadata.changes_since(reconciled.through);
         let retry = std::mem::take(&mut reconciled.retry);
         reconciled.retry = match delta {

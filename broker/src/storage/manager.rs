@@ -116,7 +116,11 @@ impl ConfigEntry {
 pub struct LogManager {
     fs: Arc<dyn FileSystem>,
     data_dir: PathBuf,
-    defaults: LogConfig,
+    /// The broker's flags.
+    static_defaults: LogConfig,
+    /// What topics without an override get: the flags with the dynamic broker configs
+    /// applied (see `broker_configs`).
+    defaults: RwLock<LogConfig>,
     topics: RwLock<BTreeMap<String, Topic>>,
     deleter: Deleter,
     /// Every hosted log's recovery point and log start offset, and their two files.
@@ -192,7 +196,8 @@ impl LogManager {
             deleter: Deleter::new(fs.clone()),
             fs,
             data_dir,
-            defaults,
+            static_defaults: defaults.clone(),
+            defaults: RwLock::new(defaults),
             topics: RwLock::new(BTreeMap::new()),
         };
         let mut hosted = Vec::new();
@@ -325,9 +330,13 @@ impl LogManager {
         &self.data_dir
     }
 
-    /// The broker-wide defaults topics start from.
-    pub fn defaults(&self) -> &LogConfig {
-        &self.defaults
+    /// The broker-wide defaults topics start from (the flags and the dynamic broker
+    /// configs).
+    pub fn defaults(&self) -> LogConfig {
+        self.defaults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -363,7 +372,7 @@ impl LogManager {
     ) -> Result<TopicInfo, StorageError> {
         validate_topic_name(name)?;
         validate_partition_count(partitions)?;
-        let (settings, configs) = parse_overrides(&self.defaults, &configs)?;
+        let (settings, configs) = parse_overrides(&self.defaults(), &configs)?;
         let mut topics = self.write_topics();
         if topics.contains_key(name) {
             return Err(StorageError::TopicAlreadyExists(name.to_string()));
@@ -631,13 +640,13 @@ impl LogManager {
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Vec<ConfigEntry>, StorageError> {
-        let (settings, overrides) = parse_overrides(&self.defaults, overrides)?;
+        let (settings, overrides) = parse_overrides(&self.defaults(), overrides)?;
         Ok(topic_entries(&settings, &overrides))
     }
 
     /// Check config overrides (Kafka names) as topic creation would, without creating.
     pub fn validate_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
-        parse_overrides(&self.defaults, configs).map(|_| ())
+        parse_overrides(&self.defaults(), configs).map(|_| ())
     }
 
     /// The topic's `min.insync.replicas` (1 for an unknown topic).
@@ -822,11 +831,16 @@ fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
 }
 
 mod alter_configs;
+mod broker_configs;
 mod clean;
 mod kafka_topic_configs;
 mod topic_config;
 
 pub use alter_configs::{apply_config_changes, check_config_change, ConfigChange};
+pub use broker_configs::{
+    check_broker_configs, effective_broker_configs, topic_synonym, DYNAMIC_LOG_CONFIGS,
+    FOLLOWER_THROTTLE_RATE, LEADER_THROTTLE_RATE,
+};
 pub use clean::CleanPassStats;
 pub use topic_config::SUPPORTED_TOPIC_CONFIGS;
 use topic_config::{parse_overrides, topic_entries, TopicSettings};

@@ -1,17 +1,22 @@
-//! Altering a topic's config overrides (Kafka's IncrementalAlterConfigs and AlterConfigs):
+//! Altering a topic's config overrides (Kafka's IncrementalAlterConfigs and AlterConfigs),
+//! and dynamic broker configs (a broker's or the cluster default's, checked by
+//! `storage::check_broker_configs`). For topics:
 //! the changes are applied to the stored overrides as Kafka's controller applies them
 //! (`storage::apply_config_changes`), the result checked as at creation, and stored. A
 //! topic that starts allowing unclean elections gets one at once for each of its
 //! leaderless partitions, as Kafka's controller does when that config changes.
 
+use std::collections::BTreeMap;
+
 use uuid::Uuid;
 
+use super::broker_config_key;
 use super::placement::validate_configs;
 use super::{
-    CommandOutcome, CommandResult, ElectionType, MetadataError, MetadataState,
+    BrokerId, CommandOutcome, CommandResult, ElectionType, MetadataError, MetadataState,
     UNCLEAN_LEADER_ELECTION_CONFIG,
 };
-use crate::storage::{apply_config_changes, ConfigChange, StorageError};
+use crate::storage::{apply_config_changes, check_broker_configs, ConfigChange, StorageError};
 
 impl MetadataState {
     pub(super) fn alter_topic_configs(
@@ -57,4 +62,66 @@ impl MetadataState {
         }
         Ok(CommandOutcome::ConfigsAltered { changes })
     }
+}
+
+impl MetadataState {
+    /// Kafka's IncrementalAlterConfigs (or AlterConfigs, `replace`) of a broker resource:
+    /// one broker's dynamic configs, or the cluster default's (`None`); checked by
+    /// `storage::check_broker_configs`.
+    pub(super) fn alter_broker_configs(
+        &mut self,
+        broker: Option<BrokerId>,
+        changes: &[ConfigChange],
+        replace: bool,
+    ) -> CommandResult {
+        let key = broker_config_key(broker);
+        let before = self.broker_configs.get(&key).cloned().unwrap_or_default();
+        let after = broker_configs_after(&before, changes, replace)?;
+        if after.is_empty() {
+            self.broker_configs.remove(&key);
+        } else {
+            self.broker_configs.insert(key, after);
+        }
+        Ok(CommandOutcome::ConfigsAltered {
+            changes: Vec::new(),
+        })
+    }
+}
+
+/// A broker resource's dynamic configs after `changes` (with `replace`, the SETs alone),
+/// checked by `storage::check_broker_configs`: a name that cannot change at run time is
+/// [`MetadataError::NotDynamic`], a bad value [`MetadataError::InvalidConfig`].
+pub fn broker_configs_after(
+    before: &BTreeMap<String, String>,
+    changes: &[ConfigChange],
+    replace: bool,
+) -> Result<BTreeMap<String, String>, MetadataError> {
+    let mut after = if replace {
+        BTreeMap::new()
+    } else {
+        before.clone()
+    };
+    for change in changes {
+        match change {
+            ConfigChange::Set { name, value } => {
+                after.insert(name.clone(), value.clone());
+            }
+            ConfigChange::Delete { name } => {
+                after.remove(name);
+            }
+            ConfigChange::Append { name, .. } | ConfigChange::Subtract { name, .. } => {
+                return Err(MetadataError::InvalidConfig(format!(
+                    "Config value append or subtract is not allowed for config key: {name}"
+                )));
+            }
+        }
+    }
+    check_broker_configs(&after).map_err(|(not_dynamic, reason)| {
+        if not_dynamic {
+            MetadataError::NotDynamic(reason)
+        } else {
+            MetadataError::InvalidConfig(reason)
+        }
+    })?;
+    Ok(after)
 }

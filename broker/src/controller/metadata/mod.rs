@@ -140,6 +140,7 @@ use uuid::Uuid;
 use super::delta::{LastChanges, TopicChange};
 
 pub use brokers::check_cluster_id;
+pub use configs::broker_configs_after;
 pub use records::{
     AlterPartition, CommandOutcome, CommandResult, Election, ElectionRefusal, ElectionType,
     MetadataCommand, MetadataError, NewTopic, PartitionChange,
@@ -324,6 +325,11 @@ pub struct MetadataState {
     placement_cursor: u64,
     /// Log index of the last command applied (failed ones included).
     last_command_index: Option<u64>,
+    /// Dynamic broker configs by broker id, `""` for the cluster-wide default (Kafka's
+    /// `kafka-configs --entity-type brokers`; string keys for the JSON snapshot). Absent
+    /// from older snapshots, and left out while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Topics the last command changed (see [`delta`](super::delta)); not replicated state.
     #[serde(skip)]
     last_changes: LastChanges,
@@ -354,6 +360,11 @@ impl MetadataState {
 
     pub fn brokers(&self) -> impl Iterator<Item = &Broker> {
         self.brokers.values()
+    }
+
+    /// The dynamic configs of one broker (`Some(id)`) or the cluster default (`None`).
+    pub fn broker_configs(&self, broker: Option<BrokerId>) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(&broker_config_key(broker))
     }
 
     pub fn broker(&self, id: BrokerId) -> Option<&Broker> {
@@ -491,8 +502,18 @@ impl MetadataState {
                 changes,
                 replace,
             } => self.alter_topic_configs(topic_id, changes, *replace),
+            MetadataCommand::AlterBrokerConfigs {
+                broker,
+                changes,
+                replace,
+            } => self.alter_broker_configs(*broker, changes, *replace),
         }
     }
+}
+
+/// The key of a broker resource in `broker_configs`.
+pub(super) fn broker_config_key(broker: Option<BrokerId>) -> String {
+    broker.map_or_else(String::new, |id| id.to_string())
 }
 
 impl fmt::Display for Partition {

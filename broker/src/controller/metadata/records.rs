@@ -103,6 +103,13 @@ pub enum MetadataCommand {
         changes: Vec<ConfigChange>,
         replace: bool,
     },
+    /// The same for dynamic broker configs: one broker's, or with `None` the cluster
+    /// default.
+    AlterBrokerConfigs {
+        broker: Option<BrokerId>,
+        changes: Vec<ConfigChange>,
+        replace: bool,
+    },
 }
 
 /// A topic a `CreateTopics` created: its id and the replicas of each partition.
@@ -285,6 +292,9 @@ pub enum MetadataError {
     InvalidReplicationFactor { requested: i16, available: usize },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A config that cannot change at run time (Kafka's INVALID_REQUEST).
+    #[error("{0}")]
+    NotDynamic(String),
     #[error("leader epoch {requested} is not the current leader epoch {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("partition epoch {requested} is not the current partition epoch {current}")]
@@ -314,6 +324,7 @@ impl MetadataError {
             MetadataError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
             MetadataError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
             MetadataError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            MetadataError::NotDynamic(_) => ErrorCode::InvalidRequest,
             MetadataError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             MetadataError::InvalidUpdateVersion { .. } => ErrorCode::InvalidUpdateVersion,
             MetadataError::IneligibleReplica(_) => ErrorCode::IneligibleReplica,

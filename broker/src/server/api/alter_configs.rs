@@ -9,14 +9,15 @@
 //! INVALID_CONFIG with the reason for a value or name storage refuses (and for
 //! `durability`, fixed at creation), INVALID_REQUEST for a request Kafka refuses before
 //! looking at values (a key twice, a missing value, an unknown operation, the default
-//! topic resource, a resource type other than topic). With `validate_only` the same checks
+//! topic resource, a resource type other than topic and broker). With `validate_only` the same checks
 //! run on this broker's copy of the metadata and nothing changes.
 //!
-//! Broker resources (dynamic broker configs): Sluice has none, its broker settings are its
-//! command-line flags. Deleting one is accepted (there is nothing to delete: what
-//! `kafka-reassign-partitions --verify` does to clear throttles); setting one is refused as
-//! Kafka refuses a static config, INVALID_REQUEST "Cannot update these configs
-//! dynamically" (see `docs/compatibility.md`).
+//! Broker resources (dynamic broker configs, one broker's or the cluster default's): the
+//! topic defaults Sluice's storage honours under Kafka's broker names (`log.retention.ms`,
+//! `log.segment.bytes`, `message.max.bytes`, ...) and the replication throttle rates, kept
+//! in the replicated metadata and applied live by every broker they concern
+//! (`storage::manager::broker_configs`). Any other name is refused as Kafka refuses a
+//! static config: INVALID_REQUEST "Cannot update these configs dynamically".
 
 use std::collections::BTreeSet;
 
@@ -29,8 +30,8 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, str_bytes};
-use crate::controller::MetadataCommand;
-use crate::server::Broker;
+use crate::controller::{broker_configs_after, MetadataCommand};
+use crate::server::{metadata_error_code, Broker};
 use crate::storage::{apply_config_changes, ConfigChange, StorageError};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -171,7 +172,7 @@ async fn alter(broker: &Broker, change: ResourceChange, validate_only: bool) -> 
             "Default topic resources are not allowed.".to_string(),
         )),
         RESOURCE_TOPIC => alter_topic(broker, change, validate_only).await,
-        RESOURCE_BROKER => alter_broker(&change),
+        RESOURCE_BROKER => alter_broker(broker, change, validate_only).await,
         other => Err((
             ErrorCode::InvalidRequest,
             format!("resource type {other} has no configs Sluice can alter"),
@@ -179,31 +180,39 @@ async fn alter(broker: &Broker, change: ResourceChange, validate_only: bool) -> 
     }
 }
 
-/// A broker resource (`""` for the cluster default, else a broker id): deletes are no-ops,
-/// anything else is refused.
-fn alter_broker(change: &ResourceChange) -> Outcome {
-    if !change.name.is_empty() && change.name.parse::<i32>().is_err() {
-        return Err((
-            ErrorCode::InvalidRequest,
-            format!("Invalid broker id {:?}", change.name),
-        ));
-    }
-    let set: Vec<&str> = change
-        .changes
-        .iter()
-        .filter(|c| !matches!(c, ConfigChange::Delete { .. }))
-        .map(ConfigChange::name)
-        .collect();
-    if set.is_empty() {
+/// A broker resource: `""` for the cluster default, else a broker id.
+async fn alter_broker(broker: &Broker, change: ResourceChange, validate_only: bool) -> Outcome {
+    let id = match change.name.as_str() {
+        "" => None,
+        name => match name.parse::<i32>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                return Err((
+                    ErrorCode::InvalidRequest,
+                    format!("Invalid broker id {name:?}"),
+                ))
+            }
+        },
+    };
+    let before = broker
+        .replicas
+        .metadata()
+        .read(|state| state.broker_configs(id).cloned().unwrap_or_default());
+    broker_configs_after(&before, &change.changes, change.replace)
+        .map_err(|error| (metadata_error_code(&error), error.to_string()))?;
+    if validate_only {
         return Ok(());
     }
-    Err((
-        ErrorCode::InvalidRequest,
-        format!(
-            "Cannot update these configs dynamically: Set({}); Sluice's broker settings are its command-line flags and environment",
-            set.join(", ")
-        ),
-    ))
+    let index = broker
+        .controller_command(MetadataCommand::AlterBrokerConfigs {
+            broker: id,
+            changes: change.changes,
+            replace: change.replace,
+        })
+        .await?;
+    broker.caught_up_to(index).await;
+    tracing::info!(broker = %change.name, "dynamic broker configs altered");
+    Ok(())
 }
 
 async fn alter_topic(broker: &Broker, change: ResourceChange, validate_only: bool) -> Outcome {

@@ -1,4 +1,6 @@
-//! DescribeConfigs for topics (resource type 2) and this broker (resource type 4).
+//! DescribeConfigs for topics (resource type 2) and brokers (resource type 4): this
+//! broker's settings and dynamic configs (its own over the cluster default's), or for the
+//! default resource (`""`) the cluster default's dynamic configs.
 //!
 //! A topic lists Kafka 4.1.1's 33 topic configs and Sluice's `durability`
 //! (`storage::manager::kafka_topic_configs`): honoured ones with their effective value,
@@ -20,6 +22,8 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 /// Kafka's ConfigSource values.
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -31,6 +35,8 @@ struct Entry {
     source: i8,
     synonym: Option<(&'static str, Option<String>, i8)>,
     config_type: i8,
+    /// A dynamic broker config (not read-only).
+    dynamic: bool,
 }
 
 impl Entry {
@@ -41,6 +47,18 @@ impl Entry {
             source: SOURCE_STATIC_BROKER,
             synonym: None,
             config_type: 0,
+            dynamic: false,
+        }
+    }
+
+    fn dynamic(name: &str, value: &str, source: i8) -> Entry {
+        Entry {
+            name: name.to_string(),
+            value: Some(value.to_string()),
+            source,
+            synonym: None,
+            config_type: 0,
+            dynamic: true,
         }
     }
 }
@@ -58,10 +76,12 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
                 .map(|entries| entries.into_iter().map(topic_entry).collect())
                 .map_err(|e| (storage_error_code(&e), e.to_string())),
             RESOURCE_BROKER => {
-                if resource.resource_name.as_str() == broker.identity.node_id.to_string()
-                    || resource.resource_name.is_empty()
-                {
-                    Ok(broker_configs(broker))
+                if resource.resource_name.is_empty() {
+                    Ok(dynamic_configs(broker, None))
+                } else if resource.resource_name.as_str() == broker.identity.node_id.to_string() {
+                    let mut entries = broker_configs(broker);
+                    entries.extend(dynamic_configs(broker, Some(broker.identity.node_id)));
+                    Ok(entries)
                 } else {
                     Err((
                         ErrorCode::InvalidRequest,
@@ -119,6 +139,7 @@ fn topic_entry(e: crate::storage::ConfigEntry) -> Entry {
         source,
         synonym,
         config_type: e.config_type,
+        dynamic: false,
     }
 }
 
@@ -140,7 +161,7 @@ fn config_result(
     c.value = e.value.map(str_bytes);
     c.config_source = e.source;
     c.config_type = e.config_type;
-    c.read_only = is_broker;
+    c.read_only = is_broker && !e.dynamic;
     c
 }
 
@@ -167,4 +188,28 @@ fn broker_configs(broker: &Broker) -> Vec<Entry> {
         ),
         Entry::broker("fetch.max.bytes", broker.limits.fetch_bytes_max.to_string()),
     ]
+}
+
+/// The dynamic broker configs in force: the cluster default's (the default resource), or
+/// for this broker its own over the cluster default's, each with Kafka's source.
+fn dynamic_configs(broker: &Broker, id: Option<i32>) -> Vec<Entry> {
+    broker.replicas.metadata().read(|state| {
+        let mut entries: std::collections::BTreeMap<String, Entry> = state
+            .broker_configs(None)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Entry::dynamic(k, v, SOURCE_DYNAMIC_DEFAULT_BROKER),
+                )
+            })
+            .collect();
+        if id.is_some() {
+            for (k, v) in state.broker_configs(id).into_iter().flatten() {
+                entries.insert(k.clone(), Entry::dynamic(k, v, SOURCE_DYNAMIC_BROKER));
+            }
+        }
+        entries.into_values().collect()
+    })
 }

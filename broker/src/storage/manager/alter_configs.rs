@@ -153,7 +153,7 @@ impl LogManager {
         name: &str,
         configs: &BTreeMap<String, String>,
     ) -> Result<bool, StorageError> {
-        let (settings, configs) = parse_overrides(&self.defaults, configs)?;
+        let (settings, configs) = parse_overrides(&self.defaults(), configs)?;
         let mut topics = self.write_topics();
         let topic = topics
             .get_mut(name)

@@ -13,6 +13,8 @@ pub const SUPPORTED_TOPIC_CONFIGS: &[&str] = &[
     "cleanup.policy",
     "delete.retention.ms",
     "durability",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
     "max.compaction.lag.ms",
     "max.message.bytes",
     "min.cleanable.dirty.ratio",
@@ -99,6 +101,9 @@ pub(super) fn parse_overrides(
                     }
                 }
             }
+            "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => {
+                check_throttled_replicas(key, value)?;
+            }
             _ => match kafka_topic_config(key) {
                 // One of Kafka's that Sluice does not implement: its default only.
                 Some(config) if is_kafka_default(config, value) => {}
@@ -124,12 +129,32 @@ pub(super) fn parse_overrides(
             let normal = match key.as_str() {
                 // A list keeps the order it was given in, as Kafka shows it.
                 "cleanup.policy" => list_in_order(value),
+                "leader.replication.throttled.replicas"
+                | "follower.replication.throttled.replicas" => list_in_order(value),
                 _ => config_value(&settings, key),
             };
             (key.clone(), normal)
         })
         .collect();
     Ok((settings, normalised))
+}
+
+/// Kafka's throttled-replicas list: empty, `*`, or `partition:broker` pairs.
+fn check_throttled_replicas(key: &str, value: &str) -> Result<(), StorageError> {
+    let valid = value.trim().is_empty()
+        || value.trim() == "*"
+        || value.split(',').all(|item| {
+            item.trim()
+                .split_once(':')
+                .is_some_and(|(p, b)| p.parse::<u32>().is_ok() && b.parse::<u32>().is_ok())
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidConfig(format!(
+            "{key}: expected *, or partition:broker pairs separated by commas, got {value:?}"
+        )))
+    }
 }
 
 /// A list value's items, trimmed, lower-cased and without repeats, in the order given.

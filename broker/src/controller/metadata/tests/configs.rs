@@ -155,3 +155,55 @@ fn allowing_unclean_elections_elects_a_leader_for_a_leaderless_partition() {
     assert_eq!(changes[0].election, Some(Election::Unclean));
     assert_eq!(h.partition(t, 0).leader, Some(second));
 }
+
+#[test]
+fn broker_configs_are_kept_per_broker_and_for_the_cluster_checked_as_kafka() {
+    let mut h = Harness::new();
+    let alter = |broker, changes| MetadataCommand::AlterBrokerConfigs {
+        broker,
+        changes,
+        replace: false,
+    };
+    h.apply(alter(None, vec![set("log.retention.ms", "1000")]))
+        .unwrap();
+    h.apply(alter(
+        Some(2),
+        vec![set("leader.replication.throttled.rate", "500")],
+    ))
+    .unwrap();
+    assert_eq!(
+        h.state.broker_configs(None),
+        Some(&configs(&[("log.retention.ms", "1000")]))
+    );
+    assert_eq!(
+        h.state.broker_configs(Some(2)),
+        Some(&configs(&[("leader.replication.throttled.rate", "500")]))
+    );
+    assert!(matches!(
+        h.apply(alter(None, vec![set("log.dirs", "/x")])),
+        Err(MetadataError::NotDynamic(_))
+    ));
+    assert!(matches!(
+        h.apply(alter(None, vec![set("log.segment.bytes", "tiny")])),
+        Err(MetadataError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        h.apply(alter(
+            None,
+            vec![set("leader.replication.throttled.rate", "-1")]
+        )),
+        Err(MetadataError::InvalidConfig(_))
+    ));
+    let delete = ConfigChange::Delete {
+        name: "log.retention.ms".into(),
+    };
+    h.apply(alter(None, vec![delete])).unwrap();
+    assert_eq!(h.state.broker_configs(None), None);
+    // Kept in snapshots, which stay as before while there are none.
+    let bytes = serde_json::to_vec(&h.state).unwrap();
+    let restored: crate::controller::MetadataState = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        restored.broker_configs(Some(2)),
+        h.state.broker_configs(Some(2))
+    );
+}
