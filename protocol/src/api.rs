@@ -7,8 +7,8 @@
 //! because librdkafka 2.0.2 (Debian's kcat) turns compression off unless Produce starts at
 //! v0; clients still pick their highest version. Apache Kafka 4.1.1 does exactly the same
 //! (KAFKA-18659: it advertises Produce 0..13 and closes the connection on a v0-v2 request;
-//! checked with a raw Produce v2 on 2026-12-07), and so does Sluice. Fetch stops at v12 and Produce at v11, the
-//! last versions that address topics by name.
+//! checked with a raw Produce v2 on 2026-12-07), and so does Sluice. Fetch is served to v18
+//! (Kafka 4.1's range; v13+ names topics by id, KIP-516); Produce stops at v11.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -27,7 +27,7 @@ const fn range(key: ApiKey, min: i16, max: i16) -> ApiRange {
 /// Every API Sluice answers, with the versions it accepts.
 pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::Produce, 0, 11),
-    range(ApiKey::Fetch, 4, 12),
+    range(ApiKey::Fetch, 4, 18),
     range(ApiKey::ListOffsets, 1, 8),
     // Where a leader epoch ends (KIP-279), for consumers validating their position after a
     // leader change (KIP-320) and for tools; Kafka 4.1's range.
@@ -131,8 +131,9 @@ mod tests {
 
     #[test]
     fn unsupported_versions_are_refused() {
-        assert!(is_supported(ApiKey::Fetch as i16, 12));
-        assert!(!is_supported(ApiKey::Fetch as i16, 13));
+        assert!(is_supported(ApiKey::Fetch as i16, 18));
+        assert!(!is_supported(ApiKey::Fetch as i16, 19));
+        assert!(!is_supported(ApiKey::Fetch as i16, 3));
         assert!(!is_supported(9999, 0));
     }
 }

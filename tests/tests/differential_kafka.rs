@@ -375,6 +375,37 @@ fn steps() -> Vec<Step> {
             run: |c| fetch(c, 1, 0),
         },
         Step {
+            name: "fetch by topic id (v17) and by an unknown id",
+            run: |c| {
+                let request = MetadataRequest::default()
+                    .with_topics(Some(vec![
+                        MetadataRequestTopic::default().with_name(Some(topic_name(TOPIC)))
+                    ]))
+                    .with_allow_auto_topic_creation(false);
+                let metadata: MetadataResponse = c.request(ApiKey::Metadata, 12, &request).unwrap();
+                let id = metadata.topics[0].topic_id;
+                let by_id = |c: &mut RawConnection, id| {
+                    let request = FetchRequest::default()
+                        .with_max_wait_ms(0)
+                        .with_min_bytes(0)
+                        .with_max_bytes(1 << 20)
+                        .with_topics(vec![FetchTopic::default()
+                            .with_topic_id(id)
+                            .with_partitions(vec![FetchPartition::default()
+                                .with_partition(0)
+                                .with_fetch_offset(0)
+                                .with_partition_max_bytes(1 << 20)])]);
+                    let response: FetchResponse = c.request(ApiKey::Fetch, 17, &request).unwrap();
+                    let t = &response.responses[0];
+                    let p = &t.partitions[0];
+                    (t.topic_id == id, p.error_code, p.high_watermark)
+                };
+                let known = by_id(c, id);
+                let unknown = by_id(c, uuid::Uuid::from_u128(0x5eed));
+                format!("{known:?} {unknown:?}")
+            },
+        },
+        Step {
             name: "list offsets: earliest",
             run: |c| list_offsets(c, -2),
         },

@@ -49,6 +49,12 @@ pub enum FetchOrigin {
     Follower { replica_id: i32, broker_epoch: i64 },
 }
 
+impl FetchOrigin {
+    pub fn is_consumer(&self) -> bool {
+        matches!(self, FetchOrigin::Consumer { .. })
+    }
+}
+
 /// What a fetch asks for as a whole.
 #[derive(Debug, Clone)]
 pub struct FetchParams {

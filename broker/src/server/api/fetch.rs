@@ -3,9 +3,12 @@
 //! and follower reads, the long poll, follower reads by rack, the reassignment throttle),
 //! encode.
 //!
-//! - A fetch with a replica id >= 0 is a follower's; its broker epoch comes in the tagged
-//!   field [`BROKER_EPOCH_TAG`](crate::replica::fetcher::BROKER_EPOCH_TAG). Otherwise a
+//! - A fetch with a replica id >= 0 is a follower's (v15+: in `replica_state`, with its broker
+//!   epoch); before v15 its broker epoch comes in the tagged field
+//!   [`BROKER_EPOCH_TAG`](crate::replica::fetcher::BROKER_EPOCH_TAG). Otherwise a
 //!   consumer's, with its rack (v11+) for KIP-392.
+//! - From v13 topics are named by id (KIP-516): an id the metadata does not have is
+//!   UNKNOWN_TOPIC_ID for each of its partitions.
 //! - `max_bytes` is capped by the broker's `fetch_bytes_max`.
 //! - Incremental fetch sessions (KIP-227) are refused cleanly: every response carries
 //!   session id 0, so clients keep sending full fetch requests; a request naming a session
@@ -39,11 +42,12 @@ pub async fn handle(
         response.error_code = count_error("Fetch", ErrorCode::FetchSessionIdNotFound);
         return response;
     }
+    let names = topic_names(broker, &request, version);
     if broker.replicas.per_partition_metrics() {
         // Topics that exist only: a name made up by a client must not create a series.
-        for topic in &request.topics {
-            if broker.topic(&topic.topic.0).is_some() {
-                count_topic(broker, m::TOPIC_FETCH_REQUESTS_TOTAL, &topic.topic.0, 1);
+        for name in names.iter().flatten() {
+            if broker.topic(name).is_some() {
+                count_topic(broker, m::TOPIC_FETCH_REQUESTS_TOTAL, name, 1);
             }
         }
     }
@@ -58,9 +62,12 @@ pub async fn handle(
     let partitions: Vec<PartitionFetch> = request
         .topics
         .iter()
-        .flat_map(|topic| {
-            topic.partitions.iter().map(|p| PartitionFetch {
-                topic: topic.topic.0.to_string(),
+        .zip(&names)
+        .flat_map(|(topic, name)| {
+            // An unknown topic id reads as a topic no name has (answered UNKNOWN_TOPIC_ID).
+            let name = name.clone().unwrap_or_default();
+            topic.partitions.iter().map(move |p| PartitionFetch {
+                topic: name.clone(),
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 current_leader_epoch: p.current_leader_epoch,
@@ -74,21 +81,51 @@ pub async fn handle(
         .replicas
         .fetch_records(&params, &partitions, remote)
         .await;
-    let response = encode(&request, reads, version);
+    let response = encode(&request, &names, reads, version);
     count_bytes_out(broker, &params.origin, &response, bytes);
     response
 }
 
+/// Each requested topic's name: as given before v13, looked up by topic id from v13 on
+/// (KIP-516), `None` for an id the metadata does not have.
+fn topic_names(broker: &Broker, request: &FetchRequest, version: i16) -> Vec<Option<String>> {
+    if version < 13 {
+        return request
+            .topics
+            .iter()
+            .map(|t| Some(t.topic.0.to_string()))
+            .collect();
+    }
+    broker.replicas.metadata().read(|state| {
+        request
+            .topics
+            .iter()
+            .map(|t| state.topic(&t.topic_id).map(|topic| topic.name.clone()))
+            .collect()
+    })
+}
+
 /// Who sent the fetch.
 fn origin(request: &FetchRequest, version: i16) -> FetchOrigin {
-    if request.replica_id.0 >= 0 {
-        let broker_epoch = request
-            .unknown_tagged_fields
-            .get(&BROKER_EPOCH_TAG)
-            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
-            .map_or(BROKER_EPOCH_UNKNOWN, i64::from_be_bytes);
+    // v15+ carries the follower in `replica_state` (KIP-903), with its broker epoch.
+    let (replica_id, epoch) = if version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            Some(request.replica_state.replica_epoch),
+        )
+    } else {
+        (request.replica_id.0, None)
+    };
+    if replica_id >= 0 {
+        let broker_epoch = epoch.filter(|e| *e >= 0).unwrap_or_else(|| {
+            request
+                .unknown_tagged_fields
+                .get(&BROKER_EPOCH_TAG)
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+                .map_or(BROKER_EPOCH_UNKNOWN, i64::from_be_bytes)
+        });
         FetchOrigin::Follower {
-            replica_id: request.replica_id.0,
+            replica_id,
             broker_epoch,
         }
     } else {
@@ -102,15 +139,24 @@ fn origin(request: &FetchRequest, version: i16) -> FetchOrigin {
 }
 
 /// The response: the request's topics and partitions in order, one read each.
-fn encode(request: &FetchRequest, reads: Vec<PartitionRead>, version: i16) -> FetchResponse {
+fn encode(
+    request: &FetchRequest,
+    names: &[Option<String>],
+    reads: Vec<PartitionRead>,
+    version: i16,
+) -> FetchResponse {
     let mut response = FetchResponse::default();
     let mut reads = reads.into_iter();
-    for topic in &request.topics {
+    let consumer = origin(request, version).is_consumer();
+    for (topic, name) in request.topics.iter().zip(names) {
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
         topic_response.topic_id = topic.topic_id;
         for partition in &topic.partitions {
-            let read = reads.next().expect("one read per requested partition");
+            let mut read = reads.next().expect("one read per requested partition");
+            if name.is_none() {
+                read.error = ErrorCode::UnknownTopicId;
+            }
             let mut p = PartitionData::default();
             p.partition_index = partition.partition;
             p.error_code = count_error("Fetch", read.error);
@@ -122,7 +168,7 @@ fn encode(request: &FetchRequest, reads: Vec<PartitionRead>, version: i16) -> Fe
             } else {
                 read.log_start_offset
             };
-            if read.error != ErrorCode::None && request.replica_id.0 < 0 {
+            if read.error != ErrorCode::None && consumer {
                 // Kafka answers a consumer's failed partition with every offset unknown;
                 // a follower keeps the leader's log start (it restarts its log there).
                 p.high_watermark = -1;
