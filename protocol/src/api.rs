@@ -8,7 +8,8 @@
 //! v0; clients still pick their highest version. Apache Kafka 4.1.1 does exactly the same
 //! (KAFKA-18659: it advertises Produce 0..13 and closes the connection on a v0-v2 request;
 //! checked with a raw Produce v2 on 2026-12-07), and so does Sluice. Fetch is served to v18
-//! (Kafka 4.1's range; v13+ names topics by id, KIP-516); Produce stops at v11.
+//! (Kafka 4.1's range; v13+ names topics by id, KIP-516), Produce to v13 (v12 is v11 for
+//! a non-transactional producer, KIP-890; v13 names topics by id).
 
 use kafka_protocol::messages::ApiKey;
 
@@ -26,7 +27,7 @@ const fn range(key: ApiKey, min: i16, max: i16) -> ApiRange {
 
 /// Every API Sluice answers, with the versions it accepts.
 pub const SUPPORTED_APIS: &[ApiRange] = &[
-    range(ApiKey::Produce, 0, 11),
+    range(ApiKey::Produce, 0, 13),
     range(ApiKey::Fetch, 4, 18),
     range(ApiKey::ListOffsets, 1, 8),
     // Where a leader epoch ends (KIP-279), for consumers validating their position after a

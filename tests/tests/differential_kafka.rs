@@ -359,6 +359,30 @@ fn steps() -> Vec<Step> {
             },
         },
         Step {
+            name: "produce by topic id (v13) and to an unknown id",
+            run: |c| {
+                let request = MetadataRequest::default()
+                    .with_topics(Some(vec![
+                        MetadataRequestTopic::default().with_name(Some(topic_name(TOPIC)))
+                    ]))
+                    .with_allow_auto_topic_creation(false);
+                let metadata: MetadataResponse = c.request(ApiKey::Metadata, 12, &request).unwrap();
+                let id = metadata.topics[0].topic_id;
+                let by_id = |c: &mut RawConnection, id| {
+                    let mut request = produce_request("", 1, batch(2, Compression::None), 1);
+                    request.topic_data[0].topic_id = id;
+                    let response: ProduceResponse =
+                        c.request(ApiKey::Produce, 13, &request).unwrap();
+                    let t = &response.responses[0];
+                    let p = &t.partition_responses[0];
+                    (t.topic_id == id, p.error_code, p.base_offset)
+                };
+                let known = by_id(c, id);
+                let unknown = by_id(c, uuid::Uuid::from_u128(0x5eed));
+                format!("{known:?} {unknown:?}")
+            },
+        },
+        Step {
             name: "produce with acks=2",
             run: |c| produce(c, TOPIC, 0, batch(1, Compression::None), 2),
         },

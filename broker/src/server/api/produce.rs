@@ -9,6 +9,7 @@
 //!   in its gauge and in the request's remote time) until the whole ISR has the records
 //!   ([`ReplicaManager::wait_for_acks`](crate::replica::ReplicaManager::wait_for_acks)).
 //! - Any other acks value: INVALID_REQUIRED_ACKS for every partition.
+//! - From v13 topics are named by id (KIP-516); an unknown id is UNKNOWN_TOPIC_ID.
 //! - A topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION: as on Kafka, only
 //!   Metadata auto-creates topics (clients ask for a topic's metadata before producing).
 //!
@@ -34,7 +35,8 @@ use crate::server::Broker;
 use sluice_protocol::clock::now_ms;
 
 /// Each topic's partitions with their append results, in request order.
-type TopicResults = Vec<(TopicName, Vec<(i32, Result<Appended, Refusal>)>)>;
+/// Per requested topic: its name (before v13) and id (v13+), and each partition's outcome.
+type TopicResults = Vec<(TopicName, uuid::Uuid, Vec<(i32, Result<Appended, Refusal>)>)>;
 
 /// What the connection should do with the result.
 pub enum Outcome {
@@ -58,17 +60,32 @@ pub async fn handle(
     // Phase 1, synchronous (see "Ordering" in the module documentation): every append.
     let mut results: TopicResults = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
-        let known = acks.is_some() && broker.topic(&topic.name.0).is_some();
+        // v13+ names the topic by id (KIP-516); an id the metadata lacks is UNKNOWN_TOPIC_ID.
+        let name = if version >= 13 {
+            broker
+                .replicas
+                .metadata()
+                .read(|state| state.topic(&topic.topic_id).map(|t| t.name.clone()))
+        } else {
+            Some(topic.name.0.to_string())
+        };
+        let unknown = if name.is_some() {
+            ErrorCode::UnknownTopicOrPartition
+        } else {
+            ErrorCode::UnknownTopicId
+        };
+        let name = name.unwrap_or_default();
+        let known = acks.is_some() && broker.topic(&name).is_some();
         if known {
-            count_topic(broker, m::TOPIC_PRODUCE_REQUESTS_TOTAL, &topic.name.0, 1);
+            count_topic(broker, m::TOPIC_PRODUCE_REQUESTS_TOTAL, &name, 1);
         }
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let result = match acks {
                 None => Err((ErrorCode::InvalidRequiredAcks, None)),
-                Some(_) if !known => Err((ErrorCode::UnknownTopicOrPartition, None)),
+                Some(_) if !known => Err((unknown, None)),
                 Some(acks) => broker.replicas.append_records(AppendRequest {
-                    topic: &topic.name.0,
+                    topic: &name,
                     partition: partition.index,
                     records: partition.records,
                     acks,
@@ -78,11 +95,11 @@ pub async fn handle(
             };
             partitions.push((partition.index, result));
         }
-        results.push((topic.name, partitions));
+        results.push((topic.name, topic.topic_id, partitions));
     }
 
     // Phase 2: replication and durability, for the whole request within its timeout.
-    for (_, partitions) in &mut results {
+    for (_, _, partitions) in &mut results {
         for (_, result) in partitions.iter_mut() {
             let Ok(appended) = result else { continue };
             if acks == Some(Acks::All) {
@@ -116,8 +133,9 @@ pub async fn handle(
 fn encode(results: TopicResults, version: i16) -> (ProduceResponse, Option<String>) {
     let mut response = ProduceResponse::default();
     let mut first_failure: Option<String> = None;
-    for (name, partitions) in results {
+    for (name, topic_id, partitions) in results {
         let mut topic_response = TopicProduceResponse::default();
+        topic_response.topic_id = topic_id;
         for (index, result) in partitions {
             let mut p = PartitionProduceResponse::default();
             p.index = index;
