@@ -1,4 +1,5 @@
-//! Consumer groups with franz-go (Go: `kgo` with a consumer group, its default
+//! franz-go (Go) against a real `sluiced`: its admin client and clients through daily
+//! operations (`tests/go/cmd/admin-check`, below), and consumer groups (`kgo` with a consumer group, its default
 //! cooperative-sticky balancer, and `kadm`) against a real `sluiced`: three members of one
 //! group share a 6-partition topic, every record is consumed exactly once, the offsets each
 //! member commits read back with OffsetFetch as the log end offsets, and ListGroups and
@@ -18,6 +19,28 @@ const PROGRAM_DEADLINE: Duration = Duration::from_secs(180);
 #[test]
 fn franz_go_group_members_share_a_topic_and_commit() {
     let program = repo_root().join("tests/go/bin/group-consume");
+    assert!(
+        program.exists(),
+        "{} is missing: run ./scripts/test.sh to build the Go interop programs",
+        program.display()
+    );
+    let broker = interop_broker(BrokerOptions::default());
+    let mut command = Command::new(&program);
+    command
+        .arg("--bootstrap")
+        .arg(broker.bootstrap())
+        .args(["--timeout", "90s"]);
+    assert_interop_program("franz-go", &mut command, &broker, PROGRAM_DEADLINE);
+}
+
+/// franz-go's admin client and clients through a day of operations (the program
+/// `tests/go/cmd/admin-check`): kadm creates a topic, alters and describes its configs,
+/// lists offsets by time, deletes records; kgo produces idempotently with every codec and
+/// consumes by assignment and in a group; kadm reads the group's committed offsets and
+/// deletes the topic. Checked against Apache Kafka 4.1.1 too.
+#[test]
+fn franz_go_admin_produce_and_consume_as_on_kafka() {
+    let program = repo_root().join("tests/go/bin/admin-check");
     assert!(
         program.exists(),
         "{} is missing: run ./scripts/test.sh to build the Go interop programs",
