@@ -1,6 +1,6 @@
 //! franz-go (Go) against a real `sluiced`: its admin client and clients through daily
-//! operations (`tests/go/cmd/admin-check`, below), and consumer groups (`kgo` with a consumer group, its default
-//! cooperative-sticky balancer, and `kadm`) against a real `sluiced`: three members of one
+//! operations (`tests/go/cmd/admin-check`, below), and consumer groups (`kgo` with a
+//! consumer group, its default cooperative-sticky balancer, and `kadm`): three members of one
 //! group share a 6-partition topic, every record is consumed exactly once, the offsets each
 //! member commits read back with OffsetFetch as the log end offsets, and ListGroups and
 //! DescribeGroups show the group Stable with its three members: the scenario of

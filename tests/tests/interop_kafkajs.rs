@@ -1,4 +1,5 @@
-//! Consumer groups with KafkaJS (Node.js) against a real `sluiced`: three members of one
+//! KafkaJS (Node.js) against a real `sluiced`: its admin client and clients through daily
+//! operations (`tests/node/admin_check.js`, below), and consumer groups: three members of one
 //! group share a 6-partition topic, every record is consumed exactly once, the offsets
 //! each member commits read back with OffsetFetch as the log end offsets, and ListGroups
 //! and DescribeGroups show the group Stable with its three members: the scenario of
@@ -27,6 +28,29 @@ fn kafkajs_group_members_share_a_topic_and_commit() {
     command
         .current_dir(&node_dir)
         .arg(node_dir.join("group_consume.js"))
+        .arg("--bootstrap")
+        .arg(broker.bootstrap())
+        .args(["--timeout", "90"]);
+    assert_interop_program("kafkajs", &mut command, &broker, PROGRAM_DEADLINE);
+}
+
+/// KafkaJS's admin client and clients through daily operations (`tests/node/admin_check.js`):
+/// topic creation, legacy AlterConfigs and DescribeConfigs, an idempotent producer
+/// (uncompressed and gzip), offsets by time, DeleteRecords, a group consumer's commit and
+/// the group's offsets, topic deletion. Checked against Apache Kafka 4.1.1 too.
+#[test]
+fn kafkajs_admin_produce_and_consume_as_on_kafka() {
+    let node_dir = repo_root().join("tests/node");
+    assert!(
+        node_dir.join("node_modules/kafkajs/package.json").exists(),
+        "{} has no kafkajs: run ./scripts/test.sh to provision the interop clients",
+        node_dir.display()
+    );
+    let broker = interop_broker(BrokerOptions::default());
+    let mut command = Command::new("node");
+    command
+        .current_dir(&node_dir)
+        .arg(node_dir.join("admin_check.js"))
         .arg("--bootstrap")
         .arg(broker.bootstrap())
         .args(["--timeout", "90"]);
