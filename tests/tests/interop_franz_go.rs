@@ -1,7 +1,7 @@
-//! franz-go (Go) against a real `sluiced`: its admin client and clients through daily
-//! operations (`tests/go/cmd/admin-check`, below), and consumer groups (`kgo` with a
-//! consumer group, its default cooperative-sticky balancer, and `kadm`): three members of one
-//! group share a 6-partition topic, every record is consumed exactly once, the offsets each
+//! The Go clients against a real `sluiced`: Sarama and franz-go's admin client and clients
+//! through daily operations (`tests/go/cmd/sarama-check` and `admin-check`, below), and
+//! franz-go's consumer groups (`kgo` with a consumer group, its default cooperative-sticky
+//! balancer, and `kadm`): three members of one group share a 6-partition topic, every record is consumed exactly once, the offsets each
 //! member commits read back with OffsetFetch as the log end offsets, and ListGroups and
 //! DescribeGroups show the group Stable with its three members: the scenario of
 //! `tests/interop/group_consume.py`. The program is `tests/go/cmd/group-consume`, which
@@ -53,4 +53,25 @@ fn franz_go_admin_produce_and_consume_as_on_kafka() {
         .arg(broker.bootstrap())
         .args(["--timeout", "90s"]);
     assert_interop_program("franz-go", &mut command, &broker, PROGRAM_DEADLINE);
+}
+
+/// Sarama (IBM/sarama, the other Go client, `tests/go/cmd/sarama-check`): ClusterAdmin
+/// creates a topic, alters and describes its configs, deletes records and reads a group's
+/// offsets; an idempotent SyncProducer sends with every codec; a partition consumer and a
+/// consumer group read the records; offsets by time. Checked against Apache Kafka 4.1.1 too.
+#[test]
+fn sarama_admin_produce_and_consume_as_on_kafka() {
+    let program = repo_root().join("tests/go/bin/sarama-check");
+    assert!(
+        program.exists(),
+        "{} is missing: run ./scripts/test.sh to build the Go interop programs",
+        program.display()
+    );
+    let broker = interop_broker(BrokerOptions::default());
+    let mut command = Command::new(&program);
+    command
+        .arg("--bootstrap")
+        .arg(broker.bootstrap())
+        .args(["--timeout", "90s"]);
+    assert_interop_program("sarama", &mut command, &broker, PROGRAM_DEADLINE);
 }
