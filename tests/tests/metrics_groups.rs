@@ -131,8 +131,10 @@ fn lag_members_and_rebalances_are_exported_per_group() {
     // synced; CompletingRebalance until then.
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(str("member-group")))
-        .with_session_timeout_ms(30_000)
-        .with_rebalance_timeout_ms(30_000)
+        // Longer than all the waits below together: the member never syncs, and must not
+        // expire while the test still expects the group to wait for it.
+        .with_session_timeout_ms(300_000)
+        .with_rebalance_timeout_ms(300_000)
         .with_member_id(str("member-1"))
         .with_protocol_type(str("consumer"))
         .with_protocols(vec![

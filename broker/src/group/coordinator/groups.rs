@@ -347,6 +347,7 @@ impl GroupCoordinator {
             if let Some(consumer) = entry.consumer.as_mut() {
                 // A consumer group (KIP-848): its sessions start now; no classic group.
                 entry.loaded = None;
+                entry.generation_at_load = consumer.group_epoch();
                 let effects = consumer.start_timers(now);
                 let records = super::consumer_groups::persisted_records(&group_id, effects);
                 self.write_in_background(shard, records);
@@ -364,6 +365,7 @@ impl GroupCoordinator {
                     Vec::new(),
                 ),
             };
+            entry.generation_at_load = group.generation_id();
             entry.group = Some(group);
             self.carry_out(shard, &mut state, &group_id, effects);
         }

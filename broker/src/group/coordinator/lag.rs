@@ -38,6 +38,8 @@ struct GroupView {
     state: &'static str,
     members: usize,
     generation: i32,
+    /// Its generation when this coordinator loaded it: rebalances before that are not ours.
+    generation_at_load: i32,
     /// Committed offsets by (topic, partition).
     committed: BTreeMap<(String, i32), i64>,
 }
@@ -106,7 +108,9 @@ impl Reporter {
         let (last_generation, topics) = self
             .groups
             .entry(group.clone())
-            .or_insert((view.generation, BTreeSet::new()));
+            // A group first seen here: count every rebalance this coordinator ran, even one
+            // that completed before this pass.
+            .or_insert((view.generation_at_load, BTreeSet::new()));
         if view.generation > *last_generation {
             let rebalances = u64::try_from(view.generation - *last_generation).unwrap_or(0);
             metrics::counter!(m::GROUP_REBALANCES_TOTAL, "group" => group.clone())
@@ -320,6 +324,7 @@ fn snapshot(coordinator: &GroupCoordinator) -> BTreeMap<String, GroupView> {
                     state,
                     members,
                     generation,
+                    generation_at_load: entry.generation_at_load,
                     committed: entry
                         .offsets
                         .iter()

@@ -47,6 +47,9 @@ pub struct GroupEntry {
     /// A consumer group (KIP-848): rebuilt by replaying its records while loading, live
     /// afterwards. A group id is a classic group or a consumer group, never both.
     pub consumer: Option<ConsumerGroup>,
+    /// The group's generation (epoch) when its shard finished loading: rebalances up to it
+    /// ran on an earlier coordinator (0 for a group created since).
+    pub generation_at_load: i32,
 }
 
 impl Default for GroupEntry {
@@ -57,6 +60,7 @@ impl Default for GroupEntry {
             loaded: None,
             group: None,
             consumer: None,
+            generation_at_load: 0,
         }
     }
 }
