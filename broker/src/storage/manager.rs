@@ -79,38 +79,6 @@ pub struct LogUsage {
     pub segments: usize,
 }
 
-/// One line of a topic's effective configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigEntry {
-    pub name: String,
-    pub value: Option<String>,
-    /// True when the value is the broker default rather than a topic override.
-    pub is_default: bool,
-    /// The broker config it falls back to (Kafka's synonym), if any.
-    pub synonym: Option<&'static str>,
-    /// Kafka's `ConfigType` (1 boolean, 2 string, 3 int, 5 long, 6 double, 7 list).
-    pub config_type: i8,
-    /// Kafka's default (`None` for Sluice's own configs).
-    pub kafka_default: Option<&'static str>,
-}
-
-impl ConfigEntry {
-    /// Kafka's `ConfigSource`: 1 a topic override, 5 Kafka's default, 4 a broker setting
-    /// (a value other than Kafka's default that the topic does not override).
-    pub fn source(&self) -> i8 {
-        if !self.is_default {
-            1
-        } else if self
-            .kafka_default
-            .is_none_or(|d| Some(d) == self.value.as_deref())
-        {
-            5
-        } else {
-            4
-        }
-    }
-}
-
 /// All partition logs in one data directory.
 #[derive(Debug)]
 pub struct LogManager {
@@ -625,37 +593,6 @@ impl LogManager {
             .collect()
     }
 
-    /// Every supported config key of a topic with its effective value.
-    pub fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>, StorageError> {
-        let topics = self.read_topics();
-        let topic = topics
-            .get(name)
-            .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
-        Ok(topic_entries(&topic.settings, &topic.info.configs))
-    }
-
-    /// What [`LogManager::describe_configs`] would list for a topic with these overrides
-    /// (for a topic the metadata has and this broker has not recorded yet).
-    pub fn describe_overrides(
-        &self,
-        overrides: &BTreeMap<String, String>,
-    ) -> Result<Vec<ConfigEntry>, StorageError> {
-        let (settings, overrides) = parse_overrides(&self.defaults(), overrides)?;
-        Ok(topic_entries(&settings, &overrides))
-    }
-
-    /// Check config overrides (Kafka names) as topic creation would, without creating.
-    pub fn validate_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
-        parse_overrides(&self.defaults(), configs).map(|_| ())
-    }
-
-    /// The topic's `min.insync.replicas` (1 for an unknown topic).
-    pub fn min_insync_replicas(&self, topic: &str) -> i32 {
-        self.read_topics()
-            .get(topic)
-            .map_or(1, |topic| topic.settings.min_insync_replicas)
-    }
-
     /// Bytes and segments of every partition log hosted here, summed.
     pub fn usage(&self) -> LogUsage {
         let logs: Vec<Arc<PartitionLog>> = self
@@ -842,8 +779,8 @@ pub use broker_configs::{
     FOLLOWER_THROTTLE_RATE, LEADER_THROTTLE_RATE,
 };
 pub use clean::CleanPassStats;
-pub use topic_config::SUPPORTED_TOPIC_CONFIGS;
-use topic_config::{parse_overrides, topic_entries, TopicSettings};
+use topic_config::{parse_overrides, TopicSettings};
+pub use topic_config::{ConfigEntry, SUPPORTED_TOPIC_CONFIGS};
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
-//! Altering a topic's configs after creation (AlterConfigs, IncrementalAlterConfigs):
+//! A topic's configs as clients see them: described ([`LogManager::describe_configs`]), checked, and altered after creation (AlterConfigs,
+//! IncrementalAlterConfigs):
 //! [`apply_config_changes`] computes the new overrides from the old ones as Kafka's
 //! controller does (SET, DELETE, APPEND and SUBTRACT, the last two on list configs only),
 //! checked as at creation; [`LogManager::alter_topic_configs`] then rewrites the metadata
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::{LogConfig, StorageError};
 use super::kafka_topic_configs::{kafka_topic_config, ConfigType};
-use super::topic_config::parse_overrides;
+use super::topic_config::{parse_overrides, topic_entries, ConfigEntry};
 use super::{LogManager, TopicInfo};
 
 /// One change of an IncrementalAlterConfigs resource (Kafka's `AlterConfigOp`).
@@ -145,6 +146,37 @@ pub fn check_config_change(
 }
 
 impl LogManager {
+    /// Every supported config key of a topic with its effective value.
+    pub fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>, StorageError> {
+        let topics = self.read_topics();
+        let topic = topics
+            .get(name)
+            .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
+        Ok(topic_entries(&topic.settings, &topic.info.configs))
+    }
+
+    /// What [`LogManager::describe_configs`] would list for a topic with these overrides
+    /// (for a topic the metadata has and this broker has not recorded yet).
+    pub fn describe_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Vec<ConfigEntry>, StorageError> {
+        let (settings, overrides) = parse_overrides(&self.defaults(), overrides)?;
+        Ok(topic_entries(&settings, &overrides))
+    }
+
+    /// Check config overrides (Kafka names) as topic creation would, without creating.
+    pub fn validate_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
+        parse_overrides(&self.defaults(), configs).map(|_| ())
+    }
+
+    /// The topic's `min.insync.replicas` (1 for an unknown topic).
+    pub fn min_insync_replicas(&self, topic: &str) -> i32 {
+        self.read_topics()
+            .get(topic)
+            .map_or(1, |topic| topic.settings.min_insync_replicas)
+    }
+
     /// Make `configs` the topic's overrides (the controller's, already checked there):
     /// rewrite its metadata file and apply the settings to its hosted logs. Returns whether
     /// anything changed (the same overrides, normalised, change nothing).

@@ -27,6 +27,38 @@ pub const SUPPORTED_TOPIC_CONFIGS: &[&str] = &[
     "unclean.leader.election.enable",
 ];
 
+/// One line of a topic's effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    /// True when the value is the broker default rather than a topic override.
+    pub is_default: bool,
+    /// The broker config it falls back to (Kafka's synonym), if any.
+    pub synonym: Option<&'static str>,
+    /// Kafka's `ConfigType` (1 boolean, 2 string, 3 int, 5 long, 6 double, 7 list).
+    pub config_type: i8,
+    /// Kafka's default (`None` for Sluice's own configs).
+    pub kafka_default: Option<&'static str>,
+}
+
+impl ConfigEntry {
+    /// Kafka's `ConfigSource`: 1 a topic override, 5 Kafka's default, 4 a broker setting
+    /// (a value other than Kafka's default that the topic does not override).
+    pub fn source(&self) -> i8 {
+        if !self.is_default {
+            1
+        } else if self
+            .kafka_default
+            .is_none_or(|d| Some(d) == self.value.as_deref())
+        {
+            5
+        } else {
+            4
+        }
+    }
+}
+
 /// Kafka's smallest `segment.bytes`.
 const SEGMENT_BYTES_MIN: u64 = 14;
 /// A topic's effective settings: broker defaults with its overrides applied.
@@ -193,8 +225,8 @@ fn parse_limit(key: &str, value: &str) -> Result<Option<u64>, StorageError> {
 pub(super) fn topic_entries(
     settings: &TopicSettings,
     overrides: &BTreeMap<String, String>,
-) -> Vec<super::ConfigEntry> {
-    let entry = |name: &str, synonym, config_type, kafka_default| super::ConfigEntry {
+) -> Vec<ConfigEntry> {
+    let entry = |name: &str, synonym, config_type, kafka_default| ConfigEntry {
         name: name.to_string(),
         // An override as stored (normalised), else the effective value.
         value: Some(
@@ -208,7 +240,7 @@ pub(super) fn topic_entries(
         config_type,
         kafka_default,
     };
-    let mut entries: Vec<super::ConfigEntry> = KAFKA_TOPIC_CONFIGS
+    let mut entries: Vec<ConfigEntry> = KAFKA_TOPIC_CONFIGS
         .iter()
         .map(|c| {
             entry(
