@@ -149,6 +149,26 @@ impl LogState {
         self.segments().skip(skip)
     }
 
+    /// Where the oldest sealed segment ends (the next segment's base offset); `None`
+    /// without sealed segments.
+    fn oldest_sealed_end(&self) -> Option<i64> {
+        self.sealed.front()?;
+        Some(
+            self.sealed
+                .get(1)
+                .map_or(self.active.base_offset(), |next| next.base_offset()),
+        )
+    }
+
+    /// Take the oldest sealed segment off the log (its files are the caller's to remove),
+    /// and forget it among the segments awaiting a flush.
+    fn pop_oldest_sealed(&mut self) -> Option<SealedSegment> {
+        let oldest = self.sealed.pop_front()?;
+        self.unflushed
+            .retain(|files| files.base_offset != oldest.base_offset());
+        Some(oldest)
+    }
+
     /// Appends need an open log.
     fn check_appendable(&self) -> Result<(), StorageError> {
         match &self.writes {

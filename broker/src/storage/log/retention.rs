@@ -33,21 +33,9 @@ impl PartitionLog {
             }
             state.log_start_offset = offset;
             let mut doomed = Vec::new();
-            while !state.sealed.is_empty() {
-                let end = state
-                    .sealed
-                    .get(1)
-                    .map_or(state.active.base_offset(), |next| next.base_offset());
-                if end > offset {
-                    break;
-                }
-                doomed.extend(state.sealed.pop_front());
+            while state.oldest_sealed_end().is_some_and(|end| end <= offset) {
+                doomed.extend(state.pop_oldest_sealed());
             }
-            state.unflushed.retain(|files| {
-                doomed
-                    .iter()
-                    .all(|segment| segment.base_offset() != files.base_offset)
-            });
             // Entries below the log start are harmless on disk (open drops them).
             if state.epochs.truncate_from_start(offset) {
                 epoch_cache::persist(&*self.fs, &self.dir, &state.epochs)?;
@@ -104,14 +92,13 @@ impl PartitionLog {
                 if !(expired || oversized) {
                     break;
                 }
-                let end_offset = state
-                    .sealed
-                    .get(1)
-                    .map_or(state.active.base_offset(), |next| next.base_offset());
-                if end_offset > limit_offset {
+                if state
+                    .oldest_sealed_end()
+                    .is_some_and(|end| end > limit_offset)
+                {
                     break;
                 }
-                let Some(oldest) = state.sealed.pop_front() else {
+                let Some(oldest) = state.pop_oldest_sealed() else {
                     break;
                 };
                 total_bytes -= oldest.size_bytes();
@@ -125,11 +112,6 @@ impl PartitionLog {
                 .front()
                 .map_or(state.active.base_offset(), |segment| segment.base_offset());
             state.log_start_offset = state.log_start_offset.max(new_start);
-            state.unflushed.retain(|files| {
-                doomed
-                    .iter()
-                    .all(|segment| segment.base_offset() != files.base_offset)
-            });
             for segment in &doomed {
                 segment.paths().remove(&*self.fs)?;
             }
