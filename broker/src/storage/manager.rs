@@ -773,7 +773,7 @@ mod clean;
 mod kafka_topic_configs;
 mod topic_config;
 
-pub use alter_configs::{apply_config_changes, check_config_change, ConfigChange};
+pub use alter_configs::{apply_changes, apply_config_changes, check_config_change, ConfigChange};
 pub use broker_configs::{
     check_broker_configs, effective_broker_configs, topic_synonym, DYNAMIC_LOG_CONFIGS,
     FOLLOWER_THROTTLE_RATE, LEADER_THROTTLE_RATE,

@@ -16,7 +16,9 @@ use super::{
     BrokerId, CommandOutcome, CommandResult, ElectionType, MetadataError, MetadataState,
     UNCLEAN_LEADER_ELECTION_CONFIG,
 };
-use crate::storage::{apply_config_changes, check_broker_configs, ConfigChange, StorageError};
+use crate::storage::{
+    apply_changes, apply_config_changes, check_broker_configs, ConfigChange, StorageError,
+};
 
 impl MetadataState {
     pub(super) fn alter_topic_configs(
@@ -29,12 +31,8 @@ impl MetadataState {
             .topics
             .get(topic_id)
             .ok_or(MetadataError::UnknownTopicId(*topic_id))?;
-        let after = apply_config_changes(&topic.configs, changes, replace).map_err(|error| {
-            MetadataError::InvalidConfig(match error {
-                StorageError::InvalidConfig(reason) => reason,
-                other => other.to_string(),
-            })
-        })?;
+        let after = apply_config_changes(&topic.configs, changes, replace)
+            .map_err(|error| MetadataError::InvalidConfig(reason(error)))?;
         validate_configs(&after)?;
         let unclean_before = topic.configs.get(UNCLEAN_LEADER_ELECTION_CONFIG).cloned();
         let partitions = topic.partitions.len();
@@ -96,26 +94,13 @@ pub fn broker_configs_after(
     changes: &[ConfigChange],
     replace: bool,
 ) -> Result<BTreeMap<String, String>, MetadataError> {
-    let mut after = if replace {
-        BTreeMap::new()
-    } else {
-        before.clone()
-    };
-    for change in changes {
-        match change {
-            ConfigChange::Set { name, value } => {
-                after.insert(name.clone(), value.clone());
-            }
-            ConfigChange::Delete { name } => {
-                after.remove(name);
-            }
-            ConfigChange::Append { name, .. } | ConfigChange::Subtract { name, .. } => {
-                return Err(MetadataError::InvalidConfig(format!(
-                    "Config value append or subtract is not allowed for config key: {name}"
-                )));
-            }
-        }
-    }
+    // Broker configs hold no lists.
+    let after = apply_changes(before, changes, replace, |_, name, _| {
+        Err(StorageError::InvalidConfig(format!(
+            "Config value append or subtract is not allowed for config key: {name}"
+        )))
+    })
+    .map_err(|error| MetadataError::InvalidConfig(reason(error)))?;
     check_broker_configs(&after).map_err(|(not_dynamic, reason)| {
         if not_dynamic {
             MetadataError::NotDynamic(reason)
@@ -124,4 +109,12 @@ pub fn broker_configs_after(
         }
     })?;
     Ok(after)
+}
+
+/// The reason an INVALID_CONFIG carries.
+fn reason(error: StorageError) -> String {
+    match error {
+        StorageError::InvalidConfig(reason) => reason,
+        other => other.to_string(),
+    }
 }

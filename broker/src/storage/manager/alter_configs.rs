@@ -58,6 +58,20 @@ pub fn apply_config_changes(
     changes: &[ConfigChange],
     replace: bool,
 ) -> Result<BTreeMap<String, String>, StorageError> {
+    let after = apply_changes(before, changes, replace, list_value)?;
+    check_config_change(before, &after)?;
+    Ok(after)
+}
+
+/// Kafka's four operations applied in order to a resource's configs (with `replace`,
+/// starting from none). `list_value(configs, name, op)` gives the current value of a list
+/// config APPEND or SUBTRACT (`op`) changes, or why that config takes neither.
+pub fn apply_changes(
+    before: &BTreeMap<String, String>,
+    changes: &[ConfigChange],
+    replace: bool,
+    list_value: impl Fn(&BTreeMap<String, String>, &str, &str) -> Result<String, StorageError>,
+) -> Result<BTreeMap<String, String>, StorageError> {
     let mut after = if replace {
         BTreeMap::new()
     } else {
@@ -72,15 +86,11 @@ pub fn apply_config_changes(
                 after.remove(name);
             }
             ConfigChange::Append { name, value } | ConfigChange::Subtract { name, value } => {
-                let op = if matches!(change, ConfigChange::Append { .. }) {
-                    "append"
-                } else {
-                    "subtract"
-                };
-                let current = list_value(&after, name, op)?;
-                let mut items: Vec<String> = split_list(&current);
+                let append = matches!(change, ConfigChange::Append { .. });
+                let op = if append { "append" } else { "subtract" };
+                let mut items: Vec<String> = split_list(&list_value(&after, name, op)?);
                 let given = split_list(value);
-                if matches!(change, ConfigChange::Append { .. }) {
+                if append {
                     for item in given {
                         if !items.contains(&item) {
                             items.push(item);
@@ -93,7 +103,6 @@ pub fn apply_config_changes(
             }
         }
     }
-    check_config_change(before, &after)?;
     Ok(after)
 }
 
