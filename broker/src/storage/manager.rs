@@ -664,7 +664,8 @@ impl LogManager {
 }
 
 /// Kafka's topic name rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn validate_topic_name(name: &str) -> Result<(), StorageError> {
+/// Kafka's rules for a topic name (length, `.`/`..`, the allowed characters).
+pub fn validate_topic_name(name: &str) -> Result<(), StorageError> {
     let invalid = |why: &str| Err(StorageError::InvalidTopic(format!("{name:?} {why}")));
     if name.is_empty() {
         return invalid("is empty");

@@ -118,9 +118,9 @@ pub use handles::{IndexHandleLimit, INDEX_HANDLES_OPEN_MAX};
 pub use log::{AppendInfo, PartitionLog};
 pub use manager::{
     apply_changes, apply_config_changes, check_broker_configs, check_config_change,
-    effective_broker_configs, topic_synonym, CleanPassStats, ConfigChange, ConfigEntry, LogManager,
-    LogUsage, TopicInfo, DYNAMIC_LOG_CONFIGS, FOLLOWER_THROTTLE_RATE, LEADER_THROTTLE_RATE,
-    SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
+    effective_broker_configs, topic_synonym, validate_topic_name, CleanPassStats, ConfigChange,
+    ConfigEntry, LogManager, LogUsage, TopicInfo, DYNAMIC_LOG_CONFIGS, FOLLOWER_THROTTLE_RATE,
+    LEADER_THROTTLE_RATE, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
 };
 pub use recovery::{RecoveryReport, ShutdownState};
 pub use segment::TimestampMatch;

@@ -30,8 +30,6 @@ const PARTITION_LIMIT_MAX: i32 = 2000;
 /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: what
 /// Kafka answers for a topic when no authorizer is configured.
 const ALL_TOPIC_OPERATIONS: i32 = 3576;
-/// Kafka's longest topic name, and the characters it allows.
-const TOPIC_NAME_MAX: usize = 249;
 
 pub fn handle(
     broker: &Broker,
@@ -118,13 +116,7 @@ fn cursor(topic: &str, partition: i32) -> Cursor {
 }
 
 fn unknown(name: &str) -> DescribeTopicPartitionsResponseTopic {
-    let valid = !name.is_empty()
-        && name.len() <= TOPIC_NAME_MAX
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let valid = crate::storage::validate_topic_name(name).is_ok();
     let code = if valid {
         ErrorCode::UnknownTopicOrPartition
     } else {

@@ -81,7 +81,7 @@ pub async fn handle(
         .replicas
         .fetch_records(&params, &partitions, remote)
         .await;
-    let response = encode(&request, &names, reads, version);
+    let response = encode(&request, &names, reads, &params.origin, version);
     count_bytes_out(broker, &params.origin, &response, bytes);
     response
 }
@@ -143,11 +143,12 @@ fn encode(
     request: &FetchRequest,
     names: &[Option<String>],
     reads: Vec<PartitionRead>,
+    origin: &FetchOrigin,
     version: i16,
 ) -> FetchResponse {
     let mut response = FetchResponse::default();
     let mut reads = reads.into_iter();
-    let consumer = origin(request, version).is_consumer();
+    let consumer = origin.is_consumer();
     for (topic, name) in request.topics.iter().zip(names) {
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
