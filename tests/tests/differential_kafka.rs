@@ -361,13 +361,7 @@ fn steps() -> Vec<Step> {
         Step {
             name: "produce by topic id (v13) and to an unknown id",
             run: |c| {
-                let request = MetadataRequest::default()
-                    .with_topics(Some(vec![
-                        MetadataRequestTopic::default().with_name(Some(topic_name(TOPIC)))
-                    ]))
-                    .with_allow_auto_topic_creation(false);
-                let metadata: MetadataResponse = c.request(ApiKey::Metadata, 12, &request).unwrap();
-                let id = metadata.topics[0].topic_id;
+                let id = topic_id(c);
                 let by_id = |c: &mut RawConnection, id| {
                     let mut request = produce_request("", 1, batch(2, Compression::None), 1);
                     request.topic_data[0].topic_id = id;
@@ -401,13 +395,7 @@ fn steps() -> Vec<Step> {
         Step {
             name: "fetch by topic id (v17) and by an unknown id",
             run: |c| {
-                let request = MetadataRequest::default()
-                    .with_topics(Some(vec![
-                        MetadataRequestTopic::default().with_name(Some(topic_name(TOPIC)))
-                    ]))
-                    .with_allow_auto_topic_creation(false);
-                let metadata: MetadataResponse = c.request(ApiKey::Metadata, 12, &request).unwrap();
-                let id = metadata.topics[0].topic_id;
+                let id = topic_id(c);
                 let by_id = |c: &mut RawConnection, id| {
                     let request = FetchRequest::default()
                         .with_max_wait_ms(0)
@@ -610,6 +598,17 @@ fn steps() -> Vec<Step> {
             },
         },
     ]
+}
+
+/// The id the broker gave `TOPIC`.
+fn topic_id(conn: &mut RawConnection) -> uuid::Uuid {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(TOPIC)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let metadata: MetadataResponse = conn.request(ApiKey::Metadata, 12, &request).unwrap();
+    metadata.topics[0].topic_id
 }
 
 /// Wait until the broker's metadata shows a leader for every partition of `topic`.

@@ -16,9 +16,9 @@ use sluice_tests::{assert_interop_program, interop_broker, repo_root, BrokerOpti
 /// The program's own waits are 90 s each (`--timeout`); this bounds the whole run.
 const PROGRAM_DEADLINE: Duration = Duration::from_secs(180);
 
-#[test]
-fn franz_go_group_members_share_a_topic_and_commit() {
-    let program = repo_root().join("tests/go/bin/group-consume");
+/// Run `tests/go/bin/<program>` against a fresh broker; it must print its SUMMARY line.
+fn run_go_program(program: &str, client: &str) {
+    let program = repo_root().join("tests/go/bin").join(program);
     assert!(
         program.exists(),
         "{} is missing: run ./scripts/test.sh to build the Go interop programs",
@@ -30,7 +30,12 @@ fn franz_go_group_members_share_a_topic_and_commit() {
         .arg("--bootstrap")
         .arg(broker.bootstrap())
         .args(["--timeout", "90s"]);
-    assert_interop_program("franz-go", &mut command, &broker, PROGRAM_DEADLINE);
+    assert_interop_program(client, &mut command, &broker, PROGRAM_DEADLINE);
+}
+
+#[test]
+fn franz_go_group_members_share_a_topic_and_commit() {
+    run_go_program("group-consume", "franz-go");
 }
 
 /// franz-go's admin client and clients through a day of operations (the program
@@ -40,19 +45,7 @@ fn franz_go_group_members_share_a_topic_and_commit() {
 /// deletes the topic. Checked against Apache Kafka 4.1.1 too.
 #[test]
 fn franz_go_admin_produce_and_consume_as_on_kafka() {
-    let program = repo_root().join("tests/go/bin/admin-check");
-    assert!(
-        program.exists(),
-        "{} is missing: run ./scripts/test.sh to build the Go interop programs",
-        program.display()
-    );
-    let broker = interop_broker(BrokerOptions::default());
-    let mut command = Command::new(&program);
-    command
-        .arg("--bootstrap")
-        .arg(broker.bootstrap())
-        .args(["--timeout", "90s"]);
-    assert_interop_program("franz-go", &mut command, &broker, PROGRAM_DEADLINE);
+    run_go_program("admin-check", "franz-go");
 }
 
 /// Sarama (IBM/sarama, the other Go client, `tests/go/cmd/sarama-check`): ClusterAdmin
@@ -61,17 +54,5 @@ fn franz_go_admin_produce_and_consume_as_on_kafka() {
 /// consumer group read the records; offsets by time. Checked against Apache Kafka 4.1.1 too.
 #[test]
 fn sarama_admin_produce_and_consume_as_on_kafka() {
-    let program = repo_root().join("tests/go/bin/sarama-check");
-    assert!(
-        program.exists(),
-        "{} is missing: run ./scripts/test.sh to build the Go interop programs",
-        program.display()
-    );
-    let broker = interop_broker(BrokerOptions::default());
-    let mut command = Command::new(&program);
-    command
-        .arg("--bootstrap")
-        .arg(broker.bootstrap())
-        .args(["--timeout", "90s"]);
-    assert_interop_program("sarama", &mut command, &broker, PROGRAM_DEADLINE);
+    run_go_program("sarama-check", "sarama");
 }

@@ -90,9 +90,10 @@ fn earliest(runtime: &tokio::runtime::Runtime, broker: &Broker) -> i64 {
     })
 }
 
-#[test]
-fn kafka_configs_alters_a_topic_live_and_refuses_what_kafka_refuses() {
-    let mut broker = Broker::start_with(BrokerOptions {
+/// A broker whose retention runs every 100 ms, with topic "live" (1 KiB segments) holding
+/// ten batches over several segments.
+fn broker_with_live_topic() -> (Broker, tokio::runtime::Runtime) {
+    let broker = Broker::start_with(BrokerOptions {
         extra_args: vec!["--retention-check-interval-ms".into(), "100".into()],
         ..BrokerOptions::default()
     });
@@ -107,6 +108,25 @@ fn kafka_configs_alters_a_topic_live_and_refuses_what_kafka_refuses() {
     for _ in 0..10 {
         assert_eq!(produce(&broker, 20), 0);
     }
+    (broker, runtime)
+}
+
+/// Wait (at most 15 s) until retention has moved the log start of "live" past 0.
+fn wait_for_retention(runtime: &tokio::runtime::Runtime, broker: &Broker, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while earliest(runtime, broker) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{why} deleted nothing in 15 s\n{}",
+            broker.log_tail(4096)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn kafka_configs_alters_a_topic_live_and_refuses_what_kafka_refuses() {
+    let (mut broker, runtime) = broker_with_live_topic();
     assert_eq!(earliest(&runtime, &broker), 0);
 
     // A smaller max.message.bytes refuses the next batch at once.
@@ -120,15 +140,7 @@ fn kafka_configs_alters_a_topic_live_and_refuses_what_kafka_refuses() {
         &broker,
         &["--add-config", "retention.bytes=1,cleanup.policy=[delete]"],
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while earliest(&runtime, &broker) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "retention.bytes=1 deleted nothing in 15 s\n{}",
-            broker.log_tail(4096)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_retention(&runtime, &broker, "retention.bytes=1");
 
     // Bad values, unknown names and topics, and the config fixed at creation.
     let refused = alter_refused(
@@ -277,21 +289,7 @@ fn kafka_broker_configs(broker: &Broker, args: &[&str]) -> ProgramOutput {
 
 #[test]
 fn dynamic_broker_configs_change_every_topics_defaults_live() {
-    let broker = Broker::start_with(BrokerOptions {
-        extra_args: vec!["--retention-check-interval-ms".into(), "100".into()],
-        ..BrokerOptions::default()
-    });
-    let runtime = runtime();
-    runtime.block_on(async {
-        let admin = Admin::new(&broker.bootstrap()).await.unwrap();
-        admin
-            .create_topic("live", 1, 1, &[("segment.bytes".into(), "1024".into())])
-            .await
-            .unwrap();
-    });
-    for _ in 0..10 {
-        assert_eq!(produce(&broker, 20), 0);
-    }
+    let (broker, runtime) = broker_with_live_topic();
     let ok = |output: ProgramOutput| {
         assert!(output.success(), "{}", output.describe());
         output.stdout_lossy()
@@ -335,15 +333,7 @@ fn dynamic_broker_configs_change_every_topics_defaults_live() {
             "log.retention.bytes=1",
         ],
     ));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while earliest(&runtime, &broker) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "log.retention.bytes=1 deleted nothing in 15 s\n{}",
-            broker.log_tail(4096)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_retention(&runtime, &broker, "log.retention.bytes=1");
     let described = ok(kafka_broker_configs(
         &broker,
         &["--describe", "--entity-default"],

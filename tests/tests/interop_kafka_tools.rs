@@ -16,13 +16,8 @@ use sluice_protocol::records::{encode_batch, Record};
 use sluice_tests::raw::{produce_batch, RawConnection};
 use sluice_tests::{kafka_tool, run_program, Broker, Cluster, ClusterOptions, ProgramOutput};
 
-/// Run one of Kafka's tools (its main class) against `bootstrap`.
-fn run_tool(class: &str, bootstrap: &str, args: &[&str]) -> ProgramOutput {
-    kafka_tool(class, bootstrap, args)
-}
-
 fn tool(class: &str, broker: &Broker, args: &[&str]) -> ProgramOutput {
-    let output = run_tool(class, &broker.bootstrap(), args);
+    let output = kafka_tool(class, &broker.bootstrap(), args);
     assert!(
         output.success(),
         "{class} {args:?}: {}\n--- broker log ---\n{}",
@@ -117,7 +112,7 @@ fn kafka_topics_creates_a_topic_with_a_manual_replica_assignment() {
         "--replica-assignment",
         assignment.as_str(),
     ];
-    let created = run_tool(TOPIC_COMMAND, &bootstrap, &args);
+    let created = kafka_tool(TOPIC_COMMAND, &bootstrap, &args);
     assert!(created.success(), "{}", created.describe());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -147,7 +142,7 @@ fn kafka_topics_creates_a_topic_with_a_manual_replica_assignment() {
         "--replica-assignment",
         grown.as_str(),
     ];
-    let altered = run_tool(TOPIC_COMMAND, &bootstrap, &args);
+    let altered = kafka_tool(TOPIC_COMMAND, &bootstrap, &args);
     assert!(altered.success(), "{}", altered.describe());
     // The broker asked may learn of the new partitions a moment after the controller.
     let third = runtime.block_on(async {
@@ -178,7 +173,7 @@ fn kafka_topics_creates_a_topic_with_a_manual_replica_assignment() {
         "--replica-assignment",
         twice.as_str(),
     ];
-    assert!(!run_tool(TOPIC_COMMAND, &bootstrap, &args).success());
+    assert!(!kafka_tool(TOPIC_COMMAND, &bootstrap, &args).success());
     let args = [
         "--create",
         "--topic",
@@ -186,7 +181,7 @@ fn kafka_topics_creates_a_topic_with_a_manual_replica_assignment() {
         "--replica-assignment",
         "4242",
     ];
-    let refused = run_tool(TOPIC_COMMAND, &bootstrap, &args);
+    let refused = kafka_tool(TOPIC_COMMAND, &bootstrap, &args);
     let text = format!(
         "{}{}",
         refused.stdout_lossy(),

@@ -15,8 +15,9 @@ use sluice_tests::{assert_interop_program, interop_broker, repo_root, BrokerOpti
 /// The program's own waits are 90 s each (`--timeout`); this bounds the whole run.
 const PROGRAM_DEADLINE: Duration = Duration::from_secs(180);
 
-#[test]
-fn kafkajs_group_members_share_a_topic_and_commit() {
+/// Run `tests/node/<script>` with the pinned kafkajs against a fresh broker; it must print
+/// its SUMMARY line.
+fn run_node_program(script: &str) {
     let node_dir = repo_root().join("tests/node");
     assert!(
         node_dir.join("node_modules/kafkajs/package.json").exists(),
@@ -27,11 +28,16 @@ fn kafkajs_group_members_share_a_topic_and_commit() {
     let mut command = Command::new("node");
     command
         .current_dir(&node_dir)
-        .arg(node_dir.join("group_consume.js"))
+        .arg(node_dir.join(script))
         .arg("--bootstrap")
         .arg(broker.bootstrap())
         .args(["--timeout", "90"]);
     assert_interop_program("kafkajs", &mut command, &broker, PROGRAM_DEADLINE);
+}
+
+#[test]
+fn kafkajs_group_members_share_a_topic_and_commit() {
+    run_node_program("group_consume.js");
 }
 
 /// KafkaJS's admin client and clients through daily operations (`tests/node/admin_check.js`):
@@ -40,19 +46,5 @@ fn kafkajs_group_members_share_a_topic_and_commit() {
 /// the group's offsets, topic deletion. Checked against Apache Kafka 4.1.1 too.
 #[test]
 fn kafkajs_admin_produce_and_consume_as_on_kafka() {
-    let node_dir = repo_root().join("tests/node");
-    assert!(
-        node_dir.join("node_modules/kafkajs/package.json").exists(),
-        "{} has no kafkajs: run ./scripts/test.sh to provision the interop clients",
-        node_dir.display()
-    );
-    let broker = interop_broker(BrokerOptions::default());
-    let mut command = Command::new("node");
-    command
-        .current_dir(&node_dir)
-        .arg(node_dir.join("admin_check.js"))
-        .arg("--bootstrap")
-        .arg(broker.bootstrap())
-        .args(["--timeout", "90"]);
-    assert_interop_program("kafkajs", &mut command, &broker, PROGRAM_DEADLINE);
+    run_node_program("admin_check.js");
 }
