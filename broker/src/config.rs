@@ -226,6 +226,8 @@ options! {
     frame_bytes_max: usize = 100 * 1024 * 1024, "104857600 (100 MiB)", "frame-bytes-max", "SLUICE_FRAME_BYTES_MAX", parse_from_str::<usize>;
     "Largest fetch response, in bytes (Kafka fetch.max.bytes)"
     fetch_bytes_max: usize = 55 * 1024 * 1024, "57671680 (55 MiB)", "fetch-bytes-max", "SLUICE_FETCH_BYTES_MAX", parse_from_str::<usize>;
+    "Incremental fetch sessions (KIP-227) kept at once; 0 turns them off and every fetch is a full one (Kafka max.incremental.fetch.session.cache.slots)"
+    fetch_session_cache_slots: usize = 1000, "1000", "fetch-session-cache-slots", "SLUICE_FETCH_SESSION_CACHE_SLOTS", parse_from_str::<usize>;
     "Maximum open client connections; further connections are closed at once"
     connections_max: usize = 4096, "4096", "connections-max", "SLUICE_CONNECTIONS_MAX", parse_from_str::<usize>;
     "Requests read ahead per connection while earlier ones are still being answered"

@@ -29,6 +29,15 @@ pub const RESPONSE_BYTES_TOTAL: &str = "sluice_response_bytes_total";
 /// Requests parked now: acks=all produces waiting for the ISR, fetches long-polling.
 pub const PRODUCE_PURGATORY_SIZE: &str = "sluice_produce_purgatory_size";
 pub const FETCH_PURGATORY_SIZE: &str = "sluice_fetch_purgatory_size";
+/// Incremental fetch sessions (KIP-227) held now, and the partitions they hold (Kafka's
+/// NumIncrementalFetchSessions and NumIncrementalFetchPartitionsCached).
+pub const FETCH_SESSIONS: &str = "sluice_fetch_sessions";
+pub const FETCH_SESSION_PARTITIONS: &str = "sluice_fetch_session_partitions";
+/// Fetch sessions evicted to make room for a new one.
+pub const FETCH_SESSION_EVICTIONS_TOTAL: &str = "sluice_fetch_session_evictions_total";
+/// Fetch requests by `session`: `sessionless`, `full` (may create a session),
+/// `incremental`, or `error` (unknown session, wrong epoch).
+pub const FETCH_SESSION_REQUESTS_TOTAL: &str = "sluice_fetch_session_requests_total";
 /// Partition- or request-level error codes returned, by `api` and `error`.
 pub const REQUEST_ERRORS_TOTAL: &str = "sluice_request_errors_total";
 /// Frames or requests that could not be parsed, by `reason`.
@@ -347,6 +356,19 @@ fn describe() {
         "acks=all produce requests waiting for the ISR"
     );
     describe_gauge!(FETCH_PURGATORY_SIZE, "Fetch requests long-polling");
+    describe_gauge!(FETCH_SESSIONS, "Incremental fetch sessions held (KIP-227)");
+    describe_gauge!(
+        FETCH_SESSION_PARTITIONS,
+        "Partitions held over all fetch sessions"
+    );
+    describe_counter!(
+        FETCH_SESSION_EVICTIONS_TOTAL,
+        "Fetch sessions evicted to make room for a new one"
+    );
+    describe_counter!(
+        FETCH_SESSION_REQUESTS_TOTAL,
+        "Fetch requests by session kind (sessionless, full, incremental, error)"
+    );
     describe_counter!(
         REQUEST_ERRORS_TOTAL,
         "Error codes returned, by API and error"

@@ -131,6 +131,9 @@ pub enum ErrorCode {
     InvalidUpdateVersion = 95,
     UnknownTopicId = 100,
     BrokerIdNotRegistered = 102,
+    /// An incremental fetch names topics by id where its session was created by name, or
+    /// the other way round (the Fetch version crossed v13).
+    FetchSessionTopicIdError = 106,
     /// A proposed ISR names a broker that is fenced or shutting down.
     IneligibleReplica = 107,
     /// A consumer group member's epoch is not the coordinator's (KIP-848): it must give up
@@ -248,6 +251,7 @@ impl ErrorCode {
             UnstableOffsetCommit,
             InvalidUpdateVersion,
             UnknownTopicId,
+            FetchSessionTopicIdError,
             BrokerIdNotRegistered,
             IneligibleReplica,
             FencedMemberEpoch,

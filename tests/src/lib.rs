@@ -781,6 +781,21 @@ impl InteropBroker {
         }
     }
 
+    /// Fetch requests served incrementally in a fetch session (KIP-227); `None` for an
+    /// external broker.
+    pub fn incremental_fetches(&self) -> Option<f64> {
+        match self {
+            InteropBroker::Sluiced(broker) => {
+                let text = raw::http_get(&broker.metrics_address(), "/metrics").unwrap_or_default();
+                Some(raw::metric_sum(
+                    &text,
+                    "sluice_fetch_session_requests_total{session=\"incremental\"}",
+                ))
+            }
+            InteropBroker::External(_) => None,
+        }
+    }
+
     /// The broker log for failure messages (empty for an external broker).
     pub fn log(&self) -> String {
         match self {

@@ -274,6 +274,19 @@ pub fn metadata(
     conn.request(ApiKey::Metadata, METADATA_VERSION, &request)
 }
 
+/// The topic's id (KIP-516), from a Metadata v12 answer (nil if the topic is unknown).
+pub fn topic_id(conn: &mut RawConnection, topic: &str) -> uuid::Uuid {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let response: MetadataResponse = conn
+        .request(ApiKey::Metadata, 12, &request)
+        .expect("metadata response");
+    response.topics[0].topic_id
+}
+
 /// One uncompressed batch holding a record per value (no key, no headers).
 pub fn value_batch<V: AsRef<[u8]>>(values: &[V]) -> Bytes {
     let records: Vec<Record> = values

@@ -6,6 +6,9 @@
 //! other difference fails the test, unless it is listed in [`KNOWN_DIFFERENCES`] with its
 //! reason (and in `docs/compatibility.md`).
 
+#[path = "differential_kafka/fetch_sessions.rs"]
+mod fetch_sessions;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,7 +33,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::Compression;
 use sluice_protocol::records::{encode_batch, Record};
 use sluice_tests::kafka_reference::KafkaReference;
-use sluice_tests::raw::{produce_request, topic_name, RawConnection};
+use sluice_tests::raw::{produce_request, topic_id, topic_name, RawConnection};
 use sluice_tests::Broker;
 
 const TOPIC: &str = "diff";
@@ -361,7 +364,7 @@ fn steps() -> Vec<Step> {
         Step {
             name: "produce by topic id (v13) and to an unknown id",
             run: |c| {
-                let id = topic_id(c);
+                let id = topic_id(c, TOPIC);
                 let by_id = |c: &mut RawConnection, id| {
                     let mut request = produce_request("", 1, batch(2, Compression::None), 1);
                     request.topic_data[0].topic_id = id;
@@ -395,7 +398,7 @@ fn steps() -> Vec<Step> {
         Step {
             name: "fetch by topic id (v17) and by an unknown id",
             run: |c| {
-                let id = topic_id(c);
+                let id = topic_id(c, TOPIC);
                 let by_id = |c: &mut RawConnection, id| {
                     let request = FetchRequest::default()
                         .with_max_wait_ms(0)
@@ -416,6 +419,10 @@ fn steps() -> Vec<Step> {
                 let unknown = by_id(c, uuid::Uuid::from_u128(0x5eed));
                 format!("{known:?} {unknown:?}")
             },
+        },
+        Step {
+            name: "a fetch session: full, incremental, stale epoch, forget, v13, unknown, close",
+            run: fetch_sessions::session_life,
         },
         Step {
             name: "list offsets: earliest",
@@ -598,17 +605,6 @@ fn steps() -> Vec<Step> {
             },
         },
     ]
-}
-
-/// The id the broker gave `TOPIC`.
-fn topic_id(conn: &mut RawConnection) -> uuid::Uuid {
-    let request = MetadataRequest::default()
-        .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(topic_name(TOPIC)))
-        ]))
-        .with_allow_auto_topic_creation(false);
-    let metadata: MetadataResponse = conn.request(ApiKey::Metadata, 12, &request).unwrap();
-    metadata.topics[0].topic_id
 }
 
 /// Wait until the broker's metadata shows a leader for every partition of `topic`.

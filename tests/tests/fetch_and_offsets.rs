@@ -1,5 +1,5 @@
 //! Fetch and ListOffsets semantics against the real broker: long poll, byte limits,
-//! out-of-range offsets, refused incremental sessions, and offsets by time (per record,
+//! out-of-range offsets, sessionless fetches, and offsets by time (per record,
 //! inside a batch, as Kafka).
 
 use std::time::{Duration, Instant};
@@ -146,7 +146,8 @@ fn fetch_limits_out_of_range_and_sessions() {
     let response = fetch(&mut conn, &fetch_request("nope", 0, 0, 1 << 20));
     assert_eq!(response.responses[0].partitions[0].error_code, 3);
 
-    // Full fetches get session id 0 (no session); naming a session is refused cleanly.
+    // Sessionless fetches (epoch -1) get session id 0; naming a session that does not
+    // exist is FETCH_SESSION_ID_NOT_FOUND (tests/tests/fetch_sessions.rs has the rest).
     let response = fetch(&mut conn, &fetch_request("limits", 0, 0, 1));
     assert_eq!(response.session_id, 0);
     let incremental = fetch_request("limits", 0, 0, 1)
@@ -154,6 +155,7 @@ fn fetch_limits_out_of_range_and_sessions() {
         .with_session_epoch(1);
     let response = fetch(&mut conn, &incremental);
     assert_eq!(response.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    assert!(response.responses.is_empty());
 
     // ListOffsets: earliest, latest, by timestamp.
     assert_eq!(list_offset(&mut conn, "limits", -2), (0, 0, -1));

@@ -3,7 +3,8 @@
 //! franz-go's consumer groups (`kgo` with a consumer group, its default cooperative-sticky
 //! balancer, and `kadm`): three members of one group share a 6-partition topic, every record is consumed exactly once, the offsets each
 //! member commits read back with OffsetFetch as the log end offsets, and ListGroups and
-//! DescribeGroups show the group Stable with its three members: the scenario of
+//! DescribeGroups show the group Stable with its three members, the consumers fetching in
+//! incremental fetch sessions (KIP-227): the scenario of
 //! `tests/interop/group_consume.py`. The program is `tests/go/cmd/group-consume`, which
 //! `scripts/test.sh` builds with the pinned franz-go of `tests/go/go.mod` into
 //! `tests/go/bin/group-consume`. `SLUICE_FRANZ_LOG=debug` prints franz-go's log.
@@ -11,13 +12,16 @@
 use std::process::Command;
 use std::time::Duration;
 
-use sluice_tests::{assert_interop_program, interop_broker, repo_root, BrokerOptions};
+use sluice_tests::{
+    assert_interop_program, interop_broker, repo_root, BrokerOptions, InteropBroker,
+};
 
 /// The program's own waits are 90 s each (`--timeout`); this bounds the whole run.
 const PROGRAM_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Run `tests/go/bin/<program>` against a fresh broker; it must print its SUMMARY line.
-fn run_go_program(program: &str, client: &str) {
+/// The broker, for checks after the run.
+fn run_go_program(program: &str, client: &str) -> InteropBroker {
     let program = repo_root().join("tests/go/bin").join(program);
     assert!(
         program.exists(),
@@ -31,11 +35,16 @@ fn run_go_program(program: &str, client: &str) {
         .arg(broker.bootstrap())
         .args(["--timeout", "90s"]);
     assert_interop_program(client, &mut command, &broker, PROGRAM_DEADLINE);
+    broker
 }
 
 #[test]
 fn franz_go_group_members_share_a_topic_and_commit() {
-    run_go_program("group-consume", "franz-go");
+    let broker = run_go_program("group-consume", "franz-go");
+    // franz-go's consumers fetch in incremental fetch sessions (KIP-227).
+    if let Some(incremental) = broker.incremental_fetches() {
+        assert!(incremental > 0.0, "franz-go never fetched incrementally");
+    }
 }
 
 /// franz-go's admin client and clients through a day of operations (the program

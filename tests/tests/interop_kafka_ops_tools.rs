@@ -1,6 +1,6 @@
 //! Kafka's operations and system-test tools (the 4.1.1 jars) against real `sluiced`, read
 //! as their users read them: `kafka-producer-perf-test` and `kafka-consumer-perf-test` move
-//! every record, `kafka-transactions describe-producers` lists the idempotent producer, `kafka-e2e-latency` gets its records back, `kafka-verifiable-producer` and
+//! every record, `kafka-transactions describe-producers` lists the idempotent producer, `kafka-e2e-latency` gets its records back (its consumer in an incremental fetch session), `kafka-verifiable-producer` and
 //! `kafka-verifiable-consumer` (Kafka's own system-test clients) see every record acked,
 //! consumed in a group and committed, and `kafka-reassign-partitions --generate / --execute
 //! / --verify` (with a replication throttle, set as dynamic broker and topic configs and
@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use sluice_tests::raw::{metric_sum, metric_value, wait_for_metrics};
 use sluice_tests::{kafka_tool, run_program, Broker, Cluster, ClusterOptions, ProgramOutput};
 
 fn ok(output: ProgramOutput, what: &str) -> String {
@@ -113,6 +114,23 @@ fn perf_and_latency_tools_move_every_record() {
         "kafka-e2e-latency",
     );
     assert!(latency.contains("Avg latency:"), "{latency}");
+    // The latency tool's consumer fetches 500 times: in an incremental fetch session
+    // (KIP-227) after the first, which it closes on exit.
+    let incremental = "sluice_fetch_session_requests_total{session=\"incremental\"}";
+    wait_for_metrics(&broker.metrics_address(), Duration::from_secs(10), |text| {
+        metric_sum(text, incremental) >= 400.0
+            && metric_value(text, "sluice_fetch_sessions") == Some(0.0)
+    })
+    .unwrap_or_else(|text| {
+        let lines: Vec<_> = text
+            .lines()
+            .filter(|l| l.contains("fetch_session"))
+            .collect();
+        panic!(
+            "too few incremental fetches, or sessions left open:\n{}",
+            lines.join("\n")
+        )
+    });
 }
 
 #[test]

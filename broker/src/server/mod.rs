@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use crate::cluster::{ClusterNode, ControllerClient};
 use crate::config::Config;
 use crate::controller::{CommandOutcome, MetadataCommand, MetadataError, NewTopic};
+use crate::fetch_session::FetchSessionCache;
 use crate::group::coordinator::GroupCoordinator;
 use crate::group::offsets_topic::OffsetsTopicConfig;
 use crate::metrics as m;
@@ -117,6 +118,8 @@ pub struct Broker {
     pub offsets_topic: OffsetsTopicConfig,
     /// The group coordinator of the offsets partitions this broker leads.
     pub groups: Arc<GroupCoordinator>,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessionCache,
 }
 
 impl Broker {
@@ -159,6 +162,7 @@ impl Broker {
             controller: cluster.client.clone(),
             producer_ids,
             groups: GroupCoordinator::start(cluster.replicas.clone(), config.coordinator_config()),
+            fetch_sessions: FetchSessionCache::new(config.fetch_session_cache_slots),
             offsets_topic: OffsetsTopicConfig {
                 partitions: config.offsets_topic_num_partitions,
                 replication_factor: config.offsets_topic_replication_factor,

@@ -10,9 +10,11 @@
 //! - From v13 topics are named by id (KIP-516): an id the metadata does not have is
 //!   UNKNOWN_TOPIC_ID for each of its partitions.
 //! - `max_bytes` is capped by the broker's `fetch_bytes_max`.
-//! - Incremental fetch sessions (KIP-227) are refused cleanly: every response carries
-//!   session id 0, so clients keep sending full fetch requests; a request naming a session
-//!   gets FETCH_SESSION_ID_NOT_FOUND.
+//! - Incremental fetch sessions (KIP-227, v7+): [`FetchSessionCache`] decides how a
+//!   request is served (sessionless, full, incremental, or a session error); an
+//!   incremental fetch reads every partition of its session and answers only those with
+//!   something new. Partitions are answered in fetch order, consecutive partitions of one
+//!   topic under one topic entry, as Kafka does.
 //! - An empty partition gets `records: Some(empty)`, never null (librdkafka logs "invalid
 //!   MessageSetSize -1" on null).
 
@@ -20,15 +22,29 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use sluice_protocol::error::ErrorCode;
 
 use super::{count_error, count_topic, RemoteTime};
+use crate::fetch_session::{
+    FetchContext, Incremental, PartitionKey, PartitionParams, ReadSummary, SessionRequest,
+    TopicKey, FINAL_EPOCH, INVALID_SESSION_ID,
+};
 use crate::metrics as m;
 use crate::replica::fetcher::BROKER_EPOCH_TAG;
 use crate::replica::{FetchOrigin, FetchParams, PartitionFetch, PartitionRead};
 use crate::replication::BROKER_EPOCH_UNKNOWN;
 use crate::server::Broker;
+
+/// One partition to read: as the fetcher names it, its topic's name in the metadata
+/// (`None` for a topic id the metadata does not have), what the fetcher asks, and the
+/// error it gets without a read when the metadata has no such partition.
+struct Wanted {
+    key: PartitionKey,
+    name: Option<String>,
+    params: PartitionParams,
+    unknown: Option<ErrorCode>,
+}
 
 /// Answer a Fetch request; time spent long-polling is added to `remote`.
 pub async fn handle(
@@ -37,72 +53,329 @@ pub async fn handle(
     version: i16,
     remote: &mut RemoteTime,
 ) -> FetchResponse {
-    if version >= 7 && request.session_id != 0 {
-        let mut response = FetchResponse::default();
-        response.error_code = count_error("Fetch", ErrorCode::FetchSessionIdNotFound);
-        return response;
-    }
-    let names = topic_names(broker, &request, version);
-    if broker.replicas.per_partition_metrics() {
-        // Topics that exist only: a name made up by a client must not create a series.
-        for name in names.iter().flatten() {
-            if broker.topic(name).is_some() {
-                count_topic(broker, m::TOPIC_FETCH_REQUESTS_TOTAL, name, 1);
+    let params = fetch_params(broker, &request, version);
+    let session = session_request(&request, version, &params.origin);
+    let sessions = &broker.fetch_sessions;
+    let requested = requested(&request, version);
+    let forgotten = forgotten(&request, version);
+    let context = sessions.context(session, &requested, &forgotten, sessions.now_ms());
+    metrics::counter!(m::FETCH_SESSION_REQUESTS_TOTAL, "session" => context_kind(&context))
+        .increment(1);
+    let mut response = FetchResponse::default();
+    match context {
+        FetchContext::Error(code) => response.error_code = count_error("Fetch", code),
+        FetchContext::Sessionless | FetchContext::Full => {
+            let wanted = resolve(broker, requested, &params.origin);
+            let answers = read(broker, &params, &wanted, remote).await;
+            if matches!(context, FetchContext::Full) {
+                let answered = wanted
+                    .iter()
+                    .zip(&answers)
+                    .map(|(w, p)| (w.key.clone(), w.params, summary(p)))
+                    .collect();
+                response.session_id = sessions.create(session, answered, sessions.now_ms());
             }
+            response.responses = assemble(&wanted, answers, version);
+        }
+        FetchContext::Incremental(incremental) => {
+            response = incremental_response(broker, &params, incremental, version, remote).await;
         }
     }
-    let params = FetchParams {
-        origin: origin(&request, version),
+    count_bytes_out(broker, &params.origin, &response);
+    response
+}
+
+/// The request's limits and who sent it; `max_bytes` capped by the broker's.
+fn fetch_params(broker: &Broker, request: &FetchRequest, version: i16) -> FetchParams {
+    FetchParams {
+        origin: origin(request, version),
         max_bytes: usize::try_from(request.max_bytes)
             .unwrap_or(0)
             .min(broker.limits.fetch_bytes_max),
         min_bytes: usize::try_from(request.min_bytes).unwrap_or(0),
         max_wait: Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)),
+    }
+}
+
+/// The request's session part; before v7 every fetch is sessionless.
+fn session_request(request: &FetchRequest, version: i16, origin: &FetchOrigin) -> SessionRequest {
+    let (session_id, epoch) = if version >= 7 {
+        (request.session_id, request.session_epoch)
+    } else {
+        (INVALID_SESSION_ID, FINAL_EPOCH)
     };
-    let partitions: Vec<PartitionFetch> = request
-        .topics
+    SessionRequest {
+        session_id,
+        epoch,
+        uses_topic_ids: version >= 13,
+        from_follower: !origin.is_consumer(),
+    }
+}
+
+/// Read every partition of the session; answer those with something new.
+async fn incremental_response(
+    broker: &Broker,
+    params: &FetchParams,
+    incremental: Incremental,
+    version: i16,
+    remote: &mut RemoteTime,
+) -> FetchResponse {
+    let wanted = resolve(broker, incremental.partitions.clone(), &params.origin);
+    let answers = read(broker, params, &wanted, remote).await;
+    let answered: Vec<_> = wanted
         .iter()
-        .zip(&names)
-        .flat_map(|(topic, name)| {
-            // An unknown topic id reads as a topic no name has (answered UNKNOWN_TOPIC_ID).
-            let name = name.clone().unwrap_or_default();
-            topic.partitions.iter().map(move |p| PartitionFetch {
-                topic: name.clone(),
-                partition: p.partition,
-                fetch_offset: p.fetch_offset,
-                current_leader_epoch: p.current_leader_epoch,
-                last_fetched_epoch: p.last_fetched_epoch,
-                log_start_offset: p.log_start_offset,
-                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-            })
-        })
+        .zip(&answers)
+        .map(|(w, p)| (w.key.clone(), summary(p)))
         .collect();
-    let (reads, bytes) = broker
-        .replicas
-        .fetch_records(&params, &partitions, remote)
-        .await;
-    let response = encode(&request, &names, reads, &params.origin, version);
-    count_bytes_out(broker, &params.origin, &response, bytes);
+    let mut response = FetchResponse::default();
+    response.session_id = incremental.session_id;
+    match incremental.select(&answered) {
+        Ok(keep) => {
+            let (wanted, answers): (Vec<_>, Vec<_>) = wanted
+                .into_iter()
+                .zip(answers)
+                .zip(keep)
+                .filter_map(|(pair, keep)| keep.then_some(pair))
+                .unzip();
+            response.responses = assemble(&wanted, answers, version);
+        }
+        Err(code) => response.error_code = count_error("Fetch", code),
+    }
     response
 }
 
-/// Each requested topic's name: as given before v13, looked up by topic id from v13 on
-/// (KIP-516), `None` for an id the metadata does not have.
-fn topic_names(broker: &Broker, request: &FetchRequest, version: i16) -> Vec<Option<String>> {
-    if version < 13 {
-        return request
-            .topics
-            .iter()
-            .map(|t| Some(t.topic.0.to_string()))
-            .collect();
+fn context_kind(context: &FetchContext) -> &'static str {
+    match context {
+        FetchContext::Sessionless => "sessionless",
+        FetchContext::Full => "full",
+        FetchContext::Incremental(_) => "incremental",
+        FetchContext::Error(_) => "error",
     }
-    broker.replicas.metadata().read(|state| {
-        request
-            .topics
-            .iter()
-            .map(|t| state.topic(&t.topic_id).map(|topic| topic.name.clone()))
+}
+
+/// The request's partitions, named by topic id from v13 (KIP-516), by name before.
+fn requested(request: &FetchRequest, version: i16) -> Vec<(PartitionKey, PartitionParams)> {
+    request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            let key = if version >= 13 {
+                TopicKey::Id(topic.topic_id)
+            } else {
+                TopicKey::Name(topic.topic.0.to_string())
+            };
+            topic.partitions.iter().map(move |p| {
+                let params = PartitionParams {
+                    fetch_offset: p.fetch_offset,
+                    current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                    log_start_offset: p.log_start_offset,
+                    max_bytes: p.partition_max_bytes,
+                };
+                (
+                    PartitionKey {
+                        topic: key.clone(),
+                        partition: p.partition,
+                    },
+                    params,
+                )
+            })
+        })
+        .collect()
+}
+
+/// The partitions an incremental request takes out of its session (v7+).
+fn forgotten(request: &FetchRequest, version: i16) -> Vec<PartitionKey> {
+    request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|topic| {
+            let key = if version >= 13 {
+                TopicKey::Id(topic.topic_id)
+            } else {
+                TopicKey::Name(topic.topic.0.to_string())
+            };
+            topic.partitions.iter().map(move |&partition| PartitionKey {
+                topic: key.clone(),
+                partition,
+            })
+        })
+        .collect()
+}
+
+/// Each partition with its topic's name, looked up in the metadata for topic ids, in the
+/// order Kafka answers them: partitions the metadata has first, then those it does not
+/// (for a consumer: unknown topic ids, then unknown names or partitions; for a follower
+/// both in one group), each group in fetch order.
+fn resolve(
+    broker: &Broker,
+    partitions: Vec<(PartitionKey, PartitionParams)>,
+    origin: &FetchOrigin,
+) -> Vec<Wanted> {
+    let mut wanted: Vec<Wanted> = broker.replicas.metadata().read(|state| {
+        partitions
+            .into_iter()
+            .map(|(key, params)| {
+                let topic = match &key.topic {
+                    TopicKey::Name(name) => state.topic_by_name(name),
+                    TopicKey::Id(id) => state.topic(id),
+                };
+                let name = match &key.topic {
+                    TopicKey::Name(name) => Some(name.clone()),
+                    TopicKey::Id(_) => topic.map(|t| t.name.clone()),
+                };
+                let unknown = match topic {
+                    None if name.is_none() => Some(ErrorCode::UnknownTopicId),
+                    Some(t)
+                        if usize::try_from(key.partition).is_ok_and(|p| p < t.partitions.len()) =>
+                    {
+                        None
+                    }
+                    _ => Some(ErrorCode::UnknownTopicOrPartition),
+                };
+                Wanted {
+                    key,
+                    name,
+                    params,
+                    unknown,
+                }
+            })
             .collect()
-    })
+    });
+    let consumer = origin.is_consumer();
+    wanted.sort_by_key(|w| match w.unknown {
+        None => 0,
+        Some(ErrorCode::UnknownTopicId) => 1,
+        Some(_) if consumer => 2,
+        Some(_) => 1,
+    });
+    wanted
+}
+
+/// Read every wanted partition the metadata has (the long poll included) and answer each
+/// wanted partition, in order.
+async fn read(
+    broker: &Broker,
+    params: &FetchParams,
+    wanted: &[Wanted],
+    remote: &mut RemoteTime,
+) -> Vec<PartitionData> {
+    count_topic_requests(broker, wanted);
+    let partitions: Vec<PartitionFetch> = wanted
+        .iter()
+        .filter(|w| w.unknown.is_none())
+        .map(|w| PartitionFetch {
+            topic: w.name.clone().unwrap_or_default(),
+            partition: w.key.partition,
+            fetch_offset: w.params.fetch_offset,
+            current_leader_epoch: w.params.current_leader_epoch,
+            last_fetched_epoch: w.params.last_fetched_epoch,
+            log_start_offset: w.params.log_start_offset,
+            max_bytes: usize::try_from(w.params.max_bytes).unwrap_or(0),
+        })
+        .collect();
+    let (reads, _) = broker
+        .replicas
+        .fetch_records(params, &partitions, remote)
+        .await;
+    let mut reads = reads.into_iter();
+    let consumer = params.origin.is_consumer();
+    wanted
+        .iter()
+        .map(|w| match w.unknown {
+            Some(error) => answer(
+                w.key.partition,
+                PartitionRead {
+                    error,
+                    ..PartitionRead::default()
+                },
+                true,
+            ),
+            None => answer(
+                w.key.partition,
+                reads.next().expect("one read per known partition"),
+                consumer,
+            ),
+        })
+        .collect()
+}
+
+/// One partition's answer; `unknown_offsets` answers a failed partition with every offset
+/// -1 (Kafka does so for consumers; a follower keeps the leader's log start, where it
+/// restarts its log).
+fn answer(partition: i32, read: PartitionRead, unknown_offsets: bool) -> PartitionData {
+    let mut p = PartitionData::default();
+    p.partition_index = partition;
+    p.error_code = count_error("Fetch", read.error);
+    p.records = Some(read.records);
+    p.high_watermark = read.high_watermark;
+    p.last_stable_offset = read.last_stable_offset;
+    p.log_start_offset = read.log_start_offset;
+    if read.error != ErrorCode::None && unknown_offsets {
+        p.high_watermark = -1;
+        p.last_stable_offset = -1;
+        p.log_start_offset = -1;
+    }
+    p.preferred_read_replica = BrokerId(read.preferred_read_replica);
+    if let Some((epoch, end_offset)) = read.diverging_epoch {
+        p.diverging_epoch.epoch = epoch;
+        p.diverging_epoch.end_offset = end_offset;
+    }
+    p
+}
+
+/// What a session needs to know of one answer.
+fn summary(p: &PartitionData) -> ReadSummary {
+    ReadSummary {
+        record_bytes: p.records.as_ref().map_or(0, Bytes::len),
+        high_watermark: p.high_watermark,
+        log_start_offset: p.log_start_offset,
+        preferred_read_replica: p.preferred_read_replica.0,
+        has_error: p.error_code != 0,
+        has_diverging_epoch: p.diverging_epoch.epoch != -1,
+    }
+}
+
+/// The answers under their topics: consecutive partitions of one topic share an entry.
+fn assemble(
+    wanted: &[Wanted],
+    answers: Vec<PartitionData>,
+    version: i16,
+) -> Vec<FetchableTopicResponse> {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last: Option<&TopicKey> = None;
+    for (w, mut p) in wanted.iter().zip(answers) {
+        if version < 5 {
+            p.log_start_offset = -1;
+        }
+        if last != Some(&w.key.topic) {
+            let mut topic = FetchableTopicResponse::default();
+            // The name is sent before v13 only, and also labels the bytes-out metric.
+            topic.topic = TopicName(w.name.clone().unwrap_or_default().into());
+            if let TopicKey::Id(id) = &w.key.topic {
+                topic.topic_id = *id;
+            }
+            topics.push(topic);
+            last = Some(&w.key.topic);
+        }
+        topics.last_mut().expect("pushed above").partitions.push(p);
+    }
+    topics
+}
+
+/// Fetch requests per topic read (`--metrics-per-partition` only).
+fn count_topic_requests(broker: &Broker, wanted: &[Wanted]) {
+    if !broker.replicas.per_partition_metrics() {
+        return;
+    }
+    let mut last: Option<&str> = None;
+    for name in wanted.iter().filter_map(|w| w.name.as_deref()) {
+        // Topics that exist only: a name made up by a client must not create a series.
+        if last != Some(name) && broker.topic(name).is_some() {
+            count_topic(broker, m::TOPIC_FETCH_REQUESTS_TOTAL, name, 1);
+        }
+        last = Some(name);
+    }
 }
 
 /// Who sent the fetch.
@@ -138,59 +411,15 @@ fn origin(request: &FetchRequest, version: i16) -> FetchOrigin {
     }
 }
 
-/// The response: the request's topics and partitions in order, one read each.
-fn encode(
-    request: &FetchRequest,
-    names: &[Option<String>],
-    reads: Vec<PartitionRead>,
-    origin: &FetchOrigin,
-    version: i16,
-) -> FetchResponse {
-    let mut response = FetchResponse::default();
-    let mut reads = reads.into_iter();
-    let consumer = origin.is_consumer();
-    for (topic, name) in request.topics.iter().zip(names) {
-        let mut topic_response = FetchableTopicResponse::default();
-        topic_response.topic = topic.topic.clone();
-        topic_response.topic_id = topic.topic_id;
-        for partition in &topic.partitions {
-            let mut read = reads.next().expect("one read per requested partition");
-            if name.is_none() {
-                read.error = ErrorCode::UnknownTopicId;
-            }
-            let mut p = PartitionData::default();
-            p.partition_index = partition.partition;
-            p.error_code = count_error("Fetch", read.error);
-            p.records = Some(read.records);
-            p.high_watermark = read.high_watermark;
-            p.last_stable_offset = read.last_stable_offset;
-            p.log_start_offset = if version < 5 {
-                -1
-            } else {
-                read.log_start_offset
-            };
-            if read.error != ErrorCode::None && consumer {
-                // Kafka answers a consumer's failed partition with every offset unknown;
-                // a follower keeps the leader's log start (it restarts its log there).
-                p.high_watermark = -1;
-                p.last_stable_offset = -1;
-                p.log_start_offset = -1;
-            }
-            p.preferred_read_replica = BrokerId(read.preferred_read_replica);
-            if let Some((epoch, end_offset)) = read.diverging_epoch {
-                p.diverging_epoch.epoch = epoch;
-                p.diverging_epoch.end_offset = end_offset;
-            }
-            topic_response.partitions.push(p);
-        }
-        response.responses.push(topic_response);
-    }
-    response
-}
-
 /// Record bytes sent, in total, by who fetched them (consumers or followers) and, for
 /// consumers, by topic.
-fn count_bytes_out(broker: &Broker, origin: &FetchOrigin, response: &FetchResponse, bytes: usize) {
+fn count_bytes_out(broker: &Broker, origin: &FetchOrigin, response: &FetchResponse) {
+    let bytes: usize = response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| p.records.as_ref().map(Bytes::len))
+        .sum();
     metrics::counter!(m::BYTES_OUT_TOTAL).increment(bytes as u64);
     let from = match origin {
         FetchOrigin::Consumer { .. } => {
