@@ -1,8 +1,9 @@
 //! OffsetCommit and OffsetFetch against the real broker: simple commits (generation -1, as
 //! clients that assign partitions themselves and admin tools send them), per-partition and
 //! group-level errors as Kafka 4.1 answers them, every OffsetFetch form (v1, v7, v8 batched,
-//! all partitions), and committed offsets surviving a clean restart and a `kill -9` (the
-//! coordinator loads them back from `__consumer_offsets`).
+//! all partitions), committed offsets surviving a clean restart and a `kill -9` (the
+//! coordinator loads them back from `__consumer_offsets`), and the offsets of a deleted
+//! topic removed.
 
 use std::time::{Duration, Instant};
 
@@ -117,10 +118,20 @@ fn fetch_v7(
     group: &str,
     partitions: &[i32],
 ) -> (i16, Vec<(i32, i64, i32, String)>) {
+    fetch_v7_of(conn, group, TOPIC, partitions)
+}
+
+/// [`fetch_v7`] of any topic.
+fn fetch_v7_of(
+    conn: &mut RawConnection,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> (i16, Vec<(i32, i64, i32, String)>) {
     let request = OffsetFetchRequest::default()
         .with_group_id(group_id(group))
         .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(topic_name(TOPIC))
+            .with_name(topic_name(topic))
             .with_partition_indexes(partitions.to_vec())]));
     let response: OffsetFetchResponse = conn.request(ApiKey::OffsetFetch, 7, &request).unwrap();
     let offsets = response
@@ -165,14 +176,90 @@ fn fetch_when_loaded(
 }
 
 fn create_topic(broker: &Broker) {
+    admin(broker, |admin| async move {
+        admin.create_topic(TOPIC, 3, 1, &[]).await.unwrap();
+    });
+}
+
+/// Run `work` with an admin client of `broker`.
+fn admin<F: std::future::Future<Output = ()>>(broker: &Broker, work: impl FnOnce(Admin) -> F) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         let admin = Admin::new(&broker.bootstrap()).await.unwrap();
-        admin.create_topic(TOPIC, 3, 1, &[]).await.unwrap();
+        work(admin).await;
     });
+}
+
+/// The committed offset of `group` for partition 0 of `topic`, once it is `expected`
+/// (at most 30 s).
+fn wait_for_offset(conn: &mut RawConnection, group: &str, topic: &str, expected: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, offsets) = fetch_v7_of(conn, group, topic, &[0]);
+        if code == 0 && offsets[0].1 == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group}'s offset of {topic}-0 is not {expected} after 30 s: {code} {offsets:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Deleting a topic removes every group's committed offsets of it (Kafka's
+/// `onPartitionsDeleted`), for good: a topic created again under the name starts with
+/// none, also after a `kill -9`; other topics keep theirs.
+#[test]
+fn offsets_of_a_deleted_topic_are_removed_for_good() {
+    let mut broker = Broker::start();
+    create_topic(&broker);
+    admin(&broker, |admin| async move {
+        admin.create_topic("kept", 1, 1, &[]).await.unwrap();
+    });
+    let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
+    for group in ["a", "b"] {
+        wait_for_coordinator(&mut conn, group);
+        fetch_when_loaded(&mut conn, group, &[0]);
+        let response = commit(
+            &mut conn,
+            8,
+            group,
+            -1,
+            &[
+                (TOPIC, &[(0, 5, 0, ""), (2, 9, 0, "")]),
+                ("kept", &[(0, 3, 0, "")]),
+            ],
+        );
+        assert!(commit_codes(&response)
+            .iter()
+            .all(|(_, _, code)| *code == 0));
+    }
+    admin(&broker, |admin| async move {
+        admin.delete_topic(TOPIC).await.unwrap();
+    });
+    for group in ["a", "b"] {
+        wait_for_offset(&mut conn, group, TOPIC, -1);
+        assert_eq!(fetch_v7(&mut conn, group, &[2]).1[0].1, -1);
+        wait_for_offset(&mut conn, group, "kept", 3);
+    }
+    create_topic(&broker);
+    broker.kill9();
+    broker.restart();
+    let mut conn = RawConnection::connect(&broker.bootstrap()).unwrap();
+    wait_for_coordinator(&mut conn, "a");
+    for group in ["a", "b"] {
+        let offsets = fetch_when_loaded(&mut conn, group, &[0, 2]);
+        assert_eq!(
+            offsets,
+            [(0, -1, -1, String::new()), (2, -1, -1, String::new())],
+            "{group} after kill -9"
+        );
+        wait_for_offset(&mut conn, group, "kept", 3);
+    }
 }
 
 #[test]

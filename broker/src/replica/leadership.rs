@@ -1,5 +1,11 @@
 //! Leadership changes of chosen topics, for the coordinators that live on a partition's
-//! leader (the group coordinator follows `__consumer_offsets`).
+//! leader (the group coordinator follows `__consumer_offsets`), and topic deletions, for
+//! the coordinators that keep state about every topic (committed offsets).
+//!
+//! [`ReplicaManager::watch_deletions`] returns a channel of [`TopicDeleted`]: every topic
+//! the metadata deletes from then on, hosted here or not, as a reconciliation pass by delta
+//! sees it. A pass that cannot tell what changed (the first one, after a snapshot install
+//! or after falling too far behind) announces no deletions.
 //!
 //! [`ReplicaManager::watch_leadership`] returns a channel of [`LeadershipChange`]s for one
 //! topic: first one `Leader` for every partition of it this broker leads at that moment,
@@ -16,8 +22,30 @@
 use std::sync::Mutex;
 
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use super::ReplicaManager;
+
+/// A topic the metadata deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDeleted {
+    pub name: String,
+    pub id: Uuid,
+}
+
+/// Who hears of topic deletions.
+#[derive(Debug, Default)]
+pub(super) struct DeletionWatchers {
+    watchers: Mutex<Vec<mpsc::UnboundedSender<TopicDeleted>>>,
+}
+
+impl DeletionWatchers {
+    /// Tell every watcher, forgetting those that hung up.
+    pub(super) fn announce(&self, deleted: &TopicDeleted) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        watchers.retain(|sender| sender.send(deleted.clone()).is_ok());
+    }
+}
 
 /// One partition's leadership, as this broker holds it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +110,17 @@ impl ReplicaManager {
             }
         }
         watchers.push((topic.to_string(), sender));
+        receiver
+    }
+
+    /// Every topic the metadata deletes from now on (see the module docs).
+    pub fn watch_deletions(&self) -> mpsc::UnboundedReceiver<TopicDeleted> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.deletions
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sender);
         receiver
     }
 

@@ -28,7 +28,8 @@
 //! - [`fetcher`]: the follower fetchers, one task per leader broker (a follower also moves
 //!   its log start up to its leader's).
 //! - `leadership.rs`: [`ReplicaManager::watch_leadership`], the leadership changes of a
-//!   topic's partitions, for the coordinators that live on their leaders.
+//!   topic's partitions, for the coordinators that live on their leaders, and
+//!   [`ReplicaManager::watch_deletions`], deleted topics.
 //!
 //! # Gauges
 //!
@@ -71,7 +72,7 @@ pub use append::{
 pub use epoch_offsets::{EpochAnswer, EpochQuery};
 pub use fetch::{FetchOrigin, FetchParams, LocalRead, PartitionFetch, PartitionRead};
 pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
-pub use leadership::{LeadershipChange, LeadershipRole};
+pub use leadership::{LeadershipChange, LeadershipRole, TopicDeleted};
 pub use list_offsets::{
     OffsetAnswer, OffsetOrigin, OffsetQuery, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
@@ -148,6 +149,8 @@ pub struct ReplicaManager {
     applied_broker_configs: std::sync::Mutex<Option<BTreeMap<String, String>>>,
     /// Who follows the leadership of which topic (the coordinators).
     leadership: leadership::LeadershipWatchers,
+    /// Who hears of deleted topics (the group coordinator).
+    deletions: leadership::DeletionWatchers,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -211,6 +214,7 @@ impl ReplicaManager {
             static_throttle: std::sync::atomic::AtomicU64::new(0),
             applied_broker_configs: std::sync::Mutex::new(None),
             leadership: leadership::LeadershipWatchers::default(),
+            deletions: leadership::DeletionWatchers::default(),
         });
         (manager, alter_rx)
     }

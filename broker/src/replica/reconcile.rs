@@ -99,6 +99,10 @@ impl ReplicaManager {
         }
         for (id, name) in &delta.deleted {
             self.remove_topic(*id, name);
+            self.deletions.announce(&super::TopicDeleted {
+                name: name.clone(),
+                id: *id,
+            });
         }
         let topics: Vec<WantedTopic> = self.metadata.read(|state| {
             delta

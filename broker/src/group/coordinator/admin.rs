@@ -8,6 +8,11 @@
 //!   group's members subscribe to gets GROUP_SUBSCRIBED_TO_TOPIC (a group whose
 //!   subscriptions cannot be read counts as subscribed to everything, as in Kafka); the
 //!   others get a tombstone. Offsets never committed are answered NONE and written nothing.
+//! - A deleted topic (the metadata deleted it): every group's offsets of it get tombstones,
+//!   in every shard loaded here, as Kafka's `OffsetMetadataManager.onPartitionsDeleted`;
+//!   a topic created again under the same name starts with no committed offsets. A shard
+//!   still loading when the deletion is announced keeps them (its previous leader wrote the
+//!   tombstones if it was still leading).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -137,6 +142,49 @@ impl GroupCoordinator {
             self.write(&shard, &records).await?;
         }
         Ok(results)
+    }
+}
+
+impl GroupCoordinator {
+    /// Tombstones for every group's committed offsets of the deleted `topic`, in every
+    /// loaded shard (module docs).
+    pub(super) async fn delete_topic_offsets(&self, topic: &str) {
+        for shard in self.shards_snapshot() {
+            if !shard.is_loaded() {
+                continue;
+            }
+            let records: Vec<Record> = {
+                let state = shard.lock();
+                state
+                    .groups
+                    .iter()
+                    .flat_map(|(group_id, entry)| {
+                        entry
+                            .offsets
+                            .keys()
+                            .filter(|(t, _)| t == topic)
+                            .map(|(t, partition)| offset_tombstone(group_id, t, *partition))
+                    })
+                    .collect()
+            };
+            if records.is_empty() {
+                continue;
+            }
+            match self.write(&shard, &records).await {
+                Ok(()) => tracing::info!(
+                    topic,
+                    partition = shard.partition,
+                    offsets = records.len(),
+                    "removed the committed offsets of a deleted topic"
+                ),
+                Err(error) => tracing::warn!(
+                    topic,
+                    partition = shard.partition,
+                    ?error,
+                    "could not remove the committed offsets of a deleted topic"
+                ),
+            }
+        }
     }
 }
 

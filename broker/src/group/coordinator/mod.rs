@@ -22,7 +22,8 @@
 //! - `shard.rs`: one partition's groups and offsets, and how records change them.
 //! - `load.rs`: loading a partition.
 //! - `offsets.rs`: OffsetCommit and OffsetFetch.
-//! - `admin.rs`: DeleteGroups and OffsetDelete.
+//! - `admin.rs`: DeleteGroups and OffsetDelete, and the offsets of deleted topics
+//!   (followed through [`ReplicaManager::watch_deletions`]).
 //! - `consumer_groups.rs`: consumer groups (KIP-848): ConsumerGroupHeartbeat and
 //!   ConsumerGroupDescribe through each group's `ConsumerGroup` state machine;
 //!   `consumer_records.rs` maps its records to the stored ones.
@@ -50,7 +51,7 @@ use sluice_protocol::error::ErrorCode;
 use super::classic::ClassicGroupConfig;
 use super::consumer::ConsumerGroupConfig;
 use super::offsets_topic::{partition_for, OFFSETS_TOPIC};
-use crate::replica::{LeadershipChange, LeadershipRole, ReplicaManager};
+use crate::replica::{LeadershipChange, LeadershipRole, ReplicaManager, TopicDeleted};
 use shard::Shard;
 
 pub use consumer_groups::ConsumerGroupRefusal;
@@ -117,6 +118,8 @@ impl GroupCoordinator {
         });
         let changes = replicas.watch_leadership(OFFSETS_TOPIC);
         tokio::spawn(follow_leadership(Arc::downgrade(&coordinator), changes));
+        let deletions = replicas.watch_deletions();
+        tokio::spawn(follow_deletions(Arc::downgrade(&coordinator), deletions));
         let every = coordinator.config.metrics_interval;
         tokio::spawn(lag::report_periodically(
             Arc::downgrade(&coordinator),
@@ -255,5 +258,18 @@ async fn follow_leadership(
             return;
         };
         coordinator.on_leadership(change);
+    }
+}
+
+/// Remove the committed offsets of each topic the metadata deletes.
+async fn follow_deletions(
+    coordinator: Weak<GroupCoordinator>,
+    mut deletions: tokio::sync::mpsc::UnboundedReceiver<TopicDeleted>,
+) {
+    while let Some(deleted) = deletions.recv().await {
+        let Some(coordinator) = coordinator.upgrade() else {
+            return;
+        };
+        coordinator.delete_topic_offsets(&deleted.name).await;
     }
 }
