@@ -6,6 +6,8 @@
 //! other difference fails the test, unless it is listed in [`KNOWN_DIFFERENCES`] with its
 //! reason (and in `docs/compatibility.md`).
 
+#[path = "differential_kafka/broker_configs.rs"]
+mod broker_configs;
 #[path = "differential_kafka/fetch_sessions.rs"]
 mod fetch_sessions;
 
@@ -524,6 +526,10 @@ fn steps() -> Vec<Step> {
                     &[("retention.ms", 1, None), ("cleanup.policy", 1, None)],
                 )
             },
+        },
+        Step {
+            name: "dynamic broker configs: a topic's sources and synonyms",
+            run: broker_configs::dynamic_defaults_in_topic_configs,
         },
         Step {
             name: "legacy AlterConfigs replaces the overrides; an unknown key",

@@ -4,10 +4,13 @@
 //!
 //! A topic lists Kafka 4.1.1's 33 topic configs and Sluice's `durability`
 //! (`storage::manager::kafka_topic_configs`): honoured ones with their effective value,
-//! the others at Kafka's default. Each has Kafka's source (1 topic override, 4 a broker
-//! setting other than Kafka's default, 5 Kafka's default), its type, and, when asked
-//! (`include_synonyms`), its synonyms: the override, then the broker config it falls back
-//! to. Documentation is not served (null), a known difference.
+//! the others at Kafka's default. Each has Kafka's source (1 topic override, 2 this
+//! broker's dynamic config, 3 the cluster default's dynamic config, 4 a broker setting
+//! other than Kafka's default, 5 Kafka's default), its type, and, when asked
+//! (`include_synonyms`), its synonyms in Kafka's order of precedence: the override, the
+//! dynamic broker config, the dynamic cluster default, then the static broker config or
+//! Kafka's default it falls back to. Documentation is not served (null), a known
+//! difference.
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -15,8 +18,11 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use sluice_protocol::error::ErrorCode;
 
+use std::collections::BTreeMap;
+
 use super::{count_error, str_bytes};
 use crate::server::{storage_error_code, AutoCreate, Broker};
+use crate::storage::DYNAMIC_LOG_CONFIGS;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -27,13 +33,13 @@ const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// One config entry: name, value, Kafka ConfigSource, and for topics the broker synonym
-/// (with its value) and Kafka's config type.
+/// One config entry: name, value, Kafka ConfigSource, for topics its synonyms (name,
+/// value, source; the entry itself first when it is an override) and Kafka's config type.
 struct Entry {
     name: String,
     value: Option<String>,
     source: i8,
-    synonym: Option<(&'static str, Option<String>, i8)>,
+    synonyms: Vec<(String, Option<String>, i8)>,
     config_type: i8,
     /// A dynamic broker config (not read-only).
     dynamic: bool,
@@ -45,7 +51,7 @@ impl Entry {
             name: name.to_string(),
             value: Some(value),
             source: SOURCE_STATIC_BROKER,
-            synonym: None,
+            synonyms: Vec::new(),
             config_type: 0,
             dynamic: false,
         }
@@ -56,10 +62,56 @@ impl Entry {
             name: name.to_string(),
             value: Some(value.to_string()),
             source,
-            synonym: None,
+            synonyms: Vec::new(),
             config_type: 0,
             dynamic: true,
         }
+    }
+}
+
+/// Topic configs whose broker default Kafka keeps in hours: (topic config, the hours
+/// config, its default). Kafka lists the hours config as the last synonym only under a
+/// dynamic broker config (not alone, not under a topic override alone).
+const HOURS_SYNONYMS: &[(&str, &str, &str)] = &[
+    ("retention.ms", "log.retention.hours", "168"),
+    ("segment.ms", "log.roll.hours", "168"),
+];
+
+/// The dynamic broker configs a topic's defaults may come from: this broker's, then the
+/// cluster default's.
+struct DynamicDefaults {
+    broker: BTreeMap<String, String>,
+    cluster: BTreeMap<String, String>,
+}
+
+impl DynamicDefaults {
+    fn of(broker: &Broker) -> DynamicDefaults {
+        broker.replicas.metadata().read(|state| DynamicDefaults {
+            broker: state
+                .broker_configs(Some(broker.identity.node_id))
+                .cloned()
+                .unwrap_or_default(),
+            cluster: state.broker_configs(None).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// The dynamic broker configs that set topic config `topic_config`'s default, in
+    /// precedence order, with their sources.
+    fn synonyms_of(&self, topic_config: &str) -> Vec<(String, Option<String>, i8)> {
+        let Some((name, _)) = DYNAMIC_LOG_CONFIGS.iter().find(|(_, t)| *t == topic_config) else {
+            return Vec::new();
+        };
+        [
+            (&self.broker, SOURCE_DYNAMIC_BROKER),
+            (&self.cluster, SOURCE_DYNAMIC_DEFAULT_BROKER),
+        ]
+        .into_iter()
+        .filter_map(|(configs, source)| {
+            configs
+                .get(*name)
+                .map(|value| (name.to_string(), Some(value.clone()), source))
+        })
+        .collect()
     }
 }
 
@@ -73,7 +125,13 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
             RESOURCE_TOPIC => broker
                 .logs
                 .describe_configs(&resource.resource_name)
-                .map(|entries| entries.into_iter().map(topic_entry).collect())
+                .map(|entries| {
+                    let dynamic = DynamicDefaults::of(broker);
+                    entries
+                        .into_iter()
+                        .map(|e| topic_entry(e, &dynamic))
+                        .collect()
+                })
                 .map_err(|e| (storage_error_code(&e), e.to_string())),
             RESOURCE_BROKER => {
                 if resource.resource_name.is_empty() {
@@ -116,28 +174,40 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
     response
 }
 
-/// A topic's config as storage describes it.
-fn topic_entry(e: crate::storage::ConfigEntry) -> Entry {
-    let source = e.source();
-    // A default's value is its broker synonym's; an override shadows it.
-    let synonym = e.synonym.map(|name| {
-        let broker_source = if source == SOURCE_DYNAMIC_TOPIC {
-            SOURCE_DEFAULT
+/// A topic's config as storage describes it, its source and synonyms as Kafka gives them.
+fn topic_entry(e: crate::storage::ConfigEntry, dynamic: &DynamicDefaults) -> Entry {
+    let mut synonyms = Vec::new();
+    if !e.is_default {
+        synonyms.push((e.name.clone(), e.value.clone(), SOURCE_DYNAMIC_TOPIC));
+    }
+    let dynamic_synonyms = dynamic.synonyms_of(&e.name);
+    let under_dynamic = !dynamic_synonyms.is_empty();
+    synonyms.extend(dynamic_synonyms);
+    if let Some((_, name, value)) = HOURS_SYNONYMS.iter().find(|(t, _, _)| *t == e.name) {
+        if under_dynamic {
+            synonyms.push((name.to_string(), Some(value.to_string()), SOURCE_DEFAULT));
+        }
+    }
+    // Under the dynamic configs: the static broker config or Kafka's default. The
+    // effective value shows it only when nothing above shadows it.
+    let static_source = e.source();
+    if let Some(name) = e.synonym {
+        let (value, source) = if synonyms.is_empty() {
+            (e.value.clone(), static_source)
         } else {
-            source
+            (e.kafka_default.map(str::to_string), SOURCE_DEFAULT)
         };
-        let value = if source == SOURCE_DYNAMIC_TOPIC {
-            e.kafka_default.map(str::to_string)
-        } else {
-            e.value.clone()
-        };
-        (name, value, broker_source)
-    });
+        synonyms.push((name.to_string(), value, source));
+    }
+    // The first in precedence is where the value comes from.
+    let source = synonyms
+        .first()
+        .map_or(static_source, |(_, _, source)| *source);
     Entry {
         name: e.name,
         value: e.value,
         source,
-        synonym,
+        synonyms,
         config_type: e.config_type,
         dynamic: false,
     }
@@ -150,12 +220,11 @@ fn config_result(
 ) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     if include_synonyms {
-        if e.source == SOURCE_DYNAMIC_TOPIC {
-            c.synonyms.push(synonym(&e.name, e.value.clone(), e.source));
-        }
-        if let Some((name, value, source)) = e.synonym {
-            c.synonyms.push(synonym(name, value, source));
-        }
+        c.synonyms = e
+            .synonyms
+            .into_iter()
+            .map(|(name, value, source)| synonym(&name, value, source))
+            .collect();
     }
     c.name = str_bytes(e.name);
     c.value = e.value.map(str_bytes);
