@@ -5,7 +5,8 @@
 //! readable.
 //!
 //! Five brokers, so that the controller quorum (every broker is a voter) survives the two
-//! dead followers and can commit the ISR shrink.
+//! dead followers and can commit the ISR shrink. A second test sets min ISR as the cluster
+//! default (a dynamic broker config) instead of on the topic.
 
 use std::time::Duration;
 
@@ -123,4 +124,73 @@ fn below_min_isr_acks_all_is_refused_and_acks_1_stays_invisible_until_the_isr_re
     let mut nodes = vec![leader];
     nodes.extend(&followers);
     cluster.assert_replicas_identical(TOPIC, 0, &nodes, high_watermark);
+}
+
+/// IncrementalAlterConfigs of the cluster default's `min.insync.replicas` through `node`
+/// (`None` deletes it); the resource's error code.
+fn alter_cluster_min_isr(cluster: &Cluster, node: i32, value: Option<&str>) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let change = AlterableConfig::default()
+        .with_name(StrBytes::from_static_str("min.insync.replicas"))
+        .with_config_operation(if value.is_some() { 0 } else { 1 })
+        .with_value(value.map(|v| StrBytes::from_string(v.to_string())));
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str(""))
+            .with_configs(vec![change]),
+    ]);
+    let mut conn = sluice_tests::raw::RawConnection::connect(&cluster.address(node)).unwrap();
+    let response: IncrementalAlterConfigsResponse = conn
+        .request(ApiKey::IncrementalAlterConfigs, 1, &request)
+        .unwrap();
+    response.responses[0].error_code
+}
+
+/// The cluster default `min.insync.replicas` (a dynamic broker config) reaches a topic
+/// without its own, live on its leader: three replicas, one dead and out of the ISR;
+/// acks=all is acknowledged at Kafka's default of 1, refused once the cluster default is
+/// 3, and acknowledged again once it is removed.
+#[test]
+fn a_cluster_default_min_isr_applies_live_to_topics_without_their_own() {
+    let mut cluster = Cluster::start(3, ClusterOptions::fast(2_000, 2_000));
+    let state = cluster.create_one_partition_topic(TOPIC, 3, &[]);
+    let leader = state.leader.expect("a leader");
+    let dead = state.followers()[0];
+    cluster.kill9(dead);
+    cluster.wait_for(
+        "the dead follower to leave the ISR",
+        Duration::from_secs(30),
+        |c| {
+            c.partition_state_agreed(TOPIC, 0)
+                .filter(|s| s.leader == Some(leader) && s.isr.len() == 2)
+        },
+    );
+    let (code, _) = produce(&cluster, leader, &numbered_values("default", 5), -1);
+    assert_eq!(code, 0, "acks=all with 2 of min ISR 1\n{}", cluster.logs());
+
+    assert_eq!(alter_cluster_min_isr(&cluster, leader, Some("3")), 0);
+    cluster.wait_for(
+        "acks=all refused with NOT_ENOUGH_REPLICAS under a cluster default of 3",
+        Duration::from_secs(30),
+        |c| {
+            let (code, _) = produce(c, leader, &numbered_values("three", 5), -1);
+            (code == NOT_ENOUGH_REPLICAS).then_some(())
+        },
+    );
+    assert_eq!(alter_cluster_min_isr(&cluster, leader, None), 0);
+    cluster.wait_for(
+        "acks=all acknowledged again once the cluster default is gone",
+        Duration::from_secs(30),
+        |c| {
+            let (code, _) = produce(c, leader, &numbered_values("again", 5), -1);
+            (code == 0).then_some(())
+        },
+    );
 }

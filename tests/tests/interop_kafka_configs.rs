@@ -340,18 +340,27 @@ fn dynamic_broker_configs_change_every_topics_defaults_live() {
     ));
     assert!(described.contains("log.retention.bytes=1"), "{described}");
 
-    // A config Sluice cannot change at run time, and a bad value.
-    for (config, expected) in [
+    // A config Sluice cannot change at run time, a bad value (both INVALID_REQUEST for a
+    // broker resource, as Kafka), and a broker's own min.insync.replicas (cluster-wide
+    // only: INVALID_CONFIG, as Kafka 4.1).
+    for (entity, config, expected) in [
         (
+            "--entity-default",
             "log.dirs=/elsewhere",
             "Cannot update these configs dynamically",
         ),
-        ("log.retention.ms=soon", "InvalidConfigurationException"),
+        (
+            "--entity-default",
+            "log.retention.ms=soon",
+            "InvalidRequestException: Invalid value soon for configuration log.retention.ms",
+        ),
+        (
+            "--entity-name=1",
+            "min.insync.replicas=2",
+            "Broker-level min.insync.replicas cannot be altered",
+        ),
     ] {
-        let refused = kafka_broker_configs(
-            &broker,
-            &["--alter", "--entity-default", "--add-config", config],
-        );
+        let refused = kafka_broker_configs(&broker, &["--alter", entity, "--add-config", config]);
         let text = format!(
             "{}{}",
             refused.stdout_lossy(),

@@ -276,8 +276,24 @@ impl ReplicaManager {
         if applied.as_ref() == Some(&wanted) {
             return;
         }
-        if let Err(error) = self.logs.set_dynamic_defaults(&wanted) {
-            tracing::error!(%error, "cannot apply the dynamic broker configs; keeping the previous topic defaults");
+        match self.logs.set_dynamic_defaults(&wanted) {
+            Ok(true) => {
+                // A new default min.insync.replicas reaches the topics without their own.
+                let topics: std::collections::BTreeSet<String> = self
+                    .all_replicas()
+                    .iter()
+                    .map(|replica| replica.topic.clone())
+                    .collect();
+                for topic in topics {
+                    let min_isr =
+                        usize::try_from(self.logs.min_insync_replicas(&topic)).unwrap_or(1);
+                    self.apply_min_insync_replicas(&topic, min_isr);
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot apply the dynamic broker configs; keeping the previous topic defaults");
+            }
         }
         let rate = wanted
             .get(crate::storage::LEADER_THROTTLE_RATE)

@@ -392,7 +392,7 @@ impl ReplicaManager {
 
     /// A changed `min.insync.replicas` applied to the topic's hosted replicas (lowering it
     /// may let a leader's high watermark advance at once).
-    fn apply_min_insync_replicas(&self, topic: &str, min_insync_replicas: usize) {
+    pub(super) fn apply_min_insync_replicas(&self, topic: &str, min_insync_replicas: usize) {
         for replica in self.replicas_of(topic) {
             let mut state = replica.lock();
             let effects = state.set_min_insync_replicas(min_insync_replicas);

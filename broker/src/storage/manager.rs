@@ -85,10 +85,10 @@ pub struct LogManager {
     fs: Arc<dyn FileSystem>,
     data_dir: PathBuf,
     /// The broker's flags.
-    static_defaults: LogConfig,
+    static_defaults: TopicSettings,
     /// What topics without an override get: the flags with the dynamic broker configs
     /// applied (see `broker_configs`).
-    defaults: RwLock<LogConfig>,
+    defaults: RwLock<TopicSettings>,
     topics: RwLock<BTreeMap<String, Topic>>,
     deleter: Deleter,
     /// Every hosted log's recovery point and log start offset, and their two files.
@@ -128,6 +128,7 @@ impl LogManager {
         defaults: LogConfig,
     ) -> Result<LogManager, StorageError> {
         let started = Instant::now();
+        let defaults = TopicSettings::new(defaults);
         let topics_dir = data_dir.join(TOPICS_DIR);
         fs.create_dir_all(&topics_dir)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
@@ -301,6 +302,11 @@ impl LogManager {
     /// The broker-wide defaults topics start from (the flags and the dynamic broker
     /// configs).
     pub fn defaults(&self) -> LogConfig {
+        self.topic_defaults().log
+    }
+
+    /// [`LogManager::defaults`] with the replication settings (min ISR, unclean elections).
+    fn topic_defaults(&self) -> TopicSettings {
         self.defaults
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -340,7 +346,7 @@ impl LogManager {
     ) -> Result<TopicInfo, StorageError> {
         validate_topic_name(name)?;
         validate_partition_count(partitions)?;
-        let (settings, configs) = parse_overrides(&self.defaults(), &configs)?;
+        let (settings, configs) = parse_overrides(&self.topic_defaults(), &configs)?;
         let mut topics = self.write_topics();
         if topics.contains_key(name) {
             return Err(StorageError::TopicAlreadyExists(name.to_string()));
@@ -710,7 +716,7 @@ fn load_metadata(
     fs: &dyn FileSystem,
     path: &Path,
     name: &str,
-    defaults: &LogConfig,
+    defaults: &TopicSettings,
 ) -> Result<(TopicInfo, TopicSettings), StorageError> {
     let corrupt =
         |why: String| StorageError::Corrupt(format!("topic metadata {}: {why}", path.display()));

@@ -3,6 +3,7 @@
 //! brokers' id) set with IncrementalAlterConfigs, then a topic's configs described with
 //! synonyms: the value, its source (2 per broker, 3 cluster default) and the synonym chain
 //! must be Kafka's. The configs are deleted again at the end, and described once more.
+//! Refusals of broker configs must carry Kafka's codes.
 
 use std::time::{Duration, Instant};
 
@@ -131,8 +132,16 @@ pub fn dynamic_defaults_in_topic_configs(c: &mut RawConnection) -> String {
             *source == 5 && !["1000", "2097152", "7200000", "3600000"].contains(&value)
         })
     });
+    // Refusals: a broker's own min.insync.replicas (INVALID_CONFIG), a bad value
+    // (INVALID_REQUEST for a broker resource), a config that is not dynamic.
+    let refused = [
+        alter_broker(c, "1", "min.insync.replicas", SET, Some("2")),
+        alter_broker(c, "", "log.retention.ms", SET, Some("soon")),
+        alter_broker(c, "", "min.insync.replicas", SET, Some("0")),
+        alter_broker(c, "", "log.dirs", SET, Some("/elsewhere")),
+    ];
     format!(
-        "override {set_override}: {with_override}; \
+        "refused {refused:?}; override {set_override}: {with_override}; \
          set {set_cluster} {set_broker} {set_roll}: {with_dynamic}; \
          deleted {delete_override} {delete_cluster} {delete_broker} {delete_roll}: {without}"
     )

@@ -151,7 +151,7 @@ impl MetadataState {
     fn reelect_for(&mut self, change: BrokerChange) -> Vec<PartitionChange> {
         let mut updates = Vec::new();
         for topic in self.topics.values() {
-            let unclean = topic.unclean_election();
+            let unclean = self.unclean_election(topic);
             for (number, partition) in topic.partitions.iter().enumerate() {
                 let target_isr = match change {
                     BrokerChange::Remove(id) if partition.replicas.contains(&id) => {

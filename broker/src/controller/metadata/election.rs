@@ -10,21 +10,29 @@ use super::{
     MetadataState, Partition, PartitionChange, Topic, UNCLEAN_LEADER_ELECTION_CONFIG,
 };
 
-impl Topic {
-    pub(super) fn unclean_election(&self) -> UncleanElection {
-        match self
+impl MetadataState {
+    /// Whether `topic`'s leaderless partitions may be elected uncleanly: its own
+    /// `unclean.leader.election.enable`, else the cluster default's dynamic config, else
+    /// not (Kafka's default). A broker's own dynamic config does not decide: elections are
+    /// the same on every controller.
+    pub(super) fn unclean_election(&self, topic: &Topic) -> UncleanElection {
+        let cluster_default = || {
+            self.broker_configs(None)
+                .and_then(|configs| configs.get(UNCLEAN_LEADER_ELECTION_CONFIG))
+        };
+        let value = topic
             .configs
             .get(UNCLEAN_LEADER_ELECTION_CONFIG)
-            .map(String::as_str)
-        {
+            .or_else(cluster_default);
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             Some("true") => UncleanElection::Allowed,
             _ => UncleanElection::Forbidden,
         }
     }
 }
 
-/// Whether a partition may get a leader from outside its ISR (the topic's
-/// `unclean.leader.election.enable`).
+/// Whether a partition may get a leader from outside its ISR (see
+/// [`MetadataState::unclean_election`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum UncleanElection {
     Allowed,

@@ -170,6 +170,8 @@ pub const TOPIC_CONFIGS_MAX: usize = 64;
 pub const CLUSTER_ID_BYTES_MAX: usize = 64;
 /// The topic config that allows electing a leader from outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
+/// The config a broker resource may not set for itself (a cluster-wide one).
+pub const MIN_INSYNC_REPLICAS_CONFIG: &str = "min.insync.replicas";
 
 /// Where a broker can be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -292,9 +292,10 @@ pub enum MetadataError {
     InvalidReplicationFactor { requested: i16, available: usize },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
-    /// A config that cannot change at run time (Kafka's INVALID_REQUEST).
+    /// A broker config that cannot change at run time, or a bad value for one (Kafka's
+    /// INVALID_REQUEST).
     #[error("{0}")]
-    NotDynamic(String),
+    InvalidBrokerConfig(String),
     #[error("leader epoch {requested} is not the current leader epoch {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("partition epoch {requested} is not the current partition epoch {current}")]
@@ -324,7 +325,7 @@ impl MetadataError {
             MetadataError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
             MetadataError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
             MetadataError::InvalidConfig(_) => ErrorCode::InvalidConfig,
-            MetadataError::NotDynamic(_) => ErrorCode::InvalidRequest,
+            MetadataError::InvalidBrokerConfig(_) => ErrorCode::InvalidRequest,
             MetadataError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             MetadataError::InvalidUpdateVersion { .. } => ErrorCode::InvalidUpdateVersion,
             MetadataError::IneligibleReplica(_) => ErrorCode::IneligibleReplica,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::{LogConfig, StorageError};
 use super::kafka_topic_configs::{kafka_topic_config, ConfigType};
-use super::topic_config::{parse_overrides, topic_entries, ConfigEntry};
+use super::topic_config::{parse_overrides, topic_entries, ConfigEntry, TopicSettings};
 use super::{LogManager, TopicInfo};
 
 /// One change of an IncrementalAlterConfigs resource (Kafka's `AlterConfigOp`).
@@ -145,7 +145,7 @@ pub fn check_config_change(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
 ) -> Result<(), StorageError> {
-    parse_overrides(&LogConfig::default(), after)?;
+    parse_overrides(&TopicSettings::new(LogConfig::default()), after)?;
     if before.get(FIXED_AT_CREATION) != after.get(FIXED_AT_CREATION) {
         return Err(StorageError::InvalidConfig(format!(
             "{FIXED_AT_CREATION}: fixed when the topic is created; it cannot be set, changed or removed later"
@@ -170,13 +170,13 @@ impl LogManager {
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Vec<ConfigEntry>, StorageError> {
-        let (settings, overrides) = parse_overrides(&self.defaults(), overrides)?;
+        let (settings, overrides) = parse_overrides(&self.topic_defaults(), overrides)?;
         Ok(topic_entries(&settings, &overrides))
     }
 
     /// Check config overrides (Kafka names) as topic creation would, without creating.
     pub fn validate_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
-        parse_overrides(&self.defaults(), configs).map(|_| ())
+        parse_overrides(&self.topic_defaults(), configs).map(|_| ())
     }
 
     /// The topic's `min.insync.replicas` (1 for an unknown topic).
@@ -194,7 +194,7 @@ impl LogManager {
         name: &str,
         configs: &BTreeMap<String, String>,
     ) -> Result<bool, StorageError> {
-        let (settings, configs) = parse_overrides(&self.defaults(), configs)?;
+        let (settings, configs) = parse_overrides(&self.topic_defaults(), configs)?;
         let mut topics = self.write_topics();
         let topic = topics
             .get_mut(name)

@@ -5,8 +5,10 @@
 //! ([`LogManager::set_dynamic_defaults`]), so every topic without an override of its own
 //! takes the new value at once.
 //!
-//! The dynamic configs Sluice honours are Kafka's names for what its storage does
-//! ([`DYNAMIC_LOG_CONFIGS`], each the broker synonym of a topic config) and the leader's
+//! The dynamic configs Sluice honours are Kafka's names for a topic's defaults
+//! ([`DYNAMIC_LOG_CONFIGS`], each the broker synonym of a topic config: the log's settings,
+//! `min.insync.replicas` and `unclean.leader.election.enable`; the controller decides which
+//! resource may set which, and elections) and the leader's
 //! replication throttle ([`LEADER_THROTTLE_RATE`], Sluice's reassignment throttle). Kafka's
 //! `follower.replication.throttled.rate` is accepted and has no effect: the leader's rate
 //! bounds the same traffic. Any other name is refused as Kafka refuses a config that is not
@@ -15,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::super::{LogConfig, StorageError};
-use super::topic_config::parse_overrides;
+use super::topic_config::{parse_overrides, TopicSettings};
 use super::LogManager;
 
 /// (dynamic broker config, the topic config it is the default of).
@@ -33,6 +35,11 @@ pub const DYNAMIC_LOG_CONFIGS: &[(&str, &str)] = &[
     ("log.roll.ms", "segment.ms"),
     ("log.segment.bytes", "segment.bytes"),
     ("message.max.bytes", "max.message.bytes"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    (
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+    ),
 ];
 
 /// The leader's replication throttle, bytes per second.
@@ -49,10 +56,10 @@ pub fn topic_synonym(broker_config: &str) -> Option<&'static str> {
 }
 
 /// Check a broker resource's dynamic configs: known dynamic names, values as the topic
-/// config they stand for (or a non-negative rate). A name Sluice cannot change at run time
-/// is `Err((true, ..))` (Kafka's INVALID_REQUEST), a bad value `Err((false, ..))`
-/// (INVALID_CONFIG).
-pub fn check_broker_configs(configs: &BTreeMap<String, String>) -> Result<(), (bool, String)> {
+/// config they stand for (or a non-negative rate). Either refusal is Kafka's
+/// INVALID_REQUEST: a name Sluice cannot change at run time ("Cannot update these configs
+/// dynamically"), or a bad value ("Invalid value .. for configuration ..").
+pub fn check_broker_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
     let fixed: Vec<&str> = configs
         .keys()
         .map(String::as_str)
@@ -63,41 +70,41 @@ pub fn check_broker_configs(configs: &BTreeMap<String, String>) -> Result<(), (b
         })
         .collect();
     if !fixed.is_empty() {
-        return Err((
-            true,
-            format!(
-                "Cannot update these configs dynamically: Set({}); Sluice's dynamic broker configs are {}, {LEADER_THROTTLE_RATE} and {FOLLOWER_THROTTLE_RATE}",
-                fixed.join(", "),
-                DYNAMIC_LOG_CONFIGS
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        return Err(format!(
+            "Cannot update these configs dynamically: Set({}); Sluice's dynamic broker configs are {}, {LEADER_THROTTLE_RATE} and {FOLLOWER_THROTTLE_RATE}",
+            fixed.join(", "),
+            DYNAMIC_LOG_CONFIGS
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
-    for rate in [LEADER_THROTTLE_RATE, FOLLOWER_THROTTLE_RATE] {
-        if let Some(value) = configs.get(rate) {
-            if value.trim().parse::<u64>().is_err() {
-                return Err((
-                    false,
-                    format!(
-                        "{rate}: expected a non-negative number of bytes per second, got {value:?}"
-                    ),
-                ));
+    let invalid = |name: &str, value: &str, reason: String| {
+        format!("Invalid value {value} for configuration {name}: {reason}")
+    };
+    for (name, value) in configs {
+        let checked = match topic_synonym(name) {
+            Some(topic_config) => {
+                let single = BTreeMap::from([(topic_config.to_string(), value.clone())]);
+                as_topic_overrides_of(&single).map_err(|error| match error {
+                    StorageError::InvalidConfig(reason) => reason,
+                    other => other.to_string(),
+                })
             }
-        }
+            None => value
+                .trim()
+                .parse::<u64>()
+                .map(|_| ())
+                .map_err(|_| "expected a non-negative number of bytes per second".to_string()),
+        };
+        checked.map_err(|reason| invalid(name, value, reason))?;
     }
-    as_topic_overrides(configs)
-        .map(|_| ())
-        .map_err(|error| match error {
-            StorageError::InvalidConfig(reason) => (false, reason),
-            other => (false, other.to_string()),
-        })
+    Ok(())
 }
 
-/// The log settings a broker's dynamic configs (cluster default, then its own, over its
-/// flags `base`) give the topics that do not override them.
+/// The topic overrides a broker's dynamic configs (cluster default, then its own) stand
+/// for: what the topics that do not override them get.
 fn as_topic_overrides(
     configs: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, StorageError> {
@@ -105,8 +112,13 @@ fn as_topic_overrides(
         .iter()
         .filter_map(|(name, value)| Some((topic_synonym(name)?.to_string(), value.clone())))
         .collect();
-    parse_overrides(&LogConfig::default(), &overrides)?;
+    as_topic_overrides_of(&overrides)?;
     Ok(overrides)
+}
+
+/// Check topic overrides as the defaults of every topic.
+fn as_topic_overrides_of(overrides: &BTreeMap<String, String>) -> Result<(), StorageError> {
+    parse_overrides(&TopicSettings::new(LogConfig::default()), overrides).map(|_| ())
 }
 
 /// The configs in force on one broker: the cluster default's, then its own over them.
@@ -128,8 +140,7 @@ impl LogManager {
         configs: &BTreeMap<String, String>,
     ) -> Result<bool, StorageError> {
         let overrides = as_topic_overrides(configs)?;
-        let (settings, _) = parse_overrides(&self.static_defaults, &overrides)?;
-        let defaults = settings.log;
+        let (defaults, _) = parse_overrides(&self.static_defaults, &overrides)?;
         {
             let mut current = self.defaults.write().unwrap_or_else(|e| e.into_inner());
             if *current == defaults {

@@ -61,25 +61,33 @@ impl ConfigEntry {
 
 /// Kafka's smallest `segment.bytes`.
 const SEGMENT_BYTES_MIN: u64 = 14;
-/// A topic's effective settings: broker defaults with its overrides applied.
-#[derive(Debug, Clone)]
+/// A topic's effective settings: broker defaults with its overrides applied. Also the
+/// defaults themselves (the flags, with the dynamic broker configs applied).
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct TopicSettings {
     pub(super) log: LogConfig,
     pub(super) min_insync_replicas: i32,
     pub(super) unclean_leader_election: bool,
 }
 
+impl TopicSettings {
+    /// `log` with Kafka's replication defaults (min ISR 1, no unclean elections).
+    pub(super) fn new(log: LogConfig) -> TopicSettings {
+        TopicSettings {
+            log,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+        }
+    }
+}
+
 /// Apply overrides to the defaults. Returns the settings and the overrides with normalised
 /// values; an unknown key or a bad value is `InvalidConfig` naming the key.
 pub(super) fn parse_overrides(
-    defaults: &LogConfig,
+    defaults: &TopicSettings,
     overrides: &BTreeMap<String, String>,
 ) -> Result<(TopicSettings, BTreeMap<String, String>), StorageError> {
-    let mut settings = TopicSettings {
-        log: defaults.clone(),
-        min_insync_replicas: 1,
-        unclean_leader_election: false,
-    };
+    let mut settings = defaults.clone();
     for (key, value) in overrides {
         let value = value.trim();
         match key.as_str() {

@@ -157,6 +157,47 @@ fn allowing_unclean_elections_elects_a_leader_for_a_leaderless_partition() {
 }
 
 #[test]
+fn a_cluster_default_allowing_unclean_elections_elects_leaderless_partitions_of_topics_without_their_own(
+) {
+    let mut h = Harness::new();
+    h.live_brokers(2);
+    let follows_default = h.create_topic("t", 1, 2);
+    let refuses = h.create_topic("u", 1, 2);
+    h.apply(alter(
+        refuses,
+        vec![set(UNCLEAN_LEADER_ELECTION_CONFIG, "false")],
+    ))
+    .unwrap();
+    // Both partitions lose their leader the same way; only the replica outside the ISR
+    // is left.
+    let replicas = h.partition(follows_default, 0).replicas.clone();
+    let (first, second) = (replicas[0], replicas[1]);
+    h.fence(second).unwrap();
+    h.fence(first).unwrap();
+    h.unfence(second).unwrap();
+    assert_eq!(h.partition(follows_default, 0).leader, None);
+    let leaderless_u = h.partition(refuses, 0).leader.is_none();
+    let outcome = h
+        .apply(MetadataCommand::AlterBrokerConfigs {
+            broker: None,
+            changes: vec![set(UNCLEAN_LEADER_ELECTION_CONFIG, "true")],
+            replace: false,
+        })
+        .unwrap();
+    let CommandOutcome::ConfigsAltered { changes } = outcome else {
+        panic!("unexpected outcome {outcome:?}");
+    };
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].election, Some(Election::Unclean));
+    assert_eq!(h.partition(follows_default, 0).leader, Some(second));
+    assert_eq!(
+        h.partition(refuses, 0).leader.is_none(),
+        leaderless_u,
+        "a topic's own false wins over the cluster default"
+    );
+}
+
+#[test]
 fn broker_configs_are_kept_per_broker_and_for_the_cluster_checked_as_kafka() {
     let mut h = Harness::new();
     let alter = |broker, changes| MetadataCommand::AlterBrokerConfigs {
@@ -181,18 +222,31 @@ fn broker_configs_are_kept_per_broker_and_for_the_cluster_checked_as_kafka() {
     );
     assert!(matches!(
         h.apply(alter(None, vec![set("log.dirs", "/x")])),
-        Err(MetadataError::NotDynamic(_))
+        Err(MetadataError::InvalidBrokerConfig(_))
     ));
-    assert!(matches!(
+    // Bad values are INVALID_REQUEST for a broker resource, as Kafka answers them.
+    assert_eq!(
         h.apply(alter(None, vec![set("log.segment.bytes", "tiny")])),
-        Err(MetadataError::InvalidConfig(_))
-    ));
+        Err(MetadataError::InvalidBrokerConfig(
+            "Invalid value tiny for configuration log.segment.bytes: segment.bytes: expected an integer, got \"tiny\"".into()
+        ))
+    );
     assert!(matches!(
         h.apply(alter(
             None,
             vec![set("leader.replication.throttled.rate", "-1")]
         )),
+        Err(MetadataError::InvalidBrokerConfig(_))
+    ));
+    // min.insync.replicas is cluster-wide: refused for one broker (INVALID_CONFIG, as Kafka
+    // 4.1), taken for the cluster.
+    assert!(matches!(
+        h.apply(alter(Some(2), vec![set("min.insync.replicas", "2")])),
         Err(MetadataError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        h.apply(alter(None, vec![set("min.insync.replicas", "0")])),
+        Err(MetadataError::InvalidBrokerConfig(_))
     ));
     let delete = ConfigChange::Delete {
         name: "log.retention.ms".into(),
