@@ -14,7 +14,7 @@
 //!   per node (kill -9, SIGTERM, SIGSTOP/SIGCONT, restart) and questions about partition
 //!   leaders, ISRs and the replicas' bytes; [`workload`] has the producer and consumer the
 //!   cluster tests drive through it.
-//! - [`interop_broker`]: the interop tests run against a fresh `sluiced`, or, with
+//! - [`interop_broker`] (module [`interop`]): the interop tests run against a fresh `sluiced`, or, with
 //!   `SLUICE_INTEROP_BOOTSTRAP=host:port`, against a broker that is already running (the
 //!   reference Kafka of `scripts/kafka-reference.sh`), to check the test programs
 //!   themselves. [`assert_interop_program`] runs a client program against it and checks its
@@ -25,6 +25,7 @@
 
 pub mod cluster;
 pub mod group_members;
+pub mod interop;
 pub mod kafka_reference;
 pub mod rack_reads;
 pub mod raw;
@@ -32,6 +33,9 @@ pub mod roundtrip;
 pub mod workload;
 
 pub use cluster::{AckedBatch, Cluster, ClusterOptions, PartitionState};
+pub use interop::{
+    assert_interop_program, assert_python_interop_program, interop_broker, InteropBroker,
+};
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -763,96 +767,4 @@ impl Drop for RunningProgram {
             let _ = child.wait();
         }
     }
-}
-
-/// The broker an interop test talks to: a fresh `sluiced`, or an external broker named by
-/// `SLUICE_INTEROP_BOOTSTRAP` (used to check the interop programs against the reference
-/// Kafka of `scripts/kafka-reference.sh`).
-pub enum InteropBroker {
-    Sluiced(Box<Broker>),
-    External(String),
-}
-
-impl InteropBroker {
-    pub fn bootstrap(&self) -> String {
-        match self {
-            InteropBroker::Sluiced(broker) => broker.bootstrap(),
-            InteropBroker::External(bootstrap) => bootstrap.clone(),
-        }
-    }
-
-    /// Fetch requests served incrementally in a fetch session (KIP-227); `None` for an
-    /// external broker.
-    pub fn incremental_fetches(&self) -> Option<f64> {
-        match self {
-            InteropBroker::Sluiced(broker) => {
-                let text = raw::http_get(&broker.metrics_address(), "/metrics").unwrap_or_default();
-                Some(raw::metric_sum(
-                    &text,
-                    "sluice_fetch_session_requests_total{session=\"incremental\"}",
-                ))
-            }
-            InteropBroker::External(_) => None,
-        }
-    }
-
-    /// The broker log for failure messages (empty for an external broker).
-    pub fn log(&self) -> String {
-        match self {
-            InteropBroker::Sluiced(broker) => broker.log(),
-            InteropBroker::External(bootstrap) => {
-                format!("(external broker {bootstrap}: see its own log)")
-            }
-        }
-    }
-}
-
-/// Start the broker for an interop test (see [`InteropBroker`]).
-pub fn interop_broker(options: BrokerOptions) -> InteropBroker {
-    match std::env::var("SLUICE_INTEROP_BOOTSTRAP") {
-        Ok(bootstrap) if !bootstrap.is_empty() => InteropBroker::External(bootstrap),
-        _ => InteropBroker::Sluiced(Box::new(Broker::start_with(options))),
-    }
-}
-
-/// Run an interop program against `broker`, and panic with its output and the broker log
-/// unless it exits 0 and prints a line starting with `SUMMARY`.
-pub fn assert_interop_program(
-    name: &str,
-    command: &mut Command,
-    broker: &InteropBroker,
-    timeout: Duration,
-) {
-    let output = run_program(command, None, timeout);
-    let stdout = output.stdout_lossy();
-    let summary = stdout
-        .lines()
-        .find(|l| l.starts_with("SUMMARY"))
-        .map(str::to_string);
-    if !output.success() || summary.is_none() {
-        panic!(
-            "{name} against {} failed\n{}\n--- broker log ---\n{}",
-            broker.bootstrap(),
-            output.describe(),
-            broker.log()
-        );
-    }
-    eprintln!(
-        "{name}: {} ({:.1}s)",
-        summary.unwrap_or_default(),
-        output.elapsed.as_secs_f64()
-    );
-}
-
-/// Run the Python interop program `script` (a path under the repository root) with the
-/// venv's Python against the interop broker (see [`interop_broker`]), passing it
-/// `--bootstrap`, and assert that it succeeds as [`assert_interop_program`] defines.
-pub fn assert_python_interop_program(name: &str, script: &str, timeout: Duration) {
-    let broker = interop_broker(BrokerOptions::default());
-    let mut command = Command::new(venv_python());
-    command
-        .arg(repo_root().join(script))
-        .arg("--bootstrap")
-        .arg(broker.bootstrap());
-    assert_interop_program(name, &mut command, &broker, timeout);
 }
