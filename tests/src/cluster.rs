@@ -489,10 +489,13 @@ impl Cluster {
         raw::metadata(&mut conn, topics)
     }
 
-    /// The active controller as one node reports it (`None` for -1).
+    /// The active controller as one node's quorum member knows it: the leader DescribeQuorum
+    /// names, which a node that is not the leader names too, beside its
+    /// NOT_LEADER_OR_FOLLOWER (`None` while it knows none). Metadata's controller id is the
+    /// answering broker (KIP-590), not the active controller.
     pub fn controller_id_from(&self, id: i32) -> Option<i32> {
-        let m = self.metadata_from(id, Some(&[])).ok()?;
-        (m.controller_id.0 >= 0).then_some(m.controller_id.0)
+        let mut conn = self.connect(id).ok()?;
+        raw::quorum_leader(&mut conn)
     }
 
     /// The active controller as the first live node that answers reports it.

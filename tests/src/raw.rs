@@ -13,8 +13,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, TopicName,
+    ApiKey, BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, FetchRequest, FetchResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_protocol::batch::Compression;
@@ -272,6 +272,20 @@ pub fn metadata(
         }))
         .with_allow_auto_topic_creation(false);
     conn.request(ApiKey::Metadata, METADATA_VERSION, &request)
+}
+
+/// The controller quorum's leader (the active controller) as the node behind `conn` knows
+/// it, from DescribeQuorum of `__cluster_metadata`-0: the leader answers it, any other node
+/// names the leader it knows beside NOT_LEADER_OR_FOLLOWER. `None` while it knows none.
+pub fn quorum_leader(conn: &mut RawConnection) -> Option<i32> {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(topic_name("__cluster_metadata"))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let response: DescribeQuorumResponse =
+        conn.request(ApiKey::DescribeQuorum, 1, &request).ok()?;
+    let leader = response.topics.first()?.partitions.first()?.leader_id.0;
+    (leader >= 0).then_some(leader)
 }
 
 /// The topic's id (KIP-516), from a Metadata v12 answer (nil if the topic is unknown).

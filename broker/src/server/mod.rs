@@ -415,12 +415,22 @@ impl Broker {
         self.replicas.reconcile();
     }
 
-    /// The active controller's id as clients see it (-1 while none is known).
+    /// The active controller's id as this node's quorum member knows it (-1 while none is
+    /// known). Clients are told [`Broker::client_controller_id`] instead.
     pub fn controller_id(&self) -> i32 {
         self.controller
             .controller()
             .current_leader()
             .map_or(-1, |id| id as i32)
+    }
+
+    /// The controller id Metadata and DescribeCluster give clients: this broker. Any broker
+    /// takes admin requests and forwards them to the active controller (KIP-590), so a
+    /// client that sends them where the "controller" is (librdkafka, Java's admin) reaches a
+    /// live broker even while the active controller's node is dead and not yet replaced or
+    /// fenced. Kafka names a random live (unfenced) broker, which may be one that just died.
+    pub fn client_controller_id(&self) -> i32 {
+        self.identity.node_id
     }
 
     /// The brokers clients are told about (Metadata, DescribeCluster): every broker that is

@@ -87,10 +87,10 @@ impl Admin {
     /// answer it (Kafka before 3.3, ZooKeeper mode). Each request, connecting included, is
     /// bounded by `timeout`.
     ///
-    /// Asked first of `controller`, the controller DescribeCluster named: in Sluice that is
-    /// the active controller, i.e. the quorum leader, so a settled cluster answers at once
-    /// and no other node answers (and counts) NOT_LEADER_OR_FOLLOWER; Kafka names some
-    /// broker, which forwards the request to the active controller. Only if that node
+    /// Asked first of `controller`, the controller DescribeCluster named: a broker that
+    /// forwards admin requests to the active controller (KIP-590; Sluice names the broker
+    /// that answered, Kafka a random live one). Kafka's forwards DescribeQuorum too; a Sluice
+    /// broker that is not the quorum leader names the leader instead (below). Only if that node
     /// cannot be asked (or `controller` is None) is any broker asked; a Sluice broker that
     /// is not the quorum leader answers NOT_LEADER_OR_FOLLOWER with the leader it knows,
     /// which is asked next. When that leader does not answer, or no leader is

@@ -16,8 +16,9 @@
 //! UNSUPPORTED_ENDPOINT_TYPE, and either one INVALID_REQUEST at v0 (which cannot carry the
 //! field, so only a hand-built request gets there).
 //!
-//! The controller id is the active controller (controllers run inside brokers, so it is a
-//! broker a client can reach). Cluster authorized operations are not computed (no ACLs): the
+//! The controller id is this broker ([`Broker::client_controller_id`]), which forwards admin
+//! requests to the active controller (KIP-590), as Kafka names a live broker rather than
+//! the active controller; `sluice cluster status` and DescribeQuorum name the active one. Cluster authorized operations are not computed (no ACLs): the
 //! schema's default is sent.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -62,7 +63,7 @@ pub fn handle(
     let mut response = DescribeClusterResponse::default();
     response.endpoint_type = ENDPOINT_TYPE_BROKERS;
     response.cluster_id = str_bytes(identity.cluster_id.clone());
-    response.controller_id = BrokerId(broker.controller_id());
+    response.controller_id = BrokerId(broker.client_controller_id());
     let entry = |(b, endpoint): (&crate::controller::Broker, &Endpoint)| {
         let mut entry = DescribeClusterBroker::default();
         entry.broker_id = BrokerId(b.id);

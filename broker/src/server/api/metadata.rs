@@ -2,7 +2,8 @@
 //! log. Requested topics that do not exist are auto-created (through the controller) when
 //! both the request and the broker allow it. A topic asked for by id alone (v10+, as
 //! KIP-848 clients resolve the topic ids of their assignments) is answered by id, or
-//! UNKNOWN_TOPIC_ID.
+//! UNKNOWN_TOPIC_ID. The controller id is this broker ([`Broker::client_controller_id`]):
+//! it forwards admin requests to the active controller (KIP-590).
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -44,7 +45,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         }
     }
 
-    let controller_id = broker.controller_id();
+    let controller_id = broker.client_controller_id();
     let mut response = broker.replicas.metadata().read(|state| {
         let mut response = MetadataResponse::default();
         response.brokers = brokers(broker, state);

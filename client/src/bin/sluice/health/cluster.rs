@@ -110,7 +110,12 @@ pub fn build_cluster_status(
     quorum_error: Option<String>,
     metadata: &Metadata,
 ) -> ClusterStatus {
-    let controller = description.controller_id;
+    // The quorum leader is the active controller; DescribeCluster's controller id is a
+    // broker that forwards admin requests to it (KIP-590: Sluice names the broker that
+    // answered, Kafka a random live one).
+    let controller = quorum
+        .and_then(|q| q.leader_id)
+        .or(description.controller_id);
     let mut brokers: BTreeMap<i32, BrokerStatus> = description
         .brokers
         .iter()
