@@ -23,6 +23,7 @@
 //! Every wait here is a poll of a condition against a deadline; no sleep stands in for
 //! synchronisation.
 
+pub mod chaos;
 pub mod cluster;
 pub mod group_members;
 pub mod interop;
