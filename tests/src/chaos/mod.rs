@@ -5,12 +5,17 @@
 //! - [`checker`]: Jepsen's Kafka queue checks over a history: lost, unobserved, duplicated
 //!   and reordered writes, inconsistent offsets, non-monotonic reads, committed offsets
 //!   going back, and the longest time without an acknowledgement, overall and per fault.
+//! - [`run`]: a bounded, seeded run on loopback: acks=all producers on every partition of
+//!   a replicated topic while the nemesis `kill -9`s and restarts nodes, a final drain, the
+//!   history written and checked (`tests/tests/chaos_kill.rs`, `scripts/chaos.sh`).
 //!
-//! Still to come (see the issue): the network-namespace cluster, the nemeses, the workload
-//! that records a history, and `scripts/chaos.sh`.
+//! Still to come (see the issue): the network-namespace cluster and its nemeses
+//! (partitions, delays, pauses, clock jumps), disk faults, consumer groups in the workload,
+//! and the same harness against Apache Kafka.
 
 pub mod checker;
 pub mod history;
+pub mod run;
 
 #[cfg(test)]
 mod tests;

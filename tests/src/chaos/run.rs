@@ -1,0 +1,243 @@
+//! A bounded chaos run on loopback: a 3-node cluster, producers appending unique values
+//! with acks=all to every partition of a replicated topic while a seeded nemesis `kill -9`s
+//! and restarts nodes, then a final drain of every partition; the history is written as
+//! JSON lines and checked ([`super::checker`]). The network-namespace nemeses (partitions,
+//! delays) come later; this one exercises crash faults only.
+//!
+//! The producers are Sluice's client, which is not idempotent yet: each sends one record at
+//! a time with no retries, so an error is recorded as an unknown outcome and the next value
+//! is sent, and no client retry can write a value twice.
+//!
+//! Reproducible from the seed: the nemesis's choices (which node, when, for how long) come
+//! from it; the timing of the workload around them does not.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sluice_client::{Acks, Producer, ProducerRecord};
+
+use super::checker::{check, Report};
+use super::history::{write_history, Event, SendOutcome};
+use crate::workload::{consume_partition, producer_config, runtime};
+use crate::{Cluster, ClusterOptions};
+
+const TOPIC: &str = "chaos";
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub seed: u64,
+    pub partitions: i32,
+    /// How long the producers run while the nemesis acts.
+    pub duration: Duration,
+    /// Where the history goes.
+    pub history: PathBuf,
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: Report,
+    pub events: usize,
+    /// The faults the nemesis injected, in order.
+    pub faults: Vec<String>,
+}
+
+/// Milliseconds since the run began.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn ms(self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Run `spec` on a fresh 3-node cluster; panics (with the logs) only if the cluster cannot
+/// be started or drained, not for anomalies, which are the report's.
+pub fn kill_restart_run(spec: &RunSpec) -> RunOutcome {
+    let mut cluster = Cluster::start(3, ClusterOptions::fast(2_000, 2_000));
+    cluster.create_topic(TOPIC, spec.partitions, 3, &[("min.insync.replicas", "2")]);
+    let clock = Clock(Instant::now());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = runtime();
+    let producers: Vec<_> = (0..spec.partitions)
+        .map(|partition| {
+            runtime.spawn(produce(
+                cluster.bootstrap(),
+                partition,
+                clock,
+                events.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let faults = nemesis(&mut cluster, spec, clock, &events);
+    stop.store(true, Ordering::Release);
+    for producer in producers {
+        let _ = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(60), producer).await });
+    }
+    drain(&mut cluster, &runtime, spec.partitions, clock, &events);
+    let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut file = std::fs::File::create(&spec.history).expect("create the history file");
+    write_history(&mut file, &events).expect("write the history");
+    RunOutcome {
+        report: check(&events),
+        events: events.len(),
+        faults,
+    }
+}
+
+fn record(events: &Mutex<Vec<Event>>, event: Event) {
+    events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+}
+
+/// One producer process: unique values (its partition in the high bits) to its partition,
+/// one at a time, until `stop`.
+async fn produce(
+    bootstrap: String,
+    partition: i32,
+    clock: Clock,
+    events: Arc<Mutex<Vec<Event>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut config = producer_config(&bootstrap, Acks::All);
+    config.retries = 0;
+    config.linger_ms = 0;
+    config.request_timeout_ms = 5_000;
+    config.delivery_timeout_ms = 10_000;
+    let Ok(producer) = Producer::new(config).await else {
+        return;
+    };
+    let process = u32::try_from(partition).unwrap_or(0);
+    let mut next = (u64::from(process) << 32) + 1;
+    while !stop.load(Ordering::Acquire) {
+        let value = next;
+        next += 1;
+        let invoked_ms = clock.ms();
+        let message = ProducerRecord::new(TOPIC, value.to_string()).with_partition(partition);
+        let outcome = match producer.send(message).await {
+            Ok(delivery) => match delivery.await {
+                Ok(metadata) => SendOutcome::Acked {
+                    offset: metadata.offset,
+                },
+                Err(_) => SendOutcome::Unknown,
+            },
+            Err(_) => SendOutcome::Unknown,
+        };
+        if outcome == SendOutcome::Unknown {
+            // Not a retry of the same value: a short pause so a dead leader is not hammered.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        record(
+            &events,
+            Event::Send {
+                process,
+                partition,
+                value,
+                invoked_ms,
+                completed_ms: clock.ms(),
+                outcome,
+            },
+        );
+    }
+    producer.close().await;
+}
+
+/// Kill -9 a random node, keep it down 1-3 s, restart it, wait 1-3 s; until the run's
+/// duration is over. Returns the faults, as logged.
+fn nemesis(
+    cluster: &mut Cluster,
+    spec: &RunSpec,
+    clock: Clock,
+    events: &Mutex<Vec<Event>>,
+) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let mut faults = Vec::new();
+    let end = Instant::now() + spec.duration;
+    while Instant::now() < end {
+        // The nemesis's schedule is its own timing, not a wait for a condition.
+        std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
+        let ids = cluster.live_ids();
+        let node = ids[rng.random_range(0..ids.len())];
+        let detail = format!("node {node}");
+        record(events, fault(clock, true, &detail));
+        cluster.kill9(node);
+        std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
+        cluster.restart(node);
+        record(events, fault(clock, false, &detail));
+        faults.push(format!("{} ms: kill -9 {detail}, restarted", clock.ms()));
+    }
+    faults
+}
+
+fn fault(clock: Clock, start: bool, detail: &str) -> Event {
+    Event::Fault {
+        time_ms: clock.ms(),
+        nemesis: "kill".to_string(),
+        start,
+        detail: detail.to_string(),
+    }
+}
+
+/// Read every partition from its start to its high watermark, once every acknowledged
+/// value's offset is below it.
+fn drain(
+    cluster: &mut Cluster,
+    runtime: &tokio::runtime::Runtime,
+    partitions: i32,
+    clock: Clock,
+    events: &Mutex<Vec<Event>>,
+) {
+    for partition in 0..partitions {
+        let acked_end = events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|e| match e {
+                Event::Send {
+                    partition: p,
+                    outcome: SendOutcome::Acked { offset },
+                    ..
+                } if *p == partition => Some(offset + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let high_watermark =
+            cluster.wait_for_high_watermark(TOPIC, partition, acked_end, Duration::from_secs(60));
+        let records = runtime
+            .block_on(consume_partition(
+                &cluster.bootstrap(),
+                TOPIC,
+                partition,
+                high_watermark,
+                Duration::from_secs(120),
+            ))
+            .unwrap_or_else(|e| panic!("draining {TOPIC}-{partition}: {e}\n{}", cluster.logs()));
+        let records = records
+            .into_iter()
+            .map(|(offset, value)| {
+                let value = value
+                    .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+                    .unwrap_or(0);
+                (offset, value)
+            })
+            .collect();
+        record(
+            events,
+            Event::Read {
+                process: 1_000 + u32::try_from(partition).unwrap_or(0),
+                partition,
+                time_ms: clock.ms(),
+                records,
+            },
+        );
+    }
+}
