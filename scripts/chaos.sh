@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Longer chaos runs than the default suite's (issue 13): the kill -9 / restart run of
-# tests/tests/chaos_kill.rs for several seeds, each for SECONDS. Histories are kept in
-# target/chaos/kill-restart-seed-<seed>.jsonl; a failing seed prints its anomalies, and
+# Longer chaos runs than the default suite's (issue 13): the crash run (kill -9, SIGSTOP
+# pauses, clean restarts) of
+# tests/tests/chaos_crash.rs for several seeds, each for SECONDS. Histories are kept in
+# target/chaos/crash-seed-<seed>.jsonl; a failing seed prints its anomalies, and
 # should be added as a regression test.
 #
 # Usage: scripts/chaos.sh [SECONDS] [SEED...]     (default: 60 s, seeds 1 2 3)
@@ -16,10 +17,10 @@ failed=()
 for seed in "${seeds[@]}"; do
   echo "== seed $seed, $seconds s"
   if ! SLUICE_CHAOS_SEED="$seed" SLUICE_CHAOS_SECONDS="$seconds" \
-      cargo test -p sluice-tests --test chaos_kill -- --nocapture 2>&1 | grep -E "^seed|anomalies|panicked|test result"; then
+      cargo test -p sluice-tests --test chaos_crash -- --nocapture 2>&1 | grep -E "^seed|anomalies|panicked|test result"; then
     failed+=("$seed")
   fi
-  grep -q . "target/chaos/kill-restart-seed-$seed.jsonl" || failed+=("$seed (no history)")
+  grep -q . "target/chaos/crash-seed-$seed.jsonl" || failed+=("$seed (no history)")
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed seeds: ${failed[*]}"

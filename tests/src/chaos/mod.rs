@@ -6,8 +6,8 @@
 //!   and reordered writes, inconsistent offsets, non-monotonic reads, committed offsets
 //!   going back, and the longest time without an acknowledgement, overall and per fault.
 //! - [`run`]: a bounded, seeded run on loopback: acks=all producers on every partition of
-//!   a replicated topic while the nemesis `kill -9`s and restarts nodes, a final drain, the
-//!   history written and checked (`tests/tests/chaos_kill.rs`, `scripts/chaos.sh`).
+//!   a replicated topic while the nemesis kills, pauses and restarts nodes, a final drain, the
+//!   history written and checked (`tests/tests/chaos_crash.rs`, `scripts/chaos.sh`).
 //!
 //! Still to come (see the issue): the network-namespace cluster and its nemeses
 //! (partitions, delays, pauses, clock jumps), disk faults, consumer groups in the workload,

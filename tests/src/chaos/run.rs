@@ -1,8 +1,9 @@
 //! A bounded chaos run on loopback: a 3-node cluster, producers appending unique values
-//! with acks=all to every partition of a replicated topic while a seeded nemesis `kill -9`s
-//! and restarts nodes, then a final drain of every partition; the history is written as
-//! JSON lines and checked ([`super::checker`]). The network-namespace nemeses (partitions,
-//! delays) come later; this one exercises crash faults only.
+//! with acks=all to every partition of a replicated topic while a seeded nemesis crashes
+//! (`kill -9`), pauses (SIGSTOP past the broker session) and cleanly restarts nodes
+//! ([`Nemesis`]), then a final drain of every partition; the history is written as JSON
+//! lines and checked ([`super::checker`]). The network-namespace nemeses (partitions,
+//! delays) come later.
 //!
 //! The producers are Sluice's client, which is not idempotent yet: each sends one record at
 //! a time with no retries, so an error is recorded as an unknown outcome and the next value
@@ -34,6 +35,8 @@ pub struct RunSpec {
     pub partitions: i32,
     /// How long the producers run while the nemesis acts.
     pub duration: Duration,
+    /// The faults to draw from.
+    pub nemeses: Vec<Nemesis>,
     /// Where the history goes.
     pub history: PathBuf,
 }
@@ -59,7 +62,7 @@ impl Clock {
 
 /// Run `spec` on a fresh 3-node cluster; panics (with the logs) only if the cluster cannot
 /// be started or drained, not for anomalies, which are the report's.
-pub fn kill_restart_run(spec: &RunSpec) -> RunOutcome {
+pub fn crash_run(spec: &RunSpec) -> RunOutcome {
     let mut cluster = Cluster::start(3, ClusterOptions::fast(2_000, 2_000));
     cluster.create_topic(TOPIC, spec.partitions, 3, &[("min.insync.replicas", "2")]);
     let clock = Clock(Instant::now());
@@ -150,8 +153,30 @@ async fn produce(
     producer.close().await;
 }
 
-/// Kill -9 a random node, keep it down 1-3 s, restart it, wait 1-3 s; until the run's
-/// duration is over. Returns the faults, as logged.
+/// A kind of fault the nemesis injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nemesis {
+    /// `kill -9` a node, keep it down 1-3 s, restart it.
+    Kill,
+    /// SIGSTOP a node for 3-5 s (longer than the 2 s broker session: it is fenced, and its
+    /// leaderships move while it cannot notice), then SIGCONT.
+    Pause,
+    /// SIGTERM a node (a controlled shutdown), wait for its exit, restart it.
+    Restart,
+}
+
+impl Nemesis {
+    fn name(self) -> &'static str {
+        match self {
+            Nemesis::Kill => "kill",
+            Nemesis::Pause => "pause",
+            Nemesis::Restart => "restart",
+        }
+    }
+}
+
+/// Every 1-3 s, one of `spec.nemeses` (drawn from the seed) on a random node, until the
+/// run's duration is over. Returns the faults, as logged.
 fn nemesis(
     cluster: &mut Cluster,
     spec: &RunSpec,
@@ -161,26 +186,41 @@ fn nemesis(
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let mut faults = Vec::new();
     let end = Instant::now() + spec.duration;
-    while Instant::now() < end {
+    while Instant::now() < end && !spec.nemeses.is_empty() {
         // The nemesis's schedule is its own timing, not a wait for a condition.
         std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
+        let kind = spec.nemeses[rng.random_range(0..spec.nemeses.len())];
         let ids = cluster.live_ids();
         let node = ids[rng.random_range(0..ids.len())];
         let detail = format!("node {node}");
-        record(events, fault(clock, true, &detail));
-        cluster.kill9(node);
-        std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
-        cluster.restart(node);
-        record(events, fault(clock, false, &detail));
-        faults.push(format!("{} ms: kill -9 {detail}, restarted", clock.ms()));
+        record(events, fault(clock, kind, true, &detail));
+        match kind {
+            Nemesis::Kill => {
+                cluster.kill9(node);
+                std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
+                cluster.restart(node);
+            }
+            Nemesis::Pause => {
+                cluster.sigstop(node);
+                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
+                cluster.sigcont(node);
+            }
+            Nemesis::Restart => {
+                cluster.sigterm(node);
+                cluster.wait_exit(node, Duration::from_secs(30));
+                cluster.restart(node);
+            }
+        }
+        record(events, fault(clock, kind, false, &detail));
+        faults.push(format!("{} ms: {} {detail}", clock.ms(), kind.name()));
     }
     faults
 }
 
-fn fault(clock: Clock, start: bool, detail: &str) -> Event {
+fn fault(clock: Clock, kind: Nemesis, start: bool, detail: &str) -> Event {
     Event::Fault {
         time_ms: clock.ms(),
-        nemesis: "kill".to_string(),
+        nemesis: kind.name().to_string(),
         start,
         detail: detail.to_string(),
     }
