@@ -8,13 +8,18 @@
 //! - [`run`]: a bounded, seeded run on loopback: acks=all producers on every partition of
 //!   a replicated topic while the nemesis kills, pauses and restarts nodes, a final drain, the
 //!   history written and checked (`tests/tests/chaos_crash.rs`, `scripts/chaos.sh`).
+//! - [`netns`]: a lab of network namespaces on a bridge, with node isolation
+//!   (`tests/tests/chaos_netns.rs` checks it; nodes do not run in it yet).
 //!
-//! Still to come (see the issue): the network-namespace cluster and its nemeses
-//! (partitions, delays, pauses, clock jumps), disk faults, consumer groups in the workload,
-//! and the same harness against Apache Kafka.
+//! Still to come (see the issue): sluiced nodes inside the lab and the network nemeses
+//! (leader/controller isolation, majority/minority, bridge, ring, one-way; delays and loss
+//! through a proxy, as this kernel has no netem), clock
+//! jumps, disk faults, consumer groups in the workload, and the same harness against
+//! Apache Kafka.
 
 pub mod checker;
 pub mod history;
+pub mod netns;
 pub mod run;
 
 #[cfg(test)]

@@ -1,0 +1,195 @@
+//! A network lab of Linux network namespaces for the chaos harness (needs root, as CI has):
+//! one namespace per node, each with one interface (`eth0`) on a bridge that lives in a
+//! namespace of its own, and the test process (the root namespace) on the same bridge, so
+//! it reaches every node. Faults are changes to the lab: a node's bridge port down isolates
+//! it from everyone (and up heals it). Delay, loss, duplication and reordering need
+//! `tc netem`, which this machine's kernel is built without (`CONFIG_NET_SCH_NETEM` is not
+//! set): they will need a user-space proxy between the nodes instead.
+//!
+//! Each lab has its own names (`sl<pid><letter>...`, within Linux's 15-byte interface
+//! names) and its own subnet, `10.213.<pid % 250>.0/24`: the host is `.1`, node
+//! `i` is `.(10 + i)`. Dropping the lab deletes its namespaces (which takes their interfaces
+//! with them) and the host's interface; [`NetLab::remove_stale`] clears what a killed run
+//! left.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+/// Run `ip` (or `tc`) with `args`, optionally inside namespace `ns`; Err with its stderr.
+fn run(ns: Option<&str>, program: &str, args: &[&str]) -> Result<(), String> {
+    let mut command = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    };
+    let output = command
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program} {args:?}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?} in {ns:?}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// One lab: a bridge namespace, node namespaces, and the host's link to the bridge.
+#[derive(Debug)]
+pub struct NetLab {
+    prefix: String,
+    subnet: u8,
+    nodes: usize,
+}
+
+impl NetLab {
+    /// A lab of `nodes` node namespaces, created now.
+    pub fn create(nodes: usize) -> Result<NetLab, String> {
+        let pid = std::process::id();
+        let lab = NetLab {
+            prefix: format!("sl{pid}"),
+            subnet: u8::try_from(pid % 250).unwrap_or(0),
+            nodes,
+        };
+        lab.remove_own();
+        lab.build().inspect_err(|_| lab.remove_own())?;
+        Ok(lab)
+    }
+
+    fn build(&self) -> Result<(), String> {
+        let bridge = self.bridge_ns();
+        run(None, "ip", &["netns", "add", &bridge])?;
+        run(
+            Some(&bridge),
+            "ip",
+            &["link", "add", "br0", "type", "bridge"],
+        )?;
+        run(Some(&bridge), "ip", &["link", "set", "br0", "up"])?;
+        // The host's leg.
+        let (host, host_peer) = (self.host_if(), format!("{}hp", self.prefix));
+        run(
+            None,
+            "ip",
+            &[
+                "link", "add", &host, "type", "veth", "peer", "name", &host_peer,
+            ],
+        )?;
+        self.attach(&host_peer)?;
+        let host_addr = format!("{}/24", self.host_addr());
+        run(None, "ip", &["addr", "add", &host_addr, "dev", &host])?;
+        run(None, "ip", &["link", "set", &host, "up"])?;
+        for i in 0..self.nodes {
+            let ns = self.node_ns(i);
+            let (inner, port) = (format!("{}e{i}", self.prefix), self.port_if(i));
+            run(None, "ip", &["netns", "add", &ns])?;
+            run(Some(&ns), "ip", &["link", "set", "lo", "up"])?;
+            run(
+                None,
+                "ip",
+                &["link", "add", &inner, "type", "veth", "peer", "name", &port],
+            )?;
+            run(None, "ip", &["link", "set", &inner, "netns", &ns])?;
+            run(Some(&ns), "ip", &["link", "set", &inner, "name", "eth0"])?;
+            let addr = format!("{}/24", self.node_addr(i));
+            run(Some(&ns), "ip", &["addr", "add", &addr, "dev", "eth0"])?;
+            run(Some(&ns), "ip", &["link", "set", "eth0", "up"])?;
+            self.attach(&port)?;
+        }
+        Ok(())
+    }
+
+    /// Move `interface` (in the root namespace) onto the bridge and bring it up.
+    fn attach(&self, interface: &str) -> Result<(), String> {
+        let bridge = self.bridge_ns();
+        run(None, "ip", &["link", "set", interface, "netns", &bridge])?;
+        run(
+            Some(&bridge),
+            "ip",
+            &["link", "set", interface, "master", "br0"],
+        )?;
+        run(Some(&bridge), "ip", &["link", "set", interface, "up"])
+    }
+
+    pub fn bridge_ns(&self) -> String {
+        format!("{}br", self.prefix)
+    }
+
+    /// Node `i`'s namespace, for `ip netns exec`.
+    pub fn node_ns(&self, i: usize) -> String {
+        format!("{}n{i}", self.prefix)
+    }
+
+    fn port_if(&self, i: usize) -> String {
+        format!("{}p{i}", self.prefix)
+    }
+
+    fn host_if(&self) -> String {
+        format!("{}h", self.prefix)
+    }
+
+    pub fn host_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.subnet, 1)
+    }
+
+    pub fn node_addr(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.subnet, 10 + u8::try_from(i).unwrap_or(0))
+    }
+
+    /// Cut node `i` off from every other node and from the host.
+    pub fn isolate(&self, i: usize) -> Result<(), String> {
+        run(
+            Some(&self.bridge_ns()),
+            "ip",
+            &["link", "set", &self.port_if(i), "down"],
+        )
+    }
+
+    /// Undo [`NetLab::isolate`].
+    pub fn heal(&self, i: usize) -> Result<(), String> {
+        run(
+            Some(&self.bridge_ns()),
+            "ip",
+            &["link", "set", &self.port_if(i), "up"],
+        )
+    }
+
+    /// Delete what a lab of this process's names left (an earlier, interrupted run).
+    fn remove_own(&self) {
+        for i in 0..self.nodes {
+            let _ = run(None, "ip", &["netns", "del", &self.node_ns(i)]);
+        }
+        let _ = run(None, "ip", &["netns", "del", &self.bridge_ns()]);
+        let _ = run(None, "ip", &["link", "del", &self.host_if()]);
+    }
+
+    /// Delete every lab namespace (`sl<digits>n<i>` / `sl<digits>br`) whose process is gone.
+    pub fn remove_stale() {
+        let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some(rest) = name.strip_prefix("sl") else {
+                continue;
+            };
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let tail = &rest[digits.len()..];
+            let ours = !digits.is_empty() && (tail == "br" || tail.starts_with('n'));
+            let alive = std::path::Path::new(&format!("/proc/{digits}")).exists();
+            if ours && !alive {
+                let _ = run(None, "ip", &["netns", "del", name]);
+            }
+        }
+    }
+}
+
+impl Drop for NetLab {
+    fn drop(&mut self) {
+        self.remove_own();
+    }
+}

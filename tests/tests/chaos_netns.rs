@@ -1,0 +1,96 @@
+//! The chaos harness's network lab (`sluice_tests::chaos::netns`, needs root as CI runs):
+//! a listener in one node's namespace is reachable from the host and from another node,
+//! isolating its node cuts both off and healing restores them, and dropping the lab removes
+//! its namespaces.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sluice_tests::chaos::netns::NetLab;
+use sluice_tests::{spawn_program, RunningProgram};
+
+const PORT: u16 = 7000;
+
+fn reachable_from_host(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+/// Whether node `from` connects to `addr` within 1 s.
+fn reachable_from_node(lab: &NetLab, from: usize, addr: SocketAddr) -> bool {
+    let code = format!(
+        "import socket; socket.create_connection(('{}', {}), timeout=1)",
+        addr.ip(),
+        addr.port()
+    );
+    Command::new("ip")
+        .args(["netns", "exec", &lab.node_ns(from), "python3", "-c", &code])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} not within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn listener(lab: &NetLab) -> RunningProgram {
+    let bind = lab.node_addr(0).to_string();
+    let ns = lab.node_ns(0);
+    let port = PORT.to_string();
+    spawn_program(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            &ns,
+            "python3",
+            "-m",
+            "http.server",
+            &port,
+            "--bind",
+            &bind,
+        ]),
+        None,
+    )
+}
+
+#[test]
+fn the_lab_isolates_and_heals_a_node() {
+    NetLab::remove_stale();
+    let lab = NetLab::create(2).expect("create the network lab (needs root)");
+    let prefix = lab.bridge_ns().trim_end_matches("br").to_string();
+    let addr = SocketAddr::from((lab.node_addr(0), PORT));
+    let _server = listener(&lab);
+    wait_until("the listener reachable from the host", || {
+        reachable_from_host(addr)
+    });
+    assert!(
+        reachable_from_node(&lab, 1, addr),
+        "node 1 cannot reach node 0"
+    );
+
+    lab.isolate(0).unwrap();
+    assert!(
+        !reachable_from_host(addr),
+        "the host reached an isolated node"
+    );
+    assert!(
+        !reachable_from_node(&lab, 1, addr),
+        "node 1 reached an isolated node"
+    );
+    lab.heal(0).unwrap();
+    wait_until("the healed node reachable again", || {
+        reachable_from_host(addr)
+    });
+
+    drop(lab);
+    let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        !listed.contains(&prefix),
+        "namespaces left behind: {listed}"
+    );
+}
