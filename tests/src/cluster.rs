@@ -295,11 +295,11 @@ impl Cluster {
         let ready = cluster.poll_until(deadline, |cluster| {
             let mut all = true;
             for id in cluster.ids() {
-                let ok = cluster.metadata_from(id, Some(&[])).is_ok_and(|m| {
-                    m.brokers.len() == expected
-                        && (1..=voter_count as i32).contains(&m.controller_id.0)
-                });
-                all &= ok;
+                let listed = cluster
+                    .metadata_from(id, Some(&[]))
+                    .is_ok_and(|m| m.brokers.len() == expected);
+                let controller = cluster.controller_id_from(id);
+                all &= listed && controller.is_some_and(|c| (1..=voter_count as i32).contains(&c));
             }
             all.then_some(())
         });
@@ -313,9 +313,9 @@ impl Cluster {
                 .into_iter()
                 .map(|id| match cluster.metadata_from(id, Some(&[])) {
                     Ok(m) => format!(
-                        "node {id}: brokers {:?}, controller {}",
+                        "node {id}: brokers {:?}, controller {:?}",
                         m.brokers.iter().map(|b| b.node_id.0).collect::<Vec<_>>(),
-                        m.controller_id.0
+                        cluster.controller_id_from(id)
                     ),
                     Err(e) => format!("node {id}: {e}"),
                 })
@@ -449,10 +449,11 @@ impl Cluster {
                     .ids()
                     .into_iter()
                     .all(|id| {
-                        cluster.metadata_from(id, Some(&[])).is_ok_and(|m| {
-                            m.brokers.len() == expected
-                                && (1..=voter_count).contains(&m.controller_id.0)
-                        })
+                        let listed = cluster
+                            .metadata_from(id, Some(&[]))
+                            .is_ok_and(|m| m.brokers.len() == expected);
+                        let controller = cluster.controller_id_from(id);
+                        listed && controller.is_some_and(|c| (1..=voter_count).contains(&c))
                     })
                     .then_some(())
             },
