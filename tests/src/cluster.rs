@@ -38,6 +38,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -48,6 +49,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::BatchHeader;
 use sluice_protocol::records::{decode_records, ConsumedRecord};
 
+use crate::netns::NetLab;
 use crate::raw::{self, fetch_request, topic_name, RawConnection};
 use crate::{free_port, Broker, BrokerOptions, POLL_INTERVAL};
 
@@ -94,6 +96,10 @@ pub struct ClusterOptions {
     pub voters: Option<usize>,
     /// `--rack` per node: node `i` gets `racks[i - 1]`; nodes past the end get none.
     pub racks: Vec<String>,
+    /// Run node `i` in namespace `i - 1` of this lab, on its address (ports 9092 Kafka,
+    /// 9093 internal, 9644 metrics), instead of on 127.0.0.1: the lab's faults then cut
+    /// nodes off ([`Cluster::isolate`]).
+    pub lab: Option<Arc<NetLab>>,
 }
 
 impl ClusterOptions {
@@ -209,6 +215,7 @@ struct Node {
 pub struct Cluster {
     nodes: Vec<Node>,
     voters: String,
+    lab: Option<Arc<NetLab>>,
 }
 
 impl Cluster {
@@ -241,12 +248,17 @@ impl Cluster {
             "between 1 and {n} of {n} nodes can be voters, not {voter_count}"
         );
         let addresses: Vec<(SocketAddr, SocketAddr, SocketAddr)> = (0..n)
-            .map(|_| {
-                (
+            .map(|i| match &options.lab {
+                Some(lab) => {
+                    let ip = lab.node_addr(i);
+                    let at = |port| SocketAddr::from((ip, port));
+                    (at(9092), at(9644), at(9093))
+                }
+                None => (
                     localhost(free_port()),
                     localhost(free_port()),
                     localhost(free_port()),
-                )
+                ),
             })
             .collect();
         let voters = addresses
@@ -276,6 +288,7 @@ impl Cluster {
                 node_id: Some(i as i32 + 1),
                 listen: Some(*listen),
                 metrics_listen: Some(*metrics),
+                netns: options.lab.as_ref().map(|lab| lab.node_ns(i)),
             })
             .map_err(|e| (format!("node {}: {e}", i + 1), false))?;
             nodes.push(Node {
@@ -283,7 +296,11 @@ impl Cluster {
                 internal: *internal,
             });
         }
-        let mut cluster = Cluster { nodes, voters };
+        let mut cluster = Cluster {
+            nodes,
+            voters,
+            lab: options.lab.clone(),
+        };
         let deadline = Instant::now() + CLUSTER_START_DEADLINE;
         for id in cluster.ids() {
             if let Err(e) = cluster.node(id).wait_ready(deadline) {
@@ -415,6 +432,27 @@ impl Cluster {
     /// SIGCONT a node stopped by [`sigstop`](Self::sigstop).
     pub fn sigcont(&mut self, id: i32) {
         self.node(id).sigcont();
+    }
+
+    /// Cut node `id` off from every other node and from the test (a cluster started in a
+    /// [`ClusterOptions::lab`] only).
+    pub fn isolate(&mut self, id: i32) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("isolate needs a cluster in a network lab");
+        lab.isolate(self.index(id))
+            .unwrap_or_else(|e| panic!("isolating node {id}: {e}"));
+    }
+
+    /// Undo [`isolate`](Self::isolate).
+    pub fn heal(&mut self, id: i32) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("heal needs a cluster in a network lab");
+        lab.heal(self.index(id))
+            .unwrap_or_else(|e| panic!("healing node {id}: {e}"));
     }
 
     /// Start a node again on its ports and data directory (killing it first if it runs)

@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod group_members;
 pub mod interop;
 pub mod kafka_reference;
+pub mod netns;
 pub mod rack_reads;
 pub mod raw;
 pub mod roundtrip;
@@ -225,6 +226,9 @@ pub struct BrokerOptions {
     pub listen: Option<SocketAddr>,
     /// A fixed metrics listener address; as `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Run the process inside this network namespace (`ip netns exec`, a node of a
+    /// [`netns::NetLab`]); its listeners then need fixed addresses of that node.
+    pub netns: Option<String>,
 }
 
 /// A running `sluiced` process on 127.0.0.1. Dropping it kills the process.
@@ -373,7 +377,15 @@ impl Broker {
             .open(&self.log_path)
             .map_err(StartError::Io)?;
         let log_err = log.try_clone().map_err(StartError::Io)?;
-        let mut command = Command::new(sluiced_binary());
+        let mut command = match &self.options.netns {
+            Some(ns) => {
+                // `ip netns exec` execs the program, so the child's pid is sluiced's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(sluiced_binary());
+                c
+            }
+            None => Command::new(sluiced_binary()),
+        };
         command
             .arg("--node-id")
             .arg(self.options.node_id.unwrap_or(1).to_string())

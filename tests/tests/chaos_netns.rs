@@ -1,4 +1,4 @@
-//! The chaos harness's network lab (`sluice_tests::chaos::netns`, needs root as CI runs):
+//! The chaos harness's network lab (`sluice_tests::netns`, needs root as CI runs):
 //! a listener in one node's namespace is reachable from the host and from another node,
 //! isolating its node cuts both off and healing restores them, and dropping the lab removes
 //! its namespaces.
@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sluice_tests::chaos::netns::NetLab;
+use sluice_tests::netns::NetLab;
 use sluice_tests::{spawn_program, RunningProgram};
 
 const PORT: u16 = 7000;

@@ -5,11 +5,11 @@
 //! - [`checker`]: Jepsen's Kafka queue checks over a history: lost, unobserved, duplicated
 //!   and reordered writes, inconsistent offsets, non-monotonic reads, committed offsets
 //!   going back, and the longest time without an acknowledgement, overall and per fault.
-//! - [`run`]: a bounded, seeded run on loopback: acks=all producers on every partition of
-//!   a replicated topic while the nemesis kills, pauses and restarts nodes, a final drain, the
-//!   history written and checked (`tests/tests/chaos_crash.rs`, `scripts/chaos.sh`).
-//! - [`netns`]: a lab of network namespaces on a bridge, with node isolation
-//!   (`tests/tests/chaos_netns.rs` checks it; nodes do not run in it yet).
+//! - [`run`]: a bounded, seeded run: acks=all producers on every partition of a
+//!   replicated topic while the nemesis kills, pauses, restarts or (nodes in the network
+//!   lab) isolates nodes, a final drain, the history written and checked
+//!   (`tests/tests/chaos_crash.rs`, `chaos_partition.rs`, `scripts/chaos.sh`).
+//! - The network lab is [`crate::netns`] (the cluster harness runs nodes in it).
 //!
 //! Still to come (see the issue): sluiced nodes inside the lab and the network nemeses
 //! (leader/controller isolation, majority/minority, bridge, ring, one-way; delays and loss
@@ -19,7 +19,6 @@
 
 pub mod checker;
 pub mod history;
-pub mod netns;
 pub mod run;
 
 #[cfg(test)]

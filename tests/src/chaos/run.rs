@@ -1,9 +1,10 @@
-//! A bounded chaos run on loopback: a 3-node cluster, producers appending unique values
-//! with acks=all to every partition of a replicated topic while a seeded nemesis crashes
-//! (`kill -9`), pauses (SIGSTOP past the broker session) and cleanly restarts nodes
-//! ([`Nemesis`]), then a final drain of every partition; the history is written as JSON
-//! lines and checked ([`super::checker`]). The network-namespace nemeses (partitions,
-//! delays) come later.
+//! A bounded chaos run: a 3-node cluster (on loopback, or in a network lab of namespaces),
+//! producers appending unique values with acks=all to every partition of a replicated
+//! topic while a seeded nemesis crashes (`kill -9`), pauses (SIGSTOP past the broker
+//! session), cleanly restarts or (in the lab) isolates nodes ([`Nemesis`]), then a final
+//! drain of every partition; the history is written as JSON lines and checked
+//! ([`super::checker`]). Partial partitions (majority/minority, bridge, ring, one-way)
+//! come later.
 //!
 //! The producers are Sluice's client, which is not idempotent yet: each sends one record at
 //! a time with no retries, so an error is recorded as an unknown outcome and the next value
@@ -23,6 +24,7 @@ use sluice_client::{Acks, Producer, ProducerRecord};
 
 use super::checker::{check, Report};
 use super::history::{write_history, Event, SendOutcome};
+use crate::netns::NetLab;
 use crate::workload::{consume_partition, producer_config, runtime};
 use crate::{Cluster, ClusterOptions};
 
@@ -37,6 +39,9 @@ pub struct RunSpec {
     pub duration: Duration,
     /// The faults to draw from.
     pub nemeses: Vec<Nemesis>,
+    /// Run the nodes in a network lab of namespaces (root only), which
+    /// [`Nemesis::Isolate`] needs.
+    pub in_lab: bool,
     /// Where the history goes.
     pub history: PathBuf,
 }
@@ -48,6 +53,62 @@ pub struct RunOutcome {
     pub events: usize,
     /// The faults the nemesis injected, in order.
     pub faults: Vec<String>,
+}
+
+impl RunSpec {
+    /// A spec for the test `name`: seed and duration from `SLUICE_CHAOS_SEED` and
+    /// `SLUICE_CHAOS_SECONDS` when set (`scripts/chaos.sh`), else the defaults; the history
+    /// goes to `target/chaos/<name>-seed-<seed>.jsonl`.
+    pub fn from_env(
+        name: &str,
+        seed: u64,
+        seconds: u64,
+        nemeses: Vec<Nemesis>,
+        in_lab: bool,
+    ) -> RunSpec {
+        let env_or = |var: &str, default: u64| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let seed = env_or("SLUICE_CHAOS_SEED", seed);
+        let dir = crate::repo_root().join("target/chaos");
+        std::fs::create_dir_all(&dir).expect("create target/chaos");
+        RunSpec {
+            seed,
+            partitions: 3,
+            duration: Duration::from_secs(env_or("SLUICE_CHAOS_SECONDS", seconds)),
+            nemeses,
+            in_lab,
+            history: dir.join(format!("{name}-seed-{seed}.jsonl")),
+        }
+    }
+}
+
+/// Run `spec` ([`crash_run`]), print what it found, and panic unless faults were injected,
+/// something was acknowledged and the history shows no anomaly.
+pub fn run_and_check(spec: &RunSpec) {
+    let outcome = crash_run(spec);
+    let report = &outcome.report;
+    eprintln!(
+        "seed {}: {} events, {} acknowledged, {} read, longest without an acknowledgement {} ms (by fault: {:?} ms); faults: {:?}",
+        spec.seed,
+        outcome.events,
+        report.acked,
+        report.read,
+        report.longest_unavailable_ms,
+        report.unavailable_by_fault,
+        outcome.faults
+    );
+    assert!(!outcome.faults.is_empty(), "the nemesis injected no fault");
+    assert!(report.acked > 0, "nothing was acknowledged: {report:?}");
+    assert!(
+        report.is_valid(),
+        "seed {}: anomalies (history in {}):\n{report:#?}",
+        spec.seed,
+        spec.history.display()
+    );
 }
 
 /// Milliseconds since the run began.
@@ -63,7 +124,18 @@ impl Clock {
 /// Run `spec` on a fresh 3-node cluster; panics (with the logs) only if the cluster cannot
 /// be started or drained, not for anomalies, which are the report's.
 pub fn crash_run(spec: &RunSpec) -> RunOutcome {
-    let mut cluster = Cluster::start(3, ClusterOptions::fast(2_000, 2_000));
+    assert!(
+        spec.in_lab || !spec.nemeses.contains(&Nemesis::Isolate),
+        "isolating nodes needs a run in the network lab"
+    );
+    let lab = spec
+        .in_lab
+        .then(|| Arc::new(NetLab::create(3).expect("create the network lab (needs root)")));
+    let options = ClusterOptions {
+        lab,
+        ..ClusterOptions::fast(2_000, 2_000)
+    };
+    let mut cluster = Cluster::start(3, options);
     cluster.create_topic(TOPIC, spec.partitions, 3, &[("min.insync.replicas", "2")]);
     let clock = Clock(Instant::now());
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -163,6 +235,10 @@ pub enum Nemesis {
     Pause,
     /// SIGTERM a node (a controlled shutdown), wait for its exit, restart it.
     Restart,
+    /// Cut a node off from the others and from the clients for 3-5 s (longer than the
+    /// broker session), then heal: it may still believe it leads meanwhile. Needs
+    /// [`RunSpec::in_lab`].
+    Isolate,
 }
 
 impl Nemesis {
@@ -171,6 +247,7 @@ impl Nemesis {
             Nemesis::Kill => "kill",
             Nemesis::Pause => "pause",
             Nemesis::Restart => "restart",
+            Nemesis::Isolate => "isolate",
         }
     }
 }
@@ -209,6 +286,11 @@ fn nemesis(
                 cluster.sigterm(node);
                 cluster.wait_exit(node, Duration::from_secs(30));
                 cluster.restart(node);
+            }
+            Nemesis::Isolate => {
+                cluster.isolate(node);
+                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
+                cluster.heal(node);
             }
         }
         record(events, fault(clock, kind, false, &detail));
