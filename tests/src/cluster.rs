@@ -455,6 +455,22 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("healing node {id}: {e}"));
     }
 
+    /// Drop what node `from` sends to node `to` (`connected: false`), or stop dropping it
+    /// (`true`); clients still reach both (a cluster in a [`ClusterOptions::lab`] only).
+    pub fn set_link(&mut self, from: i32, to: i32, connected: bool) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("links need a cluster in a network lab");
+        let (a, b) = (self.index(from), self.index(to));
+        let result = if connected {
+            lab.unblock(a, b)
+        } else {
+            lab.block(a, b)
+        };
+        result.unwrap_or_else(|e| panic!("link {from} -> {to} connected={connected}: {e}"));
+    }
+
     /// Start a node again on its ports and data directory (killing it first if it runs)
     /// and wait until it answers ApiVersions.
     pub fn restart(&mut self, id: i32) {

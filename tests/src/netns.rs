@@ -2,7 +2,9 @@
 //! one namespace per node, each with one interface (`eth0`) on a bridge that lives in a
 //! namespace of its own, and the test process (the root namespace) on the same bridge, so
 //! it reaches every node. Faults are changes to the lab: a node's bridge port down isolates
-//! it from everyone (and up heals it). Delay, loss, duplication and reordering need
+//! it from everyone (and up heals it); a blackhole route in a node's namespace drops what it
+//! sends to one peer, the building block of partial partitions (the host, i.e. the
+//! clients, still reaches every node). Delay, loss, duplication and reordering need
 //! `tc netem`, which this machine's kernel is built without (`CONFIG_NET_SCH_NETEM` is not
 //! set): they will need a user-space proxy between the nodes instead.
 //!
@@ -155,6 +157,27 @@ impl NetLab {
             Some(&self.bridge_ns()),
             "ip",
             &["link", "set", &self.port_if(i), "up"],
+        )
+    }
+
+    /// Drop every packet node `from` sends to node `to` (a blackhole route in `from`'s
+    /// namespace): one direction of a partition; the host still reaches both.
+    pub fn block(&self, from: usize, to: usize) -> Result<(), String> {
+        let target = format!("{}/32", self.node_addr(to));
+        run(
+            Some(&self.node_ns(from)),
+            "ip",
+            &["route", "add", "blackhole", &target],
+        )
+    }
+
+    /// Undo [`NetLab::block`].
+    pub fn unblock(&self, from: usize, to: usize) -> Result<(), String> {
+        let target = format!("{}/32", self.node_addr(to));
+        run(
+            Some(&self.node_ns(from)),
+            "ip",
+            &["route", "del", "blackhole", &target],
         )
     }
 

@@ -1,6 +1,7 @@
 //! A seeded chaos run in the network lab (each node in its own namespace; needs root, as
 //! CI runs): the nemesis isolates random nodes (a leader cut off keeps believing it leads
-//! until it hears otherwise) and kills others, with acks=all producers on 3 partitions; the
+//! until it hears otherwise), splits one from the other nodes while clients still reach it,
+//! drops what one sends, and kills nodes, with acks=all producers on 3 partitions; the
 //! history (in `target/chaos`) must show no anomaly. `SLUICE_CHAOS_SEED` /
 //! `SLUICE_CHAOS_SECONDS` as in `chaos_crash.rs`.
 
@@ -8,6 +9,11 @@ use sluice_tests::chaos::run::{run_and_check, Nemesis, RunSpec};
 
 #[test]
 fn acknowledged_writes_survive_isolated_nodes() {
-    let nemeses = vec![Nemesis::Isolate, Nemesis::Isolate, Nemesis::Kill];
+    let nemeses = vec![
+        Nemesis::Isolate,
+        Nemesis::Split,
+        Nemesis::OneWay,
+        Nemesis::Kill,
+    ];
     run_and_check(&RunSpec::from_env("partition", 21, 20, nemeses, true));
 }

@@ -1,10 +1,10 @@
 //! A bounded chaos run: a 3-node cluster (on loopback, or in a network lab of namespaces),
 //! producers appending unique values with acks=all to every partition of a replicated
 //! topic while a seeded nemesis crashes (`kill -9`), pauses (SIGSTOP past the broker
-//! session), cleanly restarts or (in the lab) isolates nodes ([`Nemesis`]), then a final
+//! session), cleanly restarts or (in the lab) isolates a node, splits it from the other
+//! nodes while clients still reach it, or drops what it sends ([`Nemesis`]), then a final
 //! drain of every partition; the history is written as JSON lines and checked
-//! ([`super::checker`]). Partial partitions (majority/minority, bridge, ring, one-way)
-//! come later.
+//! ([`super::checker`]).
 //!
 //! The producers are Sluice's client, which is not idempotent yet: each sends one record at
 //! a time with no retries, so an error is recorded as an unknown outcome and the next value
@@ -125,8 +125,8 @@ impl Clock {
 /// be started or drained, not for anomalies, which are the report's.
 pub fn crash_run(spec: &RunSpec) -> RunOutcome {
     assert!(
-        spec.in_lab || !spec.nemeses.contains(&Nemesis::Isolate),
-        "isolating nodes needs a run in the network lab"
+        spec.in_lab || !spec.nemeses.iter().any(|n| n.needs_lab()),
+        "network faults need a run in the network lab"
     );
     let lab = spec
         .in_lab
@@ -239,6 +239,12 @@ pub enum Nemesis {
     /// broker session), then heal: it may still believe it leads meanwhile. Needs
     /// [`RunSpec::in_lab`].
     Isolate,
+    /// Cut a node off from the other nodes, both ways, for 3-5 s, while clients still
+    /// reach it (a minority of one that clients keep writing to). Needs the lab.
+    Split,
+    /// Drop what a node sends to the other nodes for 3-5 s (they still send to it).
+    /// Needs the lab.
+    OneWay,
 }
 
 impl Nemesis {
@@ -248,7 +254,13 @@ impl Nemesis {
             Nemesis::Pause => "pause",
             Nemesis::Restart => "restart",
             Nemesis::Isolate => "isolate",
+            Nemesis::Split => "split",
+            Nemesis::OneWay => "one-way",
         }
+    }
+
+    fn needs_lab(self) -> bool {
+        matches!(self, Nemesis::Isolate | Nemesis::Split | Nemesis::OneWay)
     }
 }
 
@@ -291,6 +303,21 @@ fn nemesis(
                 cluster.isolate(node);
                 std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
                 cluster.heal(node);
+            }
+            Nemesis::Split | Nemesis::OneWay => {
+                let both = kind == Nemesis::Split;
+                let others: Vec<i32> = cluster.ids().into_iter().filter(|&o| o != node).collect();
+                for connected in [false, true] {
+                    for &other in &others {
+                        cluster.set_link(node, other, connected);
+                        if both {
+                            cluster.set_link(other, node, connected);
+                        }
+                    }
+                    if !connected {
+                        std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
+                    }
+                }
             }
         }
         record(events, fault(clock, kind, false, &detail));
