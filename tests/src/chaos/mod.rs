@@ -1,4 +1,5 @@
-//! The fault harness's pieces (issue 13), built up over several steps. So far:
+//! The fault harness's pieces (issue 13, `docs/chaos.md`), built up over several steps.
+//! So far:
 //!
 //! - [`history`]: a run's events (sends with their outcome, reads, rewinds, commits, and
 //!   the nemesis's faults) and their JSON-lines form, so a failed run can be checked again.
