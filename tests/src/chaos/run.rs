@@ -10,8 +10,9 @@
 //! a time with no retries, so an error is recorded as an unknown outcome and the next value
 //! is sent, and no client retry can write a value twice.
 //!
-//! Reproducible from the seed: the nemesis's choices (which node, when, for how long) come
-//! from it; the timing of the workload around them does not.
+//! Reproducible from the seed: the nemesis's choices (which fault, which node: random, a
+//! partition's leader or the active controller, when, for how long) come from it; the
+//! timing of the workload around them, and so which node leads, does not.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -264,8 +265,8 @@ impl Nemesis {
     }
 }
 
-/// Every 1-3 s, one of `spec.nemeses` (drawn from the seed) on a random node, until the
-/// run's duration is over. Returns the faults, as logged.
+/// Every 1-3 s, one of `spec.nemeses` (drawn from the seed) on a node [`pick_node`]
+/// chooses, until the run's duration is over. Returns the faults, as logged.
 fn nemesis(
     cluster: &mut Cluster,
     spec: &RunSpec,
@@ -279,9 +280,8 @@ fn nemesis(
         // The nemesis's schedule is its own timing, not a wait for a condition.
         std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
         let kind = spec.nemeses[rng.random_range(0..spec.nemeses.len())];
-        let ids = cluster.live_ids();
-        let node = ids[rng.random_range(0..ids.len())];
-        let detail = format!("node {node}");
+        let (node, role) = pick_node(cluster, spec.partitions, &mut rng);
+        let detail = format!("node {node} ({role})");
         record(events, fault(clock, kind, true, &detail));
         match kind {
             Nemesis::Kill => {
@@ -324,6 +324,31 @@ fn nemesis(
         faults.push(format!("{} ms: {} {detail}", clock.ms(), kind.name()));
     }
     faults
+}
+
+/// The node a fault hits: a third of the time a random live node, a third the leader of a
+/// random partition, a third the active controller (as the live nodes report them; a
+/// random node when none is known). With its role, for the log.
+fn pick_node(cluster: &mut Cluster, partitions: i32, rng: &mut StdRng) -> (i32, String) {
+    let ids = cluster.live_ids();
+    let random = ids[rng.random_range(0..ids.len())];
+    match rng.random_range(0..3) {
+        0 => {
+            let partition = rng.random_range(0..partitions);
+            match cluster
+                .partition_state(TOPIC, partition)
+                .and_then(|s| s.leader)
+            {
+                Some(leader) if ids.contains(&leader) => (leader, format!("leader of {partition}")),
+                _ => (random, "random".to_string()),
+            }
+        }
+        1 => match cluster.controller_id() {
+            Some(controller) if ids.contains(&controller) => (controller, "controller".to_string()),
+            _ => (random, "random".to_string()),
+        },
+        _ => (random, "random".to_string()),
+    }
 }
 
 fn fault(clock: Clock, kind: Nemesis, start: bool, detail: &str) -> Event {
