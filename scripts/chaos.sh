@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Longer chaos runs than the default suite's (issue 13), for several seeds, each for
 # SECONDS: the crash run (kill -9, SIGSTOP pauses, clean restarts; tests/tests/chaos_crash.rs)
-# and the partition run (nodes in network namespaces, isolated and killed;
-# tests/tests/chaos_partition.rs, needs root). Histories are kept in
+# and the partition runs (nodes in network namespaces: isolated, split, one-way, bridged,
+# killed, and with 5 nodes majority/minority, bridge and ring; tests/tests/chaos_partition.rs
+# and chaos_partition_five.rs, need root). Histories are kept in
 # target/chaos/<run>-seed-<seed>.jsonl; a failing seed prints its anomalies and should be
 # added as a regression test. Bounded: each run ends after SECONDS plus its drain.
 #
@@ -16,7 +17,7 @@ seeds=("$@")
 cargo build --workspace --bins
 failed=()
 for seed in "${seeds[@]}"; do
-  for run in crash partition; do
+  for run in crash partition partition_five; do
     echo "== $run, seed $seed, $seconds s"
     if ! SLUICE_CHAOS_SEED="$seed" SLUICE_CHAOS_SECONDS="$seconds" \
         cargo test -p sluice-tests --test "chaos_$run" -- --nocapture 2>&1 \

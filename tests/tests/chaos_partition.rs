@@ -1,7 +1,8 @@
 //! A seeded chaos run in the network lab (each node in its own namespace; needs root, as
 //! CI runs): the nemesis isolates random nodes (a leader cut off keeps believing it leads
 //! until it hears otherwise), splits one from the other nodes while clients still reach it,
-//! drops what one sends, and kills nodes, with acks=all producers on 3 partitions; the
+//! drops what one sends, bridges two nodes that cannot reach each other, and kills nodes,
+//! with acks=all producers on 3 partitions; the
 //! history (in `target/chaos`) must show no anomaly. `SLUICE_CHAOS_SEED` /
 //! `SLUICE_CHAOS_SECONDS` as in `chaos_crash.rs`.
 
@@ -13,6 +14,7 @@ fn acknowledged_writes_survive_isolated_nodes() {
         Nemesis::Isolate,
         Nemesis::Split,
         Nemesis::OneWay,
+        Nemesis::Bridge,
         Nemesis::Kill,
     ];
     run_and_check(&RunSpec::from_env("partition", 21, 20, nemeses, true));

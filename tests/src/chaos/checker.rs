@@ -43,7 +43,8 @@ pub struct Report {
     pub non_monotonic_reads: Vec<(u32, i32, i64, i64)>,
     /// (group, partition, previous offset, offset): an acknowledged commit went back.
     pub commits_backwards: Vec<(String, i32, i64, i64)>,
-    /// The longest time without an acknowledged send, from the first send to the last.
+    /// The longest time one partition went without an acknowledged send, from the run's
+    /// first send to its last.
     pub longest_unavailable_ms: u64,
     /// The same, for gaps that overlap a fault, by the fault's kind.
     pub unavailable_by_fault: BTreeMap<String, u64>,
@@ -295,13 +296,15 @@ fn check_commits(events: &[Event], report: &mut Report) {
     }
 }
 
-/// The gaps between acknowledgements (from the first send's invocation to the last send's
-/// completion), the longest overall and the longest overlapping each kind of fault.
+/// Per partition, the gaps between acknowledgements (from the run's first send to its last
+/// completion): the longest over all partitions, and the longest overlapping each kind of
+/// fault. A partition whose leader is cut off counts even while the others go on.
 fn measure_unavailability(events: &[Event], report: &mut Report) {
-    let mut acks: Vec<u64> = Vec::new();
+    let mut acks: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
     let (mut first, mut end) = (u64::MAX, 0);
     for event in events {
         if let Event::Send {
+            partition,
             invoked_ms,
             completed_ms,
             outcome,
@@ -310,19 +313,23 @@ fn measure_unavailability(events: &[Event], report: &mut Report) {
         {
             first = first.min(*invoked_ms);
             end = end.max(*completed_ms);
+            let partition_acks = acks.entry(*partition).or_default();
             if matches!(outcome, SendOutcome::Acked { .. }) {
-                acks.push(*completed_ms);
+                partition_acks.push(*completed_ms);
             }
         }
     }
     if first == u64::MAX {
         return;
     }
-    acks.sort_unstable();
-    let mut marks = vec![first];
-    marks.extend(acks);
-    marks.push(end.max(first));
-    let gaps: Vec<(u64, u64)> = marks.windows(2).map(|w| (w[0], w[1].max(w[0]))).collect();
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
+    for mut partition_acks in acks.into_values() {
+        partition_acks.sort_unstable();
+        let mut marks = vec![first];
+        marks.extend(partition_acks);
+        marks.push(end.max(first));
+        gaps.extend(marks.windows(2).map(|w| (w[0], w[1].max(w[0]))));
+    }
     report.longest_unavailable_ms = gaps.iter().map(|(a, b)| b - a).max().unwrap_or(0);
     for (nemesis, start, stop) in fault_intervals(events, end) {
         let longest = gaps

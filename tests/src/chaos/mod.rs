@@ -5,7 +5,8 @@
 //!   the nemesis's faults) and their JSON-lines form, so a failed run can be checked again.
 //! - [`checker`]: Jepsen's Kafka queue checks over a history: lost, unobserved, duplicated
 //!   and reordered writes, inconsistent offsets, non-monotonic reads, committed offsets
-//!   going back, and the longest time without an acknowledgement, overall and per fault.
+//!   going back, and the longest time a partition went without an acknowledgement,
+//!   overall and per fault.
 //! - [`run`]: a bounded, seeded run: acks=all producers on every partition of a
 //!   replicated topic while the nemesis kills, pauses, restarts or (nodes in the network
 //!   lab) isolates nodes, a final drain, the history written and checked

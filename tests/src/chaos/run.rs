@@ -1,8 +1,10 @@
-//! A bounded chaos run: a 3-node cluster (on loopback, or in a network lab of namespaces),
+//! A bounded chaos run: a cluster (3 nodes unless the spec says more; on loopback, or in a
+//! network lab of namespaces),
 //! producers appending unique values with acks=all to every partition of a replicated
 //! topic while a seeded nemesis crashes (`kill -9`), pauses (SIGSTOP past the broker
 //! session), cleanly restarts or (in the lab) isolates a node, splits it from the other
-//! nodes while clients still reach it, or drops what it sends ([`Nemesis`]), then a final
+//! nodes while clients still reach it, drops what it sends, or partitions the nodes into a
+//! minority and a majority, two sides with a bridge, or a ring ([`Nemesis`]), then a final
 //! drain of every partition; the history is written as JSON lines and checked
 //! ([`super::checker`]).
 //!
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sluice_client::{Acks, Producer, ProducerRecord};
 
@@ -35,6 +38,8 @@ const TOPIC: &str = "chaos";
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     pub seed: u64,
+    /// Cluster nodes (3 by default; the topic has 3 replicas either way).
+    pub nodes: usize,
     pub partitions: i32,
     /// How long the producers run while the nemesis acts.
     pub duration: Duration,
@@ -78,6 +83,7 @@ impl RunSpec {
         std::fs::create_dir_all(&dir).expect("create target/chaos");
         RunSpec {
             seed,
+            nodes: 3,
             partitions: 3,
             duration: Duration::from_secs(env_or("SLUICE_CHAOS_SECONDS", seconds)),
             nemeses,
@@ -129,14 +135,14 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
         spec.in_lab || !spec.nemeses.iter().any(|n| n.needs_lab()),
         "network faults need a run in the network lab"
     );
-    let lab = spec
-        .in_lab
-        .then(|| Arc::new(NetLab::create(3).expect("create the network lab (needs root)")));
+    let lab = spec.in_lab.then(|| {
+        Arc::new(NetLab::create(spec.nodes).expect("create the network lab (needs root)"))
+    });
     let options = ClusterOptions {
         lab,
         ..ClusterOptions::fast(2_000, 2_000)
     };
-    let mut cluster = Cluster::start(3, options);
+    let mut cluster = Cluster::start(spec.nodes, options);
     cluster.create_topic(TOPIC, spec.partitions, 3, &[("min.insync.replicas", "2")]);
     let clock = Clock(Instant::now());
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -246,6 +252,15 @@ pub enum Nemesis {
     /// Drop what a node sends to the other nodes for 3-5 s (they still send to it).
     /// Needs the lab.
     OneWay,
+    /// Split the nodes in two, a minority (with the chosen node) and a majority, both
+    /// ways, for 3-5 s; clients reach every node. Needs the lab.
+    Halves,
+    /// Split the other nodes in two groups that cannot reach each other, with the chosen
+    /// node still reaching both (a bridge), for 3-5 s. Needs the lab.
+    Bridge,
+    /// Arrange the nodes in a ring where each reaches only its two neighbours, for 3-5 s
+    /// (with 3 nodes that cuts nothing). Needs the lab.
+    Ring,
 }
 
 impl Nemesis {
@@ -257,11 +272,54 @@ impl Nemesis {
             Nemesis::Isolate => "isolate",
             Nemesis::Split => "split",
             Nemesis::OneWay => "one-way",
+            Nemesis::Halves => "halves",
+            Nemesis::Bridge => "bridge",
+            Nemesis::Ring => "ring",
         }
     }
 
     fn needs_lab(self) -> bool {
-        matches!(self, Nemesis::Isolate | Nemesis::Split | Nemesis::OneWay)
+        !matches!(self, Nemesis::Kill | Nemesis::Pause | Nemesis::Restart)
+    }
+
+    /// The links (from, to) this network fault cuts, around `node`; empty for the others.
+    fn cut_links(self, node: i32, ids: &[i32], rng: &mut StdRng) -> Vec<(i32, i32)> {
+        let mut others: Vec<i32> = ids.iter().copied().filter(|&o| o != node).collect();
+        others.shuffle(rng);
+        let both = |a: &[i32], b: &[i32]| {
+            a.iter()
+                .flat_map(|&x| b.iter().flat_map(move |&y| [(x, y), (y, x)]))
+                .collect::<Vec<_>>()
+        };
+        match self {
+            Nemesis::Split => both(&[node], &others),
+            Nemesis::OneWay => others.iter().map(|&o| (node, o)).collect(),
+            Nemesis::Halves => {
+                let mut minority = vec![node];
+                minority.extend(others.drain(..(ids.len() / 2).saturating_sub(1)));
+                both(&minority, &others)
+            }
+            Nemesis::Bridge => {
+                let half = others.len() / 2;
+                both(&others[..half], &others[half..])
+            }
+            Nemesis::Ring => {
+                let mut ring = vec![node];
+                ring.extend(others);
+                let n = ring.len();
+                let mut cut = Vec::new();
+                for i in 0..n {
+                    for j in (i + 1)..n {
+                        let adjacent = j == i + 1 || (i == 0 && j == n - 1);
+                        if !adjacent {
+                            cut.extend([(ring[i], ring[j]), (ring[j], ring[i])]);
+                        }
+                    }
+                }
+                cut
+            }
+            Nemesis::Kill | Nemesis::Pause | Nemesis::Restart | Nemesis::Isolate => Vec::new(),
+        }
     }
 }
 
@@ -304,19 +362,18 @@ fn nemesis(
                 std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
                 cluster.heal(node);
             }
-            Nemesis::Split | Nemesis::OneWay => {
-                let both = kind == Nemesis::Split;
-                let others: Vec<i32> = cluster.ids().into_iter().filter(|&o| o != node).collect();
-                for connected in [false, true] {
-                    for &other in &others {
-                        cluster.set_link(node, other, connected);
-                        if both {
-                            cluster.set_link(other, node, connected);
-                        }
-                    }
-                    if !connected {
-                        std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
-                    }
+            Nemesis::Split
+            | Nemesis::OneWay
+            | Nemesis::Halves
+            | Nemesis::Bridge
+            | Nemesis::Ring => {
+                let links = kind.cut_links(node, &cluster.ids(), &mut rng);
+                for &(from, to) in &links {
+                    cluster.set_link(from, to, false);
+                }
+                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
+                for &(from, to) in &links {
+                    cluster.set_link(from, to, true);
                 }
             }
         }

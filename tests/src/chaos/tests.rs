@@ -55,6 +55,19 @@ fn a_clean_history_is_valid_and_unavailability_is_measured() {
 }
 
 #[test]
+fn unavailability_is_per_partition() {
+    // Partition 0 acknowledges every 10 ms; partition 1 nothing between 5 and 3005.
+    let mut events: Vec<Event> = (0..400).map(|i| acked(1, 0, i, i as i64, i * 10)).collect();
+    events.push(acked(2, 1, 1_000, 0, 4));
+    events.push(fault(100, "split", true));
+    events.push(acked(2, 1, 1_001, 1, 3_004));
+    events.push(fault(3_000, "split", false));
+    let report = check(&events);
+    assert_eq!(report.longest_unavailable_ms, 3_000);
+    assert_eq!(report.unavailable_by_fault.get("split"), Some(&3_000));
+}
+
+#[test]
 fn each_anomaly_is_reported() {
     // Lost: 11 acknowledged at 1, a read got to offset 2 without it.
     let lost = check(&[
