@@ -37,6 +37,12 @@ pub trait FileSystem: Send + Sync + Debug {
     fn exists(&self, path: &Path) -> io::Result<bool>;
     /// Make the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Bytes an unprivileged writer may still write on the file system holding `path`;
+    /// `None` when this file system cannot tell (appends are then not checked for room).
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 /// An open file. Shared (`Arc`) so the group-commit syncer can fsync it without holding
@@ -108,6 +114,11 @@ impl FileSystem for StdFileSystem {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
     }
+
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        let stats = rustix::fs::statvfs(path)?;
+        Ok(Some(stats.f_bavail.saturating_mul(stats.f_frsize)))
+    }
 }
 
 #[derive(Debug)]
@@ -167,6 +178,8 @@ pub struct FaultInjectingFileSystem {
 struct Faults {
     fail_syncs: AtomicBool,
     file_syncs: AtomicU64,
+    /// Free bytes to report instead of the inner file system's (`u64::MAX`: none set).
+    available: AtomicU64,
 }
 
 impl Faults {
@@ -182,10 +195,21 @@ impl Faults {
 
 impl FaultInjectingFileSystem {
     pub fn new(inner: Arc<dyn FileSystem>) -> FaultInjectingFileSystem {
+        let faults = Faults {
+            available: AtomicU64::new(u64::MAX),
+            ..Faults::default()
+        };
         FaultInjectingFileSystem {
             inner,
-            faults: Arc::default(),
+            faults: Arc::new(faults),
         }
+    }
+
+    /// Report `bytes` free from now on (a disk filling up, or freed); `None` reports the
+    /// inner file system's again.
+    pub fn set_available_bytes(&self, bytes: Option<u64>) {
+        let bytes = bytes.unwrap_or(u64::MAX);
+        self.faults.available.store(bytes, Ordering::SeqCst);
     }
 
     /// From now on every fsync fails with an I/O error.
@@ -238,6 +262,13 @@ impl FileSystem for FaultInjectingFileSystem {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.faults.check_sync(&path)?;
         self.inner.sync_dir(path)
+    }
+
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        match self.faults.available.load(Ordering::SeqCst) {
+            u64::MAX => self.inner.available_bytes(path),
+            bytes => Ok(Some(bytes)),
+        }
     }
 }
 

@@ -108,6 +108,10 @@ impl FileSystem for IndexHandleLimit {
         self.inner.exists(path)
     }
 
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        self.inner.available_bytes(path)
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.inner.sync_dir(path)
     }

@@ -58,7 +58,9 @@ impl PartitionLog {
     /// Append already-validated batches (as received in a Produce request; may be several
     /// back to back) as the leader of `leader_epoch`. See the module documentation.
     ///
-    /// Refuses (`Poisoned`) once the log is poisoned or closed. A corrupt batch, or a
+    /// Refuses (`Poisoned`) once the log is poisoned or closed, and (`Io`, kind
+    /// `StorageFull`, nothing written, not poisoned) when the disk has no room (`room`).
+    /// A corrupt batch, or a
     /// `leader_epoch` older than the log's latest epoch, is refused (`Corrupt`) before
     /// anything is written. If the flush that follows a segment roll fails, the batches are
     /// in the log but the log is poisoned and the error is returned.
@@ -72,6 +74,7 @@ impl PartitionLog {
         let mut batches = validate_all(&records, OffsetLayout::Contiguous)?;
         let mut state = lock(&self.state);
         state.check_appendable()?;
+        self.check_room(records.len())?;
         let base_offset = state.log_end_offset();
         let mut next_offset = base_offset;
         for (start, header) in &mut batches {
@@ -107,6 +110,7 @@ impl PartitionLog {
         let batches = validate_all(records, layout)?;
         let mut state = lock(&self.state);
         state.check_appendable()?;
+        self.check_room(records.len())?;
         let log_end_offset = state.log_end_offset();
         let base_offset = batches[0].1.base_offset;
         if !follows(layout, log_end_offset, base_offset) {

@@ -11,6 +11,7 @@
 //! - `truncation`: a follower's truncations and their crash-safe order.
 //! - `retention`: deleting old segments, the log start offset.
 //! - `clean`: compaction passes (the work is in `storage::cleaner`) and their swaps.
+//! - `room`: refusing an append the disk has no room for, before it writes anything.
 //!
 //! # Recovery point and log start offset
 //! A log records both in its data directory's [`DirCheckpoints`] (one file each for every
@@ -59,6 +60,7 @@ mod durability;
 mod open;
 mod read;
 mod retention;
+mod room;
 mod truncation;
 
 use std::collections::VecDeque;
@@ -101,6 +103,8 @@ pub struct PartitionLog {
     end_offset: watch::Sender<i64>,
     durable: watch::Sender<Durable>,
     recovery_report: RecoveryReport,
+    /// The last free-space reading (`room`).
+    room: room::Room,
 }
 
 #[derive(Debug)]

@@ -117,6 +117,7 @@ impl PartitionLog {
             // What recovery kept is durable once the flush below has run.
             durable: watch::Sender::new(Durable::new(log_end_offset)),
             recovery_report: report,
+            room: Default::default(),
         };
         // Make what recovery changed (truncations, rebuilt indexes) durable and move the
         // recovery point to the end, so the next crash does not scan all of it again. A log
