@@ -1,15 +1,21 @@
 //! A seeded chaos run (issue 13's harness, process faults on loopback): a 3-node cluster,
 //! an acks=all producer on each of 3 partitions (replication factor 3, min ISR 2) while the
-//! nemesis `kill -9`s, pauses (SIGSTOP past the broker session) and cleanly restarts random
-//! nodes, then a final drain; the history (JSON lines, in `target/chaos`) must show no
-//! lost, duplicated, reordered or misplaced acknowledged write. `SLUICE_CHAOS_SEED` and
-//! `SLUICE_CHAOS_SECONDS` override the seed and the duration (`scripts/chaos.sh` runs
-//! longer and several seeds); a failing seed is kept as a regression test here.
+//! nemesis `kill -9`s, pauses (SIGSTOP past the broker session) and cleanly restarts nodes,
+//! one or all in turn (a rolling restart), then a final drain; the history (JSON lines, in
+//! `target/chaos`) must show no lost, duplicated, reordered or misplaced acknowledged write.
+//! `SLUICE_CHAOS_SEED` and `SLUICE_CHAOS_SECONDS` override the seed and the duration
+//! (`scripts/chaos.sh` runs longer and several seeds); a failing seed is kept as a
+//! regression test here.
 
 use sluice_tests::chaos::run::{run_and_check, Nemesis, RunSpec};
 
 #[test]
 fn acknowledged_writes_survive_kills_pauses_and_restarts() {
-    let nemeses = vec![Nemesis::Kill, Nemesis::Pause, Nemesis::Restart];
+    let nemeses = vec![
+        Nemesis::Kill,
+        Nemesis::Pause,
+        Nemesis::Restart,
+        Nemesis::RollingRestart,
+    ];
     run_and_check(&RunSpec::from_env("crash", 13, 20, nemeses, false));
 }

@@ -242,6 +242,9 @@ pub enum Nemesis {
     Pause,
     /// SIGTERM a node (a controlled shutdown), wait for its exit, restart it.
     Restart,
+    /// Restart every node in turn (SIGTERM, exit, start), the chosen one first, waiting
+    /// for each to answer before the next: an upgrade's rolling restart.
+    RollingRestart,
     /// Cut a node off from the others and from the clients for 3-5 s (longer than the
     /// broker session), then heal: it may still believe it leads meanwhile. Needs
     /// [`RunSpec::in_lab`].
@@ -269,6 +272,7 @@ impl Nemesis {
             Nemesis::Kill => "kill",
             Nemesis::Pause => "pause",
             Nemesis::Restart => "restart",
+            Nemesis::RollingRestart => "rolling-restart",
             Nemesis::Isolate => "isolate",
             Nemesis::Split => "split",
             Nemesis::OneWay => "one-way",
@@ -279,7 +283,10 @@ impl Nemesis {
     }
 
     fn needs_lab(self) -> bool {
-        !matches!(self, Nemesis::Kill | Nemesis::Pause | Nemesis::Restart)
+        !matches!(
+            self,
+            Nemesis::Kill | Nemesis::Pause | Nemesis::Restart | Nemesis::RollingRestart
+        )
     }
 
     /// The links (from, to) this network fault cuts, around `node`; empty for the others.
@@ -318,7 +325,11 @@ impl Nemesis {
                 }
                 cut
             }
-            Nemesis::Kill | Nemesis::Pause | Nemesis::Restart | Nemesis::Isolate => Vec::new(),
+            Nemesis::Kill
+            | Nemesis::Pause
+            | Nemesis::Restart
+            | Nemesis::RollingRestart
+            | Nemesis::Isolate => Vec::new(),
         }
     }
 }
@@ -356,6 +367,15 @@ fn nemesis(
                 cluster.sigterm(node);
                 cluster.wait_exit(node, Duration::from_secs(30));
                 cluster.restart(node);
+            }
+            Nemesis::RollingRestart => {
+                let mut order = vec![node];
+                order.extend(cluster.ids().into_iter().filter(|&o| o != node));
+                for id in order {
+                    cluster.sigterm(id);
+                    cluster.wait_exit(id, Duration::from_secs(30));
+                    cluster.restart(id);
+                }
             }
             Nemesis::Isolate => {
                 cluster.isolate(node);
