@@ -61,6 +61,17 @@ fn incremental(context: FetchContext) -> Incremental {
     }
 }
 
+/// The partitions of `answered` an incremental answer carries, in order.
+fn sent(inc: &Incremental, answered: &[(PartitionKey, ReadSummary)]) -> Vec<PartitionKey> {
+    let keep = inc.select(answered).unwrap();
+    answered
+        .iter()
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|((k, _), _)| k.clone())
+        .collect()
+}
+
 fn error(context: FetchContext) -> ErrorCode {
     match context {
         FetchContext::Error(code) => code,
@@ -220,15 +231,8 @@ fn incremental_answers_carry_only_partitions_with_news() {
         .iter()
         .map(|(k, _)| answered.iter().find(|(a, _)| a == k).unwrap().clone())
         .collect();
-    let keep = inc.select(&again).unwrap();
-    let sent: Vec<_> = again
-        .iter()
-        .zip(keep)
-        .filter(|(_, keep)| *keep)
-        .map(|((k, _), _)| k.clone())
-        .collect();
     assert_eq!(
-        sent,
+        sent(&inc, &again),
         vec![parts[3].clone(), parts[5].clone(), parts[2].clone()]
     );
 
@@ -240,15 +244,8 @@ fn incremental_answers_carry_only_partitions_with_news() {
         .iter()
         .map(|(k, _)| (k.clone(), read(10, 0)))
         .collect();
-    let keep = inc.select(&clear).unwrap();
-    let sent: Vec<_> = clear
-        .iter()
-        .zip(keep)
-        .filter(|(_, keep)| *keep)
-        .map(|((k, _), _)| k.clone())
-        .collect();
     assert_eq!(
-        sent,
+        sent(&inc, &clear),
         vec![parts[1].clone(), parts[3].clone(), parts[4].clone()],
         "hw 11->10, error cleared, log start 5->0"
     );

@@ -153,17 +153,22 @@ fn context_kind(context: &FetchContext) -> &'static str {
     }
 }
 
+/// A topic as a request at `version` names it: by id from v13 (KIP-516), by name before.
+fn topic_key(version: i16, id: uuid::Uuid, name: &TopicName) -> TopicKey {
+    if version >= 13 {
+        TopicKey::Id(id)
+    } else {
+        TopicKey::Name(name.0.to_string())
+    }
+}
+
 /// The request's partitions, named by topic id from v13 (KIP-516), by name before.
 fn requested(request: &FetchRequest, version: i16) -> Vec<(PartitionKey, PartitionParams)> {
     request
         .topics
         .iter()
         .flat_map(|topic| {
-            let key = if version >= 13 {
-                TopicKey::Id(topic.topic_id)
-            } else {
-                TopicKey::Name(topic.topic.0.to_string())
-            };
+            let key = topic_key(version, topic.topic_id, &topic.topic);
             topic.partitions.iter().map(move |p| {
                 let params = PartitionParams {
                     fetch_offset: p.fetch_offset,
@@ -190,11 +195,7 @@ fn forgotten(request: &FetchRequest, version: i16) -> Vec<PartitionKey> {
         .forgotten_topics_data
         .iter()
         .flat_map(|topic| {
-            let key = if version >= 13 {
-                TopicKey::Id(topic.topic_id)
-            } else {
-                TopicKey::Name(topic.topic.0.to_string())
-            };
+            let key = topic_key(version, topic.topic_id, &topic.topic);
             topic.partitions.iter().map(move |&partition| PartitionKey {
                 topic: key.clone(),
                 partition,
