@@ -6,15 +6,17 @@
 //!   controller/Raft listener) picked before any node starts, the `--controller-voters`
 //!   string naming every node's internal listener (or only the first
 //!   [`ClusterOptions::voters`] nodes'; the others join as metadata learners), one data
-//!   directory per node. All processes are spawned first and only then waited for (a node
-//!   may answer only once a quorum runs); start-up is over when every node answers a
-//!   Metadata request listing all brokers and naming a controller. A node that exits
+//!   directory per node (or, with [`ClusterOptions::lab`], each node in its own network
+//!   namespace on its lab address). All processes are spawned first and only then waited
+//!   for (a node may answer only once a quorum runs); start-up is over when every node
+//!   answers a Metadata request listing all brokers and DescribeQuorum names a leader. A node that exits
 //!   during start-up (a port taken between our probe and its bind) makes the whole cluster
 //!   start again on new ports.
 //! - Faults on one node by id: [`Cluster::kill9`], [`Cluster::sigterm`],
 //!   [`Cluster::sigstop`] / [`Cluster::sigcont`] (the node is alive but runs no code: cut
 //!   off from everyone), [`Cluster::restart`] on the same ports and data directory, and
-//!   [`Cluster::restart_all`] (every node at once).
+//!   [`Cluster::restart_all`] (every node at once); in a lab, [`Cluster::isolate`] /
+//!   [`Cluster::heal`] and [`Cluster::set_link`] (`faults.rs`).
 //! - Questions asked over the Kafka protocol of a live node: [`Cluster::partition_state`]
 //!   (leader, leader epoch, replicas, ISR), [`Cluster::controller_id`],
 //!   [`Cluster::high_watermark`], [`Cluster::create_topic`] (CreateTopics, then waits until
@@ -30,14 +32,15 @@
 //! - The replicas' bytes: [`Cluster::log_bytes`] reads a partition's segment files from a
 //!   node's data directory, [`Cluster::assert_replicas_identical`] compares them up to the
 //!   high watermark, [`Cluster::assert_no_log_contains`] checks that records meant to be
-//!   gone are gone from every node.
+//!   gone are gone from every node (`disk.rs`).
+//!
+//! Produce, fetch and read-back helpers are in `traffic.rs`.
 //!
 //! Dropping a cluster kills the processes it started (and nothing else).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,11 +49,15 @@ use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchResponse, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use sluice_protocol::batch::BatchHeader;
-use sluice_protocol::records::{decode_records, ConsumedRecord};
+
+mod disk;
+mod faults;
+mod traffic;
+
+pub use disk::{batch_headers, byte_position_of, describe_batches};
 
 use crate::netns::NetLab;
-use crate::raw::{self, fetch_request, topic_name, RawConnection};
+use crate::raw::{self, topic_name, RawConnection};
 use crate::{free_port, Broker, BrokerOptions, POLL_INTERVAL};
 
 /// How long [`Cluster::start`] waits for every node to list every broker.
@@ -407,111 +414,6 @@ impl Cluster {
     /// A node's data directory.
     pub fn data_dir(&self, id: i32) -> PathBuf {
         self.broker(id).data_dir().to_path_buf()
-    }
-
-    /// SIGKILL a node and reap it.
-    pub fn kill9(&mut self, id: i32) {
-        self.node(id).kill9();
-    }
-
-    /// SIGTERM a node (controlled shutdown); pair with [`wait_exit`](Self::wait_exit).
-    pub fn sigterm(&mut self, id: i32) {
-        self.node(id).sigterm();
-    }
-
-    /// Wait for a node's process to exit (panics with its log after `timeout`).
-    pub fn wait_exit(&mut self, id: i32, timeout: Duration) -> ExitStatus {
-        self.node(id).wait_exit(timeout)
-    }
-
-    /// SIGSTOP a node: alive, its sockets accept, but it runs nothing.
-    pub fn sigstop(&mut self, id: i32) {
-        self.node(id).sigstop();
-    }
-
-    /// SIGCONT a node stopped by [`sigstop`](Self::sigstop).
-    pub fn sigcont(&mut self, id: i32) {
-        self.node(id).sigcont();
-    }
-
-    /// Cut node `id` off from every other node and from the test (a cluster started in a
-    /// [`ClusterOptions::lab`] only).
-    pub fn isolate(&mut self, id: i32) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("isolate needs a cluster in a network lab");
-        lab.isolate(self.index(id))
-            .unwrap_or_else(|e| panic!("isolating node {id}: {e}"));
-    }
-
-    /// Undo [`isolate`](Self::isolate).
-    pub fn heal(&mut self, id: i32) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("heal needs a cluster in a network lab");
-        lab.heal(self.index(id))
-            .unwrap_or_else(|e| panic!("healing node {id}: {e}"));
-    }
-
-    /// Drop what node `from` sends to node `to` (`connected: false`), or stop dropping it
-    /// (`true`); clients still reach both (a cluster in a [`ClusterOptions::lab`] only).
-    pub fn set_link(&mut self, from: i32, to: i32, connected: bool) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("links need a cluster in a network lab");
-        let (a, b) = (self.index(from), self.index(to));
-        let result = if connected {
-            lab.unblock(a, b)
-        } else {
-            lab.block(a, b)
-        };
-        result.unwrap_or_else(|e| panic!("link {from} -> {to} connected={connected}: {e}"));
-    }
-
-    /// Start a node again on its ports and data directory (killing it first if it runs)
-    /// and wait until it answers ApiVersions.
-    pub fn restart(&mut self, id: i32) {
-        self.node(id).restart();
-    }
-
-    /// Restart every node at once (killing the running ones) on its ports and data
-    /// directory, and wait as [`start`](Self::start) does: until each answers Metadata
-    /// listing every broker and naming a controller. One node alone cannot form a quorum,
-    /// so the nodes are spawned first and waited for after.
-    pub fn restart_all(&mut self) {
-        for id in self.ids() {
-            if let Err(e) = self.node(id).restart_unready() {
-                panic!("node {id} did not restart: {e}\n{}", self.logs());
-            }
-        }
-        let deadline = Instant::now() + CLUSTER_START_DEADLINE;
-        for id in self.ids() {
-            if let Err(e) = self.node(id).wait_ready(deadline) {
-                panic!("node {id} did not restart: {e}\n{}", self.logs());
-            }
-        }
-        let expected = self.size();
-        let voter_count = self.voters.split(',').count() as i32;
-        self.wait_for(
-            "every node to list every broker and a controller after restarting all",
-            CLUSTER_START_DEADLINE,
-            |cluster| {
-                cluster
-                    .ids()
-                    .into_iter()
-                    .all(|id| {
-                        let listed = cluster
-                            .metadata_from(id, Some(&[]))
-                            .is_ok_and(|m| m.brokers.len() == expected);
-                        let controller = cluster.controller_id_from(id);
-                        listed && controller.is_some_and(|c| (1..=voter_count).contains(&c))
-                    })
-                    .then_some(())
-            },
-        );
     }
 
     /// Whether a node is running and not stopped: one the harness may ask questions.
@@ -878,308 +780,6 @@ impl Cluster {
             .expect("create_topic waits for agreement")
     }
 
-    /// Produce `values` as one batch to the partition's leader (as the live nodes report
-    /// it) until a response without error, retrying on any error or lost connection, at
-    /// most `timeout`; returns (leader, base offset). A retry may duplicate the batch.
-    pub fn produce_until_acked<V: AsRef<[u8]>>(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        values: &[V],
-        acks: i16,
-        timeout: Duration,
-    ) -> (i32, i64) {
-        let mut last_error = String::from("no leader known");
-        let deadline = Instant::now() + timeout;
-        let acked = self.poll_until(deadline, |cluster| {
-            let leader = cluster.partition_state(topic, partition)?.leader?;
-            let mut conn = match cluster.connect(leader) {
-                Ok(conn) => conn,
-                Err(e) => {
-                    last_error = format!("connect to node {leader}: {e}");
-                    return None;
-                }
-            };
-            // The produce's own timeout, then some slack for the answer.
-            let _ = conn.set_read_timeout(Duration::from_secs(15));
-            match raw::try_produce_values(&mut conn, topic, partition, values, acks, 10_000) {
-                Ok((0, base_offset)) => Some((leader, base_offset)),
-                Ok((code, _)) => {
-                    last_error = format!("node {leader} answered error {code}");
-                    None
-                }
-                Err(e) => {
-                    last_error = format!("node {leader}: {e}");
-                    None
-                }
-            }
-        });
-        acked.unwrap_or_else(|| {
-            panic!(
-                "producing {} records with acks={acks} to {topic}-{partition}: not acknowledged within {timeout:?}; last error: {last_error}\n{}",
-                values.len(),
-                self.logs()
-            )
-        })
-    }
-
-    /// [`produce_until_acked`](Self::produce_until_acked) of `values` with acks=all, at
-    /// most [`ACKED_BATCH_DEADLINE`]; returns the batch with the base offset it was
-    /// acknowledged at.
-    pub fn produce_acked_batch(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        values: Vec<String>,
-    ) -> AckedBatch {
-        let (_, base_offset) =
-            self.produce_until_acked(topic, partition, &values, -1, ACKED_BATCH_DEADLINE);
-        AckedBatch {
-            values,
-            base_offset,
-        }
-    }
-
-    /// One Produce of `values` as a batch to node `id`, whatever it leads, without retry
-    /// (5 s produce timeout, 20 s to answer); returns the partition's (error code, base
-    /// offset). Panics with every node's log if the node does not answer.
-    pub fn produce_once<V: AsRef<[u8]>>(
-        &self,
-        id: i32,
-        topic: &str,
-        partition: i32,
-        values: &[V],
-        acks: i16,
-    ) -> (i16, i64) {
-        let mut conn = self
-            .connect(id)
-            .unwrap_or_else(|e| panic!("connect to node {id}: {e}\n{}", self.logs()));
-        conn.set_read_timeout(Duration::from_secs(20)).unwrap();
-        raw::try_produce_values(&mut conn, topic, partition, values, acks, 5_000)
-            .unwrap_or_else(|e| panic!("produce to node {id}: {e}\n{}", self.logs()))
-    }
-
-    /// A consumer's Fetch (replica id -1) of one partition from `offset`, sent to `id`.
-    pub fn fetch_from(
-        &self,
-        id: i32,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> std::io::Result<FetchResponse> {
-        let mut conn = self.connect(id)?;
-        conn.request(
-            ApiKey::Fetch,
-            raw::FETCH_VERSION,
-            &fetch_request(topic, partition, offset, 4 << 20),
-        )
-    }
-
-    /// The high watermark the partition's leader reports (asking the current leader as
-    /// metadata names it); `None` if no leader answers without an error.
-    pub fn high_watermark(&mut self, topic: &str, partition: i32) -> Option<i64> {
-        let leader = self.partition_state(topic, partition)?.leader?;
-        let response = self.fetch_from(leader, topic, partition, 0).ok()?;
-        let p = response.responses.first()?.partitions.first()?;
-        (p.error_code == 0).then_some(p.high_watermark)
-    }
-
-    /// Every record a consumer can read from node `id` (which must lead the partition),
-    /// from offset 0 to the high watermark, by raw Fetch requests.
-    pub fn read_from_leader(
-        &self,
-        id: i32,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(i64, Vec<ConsumedRecord>), String> {
-        let mut conn = self
-            .connect(id)
-            .map_err(|e| format!("connect to node {id}: {e}"))?;
-        conn.set_read_timeout(Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        let mut records: Vec<ConsumedRecord> = Vec::new();
-        let mut offset = 0;
-        // Bounded: every round either ends or moves the offset forward.
-        for _ in 0..1_000_000 {
-            let response = raw::fetch(&mut conn, &fetch_request(topic, partition, offset, 4 << 20));
-            let p = response
-                .responses
-                .first()
-                .and_then(|t| t.partitions.first())
-                .ok_or("fetch response without the partition")?;
-            if p.error_code != 0 {
-                return Err(format!(
-                    "fetch {topic}-{partition} at {offset} from node {id}: error {}",
-                    p.error_code
-                ));
-            }
-            let bytes = p.records.clone().unwrap_or_default();
-            let batch: Vec<ConsumedRecord> = decode_records(&bytes)
-                .map_err(|e| format!("decode records at {offset}: {e}"))?
-                .into_iter()
-                .filter(|r| r.offset >= offset)
-                .collect();
-            if batch.is_empty() {
-                if offset < p.high_watermark {
-                    return Err(format!(
-                        "node {id} returned no records at {offset} below its high watermark {}",
-                        p.high_watermark
-                    ));
-                }
-                return Ok((p.high_watermark, records));
-            }
-            for r in batch {
-                if r.offset >= p.high_watermark {
-                    return Err(format!(
-                        "node {id} returned offset {} at or above its high watermark {}",
-                        r.offset, p.high_watermark
-                    ));
-                }
-                offset = r.offset + 1;
-                records.push(r);
-            }
-        }
-        Err("fetch loop did not end".to_string())
-    }
-
-    /// Wait (at most `timeout`) until the partition's high watermark covers every batch of
-    /// `batches`, then read the partition from node `leader` (see
-    /// [`read_from_leader`](Self::read_from_leader)) and assert that every record of
-    /// `batches` is at the offset its acknowledgement implies. Returns the high watermark
-    /// waited for and the records read.
-    pub fn assert_batches_committed(
-        &mut self,
-        leader: i32,
-        topic: &str,
-        partition: i32,
-        batches: &[AckedBatch],
-        timeout: Duration,
-    ) -> (i64, Vec<ConsumedRecord>) {
-        let needed = AckedBatch::end_of(batches).expect("batches acknowledged");
-        let high_watermark = self.wait_for_high_watermark(topic, partition, needed, timeout);
-        let (_, records) = self
-            .read_from_leader(leader, topic, partition)
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
-        for batch in batches {
-            for (i, value) in batch.values.iter().enumerate() {
-                let offset = batch.base_offset + i as i64;
-                let found = records.iter().find(|r| r.offset == offset);
-                assert_eq!(
-                    found.and_then(|r| r.value.as_deref()),
-                    Some(value.as_bytes()),
-                    "acknowledged {value} at offset {offset}\n{}",
-                    self.logs()
-                );
-            }
-        }
-        (high_watermark, records)
-    }
-
-    /// The partition directories (`<topic>-<partition>`) in a node's data directory, sorted;
-    /// directories being deleted (`...-delete`) are listed too, so a test can wait for them
-    /// to go.
-    pub fn partition_dirs(&self, id: i32) -> Vec<String> {
-        let dir = self.data_dir(id);
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("node {id}: cannot list {}: {e}", dir.display()))
-            .filter_map(Result::ok)
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| {
-                name.ends_with("-delete")
-                    || name.rsplit_once('-').is_some_and(|(_, p)| {
-                        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-                    })
-            })
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// The concatenated `*.log` segment files of a partition in a node's data directory
-    /// (`<data_dir>/<topic>-<partition>/`), in base offset order.
-    pub fn log_bytes(&self, id: i32, topic: &str, partition: i32) -> Vec<u8> {
-        let dir = self.data_dir(id).join(format!("{topic}-{partition}"));
-        let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("node {id}: cannot list {}: {e}", dir.display()))
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.extension().is_some_and(|e| e == "log")
-                    && p.file_stem()
-                        .and_then(|s| s.to_str())
-                        .is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
-            })
-            .collect();
-        segments.sort();
-        let mut bytes = Vec::new();
-        for segment in segments {
-            let data = std::fs::read(&segment)
-                .unwrap_or_else(|e| panic!("node {id}: cannot read {}: {e}", segment.display()));
-            bytes.extend_from_slice(&data);
-        }
-        bytes
-    }
-
-    /// Whether node `id`'s log of the partition (see [`log_bytes`](Self::log_bytes))
-    /// contains `needle` anywhere, e.g. a value prefix.
-    pub fn log_contains(&self, id: i32, topic: &str, partition: i32, needle: &[u8]) -> bool {
-        self.log_bytes(id, topic, partition)
-            .windows(needle.len())
-            .any(|w| w == needle)
-    }
-
-    /// Assert that no node's log of the partition contains `needle`; a failure reads
-    /// "node N still holds `what`".
-    pub fn assert_no_log_contains(&self, topic: &str, partition: i32, needle: &[u8], what: &str) {
-        for id in self.ids() {
-            assert!(
-                !self.log_contains(id, topic, partition, needle),
-                "node {id} still holds {what}"
-            );
-        }
-    }
-
-    /// Assert that every node in `nodes` holds the same bytes for the partition up to the
-    /// end of the batches below `high_watermark`, and that each holds at least that much.
-    /// Returns the compared length.
-    pub fn assert_replicas_identical(
-        &self,
-        topic: &str,
-        partition: i32,
-        nodes: &[i32],
-        high_watermark: i64,
-    ) -> usize {
-        let logs: Vec<(i32, Vec<u8>)> = nodes
-            .iter()
-            .map(|&id| (id, self.log_bytes(id, topic, partition)))
-            .collect();
-        let (first_id, first) = &logs[0];
-        let end = byte_position_of(first, high_watermark).unwrap_or_else(|| {
-            panic!(
-                "node {first_id}: its log of {topic}-{partition} ({} bytes, {}) does not reach the high watermark {high_watermark}",
-                first.len(),
-                describe_batches(first)
-            )
-        });
-        for (id, log) in &logs {
-            assert!(
-                log.len() >= end,
-                "node {id}: its log of {topic}-{partition} has {} bytes, fewer than the {end} up to the high watermark {high_watermark} ({})",
-                log.len(),
-                describe_batches(log)
-            );
-            if let Some(at) = (0..end).find(|&i| log[i] != first[i]) {
-                panic!(
-                    "{topic}-{partition}: node {id} differs from node {first_id} at byte {at} (of {end} up to the high watermark {high_watermark})\nnode {first_id}: {}\nnode {id}: {}",
-                    describe_batches(&first[..end]),
-                    describe_batches(&log[..end])
-                );
-            }
-        }
-        end
-    }
-
     /// Every node's log tail, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -1226,100 +826,4 @@ pub fn partition_in(m: &MetadataResponse, topic: &str, partition: i32) -> Option
 /// The error code of the (single) partition in a Fetch response.
 pub fn partition_error(response: &FetchResponse) -> Option<i16> {
     Some(response.responses.first()?.partitions.first()?.error_code)
-}
-
-/// The batches of a log, parsed from their headers: (base offset, last offset, leader
-/// epoch, byte position), stopping at the first incomplete one.
-pub fn batch_headers(log: &[u8]) -> Vec<(i64, i64, i32, usize)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Ok(header) = BatchHeader::parse(&log[at..]) {
-        let size = header.size_bytes();
-        if size < 12 || at + size > log.len() {
-            break;
-        }
-        out.push((
-            header.base_offset,
-            header.last_offset(),
-            header.partition_leader_epoch,
-            at,
-        ));
-        at += size;
-    }
-    out
-}
-
-/// The byte position just past every batch that starts below `offset`; `None` if the log
-/// does not hold every offset below it.
-pub fn byte_position_of(log: &[u8], offset: i64) -> Option<usize> {
-    if offset <= 0 {
-        return Some(0);
-    }
-    let mut at = 0;
-    loop {
-        let header = BatchHeader::parse(&log[at..]).ok()?;
-        let size = header.size_bytes();
-        if size < 12 || at + size > log.len() {
-            return None;
-        }
-        if header.base_offset >= offset {
-            return Some(at);
-        }
-        at += size;
-        if header.next_offset() >= offset {
-            return Some(at);
-        }
-    }
-}
-
-/// A short description of a log's batches for failure messages.
-pub fn describe_batches(log: &[u8]) -> String {
-    let batches = batch_headers(log);
-    let shown: Vec<String> = batches
-        .iter()
-        .rev()
-        .take(8)
-        .rev()
-        .map(|(base, last, epoch, at)| format!("[{base}..={last} epoch {epoch} @{at}]"))
-        .collect();
-    format!(
-        "{} batches, last: {}",
-        batches.len(),
-        if shown.is_empty() {
-            "none".to_string()
-        } else {
-            shown.join(" ")
-        }
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::raw::value_batch;
-
-    #[test]
-    fn byte_positions_follow_batch_boundaries() {
-        // Offsets 0..3 and 3..5 (base offsets as a leader would stamp them).
-        let first = value_batch(&["a", "b", "c"]).to_vec();
-        let mut second = value_batch(&["d", "e"]).to_vec();
-        second[..8].copy_from_slice(&3i64.to_be_bytes());
-        let log = [first.clone(), second.clone()].concat();
-
-        assert_eq!(byte_position_of(&log, 0), Some(0));
-        assert_eq!(byte_position_of(&log, 3), Some(first.len()));
-        // Inside a batch: the whole batch counts.
-        assert_eq!(byte_position_of(&log, 1), Some(first.len()));
-        assert_eq!(byte_position_of(&log, 5), Some(log.len()));
-        assert_eq!(byte_position_of(&log, 6), None);
-        assert_eq!(byte_position_of(&log[..log.len() - 1], 5), None);
-        let batches = batch_headers(&log);
-        assert_eq!(
-            batches
-                .iter()
-                .map(|(base, last, _, at)| (*base, *last, *at))
-                .collect::<Vec<_>>(),
-            vec![(0, 2, 0), (3, 4, first.len())]
-        );
-    }
 }

@@ -1,0 +1,114 @@
+//! Faults on the nodes: signals (kill -9, SIGTERM, SIGSTOP/SIGCONT), restarts of one
+//! node or all, and in a network lab, isolation and cut links.
+
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use super::{Cluster, CLUSTER_START_DEADLINE};
+
+impl Cluster {
+    /// SIGKILL a node and reap it.
+    pub fn kill9(&mut self, id: i32) {
+        self.node(id).kill9();
+    }
+
+    /// SIGTERM a node (controlled shutdown); pair with [`wait_exit`](Self::wait_exit).
+    pub fn sigterm(&mut self, id: i32) {
+        self.node(id).sigterm();
+    }
+
+    /// Wait for a node's process to exit (panics with its log after `timeout`).
+    pub fn wait_exit(&mut self, id: i32, timeout: Duration) -> ExitStatus {
+        self.node(id).wait_exit(timeout)
+    }
+
+    /// SIGSTOP a node: alive, its sockets accept, but it runs nothing.
+    pub fn sigstop(&mut self, id: i32) {
+        self.node(id).sigstop();
+    }
+
+    /// SIGCONT a node stopped by [`sigstop`](Self::sigstop).
+    pub fn sigcont(&mut self, id: i32) {
+        self.node(id).sigcont();
+    }
+
+    /// Cut node `id` off from every other node and from the test (a cluster started in a
+    /// [`ClusterOptions::lab`](super::ClusterOptions::lab) only).
+    pub fn isolate(&mut self, id: i32) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("isolate needs a cluster in a network lab");
+        lab.isolate(self.index(id))
+            .unwrap_or_else(|e| panic!("isolating node {id}: {e}"));
+    }
+
+    /// Undo [`isolate`](Self::isolate).
+    pub fn heal(&mut self, id: i32) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("heal needs a cluster in a network lab");
+        lab.heal(self.index(id))
+            .unwrap_or_else(|e| panic!("healing node {id}: {e}"));
+    }
+
+    /// Drop what node `from` sends to node `to` (`connected: false`), or stop dropping it
+    /// (`true`); clients still reach both (a cluster in a [`ClusterOptions::lab`](super::ClusterOptions::lab) only).
+    pub fn set_link(&mut self, from: i32, to: i32, connected: bool) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("links need a cluster in a network lab");
+        let (a, b) = (self.index(from), self.index(to));
+        let result = if connected {
+            lab.unblock(a, b)
+        } else {
+            lab.block(a, b)
+        };
+        result.unwrap_or_else(|e| panic!("link {from} -> {to} connected={connected}: {e}"));
+    }
+
+    /// Start a node again on its ports and data directory (killing it first if it runs)
+    /// and wait until it answers ApiVersions.
+    pub fn restart(&mut self, id: i32) {
+        self.node(id).restart();
+    }
+
+    /// Restart every node at once (killing the running ones) on its ports and data
+    /// directory, and wait as [`start`](Self::start) does: until each answers Metadata
+    /// listing every broker and naming a controller. One node alone cannot form a quorum,
+    /// so the nodes are spawned first and waited for after.
+    pub fn restart_all(&mut self) {
+        for id in self.ids() {
+            if let Err(e) = self.node(id).restart_unready() {
+                panic!("node {id} did not restart: {e}\n{}", self.logs());
+            }
+        }
+        let deadline = Instant::now() + CLUSTER_START_DEADLINE;
+        for id in self.ids() {
+            if let Err(e) = self.node(id).wait_ready(deadline) {
+                panic!("node {id} did not restart: {e}\n{}", self.logs());
+            }
+        }
+        let expected = self.size();
+        let voter_count = self.voters.split(',').count() as i32;
+        self.wait_for(
+            "every node to list every broker and a controller after restarting all",
+            CLUSTER_START_DEADLINE,
+            |cluster| {
+                cluster
+                    .ids()
+                    .into_iter()
+                    .all(|id| {
+                        let listed = cluster
+                            .metadata_from(id, Some(&[]))
+                            .is_ok_and(|m| m.brokers.len() == expected);
+                        let controller = cluster.controller_id_from(id);
+                        listed && controller.is_some_and(|c| (1..=voter_count).contains(&c))
+                    })
+                    .then_some(())
+            },
+        );
+    }
+}
