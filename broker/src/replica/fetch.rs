@@ -19,7 +19,7 @@
 //!   returned whole so a consumer can make progress.
 //! - Long poll: if fewer than `min_bytes` are ready the fetch waits in the fetch purgatory,
 //!   up to `max_wait`, for the visible end of any requested partition to move (an append, or
-//!   with fsync durability a completed fsync), then reads again. An error or a redirect to a
+//!   with fsync durability a completed fsync; for a follower, any append), then reads again. An error or a redirect to a
 //!   preferred replica answers at once.
 
 use std::future::Future;
@@ -160,7 +160,7 @@ impl ReplicaManager {
         let deadline = Instant::now() + params.max_wait;
         loop {
             // Subscribe before reading so an append between the read and the wait wakes us.
-            let watches = self.subscribe(partitions);
+            let watches = self.subscribe(&params.origin, partitions);
             let (reads, bytes, answer_now) = self.read_once(params, partitions);
             if bytes >= params.min_bytes
                 || answer_now
@@ -178,12 +178,19 @@ impl ReplicaManager {
         }
     }
 
-    /// One armed "visible end changed" future per requested partition hosted here.
-    fn subscribe(&self, partitions: &[PartitionFetch]) -> Vec<Watch> {
+    /// Armed futures per requested partition hosted here: its end moving (the visible end
+    /// for a consumer; the log end for a follower, which copies records before the fsync
+    /// that makes them visible, and whose progress is what lets acks=all complete), and its
+    /// high watermark or leadership changing.
+    fn subscribe(&self, origin: &FetchOrigin, partitions: &[PartitionFetch]) -> Vec<Watch> {
         let mut watches: Vec<Watch> = Vec::new();
         for fetch in partitions {
             if let Some(replica) = self.replica(&fetch.topic, fetch.partition) {
-                watches.push(Box::pin(replica.log.durable_end_changed()));
+                if origin.is_consumer() {
+                    watches.push(Box::pin(replica.log.durable_end_changed()));
+                } else {
+                    watches.push(Box::pin(replica.log.log_end_changed()));
+                }
                 let mut changes = replica.subscribe();
                 watches.push(Box::pin(async move {
                     let _ = changes.changed().await;

@@ -7,6 +7,9 @@
 //! The follower's broker epoch (KIP-903's `ReplicaState.ReplicaEpoch`, a Fetch v15 field)
 //! travels in the request's tagged field [`BROKER_EPOCH_TAG`], because Sluice serves Fetch
 //! up to v12.
+//!
+//! With `--durability fsync` a fetcher fsyncs what an answer appended before it fetches
+//! again, so the offset it reports (which moves the leader's high watermark) is on disk.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -221,6 +224,11 @@ async fn run_fetcher(
                 any_progress |= apply_response(replica, fetch, partition);
             }
         }
+        let replicas: Vec<Arc<Replica>> = sent.values().map(|(r, _)| r.clone()).collect();
+        tokio::select! {
+            () = sync_appended(&replicas) => {}
+            () = crate::shutdown::stopped(&mut shutdown) => return,
+        }
         if !any_progress {
             // Every partition failed: do not spin.
             tokio::select! {
@@ -230,6 +238,24 @@ async fn run_fetcher(
             }
         }
     }
+}
+
+/// With fsync durability, make what the last answer appended durable before the next
+/// fetch names the new log end: the leader counts that offset towards the high watermark,
+/// and so towards acks=all, so it must survive this broker losing power (Kafka's
+/// `flush.messages=1` flushes followers' appends too). One fsync per partition that grew,
+/// all at once; a failed one poisons the log (logged), whose appends then fail.
+async fn sync_appended(replicas: &[Arc<Replica>]) {
+    let waits = replicas
+        .iter()
+        .filter(|replica| replica.log.durable_offset() < replica.log.log_end_offset())
+        .map(|replica| async move {
+            let last = replica.log.log_end_offset() - 1;
+            if let Err(error) = replica.log.wait_durable(last).await {
+                tracing::error!(partition = replica.log.name(), %error, "fsync of replicated records failed");
+            }
+        });
+    futures::future::join_all(waits).await;
 }
 
 async fn pause(shutdown: &mut watch::Receiver<bool>) {

@@ -217,6 +217,18 @@ impl PartitionLog {
         }
     }
 
+    /// A future that resolves at the next append or truncation (a change of the log end
+    /// offset), whatever the durability: what a follower fetching from this log waits for.
+    /// Armed when this is called, as [`durable_end_changed`](Self::durable_end_changed).
+    pub fn log_end_changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.end_offset.subscribe();
+        rx.borrow_and_update();
+        async move {
+            // An error means the log was dropped (topic deleted): wake up and re-read.
+            let _ = rx.changed().await;
+        }
+    }
+
     /// A future that resolves at the next change of what consumers may see: an append, or
     /// with `Durability::Fsync` a completed fsync. It is armed when this is called, so a
     /// caller that calls it *before* reading cannot miss a change that lands in between.
