@@ -3,7 +3,9 @@
 # SECONDS: the crash run (kill -9, SIGSTOP pauses, clean restarts; tests/tests/chaos_crash.rs)
 # and the partition runs (nodes in network namespaces: isolated, split, one-way, bridged,
 # killed, and with 5 nodes majority/minority, bridge and ring; tests/tests/chaos_partition.rs
-# and chaos_partition_five.rs, need root). Histories are kept in
+# and chaos_partition_five.rs, need root), and the power-cut runs (nodes whose unsynced
+# writes die with them, under --durability fsync and replicated; tests/tests/chaos_power_loss.rs).
+# Histories are kept in
 # target/chaos/<run>-seed-<seed>.jsonl; a failing seed prints its anomalies and should be
 # added as a regression test. Bounded: each run ends after SECONDS plus its drain.
 #
@@ -15,9 +17,10 @@ shift || true
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
 cargo build --workspace --bins
+cargo build -p sluice-broker --bin sluiced-power-loss --features power-loss-fs
 failed=()
 for seed in "${seeds[@]}"; do
-  for run in crash partition partition_five; do
+  for run in crash partition partition_five power_loss; do
     echo "== $run, seed $seed, $seconds s"
     if ! SLUICE_CHAOS_SEED="$seed" SLUICE_CHAOS_SECONDS="$seconds" \
         cargo test -p sluice-tests --test "chaos_$run" -- --nocapture 2>&1 \

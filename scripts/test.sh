@@ -17,7 +17,9 @@
 #      tests/node/node_modules;
 #   5. the Go interop programs of tests/go/cmd/ (franz-go pinned in tests/go/go.mod and
 #      go.sum), built into tests/go/bin/;
-# then runs `cargo build --workspace --bins` and `cargo test --workspace "$@"`.
+# then runs `cargo build --workspace --bins` (plus `sluiced-power-loss`, the broker built
+# with the test-only power-loss-fs feature for the chaos power cuts) and
+# `cargo test --workspace "$@"`.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -173,8 +175,9 @@ ls "$GO_BIN" | tr '\n' ' '
 echo
 
 # ---------------------------------------------------------------------------------------
-step "6/7 cargo build --workspace --bins"
+step "6/7 cargo build --workspace --bins, and sluiced-power-loss"
 cargo build --workspace --bins
+cargo build -p sluice-broker --bin sluiced-power-loss --features power-loss-fs
 
 # ---------------------------------------------------------------------------------------
 step "7/7 cargo test --workspace $*"

@@ -16,25 +16,66 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
 
 use crate::cluster::ClusterNode;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::controller::metadata::check_cluster_id;
 use crate::metrics as m;
 use crate::server::{self, Broker};
-use crate::storage::{IndexHandleLimit, LogManager, StdFileSystem, INDEX_HANDLES_OPEN_MAX};
+use crate::storage::{
+    FileSystem, IndexHandleLimit, LogManager, StdFileSystem, INDEX_HANDLES_OPEN_MAX,
+};
 use sluice_protocol::clock::now_ms;
+
+/// The process: flags, logging, a runtime, [`run_with`] over `base_fs`; exits non-zero
+/// on a configuration or start-up error. `sluiced` passes the real file system.
+pub fn main(base_fs: Arc<dyn FileSystem>) {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sluiced: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluiced: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run_with(config, base_fs)) {
+        tracing::error!("{e}");
+        eprintln!("sluiced: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// Run a broker until a shutdown signal; returns once the logs are flushed and the
 /// clean-shutdown marker is written.
 pub async fn run(config: Config) -> Result<(), String> {
+    run_with(config, Arc::new(StdFileSystem)).await
+}
+
+/// [`run`] with its logs, checkpoints and metadata log on `base_fs`.
+pub async fn run_with(config: Config, base_fs: Arc<dyn FileSystem>) -> Result<(), String> {
     let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     let local_cluster_id = LocalClusterId::read_or_create(&config.data_dir)?;
     m::install(config.metrics_listen)?;
-    let fs: Arc<dyn crate::storage::FileSystem> = Arc::new(IndexHandleLimit::new(
-        Arc::new(StdFileSystem),
-        INDEX_HANDLES_OPEN_MAX,
-    ));
+    let fs: Arc<dyn FileSystem> = Arc::new(IndexHandleLimit::new(base_fs, INDEX_HANDLES_OPEN_MAX));
     let logs = LogManager::open(fs.clone(), config.data_dir.clone(), config.log_defaults())
         .map_err(|e| format!("cannot open data dir {}: {e}", config.data_dir.display()))?;
     let logs = Arc::new(logs);

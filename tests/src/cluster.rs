@@ -107,6 +107,12 @@ pub struct ClusterOptions {
     /// 9093 internal, 9644 metrics), instead of on 127.0.0.1: the lab's faults then cut
     /// nodes off ([`Cluster::isolate`]).
     pub lab: Option<Arc<NetLab>>,
+    /// Run every node as `sluiced-power-loss` ([`crate::sluiced_power_loss_binary`]) in
+    /// this mode, `lose` or `tear`: a node's unsynced writes die with its process, so
+    /// [`Cluster::kill9`] cuts its power. The torn prefixes' seed is `power_loss_seed` plus
+    /// the node id.
+    pub power_loss: Option<&'static str>,
+    pub power_loss_seed: u64,
 }
 
 impl ClusterOptions {
@@ -288,14 +294,23 @@ impl Cluster {
                 extra_args.push(rack.clone());
             }
             extra_args.extend(options.node_args());
+            let mut env = options.env.clone();
+            if let Some(mode) = options.power_loss {
+                let seed = options.power_loss_seed + i as u64 + 1;
+                env.push(("SLUICE_POWER_LOSS".into(), mode.into()));
+                env.push(("SLUICE_POWER_LOSS_SEED".into(), seed.to_string()));
+            }
             let broker = Broker::spawn_unready(BrokerOptions {
                 data_dir: None,
                 extra_args,
-                env: options.env.clone(),
+                env,
                 node_id: Some(i as i32 + 1),
                 listen: Some(*listen),
                 metrics_listen: Some(*metrics),
                 netns: options.lab.as_ref().map(|lab| lab.node_ns(i)),
+                binary: options
+                    .power_loss
+                    .map(|_| crate::sluiced_power_loss_binary()),
             })
             .map_err(|e| (format!("node {}: {e}", i + 1), false))?;
             nodes.push(Node {

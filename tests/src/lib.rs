@@ -87,6 +87,16 @@ fn profile_dir() -> PathBuf {
 /// (it may be older than the sources: `cargo test -p sluice-tests` does not rebuild it;
 /// when it is current the build is a no-op); parallel tests wait for it.
 fn workspace_binary(package: &str, bin: &str, env_override: &str) -> PathBuf {
+    workspace_binary_with(package, bin, &[], env_override)
+}
+
+/// [`workspace_binary`] built with the package's `features` (a binary that requires them).
+fn workspace_binary_with(
+    package: &str,
+    bin: &str,
+    features: &[&str],
+    env_override: &str,
+) -> PathBuf {
     if let Some(path) = std::env::var_os(env_override) {
         return PathBuf::from(path);
     }
@@ -104,6 +114,9 @@ fn workspace_binary(package: &str, bin: &str, env_override: &str) -> PathBuf {
         command
             .current_dir(repo_root())
             .args(["build", "-p", package, "--bin", bin]);
+        if !features.is_empty() {
+            command.arg("--features").arg(features.join(","));
+        }
         if release {
             command.arg("--release");
         }
@@ -127,6 +140,18 @@ fn workspace_binary(package: &str, bin: &str, env_override: &str) -> PathBuf {
 /// The `sluiced` broker binary of this build profile (`SLUICED_BIN` overrides it).
 pub fn sluiced_binary() -> PathBuf {
     workspace_binary("sluice-broker", "sluiced", "SLUICED_BIN")
+}
+
+/// `sluiced-power-loss` of this build profile (`SLUICED_POWER_LOSS_BIN` overrides it):
+/// `sluiced` whose unsynced writes die with the process, so `kill -9` is a power cut
+/// (the broker's `power-loss-fs` feature; debug builds only).
+pub fn sluiced_power_loss_binary() -> PathBuf {
+    workspace_binary_with(
+        "sluice-broker",
+        "sluiced-power-loss",
+        &["power-loss-fs"],
+        "SLUICED_POWER_LOSS_BIN",
+    )
 }
 
 /// The `sluice` CLI binary of this build profile (`SLUICE_BIN` overrides it).
@@ -229,6 +254,9 @@ pub struct BrokerOptions {
     /// Run the process inside this network namespace (`ip netns exec`, a node of a
     /// [`netns::NetLab`]); its listeners then need fixed addresses of that node.
     pub netns: Option<String>,
+    /// The broker binary; [`sluiced_binary`] when `None` (the fault harness's power cuts
+    /// run [`sluiced_power_loss_binary`]).
+    pub binary: Option<PathBuf>,
 }
 
 /// A running `sluiced` process on 127.0.0.1. Dropping it kills the process.
@@ -377,14 +405,15 @@ impl Broker {
             .open(&self.log_path)
             .map_err(StartError::Io)?;
         let log_err = log.try_clone().map_err(StartError::Io)?;
+        let binary = self.options.binary.clone().unwrap_or_else(sluiced_binary);
         let mut command = match &self.options.netns {
             Some(ns) => {
                 // `ip netns exec` execs the program, so the child's pid is sluiced's.
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(sluiced_binary());
+                c.args(["netns", "exec", ns]).arg(binary);
                 c
             }
-            None => Command::new(sluiced_binary()),
+            None => Command::new(binary),
         };
         command
             .arg("--node-id")

@@ -101,6 +101,8 @@ mod handles;
 mod index;
 mod log;
 mod manager;
+#[cfg(any(test, feature = "power-loss-fs"))]
+mod power_loss;
 mod recovery;
 mod segment;
 #[cfg(test)]
@@ -122,6 +124,8 @@ pub use manager::{
     ConfigEntry, LogManager, LogUsage, TopicInfo, DYNAMIC_LOG_CONFIGS, FOLLOWER_THROTTLE_RATE,
     LEADER_THROTTLE_RATE, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
 };
+#[cfg(any(test, feature = "power-loss-fs"))]
+pub use power_loss::{PowerLoss, PowerLossFileSystem};
 pub use recovery::{RecoveryReport, ShutdownState};
 pub use segment::TimestampMatch;
 

@@ -8,16 +8,15 @@
 //!   going back, and the longest time a partition went without an acknowledgement,
 //!   overall and per fault.
 //! - [`run`]: a bounded, seeded run: acks=all producers on every partition of a
-//!   replicated topic while the nemesis kills, pauses, restarts or (nodes in the network
-//!   lab) isolates nodes, a final drain, the history written and checked
-//!   (`tests/tests/chaos_crash.rs`, `chaos_partition.rs`, `scripts/chaos.sh`).
+//!   replicated topic while the nemesis kills, pauses, restarts, cuts the power of (nodes
+//!   run as `sluiced-power-loss`) or (nodes in the network lab) isolates nodes, a final
+//!   drain, the history written and checked (`tests/tests/chaos_crash.rs`,
+//!   `chaos_partition.rs`, `chaos_power_loss.rs`, `scripts/chaos.sh`).
 //! - The network lab is [`crate::netns`] (the cluster harness runs nodes in it).
 //!
-//! Still to come (see the issue): sluiced nodes inside the lab and the network nemeses
-//! (leader/controller isolation, majority/minority, bridge, ring, one-way; delays and loss
-//! through a proxy, as this kernel has no netem), clock
-//! jumps, disk faults, consumer groups in the workload, and the same harness against
-//! Apache Kafka.
+//! Still to come (see the issue and `docs/chaos.md`): delays and loss through a proxy (this
+//! kernel has no netem), clock jumps, fsync failures, consumer groups in the workload, and
+//! the same harness against Apache Kafka.
 
 pub mod checker;
 pub mod history;

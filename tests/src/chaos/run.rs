@@ -4,9 +4,10 @@
 //! topic while a seeded nemesis crashes (`kill -9`), pauses (SIGSTOP past the broker
 //! session), cleanly restarts or (in the lab) isolates a node, splits it from the other
 //! nodes while clients still reach it, drops what it sends, or partitions the nodes into a
-//! minority and a majority, two sides with a bridge, or a ring ([`Nemesis`]), then a final
+//! minority and a majority, two sides with a bridge, or a ring, or (nodes run as
+//! `sluiced-power-loss`) cuts the power of one node or of all ([`Nemesis`]), then a final
 //! drain of every partition; the history is written as JSON lines and checked
-//! ([`super::checker`]).
+//! ([`super::checker`]). Each node runs with the spec's `--durability`.
 //!
 //! The producers are Sluice's client, which is not idempotent yet: each sends one record at
 //! a time with no retries, so an error is recorded as an unknown outcome and the next value
@@ -33,6 +34,8 @@ use crate::workload::{consume_partition, producer_config, runtime};
 use crate::{Cluster, ClusterOptions};
 
 const TOPIC: &str = "chaos";
+/// Segment size of runs over the power-loss file system, whose unsynced bytes are in memory.
+const POWER_LOSS_SEGMENT_BYTES: u64 = 1 << 20;
 
 /// What a run does.
 #[derive(Debug, Clone)]
@@ -48,6 +51,16 @@ pub struct RunSpec {
     /// Run the nodes in a network lab of namespaces (root only), which
     /// [`Nemesis::Isolate`] needs.
     pub in_lab: bool,
+    /// `--durability` of every node: `replicated` (the default) or `fsync`.
+    pub durability: &'static str,
+    /// Run the nodes as `sluiced-power-loss` in this mode (`lose` or `tear`): a `kill -9`
+    /// then loses the node's unsynced writes, as a power cut would. [`Nemesis::PowerCut`]
+    /// and [`Nemesis::PowerCutAll`] need it.
+    pub power_loss: Option<&'static str>,
+    /// How long the final drain waits for a partition's high watermark to pass every
+    /// acknowledged offset before it reads what there is (a run that lost writes may never
+    /// get that far).
+    pub drain_wait: Duration,
     /// Where the history goes.
     pub history: PathBuf,
 }
@@ -88,6 +101,9 @@ impl RunSpec {
             duration: Duration::from_secs(env_or("SLUICE_CHAOS_SECONDS", seconds)),
             nemeses,
             in_lab,
+            durability: "replicated",
+            power_loss: None,
+            drain_wait: Duration::from_secs(60),
             history: dir.join(format!("{name}-seed-{seed}.jsonl")),
         }
     }
@@ -135,11 +151,26 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
         spec.in_lab || !spec.nemeses.iter().any(|n| n.needs_lab()),
         "network faults need a run in the network lab"
     );
+    assert!(
+        spec.power_loss.is_some() || !spec.nemeses.iter().any(|n| n.needs_power_loss()),
+        "power cuts need a run with power_loss set"
+    );
     let lab = spec.in_lab.then(|| {
         Arc::new(NetLab::create(spec.nodes).expect("create the network lab (needs root)"))
     });
+    let mut extra_args = vec!["--durability".to_string(), spec.durability.to_string()];
+    if spec.power_loss.is_some() {
+        // Unsynced bytes live in memory, and replicated durability syncs at segment rolls.
+        extra_args.extend([
+            "--segment-bytes".to_string(),
+            POWER_LOSS_SEGMENT_BYTES.to_string(),
+        ]);
+    }
     let options = ClusterOptions {
         lab,
+        extra_args,
+        power_loss: spec.power_loss,
+        power_loss_seed: spec.seed,
         ..ClusterOptions::fast(2_000, 2_000)
     };
     let mut cluster = Cluster::start(spec.nodes, options);
@@ -165,10 +196,12 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
         let _ = runtime
             .block_on(async { tokio::time::timeout(Duration::from_secs(60), producer).await });
     }
-    drain(&mut cluster, &runtime, spec.partitions, clock, &events);
+    drain(&mut cluster, &runtime, spec, clock, &events);
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
     let mut file = std::fs::File::create(&spec.history).expect("create the history file");
     write_history(&mut file, &events).expect("write the history");
+    // The nodes' logs (their tails) beside the history, to explain what the checker finds.
+    let _ = std::fs::write(spec.history.with_extension("logs"), cluster.logs());
     RunOutcome {
         report: check(&events),
         events: events.len(),
@@ -264,6 +297,12 @@ pub enum Nemesis {
     /// Arrange the nodes in a ring where each reaches only its two neighbours, for 3-5 s
     /// (with 3 nodes that cuts nothing). Needs the lab.
     Ring,
+    /// Cut a node's power: `kill -9` a node whose unsynced writes die with it, keep it down
+    /// 1-3 s, restart it. Needs [`RunSpec::power_loss`].
+    PowerCut,
+    /// Cut every node's power at once (each loses its unsynced writes), keep them down
+    /// 1-3 s, restart them all. Needs [`RunSpec::power_loss`].
+    PowerCutAll,
 }
 
 impl Nemesis {
@@ -279,13 +318,24 @@ impl Nemesis {
             Nemesis::Halves => "halves",
             Nemesis::Bridge => "bridge",
             Nemesis::Ring => "ring",
+            Nemesis::PowerCut => "power-cut",
+            Nemesis::PowerCutAll => "power-cut-all",
         }
+    }
+
+    fn needs_power_loss(self) -> bool {
+        matches!(self, Nemesis::PowerCut | Nemesis::PowerCutAll)
     }
 
     fn needs_lab(self) -> bool {
         !matches!(
             self,
-            Nemesis::Kill | Nemesis::Pause | Nemesis::Restart | Nemesis::RollingRestart
+            Nemesis::Kill
+                | Nemesis::Pause
+                | Nemesis::Restart
+                | Nemesis::RollingRestart
+                | Nemesis::PowerCut
+                | Nemesis::PowerCutAll
         )
     }
 
@@ -329,7 +379,9 @@ impl Nemesis {
             | Nemesis::Pause
             | Nemesis::Restart
             | Nemesis::RollingRestart
-            | Nemesis::Isolate => Vec::new(),
+            | Nemesis::Isolate
+            | Nemesis::PowerCut
+            | Nemesis::PowerCutAll => Vec::new(),
         }
     }
 }
@@ -353,10 +405,17 @@ fn nemesis(
         let detail = format!("node {node} ({role})");
         record(events, fault(clock, kind, true, &detail));
         match kind {
-            Nemesis::Kill => {
+            Nemesis::Kill | Nemesis::PowerCut => {
                 cluster.kill9(node);
                 std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
                 cluster.restart(node);
+            }
+            Nemesis::PowerCutAll => {
+                for id in cluster.ids() {
+                    cluster.kill9(id);
+                }
+                std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
+                cluster.restart_all();
             }
             Nemesis::Pause => {
                 cluster.sigstop(node);
@@ -437,16 +496,36 @@ fn fault(clock: Clock, kind: Nemesis, start: bool, detail: &str) -> Event {
     }
 }
 
+/// The high watermark once it passes `acked_end` (every acknowledged offset), or after
+/// `wait` whatever it is: a run that lost acknowledged writes may never get that far, and
+/// the checker then reports the values past it as unobserved.
+fn drain_end(cluster: &mut Cluster, partition: i32, acked_end: i64, wait: Duration) -> i64 {
+    let deadline = Instant::now() + wait;
+    loop {
+        let high_watermark = cluster.high_watermark(TOPIC, partition);
+        match high_watermark {
+            Some(hw) if hw >= acked_end || Instant::now() >= deadline => return hw,
+            None if Instant::now() >= deadline => {
+                panic!(
+                    "{TOPIC}-{partition} has no high watermark after {wait:?}\n{}",
+                    cluster.logs()
+                )
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 /// Read every partition from its start to its high watermark, once every acknowledged
 /// value's offset is below it.
 fn drain(
     cluster: &mut Cluster,
     runtime: &tokio::runtime::Runtime,
-    partitions: i32,
+    spec: &RunSpec,
     clock: Clock,
     events: &Mutex<Vec<Event>>,
 ) {
-    for partition in 0..partitions {
+    for partition in 0..spec.partitions {
         let acked_end = events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -461,8 +540,7 @@ fn drain(
             })
             .max()
             .unwrap_or(0);
-        let high_watermark =
-            cluster.wait_for_high_watermark(TOPIC, partition, acked_end, Duration::from_secs(60));
+        let high_watermark = drain_end(cluster, partition, acked_end, spec.drain_wait);
         let records = runtime
             .block_on(consume_partition(
                 &cluster.bootstrap(),
