@@ -17,7 +17,7 @@ shift || true
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
 cargo build --workspace --bins
-cargo build -p sluice-broker --bin sluiced-power-loss --features power-loss-fs
+cargo build -p sluice-broker --bin sluiced-faults --features fault-fs
 failed=()
 for seed in "${seeds[@]}"; do
   for run in crash partition partition_five power_loss; do

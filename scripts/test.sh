@@ -17,8 +17,8 @@
 #      tests/node/node_modules;
 #   5. the Go interop programs of tests/go/cmd/ (franz-go pinned in tests/go/go.mod and
 #      go.sum), built into tests/go/bin/;
-# then runs `cargo build --workspace --bins` (plus `sluiced-power-loss`, the broker built
-# with the test-only power-loss-fs feature for the chaos power cuts) and
+# then runs `cargo build --workspace --bins` (plus `sluiced-faults`, the broker built
+# with the test-only fault-fs feature for the chaos power cuts) and
 # `cargo test --workspace "$@"`.
 set -euo pipefail
 
@@ -175,9 +175,9 @@ ls "$GO_BIN" | tr '\n' ' '
 echo
 
 # ---------------------------------------------------------------------------------------
-step "6/7 cargo build --workspace --bins, and sluiced-power-loss"
+step "6/7 cargo build --workspace --bins, and sluiced-faults"
 cargo build --workspace --bins
-cargo build -p sluice-broker --bin sluiced-power-loss --features power-loss-fs
+cargo build -p sluice-broker --bin sluiced-faults --features fault-fs
 
 # ---------------------------------------------------------------------------------------
 step "7/7 cargo test --workspace $*"

@@ -129,7 +129,10 @@ pub async fn run_with(config: Config, base_fs: Arc<dyn FileSystem>) -> Result<()
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
     let server = tokio::spawn(server::serve(broker, listener, shutdown_rx, grace));
 
-    let signal = shutdown_signal().await;
+    let signal = tokio::select! {
+        signal = shutdown_signal() => signal,
+        reason = logs.dir_failed() => halt_on_dir_failure(&config.data_dir, &reason),
+    };
     tracing::info!(signal, "shutting down");
     if !config.controller_voters.0.is_empty() {
         // Hand leaderships over while still serving, so clients are redirected, not failed.
@@ -147,6 +150,23 @@ pub async fn run_with(config: Config, base_fs: Arc<dyn FileSystem>) -> Result<()
         .map_err(|e| format!("flush on shutdown failed: {e}"))?;
     tracing::info!("clean shutdown complete");
     Ok(())
+}
+
+/// A write or fsync failed in the data directory: what the disk holds is unknown, and every
+/// log in it suspect. Kafka halts a broker whose only log directory went offline; so does
+/// this, at once and without a clean-shutdown marker, so that the restart recovers every log
+/// from what is really on disk. Its replicas are fenced and led elsewhere meanwhile.
+fn halt_on_dir_failure(data_dir: &Path, reason: &str) -> ! {
+    tracing::error!(
+        data_dir = %data_dir.display(),
+        %reason,
+        "the data directory failed; halting (fix the disk, then restart: recovery reads back what it holds)"
+    );
+    eprintln!(
+        "sluiced: the data directory {} failed: {reason}; halting",
+        data_dir.display()
+    );
+    std::process::exit(3);
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -40,7 +40,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,7 @@ pub use disk::{batch_headers, byte_position_of, describe_batches};
 use crate::netns::NetLab;
 use crate::raw::{self, topic_name, RawConnection};
 use crate::{free_port, Broker, BrokerOptions, POLL_INTERVAL};
+use tempfile::TempDir;
 
 /// How long [`Cluster::start`] waits for every node to list every broker.
 pub const CLUSTER_START_DEADLINE: Duration = Duration::from_secs(60);
@@ -107,10 +108,10 @@ pub struct ClusterOptions {
     /// 9093 internal, 9644 metrics), instead of on 127.0.0.1: the lab's faults then cut
     /// nodes off ([`Cluster::isolate`]).
     pub lab: Option<Arc<NetLab>>,
-    /// Run every node as `sluiced-power-loss` ([`crate::sluiced_power_loss_binary`]) in
+    /// Run every node as `sluiced-faults` ([`crate::sluiced_faults_binary`]) in
     /// this mode, `lose` or `tear`: a node's unsynced writes die with its process, so
-    /// [`Cluster::kill9`] cuts its power. The torn prefixes' seed is `power_loss_seed` plus
-    /// the node id.
+    /// [`Cluster::kill9`] cuts its power, and [`Cluster::fail_fsyncs`] can make its fsyncs
+    /// fail. The torn prefixes' seed is `power_loss_seed` plus the node id.
     pub power_loss: Option<&'static str>,
     pub power_loss_seed: u64,
 }
@@ -229,6 +230,9 @@ pub struct Cluster {
     nodes: Vec<Node>,
     voters: String,
     lab: Option<Arc<NetLab>>,
+    /// Where the fsync-failure trigger files of `sluiced-faults` nodes go
+    /// ([`Cluster::fail_fsyncs`]); `None` unless [`ClusterOptions::power_loss`] is set.
+    faults_dir: Option<TempDir>,
 }
 
 impl Cluster {
@@ -281,6 +285,10 @@ impl Cluster {
             .map(|(i, (_, _, internal))| format!("{}@{internal}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
+        let faults_dir = match options.power_loss {
+            Some(_) => Some(TempDir::new().map_err(|e| (format!("faults dir: {e}"), false))?),
+            None => None,
+        };
         let mut nodes = Vec::with_capacity(n);
         for (i, (listen, metrics, internal)) in addresses.iter().enumerate() {
             let mut extra_args = vec![
@@ -300,6 +308,13 @@ impl Cluster {
                 env.push(("SLUICE_POWER_LOSS".into(), mode.into()));
                 env.push(("SLUICE_POWER_LOSS_SEED".into(), seed.to_string()));
             }
+            if let Some(dir) = &faults_dir {
+                let trigger = fail_fsync_trigger(dir.path(), i as i32 + 1);
+                env.push((
+                    "SLUICE_FAIL_FSYNC_FILE".into(),
+                    trigger.display().to_string(),
+                ));
+            }
             let broker = Broker::spawn_unready(BrokerOptions {
                 data_dir: None,
                 extra_args,
@@ -308,9 +323,7 @@ impl Cluster {
                 listen: Some(*listen),
                 metrics_listen: Some(*metrics),
                 netns: options.lab.as_ref().map(|lab| lab.node_ns(i)),
-                binary: options
-                    .power_loss
-                    .map(|_| crate::sluiced_power_loss_binary()),
+                binary: options.power_loss.map(|_| crate::sluiced_faults_binary()),
             })
             .map_err(|e| (format!("node {}: {e}", i + 1), false))?;
             nodes.push(Node {
@@ -322,6 +335,7 @@ impl Cluster {
             nodes,
             voters,
             lab: options.lab.clone(),
+            faults_dir,
         };
         let deadline = Instant::now() + CLUSTER_START_DEADLINE;
         for id in cluster.ids() {
@@ -808,6 +822,11 @@ impl Cluster {
         }
         out
     }
+}
+
+/// The file whose existence makes node `id`'s fsyncs fail (`sluiced-faults`).
+fn fail_fsync_trigger(faults_dir: &Path, id: i32) -> PathBuf {
+    faults_dir.join(format!("fail-fsync-node-{id}"))
 }
 
 fn localhost(port: u16) -> SocketAddr {

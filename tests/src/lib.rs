@@ -142,15 +142,15 @@ pub fn sluiced_binary() -> PathBuf {
     workspace_binary("sluice-broker", "sluiced", "SLUICED_BIN")
 }
 
-/// `sluiced-power-loss` of this build profile (`SLUICED_POWER_LOSS_BIN` overrides it):
+/// `sluiced-faults` of this build profile (`SLUICED_FAULTS_BIN` overrides it):
 /// `sluiced` whose unsynced writes die with the process, so `kill -9` is a power cut
-/// (the broker's `power-loss-fs` feature; debug builds only).
-pub fn sluiced_power_loss_binary() -> PathBuf {
+/// (the broker's `fault-fs` feature; debug builds only).
+pub fn sluiced_faults_binary() -> PathBuf {
     workspace_binary_with(
         "sluice-broker",
-        "sluiced-power-loss",
-        &["power-loss-fs"],
-        "SLUICED_POWER_LOSS_BIN",
+        "sluiced-faults",
+        &["fault-fs"],
+        "SLUICED_FAULTS_BIN",
     )
 }
 
@@ -255,7 +255,7 @@ pub struct BrokerOptions {
     /// [`netns::NetLab`]); its listeners then need fixed addresses of that node.
     pub netns: Option<String>,
     /// The broker binary; [`sluiced_binary`] when `None` (the fault harness's power cuts
-    /// run [`sluiced_power_loss_binary`]).
+    /// run [`sluiced_faults_binary`]).
     pub binary: Option<PathBuf>,
 }
 

@@ -1,4 +1,4 @@
-//! Power cuts (issue 13's disk faults): the nodes run as `sluiced-power-loss`, whose
+//! Power cuts (issue 13's disk faults): the nodes run as `sluiced-faults`, whose
 //! unsynced writes live in process memory, so `kill -9` loses exactly what a power cut
 //! would, with the last writes torn. The checker holds each durability mode to what
 //! `docs/replication.md` and `docs/storage.md` promise, no less:
@@ -27,7 +27,7 @@ fn spec(name: &str, seed: u64, nemeses: Vec<Nemesis>, durability: &'static str) 
 #[test]
 fn fsync_durability_loses_no_acknowledged_write_when_every_node_loses_power() {
     let nemeses = vec![Nemesis::PowerCut, Nemesis::PowerCutAll];
-    run_and_check(&spec("power-loss-fsync", 55, nemeses, "fsync"));
+    run_and_check(&spec("fault-fsync", 55, nemeses, "fsync"));
 }
 
 #[test]

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{self, REPLICATION_OFFSET_FILE, TEMP_SUFFIX};
 use super::deleter::{delete_dir_name, is_delete_dir, Deleter};
 use super::dir_checkpoints::DirCheckpoints;
+use super::dir_health::DirHealth;
 use super::fs::{remove_file_if_exists, FileSystem};
 use super::log::PartitionLog;
 use super::recovery::ShutdownState;
@@ -93,6 +94,8 @@ pub struct LogManager {
     deleter: Deleter,
     /// Every hosted log's recovery point and log start offset, and their two files.
     checkpoints: Arc<DirCheckpoints>,
+    /// Marked failed by the first log a write or fsync poisons ([`LogManager::dir_failed`]).
+    health: Arc<DirHealth>,
     /// The high watermarks last written to `replication-offset-checkpoint`; the lock also
     /// serialises writes of that file.
     high_watermarks: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
@@ -161,6 +164,7 @@ impl LogManager {
 
         let manager = LogManager {
             checkpoints: Arc::new(DirCheckpoints::open(fs.clone(), &data_dir)?),
+            health: Arc::default(),
             high_watermarks: std::sync::Mutex::new(BTreeMap::new()),
             deleter: Deleter::new(fs.clone()),
             fs,
@@ -246,6 +250,7 @@ impl LogManager {
                 Arc::clone(&self.fs),
                 self.partition_dir(name, *partition),
                 (Arc::clone(&self.checkpoints), (name.clone(), *partition)),
+                Arc::clone(&self.health),
                 topics[name].settings.log.clone(),
                 shutdown,
             )
@@ -405,6 +410,7 @@ impl LogManager {
             Arc::clone(&self.fs),
             dir,
             (Arc::clone(&self.checkpoints), key),
+            Arc::clone(&self.health),
             entry.settings.log.clone(),
             ShutdownState::Clean,
         )?);
@@ -456,6 +462,12 @@ impl LogManager {
             self.deleter.schedule(dir);
         }
         Ok(())
+    }
+
+    /// Resolves with the error once a write or fsync failed in the data directory (and
+    /// poisoned a log): the directory can no longer be trusted (see `storage/dir_health.rs`).
+    pub fn dir_failed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        self.health.failed()
     }
 
     /// Write the data directory's offset checkpoints, each only if it changed since its

@@ -64,7 +64,9 @@
 //! - The active segment is never deleted by retention.
 //! - A failed fsync (or any failed write) poisons the partition's log: it refuses writes until
 //!   the broker restarts and recovery decides what the disk really holds. Retrying an fsync
-//!   after a failure can report success for data the kernel already dropped.
+//!   after a failure can report success for data the kernel already dropped. The first
+//!   poisoning marks the data directory failed ([`DirHealth`], [`LogManager::dir_failed`]),
+//!   which halts the broker (`node.rs`).
 //! - The clean-shutdown marker exists on disk only while no log is open for writing.
 //! - Leader epochs never go back along a log; the epoch checkpoint on disk may be ahead of
 //!   the durable batches but never behind them.
@@ -95,13 +97,14 @@ mod checkpoint;
 mod cleaner;
 mod deleter;
 mod dir_checkpoints;
+mod dir_health;
 mod epoch_cache;
 mod fs;
 mod handles;
 mod index;
 mod log;
 mod manager;
-#[cfg(any(test, feature = "power-loss-fs"))]
+#[cfg(any(test, feature = "fault-fs"))]
 mod power_loss;
 mod recovery;
 mod segment;
@@ -114,6 +117,7 @@ use std::str::FromStr;
 pub use cleaner::{
     CleanLimits, CleanStats, CleanerConfig, CleanupPolicy, DirtyRatio, OFFSET_MAP_BYTES_MAX,
 };
+pub use dir_health::DirHealth;
 pub use epoch_cache::{EpochEndOffset, EpochEntry};
 pub use fs::{FaultInjectingFileSystem, FileSystem, StdFileSystem, StorageFile};
 pub use handles::{IndexHandleLimit, INDEX_HANDLES_OPEN_MAX};
@@ -124,7 +128,7 @@ pub use manager::{
     ConfigEntry, LogManager, LogUsage, TopicInfo, DYNAMIC_LOG_CONFIGS, FOLLOWER_THROTTLE_RATE,
     LEADER_THROTTLE_RATE, SUPPORTED_TOPIC_CONFIGS, TOPIC_PARTITIONS_MAX,
 };
-#[cfg(any(test, feature = "power-loss-fs"))]
+#[cfg(any(test, feature = "fault-fs"))]
 pub use power_loss::{PowerLoss, PowerLossFileSystem};
 pub use recovery::{RecoveryReport, ShutdownState};
 pub use segment::TimestampMatch;

@@ -1,7 +1,7 @@
-//! A test-only [`FileSystem`] (cargo feature `power-loss-fs`, refused in release builds)
+//! A test-only [`FileSystem`] (cargo feature `fault-fs`, refused in release builds)
 //! that makes `kill -9` lose what a power cut would lose: bytes written but not yet
 //! fsynced live in this process's memory, not in the kernel's page cache, so they die with
-//! the process. `sluiced-power-loss` (the `sluiced` binary built over it) is what the fault
+//! the process. `sluiced-faults` (the `sluiced` binary built over it) is what the fault
 //! harness kills to cut a broker's power (`docs/chaos.md`).
 //!
 //! # The model
@@ -41,9 +41,9 @@ use rand::{Rng, SeedableRng};
 
 use super::fs::{FileSystem, StorageFile};
 
-#[cfg(all(feature = "power-loss-fs", not(debug_assertions)))]
+#[cfg(all(feature = "fault-fs", not(debug_assertions)))]
 compile_error!(
-    "the power-loss-fs feature loses unsynced writes on purpose: it is for the fault \
+    "the fault-fs feature loses unsynced writes on purpose: it is for the fault \
      harness's debug builds and must never be in a release build"
 );
 

@@ -40,6 +40,7 @@ pub(crate) fn open_log(
         Arc::clone(fs),
         dir.to_path_buf(),
         (Arc::new(checkpoints), ("test".into(), 0)),
+        Arc::default(),
         config.clone(),
         shutdown,
     )

@@ -9,7 +9,7 @@
 //!   overall and per fault.
 //! - [`run`]: a bounded, seeded run: acks=all producers on every partition of a
 //!   replicated topic while the nemesis kills, pauses, restarts, cuts the power of (nodes
-//!   run as `sluiced-power-loss`) or (nodes in the network lab) isolates nodes, a final
+//!   run as `sluiced-faults`) or (nodes in the network lab) isolates nodes, a final
 //!   drain, the history written and checked (`tests/tests/chaos_crash.rs`,
 //!   `chaos_partition.rs`, `chaos_power_loss.rs`, `scripts/chaos.sh`).
 //! - The network lab is [`crate::netns`] (the cluster harness runs nodes in it).

@@ -5,7 +5,7 @@
 //! session), cleanly restarts or (in the lab) isolates a node, splits it from the other
 //! nodes while clients still reach it, drops what it sends, or partitions the nodes into a
 //! minority and a majority, two sides with a bridge, or a ring, or (nodes run as
-//! `sluiced-power-loss`) cuts the power of one node or of all ([`Nemesis`]), then a final
+//! `sluiced-faults`) cuts the power of one node or of all ([`Nemesis`]), then a final
 //! drain of every partition; the history is written as JSON lines and checked
 //! ([`super::checker`]). Each node runs with the spec's `--durability`.
 //!
@@ -53,7 +53,7 @@ pub struct RunSpec {
     pub in_lab: bool,
     /// `--durability` of every node: `replicated` (the default) or `fsync`.
     pub durability: &'static str,
-    /// Run the nodes as `sluiced-power-loss` in this mode (`lose` or `tear`): a `kill -9`
+    /// Run the nodes as `sluiced-faults` in this mode (`lose` or `tear`): a `kill -9`
     /// then loses the node's unsynced writes, as a power cut would. [`Nemesis::PowerCut`]
     /// and [`Nemesis::PowerCutAll`] need it.
     pub power_loss: Option<&'static str>,

@@ -69,6 +69,23 @@ impl Cluster {
         result.unwrap_or_else(|e| panic!("link {from} -> {to} connected={connected}: {e}"));
     }
 
+    /// Make every fsync of node `id` fail (`failing: true`) with an I/O error, as a failing
+    /// disk's do, or work again; a cluster started with
+    /// [`ClusterOptions::power_loss`](super::ClusterOptions::power_loss) only.
+    pub fn fail_fsyncs(&mut self, id: i32, failing: bool) {
+        let dir = self
+            .faults_dir
+            .as_ref()
+            .expect("fsync failures need a cluster of sluiced-faults nodes (power_loss set)");
+        let trigger = super::fail_fsync_trigger(dir.path(), id);
+        let result = if failing {
+            std::fs::write(&trigger, b"")
+        } else {
+            std::fs::remove_file(&trigger)
+        };
+        result.unwrap_or_else(|e| panic!("fsync trigger {}: {e}", trigger.display()));
+    }
+
     /// Start a node again on its ports and data directory (killing it first if it runs)
     /// and wait until it answers ApiVersions.
     pub fn restart(&mut self, id: i32) {

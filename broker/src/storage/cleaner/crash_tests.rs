@@ -180,6 +180,7 @@ fn try_open(fs: &Arc<dyn FileSystem>, config: &LogConfig) -> Result<PartitionLog
         Arc::clone(fs),
         crash_dir(),
         (Arc::new(checkpoints), ("test".into(), 0)),
+        Arc::default(),
         config.clone(),
         ShutdownState::Unclean,
     )

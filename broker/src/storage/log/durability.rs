@@ -112,6 +112,7 @@ impl PartitionLog {
             Writes::Open | Writes::Closed(_) => reason,
         };
         state.writes = Writes::Poisoned(reason.clone());
+        self.health.report(&reason);
         self.durable
             .send_modify(|durable| durable.refusal = Some(reason.clone()));
         StorageError::Poisoned(reason)

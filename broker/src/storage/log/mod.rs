@@ -70,6 +70,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::watch;
 
 use super::dir_checkpoints::{DirCheckpoints, PartitionKey};
+use super::dir_health::DirHealth;
 use super::epoch_cache::EpochCache;
 use super::fs::FileSystem;
 use super::recovery::RecoveryReport;
@@ -86,6 +87,8 @@ pub struct PartitionLog {
     name: String,
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
+    /// The data directory's health, marked failed when this log is poisoned.
+    health: Arc<DirHealth>,
     /// The topic's settings; replaced whole when its configs change
     /// ([`PartitionLog::set_config`]), read as a snapshot by each operation.
     config: RwLock<Arc<LogConfig>>,

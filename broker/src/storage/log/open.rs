@@ -21,6 +21,7 @@ use super::{lock, LogState, PartitionLog, Writes};
 use crate::metrics as m;
 use crate::storage::checkpoint::{self, HIGH_WATERMARK_FILE};
 use crate::storage::dir_checkpoints::{DirCheckpoints, OffsetKind, PartitionKey};
+use crate::storage::dir_health::DirHealth;
 use crate::storage::epoch_cache::{self, EpochCache};
 use crate::storage::fs::FileSystem;
 use crate::storage::recovery::{self, Recovered, RecoveryReport, ShutdownState};
@@ -36,6 +37,7 @@ impl PartitionLog {
         fs: Arc<dyn FileSystem>,
         dir: PathBuf,
         (checkpoints, key): (Arc<DirCheckpoints>, PartitionKey),
+        health: Arc<DirHealth>,
         config: LogConfig,
         shutdown: ShutdownState,
     ) -> Result<PartitionLog, StorageError> {
@@ -97,6 +99,7 @@ impl PartitionLog {
             name,
             dir,
             fs,
+            health,
             config: std::sync::RwLock::new(Arc::new(config)),
             state: Mutex::new(LogState {
                 sealed: recovered.sealed,
