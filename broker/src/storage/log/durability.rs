@@ -109,10 +109,15 @@ impl PartitionLog {
         let reason = match &state.writes {
             // The first failure is the one to report.
             Writes::Poisoned(first) => first.clone(),
-            Writes::Open | Writes::Closed(_) => reason,
+            // The data directory failed. Not for a closed log: one being deleted loses its
+            // directory under a late flush or cleaning pass, which says nothing of the disk.
+            Writes::Open => {
+                self.health.report(&reason);
+                reason
+            }
+            Writes::Closed(_) => reason,
         };
         state.writes = Writes::Poisoned(reason.clone());
-        self.health.report(&reason);
         self.durable
             .send_modify(|durable| durable.refusal = Some(reason.clone()));
         StorageError::Poisoned(reason)
@@ -477,6 +482,24 @@ mod tests {
         assert_eq!(log.durable_offset(), 0);
         // Reads still work.
         assert_eq!(headers(&log.read(0, usize::MAX).unwrap()).len(), 1);
+        // And the data directory is marked failed, with the first error (the broker halts).
+        let failure = log
+            .health
+            .failure()
+            .expect("the directory is marked failed");
+        assert!(failure.contains("fsync"), "{failure}");
+    }
+
+    #[test]
+    fn a_failed_flush_of_a_closed_log_does_not_fail_the_directory() {
+        // A log being deleted is closed first; its directory may vanish under a late flush.
+        let dir = tempfile::tempdir().unwrap();
+        let (log, faulty) = log_with_faulty_syncs(dir.path(), Durability::Replicated);
+        log.append(batch(2, 0, 1, 0), 0, 0).unwrap();
+        log.close_for_writes("its topic was deleted");
+        faulty.start_failing_syncs();
+        assert!(matches!(log.flush(), Err(StorageError::Poisoned(_))));
+        assert_eq!(log.health.failure(), None);
     }
 
     #[test]
