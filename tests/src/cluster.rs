@@ -114,6 +114,10 @@ pub struct ClusterOptions {
     /// fail. The torn prefixes' seed is `power_loss_seed` plus the node id.
     pub power_loss: Option<&'static str>,
     pub power_loss_seed: u64,
+    /// Start every node with libfaketime preloaded ([`crate::faketime_library`]), its wall
+    /// clock's offset read from a file, so [`Cluster::set_clock_offset`] can make it jump
+    /// (the monotonic clock is left alone, as when NTP steps a real clock).
+    pub clock_jumps: bool,
 }
 
 impl ClusterOptions {
@@ -230,8 +234,9 @@ pub struct Cluster {
     nodes: Vec<Node>,
     voters: String,
     lab: Option<Arc<NetLab>>,
-    /// Where the fsync-failure trigger files of `sluiced-faults` nodes go
-    /// ([`Cluster::fail_fsyncs`]); `None` unless [`ClusterOptions::power_loss`] is set.
+    /// Where the fsync-failure trigger files of `sluiced-faults` nodes
+    /// ([`Cluster::fail_fsyncs`]) and the clock offset files ([`Cluster::set_clock_offset`])
+    /// go; `None` unless [`ClusterOptions::power_loss`] or `clock_jumps` is set.
     faults_dir: Option<TempDir>,
 }
 
@@ -285,9 +290,9 @@ impl Cluster {
             .map(|(i, (_, _, internal))| format!("{}@{internal}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let faults_dir = match options.power_loss {
-            Some(_) => Some(TempDir::new().map_err(|e| (format!("faults dir: {e}"), false))?),
-            None => None,
+        let faults_dir = match options.power_loss.is_some() || options.clock_jumps {
+            true => Some(TempDir::new().map_err(|e| (format!("faults dir: {e}"), false))?),
+            false => None,
         };
         let mut nodes = Vec::with_capacity(n);
         for (i, (listen, metrics, internal)) in addresses.iter().enumerate() {
@@ -308,12 +313,15 @@ impl Cluster {
                 env.push(("SLUICE_POWER_LOSS".into(), mode.into()));
                 env.push(("SLUICE_POWER_LOSS_SEED".into(), seed.to_string()));
             }
-            if let Some(dir) = &faults_dir {
+            if let (Some(dir), Some(_)) = (&faults_dir, options.power_loss) {
                 let trigger = fail_fsync_trigger(dir.path(), i as i32 + 1);
                 env.push((
                     "SLUICE_FAIL_FSYNC_FILE".into(),
                     trigger.display().to_string(),
                 ));
+            }
+            if let (Some(dir), true) = (&faults_dir, options.clock_jumps) {
+                env.extend(clock_env(dir.path(), i as i32 + 1).map_err(|e| (e, false))?);
             }
             let broker = Broker::spawn_unready(BrokerOptions {
                 data_dir: None,
@@ -822,6 +830,27 @@ impl Cluster {
         }
         out
     }
+}
+
+/// The file holding node `id`'s wall-clock offset (libfaketime's format: `+30`, `-600`).
+fn clock_offset_file(faults_dir: &Path, id: i32) -> PathBuf {
+    faults_dir.join(format!("clock-node-{id}"))
+}
+
+/// The environment that preloads libfaketime for node `id`, its clock offset 0 for now: the
+/// offset file is re-read at most once a second, and the monotonic clock is not faked.
+fn clock_env(faults_dir: &Path, id: i32) -> Result<Vec<(String, String)>, String> {
+    let file = clock_offset_file(faults_dir, id);
+    std::fs::write(&file, "+0\n").map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(vec![
+        (
+            "LD_PRELOAD".into(),
+            crate::faketime_library().display().to_string(),
+        ),
+        ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
+        ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
 }
 
 /// The file whose existence makes node `id`'s fsyncs fail (`sluiced-faults`).

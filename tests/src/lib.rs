@@ -159,6 +159,23 @@ pub fn sluice_binary() -> PathBuf {
     workspace_binary("sluice-client", "sluice", "SLUICE_BIN")
 }
 
+/// libfaketime's multi-threaded preload library (Debian's `faketime` package, which
+/// `scripts/test.sh` installs): a node started with it in `LD_PRELOAD` reads its wall clock's
+/// offset from a file, so the fault harness can make its clock jump.
+pub fn faketime_library() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib").ok().and_then(|dirs| {
+        dirs.filter_map(Result::ok)
+            .map(|dir| dir.path().join("faketime/libfaketimeMT.so.1"))
+            .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
+            .find(|path| path.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "libfaketimeMT.so.1 is missing: run ./scripts/test.sh (it installs Debian's faketime)"
+        )
+    })
+}
+
 /// The Python of the virtualenv that `scripts/test.sh` creates, with kafka-python and
 /// confluent-kafka installed.
 pub fn venv_python() -> PathBuf {

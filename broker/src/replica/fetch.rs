@@ -30,7 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::select_all;
 use sluice_protocol::batch::Batches;
-use sluice_protocol::clock::now_ms;
+use sluice_protocol::clock::monotonic_ms;
 use sluice_protocol::error::ErrorCode;
 use tokio::time::Instant;
 
@@ -364,8 +364,13 @@ impl ReplicaManager {
         let log = &replica.log;
         let decision = {
             let mut state = replica.lock();
-            let decision =
-                state.on_follower_fetch(&follower_fetch, offsets(log), &**log, liveness, now_ms());
+            let decision = state.on_follower_fetch(
+                &follower_fetch,
+                offsets(log),
+                &**log,
+                liveness,
+                monotonic_ms(),
+            );
             if let FollowerFetchDecision::Read { effects, .. } = &decision {
                 if let Err(error) = replica.apply_effects(&mut state, effects.clone(), &self.sink())
                 {

@@ -91,7 +91,7 @@ use crate::replication::{
 use crate::storage::LogManager;
 use fetcher::Fetchers;
 use reconcile::Reconciled;
-use sluice_protocol::clock::now_ms;
+use sluice_protocol::clock::monotonic_ms;
 
 /// How often leaders are ticked (ISR shrink) and gauges refreshed.
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -380,7 +380,7 @@ impl ReplicaManager {
 
     /// One timer step: shrink ISRs of lagging followers.
     pub fn tick(&self) {
-        let now = now_ms();
+        let now = monotonic_ms();
         for replica in self.all_replicas() {
             let mut state = replica.lock();
             if !state.is_leader() {
@@ -674,7 +674,7 @@ fn partition_gauges(replica: &Replica, state: &replication::Partition) -> BTreeS
     // 0 where this broker does not lead, as Kafka's InSyncReplicasCount.
     let isr_size = state.isr().map_or(0, |isr| isr.committed_isr().len());
     metrics::gauge!(m::PARTITION_ISR_SIZE, &labels).set(isr_size as f64);
-    let now = now_ms();
+    let now = monotonic_ms();
     for follower in state.followers().into_iter().flat_map(|f| f.iter()) {
         let replica_labels = [
             labels[0].clone(),

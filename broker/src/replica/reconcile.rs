@@ -33,7 +33,7 @@ use crate::controller::Topic;
 use crate::metrics as m;
 use crate::replication::{PartitionConfig, PartitionRegistration};
 use crate::storage::StorageError;
-use sluice_protocol::clock::now_ms;
+use sluice_protocol::clock::monotonic_ms;
 
 /// What the last pass reached; guarded by the manager's one-pass-at-a-time lock.
 #[derive(Debug, Default)]
@@ -138,7 +138,8 @@ impl ReplicaManager {
     }
 
     fn reconcile_topics(&self, topics: &[WantedTopic]) -> BTreeSet<Uuid> {
-        let now = now_ms();
+        // The replication state machines' clock: replica lag must not follow the wall clock.
+        let now = monotonic_ms();
         let mut failed = BTreeSet::new();
         for topic in topics {
             if let Err(error) = self.reconcile_topic(topic, now) {

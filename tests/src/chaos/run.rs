@@ -57,6 +57,9 @@ pub struct RunSpec {
     /// then loses the node's unsynced writes, as a power cut would. [`Nemesis::PowerCut`]
     /// and [`Nemesis::PowerCutAll`] need it.
     pub power_loss: Option<&'static str>,
+    /// Start the nodes with libfaketime, so [`Nemesis::ClockJump`] can move their wall
+    /// clocks.
+    pub clock_jumps: bool,
     /// How long the final drain waits for a partition's high watermark to pass every
     /// acknowledged offset before it reads what there is (a run that lost writes may never
     /// get that far).
@@ -103,6 +106,7 @@ impl RunSpec {
             in_lab,
             durability: "replicated",
             power_loss: None,
+            clock_jumps: false,
             drain_wait: Duration::from_secs(60),
             history: dir.join(format!("{name}-seed-{seed}.jsonl")),
         }
@@ -155,6 +159,10 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
         spec.power_loss.is_some() || !spec.nemeses.iter().any(|n| n.needs_power_loss()),
         "power cuts need a run with power_loss set"
     );
+    assert!(
+        spec.clock_jumps || !spec.nemeses.contains(&Nemesis::ClockJump),
+        "clock jumps need a run with clock_jumps set"
+    );
     let lab = spec.in_lab.then(|| {
         Arc::new(NetLab::create(spec.nodes).expect("create the network lab (needs root)"))
     });
@@ -171,6 +179,7 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
         extra_args,
         power_loss: spec.power_loss,
         power_loss_seed: spec.seed,
+        clock_jumps: spec.clock_jumps,
         ..ClusterOptions::fast(2_000, 2_000)
     };
     let mut cluster = Cluster::start(spec.nodes, options);
@@ -303,6 +312,10 @@ pub enum Nemesis {
     /// Cut every node's power at once (each loses its unsynced writes), keep them down
     /// 1-3 s, restart them all. Needs [`RunSpec::power_loss`].
     PowerCutAll,
+    /// Step a node's wall clock 30 s to 1 h forward or back (its monotonic clock runs on,
+    /// as when NTP steps a real clock), for 3-5 s, then step it back. Needs
+    /// [`RunSpec::clock_jumps`].
+    ClockJump,
 }
 
 impl Nemesis {
@@ -320,6 +333,7 @@ impl Nemesis {
             Nemesis::Ring => "ring",
             Nemesis::PowerCut => "power-cut",
             Nemesis::PowerCutAll => "power-cut-all",
+            Nemesis::ClockJump => "clock-jump",
         }
     }
 
@@ -336,6 +350,7 @@ impl Nemesis {
                 | Nemesis::RollingRestart
                 | Nemesis::PowerCut
                 | Nemesis::PowerCutAll
+                | Nemesis::ClockJump
         )
     }
 
@@ -381,7 +396,8 @@ impl Nemesis {
             | Nemesis::RollingRestart
             | Nemesis::Isolate
             | Nemesis::PowerCut
-            | Nemesis::PowerCutAll => Vec::new(),
+            | Nemesis::PowerCutAll
+            | Nemesis::ClockJump => Vec::new(),
         }
     }
 }
@@ -402,7 +418,18 @@ fn nemesis(
         std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
         let kind = spec.nemeses[rng.random_range(0..spec.nemeses.len())];
         let (node, role) = pick_node(cluster, spec.partitions, &mut rng);
-        let detail = format!("node {node} ({role})");
+        let jump = (kind == Nemesis::ClockJump).then(|| {
+            let seconds: i64 = rng.random_range(30..3_600);
+            if rng.random_bool(0.5) {
+                seconds
+            } else {
+                -seconds
+            }
+        });
+        let detail = match jump {
+            Some(seconds) => format!("node {node} ({role}), clock {seconds:+} s"),
+            None => format!("node {node} ({role})"),
+        };
         record(events, fault(clock, kind, true, &detail));
         match kind {
             Nemesis::Kill | Nemesis::PowerCut => {
@@ -416,6 +443,11 @@ fn nemesis(
                 }
                 std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
                 cluster.restart_all();
+            }
+            Nemesis::ClockJump => {
+                cluster.set_clock_offset(node, jump.unwrap_or_default());
+                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
+                cluster.set_clock_offset(node, 0);
             }
             Nemesis::Pause => {
                 cluster.sigstop(node);

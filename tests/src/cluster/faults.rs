@@ -70,7 +70,8 @@ impl Cluster {
     }
 
     /// Make every fsync of node `id` fail (`failing: true`) with an I/O error, as a failing
-    /// disk's do, or work again; a cluster started with
+    /// disk's do, or work again, and wait until the node has noticed (when it runs; a
+    /// stopped node notices when it starts). A cluster started with
     /// [`ClusterOptions::power_loss`](super::ClusterOptions::power_loss) only.
     pub fn fail_fsyncs(&mut self, id: i32, failing: bool) {
         let dir = self
@@ -78,12 +79,38 @@ impl Cluster {
             .as_ref()
             .expect("fsync failures need a cluster of sluiced-faults nodes (power_loss set)");
         let trigger = super::fail_fsync_trigger(dir.path(), id);
+        // sluiced-faults logs each change it notices (it looks every 20 ms): wait for it.
+        let notice = match failing {
+            true => format!("{} exists: fsyncs fail from now on", trigger.display()),
+            false => format!("{} is gone: fsyncs work again", trigger.display()),
+        };
+        let seen = self.node(id).log().matches(&notice).count();
         let result = if failing {
             std::fs::write(&trigger, b"")
         } else {
             std::fs::remove_file(&trigger)
         };
         result.unwrap_or_else(|e| panic!("fsync trigger {}: {e}", trigger.display()));
+        if self.node(id).is_running() {
+            self.wait_for(
+                &format!("node {id} to notice its fsync trigger ({notice})"),
+                Duration::from_secs(10),
+                |cluster| (cluster.node(id).log().matches(&notice).count() > seen).then_some(()),
+            );
+        }
+    }
+
+    /// Set node `id`'s wall clock `seconds` away from the real one (0 puts it back); it
+    /// jumps within a second. A cluster started with
+    /// [`ClusterOptions::clock_jumps`](super::ClusterOptions::clock_jumps) only.
+    pub fn set_clock_offset(&mut self, id: i32, seconds: i64) {
+        let dir = self
+            .faults_dir
+            .as_ref()
+            .expect("clock jumps need a cluster started with clock_jumps");
+        let file = super::clock_offset_file(dir.path(), id);
+        std::fs::write(&file, format!("{seconds:+}\n"))
+            .unwrap_or_else(|e| panic!("clock offset {}: {e}", file.display()));
     }
 
     /// Start a node again on its ports and data directory (killing it first if it runs)
