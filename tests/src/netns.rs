@@ -4,9 +4,10 @@
 //! it reaches every node. Faults are changes to the lab: a node's bridge port down isolates
 //! it from everyone (and up heals it); a blackhole route in a node's namespace drops what it
 //! sends to one peer, the building block of partial partitions (the host, i.e. the
-//! clients, still reaches every node). Delay, loss, duplication and reordering need
-//! `tc netem`, which this machine's kernel is built without (`CONFIG_NET_SCH_NETEM` is not
-//! set): they will need a user-space proxy between the nodes instead.
+//! clients, still reaches every node). Packet loss is an nftables rule in the sender's
+//! namespace dropping a share of what it sends to a peer ([`NetLab::set_loss`]). Delay,
+//! duplication and reordering need `tc netem`, which this machine's kernel is built without
+//! (`CONFIG_NET_SCH_NETEM` is not set): they would need a user-space proxy between the nodes.
 //!
 //! Each lab has its own names (`sl<pid><letter>...`, within Linux's 15-byte interface
 //! names) and its own subnet, `10.213.<pid % 250>.0/24`: the host is `.1`, node
@@ -14,8 +15,11 @@
 //! with them) and the host's interface; [`NetLab::remove_stale`] clears what a killed run
 //! left.
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 /// Run `ip` (or `tc`) with `args`, optionally inside namespace `ns`; Err with its stderr.
 fn run(ns: Option<&str>, program: &str, args: &[&str]) -> Result<(), String> {
@@ -41,12 +45,42 @@ fn run(ns: Option<&str>, program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Load an nftables script in namespace `ns`.
+fn nft(ns: &str, script: &str) -> Result<(), String> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft in {ns}: {e} (scripts/test.sh installs nftables)"))?;
+    child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(script.as_bytes()))
+        .transpose()
+        .map_err(|e| format!("nft in {ns}: {e}"))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("nft in {ns}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft in {ns}: {}\n{script}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
 /// One lab: a bridge namespace, node namespaces, and the host's link to the bridge.
 #[derive(Debug)]
 pub struct NetLab {
     prefix: String,
     subnet: u8,
     nodes: usize,
+    /// Packet loss in percent, by (from, to) node; absent means none.
+    losses: Mutex<BTreeMap<(usize, usize), u32>>,
 }
 
 impl NetLab {
@@ -57,6 +91,7 @@ impl NetLab {
             prefix: format!("sl{pid}"),
             subnet: u8::try_from(pid % 250).unwrap_or(0),
             nodes,
+            losses: Mutex::new(BTreeMap::new()),
         };
         lab.remove_own();
         lab.build().inspect_err(|_| lab.remove_own())?;
@@ -179,6 +214,35 @@ impl NetLab {
             "ip",
             &["route", "del", "blackhole", &target],
         )
+    }
+
+    /// Drop `percent` of the packets node `from` sends to node `to`, at random (0 stops
+    /// dropping): an nftables rule in `from`'s namespace. Real packet loss, which TCP turns
+    /// into retransmissions and stalls; the host still reaches both nodes unharmed.
+    pub fn set_loss(&self, from: usize, to: usize, percent: u32) -> Result<(), String> {
+        let mut losses = self.losses.lock().unwrap_or_else(|e| e.into_inner());
+        if percent == 0 {
+            losses.remove(&(from, to));
+        } else {
+            losses.insert((from, to), percent.min(100));
+        }
+        let rules: String = losses
+            .iter()
+            .filter(|((sender, _), _)| *sender == from)
+            .map(|((_, peer), percent)| {
+                let share = match percent {
+                    100 => String::new(),
+                    _ => format!("numgen random mod 100 < {percent} "),
+                };
+                format!("    ip daddr {} {share}drop\n", self.node_addr(*peer))
+            })
+            .collect();
+        // Declaring the table first makes the delete succeed when it does not exist yet.
+        let script = format!(
+            "table inet sluice_chaos\ndelete table inet sluice_chaos\n\
+             table inet sluice_chaos {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{rules}  }}\n}}\n"
+        );
+        nft(&self.node_ns(from), &script)
     }
 
     /// Delete what a lab of this process's names left (an earlier, interrupted run).

@@ -1,7 +1,7 @@
 //! The chaos harness's network lab (`sluice_tests::netns`, needs root as CI runs):
 //! a listener in one node's namespace is reachable from the host and from another node,
-//! isolating its node cuts both off and healing restores them, and dropping the lab removes
-//! its namespaces.
+//! isolating its node cuts both off and healing restores them, packet loss drops what one
+//! node sends to another, and dropping the lab removes its namespaces.
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -85,6 +85,22 @@ fn the_lab_isolates_and_heals_a_node() {
     wait_until("the healed node reachable again", || {
         reachable_from_host(addr)
     });
+
+    // All of node 1's packets to node 0 lost: no connection; the host is not affected.
+    lab.set_loss(1, 0, 100).unwrap();
+    assert!(
+        !reachable_from_node(&lab, 1, addr),
+        "node 1 connected although everything it sends to node 0 is dropped"
+    );
+    assert!(
+        reachable_from_host(addr),
+        "loss between nodes cut the host off"
+    );
+    lab.set_loss(1, 0, 0).unwrap();
+    assert!(
+        reachable_from_node(&lab, 1, addr),
+        "node 1 cannot reach node 0 once the loss is lifted"
+    );
 
     drop(lab);
     let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();

@@ -1,7 +1,8 @@
 //! A seeded chaos run in the network lab (each node in its own namespace; needs root, as
 //! CI runs): the nemesis isolates random nodes (a leader cut off keeps believing it leads
 //! until it hears otherwise), splits one from the other nodes while clients still reach it,
-//! drops what one sends, bridges two nodes that cannot reach each other, and kills nodes,
+//! drops what one sends, bridges two nodes that cannot reach each other, loses a share of
+//! the packets between one node and the others (nftables), and kills nodes,
 //! with acks=all producers on 3 partitions; the
 //! history (in `target/chaos`) must show no anomaly. `SLUICE_CHAOS_SEED` /
 //! `SLUICE_CHAOS_SECONDS` as in `chaos_crash.rs`.
@@ -15,6 +16,7 @@ fn acknowledged_writes_survive_isolated_nodes() {
         Nemesis::Split,
         Nemesis::OneWay,
         Nemesis::Bridge,
+        Nemesis::Loss,
         Nemesis::Kill,
     ];
     run_and_check(&RunSpec::from_env("partition", 21, 20, nemeses, true));

@@ -312,6 +312,9 @@ pub enum Nemesis {
     /// Cut every node's power at once (each loses its unsynced writes), keep them down
     /// 1-3 s, restart them all. Needs [`RunSpec::power_loss`].
     PowerCutAll,
+    /// Drop 10-50% of the packets between a node and every other node, both ways, for 3-5 s
+    /// (nftables; clients reach every node unharmed). Needs the lab.
+    Loss,
     /// Step a node's wall clock 30 s to 1 h forward or back (its monotonic clock runs on,
     /// as when NTP steps a real clock), for 3-5 s, then step it back. Needs
     /// [`RunSpec::clock_jumps`].
@@ -334,6 +337,7 @@ impl Nemesis {
             Nemesis::PowerCut => "power-cut",
             Nemesis::PowerCutAll => "power-cut-all",
             Nemesis::ClockJump => "clock-jump",
+            Nemesis::Loss => "loss",
         }
     }
 
@@ -397,7 +401,8 @@ impl Nemesis {
             | Nemesis::Isolate
             | Nemesis::PowerCut
             | Nemesis::PowerCutAll
-            | Nemesis::ClockJump => Vec::new(),
+            | Nemesis::ClockJump
+            | Nemesis::Loss => Vec::new(),
         }
     }
 }
@@ -426,9 +431,11 @@ fn nemesis(
                 -seconds
             }
         });
-        let detail = match jump {
-            Some(seconds) => format!("node {node} ({role}), clock {seconds:+} s"),
-            None => format!("node {node} ({role})"),
+        let loss = (kind == Nemesis::Loss).then(|| rng.random_range(10..=50u32));
+        let detail = match (jump, loss) {
+            (Some(seconds), _) => format!("node {node} ({role}), clock {seconds:+} s"),
+            (_, Some(percent)) => format!("node {node} ({role}), {percent}% of packets lost"),
+            _ => format!("node {node} ({role})"),
         };
         record(events, fault(clock, kind, true, &detail));
         match kind {
@@ -443,6 +450,19 @@ fn nemesis(
                 }
                 std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
                 cluster.restart_all();
+            }
+            Nemesis::Loss => {
+                let percent = loss.unwrap_or_default();
+                let others: Vec<i32> = cluster.ids().into_iter().filter(|&o| o != node).collect();
+                for &other in &others {
+                    cluster.set_loss(node, other, percent);
+                    cluster.set_loss(other, node, percent);
+                }
+                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
+                for &other in &others {
+                    cluster.set_loss(node, other, 0);
+                    cluster.set_loss(other, node, 0);
+                }
             }
             Nemesis::ClockJump => {
                 cluster.set_clock_offset(node, jump.unwrap_or_default());

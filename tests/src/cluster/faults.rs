@@ -113,6 +113,18 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("clock offset {}: {e}", file.display()));
     }
 
+    /// Drop `percent` of the packets node `from` sends to node `to`, at random (0 stops);
+    /// clients still reach both (a cluster in a [`ClusterOptions::lab`](super::ClusterOptions::lab) only).
+    pub fn set_loss(&mut self, from: i32, to: i32, percent: u32) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("packet loss needs a cluster in a network lab");
+        let (a, b) = (self.index(from), self.index(to));
+        lab.set_loss(a, b, percent)
+            .unwrap_or_else(|e| panic!("loss {from} -> {to} {percent}%: {e}"));
+    }
+
     /// Start a node again on its ports and data directory (killing it first if it runs)
     /// and wait until it answers ApiVersions.
     pub fn restart(&mut self, id: i32) {
