@@ -12,12 +12,15 @@
 //!   run as `sluiced-faults`) or (nodes in the network lab) isolates nodes, a final
 //!   drain, the history written and checked (`tests/tests/chaos_crash.rs`,
 //!   `chaos_partition.rs`, `chaos_power_loss.rs`, `scripts/chaos.sh`).
+//! - `admin`: the operator's nemesis, a reassignment and a preferred leader election
+//!   while the faults go on.
 //! - The network lab is [`crate::netns`] (the cluster harness runs nodes in it).
 //!
 //! Still to come (see the issue and `docs/chaos.md`): delays and loss through a proxy (this
 //! kernel has no netem), clock jumps, fsync failures, consumer groups in the workload, and
 //! the same harness against Apache Kafka.
 
+mod admin;
 pub mod checker;
 pub mod history;
 pub mod run;

@@ -315,6 +315,10 @@ pub enum Nemesis {
     /// Drop 10-50% of the packets between a node and every other node, both ways, for 3-5 s
     /// (nftables; clients reach every node unharmed). Needs the lab.
     Loss,
+    /// Reassign a random partition to a new replica order (a new replica set when the
+    /// cluster has more nodes than replicas) and elect its preferred leader, as an operator
+    /// would during an incident; the reassignment completes while the run goes on.
+    Reassign,
     /// Step a node's wall clock 30 s to 1 h forward or back (its monotonic clock runs on,
     /// as when NTP steps a real clock), for 3-5 s, then step it back. Needs
     /// [`RunSpec::clock_jumps`].
@@ -338,6 +342,7 @@ impl Nemesis {
             Nemesis::PowerCutAll => "power-cut-all",
             Nemesis::ClockJump => "clock-jump",
             Nemesis::Loss => "loss",
+            Nemesis::Reassign => "reassign",
         }
     }
 
@@ -355,6 +360,7 @@ impl Nemesis {
                 | Nemesis::PowerCut
                 | Nemesis::PowerCutAll
                 | Nemesis::ClockJump
+                | Nemesis::Reassign
         )
     }
 
@@ -402,7 +408,8 @@ impl Nemesis {
             | Nemesis::PowerCut
             | Nemesis::PowerCutAll
             | Nemesis::ClockJump
-            | Nemesis::Loss => Vec::new(),
+            | Nemesis::Loss
+            | Nemesis::Reassign => Vec::new(),
         }
     }
 }
@@ -432,7 +439,7 @@ fn nemesis(
             }
         });
         let loss = (kind == Nemesis::Loss).then(|| rng.random_range(10..=50u32));
-        let detail = match (jump, loss) {
+        let mut detail = match (jump, loss) {
             (Some(seconds), _) => format!("node {node} ({role}), clock {seconds:+} s"),
             (_, Some(percent)) => format!("node {node} ({role}), {percent}% of packets lost"),
             _ => format!("node {node} ({role})"),
@@ -450,6 +457,11 @@ fn nemesis(
                 }
                 std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
                 cluster.restart_all();
+            }
+            Nemesis::Reassign => {
+                let partition = rng.random_range(0..spec.partitions);
+                let done = super::admin::reassign_and_elect(cluster, TOPIC, partition, &mut rng);
+                detail = format!("{detail}: {done}");
             }
             Nemesis::Loss => {
                 let percent = loss.unwrap_or_default();
