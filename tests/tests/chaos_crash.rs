@@ -2,7 +2,8 @@
 //! an acks=all producer on each of 3 partitions (replication factor 3, min ISR 2) while the
 //! nemesis `kill -9`s, pauses (SIGSTOP past the broker session) and cleanly restarts nodes,
 //! one or all in turn (a rolling restart), and reassigns partitions and elects their
-//! preferred leaders meanwhile, then a final drain; the history (JSON lines, in
+//! preferred leaders meanwhile, with two members of a consumer group reading and committing,
+//! then a final drain; the history (JSON lines, in
 //! `target/chaos`) must show no lost, duplicated, reordered or misplaced acknowledged write.
 //! `SLUICE_CHAOS_SEED` and `SLUICE_CHAOS_SECONDS` override the seed and the duration
 //! (`scripts/chaos.sh` runs longer and several seeds); a failing seed is kept as a
@@ -19,5 +20,8 @@ fn acknowledged_writes_survive_kills_pauses_and_restarts() {
         Nemesis::RollingRestart,
         Nemesis::Reassign,
     ];
-    run_and_check(&RunSpec::from_env("crash", 13, 20, nemeses, false));
+    run_and_check(&RunSpec {
+        group_members: 2,
+        ..RunSpec::from_env("crash", 13, 20, nemeses, false)
+    });
 }

@@ -3,7 +3,7 @@
 //! until it hears otherwise), splits one from the other nodes while clients still reach it,
 //! drops what one sends, bridges two nodes that cannot reach each other, loses a share of
 //! the packets between one node and the others (nftables), and kills nodes,
-//! with acks=all producers on 3 partitions; the
+//! with acks=all producers on 3 partitions and two members of a consumer group; the
 //! history (in `target/chaos`) must show no anomaly. `SLUICE_CHAOS_SEED` /
 //! `SLUICE_CHAOS_SECONDS` as in `chaos_crash.rs`.
 
@@ -19,5 +19,8 @@ fn acknowledged_writes_survive_isolated_nodes() {
         Nemesis::Loss,
         Nemesis::Kill,
     ];
-    run_and_check(&RunSpec::from_env("partition", 21, 20, nemeses, true));
+    run_and_check(&RunSpec {
+        group_members: 2,
+        ..RunSpec::from_env("partition", 21, 20, nemeses, true)
+    });
 }

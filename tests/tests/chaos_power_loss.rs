@@ -27,7 +27,11 @@ fn spec(name: &str, seed: u64, nemeses: Vec<Nemesis>, durability: &'static str) 
 #[test]
 fn fsync_durability_loses_no_acknowledged_write_when_every_node_loses_power() {
     let nemeses = vec![Nemesis::PowerCut, Nemesis::PowerCutAll];
-    run_and_check(&spec("fault-fsync", 55, nemeses, "fsync"));
+    // Group members too: their commits (in __consumer_offsets, fsynced) must not go back.
+    run_and_check(&RunSpec {
+        group_members: 2,
+        ..spec("power-loss-fsync", 55, nemeses, "fsync")
+    });
 }
 
 #[test]

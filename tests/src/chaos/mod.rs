@@ -12,6 +12,7 @@
 //!   run as `sluiced-faults`) or (nodes in the network lab) isolates nodes, a final
 //!   drain, the history written and checked (`tests/tests/chaos_crash.rs`,
 //!   `chaos_partition.rs`, `chaos_power_loss.rs`, `scripts/chaos.sh`).
+//! - `groups`: the workload's consumer group members (reads, rewinds, commits).
 //! - `admin`: the operator's nemesis, a reassignment and a preferred leader election
 //!   while the faults go on.
 //! - The network lab is [`crate::netns`] (the cluster harness runs nodes in it).
@@ -22,6 +23,7 @@
 
 mod admin;
 pub mod checker;
+mod groups;
 pub mod history;
 pub mod run;
 

@@ -28,6 +28,7 @@ use rand::{Rng, SeedableRng};
 use sluice_client::{Acks, Producer, ProducerRecord};
 
 use super::checker::{check, Report};
+use super::groups::{group_member, Recorder};
 use super::history::{write_history, Event, SendOutcome};
 use crate::netns::NetLab;
 use crate::workload::{consume_partition, producer_config, runtime};
@@ -57,6 +58,9 @@ pub struct RunSpec {
     /// then loses the node's unsynced writes, as a power cut would. [`Nemesis::PowerCut`]
     /// and [`Nemesis::PowerCutAll`] need it.
     pub power_loss: Option<&'static str>,
+    /// Members of a consumer group reading the topic while the nemesis acts (0: none);
+    /// their reads, rewinds and commits go into the history.
+    pub group_members: u32,
     /// Start the nodes with libfaketime, so [`Nemesis::ClockJump`] can move their wall
     /// clocks.
     pub clock_jumps: bool,
@@ -73,6 +77,8 @@ pub struct RunSpec {
 pub struct RunOutcome {
     pub report: Report,
     pub events: usize,
+    /// Acknowledged commits of the group members.
+    pub commits: usize,
     /// The faults the nemesis injected, in order.
     pub faults: Vec<String>,
 }
@@ -107,6 +113,7 @@ impl RunSpec {
             durability: "replicated",
             power_loss: None,
             clock_jumps: false,
+            group_members: 0,
             drain_wait: Duration::from_secs(60),
             history: dir.join(format!("{name}-seed-{seed}.jsonl")),
         }
@@ -119,17 +126,22 @@ pub fn run_and_check(spec: &RunSpec) {
     let outcome = crash_run(spec);
     let report = &outcome.report;
     eprintln!(
-        "seed {}: {} events, {} acknowledged, {} read, longest without an acknowledgement {} ms (by fault: {:?} ms); faults: {:?}",
+        "seed {}: {} events, {} acknowledged, {} read, {} group commits, longest without an acknowledgement {} ms (by fault: {:?} ms); faults: {:?}",
         spec.seed,
         outcome.events,
         report.acked,
         report.read,
+        outcome.commits,
         report.longest_unavailable_ms,
         report.unavailable_by_fault,
         outcome.faults
     );
     assert!(!outcome.faults.is_empty(), "the nemesis injected no fault");
     assert!(report.acked > 0, "nothing was acknowledged: {report:?}");
+    assert!(
+        spec.group_members == 0 || outcome.commits > 0,
+        "the group members committed nothing"
+    );
     assert!(
         report.is_valid(),
         "seed {}: anomalies (history in {}):\n{report:#?}",
@@ -167,6 +179,19 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
         Arc::new(NetLab::create(spec.nodes).expect("create the network lab (needs root)"))
     });
     let mut extra_args = vec!["--durability".to_string(), spec.durability.to_string()];
+    if spec.group_members > 0 {
+        // Groups that settle between faults: no initial rebalance delay, short sessions
+        // (the members ask for 3 s, groups.rs).
+        extra_args.extend(
+            [
+                "--group-initial-rebalance-delay-ms",
+                "0",
+                "--group-min-session-timeout-ms",
+                "1000",
+            ]
+            .map(String::from),
+        );
+    }
     if spec.power_loss.is_some() {
         // Unsynced bytes live in memory, and replicated durability syncs at segment rolls.
         extra_args.extend([
@@ -199,9 +224,25 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
             ))
         })
         .collect();
+    let recorder = Recorder {
+        events: events.clone(),
+        clock: Arc::new(move || clock.ms()),
+    };
+    let members: Vec<_> = (0..spec.group_members)
+        .map(|member| {
+            let bootstrap = cluster.bootstrap();
+            runtime.spawn(group_member(
+                bootstrap,
+                TOPIC,
+                member,
+                recorder.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
     let faults = nemesis(&mut cluster, spec, clock, &events);
     stop.store(true, Ordering::Release);
-    for producer in producers {
+    for producer in producers.into_iter().chain(members) {
         let _ = runtime
             .block_on(async { tokio::time::timeout(Duration::from_secs(60), producer).await });
     }
@@ -214,6 +255,10 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
     RunOutcome {
         report: check(&events),
         events: events.len(),
+        commits: events
+            .iter()
+            .filter(|e| matches!(e, Event::Commit { .. }))
+            .count(),
         faults,
     }
 }
