@@ -8,18 +8,18 @@
 //!   going back, and the longest time a partition went without an acknowledgement,
 //!   overall and per fault.
 //! - [`run`]: a bounded, seeded run: acks=all producers on every partition of a
-//!   replicated topic while the nemesis kills, pauses, restarts, cuts the power of (nodes
-//!   run as `sluiced-faults`) or (nodes in the network lab) isolates nodes, a final
-//!   drain, the history written and checked (`tests/tests/chaos_crash.rs`,
-//!   `chaos_partition.rs`, `chaos_power_loss.rs`, `scripts/chaos.sh`).
+//!   replicated topic (and group members reading it) while the nemesis kills, pauses,
+//!   restarts, cuts the power of (nodes run as `sluiced-faults`), steps the clock of (nodes
+//!   under libfaketime), reassigns, or (nodes in the network lab) isolates nodes, cuts links
+//!   and drops packets, then a final drain, the history written and checked
+//!   (`tests/tests/chaos_*.rs`, `scripts/chaos.sh`).
 //! - `groups`: the workload's consumer group members (reads, rewinds, commits).
 //! - `admin`: the operator's nemesis, a reassignment and a preferred leader election
 //!   while the faults go on.
 //! - The network lab is [`crate::netns`] (the cluster harness runs nodes in it).
 //!
-//! Still to come (see the issue and `docs/chaos.md`): delays and loss through a proxy (this
-//! kernel has no netem), clock jumps, fsync failures, consumer groups in the workload, and
-//! the same harness against Apache Kafka.
+//! Still to come (see the issue and `docs/chaos.md`): packet delay (this kernel has no
+//! netem), an idempotent producer, and the same harness against Apache Kafka.
 
 mod admin;
 pub mod checker;
