@@ -5,7 +5,8 @@
 # killed, and with 5 nodes majority/minority, bridge and ring; tests/tests/chaos_partition.rs
 # and chaos_partition_five.rs, need root), and the power-cut runs (nodes whose unsynced
 # writes die with them, under --durability fsync and replicated; tests/tests/chaos_power_loss.rs)
-# and the clock-jump run (wall clocks stepped by libfaketime; tests/tests/chaos_clock.rs).
+# and the clock-jump run (wall clocks stepped by libfaketime; tests/tests/chaos_clock.rs), and
+# the crash run's workload and faults against a 3-node Apache Kafka (tests/tests/chaos_kafka.rs).
 # Histories are kept in
 # target/chaos/<run>-seed-<seed>.jsonl; a failing seed prints its anomalies and should be
 # added as a regression test. Bounded: each run ends after SECONDS plus its drain.
@@ -21,7 +22,7 @@ cargo build --workspace --bins
 cargo build -p sluice-broker --bin sluiced-faults --features fault-fs
 failed=()
 for seed in "${seeds[@]}"; do
-  for run in crash partition partition_five power_loss clock; do
+  for run in crash partition partition_five power_loss clock kafka; do
     echo "== $run, seed $seed, $seconds s"
     if ! SLUICE_CHAOS_SEED="$seed" SLUICE_CHAOS_SECONDS="$seconds" \
         cargo test -p sluice-tests --test "chaos_$run" -- --nocapture 2>&1 \

@@ -27,6 +27,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod group_members;
 pub mod interop;
+pub mod kafka_cluster;
 pub mod kafka_reference;
 pub mod netns;
 pub mod rack_reads;

@@ -19,14 +19,14 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::target::ChaosTarget;
 use crate::raw::topic_name;
-use crate::Cluster;
 
 /// Reassign `topic`'s `partition` to a new replica order (3 replicas; a new set when the
 /// cluster has more nodes), then elect its preferred leader. Returns what was done, for
 /// the fault's detail.
 pub(super) fn reassign_and_elect(
-    cluster: &mut Cluster,
+    cluster: &mut impl ChaosTarget,
     topic: &str,
     partition: i32,
     rng: &mut StdRng,
@@ -47,7 +47,13 @@ pub(super) fn reassign_and_elect(
     format!("partition {partition} {:?} -> {target:?} via node {via}: reassign {reassigned}, elect {elected}", current.replicas)
 }
 
-fn reassign(cluster: &Cluster, via: i32, topic: &str, partition: i32, target: &[i32]) -> String {
+fn reassign(
+    cluster: &impl ChaosTarget,
+    via: i32,
+    topic: &str,
+    partition: i32,
+    target: &[i32],
+) -> String {
     let request = AlterPartitionReassignmentsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![ReassignableTopic::default()
@@ -78,7 +84,7 @@ fn reassign(cluster: &Cluster, via: i32, topic: &str, partition: i32, target: &[
     }
 }
 
-fn elect_preferred(cluster: &Cluster, via: i32, topic: &str, partition: i32) -> String {
+fn elect_preferred(cluster: &impl ChaosTarget, via: i32, topic: &str, partition: i32) -> String {
     let request = ElectLeadersRequest::default()
         .with_election_type(0)
         .with_timeout_ms(10_000)

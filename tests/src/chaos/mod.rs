@@ -18,14 +18,18 @@
 //!   while the faults go on.
 //! - The network lab is [`crate::netns`] (the cluster harness runs nodes in it).
 //!
+//! - [`target`]: what a run runs against, a Sluice cluster or an Apache Kafka one
+//!   ([`crate::kafka_cluster`]), so the two are compared under the same faults.
+//!
 //! Still to come (see the issue and `docs/chaos.md`): packet delay (this kernel has no
-//! netem), an idempotent producer, and the same harness against Apache Kafka.
+//! netem) and an idempotent producer.
 
 mod admin;
 pub mod checker;
 mod groups;
 pub mod history;
 pub mod run;
+pub mod target;
 
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ use sluice_client::{Acks, Producer, ProducerRecord};
 use super::checker::{check, Report};
 use super::groups::{group_member, Recorder};
 use super::history::{write_history, Event, SendOutcome};
+use super::target::ChaosTarget;
 use crate::netns::NetLab;
 use crate::workload::{consume_partition, producer_config, runtime};
 use crate::{Cluster, ClusterOptions};
@@ -75,6 +76,8 @@ pub struct RunSpec {
 /// What a run found.
 #[derive(Debug)]
 pub struct RunOutcome {
+    /// `sluice` or `kafka`.
+    pub target: &'static str,
     pub report: Report,
     pub events: usize,
     /// Acknowledged commits of the group members.
@@ -123,10 +126,16 @@ impl RunSpec {
 /// Run `spec` ([`crash_run`]), print what it found, and panic unless faults were injected,
 /// something was acknowledged and the history shows no anomaly.
 pub fn run_and_check(spec: &RunSpec) {
-    let outcome = crash_run(spec);
+    assert_clean(spec, &crash_run(spec));
+}
+
+/// Print what a run found, and panic unless faults were injected, something was
+/// acknowledged (and committed, with group members) and the history shows no anomaly.
+pub fn assert_clean(spec: &RunSpec, outcome: &RunOutcome) {
     let report = &outcome.report;
     eprintln!(
-        "seed {}: {} events, {} acknowledged, {} read, {} group commits, longest without an acknowledgement {} ms (by fault: {:?} ms); faults: {:?}",
+        "{} seed {}: {} events, {} acknowledged, {} read, {} group commits, longest without an acknowledgement {} ms (by fault: {:?} ms); faults: {:?}",
+        outcome.target,
         spec.seed,
         outcome.events,
         report.acked,
@@ -208,6 +217,12 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
         ..ClusterOptions::fast(2_000, 2_000)
     };
     let mut cluster = Cluster::start(spec.nodes, options);
+    run_on(&mut cluster, spec)
+}
+
+/// The run itself on a started cluster, Sluice's or Kafka's ([`ChaosTarget`]): the topic,
+/// the workload and the nemesis, the drain, the history written and checked.
+pub fn run_on(cluster: &mut impl ChaosTarget, spec: &RunSpec) -> RunOutcome {
     cluster.create_topic(TOPIC, spec.partitions, 3, &[("min.insync.replicas", "2")]);
     let clock = Clock(Instant::now());
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -240,19 +255,20 @@ pub fn crash_run(spec: &RunSpec) -> RunOutcome {
             ))
         })
         .collect();
-    let faults = nemesis(&mut cluster, spec, clock, &events);
+    let faults = nemesis(cluster, spec, clock, &events);
     stop.store(true, Ordering::Release);
     for producer in producers.into_iter().chain(members) {
         let _ = runtime
             .block_on(async { tokio::time::timeout(Duration::from_secs(60), producer).await });
     }
-    drain(&mut cluster, &runtime, spec, clock, &events);
+    drain(cluster, &runtime, spec, clock, &events);
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
     let mut file = std::fs::File::create(&spec.history).expect("create the history file");
     write_history(&mut file, &events).expect("write the history");
     // The nodes' logs (their tails) beside the history, to explain what the checker finds.
     let _ = std::fs::write(spec.history.with_extension("logs"), cluster.logs());
     RunOutcome {
+        target: cluster.name(),
         report: check(&events),
         events: events.len(),
         commits: events
@@ -462,7 +478,7 @@ impl Nemesis {
 /// Every 1-3 s, one of `spec.nemeses` (drawn from the seed) on a node [`pick_node`]
 /// chooses, until the run's duration is over. Returns the faults, as logged.
 fn nemesis(
-    cluster: &mut Cluster,
+    cluster: &mut impl ChaosTarget,
     spec: &RunSpec,
     clock: Clock,
     events: &Mutex<Vec<Event>>,
@@ -475,95 +491,26 @@ fn nemesis(
         std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
         let kind = spec.nemeses[rng.random_range(0..spec.nemeses.len())];
         let (node, role) = pick_node(cluster, spec.partitions, &mut rng);
-        let jump = (kind == Nemesis::ClockJump).then(|| {
-            let seconds: i64 = rng.random_range(30..3_600);
-            if rng.random_bool(0.5) {
-                seconds
-            } else {
-                -seconds
+        let amount = match kind {
+            Nemesis::ClockJump => {
+                let seconds: i64 = rng.random_range(30..3_600);
+                if rng.random_bool(0.5) {
+                    seconds
+                } else {
+                    -seconds
+                }
             }
-        });
-        let loss = (kind == Nemesis::Loss).then(|| rng.random_range(10..=50u32));
-        let mut detail = match (jump, loss) {
-            (Some(seconds), _) => format!("node {node} ({role}), clock {seconds:+} s"),
-            (_, Some(percent)) => format!("node {node} ({role}), {percent}% of packets lost"),
+            Nemesis::Loss => rng.random_range(10..=50),
+            _ => 0,
+        };
+        let mut detail = match kind {
+            Nemesis::ClockJump => format!("node {node} ({role}), clock {amount:+} s"),
+            Nemesis::Loss => format!("node {node} ({role}), {amount}% of packets lost"),
             _ => format!("node {node} ({role})"),
         };
         record(events, fault(clock, kind, true, &detail));
-        match kind {
-            Nemesis::Kill | Nemesis::PowerCut => {
-                cluster.kill9(node);
-                std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
-                cluster.restart(node);
-            }
-            Nemesis::PowerCutAll => {
-                for id in cluster.ids() {
-                    cluster.kill9(id);
-                }
-                std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
-                cluster.restart_all();
-            }
-            Nemesis::Reassign => {
-                let partition = rng.random_range(0..spec.partitions);
-                let done = super::admin::reassign_and_elect(cluster, TOPIC, partition, &mut rng);
-                detail = format!("{detail}: {done}");
-            }
-            Nemesis::Loss => {
-                let percent = loss.unwrap_or_default();
-                let others: Vec<i32> = cluster.ids().into_iter().filter(|&o| o != node).collect();
-                for &other in &others {
-                    cluster.set_loss(node, other, percent);
-                    cluster.set_loss(other, node, percent);
-                }
-                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
-                for &other in &others {
-                    cluster.set_loss(node, other, 0);
-                    cluster.set_loss(other, node, 0);
-                }
-            }
-            Nemesis::ClockJump => {
-                cluster.set_clock_offset(node, jump.unwrap_or_default());
-                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
-                cluster.set_clock_offset(node, 0);
-            }
-            Nemesis::Pause => {
-                cluster.sigstop(node);
-                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
-                cluster.sigcont(node);
-            }
-            Nemesis::Restart => {
-                cluster.sigterm(node);
-                cluster.wait_exit(node, Duration::from_secs(30));
-                cluster.restart(node);
-            }
-            Nemesis::RollingRestart => {
-                let mut order = vec![node];
-                order.extend(cluster.ids().into_iter().filter(|&o| o != node));
-                for id in order {
-                    cluster.sigterm(id);
-                    cluster.wait_exit(id, Duration::from_secs(30));
-                    cluster.restart(id);
-                }
-            }
-            Nemesis::Isolate => {
-                cluster.isolate(node);
-                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
-                cluster.heal(node);
-            }
-            Nemesis::Split
-            | Nemesis::OneWay
-            | Nemesis::Halves
-            | Nemesis::Bridge
-            | Nemesis::Ring => {
-                let links = kind.cut_links(node, &cluster.ids(), &mut rng);
-                for &(from, to) in &links {
-                    cluster.set_link(from, to, false);
-                }
-                std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
-                for &(from, to) in &links {
-                    cluster.set_link(from, to, true);
-                }
-            }
+        if let Some(done) = inject(cluster, spec, kind, node, amount, &mut rng) {
+            detail = format!("{detail}: {done}");
         }
         record(events, fault(clock, kind, false, &detail));
         faults.push(format!("{} ms: {} {detail}", clock.ms(), kind.name()));
@@ -571,10 +518,113 @@ fn nemesis(
     faults
 }
 
+/// A fault's whole course on `node`: inject, hold, heal. `amount` is the clock jump's
+/// seconds or the loss's percentage. Returns what the admin nemesis did.
+fn inject(
+    cluster: &mut impl ChaosTarget,
+    spec: &RunSpec,
+    kind: Nemesis,
+    node: i32,
+    amount: i64,
+    rng: &mut StdRng,
+) -> Option<String> {
+    let hold = |rng: &mut StdRng, range: std::ops::Range<u64>| {
+        std::thread::sleep(Duration::from_millis(rng.random_range(range)));
+    };
+    match kind {
+        Nemesis::Kill | Nemesis::PowerCut => {
+            cluster.kill9(node);
+            hold(rng, 1_000..3_000);
+            cluster.restart(node);
+        }
+        Nemesis::PowerCutAll => {
+            for id in cluster.ids() {
+                cluster.kill9(id);
+            }
+            hold(rng, 1_000..3_000);
+            cluster.restart_all();
+        }
+        Nemesis::Reassign => {
+            let partition = rng.random_range(0..spec.partitions);
+            return Some(super::admin::reassign_and_elect(
+                cluster, TOPIC, partition, rng,
+            ));
+        }
+        Nemesis::Pause => {
+            cluster.sigstop(node);
+            hold(rng, 3_000..5_000);
+            cluster.sigcont(node);
+        }
+        Nemesis::Restart => {
+            cluster.sigterm(node);
+            cluster.wait_exit(node, Duration::from_secs(30));
+            cluster.restart(node);
+        }
+        Nemesis::RollingRestart => {
+            let mut order = vec![node];
+            order.extend(cluster.ids().into_iter().filter(|&o| o != node));
+            for id in order {
+                cluster.sigterm(id);
+                cluster.wait_exit(id, Duration::from_secs(30));
+                cluster.restart(id);
+            }
+        }
+        _ => {
+            let sluice = cluster
+                .sluice()
+                .unwrap_or_else(|| panic!("the {} nemesis needs a Sluice cluster", kind.name()));
+            inject_in_lab(sluice, kind, node, amount, rng);
+        }
+    }
+    None
+}
+
+/// The faults only Sluice's harness can inject: the network lab's, clock jumps.
+fn inject_in_lab(cluster: &mut Cluster, kind: Nemesis, node: i32, amount: i64, rng: &mut StdRng) {
+    let hold = |rng: &mut StdRng| {
+        std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
+    };
+    match kind {
+        Nemesis::Loss => {
+            let percent = u32::try_from(amount).unwrap_or(0);
+            let others: Vec<i32> = cluster.ids().into_iter().filter(|&o| o != node).collect();
+            for (loss, pause) in [(percent, true), (0, false)] {
+                for &other in &others {
+                    cluster.set_loss(node, other, loss);
+                    cluster.set_loss(other, node, loss);
+                }
+                if pause {
+                    hold(rng);
+                }
+            }
+        }
+        Nemesis::ClockJump => {
+            cluster.set_clock_offset(node, amount);
+            hold(rng);
+            cluster.set_clock_offset(node, 0);
+        }
+        Nemesis::Isolate => {
+            cluster.isolate(node);
+            hold(rng);
+            cluster.heal(node);
+        }
+        _ => {
+            let links = kind.cut_links(node, &cluster.ids(), rng);
+            for &(from, to) in &links {
+                cluster.set_link(from, to, false);
+            }
+            hold(rng);
+            for &(from, to) in &links {
+                cluster.set_link(from, to, true);
+            }
+        }
+    }
+}
+
 /// The node a fault hits: a third of the time a random live node, a third the leader of a
 /// random partition, a third the active controller (as the live nodes report them; a
 /// random node when none is known). With its role, for the log.
-fn pick_node(cluster: &mut Cluster, partitions: i32, rng: &mut StdRng) -> (i32, String) {
+fn pick_node(cluster: &mut impl ChaosTarget, partitions: i32, rng: &mut StdRng) -> (i32, String) {
     let ids = cluster.live_ids();
     let random = ids[rng.random_range(0..ids.len())];
     match rng.random_range(0..3) {
@@ -608,7 +658,12 @@ fn fault(clock: Clock, kind: Nemesis, start: bool, detail: &str) -> Event {
 /// The high watermark once it passes `acked_end` (every acknowledged offset), or after
 /// `wait` whatever it is: a run that lost acknowledged writes may never get that far, and
 /// the checker then reports the values past it as unobserved.
-fn drain_end(cluster: &mut Cluster, partition: i32, acked_end: i64, wait: Duration) -> i64 {
+fn drain_end(
+    cluster: &mut impl ChaosTarget,
+    partition: i32,
+    acked_end: i64,
+    wait: Duration,
+) -> i64 {
     let deadline = Instant::now() + wait;
     loop {
         let high_watermark = cluster.high_watermark(TOPIC, partition);
@@ -628,7 +683,7 @@ fn drain_end(cluster: &mut Cluster, partition: i32, acked_end: i64, wait: Durati
 /// Read every partition from its start to its high watermark, once every acknowledged
 /// value's offset is below it.
 fn drain(
-    cluster: &mut Cluster,
+    cluster: &mut impl ChaosTarget,
     runtime: &tokio::runtime::Runtime,
     spec: &RunSpec,
     clock: Clock,
