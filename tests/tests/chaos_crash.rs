@@ -2,7 +2,8 @@
 //! an acks=all producer on each of 3 partitions (replication factor 3, min ISR 2) while the
 //! nemesis `kill -9`s, pauses (SIGSTOP past the broker session) and cleanly restarts nodes,
 //! one or all in turn (a rolling restart), and reassigns partitions and elects their
-//! preferred leaders meanwhile, with two members of a consumer group reading and committing,
+//! preferred leaders meanwhile, with an idempotent Java producer retrying beside them (its
+//! retries must not write a record twice) and two members of a consumer group reading and committing,
 //! then a final drain; the history (JSON lines, in
 //! `target/chaos`) must show no lost, duplicated, reordered or misplaced acknowledged write.
 //! `SLUICE_CHAOS_SEED` and `SLUICE_CHAOS_SECONDS` override the seed and the duration
@@ -22,6 +23,7 @@ fn acknowledged_writes_survive_kills_pauses_and_restarts() {
     ];
     run_and_check(&RunSpec {
         group_members: 2,
+        idempotent_producers: 1,
         ..RunSpec::from_env("crash", 13, 20, nemeses, false)
     });
 }

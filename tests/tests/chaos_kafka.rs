@@ -1,5 +1,6 @@
 //! The fault harness against Apache Kafka 4.1.1 (issue 13's comparison): the same workload
-//! (acks=all producers on 3 partitions, replication factor 3, min ISR 2, two group members),
+//! (acks=all producers on 3 partitions, replication factor 3, min ISR 2, an idempotent Java
+//! producer, two group members),
 //! the same seeded nemesis and the same checker as `chaos_crash.rs`, on a 3-node KRaft
 //! Kafka cluster started from the jars `scripts/test.sh` provisions, with failure detection
 //! as fast as the Sluice runs' (2 s sessions and replica lag). Process faults only (kill -9,
@@ -23,7 +24,8 @@ fn kafka_loses_no_acknowledged_write_under_the_same_process_faults() {
     ];
     let spec = RunSpec {
         group_members: 2,
-        ..RunSpec::from_env("kafka-crash", 13, 45, nemeses, false)
+        idempotent_producers: 1,
+        ..RunSpec::from_env("kafka-crash", 13, 30, nemeses, false)
     };
     let mut kafka = KafkaCluster::start(3);
     let outcome = run_on(&mut kafka, &spec);

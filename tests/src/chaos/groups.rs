@@ -89,7 +89,7 @@ pub(super) async fn group_member(
             let value = r
                 .value
                 .as_ref()
-                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                .and_then(|v| Some(super::java_producer::value_of(std::str::from_utf8(v).ok()?)))
                 .unwrap_or(0);
             read.entry(r.partition).or_default().push((r.offset, value));
         }

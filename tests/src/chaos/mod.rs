@@ -14,6 +14,7 @@
 //!   and drops packets, then a final drain, the history written and checked
 //!   (`tests/tests/chaos_*.rs`, `scripts/chaos.sh`).
 //! - `groups`: the workload's consumer group members (reads, rewinds, commits).
+//! - [`java_producer`]: the workload's idempotent producers (Kafka's VerifiableProducer).
 //! - `admin`: the operator's nemesis, a reassignment and a preferred leader election
 //!   while the faults go on.
 //! - The network lab is [`crate::netns`] (the cluster harness runs nodes in it).
@@ -22,12 +23,13 @@
 //!   ([`crate::kafka_cluster`]), so the two are compared under the same faults.
 //!
 //! Still to come (see the issue and `docs/chaos.md`): packet delay (this kernel has no
-//! netem) and an idempotent producer.
+//! netem).
 
 mod admin;
 pub mod checker;
 mod groups;
 pub mod history;
+pub mod java_producer;
 pub mod run;
 pub mod target;
 

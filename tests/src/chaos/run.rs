@@ -30,6 +30,7 @@ use sluice_client::{Acks, Producer, ProducerRecord};
 use super::checker::{check, Report};
 use super::groups::{group_member, Recorder};
 use super::history::{write_history, Event, SendOutcome};
+use super::java_producer::{value_of, JavaProducer};
 use super::target::ChaosTarget;
 use crate::netns::NetLab;
 use crate::workload::{consume_partition, producer_config, runtime};
@@ -59,6 +60,9 @@ pub struct RunSpec {
     /// then loses the node's unsynced writes, as a power cut would. [`Nemesis::PowerCut`]
     /// and [`Nemesis::PowerCutAll`] need it.
     pub power_loss: Option<&'static str>,
+    /// Idempotent Java producers (Kafka's VerifiableProducer, retrying) writing to every
+    /// partition beside the one-at-a-time producers, at about 500 records a second each.
+    pub idempotent_producers: u32,
     /// Members of a consumer group reading the topic while the nemesis acts (0: none);
     /// their reads, rewinds and commits go into the history.
     pub group_members: u32,
@@ -117,6 +121,7 @@ impl RunSpec {
             power_loss: None,
             clock_jumps: false,
             group_members: 0,
+            idempotent_producers: 0,
             drain_wait: Duration::from_secs(60),
             history: dir.join(format!("{name}-seed-{seed}.jsonl")),
         }
@@ -255,7 +260,16 @@ pub fn run_on(cluster: &mut impl ChaosTarget, spec: &RunSpec) -> RunOutcome {
             ))
         })
         .collect();
+    let java: Vec<JavaProducer> = (0..spec.idempotent_producers)
+        .map(|i| {
+            let clock = Arc::new(move || clock.ms());
+            JavaProducer::start(&cluster.bootstrap(), TOPIC, i, 500, events.clone(), clock)
+        })
+        .collect();
     let faults = nemesis(cluster, spec, clock, &events);
+    for producer in java {
+        producer.stop();
+    }
     stop.store(true, Ordering::Release);
     for producer in producers.into_iter().chain(members) {
         let _ = runtime
@@ -718,7 +732,7 @@ fn drain(
             .into_iter()
             .map(|(offset, value)| {
                 let value = value
-                    .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+                    .and_then(|v| Some(value_of(std::str::from_utf8(&v).ok()?)))
                     .unwrap_or(0);
                 (offset, value)
             })
