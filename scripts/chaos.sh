@@ -3,7 +3,8 @@
 # SECONDS: the crash run (kill -9, SIGSTOP pauses, clean restarts; tests/tests/chaos_crash.rs)
 # and the partition runs (nodes in network namespaces: isolated, split, one-way, bridged,
 # killed, and with 5 nodes majority/minority, bridge and ring; tests/tests/chaos_partition.rs
-# and chaos_partition_five.rs, need root), and the power-cut runs (nodes whose unsynced
+# and chaos_partition_five.rs, need root), the bad-network run (packet loss, delay and
+# reordering in the lab; chaos_slow_network.rs), and the power-cut runs (nodes whose unsynced
 # writes die with them, under --durability fsync and replicated; tests/tests/chaos_power_loss.rs)
 # and the clock-jump run (wall clocks stepped by libfaketime; tests/tests/chaos_clock.rs), and
 # the crash run's workload and faults against a 3-node Apache Kafka (tests/tests/chaos_kafka.rs).
@@ -22,7 +23,7 @@ cargo build --workspace --bins
 cargo build -p sluice-broker --bin sluiced-faults --features fault-fs
 failed=()
 for seed in "${seeds[@]}"; do
-  for run in crash partition partition_five power_loss clock kafka; do
+  for run in crash partition partition_five slow_network power_loss clock kafka; do
     echo "== $run, seed $seed, $seconds s"
     if ! SLUICE_CHAOS_SEED="$seed" SLUICE_CHAOS_SECONDS="$seconds" \
         cargo test -p sluice-tests --test "chaos_$run" -- --nocapture 2>&1 \

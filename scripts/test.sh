@@ -9,7 +9,8 @@
 #   1. kcat from apt (Debian's build links librdkafka 2.0.2), plus a JDK, Maven,
 #      Python's venv module, Prometheus (with promtool, for the deploy/ tests), Node.js
 #      and npm, Go, libfaketime (Debian's faketime, for the clock-jump chaos run) and
-#      nftables (packet loss in the chaos network lab) if the machine lacks them;
+#      nftables and iptables (packet loss and delay in the chaos network lab) if the
+#      machine lacks them;
 #   2. a Python virtualenv at .venv with the pinned kafka-python and confluent-kafka of
 #      tests/interop/requirements.txt;
 #   3. the pinned Java kafka-clients and its codec jars of tests/java/pom.xml, copied
@@ -43,7 +44,7 @@ checksum() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
 stamp_matches() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
 
 # ---------------------------------------------------------------------------------------
-step "1/7 system packages (kcat, JDK, Maven, python venv, Prometheus, Node.js, npm, Go, faketime, nftables)"
+step "1/7 system packages (kcat, JDK, Maven, python venv, Prometheus, Node.js, npm, Go, faketime, nftables, iptables)"
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
 command -v javac >/dev/null || missing+=(default-jdk-headless)
@@ -60,8 +61,10 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
 fi
 # tests/node (kafkajs) and tests/go (franz-go). Debian's golang-go (1.19 on bookworm) is
 # new enough for tests/go/go.mod; a Go already on PATH (say /usr/local/go) is used as is.
-# The chaos harness's network lab drops packets with nftables (tests/src/netns.rs).
+# The chaos harness's network lab drops packets with nftables and delays them through an
+# iptables NFQUEUE rule (tests/src/netns.rs).
 command -v nft >/dev/null || missing+=(nftables)
+command -v iptables-legacy >/dev/null || missing+=(iptables)
 # tests/tests/chaos_clock.rs preloads libfaketime into the brokers to step their clocks.
 compgen -G '/usr/lib/*/faketime/libfaketimeMT.so.1' >/dev/null || missing+=(faketime)
 command -v node >/dev/null || missing+=(nodejs)

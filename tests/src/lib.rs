@@ -155,6 +155,12 @@ pub fn sluiced_faults_binary() -> PathBuf {
     )
 }
 
+/// `sluice-netem` of this build profile (`SLUICE_NETEM_BIN` overrides it): packet delay
+/// through NFQUEUE for the network lab ([`netns::NetLab::set_delay`]).
+pub fn sluice_netem_binary() -> PathBuf {
+    workspace_binary("sluice-tests", "sluice-netem", "SLUICE_NETEM_BIN")
+}
+
 /// The `sluice` CLI binary of this build profile (`SLUICE_BIN` overrides it).
 pub fn sluice_binary() -> PathBuf {
     workspace_binary("sluice-client", "sluice", "SLUICE_BIN")

@@ -5,9 +5,11 @@
 //! it from everyone (and up heals it); a blackhole route in a node's namespace drops what it
 //! sends to one peer, the building block of partial partitions (the host, i.e. the
 //! clients, still reaches every node). Packet loss is an nftables rule in the sender's
-//! namespace dropping a share of what it sends to a peer ([`NetLab::set_loss`]). Delay,
-//! duplication and reordering need `tc netem`, which this machine's kernel is built without
-//! (`CONFIG_NET_SCH_NETEM` is not set): they would need a user-space proxy between the nodes.
+//! namespace dropping a share of what it sends to a peer ([`NetLab::set_loss`]). This
+//! machine's kernel has no `tc netem` (`CONFIG_NET_SCH_NETEM` is not set), so delay and
+//! reordering go through user space: an iptables NFQUEUE rule in the sender's namespace
+//! hands its packets to the peers to `sluice-netem` running there, which holds each for the
+//! delay plus a random share of the jitter ([`NetLab::set_delay`]).
 //!
 //! Each lab has its own names (`sl<pid><letter>...`, within Linux's 15-byte interface
 //! names) and its own subnet, `10.213.<pid % 250>.0/24`: the host is `.1`, node
@@ -17,8 +19,9 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 /// Run `ip` (or `tc`) with `args`, optionally inside namespace `ns`; Err with its stderr.
@@ -81,6 +84,8 @@ pub struct NetLab {
     nodes: usize,
     /// Packet loss in percent, by (from, to) node; absent means none.
     losses: Mutex<BTreeMap<(usize, usize), u32>>,
+    /// The `sluice-netem` delaying each node's packets, by node.
+    delayers: Mutex<BTreeMap<usize, Child>>,
 }
 
 impl NetLab {
@@ -92,6 +97,7 @@ impl NetLab {
             subnet: u8::try_from(pid % 250).unwrap_or(0),
             nodes,
             losses: Mutex::new(BTreeMap::new()),
+            delayers: Mutex::new(BTreeMap::new()),
         };
         lab.remove_own();
         lab.build().inspect_err(|_| lab.remove_own())?;
@@ -245,6 +251,72 @@ impl NetLab {
         nft(&self.node_ns(from), &script)
     }
 
+    /// Delay every packet node `node` sends to the other nodes by `delay_ms` plus a random
+    /// share of `jitter_ms` (packets held for different times overtake each other); the
+    /// host's traffic is not delayed. Replaces an earlier delay of the node.
+    pub fn set_delay(&self, node: usize, delay_ms: u64, jitter_ms: u64) -> Result<(), String> {
+        self.clear_delay(node)?;
+        let ns = self.node_ns(node);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(crate::sluice_netem_binary())
+            .args(["0", &delay_ms.to_string(), &jitter_ms.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("sluice-netem in {ns}: {e}"))?;
+        // It reports once its queue is bound (or why it could not bind it).
+        let mut first = String::new();
+        if let Some(stderr) = child.stderr.take() {
+            let _ = BufReader::new(stderr).read_line(&mut first);
+        }
+        if !first.contains("delay") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("sluice-netem in {ns}: {}", first.trim()));
+        }
+        self.delayers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node, child);
+        for peer in (0..self.nodes).filter(|&peer| peer != node) {
+            let peer = self.node_addr(peer).to_string();
+            let rule = [
+                "-A",
+                "OUTPUT",
+                "-d",
+                &peer,
+                "-j",
+                "NFQUEUE",
+                "--queue-num",
+                "0",
+            ];
+            run(
+                Some(&ns),
+                "iptables-legacy",
+                &[&rule[..], &["--queue-bypass"]].concat(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Stop delaying node `node`'s packets.
+    pub fn clear_delay(&self, node: usize) -> Result<(), String> {
+        let ns = self.node_ns(node);
+        let child = self
+            .delayers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&node);
+        if let Some(mut child) = child {
+            run(Some(&ns), "iptables-legacy", &["-F", "OUTPUT"])?;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
     /// Delete what a lab of this process's names left (an earlier, interrupted run).
     fn remove_own(&self) {
         for i in 0..self.nodes {
@@ -277,6 +349,12 @@ impl NetLab {
 
 impl Drop for NetLab {
     fn drop(&mut self) {
+        let delayers =
+            std::mem::take(&mut *self.delayers.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, mut child) in delayers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         self.remove_own();
     }
 }

@@ -1,7 +1,8 @@
 //! The chaos harness's network lab (`sluice_tests::netns`, needs root as CI runs):
 //! a listener in one node's namespace is reachable from the host and from another node,
 //! isolating its node cuts both off and healing restores them, packet loss drops what one
-//! node sends to another, and dropping the lab removes its namespaces.
+//! node sends to another, packet delay holds it, and dropping the lab removes its
+//! namespaces.
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -100,6 +101,20 @@ fn the_lab_isolates_and_heals_a_node() {
     assert!(
         reachable_from_node(&lab, 1, addr),
         "node 1 cannot reach node 0 once the loss is lifted"
+    );
+
+    // Node 1's packets to node 0 held 1.5 s each: a connection (a SYN, then the request)
+    // takes longer than the 1 s the probe waits; the host is not delayed.
+    lab.set_delay(1, 1_500, 0).unwrap();
+    assert!(
+        !reachable_from_node(&lab, 1, addr),
+        "node 1 connected within 1 s although its packets are held 1.5 s"
+    );
+    assert!(reachable_from_host(addr), "the delay slowed the host down");
+    lab.clear_delay(1).unwrap();
+    assert!(
+        reachable_from_node(&lab, 1, addr),
+        "node 1 cannot reach node 0 once the delay is lifted"
     );
 
     drop(lab);

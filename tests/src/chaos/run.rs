@@ -390,6 +390,10 @@ pub enum Nemesis {
     /// Drop 10-50% of the packets between a node and every other node, both ways, for 3-5 s
     /// (nftables; clients reach every node unharmed). Needs the lab.
     Loss,
+    /// Hold everything a node sends to the other nodes 50-400 ms, plus as much again at
+    /// random (so its packets overtake each other), for 3-5 s (NFQUEUE and `sluice-netem`,
+    /// as this kernel has no netem). Needs the lab.
+    Delay,
     /// Reassign a random partition to a new replica order (a new replica set when the
     /// cluster has more nodes than replicas) and elect its preferred leader, as an operator
     /// would during an incident; the reassignment completes while the run goes on.
@@ -418,6 +422,7 @@ impl Nemesis {
             Nemesis::ClockJump => "clock-jump",
             Nemesis::Loss => "loss",
             Nemesis::Reassign => "reassign",
+            Nemesis::Delay => "delay",
         }
     }
 
@@ -484,6 +489,7 @@ impl Nemesis {
             | Nemesis::PowerCutAll
             | Nemesis::ClockJump
             | Nemesis::Loss
+            | Nemesis::Delay
             | Nemesis::Reassign => Vec::new(),
         }
     }
@@ -515,11 +521,16 @@ fn nemesis(
                 }
             }
             Nemesis::Loss => rng.random_range(10..=50),
+            Nemesis::Delay => rng.random_range(50..=400),
             _ => 0,
         };
         let mut detail = match kind {
             Nemesis::ClockJump => format!("node {node} ({role}), clock {amount:+} s"),
             Nemesis::Loss => format!("node {node} ({role}), {amount}% of packets lost"),
+            Nemesis::Delay => format!(
+                "node {node} ({role}), packets held {amount}-{} ms",
+                2 * amount
+            ),
             _ => format!("node {node} ({role})"),
         };
         record(events, fault(clock, kind, true, &detail));
@@ -611,6 +622,12 @@ fn inject_in_lab(cluster: &mut Cluster, kind: Nemesis, node: i32, amount: i64, r
                     hold(rng);
                 }
             }
+        }
+        Nemesis::Delay => {
+            let delay_ms = u64::try_from(amount).unwrap_or(0);
+            cluster.set_delay(node, Some((delay_ms, delay_ms)));
+            hold(rng);
+            cluster.set_delay(node, None);
         }
         Nemesis::ClockJump => {
             cluster.set_clock_offset(node, amount);

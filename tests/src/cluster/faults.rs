@@ -125,6 +125,22 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("loss {from} -> {to} {percent}%: {e}"));
     }
 
+    /// Delay what node `id` sends to the other nodes by `delay_ms` plus up to `jitter_ms`
+    /// (reordering its packets); `None` stops delaying. A cluster in a
+    /// [`ClusterOptions::lab`](super::ClusterOptions::lab) only.
+    pub fn set_delay(&mut self, id: i32, delay: Option<(u64, u64)>) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("packet delay needs a cluster in a network lab");
+        let node = self.index(id);
+        let result = match delay {
+            Some((delay_ms, jitter_ms)) => lab.set_delay(node, delay_ms, jitter_ms),
+            None => lab.clear_delay(node),
+        };
+        result.unwrap_or_else(|e| panic!("delay of node {id}: {e}"));
+    }
+
     /// Start a node again on its ports and data directory (killing it first if it runs)
     /// and wait until it answers ApiVersions.
     pub fn restart(&mut self, id: i32) {
