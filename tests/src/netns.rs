@@ -9,7 +9,8 @@
 //! machine's kernel has no `tc netem` (`CONFIG_NET_SCH_NETEM` is not set), so delay and
 //! reordering go through user space: an iptables NFQUEUE rule in the sender's namespace
 //! hands its packets to the peers to `sluice-netem` running there, which holds each for the
-//! delay plus a random share of the jitter ([`NetLab::set_delay`]).
+//! delay plus a random share of the jitter ([`NetLab::set_delay`]); duplication is an
+//! iptables TEE rule cloning packets to the same peer ([`NetLab::set_duplication`]).
 //!
 //! Each lab has its own names (`sl<pid><letter>...`, within Linux's 15-byte interface
 //! names) and its own subnet, `10.213.<pid % 250>.0/24`: the host is `.1`, node
@@ -297,6 +298,45 @@ impl NetLab {
                 "iptables-legacy",
                 &[&rule[..], &["--queue-bypass"]].concat(),
             )?;
+        }
+        Ok(())
+    }
+
+    /// Send `percent` of the packets node `node` sends to the other nodes twice (an
+    /// iptables TEE rule clones them to the same peer; 0 stops), as a faulty link does; TCP
+    /// drops the copies, answering with duplicate acknowledgements.
+    pub fn set_duplication(&self, node: usize, percent: u32) -> Result<(), String> {
+        let ns = self.node_ns(node);
+        run(
+            Some(&ns),
+            "iptables-legacy",
+            &["-t", "mangle", "-F", "OUTPUT"],
+        )?;
+        if percent == 0 {
+            return Ok(());
+        }
+        let probability = format!("{:.2}", f64::from(percent.min(100)) / 100.0);
+        for peer in (0..self.nodes).filter(|&peer| peer != node) {
+            let peer = self.node_addr(peer).to_string();
+            let rule = [
+                "-t",
+                "mangle",
+                "-A",
+                "OUTPUT",
+                "-d",
+                &peer,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &probability,
+                "-j",
+                "TEE",
+                "--gateway",
+                &peer,
+            ];
+            run(Some(&ns), "iptables-legacy", &rule)?;
         }
         Ok(())
     }

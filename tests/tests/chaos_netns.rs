@@ -1,8 +1,8 @@
 //! The chaos harness's network lab (`sluice_tests::netns`, needs root as CI runs):
 //! a listener in one node's namespace is reachable from the host and from another node,
 //! isolating its node cuts both off and healing restores them, packet loss drops what one
-//! node sends to another, packet delay holds it, and dropping the lab removes its
-//! namespaces.
+//! node sends to another, packet delay holds it, duplication sends it twice, and dropping
+//! the lab removes its namespaces.
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -28,6 +28,31 @@ fn reachable_from_node(lab: &NetLab, from: usize, addr: SocketAddr) -> bool {
         .args(["netns", "exec", &lab.node_ns(from), "python3", "-c", &code])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// A counter of the `TcpExt` lines of node `node`'s `/proc/net/netstat`.
+fn tcp_ext_counter(lab: &NetLab, node: usize, name: &str) -> u64 {
+    let output = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.node_ns(node),
+            "cat",
+            "/proc/net/netstat",
+        ])
+        .output()
+        .expect("read /proc/net/netstat");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
@@ -116,6 +141,18 @@ fn the_lab_isolates_and_heals_a_node() {
         reachable_from_node(&lab, 1, addr),
         "node 1 cannot reach node 0 once the delay is lifted"
     );
+
+    // Every packet of node 1 to node 0 sent twice: node 0's TCP sees the copies (it
+    // answers them with duplicate-data SACKs) and the connection still works.
+    let dsacks = || tcp_ext_counter(&lab, 0, "TCPDSACKOldSent");
+    let before = dsacks();
+    lab.set_duplication(1, 100).unwrap();
+    assert!(
+        reachable_from_node(&lab, 1, addr),
+        "node 1 cannot connect through duplicated packets"
+    );
+    wait_until("node 0 to see duplicated segments", || dsacks() > before);
+    lab.set_duplication(1, 0).unwrap();
 
     drop(lab);
     let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();

@@ -11,7 +11,7 @@
 //!   replicated topic (and group members reading it) while the nemesis kills, pauses,
 //!   restarts, cuts the power of (nodes run as `sluiced-faults`), steps the clock of (nodes
 //!   under libfaketime), reassigns, or (nodes in the network lab) isolates nodes, cuts links
-//!   and drops or delays packets, then a final drain, the history written and checked
+//!   and drops, delays or duplicates packets, then a final drain, the history written and checked
 //!   (`tests/tests/chaos_*.rs`, `scripts/chaos.sh`).
 //! - `groups`: the workload's consumer group members (reads, rewinds, commits).
 //! - [`java_producer`]: the workload's idempotent producers (Kafka's VerifiableProducer).
@@ -21,9 +21,6 @@
 //!
 //! - [`target`]: what a run runs against, a Sluice cluster or an Apache Kafka one
 //!   ([`crate::kafka_cluster`]), so the two are compared under the same faults.
-//!
-//! Not done (see `docs/chaos.md`): duplicated packets (this kernel has no netem; TCP drops
-//! duplicates anyway).
 
 mod admin;
 pub mod checker;

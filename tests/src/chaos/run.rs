@@ -394,6 +394,9 @@ pub enum Nemesis {
     /// random (so its packets overtake each other), for 3-5 s (NFQUEUE and `sluice-netem`,
     /// as this kernel has no netem). Needs the lab.
     Delay,
+    /// Send 10-50% of what a node sends to the other nodes twice, for 3-5 s (an iptables
+    /// TEE rule). Needs the lab.
+    Duplicate,
     /// Reassign a random partition to a new replica order (a new replica set when the
     /// cluster has more nodes than replicas) and elect its preferred leader, as an operator
     /// would during an incident; the reassignment completes while the run goes on.
@@ -423,6 +426,7 @@ impl Nemesis {
             Nemesis::Loss => "loss",
             Nemesis::Reassign => "reassign",
             Nemesis::Delay => "delay",
+            Nemesis::Duplicate => "duplicate",
         }
     }
 
@@ -490,6 +494,7 @@ impl Nemesis {
             | Nemesis::ClockJump
             | Nemesis::Loss
             | Nemesis::Delay
+            | Nemesis::Duplicate
             | Nemesis::Reassign => Vec::new(),
         }
     }
@@ -520,13 +525,14 @@ fn nemesis(
                     -seconds
                 }
             }
-            Nemesis::Loss => rng.random_range(10..=50),
+            Nemesis::Loss | Nemesis::Duplicate => rng.random_range(10..=50),
             Nemesis::Delay => rng.random_range(50..=400),
             _ => 0,
         };
         let mut detail = match kind {
             Nemesis::ClockJump => format!("node {node} ({role}), clock {amount:+} s"),
             Nemesis::Loss => format!("node {node} ({role}), {amount}% of packets lost"),
+            Nemesis::Duplicate => format!("node {node} ({role}), {amount}% of packets sent twice"),
             Nemesis::Delay => format!(
                 "node {node} ({role}), packets held {amount}-{} ms",
                 2 * amount
@@ -622,6 +628,11 @@ fn inject_in_lab(cluster: &mut Cluster, kind: Nemesis, node: i32, amount: i64, r
                     hold(rng);
                 }
             }
+        }
+        Nemesis::Duplicate => {
+            cluster.set_duplication(node, u32::try_from(amount).unwrap_or(0));
+            hold(rng);
+            cluster.set_duplication(node, 0);
         }
         Nemesis::Delay => {
             let delay_ms = u64::try_from(amount).unwrap_or(0);

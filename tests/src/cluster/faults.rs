@@ -141,6 +141,17 @@ impl Cluster {
         result.unwrap_or_else(|e| panic!("delay of node {id}: {e}"));
     }
 
+    /// Send `percent` of what node `id` sends to the other nodes twice (0 stops). A cluster
+    /// in a [`ClusterOptions::lab`](super::ClusterOptions::lab) only.
+    pub fn set_duplication(&mut self, id: i32, percent: u32) {
+        let lab = self
+            .lab
+            .as_ref()
+            .expect("packet duplication needs a cluster in a network lab");
+        lab.set_duplication(self.index(id), percent)
+            .unwrap_or_else(|e| panic!("duplication of node {id}: {e}"));
+    }
+
     /// Start a node again on its ports and data directory (killing it first if it runs)
     /// and wait until it answers ApiVersions.
     pub fn restart(&mut self, id: i32) {
