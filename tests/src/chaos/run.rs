@@ -43,6 +43,8 @@ const POWER_LOSS_SEGMENT_BYTES: u64 = 1 << 20;
 /// What a run does.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
+    /// The run's name (`crash`, `partition`, ...), in file names and the summary.
+    pub name: String,
     pub seed: u64,
     /// Cluster nodes (3 by default; the topic has 3 replicas either way).
     pub nodes: usize,
@@ -111,6 +113,7 @@ impl RunSpec {
         let dir = crate::repo_root().join("target/chaos");
         std::fs::create_dir_all(&dir).expect("create target/chaos");
         RunSpec {
+            name: name.to_string(),
             seed,
             nodes: 3,
             partitions: 3,
@@ -138,6 +141,7 @@ pub fn run_and_check(spec: &RunSpec) {
 /// acknowledged (and committed, with group members) and the history shows no anomaly.
 pub fn assert_clean(spec: &RunSpec, outcome: &RunOutcome) {
     let report = &outcome.report;
+    append_summary(spec, outcome);
     eprintln!(
         "{} seed {}: {} events, {} acknowledged, {} read, {} group commits, longest without an acknowledgement {} ms (by fault: {:?} ms); faults: {:?}",
         outcome.target,
@@ -162,6 +166,46 @@ pub fn assert_clean(spec: &RunSpec, outcome: &RunOutcome) {
         spec.seed,
         spec.history.display()
     );
+}
+
+/// One JSON line per checked run in `target/chaos/runs.jsonl`, which `scripts/chaos.sh`
+/// sums up for `docs/reliability.md`.
+fn append_summary(spec: &RunSpec, outcome: &RunOutcome) {
+    use std::io::Write;
+    let report = &outcome.report;
+    let anomalies = report.lost.len()
+        + report.unobserved.len()
+        + report.duplicated.len()
+        + report.inconsistent_offsets.len()
+        + report.reordered.len()
+        + report.non_monotonic_reads.len()
+        + report.commits_backwards.len();
+    let faults: Vec<&str> = outcome
+        .faults
+        .iter()
+        .filter_map(|f| f.split_whitespace().nth(2))
+        .collect();
+    let line = serde_json::json!({
+        "run": spec.name,
+        "target": outcome.target,
+        "seed": spec.seed,
+        "seconds": spec.duration.as_secs(),
+        "acked": report.acked,
+        "read": report.read,
+        "commits": outcome.commits,
+        "faults": faults,
+        "anomalies": anomalies,
+        "longest_unavailable_ms": report.longest_unavailable_ms,
+        "unavailable_by_fault": report.unavailable_by_fault,
+    });
+    let path = crate::repo_root().join("target/chaos/runs.jsonl");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{line}");
+    }
 }
 
 /// Milliseconds since the run began.
