@@ -71,6 +71,7 @@ pub fn check(events: &[Event]) -> Report {
     check_reads(&reads, &mut report);
     check_acknowledged(events, &reads, &mut report);
     check_producer_order(events, &reads, &mut report);
+    check_ordered_producers(events, &reads, &mut report);
     check_read_order(events, &mut report);
     check_commits(events, &mut report);
     measure_unavailability(events, &mut report);
@@ -183,6 +184,55 @@ fn check_acknowledged(
     }
 }
 
+/// A producer that keeps its order (sends with an `order`): its writes to one partition,
+/// taken in that order, must land at increasing offsets (where read, else where
+/// acknowledged), however their acknowledgements were ordered. A violation is reported as
+/// reordered (partition, earlier value, later value).
+fn check_ordered_producers(
+    events: &[Event],
+    reads: &BTreeMap<i32, PartitionReads>,
+    report: &mut Report,
+) {
+    // (process, partition) -> (order, value, offset) of its sends whose offset is known.
+    let mut landed: HashMap<(u32, i32), Vec<(u64, u64, i64)>> = HashMap::new();
+    for event in events {
+        let Event::Send {
+            process,
+            partition,
+            value,
+            outcome,
+            order: Some(order),
+            ..
+        } = event
+        else {
+            continue;
+        };
+        let read_offset = reads
+            .get(partition)
+            .and_then(|r| r.by_value.get(value))
+            .and_then(|offsets| offsets.iter().next().copied());
+        let acked_offset = match outcome {
+            SendOutcome::Acked { offset } => Some(*offset),
+            _ => None,
+        };
+        if let Some(offset) = read_offset.or(acked_offset) {
+            landed
+                .entry((*process, *partition))
+                .or_default()
+                .push((*order, *value, offset));
+        }
+    }
+    for ((_, partition), mut sends) in landed {
+        sends.sort_unstable();
+        for pair in sends.windows(2) {
+            let ((_, earlier, earlier_offset), (_, later, later_offset)) = (pair[0], pair[1]);
+            if later_offset <= earlier_offset {
+                report.reordered.push((partition, earlier, later));
+            }
+        }
+    }
+}
+
 /// A producer's sends to one partition, each invoked after the previous one was
 /// acknowledged, must land at increasing offsets (where read, else where acknowledged).
 fn check_producer_order(
@@ -208,6 +258,7 @@ fn check_producer_order(
             invoked_ms,
             completed_ms,
             outcome,
+            order: None,
         } = event
         else {
             continue;

@@ -35,6 +35,12 @@ pub enum Event {
         invoked_ms: u64,
         completed_ms: u64,
         outcome: SendOutcome,
+        /// For a producer that keeps its writes to a partition in the order it sent them
+        /// whatever the order of their acknowledgements (an idempotent producer retrying
+        /// with pipelined requests): the send's place in that order. The checker then
+        /// holds every pair of its writes to that order, not to their times.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order: Option<u64>,
     },
     /// A consumer polled these records of `partition`, in the order it got them.
     Read {
@@ -106,6 +112,7 @@ mod tests {
                 invoked_ms: 10,
                 completed_ms: 12,
                 outcome: SendOutcome::Acked { offset: 3 },
+                order: None,
             },
             Event::Read {
                 process: 2,

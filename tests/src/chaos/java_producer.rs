@@ -4,9 +4,10 @@
 //! per outcome; each becomes a send event: `producer_send_success` acknowledged at its
 //! partition and offset, `producer_send_error` unknown (its partition is not reported:
 //! -1). Its values are `<prefix>.<n>`, kept in the history as `prefix << 48 | n`
-//! ([`value_of`]). The Java client acknowledges a partition's records in the order it sent
-//! them, so each line's time stands for both its send and its acknowledgement, and the
-//! checker's producer-order check covers every pair of one producer's records.
+//! ([`value_of`]). The producer writes a partition's records in the order it sent them
+//! (`n` order) even when a retried request's acknowledgement comes after later ones', so
+//! each send carries `n` as its `order` and the checker holds every pair of its records in a
+//! partition to it; the line's time stands for the acknowledgement.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -140,6 +141,7 @@ fn event_of(process: u32, line: &str, time_ms: u64) -> Option<Event> {
         invoked_ms: time_ms,
         completed_ms: time_ms,
         outcome,
+        order: Some(value & ((1 << 48) - 1)),
     })
 }
 
@@ -159,6 +161,7 @@ mod tests {
                 invoked_ms: 9,
                 completed_ms: 9,
                 outcome: SendOutcome::Acked { offset: 42 },
+                order: Some(17),
             })
         );
         let error = r#"{"name":"producer_send_error","exception":"x","message":"y","topic":"chaos","key":null,"value":"3000.18"}"#;

@@ -387,6 +387,7 @@ async fn produce(
                 invoked_ms,
                 completed_ms: clock.ms(),
                 outcome,
+                order: None,
             },
         );
     }

@@ -15,6 +15,7 @@ fn acked(process: u32, partition: i32, value: u64, offset: i64, at: u64) -> Even
         invoked_ms: at,
         completed_ms: at + 1,
         outcome: SendOutcome::Acked { offset },
+        order: None,
     }
 }
 
@@ -153,6 +154,7 @@ fn failed_and_unknown_sends_need_not_be_read_and_concurrent_sends_may_interleave
             invoked_ms: 0,
             completed_ms: 50,
             outcome: SendOutcome::Unknown,
+            order: None,
         },
         Event::Send {
             process: 1,
@@ -161,6 +163,7 @@ fn failed_and_unknown_sends_need_not_be_read_and_concurrent_sends_may_interleave
             invoked_ms: 1,
             completed_ms: 2,
             outcome: SendOutcome::Failed,
+            order: None,
         },
         // Two sends in flight at once: their order is not constrained.
         Event::Send {
@@ -170,6 +173,7 @@ fn failed_and_unknown_sends_need_not_be_read_and_concurrent_sends_may_interleave
             invoked_ms: 10,
             completed_ms: 20,
             outcome: SendOutcome::Acked { offset: 1 },
+            order: None,
         },
         Event::Send {
             process: 3,
@@ -178,6 +182,7 @@ fn failed_and_unknown_sends_need_not_be_read_and_concurrent_sends_may_interleave
             invoked_ms: 11,
             completed_ms: 15,
             outcome: SendOutcome::Acked { offset: 0 },
+            order: None,
         },
         read(2, 0, 60, &[(0, 4), (1, 3), (2, 1)]),
     ];
@@ -217,6 +222,7 @@ fn behaving_history(sends: &[(i32, u32, u8)], reads: &[(u32, i32, usize, usize)]
             invoked_ms: at,
             completed_ms: at + 5,
             outcome,
+            order: None,
         });
     }
     let end = sends.len() as u64 * 10 + 10;
@@ -271,4 +277,47 @@ proptest! {
         let missing: Vec<u64> = report.lost.iter().chain(&report.unobserved).map(|m| m.value).collect();
         prop_assert_eq!(missing, vec![dropped]);
     }
+}
+
+/// An ordered (idempotent) producer's send `order` acknowledged at `at` with `offset`.
+fn ordered(value: u64, order: u64, offset: i64, at: u64) -> Event {
+    Event::Send {
+        process: 3_000,
+        partition: 0,
+        value,
+        invoked_ms: at,
+        completed_ms: at,
+        outcome: SendOutcome::Acked { offset },
+        order: Some(order),
+    }
+}
+
+#[test]
+fn an_ordered_producer_is_held_to_its_order_not_to_its_acknowledgement_times() {
+    // Sends 1 and 2 retried: acknowledged after 3, yet written before it, in order.
+    let in_order = vec![
+        ordered(103, 3, 12, 10),
+        ordered(101, 1, 10, 20),
+        ordered(102, 2, 11, 20),
+        Event::Read {
+            process: 1_000,
+            partition: 0,
+            time_ms: 30,
+            records: vec![(10, 101), (11, 102), (12, 103)],
+        },
+    ];
+    assert!(check(&in_order).is_valid(), "{:?}", check(&in_order));
+    // Send 2 written after send 3: reordered, whatever the times say.
+    let out_of_order = vec![
+        ordered(101, 1, 10, 10),
+        ordered(102, 2, 12, 11),
+        ordered(103, 3, 11, 12),
+        Event::Read {
+            process: 1_000,
+            partition: 0,
+            time_ms: 30,
+            records: vec![(10, 101), (11, 103), (12, 102)],
+        },
+    ];
+    assert_eq!(check(&out_of_order).reordered, vec![(0, 102, 103)]);
 }
