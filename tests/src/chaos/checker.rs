@@ -194,7 +194,8 @@ fn check_ordered_producers(
     report: &mut Report,
 ) {
     // (process, partition) -> (order, value, offset) of its sends whose offset is known.
-    let mut landed: HashMap<(u32, i32), Vec<(u64, u64, i64)>> = HashMap::new();
+    type Landed = Vec<(u64, u64, i64)>;
+    let mut landed: HashMap<(u32, i32), Landed> = HashMap::new();
     for event in events {
         let Event::Send {
             process,
