@@ -10,7 +10,8 @@
 # under --durability fsync and replicated), clock (wall-clock jumps), kafka (the crash
 # run's workload and faults against Apache Kafka 4.1.1). Seeds are FIRST_SEED..FIRST_SEED+N-1
 # (SLUICE_CHAOS_FIRST_SEED, default 1000, away from the seeds the default suite runs).
-# Histories go to target/chaos/<run>-seed-<seed>.jsonl; each checked run adds a line to
+# Histories go to target/chaos/<run>-seed-<seed>.jsonl (the test's whole output to .out
+# beside it); each checked run adds a line to
 # target/chaos/runs.jsonl; the summary (schedules, faults, records, anomalies,
 # unavailability p50/p99 per fault) is printed and written to target/chaos/summary.md.
 # A failing seed prints its anomalies and should be kept as a regression test. Bounded:
@@ -31,10 +32,14 @@ failed=()
 for ((seed = first; seed < first + count; seed++)); do
   for run in "${runs[@]}"; do
     echo "== $run, seed $seed, $seconds s"
+    out="target/chaos/$run-seed-$seed.out"
     if ! SLUICE_CHAOS_SEED="$seed" SLUICE_CHAOS_SECONDS="$seconds" \
-        cargo test -q -p sluice-tests --test "chaos_$run" -- --nocapture 2>&1 \
-        | grep -E "seed [0-9]+:|anomalies|panicked|test result: ok"; then
+        cargo test -q -p sluice-tests --test "chaos_$run" -- --nocapture >"$out" 2>&1; then
+      grep -E "seed [0-9]+:|anomalies|panicked" "$out" || true
+      echo "   (whole output in $out)"
       failed+=("$run/$seed")
+    else
+      grep -E "seed [0-9]+:" "$out" || true
     fi
   done
 done
