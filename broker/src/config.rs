@@ -230,6 +230,8 @@ options! {
     fetch_session_cache_slots: usize = 1000, "1000", "fetch-session-cache-slots", "SLUICE_FETCH_SESSION_CACHE_SLOTS", parse_from_str::<usize>;
     "Maximum open client connections; further connections are closed at once"
     connections_max: usize = 4096, "4096", "connections-max", "SLUICE_CONNECTIONS_MAX", parse_from_str::<usize>;
+    "Close a connection that completed no request and had nothing left to answer for this many milliseconds; a client holding half a frame counts as idle (Kafka connections.max.idle.ms)"
+    connections_max_idle_ms: u64 = 600_000, "600000 (10 min)", "connections-max-idle-ms", "SLUICE_CONNECTIONS_MAX_IDLE_MS", parse_from_str::<u64>;
     "Requests read ahead per connection while earlier ones are still being answered"
     in_flight_requests_max: usize = 32, "32", "in-flight-requests-max", "SLUICE_IN_FLIGHT_REQUESTS_MAX", parse_from_str::<usize>;
     "Milliseconds to let in-flight requests finish on SIGTERM before closing connections"
@@ -336,8 +338,14 @@ impl Config {
                 self.frame_bytes_max, self.message_max_bytes
             ));
         }
-        if self.connections_max == 0 || self.in_flight_requests_max == 0 {
-            return Err("connections-max and in-flight-requests-max must be at least 1".into());
+        if self.connections_max == 0
+            || self.in_flight_requests_max == 0
+            || self.connections_max_idle_ms == 0
+        {
+            return Err(
+                "connections-max, in-flight-requests-max and connections-max-idle-ms must be at least 1"
+                    .into(),
+            );
         }
         if self.retention_ms < -1 || self.retention_bytes < -1 {
             return Err(

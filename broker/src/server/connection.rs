@@ -14,6 +14,11 @@
 //! cannot be trusted. An acks=0 produce that fails closes the connection too, as Kafka
 //! does, since there is no response to carry the error.
 //!
+//! A connection that reads no whole request and has nothing to answer for
+//! `--connections-max-idle-ms` is closed (Kafka's `connections.max.idle.ms`; stricter in one
+//! way: bytes of an unfinished frame do not count as activity, so a client holding half a
+//! frame is closed too), counted in `sluice_limit_exceeded_total{limit="connections_max_idle_ms"}`.
+//!
 //! Request metrics: this task notes when each frame was read and, after the flush that
 //! sends a reply, records the request's metrics (see `dispatch`, "Request metrics").
 
@@ -51,6 +56,8 @@ pub async fn serve_connection<S>(
     // Requests whose replies are written but not yet flushed.
     let mut unflushed: Vec<RequestMetrics> = Vec::new();
 
+    let idle_max = broker.limits.connections_max_idle;
+    let mut idle_since = tokio::time::Instant::now();
     loop {
         if !reading && pending.is_empty() {
             break;
@@ -92,8 +99,10 @@ pub async fn serve_connection<S>(
                 }
                 record_written(&mut unflushed);
                 limit_noted = false;
+                idle_since = tokio::time::Instant::now();
             }
             frame = frames.next(), if can_read => {
+                idle_since = tokio::time::Instant::now();
                 match frame {
                     None => reading = false,
                     Some(Ok(frame)) => {
@@ -123,6 +132,12 @@ pub async fn serve_connection<S>(
             }
             _ = shutdown.changed(), if reading => {
                 reading = false;
+            }
+            () = tokio::time::sleep_until(idle_since + idle_max), if pending.is_empty() => {
+                tracing::debug!(%peer, idle_ms = idle_max.as_millis(), "closing an idle connection");
+                metrics::counter!(m::LIMIT_EXCEEDED_TOTAL, "limit" => "connections_max_idle_ms")
+                    .increment(1);
+                break;
             }
         }
     }

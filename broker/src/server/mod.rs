@@ -50,6 +50,8 @@ pub struct Limits {
     pub fetch_bytes_max: usize,
     pub in_flight_requests_max: usize,
     pub connections_max: usize,
+    /// A connection idle this long (no whole request read, nothing to answer) is closed.
+    pub connections_max_idle: std::time::Duration,
 }
 
 /// Where this broker tells clients to connect, and who it is.
@@ -143,6 +145,9 @@ impl Broker {
                 fetch_bytes_max: config.fetch_bytes_max,
                 in_flight_requests_max: config.in_flight_requests_max,
                 connections_max: config.connections_max,
+                connections_max_idle: std::time::Duration::from_millis(
+                    config.connections_max_idle_ms,
+                ),
             },
             auto_create: if config.auto_create_topics {
                 AutoCreate::Enabled {
