@@ -44,11 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchResponse, MetadataResponse,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, CreateTopicsResponse, FetchResponse, MetadataResponse};
 
 mod disk;
 mod faults;
@@ -57,7 +53,7 @@ mod traffic;
 pub use disk::{batch_headers, byte_position_of, describe_batches};
 
 use crate::netns::NetLab;
-use crate::raw::{self, topic_name, RawConnection};
+use crate::raw::{self, RawConnection};
 use crate::{free_port, Broker, BrokerOptions, POLL_INTERVAL};
 use tempfile::TempDir;
 
@@ -714,23 +710,7 @@ impl Cluster {
         configs: &[(&str, &str)],
     ) {
         let deadline = Instant::now() + CREATE_TOPIC_DEADLINE;
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(topic_name(name))
-                .with_num_partitions(partitions)
-                .with_replication_factor(replication_factor)
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(key, value)| {
-                            CreatableTopicConfig::default()
-                                .with_name(StrBytes::from_string(key.to_string()))
-                                .with_value(Some(StrBytes::from_string(value.to_string())))
-                        })
-                        .collect(),
-                )])
-            .with_timeout_ms(30_000)
-            .with_validate_only(false);
+        let request = raw::create_topics_request(name, partitions, replication_factor, configs);
         let mut attempts = 0;
         let mut last_error = String::new();
         let created = self.poll_until(deadline, |cluster| {

@@ -15,14 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, CreateTopicsResponse};
 use tempfile::TempDir;
 
 use crate::cluster::{partition_in, PartitionState};
-use crate::raw::{self, fetch_request, topic_name, RawConnection};
-use crate::{free_port, java_classpath, read_tail};
+use crate::kafka_reference::{format_storage, kafka_java};
+use crate::raw::{self, fetch_request, RawConnection};
+use crate::{free_port, read_tail};
 
 /// How long a JVM may take to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(120);
@@ -65,7 +64,7 @@ impl KafkaCluster {
             let props = node_dir.join("server.properties");
             let text = properties(&node_dir, id, port, controller_port, &voters);
             std::fs::write(&props, text).expect("server.properties");
-            format_storage(&props);
+            format_storage(&props, CLUSTER_ID);
             nodes.push(Node {
                 id,
                 port,
@@ -141,10 +140,7 @@ impl KafkaCluster {
             .append(true)
             .open(&node.log)
             .expect("kafka.log");
-        let child = Command::new("java")
-            .args(jvm_options())
-            .arg("-cp")
-            .arg(java_classpath())
+        let child = kafka_java(HEAP_MAX)
             .arg("kafka.Kafka")
             .arg(&node.props)
             .stdin(Stdio::null())
@@ -318,22 +314,7 @@ impl KafkaCluster {
         replication_factor: i16,
         configs: &[(&str, &str)],
     ) {
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(topic_name(name))
-                .with_num_partitions(partitions)
-                .with_replication_factor(replication_factor)
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(key, value)| {
-                            CreatableTopicConfig::default()
-                                .with_name(StrBytes::from_string(key.to_string()))
-                                .with_value(Some(StrBytes::from_string(value.to_string())))
-                        })
-                        .collect(),
-                )])
-            .with_timeout_ms(30_000);
+        let request = raw::create_topics_request(name, partitions, replication_factor, configs);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut last = String::new();
         'created: loop {
@@ -404,32 +385,8 @@ impl Drop for KafkaCluster {
     }
 }
 
-fn format_storage(props: &Path) {
-    let format = Command::new("java")
-        .args(jvm_options())
-        .arg("-cp")
-        .arg(java_classpath())
-        .args(["kafka.tools.StorageTool", "format", "--config"])
-        .arg(props)
-        .args(["--cluster-id", CLUSTER_ID])
-        .output()
-        .expect("run kafka's StorageTool");
-    assert!(
-        format.status.success(),
-        "formatting kafka storage failed: {}",
-        String::from_utf8_lossy(&format.stderr)
-    );
-}
-
-fn jvm_options() -> [&'static str; 5] {
-    [
-        "-Xms128m",
-        "-Xmx384m",
-        "-XX:+UseSerialGC",
-        "-Djava.awt.headless=true",
-        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-    ]
-}
+/// Each node's heap limit (three nodes and a producer JVM share the machine).
+const HEAP_MAX: &str = "-Xmx384m";
 
 fn properties(dir: &Path, id: i32, port: u16, controller_port: u16, voters: &str) -> String {
     format!(

@@ -31,25 +31,9 @@ impl KafkaReference {
         let (port, controller_port) = (free_port(), free_port());
         let props = dir.path().join("server.properties");
         std::fs::write(&props, properties(dir.path(), port, controller_port)).unwrap();
-        let format = Command::new("java")
-            .args(jvm_options())
-            .arg("-cp")
-            .arg(java_classpath())
-            .args(["kafka.tools.StorageTool", "format", "--config"])
-            .arg(&props)
-            .args(["--cluster-id", "q1Sh-9_ISia_zwGINzRvyQ"])
-            .output()
-            .unwrap();
-        assert!(
-            format.status.success(),
-            "formatting the reference broker's storage failed: {}",
-            String::from_utf8_lossy(&format.stderr)
-        );
+        format_storage(&props, "q1Sh-9_ISia_zwGINzRvyQ");
         let log = std::fs::File::create(dir.path().join("kafka.log")).unwrap();
-        let child = Command::new("java")
-            .args(jvm_options())
-            .arg("-cp")
-            .arg(java_classpath())
+        let child = kafka_java(HEAP_MAX)
             .arg("kafka.Kafka")
             .arg(&props)
             .stdin(Stdio::null())
@@ -102,14 +86,38 @@ impl Drop for KafkaReference {
     }
 }
 
-fn jvm_options() -> [&'static str; 5] {
-    [
+/// The reference broker's heap limit.
+const HEAP_MAX: &str = "-Xmx512m";
+
+/// `java` with the Kafka jars on its class path, a small heap up to `heap_max` (`-Xmx...`)
+/// and quiet logging: the command line of every Kafka JVM the tests start.
+pub(crate) fn kafka_java(heap_max: &str) -> Command {
+    let mut java = Command::new("java");
+    java.args([
         "-Xms128m",
-        "-Xmx512m",
+        heap_max,
         "-XX:+UseSerialGC",
         "-Djava.awt.headless=true",
-        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-    ]
+    ])
+    .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+    .arg("-cp")
+    .arg(java_classpath());
+    java
+}
+
+/// Format a KRaft node's storage for `props` (its `log.dirs`) with `cluster_id`.
+pub(crate) fn format_storage(props: &Path, cluster_id: &str) {
+    let format = kafka_java(HEAP_MAX)
+        .args(["kafka.tools.StorageTool", "format", "--config"])
+        .arg(props)
+        .args(["--cluster-id", cluster_id])
+        .output()
+        .expect("run kafka's StorageTool");
+    assert!(
+        format.status.success(),
+        "formatting kafka storage failed: {}",
+        String::from_utf8_lossy(&format.stderr)
+    );
 }
 
 fn properties(dir: &Path, port: u16, controller_port: u16) -> String {

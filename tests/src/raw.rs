@@ -13,8 +13,9 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, FetchRequest, FetchResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, DescribeQuorumRequest, DescribeQuorumResponse,
+    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_protocol::batch::Compression;
@@ -286,6 +287,32 @@ pub fn quorum_leader(conn: &mut RawConnection) -> Option<i32> {
         conn.request(ApiKey::DescribeQuorum, 1, &request).ok()?;
     let leader = response.topics.first()?.partitions.first()?.leader_id.0;
     (leader >= 0).then_some(leader)
+}
+
+/// CreateTopics for one topic with `configs` (Kafka topic configs such as
+/// `("min.insync.replicas", "2")`), a 30 s timeout.
+pub fn create_topics_request(
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+) -> CreateTopicsRequest {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    let configs = configs
+        .iter()
+        .map(|(key, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(key.to_string()))
+                .with_value(Some(StrBytes::from_string(value.to_string())))
+        })
+        .collect();
+    CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(configs)])
+        .with_timeout_ms(30_000)
 }
 
 /// The topic's id (KIP-516), from a Metadata v12 answer (nil if the topic is unknown).

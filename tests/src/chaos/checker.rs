@@ -184,6 +184,18 @@ fn check_acknowledged(
     }
 }
 
+/// The lowest offset `value` was read at in `partition`, if it was read.
+fn first_read_offset(
+    reads: &BTreeMap<i32, PartitionReads>,
+    partition: i32,
+    value: u64,
+) -> Option<i64> {
+    reads
+        .get(&partition)
+        .and_then(|r| r.by_value.get(&value))
+        .and_then(|offsets| offsets.iter().next().copied())
+}
+
 /// A producer that keeps its order (sends with an `order`): its writes to one partition,
 /// taken in that order, must land at increasing offsets (where read, else where
 /// acknowledged), however their acknowledgements were ordered. A violation is reported as
@@ -208,14 +220,8 @@ fn check_ordered_producers(
         else {
             continue;
         };
-        let read_offset = reads
-            .get(partition)
-            .and_then(|r| r.by_value.get(value))
-            .and_then(|offsets| offsets.iter().next().copied());
-        let acked_offset = match outcome {
-            SendOutcome::Acked { offset } => Some(*offset),
-            _ => None,
-        };
+        let read_offset = first_read_offset(reads, *partition, *value);
+        let acked_offset = outcome.acked_offset();
         if let Some(offset) = read_offset.or(acked_offset) {
             landed
                 .entry((*process, *partition))
@@ -264,14 +270,8 @@ fn check_producer_order(
         else {
             continue;
         };
-        let read_offset = reads
-            .get(partition)
-            .and_then(|r| r.by_value.get(value))
-            .and_then(|offsets| offsets.iter().next().copied());
-        let acked_offset = match outcome {
-            SendOutcome::Acked { offset } => Some(*offset),
-            _ => None,
-        };
+        let read_offset = first_read_offset(reads, *partition, *value);
+        let acked_offset = outcome.acked_offset();
         let Some(offset) = read_offset.or(acked_offset) else {
             continue;
         };

@@ -23,6 +23,16 @@ pub enum SendOutcome {
     Unknown,
 }
 
+impl SendOutcome {
+    /// The offset it was acknowledged at, if it was.
+    pub fn acked_offset(self) -> Option<i64> {
+        match self {
+            SendOutcome::Acked { offset } => Some(offset),
+            SendOutcome::Failed | SendOutcome::Unknown => None,
+        }
+    }
+}
+
 /// One thing that happened in a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
