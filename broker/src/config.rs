@@ -232,6 +232,8 @@ options! {
     connections_max: usize = 4096, "4096", "connections-max", "SLUICE_CONNECTIONS_MAX", parse_from_str::<usize>;
     "Close a connection that completed no request and had nothing left to answer for this many milliseconds; a client holding half a frame counts as idle (Kafka connections.max.idle.ms)"
     connections_max_idle_ms: u64 = 600_000, "600000 (10 min)", "connections-max-idle-ms", "SLUICE_CONNECTIONS_MAX_IDLE_MS", parse_from_str::<u64>;
+    "Bytes of client requests read and not yet answered, across all connections; when they are all taken, sockets are not read until some come back (Kafka queued.max.request.bytes, unbounded by default there). At least frame-bytes-max"
+    queued_max_request_bytes: usize = 256 * 1024 * 1024, "268435456 (256 MiB)", "queued-max-request-bytes", "SLUICE_QUEUED_MAX_REQUEST_BYTES", parse_from_str::<usize>;
     "Requests read ahead per connection while earlier ones are still being answered"
     in_flight_requests_max: usize = 32, "32", "in-flight-requests-max", "SLUICE_IN_FLIGHT_REQUESTS_MAX", parse_from_str::<usize>;
     "Milliseconds to let in-flight requests finish on SIGTERM before closing connections"
@@ -336,6 +338,12 @@ impl Config {
             return Err(format!(
                 "message-max-bytes must be between 64 and frame-bytes-max ({}), got {}",
                 self.frame_bytes_max, self.message_max_bytes
+            ));
+        }
+        if self.queued_max_request_bytes < self.frame_bytes_max {
+            return Err(format!(
+                "queued-max-request-bytes ({}) must be at least frame-bytes-max ({}): a request of the largest size must fit",
+                self.queued_max_request_bytes, self.frame_bytes_max
             ));
         }
         if self.connections_max == 0
@@ -571,6 +579,21 @@ mod tests {
         let flags = Flags::parse_from(["sluiced", "--config", path.to_str().unwrap()]);
         let err = Config::load_from(flags, &no_env).unwrap_err();
         assert!(err.contains("no_such_option"), "{err}");
+    }
+
+    #[test]
+    fn the_request_pool_must_hold_the_largest_request() {
+        let config = Config::load_from(Flags::default(), &no_env).unwrap();
+        assert_eq!(config.queued_max_request_bytes, 256 << 20);
+        let flags = Flags::parse_from([
+            "sluiced",
+            "--queued-max-request-bytes",
+            "1048576",
+            "--frame-bytes-max",
+            "2097152",
+        ]);
+        let err = Config::load_from(flags, &no_env).unwrap_err();
+        assert!(err.contains("queued-max-request-bytes"), "{err}");
     }
 
     #[test]

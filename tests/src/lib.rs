@@ -530,6 +530,7 @@ impl Broker {
             // Child::kill sends SIGKILL on Unix; an error means it has already exited.
             let _ = child.kill();
             let _ = child.wait();
+            remove_faketime_leftovers(child.id());
         }
         self.stopped = false;
     }
@@ -621,6 +622,17 @@ impl Broker {
     /// The node id the process is started with.
     pub fn node_id(&self) -> i32 {
         self.options.node_id.unwrap_or(1)
+    }
+}
+
+/// libfaketime (preloaded for clock jumps) keeps a shared-memory segment and a semaphore
+/// per process in /dev/shm and removes them at exit, which SIGKILL skips: remove them.
+fn remove_faketime_leftovers(pid: u32) {
+    for name in [
+        format!("faketime_shm_{pid}"),
+        format!("sem.faketime_sem_{pid}"),
+    ] {
+        let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
     }
 }
 

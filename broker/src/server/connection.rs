@@ -9,6 +9,10 @@
 //! several requests needs (see `api/produce.rs`, "Ordering"). Keep request handling on this
 //! task: spawning requests onto other tasks would lose that order.
 //!
+//! Frames are read by a [`FrameReader`], which pays for each from the broker-wide pool of
+//! request bytes (`--queued-max-request-bytes`) before buffering it, and stops reading the
+//! socket while the pool is empty; a request gives its bytes back once answered.
+//!
 //! A frame with a negative or oversized length, or a request that cannot be parsed, closes
 //! the connection with a logged reason and a metric: after a framing error the byte stream
 //! cannot be trusted. An acks=0 produce that fails closes the connection too, as Kafka
@@ -26,15 +30,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use sluice_protocol::frame::{FrameCodec, FrameError};
+use sluice_protocol::frame::FrameError;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::watch;
-use tokio_util::codec::FramedRead;
 
 use super::dispatch::{self, Handled, Reply, RequestMetrics};
+use super::request_memory::FrameReader;
 use super::Broker;
 use crate::metrics as m;
 
@@ -47,7 +50,11 @@ pub async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let mut frames = FramedRead::new(read, FrameCodec::new(broker.limits.frame_bytes_max));
+    let mut frames = FrameReader::new(
+        read,
+        broker.limits.frame_bytes_max,
+        broker.request_memory.clone(),
+    );
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
     let mut pending = FuturesOrdered::new();
     let in_flight_max = broker.limits.in_flight_requests_max;
@@ -105,10 +112,13 @@ pub async fn serve_connection<S>(
                 idle_since = tokio::time::Instant::now();
                 match frame {
                     None => reading = false,
-                    Some(Ok(frame)) => {
+                    Some(Ok((frame, queued))) => {
                         let broker = broker.clone();
                         let received = Instant::now();
-                        pending.push_back(dispatch::handle(broker, Bytes::from(frame), received, peer));
+                        // The request's bytes count against the pool until it is answered.
+                        let handled = dispatch::handle(broker, frame.freeze(), received, peer)
+                            .map(move |handled| { drop(queued); handled });
+                        pending.push_back(handled);
                     }
                     Some(Err(FrameError::Io(e))) => {
                         tracing::debug!(%peer, error = %e, "read failed");

@@ -20,6 +20,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod net;
 pub mod producer_ids;
+pub mod request_memory;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +123,8 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessionCache,
+    /// The bytes of requests read and not yet answered, over all connections.
+    pub request_memory: request_memory::RequestMemory,
 }
 
 impl Broker {
@@ -168,6 +171,7 @@ impl Broker {
             producer_ids,
             groups: GroupCoordinator::start(cluster.replicas.clone(), config.coordinator_config()),
             fetch_sessions: FetchSessionCache::new(config.fetch_session_cache_slots),
+            request_memory: request_memory::RequestMemory::new(config.queued_max_request_bytes),
             offsets_topic: OffsetsTopicConfig {
                 partitions: config.offsets_topic_num_partitions,
                 replication_factor: config.offsets_topic_replication_factor,
@@ -527,10 +531,10 @@ pub async fn serve<L: Listener>(
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod testing {
     //! An in-process single-node [`Broker`] (its own controller) over a temporary data dir,
-    //! for handler tests.
+    //! for handler tests and the dispatcher fuzz target (`broker/fuzz`, feature `fuzzing`).
 
     use std::path::Path;
     use std::sync::Arc;
@@ -544,7 +548,7 @@ pub(crate) mod testing {
 
     /// A running single-node broker; stopped (background tasks, controller) on [`stop`].
     pub struct TestBroker {
-        broker: Option<Broker>,
+        broker: Option<Arc<Broker>>,
         cluster: Option<ClusterNode>,
         shutdown: watch::Sender<bool>,
     }
@@ -557,6 +561,11 @@ pub(crate) mod testing {
     }
 
     impl TestBroker {
+        /// The broker, shared, as the listener hands it to [`dispatch::handle`](super::dispatch::handle).
+        pub fn shared(&self) -> Arc<Broker> {
+            Arc::clone(self.broker.as_ref().expect("broker"))
+        }
+
         /// Stop everything and flush the logs, as a clean shutdown does.
         pub async fn stop(mut self) {
             let _ = self.shutdown.send(true);
@@ -592,7 +601,7 @@ pub(crate) mod testing {
         let cluster = ClusterNode::start(&config, fs, logs.clone(), "test-cluster", shutdown_rx)
             .await
             .expect("single-node cluster");
-        let broker = Broker::new(&config, logs, &cluster).expect("broker");
+        let broker = Arc::new(Broker::new(&config, logs, &cluster).expect("broker"));
         TestBroker {
             broker: Some(broker),
             cluster: Some(cluster),

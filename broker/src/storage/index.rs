@@ -29,6 +29,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::fs::StorageFile;
+use super::StorageError;
 
 /// One fixed-size index entry.
 pub(super) trait IndexEntry: Copy + std::fmt::Debug {
@@ -182,13 +183,16 @@ impl<E: IndexEntry> IndexFile<E> {
         })
     }
 
-    /// Append one entry. Panics if it would break the order invariant: callers derive entries
-    /// from contiguous appends, so a violation is a bug that must not reach the disk.
-    pub(super) fn append(&mut self, entry: E) -> io::Result<()> {
+    /// Append one entry. Refuses (`Corrupt`, nothing written) an entry that would break the
+    /// order invariant: live appends derive entries from contiguous appends, so there it is a
+    /// bug; in recovery it means indexes trusted after a clean shutdown disagree with the
+    /// log, and recovery rebuilds them (the log_recovery fuzz target found the panic this
+    /// used to be).
+    pub(super) fn append(&mut self, entry: E) -> Result<(), StorageError> {
         if let Some(previous) = &self.last {
-            if let Err(why) = E::check_order(previous, &entry) {
-                panic!("{} append out of order: {why}", E::KIND);
-            }
+            E::check_order(previous, &entry).map_err(|why| {
+                StorageError::Corrupt(format!("{} append out of order: {why}", E::KIND))
+            })?;
         }
         let mut bytes = [0u8; 16];
         entry.encode(&mut bytes[..E::BYTES]);

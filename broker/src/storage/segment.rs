@@ -282,6 +282,18 @@ impl Segment {
                     self.next_offset
                 ))
             }
+            // The next entry (for the largest timestamp the scan saw) must be appendable:
+            // a last entry at a later offset than a larger timestamp is ahead of the log.
+            Some(entry)
+                if self.max_timestamp > entry.timestamp
+                    && self.offset_of_max_timestamp - self.base_offset
+                        < i64::from(entry.relative_offset) =>
+            {
+                Err(format!(
+                    "time index entry {entry:?} lies after offset {} of the larger timestamp {}",
+                    self.offset_of_max_timestamp, self.max_timestamp
+                ))
+            }
             _ => Ok(()),
         }
     }

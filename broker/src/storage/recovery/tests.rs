@@ -274,6 +274,29 @@ fn recovery_rebuilds_corrupt_index() {
     assert_eq!(log.log_end_offset(), 40);
 }
 
+/// Found by the log_recovery fuzz target: a time index trusted after a clean shutdown whose
+/// last entry is ahead of the log (a small timestamp at the last offset) made the tail scan
+/// append an entry out of order, and the broker panicked on start.
+#[test]
+fn a_trusted_time_index_ahead_of_the_log_is_rebuilt_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = std_fs();
+    let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Clean);
+    append_batches(&log, 20);
+    log.flush().unwrap();
+    drop(log);
+    let time_index = with_extension(&segment_logs(dir.path())[0], "timeindex");
+    let original = std::fs::read(&time_index).unwrap();
+    let mut ahead = 1000i64.to_be_bytes().to_vec();
+    ahead.extend_from_slice(&39u32.to_be_bytes());
+    std::fs::write(&time_index, &ahead).unwrap();
+
+    let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Clean);
+    assert_eq!(log.recovery_report().indexes_rebuilt, 1);
+    assert_eq!(log.log_end_offset(), 40);
+    assert_eq!(std::fs::read(&time_index).unwrap(), original);
+}
+
 #[test]
 fn clean_shutdown_skips_the_scan_and_unclean_does_not() {
     let dir = tempfile::tempdir().unwrap();
