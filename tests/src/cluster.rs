@@ -40,14 +40,15 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{ApiKey, CreateTopicsResponse, FetchResponse, MetadataResponse};
+use kafka_protocol::messages::{FetchResponse, MetadataResponse};
 
 mod disk;
 mod faults;
+mod topics;
 mod traffic;
 
 pub use disk::{batch_headers, byte_position_of, describe_batches};
@@ -310,14 +311,14 @@ impl Cluster {
                 env.push(("SLUICE_POWER_LOSS_SEED".into(), seed.to_string()));
             }
             if let (Some(dir), Some(_)) = (&faults_dir, options.power_loss) {
-                let trigger = fail_fsync_trigger(dir.path(), i as i32 + 1);
+                let trigger = faults::fail_fsync_trigger(dir.path(), i as i32 + 1);
                 env.push((
                     "SLUICE_FAIL_FSYNC_FILE".into(),
                     trigger.display().to_string(),
                 ));
             }
             if let (Some(dir), true) = (&faults_dir, options.clock_jumps) {
-                env.extend(clock_env(dir.path(), i as i32 + 1).map_err(|e| (e, false))?);
+                env.extend(faults::clock_env(dir.path(), i as i32 + 1).map_err(|e| (e, false))?);
             }
             let broker = Broker::spawn_unready(BrokerOptions {
                 data_dir: None,
@@ -698,105 +699,6 @@ impl Cluster {
         )
     }
 
-    /// Create a topic through CreateTopics (sent to the controller, or another live node
-    /// when that one refuses), then wait until every live node agrees on a leader for
-    /// every partition, with the ISR equal to the replicas, and each leader answers a
-    /// Fetch for it. `configs` are topic configs such as `("min.insync.replicas", "2")`.
-    pub fn create_topic(
-        &mut self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: &[(&str, &str)],
-    ) {
-        let deadline = Instant::now() + CREATE_TOPIC_DEADLINE;
-        let request = raw::create_topics_request(name, partitions, replication_factor, configs);
-        let mut attempts = 0;
-        let mut last_error = String::new();
-        let created = self.poll_until(deadline, |cluster| {
-            attempts += 1;
-            // The controller first, then every other live node (KRaft brokers forward).
-            let mut targets: Vec<i32> = cluster.controller_id().into_iter().collect();
-            for id in cluster.live_ids() {
-                if !targets.contains(&id) {
-                    targets.push(id);
-                }
-            }
-            for id in targets {
-                let response: CreateTopicsResponse = match cluster
-                    .connect(id)
-                    .and_then(|mut conn| {
-                        conn.set_read_timeout(Duration::from_secs(35))?;
-                        conn.request(ApiKey::CreateTopics, CREATE_TOPICS_VERSION, &request)
-                    }) {
-                    Ok(response) => response,
-                    Err(e) => {
-                        last_error = format!("node {id}: {e}");
-                        continue;
-                    }
-                };
-                let Some(result) = response.topics.iter().find(|t| &*t.name.0 == name) else {
-                    last_error = format!("node {id}: the topic is missing from the response");
-                    continue;
-                };
-                match result.error_code {
-                    0 => return Some(()),
-                    // A retry of a creation whose first answer was lost.
-                    TOPIC_ALREADY_EXISTS if attempts > 1 => return Some(()),
-                    NOT_CONTROLLER => {
-                        last_error = format!("node {id}: NOT_CONTROLLER");
-                        continue;
-                    }
-                    code => panic!(
-                        "creating topic {name} ({partitions} partitions, RF {replication_factor}, {configs:?}) on node {id}: error {code} {:?}\n{}",
-                        result.error_message,
-                        cluster.logs()
-                    ),
-                }
-            }
-            None
-        });
-        if created.is_none() {
-            panic!(
-                "creating topic {name}: no node accepted CreateTopics within {CREATE_TOPIC_DEADLINE:?}; last error: {last_error}\n{}",
-                self.logs()
-            );
-        }
-        let rf = replication_factor as usize;
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        self.wait_for(
-            &format!("topic {name}: every live node agreeing on a leader and a full ISR of {rf} for each of its {partitions} partitions, each leader serving it"),
-            timeout,
-            |cluster| {
-                for partition in 0..partitions {
-                    let state = cluster.partition_state_agreed(name, partition)?;
-                    let leader = state.leader?;
-                    if state.replicas.len() != rf || !state.isr_is_full() {
-                        return None;
-                    }
-                    let response = cluster.fetch_from(leader, name, partition, 0).ok()?;
-                    if partition_error(&response) != Some(0) {
-                        return None;
-                    }
-                }
-                Some(())
-            },
-        );
-    }
-
-    /// [`create_topic`](Self::create_topic) with a single partition, then that
-    /// partition's state as every live node reports it (leader, epoch, replicas, full ISR).
-    pub fn create_one_partition_topic(
-        &mut self,
-        name: &str,
-        replication_factor: i16,
-        configs: &[(&str, &str)],
-    ) -> PartitionState {
-        self.create_topic(name, 1, replication_factor, configs);
-        self.partition_state_agreed(name, 0)
-            .expect("create_topic waits for agreement")
-    }
-
     /// Every node's log tail, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -810,32 +712,6 @@ impl Cluster {
         }
         out
     }
-}
-
-/// The file holding node `id`'s wall-clock offset (libfaketime's format: `+30`, `-600`).
-fn clock_offset_file(faults_dir: &Path, id: i32) -> PathBuf {
-    faults_dir.join(format!("clock-node-{id}"))
-}
-
-/// The environment that preloads libfaketime for node `id`, its clock offset 0 for now: the
-/// offset file is re-read at most once a second, and the monotonic clock is not faked.
-fn clock_env(faults_dir: &Path, id: i32) -> Result<Vec<(String, String)>, String> {
-    let file = clock_offset_file(faults_dir, id);
-    std::fs::write(&file, "+0\n").map_err(|e| format!("{}: {e}", file.display()))?;
-    Ok(vec![
-        (
-            "LD_PRELOAD".into(),
-            crate::faketime_library().display().to_string(),
-        ),
-        ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
-        ("FAKETIME_CACHE_DURATION".into(), "1".into()),
-        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
-    ])
-}
-
-/// The file whose existence makes node `id`'s fsyncs fail (`sluiced-faults`).
-fn fail_fsync_trigger(faults_dir: &Path, id: i32) -> PathBuf {
-    faults_dir.join(format!("fail-fsync-node-{id}"))
 }
 
 fn localhost(port: u16) -> SocketAddr {

@@ -681,49 +681,6 @@ impl LogManager {
     }
 }
 
-/// Kafka's topic name rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
-/// Kafka's rules for a topic name (length, `.`/`..`, the allowed characters).
-pub fn validate_topic_name(name: &str) -> Result<(), StorageError> {
-    let invalid = |why: &str| Err(StorageError::InvalidTopic(format!("{name:?} {why}")));
-    if name.is_empty() {
-        return invalid("is empty");
-    }
-    if name.len() > TOPIC_NAME_BYTES_MAX {
-        return invalid(&format!("is longer than {TOPIC_NAME_BYTES_MAX} characters"));
-    }
-    if name == "." || name == ".." {
-        return invalid("is not allowed");
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return invalid(&format!(
-            "contains {bad:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
-        ));
-    }
-    Ok(())
-}
-
-fn validate_partition_count(partitions: i32) -> Result<(), StorageError> {
-    if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
-        return Err(StorageError::InvalidPartitions(format!(
-            "{partitions}: a topic has 1 to {TOPIC_PARTITIONS_MAX} partitions"
-        )));
-    }
-    Ok(())
-}
-
-/// `<topic>-<partition>` back into its parts, if the name is a partition directory's.
-fn parse_partition_dir(name: &str) -> Option<(&str, i32)> {
-    let (topic, partition) = name.rsplit_once('-')?;
-    if partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    validate_topic_name(topic).ok()?;
-    Some((topic, partition.parse().ok()?))
-}
-
 fn load_metadata(
     fs: &dyn FileSystem,
     path: &Path,
@@ -790,6 +747,7 @@ mod alter_configs;
 mod broker_configs;
 mod clean;
 mod kafka_topic_configs;
+mod names;
 mod topic_config;
 
 pub use alter_configs::{apply_changes, apply_config_changes, check_config_change, ConfigChange};
@@ -798,6 +756,8 @@ pub use broker_configs::{
     FOLLOWER_THROTTLE_RATE, LEADER_THROTTLE_RATE,
 };
 pub use clean::CleanPassStats;
+pub use names::validate_topic_name;
+use names::{parse_partition_dir, validate_partition_count};
 use topic_config::{parse_overrides, TopicSettings};
 pub use topic_config::{ConfigEntry, SUPPORTED_TOPIC_CONFIGS};
 

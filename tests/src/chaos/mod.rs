@@ -13,6 +13,7 @@
 //!   under libfaketime), reassigns, or (nodes in the network lab) isolates nodes, cuts links
 //!   and drops, delays or duplicates packets, then a final drain, the history written and checked
 //!   (`tests/tests/chaos_*.rs`, `scripts/chaos.sh`).
+//! - [`nemesis`]: the kinds of fault and the seeded loop that injects and heals them.
 //! - `groups`: the workload's consumer group members (reads, rewinds, commits).
 //! - [`java_producer`]: the workload's idempotent producers (Kafka's VerifiableProducer).
 //! - `admin`: the operator's nemesis, a reassignment and a preferred leader election
@@ -27,6 +28,7 @@ pub mod checker;
 mod groups;
 pub mod history;
 pub mod java_producer;
+pub mod nemesis;
 pub mod run;
 pub mod target;
 

@@ -1,6 +1,7 @@
 //! Faults on the nodes: signals (kill -9, SIGTERM, SIGSTOP/SIGCONT), restarts of one
 //! node or all, and in a network lab, isolation and cut links.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -78,7 +79,7 @@ impl Cluster {
             .faults_dir
             .as_ref()
             .expect("fsync failures need a cluster of sluiced-faults nodes (power_loss set)");
-        let trigger = super::fail_fsync_trigger(dir.path(), id);
+        let trigger = fail_fsync_trigger(dir.path(), id);
         // sluiced-faults logs each change it notices (it looks every 20 ms): wait for it.
         let notice = match failing {
             true => format!("{} exists: fsyncs fail from now on", trigger.display()),
@@ -108,7 +109,7 @@ impl Cluster {
             .faults_dir
             .as_ref()
             .expect("clock jumps need a cluster started with clock_jumps");
-        let file = super::clock_offset_file(dir.path(), id);
+        let file = clock_offset_file(dir.path(), id);
         std::fs::write(&file, format!("{seconds:+}\n"))
             .unwrap_or_else(|e| panic!("clock offset {}: {e}", file.display()));
     }
@@ -194,4 +195,30 @@ impl Cluster {
             },
         );
     }
+}
+
+/// The file holding node `id`'s wall-clock offset (libfaketime's format: `+30`, `-600`).
+pub(super) fn clock_offset_file(faults_dir: &Path, id: i32) -> PathBuf {
+    faults_dir.join(format!("clock-node-{id}"))
+}
+
+/// The environment that preloads libfaketime for node `id`, its clock offset 0 for now: the
+/// offset file is re-read at most once a second, and the monotonic clock is not faked.
+pub(super) fn clock_env(faults_dir: &Path, id: i32) -> Result<Vec<(String, String)>, String> {
+    let file = clock_offset_file(faults_dir, id);
+    std::fs::write(&file, "+0\n").map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(vec![
+        (
+            "LD_PRELOAD".into(),
+            crate::faketime_library().display().to_string(),
+        ),
+        ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
+        ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
+}
+
+/// The file whose existence makes node `id`'s fsyncs fail (`sluiced-faults`).
+pub(super) fn fail_fsync_trigger(faults_dir: &Path, id: i32) -> PathBuf {
+    faults_dir.join(format!("fail-fsync-node-{id}"))
 }
