@@ -6,7 +6,8 @@
 //! - request bytes in flight across connections (`--queued-max-request-bytes`): once the
 //!   pool is taken, sockets are not read, so nothing is buffered without limit;
 //! - a flood of tiny produce requests from pipelining clients that never wait;
-//! - a consumer asking for the most bytes allowed from thousands of partitions.
+//! - a consumer asking for the most bytes allowed from thousands of partitions, and
+//!   consumer fetch responses paid for from the same pool as requests.
 //!
 //! Each prints what it measured (`cargo test --test resource_bounds -- --nocapture`).
 
@@ -221,6 +222,103 @@ fn request_bytes_in_flight_are_bounded_across_connections() {
         metric_sum(text, "sluice_queued_request_bytes") == 0.0
     })
     .expect("every request byte goes back to the pool");
+}
+
+/// Consumer fetch responses come out of the same pool: with the pool almost all taken
+/// (two clients holding half-sent frames), a fetch asking for everything gets about what
+/// is left (the first batch at least), counted; once the pool is free, the same fetch gets
+/// a full response.
+#[test]
+fn fetch_responses_take_their_bytes_from_the_request_pool() {
+    const POOL: i32 = 2 << 20;
+    let broker = Broker::start_with(BrokerOptions {
+        extra_args: vec![
+            "--frame-bytes-max".into(),
+            "1048576".into(),
+            "--queued-max-request-bytes".into(),
+            POOL.to_string(),
+            "--message-max-bytes".into(),
+            "1000000".into(),
+        ],
+        ..Default::default()
+    });
+    let address = broker.bootstrap();
+    create_topic(&address, "pooled", 4);
+    let mut conn = RawConnection::connect(&address).unwrap();
+    let value = vec![b'p'; 16 * 1024];
+    for partition in 0..4 {
+        for _ in 0..32 {
+            let (error, _) =
+                raw::try_produce_values(&mut conn, "pooled", partition, &[&value[..]], 1, 30_000)
+                    .unwrap();
+            assert_eq!(error, 0);
+        }
+    }
+    let fetch_all = || {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(i32::MAX)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(raw::topic_name("pooled"))
+                .with_partitions(
+                    (0..4)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_partition_max_bytes(i32::MAX)
+                        })
+                        .collect(),
+                )])
+    };
+    let response_bytes = |conn: &mut RawConnection| {
+        conn.send(ApiKey::Fetch, raw::FETCH_VERSION, &fetch_all())
+            .unwrap();
+        conn.read_frame().expect("a fetch response").len()
+    };
+    let free = response_bytes(&mut conn);
+    assert!(free > 1 << 20, "a {free}-byte response with the pool free");
+
+    // Take all of the pool but 64 KiB: a whole 1 MiB frame and one 64 KiB short of it.
+    let mut hogs = Vec::new();
+    for length in [1_048_572i32, 1_048_572 - 65_536] {
+        let mut hog = TcpStream::connect(&address).unwrap();
+        hog.write_all(&length.to_be_bytes()).unwrap();
+        hog.write_all(&[0; 16]).unwrap();
+        hogs.push(hog);
+    }
+    wait_for_metrics(&broker.metrics_address(), Duration::from_secs(10), |text| {
+        metric_sum(text, "sluice_queued_request_bytes") >= f64::from(POOL - 65_536)
+    })
+    .expect("the half-sent frames hold their bytes");
+    let short = response_bytes(&mut conn);
+    println!(
+        "fetch of everything: {free} bytes with the pool free, {short} with 64 KiB of it left"
+    );
+    assert!(
+        short < 100 * 1024,
+        "a {short}-byte response with 64 KiB of the pool left"
+    );
+    assert!(short > 16 * 1024, "at least the first batch: {short} bytes");
+    let metrics = http_get(&broker.metrics_address(), "/metrics").unwrap();
+    assert!(
+        metric_sum(
+            &metrics,
+            "sluice_limit_exceeded_total{limit=\"queued_max_request_bytes_fetch\""
+        ) >= 1.0,
+        "{metrics}"
+    );
+    drop(hogs);
+    wait_for_metrics(&broker.metrics_address(), Duration::from_secs(10), |text| {
+        metric_sum(text, "sluice_queued_request_bytes") == 0.0
+    })
+    .expect("every byte back in the pool");
+    let again = response_bytes(&mut conn);
+    assert!(
+        again > 1 << 20,
+        "a {again}-byte response with the pool free again"
+    );
 }
 
 /// Clients pipelining tiny produce requests as fast as they can write, reading answers on

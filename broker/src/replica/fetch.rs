@@ -17,6 +17,13 @@
 //! - Each partition reads at most its own `max_bytes`, the whole fetch at most the
 //!   request's, except that the first batch of the first non-empty partition is always
 //!   returned whole so a consumer can make progress.
+//! - A consumer's read is also bounded by a [`ResponseBudget`], the broker-wide pool of
+//!   request and response bytes (`server::request_memory`): each pass takes what it may
+//!   use from the pool without waiting (less than `max_bytes` when the pool is short, down
+//!   to nothing, and then the first batch alone), and the bytes stay taken until the
+//!   response is written. A pass that does not answer gives its bytes back before it
+//!   waits, so a long poll holds no memory. Followers' reads (replication) are not bounded
+//!   by it.
 //! - Long poll: if fewer than `min_bytes` are ready the fetch waits in the fetch purgatory,
 //!   up to `max_wait`, for the visible end of any requested partition to move (an append, or
 //!   with fsync durability a completed fsync; for a follower, any append), then reads again. An error or a redirect to a
@@ -109,6 +116,22 @@ impl Default for PartitionRead {
 
 type Watch = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Where a consumer fetch's record bytes come from (see the module documentation).
+pub trait ResponseBudget {
+    /// Holds the bytes taken; they go back when it is dropped.
+    type Grant: Send + 'static;
+    /// Take up to `bytes` without waiting: how many were taken, and their grant.
+    fn take_up_to(&self, bytes: usize) -> (usize, Self::Grant);
+}
+
+/// No pool: every fetch may read its whole `max_bytes`.
+impl ResponseBudget for () {
+    type Grant = ();
+    fn take_up_to(&self, bytes: usize) -> (usize, ()) {
+        (bytes, ())
+    }
+}
+
 /// Batches read from a partition this broker leads, for a coordinator loading its state.
 #[derive(Debug)]
 pub struct LocalRead {
@@ -149,31 +172,36 @@ impl ReplicaManager {
     }
 
     /// Read every requested partition, long-polling for `min_bytes` (parked in the fetch
-    /// purgatory, its time added to `remote`). One answer per partition, in order, and the
-    /// record bytes they carry.
-    pub async fn fetch_records(
+    /// purgatory, its time added to `remote`). One answer per partition, in order, the
+    /// record bytes they carry, and (for a consumer) the grant of `budget` holding them.
+    pub async fn fetch_records<B: ResponseBudget>(
         &self,
         params: &FetchParams,
         partitions: &[PartitionFetch],
         remote: &mut RemoteTime,
-    ) -> (Vec<PartitionRead>, usize) {
+        budget: &B,
+    ) -> (Vec<PartitionRead>, usize, Option<B::Grant>) {
         let deadline = Instant::now() + params.max_wait;
         loop {
             // Subscribe before reading so an append between the read and the wait wakes us.
             let watches = self.subscribe(&params.origin, partitions);
-            let (reads, bytes, answer_now) = self.read_once(params, partitions);
+            let (max_bytes, grant) = take_budget(params, budget);
+            let (reads, bytes, answer_now) = self.read_once(params, max_bytes, partitions);
             if bytes >= params.min_bytes
                 || answer_now
                 || Instant::now() >= deadline
                 || watches.is_empty()
             {
-                return (reads, bytes);
+                return (reads, bytes, grant);
             }
+            // Hold no memory while waiting.
+            drop((reads, grant));
             let changed = tokio::time::timeout_at(deadline, select_all(watches));
             if remote.park(Purgatory::Fetch, changed).await.is_err() {
                 // Deadline: answer with whatever is there now.
-                let (reads, bytes, _) = self.read_once(params, partitions);
-                return (reads, bytes);
+                let (max_bytes, grant) = take_budget(params, budget);
+                let (reads, bytes, _) = self.read_once(params, max_bytes, partitions);
+                return (reads, bytes, grant);
             }
         }
     }
@@ -205,6 +233,7 @@ impl ReplicaManager {
     fn read_once(
         &self,
         params: &FetchParams,
+        max_bytes: usize,
         partitions: &[PartitionFetch],
     ) -> (Vec<PartitionRead>, usize, bool) {
         let mut reads = Vec::with_capacity(partitions.len());
@@ -213,9 +242,9 @@ impl ReplicaManager {
         for fetch in partitions {
             // The first bytes of a response may exceed the limits by one batch.
             let budget = if total == 0 {
-                fetch.max_bytes.min(params.max_bytes).max(1)
+                fetch.max_bytes.min(max_bytes).max(1)
             } else {
-                fetch.max_bytes.min(params.max_bytes.saturating_sub(total))
+                fetch.max_bytes.min(max_bytes.saturating_sub(total))
             };
             let mut read = PartitionRead::default();
             let outcome = match &params.origin {
@@ -509,4 +538,14 @@ fn read_visible(
         visible += batch.len();
     }
     Ok(data.slice(..visible))
+}
+
+/// What one read pass may use: a consumer's bytes come from `budget`; a follower's do not.
+fn take_budget<B: ResponseBudget>(params: &FetchParams, budget: &B) -> (usize, Option<B::Grant>) {
+    if params.origin.is_consumer() {
+        let (bytes, grant) = budget.take_up_to(params.max_bytes);
+        (bytes, Some(grant))
+    } else {
+        (params.max_bytes, None)
+    }
 }

@@ -70,7 +70,9 @@ pub use append::{
     SCAN_OFFSETS_MAX,
 };
 pub use epoch_offsets::{EpochAnswer, EpochQuery};
-pub use fetch::{FetchOrigin, FetchParams, LocalRead, PartitionFetch, PartitionRead};
+pub use fetch::{
+    FetchOrigin, FetchParams, LocalRead, PartitionFetch, PartitionRead, ResponseBudget,
+};
 pub use hosted::{offsets, AppendRefusal, EffectSink, Replica};
 pub use leadership::{LeadershipChange, LeadershipRole, TopicDeleted};
 pub use list_offsets::{

@@ -81,7 +81,7 @@ pub async fn serve_connection<S>(
             Some(handled) = pending.next(), if !pending.is_empty() => {
                 // Write this reply and every one already finished behind it, then flush once.
                 let mut next = Some(handled);
-                while let Some(Handled { reply, metrics }) = next.take() {
+                while let Some((Handled { reply, metrics, memory }, queued)) = next.take() {
                     unflushed.extend(metrics);
                     match reply {
                         Reply::Frame(bytes) => {
@@ -98,6 +98,8 @@ pub async fn serve_connection<S>(
                             return;
                         }
                     }
+                    // Written (into the socket or the write buffer): the bytes go back.
+                    drop((memory, queued));
                     next = pending.next().now_or_never().flatten();
                 }
                 if let Err(e) = writer.flush().await {
@@ -115,9 +117,9 @@ pub async fn serve_connection<S>(
                     Some(Ok((frame, queued))) => {
                         let broker = broker.clone();
                         let received = Instant::now();
-                        // The request's bytes count against the pool until it is answered.
+                        // The request's bytes count against the pool until its reply is written.
                         let handled = dispatch::handle(broker, frame.freeze(), received, peer)
-                            .map(move |handled| { drop(queued); handled });
+                            .map(move |handled| (handled, queued));
                         pending.push_back(handled);
                     }
                     Some(Err(FrameError::Io(e))) => {

@@ -27,6 +27,7 @@ use sluice_protocol::error::ErrorCode;
 use sluice_protocol::header::{self, RequestPreamble};
 
 use super::api::{self as handlers, RemoteTime};
+use super::request_memory::QueuedBytes;
 use super::Broker;
 use crate::metrics as m;
 
@@ -55,6 +56,8 @@ impl Reply {
 pub struct Handled {
     pub reply: Reply,
     pub metrics: Option<RequestMetrics>,
+    /// Request memory the reply holds until it is written (a fetch's records).
+    pub memory: Option<QueuedBytes>,
 }
 
 impl From<Reply> for Handled {
@@ -62,6 +65,7 @@ impl From<Reply> for Handled {
         Handled {
             reply,
             metrics: None,
+            memory: None,
         }
     }
 }
@@ -173,6 +177,7 @@ pub async fn handle(
     );
     let name = api_name(api_key);
     let mut remote = RemoteTime::default();
+    let mut memory = None;
 
     macro_rules! call {
         ($request:ty, |$req:ident| $body:expr) => {{
@@ -204,13 +209,12 @@ pub async fn handle(
             },
             Err(e) => malformed(name, e),
         },
-        ApiKey::Fetch => call!(FetchRequest, |req| handlers::fetch::handle(
-            &broker,
-            req,
-            version,
-            &mut remote
-        )
-        .await),
+        ApiKey::Fetch => call!(FetchRequest, |req| {
+            let (response, grant) =
+                handlers::fetch::handle(&broker, req, version, &mut remote).await;
+            memory = grant;
+            response
+        }),
         ApiKey::ListOffsets => call!(ListOffsetsRequest, |req| handlers::list_offsets::handle(
             &broker, req, version
         )),
@@ -329,6 +333,7 @@ pub async fn handle(
     Handled {
         reply,
         metrics: Some(metrics),
+        memory,
     }
 }
 

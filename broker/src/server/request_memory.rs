@@ -24,6 +24,12 @@
 //!   taken for the frame being read) in the reader, and each await either completes or
 //!   leaves that state as it was. The connection polls it inside `select!`.
 //!
+//! Consumer fetch responses are paid for from the same pool (`replica::fetch`,
+//! [`ResponseBudget`]): a fetch takes what the pool has, up to its `max_bytes`, without
+//! waiting (with nothing left it still answers the first batch), and keeps it until the
+//! response is written; a fetch cut short is counted in
+//! `sluice_limit_exceeded_total{limit="queued_max_request_bytes_fetch"}`.
+//!
 //! Waits are counted in `sluice_limit_exceeded_total{limit="queued_max_request_bytes"}`;
 //! the bytes held now are the `sluice_queued_request_bytes` gauge.
 
@@ -36,6 +42,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics as m;
+use crate::replica::ResponseBudget;
 
 /// Bytes read at once while the frame length is not known yet.
 const READ_CHUNK_BYTES: usize = 1024;
@@ -79,6 +86,28 @@ impl RequestMemory {
         };
         metrics::gauge!(m::QUEUED_REQUEST_BYTES).increment(f64::from(permits));
         QueuedBytes { permit }
+    }
+}
+
+/// Consumer fetch responses come out of the same pool, without waiting: a fetch takes
+/// what is there, up to its `max_bytes` (see `replica::fetch`).
+impl ResponseBudget for RequestMemory {
+    type Grant = QueuedBytes;
+
+    fn take_up_to(&self, bytes: usize) -> (usize, QueuedBytes) {
+        let wanted = u32::try_from(bytes.min(self.bytes_max)).unwrap_or(u32::MAX);
+        let available = u32::try_from(self.pool.available_permits()).unwrap_or(u32::MAX);
+        let permit = Arc::clone(&self.pool)
+            .try_acquire_many_owned(wanted.min(available))
+            .or_else(|_| Arc::clone(&self.pool).try_acquire_many_owned(0))
+            .expect("the request pool is never closed");
+        let taken = permit.num_permits();
+        if taken < wanted as usize {
+            metrics::counter!(m::LIMIT_EXCEEDED_TOTAL, "limit" => "queued_max_request_bytes_fetch")
+                .increment(1);
+        }
+        metrics::gauge!(m::QUEUED_REQUEST_BYTES).increment(taken as f64);
+        (taken, QueuedBytes { permit })
     }
 }
 

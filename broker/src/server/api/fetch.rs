@@ -34,6 +34,7 @@ use crate::metrics as m;
 use crate::replica::fetcher::BROKER_EPOCH_TAG;
 use crate::replica::{FetchOrigin, FetchParams, PartitionFetch, PartitionRead};
 use crate::replication::BROKER_EPOCH_UNKNOWN;
+use crate::server::request_memory::QueuedBytes;
 use crate::server::Broker;
 
 /// One partition to read: as the fetcher names it, its topic's name in the metadata
@@ -46,13 +47,15 @@ struct Wanted {
     unknown: Option<ErrorCode>,
 }
 
-/// Answer a Fetch request; time spent long-polling is added to `remote`.
+/// Answer a Fetch request; time spent long-polling is added to `remote`. The bytes of a
+/// consumer's records are held (from the broker's request memory) by the grant returned
+/// with the response until it has been written.
 pub async fn handle(
     broker: &Broker,
     request: FetchRequest,
     version: i16,
     remote: &mut RemoteTime,
-) -> FetchResponse {
+) -> (FetchResponse, Option<QueuedBytes>) {
     let params = fetch_params(broker, &request, version);
     let session = session_request(&request, version, &params.origin);
     let sessions = &broker.fetch_sessions;
@@ -62,11 +65,13 @@ pub async fn handle(
     metrics::counter!(m::FETCH_SESSION_REQUESTS_TOTAL, "session" => context_kind(&context))
         .increment(1);
     let mut response = FetchResponse::default();
+    let mut held = None;
     match context {
         FetchContext::Error(code) => response.error_code = count_error("Fetch", code),
         FetchContext::Sessionless | FetchContext::Full => {
             let wanted = resolve(broker, requested, &params.origin);
-            let answers = read(broker, &params, &wanted, remote).await;
+            let (answers, grant) = read(broker, &params, &wanted, remote).await;
+            held = grant;
             if matches!(context, FetchContext::Full) {
                 let answered = wanted
                     .iter()
@@ -78,11 +83,12 @@ pub async fn handle(
             response.responses = assemble(&wanted, answers, version);
         }
         FetchContext::Incremental(incremental) => {
-            response = incremental_response(broker, &params, incremental, version, remote).await;
+            (response, held) =
+                incremental_response(broker, &params, incremental, version, remote).await;
         }
     }
     count_bytes_out(broker, &params.origin, &response);
-    response
+    (response, held)
 }
 
 /// The request's limits and who sent it; `max_bytes` capped by the broker's.
@@ -119,9 +125,9 @@ async fn incremental_response(
     incremental: Incremental,
     version: i16,
     remote: &mut RemoteTime,
-) -> FetchResponse {
+) -> (FetchResponse, Option<QueuedBytes>) {
     let wanted = resolve(broker, incremental.partitions.clone(), &params.origin);
-    let answers = read(broker, params, &wanted, remote).await;
+    let (answers, held) = read(broker, params, &wanted, remote).await;
     let answered: Vec<_> = wanted
         .iter()
         .zip(&answers)
@@ -141,7 +147,7 @@ async fn incremental_response(
         }
         Err(code) => response.error_code = count_error("Fetch", code),
     }
-    response
+    (response, held)
 }
 
 fn context_kind(context: &FetchContext) -> &'static str {
@@ -254,13 +260,13 @@ fn resolve(
 }
 
 /// Read every wanted partition the metadata has (the long poll included) and answer each
-/// wanted partition, in order.
+/// wanted partition, in order, with the grant holding a consumer's record bytes.
 async fn read(
     broker: &Broker,
     params: &FetchParams,
     wanted: &[Wanted],
     remote: &mut RemoteTime,
-) -> Vec<PartitionData> {
+) -> (Vec<PartitionData>, Option<QueuedBytes>) {
     count_topic_requests(broker, wanted);
     let partitions: Vec<PartitionFetch> = wanted
         .iter()
@@ -275,13 +281,13 @@ async fn read(
             max_bytes: usize::try_from(w.params.max_bytes).unwrap_or(0),
         })
         .collect();
-    let (reads, _) = broker
+    let (reads, _, held) = broker
         .replicas
-        .fetch_records(params, &partitions, remote)
+        .fetch_records(params, &partitions, remote, &broker.request_memory)
         .await;
     let mut reads = reads.into_iter();
     let consumer = params.origin.is_consumer();
-    wanted
+    let answers = wanted
         .iter()
         .map(|w| match w.unknown {
             Some(error) => answer(
@@ -298,7 +304,8 @@ async fn read(
                 consumer,
             ),
         })
-        .collect()
+        .collect();
+    (answers, held)
 }
 
 /// One partition's answer; `unknown_offsets` answers a failed partition with every offset
