@@ -8,7 +8,8 @@
 # reassignments), partition and partition_five (network partitions in namespaces; root),
 # slow_network (packet loss, delay, reordering, duplication; root), power_loss (power cuts
 # under --durability fsync and replicated), clock (wall-clock jumps), kafka (the crash
-# run's workload and faults against Apache Kafka 4.1.1). Seeds are FIRST_SEED..FIRST_SEED+N-1
+# run's workload and faults against Apache Kafka 4.1.1), kafka_partition (the partition
+# run's against Kafka in the same kind of network lab; root). Seeds are FIRST_SEED..FIRST_SEED+N-1
 # (SLUICE_CHAOS_FIRST_SEED, default 1000, away from the seeds the default suite runs).
 # Histories go to target/chaos/<run>-seed-<seed>.jsonl (the test's whole output to .out
 # beside it); each checked run adds a line to
@@ -22,7 +23,7 @@ count="${1:-3}"
 seconds="${2:-60}"
 shift 2 || shift $# || true
 runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(crash partition partition_five slow_network power_loss clock kafka)
+[ ${#runs[@]} -gt 0 ] || runs=(crash partition partition_five slow_network power_loss clock kafka kafka_partition)
 first="${SLUICE_CHAOS_FIRST_SEED:-1000}"
 cargo build --workspace --bins
 cargo build -p sluice-broker --bin sluiced-faults --features fault-fs

@@ -5,14 +5,18 @@
 //! cluster is dropped. Failure detection is set as fast as the Sluice runs'
 //! (`ClusterOptions::fast(2_000, 2_000)`): 2 s broker sessions, 2 s replica lag.
 //!
-//! Only process faults: `kill -9`, restart, SIGSTOP/SIGCONT, SIGTERM. The network lab, power
-//! cuts and clock jumps are Sluice-only (they need `sluiced-faults` or its namespaces).
+//! Process faults (`kill -9`, restart, SIGSTOP/SIGCONT, SIGTERM) anywhere; started in a
+//! network lab ([`KafkaCluster::start_in`]) each node runs in its namespace on its lab
+//! address, so the lab's faults (isolation, cut links, loss, delay, duplication) hit Kafka as
+//! they hit Sluice. Power cuts and clock jumps are Sluice-only (they need `sluiced-faults`
+//! and its libfaketime set-up).
 
 use std::fs::File;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, CreateTopicsResponse};
@@ -20,6 +24,7 @@ use tempfile::TempDir;
 
 use crate::cluster::{partition_in, PartitionState};
 use crate::kafka_reference::{format_storage, kafka_java};
+use crate::netns::{LabNodes, NetLab};
 use crate::raw::{self, fetch_request, RawConnection};
 use crate::{free_port, read_tail};
 
@@ -31,6 +36,8 @@ const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 struct Node {
     id: i32,
+    /// The address it listens on: 127.0.0.1, or its lab address.
+    host: String,
     port: u16,
     child: Option<Child>,
     stopped: bool,
@@ -41,6 +48,7 @@ struct Node {
 /// A running Kafka cluster; dropping it kills its processes.
 pub struct KafkaCluster {
     nodes: Vec<Node>,
+    lab: Option<Arc<NetLab>>,
     _dir: TempDir,
 }
 
@@ -48,25 +56,37 @@ impl KafkaCluster {
     /// Format and start `n` nodes, and wait until every node accepts connections and
     /// Metadata lists all of them.
     pub fn start(n: usize) -> KafkaCluster {
+        KafkaCluster::start_in(n, None)
+    }
+
+    /// [`start`](Self::start), node `i` in namespace `i - 1` of `lab` when given (ports
+    /// 9092 and 9093 on its lab address), on 127.0.0.1 otherwise.
+    pub fn start_in(n: usize, lab: Option<Arc<NetLab>>) -> KafkaCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let voters = ports
+        let listeners: Vec<(String, u16, u16)> = (0..n)
+            .map(|i| match &lab {
+                Some(lab) => (lab.node_addr(i).to_string(), 9092, 9093),
+                None => ("127.0.0.1".to_string(), free_port(), free_port()),
+            })
+            .collect();
+        let voters = listeners
             .iter()
             .enumerate()
-            .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
+            .map(|(i, (host, _, controller))| format!("{}@{host}:{controller}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes = Vec::new();
-        for (i, &(port, controller_port)) in ports.iter().enumerate() {
+        for (i, (host, port, controller_port)) in listeners.into_iter().enumerate() {
             let id = i as i32 + 1;
             let node_dir = dir.path().join(format!("node-{id}"));
             std::fs::create_dir_all(&node_dir).expect("node directory");
             let props = node_dir.join("server.properties");
-            let text = properties(&node_dir, id, port, controller_port, &voters);
+            let text = properties(&node_dir, id, &host, (port, controller_port), &voters);
             std::fs::write(&props, text).expect("server.properties");
             format_storage(&props, CLUSTER_ID);
             nodes.push(Node {
                 id,
+                host,
                 port,
                 child: None,
                 stopped: false,
@@ -74,7 +94,11 @@ impl KafkaCluster {
                 log: node_dir.join("kafka.log"),
             });
         }
-        let mut cluster = KafkaCluster { nodes, _dir: dir };
+        let mut cluster = KafkaCluster {
+            nodes,
+            lab,
+            _dir: dir,
+        };
         for id in cluster.ids() {
             cluster.spawn(id);
         }
@@ -88,7 +112,7 @@ impl KafkaCluster {
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("{}:{}", n.host, n.port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -128,21 +152,41 @@ impl KafkaCluster {
 
     pub fn connect(&self, id: i32) -> std::io::Result<RawConnection> {
         RawConnection::connect_timeout(
-            &format!("127.0.0.1:{}", self.node_ref(id).port),
+            &format!("{}:{}", self.node_ref(id).host, self.node_ref(id).port),
             Duration::from_secs(2),
         )
     }
 
+    /// The nodes by id in the cluster's network lab, if it runs in one.
+    pub fn lab_nodes(&self) -> Option<LabNodes<'_>> {
+        self.lab.as_deref().map(|lab| LabNodes {
+            lab,
+            ids: self.ids(),
+        })
+    }
+
     fn spawn(&mut self, id: i32) {
+        let namespace = self.lab.as_ref().map(|lab| lab.node_ns(id as usize - 1));
         let node = self.node(id);
         let log = File::options()
             .create(true)
             .append(true)
             .open(&node.log)
             .expect("kafka.log");
-        let child = kafka_java(HEAP_MAX)
-            .arg("kafka.Kafka")
-            .arg(&node.props)
+        let mut java = kafka_java(HEAP_MAX);
+        java.arg("kafka.Kafka").arg(&node.props);
+        let mut command = match namespace {
+            // `ip netns exec` execs java, so the child's pid is the JVM's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns])
+                    .arg(java.get_program())
+                    .args(java.get_args());
+                c
+            }
+            None => java,
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -154,8 +198,8 @@ impl KafkaCluster {
 
     fn wait_accepting(&mut self, id: i32) {
         let deadline = Instant::now() + START_DEADLINE;
-        let port = self.node(id).port;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let (host, port) = (self.node(id).host.clone(), self.node(id).port);
+        while TcpStream::connect((host.as_str(), port)).is_err() {
             let exited = self
                 .node(id)
                 .child
@@ -388,13 +432,19 @@ impl Drop for KafkaCluster {
 /// Each node's heap limit (three nodes and a producer JVM share the machine).
 const HEAP_MAX: &str = "-Xmx384m";
 
-fn properties(dir: &Path, id: i32, port: u16, controller_port: u16, voters: &str) -> String {
+fn properties(
+    dir: &Path,
+    id: i32,
+    host: &str,
+    (port, controller_port): (u16, u16),
+    voters: &str,
+) -> String {
     format!(
         "process.roles=broker,controller
 node.id={id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}
+advertised.listeners=PLAINTEXT://{host}:{port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT

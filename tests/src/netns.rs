@@ -398,3 +398,71 @@ impl Drop for NetLab {
         self.remove_own();
     }
 }
+
+/// A cluster's nodes in a lab by node id (node `ids[i]` runs in namespace `i`), and the
+/// faults the chaos harness injects between them, whatever runs in the namespaces (Sluice
+/// or Kafka). Each panics, saying what failed, when the lab refuses the change.
+pub struct LabNodes<'a> {
+    pub lab: &'a NetLab,
+    pub ids: Vec<i32>,
+}
+
+impl LabNodes<'_> {
+    fn index(&self, id: i32) -> usize {
+        self.ids
+            .iter()
+            .position(|&i| i == id)
+            .unwrap_or_else(|| panic!("no node {id} in the lab's {:?}", self.ids))
+    }
+
+    /// Cut node `id` off from everyone, clients included.
+    pub fn isolate(&self, id: i32) {
+        self.lab
+            .isolate(self.index(id))
+            .unwrap_or_else(|e| panic!("isolating node {id}: {e}"));
+    }
+
+    /// Undo [`isolate`](Self::isolate).
+    pub fn heal(&self, id: i32) {
+        self.lab
+            .heal(self.index(id))
+            .unwrap_or_else(|e| panic!("healing node {id}: {e}"));
+    }
+
+    /// Drop what node `from` sends to node `to` (`connected: false`), or stop dropping it;
+    /// clients still reach both.
+    pub fn set_link(&self, from: i32, to: i32, connected: bool) {
+        let (a, b) = (self.index(from), self.index(to));
+        let result = if connected {
+            self.lab.unblock(a, b)
+        } else {
+            self.lab.block(a, b)
+        };
+        result.unwrap_or_else(|e| panic!("link {from} -> {to} connected={connected}: {e}"));
+    }
+
+    /// Drop `percent` of the packets node `from` sends to node `to`, at random (0 stops).
+    pub fn set_loss(&self, from: i32, to: i32, percent: u32) {
+        self.lab
+            .set_loss(self.index(from), self.index(to), percent)
+            .unwrap_or_else(|e| panic!("loss {from} -> {to} {percent}%: {e}"));
+    }
+
+    /// Delay what node `id` sends to the other nodes by `delay_ms` plus up to `jitter_ms`
+    /// (reordering its packets); `None` stops delaying.
+    pub fn set_delay(&self, id: i32, delay: Option<(u64, u64)>) {
+        let node = self.index(id);
+        let result = match delay {
+            Some((delay_ms, jitter_ms)) => self.lab.set_delay(node, delay_ms, jitter_ms),
+            None => self.lab.clear_delay(node),
+        };
+        result.unwrap_or_else(|e| panic!("delay of node {id}: {e}"));
+    }
+
+    /// Send `percent` of what node `id` sends to the other nodes twice (0 stops).
+    pub fn set_duplication(&self, id: i32, percent: u32) {
+        self.lab
+            .set_duplication(self.index(id), percent)
+            .unwrap_or_else(|e| panic!("duplication of node {id}: {e}"));
+    }
+}

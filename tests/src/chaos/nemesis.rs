@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use super::history::Event;
 use super::run::{record, Clock, RunSpec, TOPIC};
 use super::target::ChaosTarget;
-use crate::Cluster;
+use crate::netns::LabNodes;
 
 /// A kind of fault the nemesis injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,29 +267,40 @@ fn inject(
                 cluster.restart(id);
             }
         }
-        _ => {
+        Nemesis::ClockJump => {
             let sluice = cluster
                 .sluice()
                 .unwrap_or_else(|| panic!("the {} nemesis needs a Sluice cluster", kind.name()));
-            inject_in_lab(sluice, kind, node, amount, rng);
+            sluice.set_clock_offset(node, amount);
+            hold(rng, 3_000..5_000);
+            sluice.set_clock_offset(node, 0);
+        }
+        _ => {
+            let lab = cluster.lab_nodes().unwrap_or_else(|| {
+                panic!(
+                    "the {} nemesis needs a cluster in a network lab",
+                    kind.name()
+                )
+            });
+            inject_in_lab(&lab, kind, node, amount, rng);
         }
     }
     None
 }
 
-/// The faults only Sluice's harness can inject: the network lab's, clock jumps.
-fn inject_in_lab(cluster: &mut Cluster, kind: Nemesis, node: i32, amount: i64, rng: &mut StdRng) {
+/// The network lab's faults, on whatever runs in its namespaces.
+fn inject_in_lab(lab: &LabNodes<'_>, kind: Nemesis, node: i32, amount: i64, rng: &mut StdRng) {
     let hold = |rng: &mut StdRng| {
         std::thread::sleep(Duration::from_millis(rng.random_range(3_000..5_000)));
     };
     match kind {
         Nemesis::Loss => {
             let percent = u32::try_from(amount).unwrap_or(0);
-            let others: Vec<i32> = cluster.ids().into_iter().filter(|&o| o != node).collect();
+            let others: Vec<i32> = lab.ids.iter().copied().filter(|&o| o != node).collect();
             for (loss, pause) in [(percent, true), (0, false)] {
                 for &other in &others {
-                    cluster.set_loss(node, other, loss);
-                    cluster.set_loss(other, node, loss);
+                    lab.set_loss(node, other, loss);
+                    lab.set_loss(other, node, loss);
                 }
                 if pause {
                     hold(rng);
@@ -297,34 +308,29 @@ fn inject_in_lab(cluster: &mut Cluster, kind: Nemesis, node: i32, amount: i64, r
             }
         }
         Nemesis::Duplicate => {
-            cluster.set_duplication(node, u32::try_from(amount).unwrap_or(0));
+            lab.set_duplication(node, u32::try_from(amount).unwrap_or(0));
             hold(rng);
-            cluster.set_duplication(node, 0);
+            lab.set_duplication(node, 0);
         }
         Nemesis::Delay => {
             let delay_ms = u64::try_from(amount).unwrap_or(0);
-            cluster.set_delay(node, Some((delay_ms, delay_ms)));
+            lab.set_delay(node, Some((delay_ms, delay_ms)));
             hold(rng);
-            cluster.set_delay(node, None);
-        }
-        Nemesis::ClockJump => {
-            cluster.set_clock_offset(node, amount);
-            hold(rng);
-            cluster.set_clock_offset(node, 0);
+            lab.set_delay(node, None);
         }
         Nemesis::Isolate => {
-            cluster.isolate(node);
+            lab.isolate(node);
             hold(rng);
-            cluster.heal(node);
+            lab.heal(node);
         }
         _ => {
-            let links = kind.cut_links(node, &cluster.ids(), rng);
+            let links = kind.cut_links(node, &lab.ids, rng);
             for &(from, to) in &links {
-                cluster.set_link(from, to, false);
+                lab.set_link(from, to, false);
             }
             hold(rng);
             for &(from, to) in &links {
-                cluster.set_link(from, to, true);
+                lab.set_link(from, to, true);
             }
         }
     }

@@ -1,12 +1,14 @@
 //! What a chaos run runs against: a Sluice [`Cluster`] or an Apache Kafka
 //! [`KafkaCluster`], behind one trait, so the same workload, nemesis and checker compare
-//! the two. Process faults and the admin nemesis work on both; the network lab, power cuts
-//! and clock jumps need Sluice's harness ([`ChaosTarget::sluice`]).
+//! the two. Process faults, the admin nemesis and (for a cluster started in a network lab)
+//! the lab's faults work on both ([`ChaosTarget::lab_nodes`]); power cuts and clock jumps
+//! need Sluice's harness ([`ChaosTarget::sluice`]).
 
 use std::time::Duration;
 
 use crate::cluster::PartitionState;
 use crate::kafka_cluster::KafkaCluster;
+use crate::netns::LabNodes;
 use crate::raw::RawConnection;
 use crate::Cluster;
 
@@ -34,6 +36,8 @@ pub trait ChaosTarget {
     fn logs(&self) -> String;
     /// The Sluice cluster, for the faults only its harness has.
     fn sluice(&mut self) -> Option<&mut Cluster>;
+    /// The nodes in the cluster's network lab, if it runs in one.
+    fn lab_nodes(&self) -> Option<LabNodes<'_>>;
 }
 
 impl ChaosTarget for Cluster {
@@ -91,6 +95,9 @@ impl ChaosTarget for Cluster {
     fn sluice(&mut self) -> Option<&mut Cluster> {
         Some(self)
     }
+    fn lab_nodes(&self) -> Option<LabNodes<'_>> {
+        Cluster::lab_nodes(self)
+    }
 }
 
 impl ChaosTarget for KafkaCluster {
@@ -147,5 +154,8 @@ impl ChaosTarget for KafkaCluster {
     }
     fn sluice(&mut self) -> Option<&mut Cluster> {
         None
+    }
+    fn lab_nodes(&self) -> Option<LabNodes<'_>> {
+        KafkaCluster::lab_nodes(self)
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::{Cluster, CLUSTER_START_DEADLINE};
+use crate::netns::LabNodes;
 
 impl Cluster {
     /// SIGKILL a node and reap it.
@@ -36,38 +37,24 @@ impl Cluster {
     /// Cut node `id` off from every other node and from the test (a cluster started in a
     /// [`ClusterOptions::lab`](super::ClusterOptions::lab) only).
     pub fn isolate(&mut self, id: i32) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("isolate needs a cluster in a network lab");
-        lab.isolate(self.index(id))
-            .unwrap_or_else(|e| panic!("isolating node {id}: {e}"));
+        self.lab_nodes()
+            .expect("isolate needs a cluster in a network lab")
+            .isolate(id);
     }
 
     /// Undo [`isolate`](Self::isolate).
     pub fn heal(&mut self, id: i32) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("heal needs a cluster in a network lab");
-        lab.heal(self.index(id))
-            .unwrap_or_else(|e| panic!("healing node {id}: {e}"));
+        self.lab_nodes()
+            .expect("heal needs a cluster in a network lab")
+            .heal(id);
     }
 
     /// Drop what node `from` sends to node `to` (`connected: false`), or stop dropping it
     /// (`true`); clients still reach both (a cluster in a [`ClusterOptions::lab`](super::ClusterOptions::lab) only).
     pub fn set_link(&mut self, from: i32, to: i32, connected: bool) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("links need a cluster in a network lab");
-        let (a, b) = (self.index(from), self.index(to));
-        let result = if connected {
-            lab.unblock(a, b)
-        } else {
-            lab.block(a, b)
-        };
-        result.unwrap_or_else(|e| panic!("link {from} -> {to} connected={connected}: {e}"));
+        self.lab_nodes()
+            .expect("links need a cluster in a network lab")
+            .set_link(from, to, connected);
     }
 
     /// Make every fsync of node `id` fail (`failing: true`) with an I/O error, as a failing
@@ -117,40 +104,34 @@ impl Cluster {
     /// Drop `percent` of the packets node `from` sends to node `to`, at random (0 stops);
     /// clients still reach both (a cluster in a [`ClusterOptions::lab`](super::ClusterOptions::lab) only).
     pub fn set_loss(&mut self, from: i32, to: i32, percent: u32) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("packet loss needs a cluster in a network lab");
-        let (a, b) = (self.index(from), self.index(to));
-        lab.set_loss(a, b, percent)
-            .unwrap_or_else(|e| panic!("loss {from} -> {to} {percent}%: {e}"));
+        self.lab_nodes()
+            .expect("packet loss needs a cluster in a network lab")
+            .set_loss(from, to, percent);
     }
 
     /// Delay what node `id` sends to the other nodes by `delay_ms` plus up to `jitter_ms`
     /// (reordering its packets); `None` stops delaying. A cluster in a
     /// [`ClusterOptions::lab`](super::ClusterOptions::lab) only.
     pub fn set_delay(&mut self, id: i32, delay: Option<(u64, u64)>) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("packet delay needs a cluster in a network lab");
-        let node = self.index(id);
-        let result = match delay {
-            Some((delay_ms, jitter_ms)) => lab.set_delay(node, delay_ms, jitter_ms),
-            None => lab.clear_delay(node),
-        };
-        result.unwrap_or_else(|e| panic!("delay of node {id}: {e}"));
+        self.lab_nodes()
+            .expect("packet delay needs a cluster in a network lab")
+            .set_delay(id, delay);
     }
 
     /// Send `percent` of what node `id` sends to the other nodes twice (0 stops). A cluster
     /// in a [`ClusterOptions::lab`](super::ClusterOptions::lab) only.
     pub fn set_duplication(&mut self, id: i32, percent: u32) {
-        let lab = self
-            .lab
-            .as_ref()
-            .expect("packet duplication needs a cluster in a network lab");
-        lab.set_duplication(self.index(id), percent)
-            .unwrap_or_else(|e| panic!("duplication of node {id}: {e}"));
+        self.lab_nodes()
+            .expect("packet duplication needs a cluster in a network lab")
+            .set_duplication(id, percent);
+    }
+
+    /// The nodes by id in the cluster's network lab, if it runs in one.
+    pub fn lab_nodes(&self) -> Option<LabNodes<'_>> {
+        self.lab.as_deref().map(|lab| LabNodes {
+            lab,
+            ids: self.ids(),
+        })
     }
 
     /// Start a node again on its ports and data directory (killing it first if it runs)
