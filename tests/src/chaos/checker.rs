@@ -266,6 +266,7 @@ fn check_producer_order(
             completed_ms,
             outcome,
             order: None,
+            ..
         } = event
         else {
             continue;

@@ -51,6 +51,10 @@ pub enum Event {
         /// holds every pair of its writes to that order, not to their times.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         order: Option<u64>,
+        /// Why a send that was not acknowledged failed, as the client said (for reading a
+        /// history; the checker does not use it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// A consumer polled these records of `partition`, in the order it got them.
     Read {
@@ -123,6 +127,7 @@ mod tests {
                 completed_ms: 12,
                 outcome: SendOutcome::Acked { offset: 3 },
                 order: None,
+                error: None,
             },
             Event::Read {
                 process: 2,

@@ -142,6 +142,7 @@ fn event_of(process: u32, line: &str, time_ms: u64) -> Option<Event> {
         completed_ms: time_ms,
         outcome,
         order: Some(value & ((1 << 48) - 1)),
+        error: None,
     })
 }
 
@@ -162,6 +163,7 @@ mod tests {
                 completed_ms: 9,
                 outcome: SendOutcome::Acked { offset: 42 },
                 order: Some(17),
+                error: None,
             })
         );
         let error = r#"{"name":"producer_send_error","exception":"x","message":"y","topic":"chaos","key":null,"value":"3000.18"}"#;

@@ -364,14 +364,17 @@ async fn produce(
         next += 1;
         let invoked_ms = clock.ms();
         let message = ProducerRecord::new(TOPIC, value.to_string()).with_partition(partition);
-        let outcome = match producer.send(message).await {
+        let (outcome, error) = match producer.send(message).await {
             Ok(delivery) => match delivery.await {
-                Ok(metadata) => SendOutcome::Acked {
-                    offset: metadata.offset,
-                },
-                Err(_) => SendOutcome::Unknown,
+                Ok(metadata) => (
+                    SendOutcome::Acked {
+                        offset: metadata.offset,
+                    },
+                    None,
+                ),
+                Err(e) => (SendOutcome::Unknown, Some(e.to_string())),
             },
-            Err(_) => SendOutcome::Unknown,
+            Err(e) => (SendOutcome::Unknown, Some(e.to_string())),
         };
         if outcome == SendOutcome::Unknown {
             // Not a retry of the same value: a short pause so a dead leader is not hammered.
@@ -387,6 +390,7 @@ async fn produce(
                 completed_ms: clock.ms(),
                 outcome,
                 order: None,
+                error,
             },
         );
     }

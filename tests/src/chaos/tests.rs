@@ -16,6 +16,7 @@ fn acked(process: u32, partition: i32, value: u64, offset: i64, at: u64) -> Even
         completed_ms: at + 1,
         outcome: SendOutcome::Acked { offset },
         order: None,
+        error: None,
     }
 }
 
@@ -155,6 +156,7 @@ fn failed_and_unknown_sends_need_not_be_read_and_concurrent_sends_may_interleave
             completed_ms: 50,
             outcome: SendOutcome::Unknown,
             order: None,
+            error: None,
         },
         Event::Send {
             process: 1,
@@ -164,6 +166,7 @@ fn failed_and_unknown_sends_need_not_be_read_and_concurrent_sends_may_interleave
             completed_ms: 2,
             outcome: SendOutcome::Failed,
             order: None,
+            error: None,
         },
         // Two sends in flight at once: their order is not constrained.
         Event::Send {
@@ -174,6 +177,7 @@ fn failed_and_unknown_sends_need_not_be_read_and_concurrent_sends_may_interleave
             completed_ms: 20,
             outcome: SendOutcome::Acked { offset: 1 },
             order: None,
+            error: None,
         },
         Event::Send {
             process: 3,
@@ -183,6 +187,7 @@ fn failed_and_unknown_sends_need_not_be_read_and_concurrent_sends_may_interleave
             completed_ms: 15,
             outcome: SendOutcome::Acked { offset: 0 },
             order: None,
+            error: None,
         },
         read(2, 0, 60, &[(0, 4), (1, 3), (2, 1)]),
     ];
@@ -223,6 +228,7 @@ fn behaving_history(sends: &[(i32, u32, u8)], reads: &[(u32, i32, usize, usize)]
             completed_ms: at + 5,
             outcome,
             order: None,
+            error: None,
         });
     }
     let end = sends.len() as u64 * 10 + 10;
@@ -289,6 +295,7 @@ fn ordered(value: u64, order: u64, offset: i64, at: u64) -> Event {
         completed_ms: at,
         outcome: SendOutcome::Acked { offset },
         order: Some(order),
+        error: None,
     }
 }
 
