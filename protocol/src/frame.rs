@@ -35,6 +35,20 @@ impl Default for FrameCodec {
     }
 }
 
+/// The body length a frame's 4-byte prefix announces, refused when negative or over
+/// `frame_bytes_max` (before anything is reserved for it).
+pub fn frame_length(prefix: [u8; 4], frame_bytes_max: usize) -> Result<usize, ProtocolError> {
+    let length = i32::from_be_bytes(prefix);
+    let length = usize::try_from(length).map_err(|_| ProtocolError::NegativeFrameLength(length))?;
+    if length > frame_bytes_max {
+        return Err(ProtocolError::FrameTooLarge {
+            length,
+            limit: frame_bytes_max,
+        });
+    }
+    Ok(length)
+}
+
 /// Error type of the codec: either the peer's bytes were wrong or the socket failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -49,19 +63,10 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
-        if src.len() < 4 {
+        let Some(prefix) = src.get(..4) else {
             return Ok(None);
-        }
-        let length = i32::from_be_bytes([src[0], src[1], src[2], src[3]]);
-        let length =
-            usize::try_from(length).map_err(|_| ProtocolError::NegativeFrameLength(length))?;
-        if length > self.frame_bytes_max {
-            return Err(ProtocolError::FrameTooLarge {
-                length,
-                limit: self.frame_bytes_max,
-            }
-            .into());
-        }
+        };
+        let length = frame_length(prefix.try_into().expect("four bytes"), self.frame_bytes_max)?;
         if src.len() < 4 + length {
             // Reserve only now that the length is known to be within the limit.
             src.reserve(4 + length - src.len());

@@ -10,17 +10,12 @@
 //! (`scripts/chaos.sh` runs longer and several seeds); a failing seed is kept as a
 //! regression test here.
 
-use sluice_tests::chaos::run::{run_and_check, Nemesis, RunSpec};
+use sluice_tests::chaos::nemesis::PROCESS_FAULTS;
+use sluice_tests::chaos::run::{run_and_check, RunSpec};
 
 #[test]
 fn acknowledged_writes_survive_kills_pauses_and_restarts() {
-    let nemeses = vec![
-        Nemesis::Kill,
-        Nemesis::Pause,
-        Nemesis::Restart,
-        Nemesis::RollingRestart,
-        Nemesis::Reassign,
-    ];
+    let nemeses = PROCESS_FAULTS.to_vec();
     run_and_check(&RunSpec {
         group_members: 2,
         idempotent_producers: 1,

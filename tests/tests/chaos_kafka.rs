@@ -9,19 +9,14 @@
 //! `chaos_crash`'s: acknowledged writes, group commits, and the longest time a partition
 //! went without an acknowledgement, overall and per fault.
 
-use sluice_tests::chaos::run::{assert_clean, run_on, Nemesis, RunSpec};
+use sluice_tests::chaos::nemesis::PROCESS_FAULTS;
+use sluice_tests::chaos::run::{assert_clean, run_on, RunSpec};
 use sluice_tests::kafka_cluster::KafkaCluster;
 
 #[test]
 fn kafka_loses_no_acknowledged_write_under_the_same_process_faults() {
     // chaos_crash's list: with the same seed, the same faults in the same order.
-    let nemeses = vec![
-        Nemesis::Kill,
-        Nemesis::Pause,
-        Nemesis::Restart,
-        Nemesis::RollingRestart,
-        Nemesis::Reassign,
-    ];
+    let nemeses = PROCESS_FAULTS.to_vec();
     let spec = RunSpec {
         group_members: 2,
         idempotent_producers: 1,

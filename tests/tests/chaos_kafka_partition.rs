@@ -9,22 +9,15 @@
 
 use std::sync::Arc;
 
-use sluice_tests::chaos::run::{assert_clean, run_on, Nemesis, RunSpec};
+use sluice_tests::chaos::nemesis::NETWORK_FAULTS;
+use sluice_tests::chaos::run::{assert_clean, run_on, RunSpec};
 use sluice_tests::kafka_cluster::KafkaCluster;
 use sluice_tests::netns::NetLab;
 
 #[test]
 fn kafka_loses_no_acknowledged_write_under_the_same_network_faults() {
     // chaos_partition's list: with the same seed, the same faults in the same order.
-    let nemeses = vec![
-        Nemesis::Isolate,
-        Nemesis::Split,
-        Nemesis::OneWay,
-        Nemesis::Bridge,
-        Nemesis::Loss,
-        Nemesis::Delay,
-        Nemesis::Kill,
-    ];
+    let nemeses = NETWORK_FAULTS.to_vec();
     let spec = RunSpec {
         group_members: 2,
         ..RunSpec::from_env("kafka-partition", 21, 20, nemeses, true)

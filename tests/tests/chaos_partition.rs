@@ -8,19 +8,12 @@
 //! history (in `target/chaos`) must show no anomaly. `SLUICE_CHAOS_SEED` /
 //! `SLUICE_CHAOS_SECONDS` as in `chaos_crash.rs`.
 
-use sluice_tests::chaos::run::{run_and_check, Nemesis, RunSpec};
+use sluice_tests::chaos::nemesis::NETWORK_FAULTS;
+use sluice_tests::chaos::run::{run_and_check, RunSpec};
 
 #[test]
 fn acknowledged_writes_survive_isolated_nodes() {
-    let nemeses = vec![
-        Nemesis::Isolate,
-        Nemesis::Split,
-        Nemesis::OneWay,
-        Nemesis::Bridge,
-        Nemesis::Loss,
-        Nemesis::Delay,
-        Nemesis::Kill,
-    ];
+    let nemeses = NETWORK_FAULTS.to_vec();
     run_and_check(&RunSpec {
         group_members: 2,
         ..RunSpec::from_env("partition", 21, 20, nemeses, true)

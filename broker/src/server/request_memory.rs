@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use sluice_protocol::error::ProtocolError;
-use sluice_protocol::frame::FrameError;
+use sluice_protocol::frame::{frame_length, FrameError};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -190,16 +190,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let Some(prefix) = self.buf.get(..4) else {
             return Ok(None);
         };
-        let length = i32::from_be_bytes(prefix.try_into().expect("four bytes"));
-        let length =
-            usize::try_from(length).map_err(|_| ProtocolError::NegativeFrameLength(length))?;
-        if length > self.frame_bytes_max {
-            return Err(ProtocolError::FrameTooLarge {
-                length,
-                limit: self.frame_bytes_max,
-            });
-        }
-        Ok(Some(length))
+        frame_length(prefix.try_into().expect("four bytes"), self.frame_bytes_max).map(Some)
     }
 }
 

@@ -74,6 +74,28 @@ pub enum Nemesis {
     ClockJump,
 }
 
+/// The crash run's faults (`chaos_crash.rs`), which `chaos_kafka.rs` runs on Kafka too: one
+/// list, so the two stay comparable.
+pub const PROCESS_FAULTS: [Nemesis; 5] = [
+    Nemesis::Kill,
+    Nemesis::Pause,
+    Nemesis::Restart,
+    Nemesis::RollingRestart,
+    Nemesis::Reassign,
+];
+
+/// The partition run's faults (`chaos_partition.rs`), which `chaos_kafka_partition.rs` runs
+/// on Kafka in the same kind of network lab.
+pub const NETWORK_FAULTS: [Nemesis; 7] = [
+    Nemesis::Isolate,
+    Nemesis::Split,
+    Nemesis::OneWay,
+    Nemesis::Bridge,
+    Nemesis::Loss,
+    Nemesis::Delay,
+    Nemesis::Kill,
+];
+
 impl Nemesis {
     fn name(self) -> &'static str {
         match self {
