@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use super::{count_error, str_bytes};
 use crate::server::{storage_error_code, AutoCreate, Broker};
-use crate::storage::DYNAMIC_LOG_CONFIGS;
+use crate::storage::{ConfigEntry, StorageError, DYNAMIC_LOG_CONFIGS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -115,6 +115,26 @@ impl DynamicDefaults {
     }
 }
 
+/// A topic's configs as this broker's logs record them, or, for a topic the metadata has
+/// and this broker has not recorded (it hosts none of its partitions, or has not applied
+/// the creation yet), from the metadata's overrides: Kafka answers for any topic its
+/// metadata knows.
+fn topic_configs(broker: &Broker, name: &str) -> Result<Vec<ConfigEntry>, StorageError> {
+    match broker.logs.describe_configs(name) {
+        Err(StorageError::UnknownTopic(_)) => {
+            let overrides = broker
+                .replicas
+                .metadata()
+                .read(|state| state.topic_by_name(name).map(|t| t.configs.clone()));
+            match overrides {
+                Some(overrides) => broker.logs.describe_overrides(&overrides),
+                None => Err(StorageError::UnknownTopic(name.to_string())),
+            }
+        }
+        other => other,
+    }
+}
+
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
     for resource in request.resources {
@@ -122,9 +142,7 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
         let entries: Result<Vec<Entry>, (ErrorCode, String)> = match resource.resource_type {
-            RESOURCE_TOPIC => broker
-                .logs
-                .describe_configs(&resource.resource_name)
+            RESOURCE_TOPIC => topic_configs(broker, &resource.resource_name)
                 .map(|entries| {
                     let dynamic = DynamicDefaults::of(broker);
                     entries
