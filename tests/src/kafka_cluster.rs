@@ -24,7 +24,7 @@ use tempfile::TempDir;
 
 use crate::cluster::{partition_in, PartitionState};
 use crate::kafka_reference::{format_storage, kafka_java};
-use crate::netns::{LabNodes, NetLab};
+use crate::netns::{command_in, LabNodes, NetLab};
 use crate::raw::{self, fetch_request, RawConnection};
 use crate::{free_port, read_tail};
 
@@ -173,19 +173,12 @@ impl KafkaCluster {
             .append(true)
             .open(&node.log)
             .expect("kafka.log");
-        let mut java = kafka_java(HEAP_MAX);
-        java.arg("kafka.Kafka").arg(&node.props);
-        let mut command = match namespace {
-            // `ip netns exec` execs java, so the child's pid is the JVM's.
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", &ns])
-                    .arg(java.get_program())
-                    .args(java.get_args());
-                c
-            }
-            None => java,
-        };
+        let java = kafka_java(HEAP_MAX);
+        let mut command = command_in(namespace.as_deref(), java.get_program());
+        command
+            .args(java.get_args())
+            .arg("kafka.Kafka")
+            .arg(&node.props);
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))

@@ -280,15 +280,7 @@ impl Broker {
             .map_err(StartError::Io)?;
         let log_err = log.try_clone().map_err(StartError::Io)?;
         let binary = self.options.binary.clone().unwrap_or_else(sluiced_binary);
-        let mut command = match &self.options.netns {
-            Some(ns) => {
-                // `ip netns exec` execs the program, so the child's pid is sluiced's.
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(binary);
-                c
-            }
-            None => Command::new(binary),
-        };
+        let mut command = netns::command_in(self.options.netns.as_deref(), binary);
         command
             .arg("--node-id")
             .arg(self.options.node_id.unwrap_or(1).to_string())

@@ -19,23 +19,29 @@
 //! left.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-/// Run `ip` (or `tc`) with `args`, optionally inside namespace `ns`; Err with its stderr.
-fn run(ns: Option<&str>, program: &str, args: &[&str]) -> Result<(), String> {
-    let mut command = match ns {
+/// `program` to run inside namespace `ns` (`ip netns exec`, which execs it, so the child's
+/// pid is the program's), or as it is with no namespace.
+pub fn command_in(ns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
+    match ns {
         Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, program]);
-            c
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns]).arg(program);
+            command
         }
         None => Command::new(program),
-    };
-    let output = command
+    }
+}
+
+/// Run `ip` (or `tc`) with `args`, optionally inside namespace `ns`; Err with its stderr.
+fn run(ns: Option<&str>, program: &str, args: &[&str]) -> Result<(), String> {
+    let output = command_in(ns, program)
         .args(args)
         .output()
         .map_err(|e| format!("{program} {args:?}: {e}"))?;
@@ -51,8 +57,8 @@ fn run(ns: Option<&str>, program: &str, args: &[&str]) -> Result<(), String> {
 
 /// Load an nftables script in namespace `ns`.
 fn nft(ns: &str, script: &str) -> Result<(), String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
+    let mut child = command_in(Some(ns), "nft")
+        .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -258,9 +264,7 @@ impl NetLab {
     pub fn set_delay(&self, node: usize, delay_ms: u64, jitter_ms: u64) -> Result<(), String> {
         self.clear_delay(node)?;
         let ns = self.node_ns(node);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(crate::sluice_netem_binary())
+        let mut child = command_in(Some(&ns), crate::sluice_netem_binary())
             .args(["0", &delay_ms.to_string(), &jitter_ms.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
