@@ -232,7 +232,7 @@ options! {
     connections_max: usize = 4096, "4096", "connections-max", "SLUICE_CONNECTIONS_MAX", parse_from_str::<usize>;
     "Close a connection that completed no request and had nothing left to answer for this many milliseconds; a client holding half a frame counts as idle (Kafka connections.max.idle.ms)"
     connections_max_idle_ms: u64 = 600_000, "600000 (10 min)", "connections-max-idle-ms", "SLUICE_CONNECTIONS_MAX_IDLE_MS", parse_from_str::<u64>;
-    "Bytes of client requests read and not yet answered, across all connections; when they are all taken, sockets are not read until some come back (Kafka queued.max.request.bytes, unbounded by default there). At least frame-bytes-max"
+    "Bytes of client requests (and consumer fetch responses) held until their replies are written, across all connections; when they are all taken, sockets are not read until some come back and fetches answer less (Kafka queued.max.request.bytes, unbounded by default there). At least frame-bytes-max"
     queued_max_request_bytes: usize = 256 * 1024 * 1024, "268435456 (256 MiB)", "queued-max-request-bytes", "SLUICE_QUEUED_MAX_REQUEST_BYTES", parse_from_str::<usize>;
     "Requests read ahead per connection while earlier ones are still being answered"
     in_flight_requests_max: usize = 32, "32", "in-flight-requests-max", "SLUICE_IN_FLIGHT_REQUESTS_MAX", parse_from_str::<usize>;

@@ -46,7 +46,8 @@ pub const MALFORMED_REQUESTS_TOTAL: &str = "sluice_malformed_requests_total";
 pub const UNSUPPORTED_REQUESTS_TOTAL: &str = "sluice_unsupported_requests_total";
 /// Work refused because a configured limit was reached, by `limit`.
 pub const LIMIT_EXCEEDED_TOTAL: &str = "sluice_limit_exceeded_total";
-/// Bytes of client requests read and not yet answered (`--queued-max-request-bytes`).
+/// Bytes of client requests and consumer fetch responses held until written
+/// (`--queued-max-request-bytes`).
 pub const QUEUED_REQUEST_BYTES: &str = "sluice_queued_request_bytes";
 /// Connections open now, accepted and closed since start, by `listener` (see
 /// [`OpenConnection`]).

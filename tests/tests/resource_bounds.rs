@@ -121,6 +121,28 @@ fn raise_open_files_limit(needed: u64) {
     .expect("raise the open-files limit");
 }
 
+/// A consumer's Fetch of partitions `0..partitions` of `topic` from offset 0, asking for the
+/// most bytes per partition and per response, answered at once.
+fn fetch_everything(topic: &str, partitions: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(i32::MAX)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(raw::topic_name(topic))
+            .with_partitions(
+                (0..partitions)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(i32::MAX)
+                    })
+                    .collect(),
+            )])
+}
+
 /// 10,000 connections that send nothing cost the broker little memory each, are all
 /// counted, and do not stop it serving a newcomer.
 #[test]
@@ -254,27 +276,13 @@ fn fetch_responses_take_their_bytes_from_the_request_pool() {
             assert_eq!(error, 0);
         }
     }
-    let fetch_all = || {
-        FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_min_bytes(1)
-            .with_max_bytes(i32::MAX)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(raw::topic_name("pooled"))
-                .with_partitions(
-                    (0..4)
-                        .map(|p| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_partition_max_bytes(i32::MAX)
-                        })
-                        .collect(),
-                )])
-    };
     let response_bytes = |conn: &mut RawConnection| {
-        conn.send(ApiKey::Fetch, raw::FETCH_VERSION, &fetch_all())
-            .unwrap();
+        conn.send(
+            ApiKey::Fetch,
+            raw::FETCH_VERSION,
+            &fetch_everything("pooled", 4),
+        )
+        .unwrap();
         conn.read_frame().expect("a fetch response").len()
     };
     let free = response_bytes(&mut conn);
@@ -458,23 +466,7 @@ fn a_fetch_of_thousands_of_partitions_is_capped() {
         }
     }
     let before = rss_bytes(&broker);
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(i32::MAX)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(raw::topic_name("wide"))
-            .with_partitions(
-                (0..PARTITIONS)
-                    .map(|p| {
-                        FetchPartition::default()
-                            .with_partition(p)
-                            .with_fetch_offset(0)
-                            .with_partition_max_bytes(i32::MAX)
-                    })
-                    .collect(),
-            )]);
+    let request = fetch_everything("wide", PARTITIONS);
     let mut largest = 0;
     for _ in 0..3 {
         conn.send(ApiKey::Fetch, raw::FETCH_VERSION, &request)

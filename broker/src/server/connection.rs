@@ -11,7 +11,7 @@
 //!
 //! Frames are read by a [`FrameReader`], which pays for each from the broker-wide pool of
 //! request bytes (`--queued-max-request-bytes`) before buffering it, and stops reading the
-//! socket while the pool is empty; a request gives its bytes back once answered.
+//! socket while the pool is empty; a request gives its bytes back once its reply is written.
 //!
 //! A frame with a negative or oversized length, or a request that cannot be parsed, closes
 //! the connection with a logged reason and a metric: after a framing error the byte stream

@@ -7,9 +7,9 @@
 //! *before* it reserves a buffer for the body. When the pool is empty it stops reading the
 //! socket until enough bytes come back: TCP flow control then stops the client, and nothing
 //! is buffered without limit however many clients send at once. The bytes go back to the
-//! pool when the request's [`QueuedBytes`] is dropped: once it has been answered (the
-//! connection drops it with the request's future), so requests waiting for replication or
-//! a long poll keep counting.
+//! pool when the request's [`QueuedBytes`] is dropped: once its reply has been written (the
+//! connection keeps it beside the request's future and the reply), so requests waiting for
+//! replication or a long poll keep counting.
 //!
 //! # Invariants
 //! - The pool never hands out more than its size; a frame is never larger than the pool
@@ -84,8 +84,7 @@ impl RequestMemory {
                     .expect("the request pool is never closed")
             }
         };
-        metrics::gauge!(m::QUEUED_REQUEST_BYTES).increment(f64::from(permits));
-        QueuedBytes { permit }
+        QueuedBytes::new(permit)
     }
 }
 
@@ -106,8 +105,7 @@ impl ResponseBudget for RequestMemory {
             metrics::counter!(m::LIMIT_EXCEEDED_TOTAL, "limit" => "queued_max_request_bytes_fetch")
                 .increment(1);
         }
-        metrics::gauge!(m::QUEUED_REQUEST_BYTES).increment(taken as f64);
-        (taken, QueuedBytes { permit })
+        (taken, QueuedBytes::new(permit))
     }
 }
 
@@ -115,6 +113,14 @@ impl ResponseBudget for RequestMemory {
 #[derive(Debug)]
 pub struct QueuedBytes {
     permit: OwnedSemaphorePermit,
+}
+
+impl QueuedBytes {
+    /// Counted in the gauge from here until [`Drop`].
+    fn new(permit: OwnedSemaphorePermit) -> QueuedBytes {
+        metrics::gauge!(m::QUEUED_REQUEST_BYTES).increment(permit.num_permits() as f64);
+        QueuedBytes { permit }
+    }
 }
 
 impl Drop for QueuedBytes {

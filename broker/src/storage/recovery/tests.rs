@@ -27,6 +27,16 @@ fn append_batches(log: &PartitionLog, count: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Append `count` batches to a new log in `dir` and close it after a flush, as a clean
+/// shutdown leaves it: the batches as stored, and the log's first segment file.
+fn written_and_closed(fs: &Arc<dyn FileSystem>, dir: &Path, count: u64) -> (Vec<Vec<u8>>, PathBuf) {
+    let log = open_log(fs, dir, &test_config(), ShutdownState::Clean);
+    let appended = append_batches(&log, count);
+    log.flush().unwrap();
+    drop(log);
+    (appended, segment_logs(dir)[0].clone())
+}
+
 fn flip_byte(path: &Path, position: u64) {
     let file = OpenOptions::new()
         .read(true)
@@ -223,14 +233,10 @@ fn an_unclean_open_scans_only_the_segments_past_the_recovery_point() {
 fn recovery_rebuilds_deleted_index() {
     let dir = tempfile::tempdir().unwrap();
     let fs = std_fs();
-    let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Clean);
-    let appended = append_batches(&log, 20);
-    log.flush().unwrap();
-    drop(log);
-    let segment = &segment_logs(dir.path())[0];
+    let (appended, segment) = written_and_closed(&fs, dir.path(), 20);
     let (index, time_index) = (
-        with_extension(segment, "index"),
-        with_extension(segment, "timeindex"),
+        with_extension(&segment, "index"),
+        with_extension(&segment, "timeindex"),
     );
     let original = (
         std::fs::read(&index).unwrap(),
@@ -257,11 +263,8 @@ fn recovery_rebuilds_deleted_index() {
 fn recovery_rebuilds_corrupt_index() {
     let dir = tempfile::tempdir().unwrap();
     let fs = std_fs();
-    let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Clean);
-    append_batches(&log, 20);
-    log.flush().unwrap();
-    drop(log);
-    let index = with_extension(&segment_logs(dir.path())[0], "index");
+    let (_, segment) = written_and_closed(&fs, dir.path(), 20);
+    let index = with_extension(&segment, "index");
     let original = std::fs::read(&index).unwrap();
     // An entry pointing past the end of the log.
     let mut corrupt = original.clone();
@@ -281,11 +284,8 @@ fn recovery_rebuilds_corrupt_index() {
 fn a_trusted_time_index_ahead_of_the_log_is_rebuilt_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let fs = std_fs();
-    let log = open_log(&fs, dir.path(), &test_config(), ShutdownState::Clean);
-    append_batches(&log, 20);
-    log.flush().unwrap();
-    drop(log);
-    let time_index = with_extension(&segment_logs(dir.path())[0], "timeindex");
+    let (_, segment) = written_and_closed(&fs, dir.path(), 20);
+    let time_index = with_extension(&segment, "timeindex");
     let original = std::fs::read(&time_index).unwrap();
     let mut ahead = 1000i64.to_be_bytes().to_vec();
     ahead.extend_from_slice(&39u32.to_be_bytes());
