@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Records are only ever appended. [`RecordFile::open`] reads the records back and stops at
-//! the first one that is incomplete (a torn write: the process or machine died mid-append) or
+//! the first one that is incomplete (a torn write: the process or machine died mid-append),
+//! empty (an all-zero header: a zero-filled region after a power cut; empty records are never
+//! written), or
 //! whose length is over [`RECORD_BYTES_MAX`] or whose checksum does not match (corruption).
 //! The file is cut there and the cut is fsynced, so the next append starts on a clean
 //! boundary: the same discipline as partition recovery (Kafka's `LogSegment.recover`).
@@ -179,6 +181,12 @@ fn scan(file: &dyn StorageFile) -> io::Result<RecoveredRecords> {
 
 /// Append one framed record to `buffer`.
 pub fn encode_record(payload: &[u8], buffer: &mut Vec<u8>) -> io::Result<()> {
+    if payload.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an empty record cannot be told from a zero-filled torn tail",
+        ));
+    }
     if payload.len() > RECORD_BYTES_MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -208,7 +216,13 @@ fn read_record(file: &dyn StorageFile, position: u64, len: u64) -> io::Result<Op
     let Ok(payload_len) = usize::try_from(payload_len) else {
         return Ok(None);
     };
-    if payload_len > RECORD_BYTES_MAX || len - position - RECORD_HEADER_BYTES < payload_len as u64 {
+    // Length 0 is never written (`encode_record` refuses it): an all-zero header is a
+    // zero-filled region, a file extended before its data reached the disk (a power cut),
+    // whose checksum of nothing happens to match.
+    if payload_len == 0
+        || payload_len > RECORD_BYTES_MAX
+        || len - position - RECORD_HEADER_BYTES < payload_len as u64
+    {
         return Ok(None);
     }
     let mut payload = vec![0u8; payload_len];
@@ -276,16 +290,39 @@ mod tests {
         let path = dir.path().join("f");
         let (mut file, recovered) = open(&path);
         assert!(recovered.records.is_empty());
-        let positions = file.append([&b"one"[..], b"", b"three"]).unwrap();
-        assert_eq!(positions, vec![0, 11, 19]);
+        let positions = file.append([&b"one"[..], b"2", b"three"]).unwrap();
+        assert_eq!(positions, vec![0, 11, 20]);
         file.sync().unwrap();
         drop(file);
         let (file, recovered) = open(&path);
         assert_eq!(
             payloads(&recovered),
-            vec![b"one".to_vec(), vec![], b"three".to_vec()]
+            vec![b"one".to_vec(), b"2".to_vec(), b"three".to_vec()]
         );
-        assert_eq!(file.end(), 32);
+        assert_eq!(file.end(), 33);
+    }
+
+    /// Found by a fresh-clone CI run of `chaos_power_loss` (torn power cuts): a file extended
+    /// before its data reached the disk reads back zeros, an all-zero header is a record of
+    /// length 0 whose checksum (of nothing) matches, and the controller refused to start on
+    /// "undecodable record". A zero-filled tail is a torn tail; empty records are refused.
+    #[test]
+    fn a_zero_filled_tail_is_cut_and_empty_records_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let (mut file, _) = open(&path);
+        file.append([&b"whole"[..]]).unwrap();
+        file.sync().unwrap();
+        assert!(file.append([&b""[..]]).is_err());
+        drop(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let whole = bytes.len() as u64;
+        bytes.extend_from_slice(&[0; 64]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (file, recovered) = open(&path);
+        assert_eq!(payloads(&recovered), vec![b"whole".to_vec()]);
+        assert_eq!(file.end(), whole);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
     }
 
     #[test]
